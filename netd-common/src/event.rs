@@ -1,0 +1,38 @@
+//! Records the datapath sends to userspace through the `NETD_EVENTS` ring buffer.
+
+use crate::Ipv4Tuple;
+
+/// `Event::kind` for a dropped packet (always emitted).
+pub const EVENT_KIND_DROP: u8 = 1;
+/// `Event::kind` for a packet traced while tracing is enabled at load time.
+pub const EVENT_KIND_TRACE: u8 = 2;
+
+/// One datapath event: what happened to one packet and why.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// [`EVENT_KIND_DROP`] or [`EVENT_KIND_TRACE`].
+    pub kind: u8,
+    /// A [`crate::Reason`] value.
+    pub reason: u8,
+    /// A [`crate::PacketClass`] value.
+    pub class: u8,
+    /// [`crate::PacketFlags`] bits.
+    pub flags: u8,
+    /// The interface the packet arrived on.
+    pub ifindex: u32,
+    /// The frame length.
+    pub len: u32,
+    /// 802.1Q VLAN id (0 when untagged).
+    pub vlan_id: u16,
+    pub _pad: [u8; 2],
+    /// The IPv4 5-tuple (zero when the frame is not IPv4 or did not parse).
+    pub tuple: Ipv4Tuple,
+}
+
+const _: () = assert!(size_of::<Event>() == 32);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern is valid.
+unsafe impl aya::Pod for Event {}

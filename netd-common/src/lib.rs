@@ -1,0 +1,23 @@
+//! Types shared by the eBPF datapath (`netd-ebpf`) and the control plane (`netd`).
+//!
+//! Everything here is `#[repr(C)]`, has explicit padding, no `bool`, and a compile-time size
+//! assertion: these layouts are the contract of the BPF maps, and pinned maps outlive a daemon
+//! restart, so a layout change is a breaking change.
+#![no_std]
+
+pub mod event;
+pub mod packet;
+pub mod reason;
+pub mod stats;
+
+pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
+pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
+pub use reason::Reason;
+pub use stats::Counter;
+
+/// Entries of every map indexed by [`Reason`]: the whole `u8` space, so appending a reason never
+/// needs a bigger (re-created) pinned map.
+pub const REASON_SLOTS: u32 = 256;
+
+/// Entries of every map indexed by [`PacketClass`].
+pub const CLASS_SLOTS: u32 = 32;

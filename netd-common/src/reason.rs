@@ -1,0 +1,144 @@
+//! Why the datapath did what it did with a packet.
+//!
+//! Append-only: a value, once released, keeps its meaning forever (pinned counter maps and
+//! recorded events outlive the binary that wrote them). Add new reasons at the end; never
+//! renumber. Userspace decodes values it does not know as [`Reason::decode`] → `None`.
+
+/// A verdict or drop reason. Values below [`Reason::FIRST_DROP`] are verdicts that let the packet
+/// continue; values from it on are drops.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// IPv4 passed on to the kernel (stack or bridge).
+    PassIpv4 = 0,
+    /// ARP passed on to the kernel bridge (the slow path for address resolution).
+    PassArp = 1,
+    /// IPv6 passed on unchanged: netd does not handle IPv6 yet.
+    PassIpv6 = 2,
+    /// Any other ethertype passed on unchanged.
+    PassOtherL2 = 3,
+
+    /// The frame is shorter than an Ethernet header.
+    DropShortEthernet = 64,
+    /// An 802.1Q tag is announced but the frame ends inside it.
+    DropShortVlan = 65,
+    /// ARP ethertype but the frame ends inside the ARP header.
+    DropShortArp = 66,
+    /// IPv4 ethertype but the frame ends inside the fixed IPv4 header.
+    DropShortIpv4 = 67,
+    /// IPv4 ethertype but the version field is not 4.
+    DropIpv4Version = 68,
+    /// IPv4 header length (IHL) below 5 words.
+    DropIpv4IhlTooSmall = 69,
+    /// IPv4 header length (IHL) runs past the end of the frame.
+    DropIpv4IhlPastFrame = 70,
+    /// IPv4 total length is below the header length or past the end of the frame.
+    DropIpv4TotalLength = 71,
+    /// TCP segment shorter than its fixed header.
+    DropShortTcp = 72,
+    /// TCP data offset below 5 words or past the end of the IP payload.
+    DropTcpDataOffset = 73,
+    /// UDP datagram shorter than its header.
+    DropShortUdp = 74,
+    /// UDP length field below 8 or past the end of the IP payload.
+    DropUdpLength = 75,
+    /// ICMP message shorter than its fixed header.
+    DropShortIcmp = 76,
+    /// IPv6 ethertype but the frame ends inside the fixed IPv6 header.
+    DropShortIpv6 = 77,
+}
+
+impl Reason {
+    /// The first value that is a drop.
+    pub const FIRST_DROP: u8 = 64;
+
+    /// Every reason this build knows, in value order.
+    pub const ALL: [Reason; 18] = [
+        Reason::PassIpv4,
+        Reason::PassArp,
+        Reason::PassIpv6,
+        Reason::PassOtherL2,
+        Reason::DropShortEthernet,
+        Reason::DropShortVlan,
+        Reason::DropShortArp,
+        Reason::DropShortIpv4,
+        Reason::DropIpv4Version,
+        Reason::DropIpv4IhlTooSmall,
+        Reason::DropIpv4IhlPastFrame,
+        Reason::DropIpv4TotalLength,
+        Reason::DropShortTcp,
+        Reason::DropTcpDataOffset,
+        Reason::DropShortUdp,
+        Reason::DropUdpLength,
+        Reason::DropShortIcmp,
+        Reason::DropShortIpv6,
+    ];
+
+    /// Whether this reason means the packet was dropped.
+    #[must_use]
+    pub const fn is_drop(self) -> bool {
+        self as u8 >= Self::FIRST_DROP
+    }
+
+    /// Decodes a value read from a map or an event; `None` for values newer than this build.
+    #[must_use]
+    pub fn decode(value: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| *r as u8 == value)
+    }
+
+    /// A stable, human-readable name (used by `netd stats` and the bench).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::PassIpv4 => "pass-ipv4",
+            Reason::PassArp => "pass-arp",
+            Reason::PassIpv6 => "pass-ipv6",
+            Reason::PassOtherL2 => "pass-other-l2",
+            Reason::DropShortEthernet => "drop-short-ethernet",
+            Reason::DropShortVlan => "drop-short-vlan",
+            Reason::DropShortArp => "drop-short-arp",
+            Reason::DropShortIpv4 => "drop-short-ipv4",
+            Reason::DropIpv4Version => "drop-ipv4-version",
+            Reason::DropIpv4IhlTooSmall => "drop-ipv4-ihl-too-small",
+            Reason::DropIpv4IhlPastFrame => "drop-ipv4-ihl-past-frame",
+            Reason::DropIpv4TotalLength => "drop-ipv4-total-length",
+            Reason::DropShortTcp => "drop-short-tcp",
+            Reason::DropTcpDataOffset => "drop-tcp-data-offset",
+            Reason::DropShortUdp => "drop-short-udp",
+            Reason::DropUdpLength => "drop-udp-length",
+            Reason::DropShortIcmp => "drop-short-icmp",
+            Reason::DropShortIpv6 => "drop-short-ipv6",
+        }
+    }
+}
+
+const _: () = assert!(size_of::<Reason>() == 1);
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn all_is_sorted_unique_and_complete_for_decode() {
+        for pair in Reason::ALL.windows(2) {
+            assert!(
+                (pair[0] as u8) < (pair[1] as u8),
+                "ALL must be sorted and unique"
+            );
+        }
+        for r in Reason::ALL {
+            assert_eq!(Reason::decode(r as u8), Some(r));
+            assert_eq!(r.is_drop(), r.name().starts_with("drop-"));
+        }
+        assert_eq!(Reason::decode(250), None);
+    }
+
+    #[test]
+    fn released_values_never_change() {
+        // Append-only contract: these numbers are on disk (pinned maps) and in events.
+        assert_eq!(Reason::PassIpv4 as u8, 0);
+        assert_eq!(Reason::PassArp as u8, 1);
+        assert_eq!(Reason::DropShortEthernet as u8, 64);
+        assert_eq!(Reason::DropShortIpv6 as u8, 77);
+    }
+}

@@ -1,0 +1,443 @@
+//! The packet parser: the only code in the datapath that reads packet bytes.
+//!
+//! Every header is bounds-checked once against the end of the frame when it is taken
+//! ([`Frame::header`]); its field accessors take the field offset as a const generic that is
+//! checked against the header size at compile time, so no accessor can read out of bounds and the
+//! verifier sees one comparison per header.
+//!
+//! All multi-byte values are returned in network byte order (as read from the wire) except where
+//! a function says otherwise; the tuple keeps wire order so that map keys match packet bytes.
+
+use netd_common::{Ipv4Tuple, PacketClass, PacketFlags, Reason};
+
+/// Ethernet header offsets and constants.
+pub mod eth {
+    pub const DST_OFF: usize = 0;
+    pub const SRC_OFF: usize = 6;
+    pub const PROTO_OFF: usize = 12;
+    pub const HLEN: usize = 14;
+    /// An 802.1Q tag: TCI (2 bytes) then the encapsulated ethertype (2 bytes).
+    pub const VLAN_HLEN: usize = 4;
+    pub const VLAN_TCI_OFF: usize = 0;
+    pub const VLAN_PROTO_OFF: usize = 2;
+    pub const VLAN_ID_MASK: u16 = 0x0fff;
+
+    pub const P_IPV4: u16 = 0x0800;
+    pub const P_ARP: u16 = 0x0806;
+    pub const P_8021Q: u16 = 0x8100;
+    pub const P_8021AD: u16 = 0x88a8;
+    pub const P_IPV6: u16 = 0x86dd;
+}
+
+/// ARP (RFC 826) for IPv4 over Ethernet.
+pub mod arp {
+    pub const HTYPE_OFF: usize = 0;
+    pub const PTYPE_OFF: usize = 2;
+    pub const HLEN_OFF: usize = 4;
+    pub const PLEN_OFF: usize = 5;
+    pub const OPER_OFF: usize = 6;
+    pub const SHA_OFF: usize = 8;
+    pub const SPA_OFF: usize = 14;
+    pub const THA_OFF: usize = 18;
+    pub const TPA_OFF: usize = 24;
+    pub const LEN: usize = 28;
+}
+
+/// IPv4 (RFC 791).
+pub mod ipv4 {
+    pub const VER_IHL_OFF: usize = 0;
+    pub const TOS_OFF: usize = 1;
+    pub const TOT_LEN_OFF: usize = 2;
+    pub const ID_OFF: usize = 4;
+    pub const FRAG_OFF: usize = 6;
+    pub const TTL_OFF: usize = 8;
+    pub const PROTO_OFF: usize = 9;
+    pub const CSUM_OFF: usize = 10;
+    pub const SRC_OFF: usize = 12;
+    pub const DST_OFF: usize = 16;
+    pub const MIN_HLEN: usize = 20;
+    pub const MIN_IHL: u8 = 5;
+    /// "More fragments" flag in the host-order flags/fragment-offset word.
+    pub const MF: u16 = 0x2000;
+    /// Fragment offset mask (8-byte units) in the host-order flags/fragment-offset word.
+    pub const OFFSET_MASK: u16 = 0x1fff;
+
+    pub const PROTO_ICMP: u8 = 1;
+    pub const PROTO_TCP: u8 = 6;
+    pub const PROTO_UDP: u8 = 17;
+}
+
+/// IPv6 (RFC 8200): recognised only.
+pub mod ipv6 {
+    pub const HLEN: usize = 40;
+}
+
+/// TCP (RFC 9293).
+pub mod tcp {
+    pub const SPORT_OFF: usize = 0;
+    pub const DPORT_OFF: usize = 2;
+    pub const SEQ_OFF: usize = 4;
+    pub const ACK_OFF: usize = 8;
+    pub const DOFF_OFF: usize = 12;
+    pub const FLAGS_OFF: usize = 13;
+    pub const CSUM_OFF: usize = 16;
+    pub const MIN_HLEN: usize = 20;
+    pub const MIN_DOFF: u8 = 5;
+}
+
+/// UDP (RFC 768).
+pub mod udp {
+    pub const SPORT_OFF: usize = 0;
+    pub const DPORT_OFF: usize = 2;
+    pub const LEN_OFF: usize = 4;
+    pub const CSUM_OFF: usize = 6;
+    pub const HLEN: usize = 8;
+}
+
+/// ICMP (RFC 792).
+pub mod icmp {
+    pub const TYPE_OFF: usize = 0;
+    pub const CODE_OFF: usize = 1;
+    pub const CSUM_OFF: usize = 2;
+    pub const ID_OFF: usize = 4;
+    pub const SEQ_OFF: usize = 6;
+    pub const HLEN: usize = 8;
+    pub const ECHO_REPLY: u8 = 0;
+    pub const ECHO_REQUEST: u8 = 8;
+}
+
+/// The linear bytes of a frame: `[data, end)` as the program context gives them.
+#[derive(Clone, Copy)]
+pub struct Frame {
+    data: usize,
+    end: usize,
+}
+
+impl Frame {
+    #[inline(always)]
+    pub fn new(data: usize, end: usize) -> Self {
+        Self { data, end }
+    }
+
+    /// Bytes available in the linear area.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.data
+    }
+
+    /// The `N` bytes at `off`, or `None` when the frame ends before `off + N`.
+    #[inline(always)]
+    pub fn header<const N: usize>(&self, off: usize) -> Option<Header<N>> {
+        let start = self.data + off;
+        if start + N > self.end {
+            return None;
+        }
+        Some(Header {
+            ptr: start as *const u8,
+        })
+    }
+}
+
+/// `N` bytes of the frame that are known to be inside it.
+#[derive(Clone, Copy)]
+pub struct Header<const N: usize> {
+    ptr: *const u8,
+}
+
+impl<const N: usize> Header<N> {
+    #[inline(always)]
+    pub fn u8<const OFF: usize>(&self) -> u8 {
+        const { assert!(OFF < N) };
+        // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame and OFF < N.
+        unsafe { *self.ptr.add(OFF) }
+    }
+
+    /// A 16-bit field converted to host order.
+    #[inline(always)]
+    pub fn be16<const OFF: usize>(&self) -> u16 {
+        u16::from_be(self.raw16::<OFF>())
+    }
+
+    /// A 16-bit field exactly as on the wire (network order in memory).
+    #[inline(always)]
+    pub fn raw16<const OFF: usize>(&self) -> u16 {
+        const { assert!(OFF + 2 <= N) };
+        // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame and
+        // OFF + 2 <= N; packet data has no alignment guarantee, hence read_unaligned.
+        unsafe { self.ptr.add(OFF).cast::<u16>().read_unaligned() }
+    }
+
+    /// A 32-bit field exactly as on the wire (network order in memory).
+    #[inline(always)]
+    pub fn raw32<const OFF: usize>(&self) -> u32 {
+        const { assert!(OFF + 4 <= N) };
+        // SAFETY: as `raw16`, with OFF + 4 <= N.
+        unsafe { self.ptr.add(OFF).cast::<u32>().read_unaligned() }
+    }
+}
+
+/// What the parser learnt about a frame that is well formed as far as it looked.
+#[derive(Clone, Copy)]
+pub struct Parsed {
+    pub class: PacketClass,
+    /// [`PacketFlags`] bits.
+    pub flags: u8,
+    /// 802.1Q VLAN id, 0 when untagged.
+    pub vlan_id: u16,
+    /// Offset of the L3 header (after Ethernet and the optional tag).
+    pub l3_off: usize,
+    /// Offset of the L4 header for IPv4 (`l3_off + IHL * 4`), else `l3_off`.
+    pub l4_off: usize,
+    /// IPv4 5-tuple; zero for other classes.
+    pub tuple: Ipv4Tuple,
+}
+
+impl Parsed {
+    /// The verdict for a packet the datapath lets through unchanged.
+    #[inline(always)]
+    pub fn pass_reason(&self) -> Reason {
+        match self.class {
+            PacketClass::Arp => Reason::PassArp,
+            PacketClass::Ipv6 => Reason::PassIpv6,
+            PacketClass::Unknown | PacketClass::OtherL2 => Reason::PassOtherL2,
+            PacketClass::Ipv4Tcp
+            | PacketClass::Ipv4Udp
+            | PacketClass::Ipv4Icmp
+            | PacketClass::Ipv4Other
+            | PacketClass::Ipv4Fragment => Reason::PassIpv4,
+        }
+    }
+}
+
+/// A frame the parser refused, with what was known when it stopped (for the drop event).
+#[derive(Clone, Copy)]
+pub struct Malformed {
+    pub reason: Reason,
+    pub flags: u8,
+    pub vlan_id: u16,
+}
+
+/// Parses Ethernet (with at most one 802.1Q / 802.1ad tag), then ARP, IPv4 and its L4 header,
+/// or recognises IPv6.
+#[inline(always)]
+pub fn parse(frame: &Frame) -> Result<Parsed, Malformed> {
+    let mut flags = 0u8;
+    let mut vlan_id = 0u16;
+    let fail = |reason, flags, vlan_id| Malformed {
+        reason,
+        flags,
+        vlan_id,
+    };
+
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return Err(fail(Reason::DropShortEthernet, flags, vlan_id));
+    };
+    let mut proto = l2.be16::<{ eth::PROTO_OFF }>();
+    let mut l3_off = eth::HLEN;
+    if proto == eth::P_8021Q || proto == eth::P_8021AD {
+        let Some(tag) = frame.header::<{ eth::VLAN_HLEN }>(eth::HLEN) else {
+            return Err(fail(Reason::DropShortVlan, flags, vlan_id));
+        };
+        flags |= PacketFlags::VLAN;
+        vlan_id = tag.be16::<{ eth::VLAN_TCI_OFF }>() & eth::VLAN_ID_MASK;
+        proto = tag.be16::<{ eth::VLAN_PROTO_OFF }>();
+        l3_off += eth::VLAN_HLEN;
+    }
+
+    let mut parsed = Parsed {
+        class: PacketClass::OtherL2,
+        flags,
+        vlan_id,
+        l3_off,
+        l4_off: l3_off,
+        tuple: Ipv4Tuple::default(),
+    };
+    match proto {
+        eth::P_IPV4 => parse_ipv4(frame, &mut parsed).map(|()| parsed),
+        eth::P_ARP => {
+            if frame.header::<{ arp::LEN }>(l3_off).is_none() {
+                return Err(fail(Reason::DropShortArp, flags, vlan_id));
+            }
+            parsed.class = PacketClass::Arp;
+            Ok(parsed)
+        }
+        eth::P_IPV6 => {
+            if frame.header::<{ ipv6::HLEN }>(l3_off).is_none() {
+                return Err(fail(Reason::DropShortIpv6, flags, vlan_id));
+            }
+            parsed.class = PacketClass::Ipv6;
+            Ok(parsed)
+        }
+        _ => Ok(parsed),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(frame: &Frame, p: &mut Parsed) -> Result<(), Malformed> {
+    let fail = |reason, p: &Parsed| Malformed {
+        reason,
+        flags: p.flags,
+        vlan_id: p.vlan_id,
+    };
+
+    let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
+        return Err(fail(Reason::DropShortIpv4, p));
+    };
+    let ver_ihl = ip.u8::<{ ipv4::VER_IHL_OFF }>();
+    if ver_ihl >> 4 != 4 {
+        return Err(fail(Reason::DropIpv4Version, p));
+    }
+    let ihl = ver_ihl & 0x0f;
+    if ihl < ipv4::MIN_IHL {
+        return Err(fail(Reason::DropIpv4IhlTooSmall, p));
+    }
+    let hlen = usize::from(ihl) * 4;
+    if ihl > ipv4::MIN_IHL {
+        p.flags |= PacketFlags::IP_OPTIONS;
+    }
+    let available = frame.len() - p.l3_off;
+    if hlen > available {
+        return Err(fail(Reason::DropIpv4IhlPastFrame, p));
+    }
+    let total_len = usize::from(ip.be16::<{ ipv4::TOT_LEN_OFF }>());
+    if total_len < hlen || total_len > available {
+        return Err(fail(Reason::DropIpv4TotalLength, p));
+    }
+    let l4_len = total_len - hlen;
+    p.l4_off = p.l3_off + hlen;
+
+    let protocol = ip.u8::<{ ipv4::PROTO_OFF }>();
+    p.tuple.src_addr = ip.raw32::<{ ipv4::SRC_OFF }>();
+    p.tuple.dst_addr = ip.raw32::<{ ipv4::DST_OFF }>();
+    p.tuple.protocol = protocol;
+
+    let frag = ip.be16::<{ ipv4::FRAG_OFF }>();
+    if frag & (ipv4::MF | ipv4::OFFSET_MASK) != 0 {
+        p.flags |= PacketFlags::FRAGMENT;
+        if frag & ipv4::OFFSET_MASK != 0 {
+            // A later fragment: no L4 header to read.
+            p.class = PacketClass::Ipv4Fragment;
+            return Ok(());
+        }
+        p.flags |= PacketFlags::FIRST_FRAGMENT;
+    }
+
+    match protocol {
+        ipv4::PROTO_TCP => {
+            let Some(tcp) = frame.header::<{ tcp::MIN_HLEN }>(p.l4_off) else {
+                return Err(fail(Reason::DropShortTcp, p));
+            };
+            if l4_len < tcp::MIN_HLEN {
+                return Err(fail(Reason::DropShortTcp, p));
+            }
+            let doff = tcp.u8::<{ tcp::DOFF_OFF }>() >> 4;
+            if doff < tcp::MIN_DOFF || usize::from(doff) * 4 > l4_len {
+                return Err(fail(Reason::DropTcpDataOffset, p));
+            }
+            p.class = PacketClass::Ipv4Tcp;
+            p.tuple.src_port = tcp.raw16::<{ tcp::SPORT_OFF }>();
+            p.tuple.dst_port = tcp.raw16::<{ tcp::DPORT_OFF }>();
+        }
+        ipv4::PROTO_UDP => {
+            let Some(udp) = frame.header::<{ udp::HLEN }>(p.l4_off) else {
+                return Err(fail(Reason::DropShortUdp, p));
+            };
+            if l4_len < udp::HLEN {
+                return Err(fail(Reason::DropShortUdp, p));
+            }
+            // A first fragment carries only part of the datagram: its length is checked on
+            // reassembly, not here.
+            let udp_len = usize::from(udp.be16::<{ udp::LEN_OFF }>());
+            let fragment = p.flags & PacketFlags::FRAGMENT != 0;
+            if udp_len < udp::HLEN || (!fragment && udp_len > l4_len) {
+                return Err(fail(Reason::DropUdpLength, p));
+            }
+            p.class = PacketClass::Ipv4Udp;
+            p.tuple.src_port = udp.raw16::<{ udp::SPORT_OFF }>();
+            p.tuple.dst_port = udp.raw16::<{ udp::DPORT_OFF }>();
+        }
+        ipv4::PROTO_ICMP => {
+            let Some(icmp) = frame.header::<{ icmp::HLEN }>(p.l4_off) else {
+                return Err(fail(Reason::DropShortIcmp, p));
+            };
+            if l4_len < icmp::HLEN {
+                return Err(fail(Reason::DropShortIcmp, p));
+            }
+            p.class = PacketClass::Ipv4Icmp;
+            let ty = icmp.u8::<{ icmp::TYPE_OFF }>();
+            if ty == icmp::ECHO_REQUEST || ty == icmp::ECHO_REPLY {
+                p.tuple.src_port = icmp.raw16::<{ icmp::ID_OFF }>();
+            }
+        }
+        _ => p.class = PacketClass::Ipv4Other,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The parser on the host, for frames the kernel's test run refuses to build (shorter than
+    //! an Ethernet header, or cut inside the fixed IPv4/IPv6 header).
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::{parse, Frame};
+    use netd_common::{PacketClass, Reason};
+
+    fn run(bytes: &[u8]) -> Result<PacketClass, Reason> {
+        let data = bytes.as_ptr() as usize;
+        parse(&Frame::new(data, data + bytes.len()))
+            .map(|p| p.class)
+            .map_err(|m| m.reason)
+    }
+
+    fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = std::vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    }
+
+    #[test]
+    fn shorter_than_ethernet() {
+        for len in 0..14 {
+            assert_eq!(
+                run(&std::vec![0u8; len]),
+                Err(Reason::DropShortEthernet),
+                "{len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn cut_inside_the_fixed_ipv4_header() {
+        let mut ip = std::vec![0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&20u16.to_be_bytes());
+        ip[9] = 253;
+        let full = frame(0x0800, &ip);
+        assert_eq!(run(&full), Ok(PacketClass::Ipv4Other));
+        for len in 14..full.len() {
+            assert_eq!(run(&full[..len]), Err(Reason::DropShortIpv4), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn cut_inside_the_vlan_tag_or_the_ipv6_header() {
+        let tagged = frame(0x8100, &[0, 5, 0x86, 0xdd]);
+        for len in 14..18 {
+            assert_eq!(
+                run(&tagged[..len]),
+                Err(Reason::DropShortVlan),
+                "{len} bytes"
+            );
+        }
+        let mut v6 = std::vec![0u8; 40];
+        v6[0] = 0x60;
+        let full = frame(0x86dd, &v6);
+        assert_eq!(run(&full), Ok(PacketClass::Ipv6));
+        for len in 14..full.len() {
+            assert_eq!(run(&full[..len]), Err(Reason::DropShortIpv6), "{len} bytes");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Runs crafted frames through the real datapath programs with `BPF_PROG_TEST_RUN`.
+//!
+//! The object is loaded once per test binary (with tracing on, so every packet leaves an event
+//! carrying its verdict, class and tuple); tests serialise on it and look at counter deltas.
+
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use netd::datapath::{Datapath, LoadOptions};
+use netd_common::{Counter, Event, PacketClass, Reason};
+
+/// `TC_ACT_OK`: the packet continues into the kernel.
+pub const TC_ACT_OK: u32 = 0;
+/// `TC_ACT_SHOT`: the packet is dropped.
+pub const TC_ACT_SHOT: u32 = 2;
+
+static DATAPATH: LazyLock<Mutex<Datapath>> = LazyLock::new(|| {
+    Mutex::new(
+        Datapath::load(LoadOptions { trace: true }).expect("loading the datapath (root, BTF)"),
+    )
+});
+
+/// Exclusive use of the shared, traced datapath.
+pub fn datapath() -> MutexGuard<'static, Datapath> {
+    let mut dp = DATAPATH.lock().unwrap_or_else(PoisonError::into_inner);
+    dp.drain_events();
+    dp
+}
+
+/// What one run of a program did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verdict: u32,
+    pub output: Vec<u8>,
+    /// Events emitted during the run.
+    pub events: Vec<Event>,
+}
+
+impl Outcome {
+    /// The single event of the run (tracing emits exactly one per packet).
+    #[must_use]
+    pub fn event(&self) -> Event {
+        assert_eq!(
+            self.events.len(),
+            1,
+            "expected one event, got {:?}",
+            self.events
+        );
+        self.events[0]
+    }
+
+    #[must_use]
+    pub fn reason(&self) -> Reason {
+        let raw = self.event().reason;
+        Reason::decode(raw).unwrap_or_else(|| panic!("unknown reason {raw}"))
+    }
+
+    #[must_use]
+    pub fn class(&self) -> PacketClass {
+        let raw = self.event().class;
+        PacketClass::decode(raw).unwrap_or_else(|| panic!("unknown class {raw}"))
+    }
+}
+
+/// Runs `frame` once through `netd_from_container`.
+pub fn from_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
+    let mut output = vec![0u8; frame.len() + 256];
+    let result = dp
+        .from_container()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut output),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));
+    output.truncate(usize::try_from(result.data_size_out).expect("size"));
+    let events = dp.drain_events();
+    Outcome {
+        verdict: result.return_value,
+        output,
+        events,
+    }
+}
+
+/// The counter of `reason` now.
+pub fn reason_count(dp: &Datapath, reason: Reason) -> Counter {
+    dp.reason_counter(reason).expect("reading NETD_REASONS")
+}
+
+/// The counter of `class` now.
+pub fn class_count(dp: &Datapath, class: PacketClass) -> Counter {
+    dp.class_counter(class).expect("reading NETD_CLASSES")
+}
