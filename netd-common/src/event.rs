@@ -26,7 +26,7 @@ pub struct Event {
     pub len: u32,
     /// 802.1Q VLAN id (0 when untagged).
     pub vlan_id: u16,
-    pub _pad: [u8; 2],
+    pub pad: [u8; 2],
     /// The IPv4 5-tuple (zero when the frame is not IPv4 or did not parse).
     pub tuple: Ipv4Tuple,
 }

@@ -88,7 +88,7 @@ pub struct Ipv4Tuple {
     pub src_port: u16,
     pub dst_port: u16,
     pub protocol: u8,
-    pub _pad: [u8; 3],
+    pub pad: [u8; 3],
 }
 
 const _: () = assert!(size_of::<Ipv4Tuple>() == 16);

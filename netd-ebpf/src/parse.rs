@@ -121,6 +121,10 @@ impl Frame {
 
     /// Bytes available in the linear area.
     #[inline(always)]
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "a frame is never tested for emptiness"
+    )]
     pub fn len(&self) -> usize {
         self.end - self.data
     }

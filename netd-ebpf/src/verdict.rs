@@ -94,7 +94,7 @@ fn emit(
         ifindex: unsafe { (*ctx.skb.skb).ifindex },
         len: ctx.len(),
         vlan_id,
-        _pad: [0; 2],
+        pad: [0; 2],
         tuple: parsed.tuple,
     };
     // A full ring drops the event, never the verdict.

@@ -91,3 +91,17 @@ pub fn reason_count(dp: &Datapath, reason: Reason) -> Counter {
 pub fn class_count(dp: &Datapath, class: PacketClass) -> Counter {
     dp.class_counter(class).expect("reading NETD_CLASSES")
 }
+
+/// Names of the programs attached with TCX to the ingress of `ifname` inside `ns`.
+#[must_use]
+pub fn tcx_ingress_programs(ns: &crate::netns::NetNs, ifname: &str) -> Vec<String> {
+    ns.run(|| {
+        let (_, programs) =
+            aya::programs::SchedClassifier::query_tcx(ifname, aya::programs::TcAttachType::Ingress)
+                .expect("querying TCX");
+        programs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+            .collect()
+    })
+}

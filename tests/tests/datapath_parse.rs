@@ -1,4 +1,4 @@
-//! `netd_from_container` under BPF_PROG_TEST_RUN: every parser verdict, with crafted frames.
+//! `netd_from_container` under `BPF_PROG_TEST_RUN`: every parser verdict, with crafted frames.
 
 use std::net::Ipv4Addr;
 

@@ -1,1 +1,112 @@
-fn main() {}
+//! `cargo xtask`: the project's development commands.
+//!
+//! - `setup`: installs every prerequisite that is missing (idempotent, near-instant when done);
+//! - `build`: setup, then builds the eBPF programs and the workspace;
+//! - `test`: setup, then every test tier (unit, `BPF_PROG_TEST_RUN`, netns integration);
+//! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace.
+
+mod setup;
+mod step;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use crate::step::{cargo, workspace_root};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "netd development commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: nightly rust-src, Debian packages, bpf-linker, bpffs.
+    Setup,
+    /// Build the eBPF programs and the workspace.
+    Build {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test tier; fails on any failure.
+    Test {
+        /// Extra arguments passed to the test binaries (e.g. a name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build, then start the daemon in the current network namespace.
+    Run {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+        /// Flags for `netd daemon`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::run(),
+        Command::Build { release } => {
+            setup::run()?;
+            build(release)
+        }
+        Command::Test { args } => {
+            setup::run()?;
+            test(&args)
+        }
+        Command::Run { release, args } => {
+            setup::run()?;
+            build(release)?;
+            let profile = if release { "release" } else { "debug" };
+            let netd = workspace_root()?.join("target").join(profile).join("netd");
+            step::say(&format!(
+                "starting {} daemon {}",
+                netd.display(),
+                args.join(" ")
+            ));
+            let status = std::process::Command::new(netd)
+                .arg("daemon")
+                .args(&args)
+                .status()?;
+            if !status.success() {
+                bail!("netd daemon exited with {status}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn build(release: bool) -> Result<()> {
+    step::say("building the eBPF programs and the workspace");
+    let mut args = vec!["build", "--locked", "--workspace"];
+    if release {
+        args.push("--release");
+    }
+    cargo(&args)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    if !step::is_root() {
+        bail!("the datapath and namespace tests need root (BPF, network namespaces)");
+    }
+    step::say("running every test tier: unit, BPF_PROG_TEST_RUN datapath, netns integration");
+    let mut args = vec![
+        "test",
+        "--locked",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--tests",
+        "--no-fail-fast",
+    ];
+    if !extra.is_empty() {
+        args.push("--");
+        args.extend(extra.iter().map(String::as_str));
+    }
+    cargo(&args)
+}

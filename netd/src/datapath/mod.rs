@@ -3,7 +3,7 @@
 
 use aya::{
     maps::{MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier},
+    programs::{tc::SchedClassifierLinkId, ProgramError, SchedClassifier, TcAttachType},
     Ebpf, EbpfError, EbpfLoader,
 };
 use netd_common::{Counter, Event, PacketClass, Reason, CLASS_SLOTS, REASON_SLOTS};
@@ -24,6 +24,13 @@ pub enum DatapathError {
     #[error("loading program {name} into the kernel failed")]
     LoadProgram {
         name: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("attaching program {name} to {ifname} failed")]
+    Attach {
+        name: &'static str,
+        ifname: String,
         #[source]
         source: Box<ProgramError>,
     },
@@ -87,6 +94,26 @@ impl Datapath {
             .program(PROG_FROM_CONTAINER)
             .and_then(|p| p.try_into().ok())
             .expect("checked at load")
+    }
+
+    /// Attaches `netd_from_container` to the ingress of `ifname` (TCX; netlink clsact only on
+    /// kernels without TCX). The interface is looked up in the calling thread's namespace.
+    pub fn attach_from_container(
+        &mut self,
+        ifname: &str,
+    ) -> Result<SchedClassifierLinkId, DatapathError> {
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(PROG_FROM_CONTAINER)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked at load");
+        program
+            .attach(ifname, TcAttachType::Ingress)
+            .map_err(|e| DatapathError::Attach {
+                name: PROG_FROM_CONTAINER,
+                ifname: ifname.to_owned(),
+                source: Box::new(e),
+            })
     }
 
     /// Per-reason counters summed over CPUs; only reasons with traffic, unknown values included.
