@@ -1,3 +1,3 @@
-fn main() {
-    println!("netd");
+fn main() -> std::process::ExitCode {
+    netd::cli::main()
 }

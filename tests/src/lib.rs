@@ -3,5 +3,6 @@
 //! when the test panics.
 
 pub mod bpf;
+pub mod daemon;
 pub mod netns;
 pub mod packet;

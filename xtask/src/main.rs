@@ -94,6 +94,9 @@ fn test(extra: &[String]) -> Result<()> {
     if !step::is_root() {
         bail!("the datapath and namespace tests need root (BPF, network namespaces)");
     }
+    // The integration tests drive the real `netd` binary.
+    step::say("building netd");
+    cargo(&["build", "--locked", "-p", "netd", "--bins"])?;
     step::say("running every test tier: unit, BPF_PROG_TEST_RUN datapath, netns integration");
     let mut args = vec![
         "test",

@@ -17,6 +17,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // Namespaces, links, sysctls, inspection.
     "iproute2",
     "procps",
+    "iputils-ping",
     "bpftool",
     // Docker's dataplane rebuilt for the bench, and checking netd leaves rulesets empty.
     "iptables",

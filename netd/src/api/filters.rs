@@ -1,0 +1,72 @@
+//! Docker's `filters` query parameter for `GET /networks` and `POST /networks/prune`:
+//! `{"name":{"foo":true}}` (current) or `{"name":["foo"]}` (legacy).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::model::Network;
+
+/// Parsed filters: key → accepted values.
+#[derive(Debug, Default)]
+pub struct Filters(BTreeMap<String, Vec<String>>);
+
+impl Filters {
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, String> {
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Self::default()) };
+        let v: Value = serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
+        let Value::Object(map) = v else { return Err("invalid filter: expected an object".into()) };
+        let mut out = BTreeMap::new();
+        for (key, values) in map {
+            if !allowed.contains(&key.as_str()) {
+                return Err(format!("invalid filter '{key}'"));
+            }
+            let list: Vec<String> = match values {
+                Value::Object(m) => m.into_iter().filter(|(_, on)| on.as_bool() != Some(false)).map(|(k, _)| k).collect(),
+                Value::Array(a) => a.into_iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                _ => return Err(format!("invalid filter '{key}'")),
+            };
+            out.insert(key, list);
+        }
+        if let Some(types) = out.get("type") {
+            for t in types {
+                if t != "custom" && t != "builtin" {
+                    return Err(format!("invalid filter: 'type'='{t}'"));
+                }
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// Label filters as (key, optional value).
+    pub fn labels(&self) -> Vec<(String, Option<String>)> {
+        self.0
+            .get("label")
+            .into_iter()
+            .flatten()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
+                None => (l.clone(), None),
+            })
+            .collect()
+    }
+
+    /// Whether `n` passes every filter (values of one key are alternatives).
+    pub fn matches(&self, n: &Network) -> bool {
+        self.0.iter().all(|(key, values)| {
+            values.is_empty()
+                || values.iter().any(|v| match key.as_str() {
+                    "name" => n.name.contains(v.as_str()),
+                    "id" => n.id.starts_with(v.as_str()),
+                    "driver" => n.driver.name() == v,
+                    "scope" => v == "local",
+                    "type" => (v == "builtin") == n.predefined,
+                    "label" => match v.split_once('=') {
+                        Some((k, val)) => n.labels.get(k).is_some_and(|x| x == val),
+                        None => n.labels.contains_key(v.as_str()),
+                    },
+                    _ => false,
+                })
+        })
+    }
+}

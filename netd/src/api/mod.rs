@@ -1,0 +1,391 @@
+//! The HTTP API on the daemon's unix socket: Docker Engine API v1.41 for networks (so the stock
+//! docker CLI works against it) and netd's own sandbox operations under `/netd/v1`.
+
+pub mod filters;
+pub mod types;
+
+use std::{collections::HashMap, convert::Infallible, net::Ipv4Addr, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::net::UnixStream;
+
+use crate::{
+    daemon::{
+        networks::{lookup_error, CreateNetwork, IpamRequest},
+        sandboxes::{no_such_container, CreateSandbox},
+        Daemon, Error,
+    },
+    model::ids,
+};
+use filters::Filters;
+use types::{
+    ErrorResponse, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkResource, NetworksPruneResponse, ProcessRequest, SandboxCreateRequest, SandboxResource,
+};
+
+/// The API version served (Docker 20.10).
+pub const API_VERSION: &str = "1.41";
+/// The oldest API version accepted in a versioned path.
+pub const MIN_API_VERSION: &str = "1.12";
+
+const MAX_BODY: usize = 1 << 20;
+
+type Body = Full<Bytes>;
+
+/// Serves one connection until the client closes it.
+pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
+    let service = hyper::service::service_fn(move |req| {
+        let daemon = daemon.clone();
+        async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
+    });
+    // A client going away mid-request is not the daemon's problem.
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+}
+
+fn respond(status: StatusCode, body: Bytes, content_type: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type.parse().expect("valid header"));
+    h.insert("Api-Version", API_VERSION.parse().expect("valid header"));
+    h.insert("Docker-Experimental", "false".parse().expect("valid header"));
+    h.insert("Ostype", "linux".parse().expect("valid header"));
+    h.insert(header::SERVER, concat!("netd/", env!("CARGO_PKG_VERSION")).parse().expect("valid header"));
+    r
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let mut body = serde_json::to_vec(value).expect("API types serialise");
+    body.push(b'\n');
+    respond(status, body.into(), "application/json")
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    respond(status, Bytes::new(), "text/plain; charset=utf-8")
+}
+
+fn error_response(status: u16, message: String) -> Response<Body> {
+    json(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &ErrorResponse { message })
+}
+
+fn from_error(e: &Error) -> Response<Body> {
+    error_response(e.status(), e.to_string())
+}
+
+/// Splits `/v1.41/networks` into the optional version and `/networks`.
+fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(slash) = rest.find('/') {
+            let (version, tail) = rest.split_at(slash);
+            if !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                return (Some(version), tail);
+            }
+        }
+    }
+    (None, path)
+}
+
+fn version_tuple(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|x| x.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec = |s: &str| urlencoding::decode(&s.replace('+', " ")).map(|c| c.into_owned()).unwrap_or_default();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+fn truthy(v: Option<&String>) -> bool {
+    v.is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True" | "TRUE"))
+}
+
+async fn body<T: DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| error_response(400, format!("reading the request body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| error_response(400, format!("invalid JSON: {e}")))
+}
+
+async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let (version, route) = split_version(&path);
+    if let Some(v) = version {
+        if version_tuple(v) > version_tuple(API_VERSION) {
+            return error_response(
+                400,
+                format!("client version {v} is too new. Maximum supported API version is {API_VERSION}"),
+            );
+        }
+        if version_tuple(v) < version_tuple(MIN_API_VERSION) {
+            return error_response(
+                400,
+                format!("client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"),
+            );
+        }
+    }
+    let segments: Vec<String> = route
+        .trim_matches('/')
+        .split('/')
+        .map(|s| urlencoding::decode(s).map(|c| c.into_owned()).unwrap_or_else(|_| s.to_owned()))
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, segs.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => {
+            let mut r = respond(StatusCode::OK, if method == Method::HEAD { Bytes::new() } else { "OK".into() }, "text/plain; charset=utf-8");
+            r.headers_mut().insert(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate".parse().expect("valid"));
+            r.headers_mut().insert(header::PRAGMA, "no-cache".parse().expect("valid"));
+            r
+        }
+        (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
+        (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
+        (&Method::POST, ["networks", "create"]) => create_network(daemon, req).await,
+        (&Method::POST, ["networks", "prune"]) => prune_networks(daemon, &query(&req)).await,
+        (&Method::GET, ["networks", key]) => inspect_network(daemon, key).await,
+        (&Method::DELETE, ["networks", key]) => match daemon.remove_network(key).await {
+            Ok(()) => empty(StatusCode::NO_CONTENT),
+            Err(e) => from_error(&e),
+        },
+        (&Method::POST, ["networks", key, "connect"]) => connect(daemon, (*key).to_owned(), req).await,
+        (&Method::POST, ["networks", key, "disconnect"]) => disconnect(daemon, (*key).to_owned(), req).await,
+        (&Method::GET, ["netd", "v1", "sandboxes"]) => list_sandboxes(daemon).await,
+        (&Method::POST, ["netd", "v1", "sandboxes"]) => create_sandbox(daemon, req).await,
+        (&Method::GET, ["netd", "v1", "sandboxes", key]) => inspect_sandbox(daemon, key).await,
+        (&Method::DELETE, ["netd", "v1", "sandboxes", key]) => {
+            let force = truthy(query(&req).get("force"));
+            match daemon.remove_sandbox(key, force).await {
+                Ok(id) => json(StatusCode::OK, &serde_json::json!({ "Id": id })),
+                Err(e) => from_error(&e),
+            }
+        }
+        (&Method::POST, ["netd", "v1", "sandboxes", key, "processes"]) => {
+            let key = (*key).to_owned();
+            match body::<ProcessRequest>(req).await {
+                Ok(p) => match daemon.add_process(&key, p.pid).await {
+                    Ok(()) => empty(StatusCode::NO_CONTENT),
+                    Err(e) => from_error(&e),
+                },
+                Err(r) => r,
+            }
+        }
+        _ => error_response(404, format!("page not found: {method} {path}")),
+    }
+}
+
+fn version_info() -> serde_json::Value {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let version = env!("CARGO_PKG_VERSION");
+    serde_json::json!({
+        "Platform": { "Name": "netd" },
+        "Components": [{
+            "Name": "netd",
+            "Version": version,
+            "Details": { "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "KernelVersion": kernel }
+        }],
+        "Version": version,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": std::env::consts::ARCH,
+        "KernelVersion": kernel,
+        "BuildTime": "",
+    })
+}
+
+async fn list_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let filters = match Filters::parse(q.get("filters").map(String::as_str), &["name", "id", "driver", "type", "label", "scope"]) {
+        Ok(f) => f,
+        Err(m) => return error_response(400, m),
+    };
+    let state = daemon.snapshot().await;
+    let mut list: Vec<NetworkResource> = state
+        .networks
+        .values()
+        .filter(|n| filters.matches(n))
+        .map(|n| NetworkResource::from_model(n, &state, false))
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    json(StatusCode::OK, &list)
+}
+
+async fn inspect_network(daemon: &Daemon, key: &str) -> Response<Body> {
+    let state = daemon.snapshot().await;
+    match state.find_network(key) {
+        Ok(n) => json(StatusCode::OK, &NetworkResource::from_model(n, &state, true)),
+        Err(e) => from_error(&lookup_error(key, e)),
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
+async fn create_network(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
+    let r: NetworkCreateRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if r.ingress || r.config_only {
+        return error_response(400, "ingress and config-only networks are not supported by netd".into());
+    }
+    let ipam = r.ipam.unwrap_or_default();
+    let create = CreateNetwork {
+        name: r.name,
+        driver: r.driver,
+        internal: r.internal,
+        attachable: r.attachable,
+        enable_ipv6: r.enable_ipv6,
+        ipam_driver: ipam.driver,
+        ipam_config: ipam
+            .config
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| IpamRequest {
+                subnet: non_empty(c.subnet),
+                ip_range: non_empty(c.ip_range),
+                gateway: non_empty(c.gateway),
+                aux: c.aux.unwrap_or_default(),
+            })
+            .collect(),
+        options: r.options.unwrap_or_default(),
+        labels: r.labels.unwrap_or_default(),
+    };
+    match daemon.create_network(create).await {
+        Ok(id) => json(StatusCode::CREATED, &NetworkCreateResponse { id, warning: String::new() }),
+        Err(e) => from_error(&e),
+    }
+}
+
+async fn prune_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let filters = match Filters::parse(q.get("filters").map(String::as_str), &["label", "until"]) {
+        Ok(f) => f,
+        Err(m) => return error_response(400, m),
+    };
+    match daemon.prune_networks(&filters.labels()).await {
+        Ok(names) => json(StatusCode::OK, &NetworksPruneResponse { networks_deleted: names }),
+        Err(e) => from_error(&e),
+    }
+}
+
+fn parse_ipv4(s: &str) -> Result<Option<Ipv4Addr>, Response<Body>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|_| error_response(400, format!("invalid IPv4 address: {s}")))
+}
+
+async fn connect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Response<Body> {
+    let r: NetworkConnectRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let ip = r.endpoint_config.and_then(|e| e.ipam_config).map(|c| c.ipv4_address).unwrap_or_default();
+    let ip = match parse_ipv4(&ip) {
+        Ok(ip) => ip,
+        Err(resp) => return resp,
+    };
+    if r.container.is_empty() {
+        return from_error(&no_such_container(""));
+    }
+    match daemon.connect(&key, &r.container, ip).await {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => from_error(&e),
+    }
+}
+
+async fn disconnect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Response<Body> {
+    let r: NetworkDisconnectRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match daemon.disconnect(&key, &r.container).await {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => from_error(&e),
+    }
+}
+
+async fn list_sandboxes(daemon: &Daemon) -> Response<Body> {
+    let state = daemon.snapshot().await;
+    let mut list: Vec<SandboxResource> = state
+        .sandboxes
+        .values()
+        .map(|s| SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string()))
+        .collect();
+    list.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+    json(StatusCode::OK, &list)
+}
+
+async fn inspect_sandbox(daemon: &Daemon, key: &str) -> Response<Body> {
+    let state = daemon.snapshot().await;
+    match state.find_sandbox(key) {
+        Ok(s) => json(StatusCode::OK, &SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string())),
+        Err(_) => from_error(&no_such_container(key)),
+    }
+}
+
+async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
+    let r: SandboxCreateRequest = match body(req).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let ip = match parse_ipv4(r.ipv4_address.as_deref().unwrap_or("")) {
+        Ok(ip) => ip,
+        Err(resp) => return resp,
+    };
+    let mac = match r.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => match ids::parse_mac(m) {
+            Some(mac) if mac[0] & 1 == 0 => Some(mac),
+            _ => return error_response(400, format!("{m} is not a valid mac address")),
+        },
+    };
+    let create = CreateSandbox {
+        name: non_empty(r.name),
+        network: r.network,
+        ip,
+        mac,
+        auto_remove: r.auto_remove,
+        command: r.command,
+    };
+    match daemon.create_sandbox(create).await {
+        Ok(s) => {
+            let state = daemon.snapshot().await;
+            json(StatusCode::CREATED, &SandboxResource::from_model(&s, &state, daemon.netns_path(&s).display().to_string()))
+        }
+        Err(e) => from_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_paths() {
+        assert_eq!(split_version("/v1.41/networks"), (Some("1.41"), "/networks"));
+        assert_eq!(split_version("/networks/abc"), (None, "/networks/abc"));
+        assert_eq!(split_version("/volumes"), (None, "/volumes"));
+        assert!(version_tuple("1.47") > version_tuple(API_VERSION));
+        assert!(version_tuple("1.9") < version_tuple(MIN_API_VERSION));
+    }
+}

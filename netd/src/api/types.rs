@@ -1,0 +1,346 @@
+//! The external contract: Docker Engine API v1.41 JSON for networks, and netd's own sandbox
+//! JSON. Field names follow Docker exactly; these types are built from the internal model and
+//! never stored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ids, Network, Sandbox, State};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkResource {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Created")]
+    pub created: String,
+    #[serde(rename = "Scope")]
+    pub scope: String,
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: IpamResource,
+    #[serde(rename = "Internal")]
+    pub internal: bool,
+    #[serde(rename = "Attachable")]
+    pub attachable: bool,
+    #[serde(rename = "Ingress")]
+    pub ingress: bool,
+    #[serde(rename = "ConfigFrom")]
+    pub config_from: ConfigReference,
+    #[serde(rename = "ConfigOnly")]
+    pub config_only: bool,
+    #[serde(rename = "Containers")]
+    pub containers: BTreeMap<String, EndpointResource>,
+    #[serde(rename = "Options")]
+    pub options: BTreeMap<String, String>,
+    #[serde(rename = "Labels")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ConfigReference {
+    #[serde(rename = "Network")]
+    pub network: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IpamResource {
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    #[serde(rename = "Options")]
+    pub options: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Config")]
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct IpamConfig {
+    #[serde(rename = "Subnet", default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(rename = "Gateway", default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(rename = "AuxiliaryAddresses", default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EndpointResource {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+impl NetworkResource {
+    /// Docker's view of a network; `containers` fills `Containers` (inspect does, list does not).
+    pub fn from_model(n: &Network, state: &State, containers: bool) -> Self {
+        let ipam = IpamResource {
+            driver: "default".into(),
+            options: if n.predefined { None } else { Some(BTreeMap::new()) },
+            config: n
+                .ipam
+                .iter()
+                .map(|i| IpamConfig {
+                    subnet: Some(i.subnet.to_string()),
+                    ip_range: i.ip_range.map(|r| r.to_string()),
+                    gateway: Some(i.gateway.to_string()),
+                    aux: (!i.aux.is_empty()).then(|| i.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()),
+                })
+                .collect(),
+        };
+        let containers = if containers {
+            n.endpoints
+                .values()
+                .filter_map(|e| {
+                    let s = state.sandboxes.get(&e.sandbox_id)?;
+                    let (mac, ip) = match &e.link {
+                        Some(l) => (ids::format_mac(l.mac), format!("{}/{}", l.ip, l.prefix)),
+                        None => (String::new(), String::new()),
+                    };
+                    Some((
+                        s.id.clone(),
+                        EndpointResource {
+                            name: s.name.clone(),
+                            endpoint_id: e.id.clone(),
+                            mac_address: mac,
+                            ipv4_address: ip,
+                            ipv6_address: String::new(),
+                        },
+                    ))
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Self {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: "local".into(),
+            driver: n.driver.name().into(),
+            enable_ipv6: false,
+            ipam,
+            internal: n.internal,
+            attachable: n.attachable,
+            ingress: false,
+            config_from: ConfigReference::default(),
+            config_only: false,
+            containers,
+            options: n.options.clone(),
+            labels: n.labels.clone(),
+        }
+    }
+}
+
+/// `POST /networks/create` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NetworkCreateRequest {
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "CheckDuplicate")]
+    pub check_duplicate: bool,
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    #[serde(rename = "Internal")]
+    pub internal: bool,
+    #[serde(rename = "Attachable")]
+    pub attachable: bool,
+    #[serde(rename = "Ingress")]
+    pub ingress: bool,
+    #[serde(rename = "ConfigOnly")]
+    pub config_only: bool,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Option<IpamRequest>,
+    #[serde(rename = "Options")]
+    pub options: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Labels")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct IpamRequest {
+    #[serde(rename = "Driver")]
+    pub driver: String,
+    #[serde(rename = "Config")]
+    pub config: Option<Vec<IpamConfig>>,
+    #[serde(rename = "Options")]
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkCreateResponse {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Warning")]
+    pub warning: String,
+}
+
+/// `POST /networks/{id}/connect` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NetworkConnectRequest {
+    #[serde(rename = "Container")]
+    pub container: String,
+    #[serde(rename = "EndpointConfig")]
+    pub endpoint_config: Option<EndpointSettings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointIpamConfig {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// `POST /networks/{id}/disconnect` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NetworkDisconnectRequest {
+    #[serde(rename = "Container")]
+    pub container: String,
+    #[serde(rename = "Force")]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworksPruneResponse {
+    #[serde(rename = "NetworksDeleted")]
+    pub networks_deleted: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub message: String,
+}
+
+/// `POST /netd/v1/sandboxes` body (netd's own API).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxCreateRequest {
+    #[serde(rename = "Name")]
+    pub name: Option<String>,
+    #[serde(rename = "Network")]
+    pub network: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: Option<String>,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Option<String>,
+    #[serde(rename = "AutoRemove")]
+    pub auto_remove: bool,
+    #[serde(rename = "Command")]
+    pub command: Vec<String>,
+}
+
+/// `POST /netd/v1/sandboxes/{id}/processes` body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProcessRequest {
+    #[serde(rename = "Pid")]
+    pub pid: u32,
+}
+
+/// A sandbox as netd's API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SandboxResource {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Created")]
+    pub created: String,
+    #[serde(rename = "NetnsPath")]
+    pub netns_path: String,
+    #[serde(rename = "Running")]
+    pub running: bool,
+    #[serde(rename = "Pids")]
+    pub pids: Vec<u32>,
+    #[serde(rename = "Command")]
+    pub command: Vec<String>,
+    #[serde(rename = "AutoRemove")]
+    pub auto_remove: bool,
+    #[serde(rename = "Networks")]
+    pub networks: BTreeMap<String, SandboxNetwork>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SandboxNetwork {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(rename = "Interface")]
+    pub interface: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    #[serde(rename = "Gateway")]
+    pub gateway: String,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: String,
+}
+
+impl SandboxResource {
+    pub fn from_model(s: &Sandbox, state: &State, netns_path: String) -> Self {
+        let running: Vec<u32> = s.processes.iter().filter(|p| p.is_running()).map(|p| p.pid).collect();
+        let networks = state
+            .networks_of(&s.id)
+            .into_iter()
+            .map(|n| {
+                let e = &n.endpoints[&s.id];
+                let l = e.link.as_ref();
+                (
+                    n.name.clone(),
+                    SandboxNetwork {
+                        network_id: n.id.clone(),
+                        endpoint_id: e.id.clone(),
+                        interface: l.map(|l| l.ifname.clone()).unwrap_or_default(),
+                        ip_address: l.map(|l| l.ip.to_string()).unwrap_or_default(),
+                        ip_prefix_len: l.map_or(0, |l| l.prefix),
+                        gateway: match (l, &n.ipam) {
+                            (Some(_), Some(i)) if !n.internal => i.gateway.to_string(),
+                            _ => String::new(),
+                        },
+                        mac_address: l.map(|l| ids::format_mac(l.mac)).unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            created: s.created.clone(),
+            netns_path,
+            running: !running.is_empty(),
+            pids: running,
+            command: s.command.clone(),
+            auto_remove: s.auto_remove,
+            networks,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The `netd` command line: the daemon, and a client of its API with docker's verbs and output.
+
+mod daemon;
+mod network;
+mod sandbox;
+pub mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::{client::Client, daemon::Config};
+
+#[derive(Parser)]
+#[command(name = "netd", version, about = "Docker-compatible container networking with an eBPF datapath")]
+pub struct Cli {
+    /// Daemon socket to connect to.
+    #[arg(short = 'H', long = "host", global = true, env = "NETD_HOST", default_value = "unix:///run/netd/netd.sock")]
+    host: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the current network namespace.
+    Daemon(Box<Config>),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Create a sandbox (a named network namespace), connect it, and run a command in it.
+    Run(sandbox::RunArgs),
+    /// Run a command in an existing sandbox.
+    Exec(sandbox::ExecArgs),
+    /// List sandboxes.
+    Ps(sandbox::PsArgs),
+    /// Remove sandboxes (their endpoints, addresses and namespace).
+    Rm(sandbox::RmArgs),
+    /// Show client and daemon versions.
+    Version,
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Daemon(cfg) = cli.command {
+        return daemon::main(*cfg);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let client = match Client::new(&cli.host) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Daemon(_) => unreachable!("handled above"),
+            Command::Network(cmd) => network::exec(&client, cmd).await,
+            Command::Run(args) => sandbox::run(&client, args).await,
+            Command::Exec(args) => sandbox::exec(&client, args).await,
+            Command::Ps(args) => sandbox::ps(&client, args).await,
+            Command::Rm(args) => sandbox::rm(&client, args).await,
+            Command::Version => version(&client).await,
+        }
+    })
+}
+
+async fn version(client: &Client) -> ExitCode {
+    println!("Client:\n Version:     {}\n API version: {}", env!("CARGO_PKG_VERSION"), crate::api::API_VERSION);
+    match client.call::<serde_json::Value>(hyper::Method::GET, "/version", None::<&()>).await {
+        Ok(v) => {
+            println!(
+                "\nServer:\n Version:     {}\n API version: {} (minimum version {})\n Kernel:      {}",
+                v["Version"].as_str().unwrap_or(""),
+                v["ApiVersion"].as_str().unwrap_or(""),
+                v["MinAPIVersion"].as_str().unwrap_or(""),
+                v["KernelVersion"].as_str().unwrap_or("")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Prints an error like docker does and returns exit code 1.
+pub fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,210 @@
+//! `netd run | exec | ps | rm`: sandboxes are containers without images. The daemon creates and
+//! connects the namespace; the CLI starts the command in it, so stdio is the CLI's own.
+
+use std::{
+    path::PathBuf,
+    process::{Command, ExitCode, Stdio},
+};
+
+use hyper::Method;
+
+use crate::{
+    api::types::{ProcessRequest, SandboxCreateRequest, SandboxResource},
+    client::Client,
+    netns,
+};
+
+use super::{fail, table};
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Run in the background and print the sandbox id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the sandbox when the command exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// Network name or id (`bridge`, `host`, `none`, or a user network).
+    #[arg(long, default_value = "bridge")]
+    network: String,
+    /// Static IPv4 address (networks created with --subnet only).
+    #[arg(long)]
+    ip: Option<String>,
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    sandbox: String,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Only ids.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Full ids.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RmArgs {
+    /// Kill running processes first.
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    sandboxes: Vec<String>,
+}
+
+/// Spawns `command` inside the namespace at `netns_path`. The spawning thread enters the
+/// namespace and the child inherits it; the CLI's other threads never change namespace.
+fn spawn_in(netns_path: &str, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
+    let path = PathBuf::from(netns_path);
+    let command = command.to_vec();
+    std::thread::spawn(move || {
+        netns::enter_this_thread(&path)?;
+        let mut cmd = Command::new(&command[0]);
+        cmd.args(&command[1..]);
+        if detach {
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
+        cmd.spawn()
+    })
+    .join()
+    .expect("spawning thread panicked")
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt as _;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn spawn_error(command: &str, e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        eprintln!("netd: exec: \"{command}\": executable file not found in $PATH");
+        ExitCode::from(127)
+    } else {
+        eprintln!("netd: exec: \"{command}\": {e}");
+        ExitCode::from(126)
+    }
+}
+
+pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
+    let req = SandboxCreateRequest {
+        name: a.name.clone(),
+        network: a.network.clone(),
+        ipv4_address: a.ip.clone(),
+        mac_address: a.mac_address.clone(),
+        auto_remove: a.rm && a.detach,
+        command: a.command.clone(),
+    };
+    let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let remove = |client: Client, id: String| async move {
+        let path = format!("/netd/v1/sandboxes/{id}?force=1");
+        let _ = client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await;
+    };
+    let mut child = match spawn_in(&s.netns_path, &a.command, a.detach) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing ran: leave nothing behind.
+            remove(client.clone(), s.id.clone()).await;
+            return spawn_error(&a.command[0], &e);
+        }
+    };
+    if a.detach {
+        let body = ProcessRequest { pid: child.id() };
+        let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
+        if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
+            let _ = child.kill();
+            let _ = child.wait();
+            remove(client.clone(), s.id.clone()).await;
+            return fail(&e);
+        }
+        println!("{}", s.id);
+        return ExitCode::SUCCESS;
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task");
+    if a.rm {
+        remove(client.clone(), s.id.clone()).await;
+    }
+    match status {
+        Ok(st) => exit_code(st),
+        Err(e) => fail(&format!("waiting for the command: {e}")),
+    }
+}
+
+pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
+    let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(&a.sandbox));
+    let s: SandboxResource = match client.call(Method::GET, &path, None::<&()>).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut child = match spawn_in(&s.netns_path, &a.command, false) {
+        Ok(c) => c,
+        Err(e) => return spawn_error(&a.command[0], &e),
+    };
+    match tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task") {
+        Ok(st) => exit_code(st),
+        Err(e) => fail(&format!("waiting for the command: {e}")),
+    }
+}
+
+pub async fn ps(client: &Client, a: PsArgs) -> ExitCode {
+    let list: Vec<SandboxResource> = match client.call(Method::GET, "/netd/v1/sandboxes", None::<&()>).await {
+        Ok(l) => l,
+        Err(e) => return fail(&e),
+    };
+    let id = |s: &SandboxResource| if a.no_trunc { s.id.clone() } else { s.id[..12.min(s.id.len())].to_owned() };
+    if a.quiet {
+        for s in &list {
+            println!("{}", id(s));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let networks: Vec<&str> = s.networks.keys().map(String::as_str).collect();
+            let ips: Vec<String> = s
+                .networks
+                .values()
+                .filter(|n| !n.ip_address.is_empty())
+                .map(|n| format!("{}/{}", n.ip_address, n.ip_prefix_len))
+                .collect();
+            let status = if s.running {
+                format!("running ({})", s.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+            } else {
+                "idle".to_owned()
+            };
+            vec![id(s), s.name.clone(), networks.join(","), ips.join(","), status, s.command.join(" ")]
+        })
+        .collect();
+    print!("{}", table::render(&["SANDBOX ID", "NAME", "NETWORKS", "IP ADDRESSES", "STATUS", "COMMAND"], &rows));
+    ExitCode::SUCCESS
+}
+
+pub async fn rm(client: &Client, a: RmArgs) -> ExitCode {
+    let mut code = ExitCode::SUCCESS;
+    for name in &a.sandboxes {
+        let path = format!("/netd/v1/sandboxes/{}?force={}", urlencoding::encode(name), u8::from(a.force));
+        match client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
+            Ok(_) => println!("{name}"),
+            Err(e) => code = fail(&e),
+        }
+    }
+    code
+}

@@ -1,0 +1,70 @@
+//! `netd daemon` flags, named after dockerd's.
+
+use std::path::PathBuf;
+
+use clap::ArgAction;
+use ipnetwork::Ipv4Network;
+
+use crate::ipam::pools::AddressPool;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Device of the default `bridge` network ("none": no default bridge network).
+    #[arg(long, default_value = "docker0")]
+    pub bridge: String,
+    /// Address and prefix of the default bridge (its gateway and subnet).
+    #[arg(long, default_value = "172.17.0.1/16")]
+    pub bip: Ipv4Network,
+    /// Allow traffic between containers of the default bridge.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub icc: bool,
+    /// Masquerade traffic from the default bridge to the outside.
+    #[arg(long = "ip-masq", default_value_t = true, action = ArgAction::Set)]
+    pub ip_masq: bool,
+    /// MTU of the default bridge and default for new networks.
+    #[arg(long, default_value_t = 1500, value_parser = parse_mtu)]
+    pub mtu: u32,
+    /// Pool for networks created without --subnet: base=CIDR,size=N (repeatable; replaces
+    /// Docker's defaults).
+    #[arg(long = "default-address-pool")]
+    pub default_address_pools: Vec<AddressPool>,
+    /// Where networks, endpoints and sandboxes are persisted.
+    #[arg(long, default_value = "/var/lib/netd")]
+    pub state_dir: PathBuf,
+    /// Runtime files: sandbox namespaces (netns/), the default socket.
+    #[arg(long, default_value = "/run/netd")]
+    pub exec_root: PathBuf,
+    /// bpffs directory for the datapath's pinned maps and links.
+    #[arg(long, default_value = "/sys/fs/bpf/netd")]
+    pub bpffs: PathBuf,
+    /// API socket.
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/netd/netd.sock")]
+    pub host: String,
+    /// Uplink interface for traffic to the outside (repeatable; default: the interfaces of the
+    /// default routes).
+    #[arg(long)]
+    pub uplink: Vec<String>,
+}
+
+fn parse_mtu(s: &str) -> Result<u32, String> {
+    crate::model::options::parse_mtu(s)
+}
+
+impl Config {
+    /// The socket path of `-H unix://PATH`.
+    pub fn socket_path(&self) -> Result<PathBuf, String> {
+        socket_path(&self.host)
+    }
+
+    pub fn netns_dir(&self) -> PathBuf {
+        self.exec_root.join("netns")
+    }
+}
+
+/// The path of a `unix://PATH` address.
+pub fn socket_path(host: &str) -> Result<PathBuf, String> {
+    host.strip_prefix("unix://")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("unsupported host {host:?}: only unix://PATH is supported"))
+}

@@ -1,0 +1,96 @@
+//! The kernel side of networks and endpoints: bridges, veth pairs, addresses, routes. Every
+//! function is idempotent; teardown treats "already gone" as success.
+
+use std::path::Path;
+
+use crate::{
+    model::{ids, BridgeOptions, EndpointLink},
+    netlink::{CreateVeth, Netlink},
+    ipam::Ipam,
+};
+
+use super::error::Result;
+
+/// Alias marking links netd created, so orphans can be found after a crash.
+pub const ALIAS_PREFIX: &str = "netd:";
+
+pub fn bridge_alias(network_id: &str) -> String {
+    format!("{ALIAS_PREFIX}net:{network_id}")
+}
+
+pub fn endpoint_alias(endpoint_id: &str) -> String {
+    format!("{ALIAS_PREFIX}ep:{endpoint_id}")
+}
+
+/// Creates (or completes) a network's bridge: device, gateway address, up.
+pub async fn setup_bridge(nl: &Netlink, network_id: &str, o: &BridgeOptions, ipam: &Ipam) -> Result<()> {
+    let index = match nl.link(&o.bridge_name).await? {
+        Some(l) => l.index,
+        None => nl.create_bridge(&o.bridge_name, ids::random_mac(), o.mtu, &bridge_alias(network_id)).await?,
+    };
+    nl.add_address(index, ipam.gateway, ipam.subnet.prefix()).await?;
+    nl.set_up(index).await?;
+    Ok(())
+}
+
+/// Deletes a network's bridge.
+pub async fn teardown_bridge(nl: &Netlink, o: &BridgeOptions) -> Result<()> {
+    Ok(nl.delete_link(&o.bridge_name).await?)
+}
+
+/// Creates an endpoint's veth pair: host end on the bridge and up; sandbox end named, addressed,
+/// up, with the default route via the gateway when `default_route` is set.
+pub async fn setup_endpoint(
+    nl: &Netlink,
+    netns: &Path,
+    endpoint_id: &str,
+    link: &EndpointLink,
+    bridge: &BridgeOptions,
+    gateway: Option<std::net::Ipv4Addr>,
+) -> Result<()> {
+    let master = nl.index(&bridge.bridge_name).await?;
+    let host_index = nl
+        .create_veth(&CreateVeth {
+            host_name: &link.host_veth,
+            host_alias: &endpoint_alias(endpoint_id),
+            master,
+            peer_name: &link.ifname,
+            peer_mac: link.mac,
+            peer_netns: netns,
+            mtu: bridge.mtu,
+        })
+        .await?;
+    nl.set_up(host_index).await?;
+    let inside = Netlink::in_netns(netns)?;
+    let index = inside.index(&link.ifname).await?;
+    inside.add_address(index, link.ip, link.prefix).await?;
+    inside.set_up(index).await?;
+    if let Some(gw) = gateway {
+        if inside.default_route_interfaces().await?.is_empty() {
+            inside.add_default_route(gw).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes an endpoint's veth pair (deleting the host end deletes both).
+pub async fn teardown_endpoint(nl: &Netlink, link: &EndpointLink) -> Result<()> {
+    Ok(nl.delete_link(&link.host_veth).await?)
+}
+
+/// Brings `lo` up inside a new sandbox.
+pub async fn setup_sandbox_loopback(netns: &Path) -> Result<()> {
+    let inside = Netlink::in_netns(netns)?;
+    let lo = inside.index("lo").await?;
+    inside.set_up(lo).await?;
+    Ok(())
+}
+
+/// Adds a default route via `gateway` inside the sandbox if it has none.
+pub async fn ensure_default_route(netns: &Path, gateway: std::net::Ipv4Addr) -> Result<()> {
+    let inside = Netlink::in_netns(netns)?;
+    if inside.default_route_interfaces().await?.is_empty() {
+        inside.add_default_route(gateway).await?;
+    }
+    Ok(())
+}

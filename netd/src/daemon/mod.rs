@@ -1,0 +1,111 @@
+//! The daemon: owns the state, applies it to the kernel, serves the API.
+//!
+//! [`Daemon::start`] loads the persisted state (or creates the predefined networks) and
+//! reconciles it with the kernel; [`run`] serves the API on a listener until `shutdown`
+//! resolves. Lifecycle messages on stderr (`netd: listening on …`, `netd: stopped`) are stable.
+
+mod config;
+pub mod error;
+mod kernel;
+pub mod networks;
+mod reconcile;
+pub mod sandboxes;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use tokio::{net::UnixListener, sync::Mutex};
+
+pub use config::{socket_path, Config};
+pub use error::{Error, Result};
+
+use crate::{
+    ipam::pools::{self, AddressPool},
+    model::State,
+    netlink::Netlink,
+    store::Store,
+};
+
+/// The running daemon.
+pub struct Daemon {
+    pub(crate) cfg: Config,
+    pub(crate) state: Mutex<State>,
+    store: Store,
+    nl: Netlink,
+    pools: Vec<AddressPool>,
+    uplinks: Vec<String>,
+}
+
+impl Daemon {
+    /// Loads or initialises the state and makes the kernel match it.
+    pub async fn start(cfg: Config) -> Result<Arc<Self>> {
+        let store = Store::open(&cfg.state_dir)?;
+        std::fs::create_dir_all(cfg.netns_dir()).map_err(Error::io("creating the exec root"))?;
+        let nl = Netlink::current()?;
+        let pools = if cfg.default_address_pools.is_empty() { pools::default_pools() } else { cfg.default_address_pools.clone() };
+        let uplinks = if cfg.uplink.is_empty() { nl.default_route_interfaces().await? } else { cfg.uplink.clone() };
+        let loaded = store.load()?;
+        let daemon = Arc::new(Self { cfg, state: Mutex::new(State::default()), store, nl, pools, uplinks });
+        let state = match loaded {
+            Some(s) => s,
+            None => {
+                let mut s = State::default();
+                for n in daemon.predefined_networks() {
+                    s.networks.insert(n.id.clone(), n);
+                }
+                s
+            }
+        };
+        *daemon.state.lock().await = state;
+        daemon.reconcile().await?;
+        enable_ip_forwarding();
+        Ok(daemon)
+    }
+
+    /// The uplink interfaces (for the datapath's masquerade).
+    pub fn uplinks(&self) -> &[String] {
+        &self.uplinks
+    }
+
+    pub(crate) fn persist(&self, state: &State) -> Result<()> {
+        Ok(self.store.save(state)?)
+    }
+
+    /// A snapshot of the state.
+    pub async fn snapshot(&self) -> State {
+        self.state.lock().await.clone()
+    }
+}
+
+/// Docker sets `net.ipv4.ip_forward=1` in its namespace so containers reach beyond the bridge.
+fn enable_ip_forwarding() {
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+        eprintln!("netd: warning: enabling net.ipv4.ip_forward: {e}");
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+    let sweeper = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                daemon.sweep_auto_remove().await;
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let daemon = daemon.clone();
+                    tokio::spawn(crate::api::serve_connection(daemon, stream));
+                }
+                Err(e) => eprintln!("netd: accept: {e}"),
+            },
+        }
+    }
+    sweeper.abort();
+}

@@ -1,0 +1,356 @@
+//! Sandboxes (containers without images) and their endpoints: connect, disconnect, create,
+//! remove. Every operation persists its intent (`Lifecycle::Creating`) before touching the
+//! kernel and rolls back on failure, so bad input or a crash leaves nothing half made.
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use crate::{
+    model::{ids, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox, SandboxMode, State},
+    netns, process,
+};
+
+use super::{
+    error::{Error, Result},
+    kernel,
+    networks::lookup_error,
+    Daemon,
+};
+
+/// A sandbox as requested by `netd run`.
+#[derive(Clone, Debug, Default)]
+pub struct CreateSandbox {
+    pub name: Option<String>,
+    /// Network name or id; `bridge` when empty.
+    pub network: String,
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub auto_remove: bool,
+    pub command: Vec<String>,
+}
+
+pub fn no_such_container(key: &str) -> Error {
+    Error::NotFound(format!("No such container: {key}"))
+}
+
+fn sandbox_lookup_error(key: &str, e: Lookup) -> Error {
+    match e {
+        Lookup::NotFound => no_such_container(key),
+        Lookup::Ambiguous => Error::NotFound(format!("multiple containers found with provided prefix: {key}")),
+    }
+}
+
+const HOST_MODE_CONFLICT: &str = "container cannot be disconnected from host network or connected to host network";
+const NONE_MODE_CONFLICT: &str =
+    "container cannot be connected to multiple networks with one of the networks in private (none) mode";
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name.len() >= 2
+}
+
+impl Daemon {
+    /// The namespace a sandbox's processes run in.
+    pub fn netns_path(&self, s: &Sandbox) -> PathBuf {
+        match s.mode {
+            SandboxMode::Host => PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+            SandboxMode::Private => s.netns.clone().expect("private sandboxes have a namespace"),
+        }
+    }
+
+    /// Creates a sandbox attached to one network. Nothing is left behind on failure.
+    pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let network_key = if req.network.is_empty() { "bridge" } else { req.network.as_str() };
+        let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.clone();
+        let name = match req.name {
+            Some(n) => {
+                if !valid_name(&n) {
+                    return Err(Error::InvalidParameter(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(other) = state.sandboxes.values().find(|s| s.name == n) {
+                    return Err(Error::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        other.id
+                    )));
+                }
+                n
+            }
+            None => ids::generate_name(|n| state.sandboxes.values().any(|s| s.name == n)),
+        };
+        if network.driver != Driver::Bridge && req.mac.is_some() {
+            return Err(Error::InvalidParameter("conflicting options: mac-address and the network mode".into()));
+        }
+        if network.driver != Driver::Bridge && req.ip.is_some() {
+            return Err(Error::InvalidParameter(
+                "User specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if let (Some(_), Some(ipam)) = (req.ip, &network.ipam) {
+            if !ipam.user_subnet {
+                return Err(Error::InvalidParameter(crate::ipam::IpamError::StaticIpNotAllowed.to_string()));
+            }
+        }
+        let id = ids::new_id();
+        let mode = if network.driver == Driver::Host { SandboxMode::Host } else { SandboxMode::Private };
+        let netns = (mode == SandboxMode::Private).then(|| self.cfg.netns_dir().join(&id[..12]));
+        let sandbox = Sandbox {
+            id: id.clone(),
+            name,
+            created: ids::now_rfc3339(),
+            mode,
+            netns: netns.clone(),
+            processes: Vec::new(),
+            auto_remove: req.auto_remove,
+            command: req.command,
+            lifecycle: Lifecycle::Creating,
+        };
+        state.sandboxes.insert(id.clone(), sandbox);
+        self.persist(&state)?;
+
+        let result = async {
+            if let Some(path) = &netns {
+                std::fs::create_dir_all(self.cfg.netns_dir()).map_err(Error::io("creating the netns directory"))?;
+                netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
+                kernel::setup_sandbox_loopback(path).await?;
+            }
+            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac).await
+        }
+        .await;
+        if let Err(e) = result {
+            if let Some(path) = &netns {
+                let _ = netns::remove(path);
+            }
+            state.sandboxes.remove(&id);
+            self.persist(&state)?;
+            return Err(e);
+        }
+        let s = state.sandboxes.get_mut(&id).expect("inserted above");
+        s.lifecycle = Lifecycle::Ready;
+        let out = s.clone();
+        self.persist(&state)?;
+        Ok(out)
+    }
+
+    /// Connects a sandbox to a network (`docker network connect`).
+    pub async fn connect(&self, network_key: &str, sandbox_key: &str, ip: Option<Ipv4Addr>) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let network_id = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.id.clone();
+        let sandbox_id = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.id.clone();
+        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None).await
+    }
+
+    async fn connect_locked(
+        &self,
+        state: &mut State,
+        network_id: &str,
+        sandbox_id: &str,
+        ip: Option<Ipv4Addr>,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
+        let network = state.networks[network_id].clone();
+        let sandbox = state.sandboxes[sandbox_id].clone();
+        if network.endpoints.contains_key(sandbox_id) {
+            return Err(Error::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                sandbox.name, network.name
+            )));
+        }
+        let current = state.networks_of(sandbox_id);
+        if (network.driver == Driver::Host) != (sandbox.mode == SandboxMode::Host) {
+            return Err(Error::Forbidden(HOST_MODE_CONFLICT.into()));
+        }
+        if (network.driver == Driver::Null && !current.is_empty()) || current.iter().any(|n| n.driver == Driver::Null) {
+            return Err(Error::Forbidden(NONE_MODE_CONFLICT.into()));
+        }
+        let endpoint_id = ids::new_id();
+        let mut endpoint = Endpoint { id: endpoint_id.clone(), sandbox_id: sandbox_id.to_owned(), link: None, lifecycle: Lifecycle::Creating };
+
+        if network.driver != Driver::Bridge {
+            if ip.is_some() {
+                return Err(Error::InvalidParameter(
+                    "User specified IP address is supported on user defined networks only".into(),
+                ));
+            }
+            endpoint.lifecycle = Lifecycle::Ready;
+            state.networks.get_mut(network_id).expect("exists").endpoints.insert(sandbox_id.to_owned(), endpoint);
+            self.persist(state)?;
+            return Ok(());
+        }
+
+        // Bridge: allocate, record the intent, then build the veth pair.
+        let (bridge, mut ipam) = (network.bridge.clone().expect("bridge"), network.ipam.clone().expect("ipam"));
+        let addr = ipam.allocate(ip, &network.name, &network.id).map_err(|e| match e {
+            crate::ipam::IpamError::InUse => Error::Forbidden(e.to_string()),
+            _ => Error::InvalidParameter(e.to_string()),
+        })?;
+        let ifname = next_ifname(state, sandbox_id);
+        let link = EndpointLink {
+            ip: addr,
+            prefix: ipam.subnet.prefix(),
+            mac: mac.unwrap_or_else(|| ids::docker_mac(addr)),
+            host_veth: self.new_host_veth_name(state),
+            ifname,
+            static_ip: ip.is_some(),
+        };
+        endpoint.link = Some(link.clone());
+        {
+            let n = state.networks.get_mut(network_id).expect("exists");
+            n.ipam = Some(ipam.clone());
+            n.endpoints.insert(sandbox_id.to_owned(), endpoint);
+        }
+        self.persist(state)?;
+
+        let gateway = (!network.internal).then_some(ipam.gateway);
+        let netns = self.netns_path(&sandbox);
+        if let Err(e) = kernel::setup_endpoint(&self.nl, &netns, &endpoint_id, &link, &bridge, gateway).await {
+            let _ = kernel::teardown_endpoint(&self.nl, &link).await;
+            ipam.release(addr);
+            let n = state.networks.get_mut(network_id).expect("exists");
+            n.ipam = Some(ipam);
+            n.endpoints.remove(sandbox_id);
+            self.persist(state)?;
+            return Err(e);
+        }
+        let n = state.networks.get_mut(network_id).expect("exists");
+        n.endpoints.get_mut(sandbox_id).expect("inserted").lifecycle = Lifecycle::Ready;
+        self.persist(state)?;
+        Ok(())
+    }
+
+    fn new_host_veth_name(&self, state: &State) -> String {
+        loop {
+            let name = format!("veth{}", ids::random_hex(7));
+            let taken = state
+                .networks
+                .values()
+                .flat_map(|n| n.endpoints.values())
+                .any(|e| e.link.as_ref().is_some_and(|l| l.host_veth == name));
+            if !taken {
+                return name;
+            }
+        }
+    }
+
+    /// Disconnects a sandbox from a network (`docker network disconnect`).
+    pub async fn disconnect(&self, network_key: &str, sandbox_key: &str) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.clone();
+        let sandbox = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.clone();
+        if !network.endpoints.contains_key(&sandbox.id) {
+            return Err(Error::Forbidden(format!(
+                "container {} is not connected to network {}",
+                sandbox.id, network.name
+            )));
+        }
+        if network.driver == Driver::Host {
+            return Err(Error::Forbidden(HOST_MODE_CONFLICT.into()));
+        }
+        self.remove_endpoint(&mut state, &network.id, &sandbox.id).await?;
+        // Like Docker: keep a default route through a remaining network if there is one.
+        if let Some(path) = &sandbox.netns {
+            let next = state
+                .networks_of(&sandbox.id)
+                .into_iter()
+                .find(|n| !n.internal && n.ipam.is_some())
+                .and_then(|n| n.ipam.as_ref().map(|i| i.gateway));
+            if let Some(gw) = next {
+                kernel::ensure_default_route(path, gw).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an endpoint's links, releases its address, forgets it.
+    pub(super) async fn remove_endpoint(&self, state: &mut State, network_id: &str, sandbox_id: &str) -> Result<()> {
+        let Some(n) = state.networks.get_mut(network_id) else { return Ok(()) };
+        let Some(ep) = n.endpoints.get(sandbox_id).cloned() else { return Ok(()) };
+        if let Some(link) = &ep.link {
+            kernel::teardown_endpoint(&self.nl, link).await?;
+            if let Some(ipam) = n.ipam.as_mut() {
+                ipam.release(link.ip);
+            }
+        }
+        n.endpoints.remove(sandbox_id);
+        self.persist(state)?;
+        Ok(())
+    }
+
+    /// Removes a sandbox: its processes (with `force`), endpoints and namespace.
+    pub async fn remove_sandbox(&self, key: &str, force: bool) -> Result<String> {
+        let mut state = self.state.lock().await;
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.clone();
+        let running: Vec<ProcessRef> = s.processes.iter().copied().filter(ProcessRef::is_running).collect();
+        if !running.is_empty() {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    s.id
+                )));
+            }
+            for p in &running {
+                process::kill(*p);
+            }
+            for _ in 0..100 {
+                if !running.iter().any(ProcessRef::is_running) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.teardown_sandbox(&mut state, &s).await?;
+        Ok(s.id)
+    }
+
+    /// Removes a sandbox's endpoints and namespace and forgets it (processes already handled).
+    pub(super) async fn teardown_sandbox(&self, state: &mut State, s: &Sandbox) -> Result<()> {
+        let networks: Vec<String> = state.networks_of(&s.id).iter().map(|n| n.id.clone()).collect();
+        for network_id in networks {
+            self.remove_endpoint(state, &network_id, &s.id).await?;
+        }
+        if let Some(path) = &s.netns {
+            netns::remove(path).map_err(Error::io(format!("removing namespace {}", path.display())))?;
+        }
+        state.sandboxes.remove(&s.id);
+        self.persist(state)?;
+        Ok(())
+    }
+
+    /// Records a process started in a sandbox (by `netd run -d`).
+    pub async fn add_process(&self, key: &str, pid: u32) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
+        let p = ProcessRef::of(pid).ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
+        state.sandboxes.get_mut(&id).expect("found").processes.push(p);
+        self.persist(&state)?;
+        Ok(())
+    }
+
+    /// Removes `--rm` sandboxes whose processes have all exited.
+    pub async fn sweep_auto_remove(&self) {
+        let mut state = self.state.lock().await;
+        let done: Vec<Sandbox> = state
+            .sandboxes
+            .values()
+            .filter(|s| s.auto_remove && !s.processes.is_empty() && !s.processes.iter().any(ProcessRef::is_running))
+            .cloned()
+            .collect();
+        for s in done {
+            if let Err(e) = self.teardown_sandbox(&mut state, &s).await {
+                eprintln!("netd: removing exited sandbox {}: {e}", s.name);
+            }
+        }
+    }
+}
+
+fn next_ifname(state: &State, sandbox_id: &str) -> String {
+    let used: Vec<String> = state
+        .networks_of(sandbox_id)
+        .iter()
+        .filter_map(|n| n.endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()).map(|l| l.ifname.clone()))
+        .collect();
+    (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(n)).expect("unbounded")
+}

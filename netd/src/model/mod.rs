@@ -1,0 +1,213 @@
+//! The daemon's internal state: networks, endpoints, sandboxes. Persisted as one JSON document
+//! (see `store`). The Docker JSON the API shows is built from this in `api::types`, never stored.
+
+pub mod ids;
+pub mod options;
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::PathBuf,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::Ipam;
+pub use options::BridgeOptions;
+
+/// Version of the persisted layout.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything the daemon knows. Kernel objects are derived from it on start (reconcile).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// By network id.
+    pub networks: BTreeMap<String, Network>,
+    /// By sandbox id.
+    pub sandboxes: BTreeMap<String, Sandbox>,
+}
+
+/// Where an object is in its life. Anything not `Ready` after a crash is rolled back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifecycle {
+    Creating,
+    Ready,
+}
+
+/// A network driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Driver {
+    Bridge,
+    Host,
+    Null,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Bridge => "bridge",
+            Driver::Host => "host",
+            Driver::Null => "null",
+        }
+    }
+}
+
+/// A network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub driver: Driver,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// `bridge`, `host` and `none`: cannot be created or removed.
+    pub predefined: bool,
+    pub internal: bool,
+    pub attachable: bool,
+    /// Bridge networks only.
+    pub ipam: Option<Ipam>,
+    /// Bridge networks only.
+    pub bridge: Option<BridgeOptions>,
+    /// Driver options exactly as given (shown by inspect).
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// By sandbox id.
+    pub endpoints: BTreeMap<String, Endpoint>,
+    pub lifecycle: Lifecycle,
+}
+
+/// A sandbox's attachment to a network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub sandbox_id: String,
+    /// Bridge networks only.
+    pub link: Option<EndpointLink>,
+    pub lifecycle: Lifecycle,
+}
+
+/// The veth pair and address of an endpoint on a bridge network.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointLink {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: [u8; 6],
+    /// The host end, enslaved to the bridge (`veth<7 hex>`).
+    pub host_veth: String,
+    /// The sandbox end (`eth0`, `eth1`, …).
+    pub ifname: String,
+    /// Given with `--ip` (released like any other).
+    pub static_ip: bool,
+}
+
+/// How a sandbox is networked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxMode {
+    /// Its own namespace (bridge networks and `none`).
+    Private,
+    /// The daemon's namespace (`--network host`).
+    Host,
+}
+
+/// A container without an image: a named network namespace and the processes run in it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub mode: SandboxMode,
+    /// The pinned namespace (private mode only).
+    pub netns: Option<PathBuf>,
+    /// Processes started in it by `netd run -d`.
+    pub processes: Vec<ProcessRef>,
+    /// Remove the sandbox when its processes have exited (`--rm` with `-d`).
+    pub auto_remove: bool,
+    /// The command it was started with, for `netd ps`.
+    pub command: Vec<String>,
+    pub lifecycle: Lifecycle,
+}
+
+/// A process, identified by pid and start time so a recycled pid is never mistaken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    /// Field 22 of `/proc/PID/stat` (clock ticks since boot).
+    pub start_time: u64,
+}
+
+impl ProcessRef {
+    /// The process `pid` as it is now, if it exists.
+    pub fn of(pid: u32) -> Option<Self> {
+        start_time(pid).map(|start_time| Self { pid, start_time })
+    }
+
+    /// Whether this very process is still running (not a zombie, not a recycled pid).
+    pub fn is_running(&self) -> bool {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        let Some(after_comm) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            return false;
+        };
+        let state = after_comm.split(' ').next();
+        state != Some("Z") && start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(22 - 3)?.parse().ok()
+}
+
+impl State {
+    /// Finds a network by full id, exact name, then unique id prefix, like Docker.
+    pub fn find_network(&self, key: &str) -> Result<&Network, Lookup> {
+        if let Some(n) = self.networks.get(key) {
+            return Ok(n);
+        }
+        if let Some(n) = self.networks.values().find(|n| n.name == key) {
+            return Ok(n);
+        }
+        let mut matches = self.networks.values().filter(|n| n.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(n), None) if !key.is_empty() => Ok(n),
+            (Some(_), Some(_)) => Err(Lookup::Ambiguous),
+            _ => Err(Lookup::NotFound),
+        }
+    }
+
+    /// Finds a sandbox by full id, exact name, then unique id prefix.
+    pub fn find_sandbox(&self, key: &str) -> Result<&Sandbox, Lookup> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        if let Some(s) = self.sandboxes.get(key) {
+            return Ok(s);
+        }
+        if let Some(s) = self.sandboxes.values().find(|s| s.name == key) {
+            return Ok(s);
+        }
+        let mut matches = self.sandboxes.values().filter(|s| s.id.starts_with(key));
+        match (matches.next(), matches.next()) {
+            (Some(s), None) if !key.is_empty() => Ok(s),
+            (Some(_), Some(_)) => Err(Lookup::Ambiguous),
+            _ => Err(Lookup::NotFound),
+        }
+    }
+
+    /// The networks a sandbox is attached to, in name order.
+    pub fn networks_of(&self, sandbox_id: &str) -> Vec<&Network> {
+        let mut v: Vec<&Network> =
+            self.networks.values().filter(|n| n.endpoints.contains_key(sandbox_id)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+/// Why a lookup failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    NotFound,
+    Ambiguous,
+}

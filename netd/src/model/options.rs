@@ -1,0 +1,165 @@
+//! Bridge driver options: Docker's string keys parsed once into a typed struct.
+
+use std::{collections::BTreeMap, net::Ipv4Addr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// A driver option key netd understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionKey {
+    DefaultBridge,
+    BridgeName,
+    EnableIcc,
+    EnableIpMasquerade,
+    HostBindingIpv4,
+    Mtu,
+}
+
+impl OptionKey {
+    pub const ALL: [OptionKey; 6] = [
+        OptionKey::DefaultBridge,
+        OptionKey::EnableIcc,
+        OptionKey::EnableIpMasquerade,
+        OptionKey::HostBindingIpv4,
+        OptionKey::BridgeName,
+        OptionKey::Mtu,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionKey::DefaultBridge => "com.docker.network.bridge.default_bridge",
+            OptionKey::BridgeName => "com.docker.network.bridge.name",
+            OptionKey::EnableIcc => "com.docker.network.bridge.enable_icc",
+            OptionKey::EnableIpMasquerade => "com.docker.network.bridge.enable_ip_masquerade",
+            OptionKey::HostBindingIpv4 => "com.docker.network.bridge.host_binding_ipv4",
+            OptionKey::Mtu => "com.docker.network.driver.mtu",
+        }
+    }
+}
+
+impl FromStr for OptionKey {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        OptionKey::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+    }
+}
+
+/// The bridge driver's settings of one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeOptions {
+    /// The Linux bridge device (`docker0`, `br-<id12>`, or `com.docker.network.bridge.name`).
+    pub bridge_name: String,
+    pub default_bridge: bool,
+    pub enable_icc: bool,
+    pub enable_ip_masquerade: bool,
+    pub host_binding_ipv4: Ipv4Addr,
+    pub mtu: u32,
+}
+
+impl BridgeOptions {
+    /// Parses Docker driver options over defaults. Unknown keys are kept (shown by inspect)
+    /// but have no effect, as in Docker. Errors use Docker's wording.
+    pub fn parse(
+        options: &BTreeMap<String, String>,
+        default_name: String,
+        default_mtu: u32,
+    ) -> Result<Self, String> {
+        let mut o = BridgeOptions {
+            bridge_name: default_name,
+            default_bridge: false,
+            enable_icc: true,
+            enable_ip_masquerade: true,
+            host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
+            mtu: default_mtu,
+        };
+        for (key, value) in options {
+            let Ok(k) = key.parse::<OptionKey>() else { continue };
+            match k {
+                OptionKey::DefaultBridge => {
+                    if parse_bool(key, value)? {
+                        return Err("default_bridge option is reserved for the daemon's bridge network".into());
+                    }
+                }
+                OptionKey::BridgeName => {
+                    validate_ifname(value)?;
+                    o.bridge_name.clone_from(value);
+                }
+                OptionKey::EnableIcc => o.enable_icc = parse_bool(key, value)?,
+                OptionKey::EnableIpMasquerade => o.enable_ip_masquerade = parse_bool(key, value)?,
+                OptionKey::HostBindingIpv4 => {
+                    o.host_binding_ipv4 = value
+                        .parse()
+                        .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
+                }
+                OptionKey::Mtu => o.mtu = parse_mtu(value)?,
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("failed to parse {key} value: strconv.ParseBool: parsing {value:?}: invalid syntax")),
+    }
+}
+
+/// Parses an MTU with Docker's errors (`invalid MTU number: -1`).
+pub fn parse_mtu(value: &str) -> Result<u32, String> {
+    let n: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("failed to parse com.docker.network.driver.mtu value: {value} is not a number"))?;
+    if !(68..=65535).contains(&n) {
+        return Err(format!("invalid MTU number: {n}"));
+    }
+    Ok(u32::try_from(n).expect("checked range"))
+}
+
+/// A Linux interface name: 1..=15 bytes, no '/', ':', whitespace.
+pub fn validate_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
+        return Err(format!("invalid bridge name {name:?}: names are 1 to 15 characters without '/', ':' or spaces"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let d = BridgeOptions::parse(&opts(&[]), "br-x".into(), 1500).unwrap();
+        assert!(d.enable_icc && d.enable_ip_masquerade && !d.default_bridge);
+        assert_eq!((d.bridge_name.as_str(), d.mtu), ("br-x", 1500));
+        let o = BridgeOptions::parse(
+            &opts(&[
+                ("com.docker.network.bridge.enable_icc", "false"),
+                ("com.docker.network.bridge.name", "mybr"),
+                ("com.docker.network.driver.mtu", "9000"),
+                ("com.example.unknown", "kept"),
+            ]),
+            "br-x".into(),
+            1500,
+        )
+        .unwrap();
+        assert!(!o.enable_icc);
+        assert_eq!((o.bridge_name.as_str(), o.mtu), ("mybr", 9000));
+    }
+
+    #[test]
+    fn errors_use_docker_wording() {
+        let e = BridgeOptions::parse(&opts(&[("com.docker.network.driver.mtu", "-1")]), "b".into(), 1500);
+        assert_eq!(e.unwrap_err(), "invalid MTU number: -1");
+        let e = BridgeOptions::parse(&opts(&[("com.docker.network.bridge.enable_icc", "maybe")]), "b".into(), 1500);
+        assert!(e.unwrap_err().contains("invalid syntax"));
+        assert!(validate_ifname("sixteen-chars-xx").is_err());
+    }
+}

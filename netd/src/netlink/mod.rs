@@ -1,0 +1,296 @@
+//! Netlink behind typed verbs. Nothing outside this module builds netlink messages.
+//!
+//! A [`Netlink`] talks to one network namespace: the one its socket was created in. Use
+//! [`Netlink::current`] for the daemon's own namespace and [`Netlink::in_netns`] for a sandbox.
+
+use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+
+use futures::TryStreamExt as _;
+use ipnetwork::Ipv4Network;
+use netlink_packet_route::{
+    link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
+    route::{RouteAddress, RouteAttribute, RouteScope},
+};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::netns;
+
+/// Errors of the netlink layer, each naming what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("opening a netlink socket: {0}")]
+    Socket(#[source] std::io::Error),
+    #[error("{what}: {source}")]
+    Request {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("entering namespace {path}: {source}")]
+    Netns {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("link {0} not found")]
+    NoSuchLink(String),
+}
+
+type Result<T> = std::result::Result<T, NetlinkError>;
+
+fn req(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetlinkError {
+    let what = what.into();
+    move |source| NetlinkError::Request { what, source }
+}
+
+/// Whether an rtnetlink error is "no such device/entry" (for idempotent deletes).
+fn is_not_found(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -libc::ENODEV || m.raw_code() == -libc::ENOENT)
+}
+
+/// A link as listed.
+#[derive(Clone, Debug)]
+pub struct LinkSummary {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// What a veth pair looks like when created (see [`Netlink::create_veth`]).
+pub struct CreateVeth<'a> {
+    /// Name of the end that stays in this namespace.
+    pub host_name: &'a str,
+    /// Alias of the host end (netd marks its links to find orphans after a crash).
+    pub host_alias: &'a str,
+    /// Bridge the host end is enslaved to.
+    pub master: u32,
+    /// Name of the end moved into `peer_netns`.
+    pub peer_name: &'a str,
+    pub peer_mac: [u8; 6],
+    /// The sandbox's namespace file (a bind mount of `/proc/…/ns/net`).
+    pub peer_netns: &'a Path,
+    pub mtu: u32,
+}
+
+/// A netlink connection bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// A connection in the calling thread's namespace (the daemon's). Needs a tokio runtime.
+    pub fn current() -> Result<Self> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// A connection inside the namespace at `path`. The socket is created on a short-lived
+    /// thread that enters the namespace, so no runtime thread ever changes namespace.
+    pub fn in_netns(path: &Path) -> Result<Self> {
+        let runtime = tokio::runtime::Handle::current();
+        let path_buf = path.to_path_buf();
+        let (conn, handle) = std::thread::scope(|s| {
+            s.spawn(|| {
+                netns::enter_this_thread(&path_buf).map_err(|source| NetlinkError::Netns {
+                    path: path_buf.display().to_string(),
+                    source,
+                })?;
+                let _rt = runtime.enter();
+                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+                Ok::<_, NetlinkError>((conn, handle))
+            })
+            .join()
+            .expect("netns thread panicked")
+        })?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// Every link of the namespace.
+    pub async fn links(&self) -> Result<Vec<LinkSummary>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("listing links"))?;
+        Ok(msgs.iter().map(summarize).collect())
+    }
+
+    /// The link named `name`, if any.
+    pub async fn link(&self, name: &str) -> Result<Option<LinkSummary>> {
+        let mut stream = self.handle.link().get().match_name(name.to_owned()).execute();
+        match stream.try_next().await {
+            Ok(Some(msg)) => Ok(Some(summarize(&msg))),
+            Ok(None) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(req(format!("looking up link {name}"))(e)),
+        }
+    }
+
+    /// The index of the link named `name`, or an error if it does not exist.
+    pub async fn index(&self, name: &str) -> Result<u32> {
+        self.link(name)
+            .await?
+            .map(|l| l.index)
+            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
+    }
+
+    /// Creates a bridge with the given MAC, MTU and alias, and returns its index. Not up yet.
+    pub async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32, alias: &str) -> Result<u32> {
+        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).alias(alias).build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req(format!("creating bridge {name}")))?;
+        self.index(name).await
+    }
+
+    /// Creates a veth pair, enslaves the host end to `master` and moves the peer into the
+    /// sandbox namespace with its MAC and MTU. Returns the host end's index. Both ends are down.
+    pub async fn create_veth(&self, v: &CreateVeth<'_>) -> Result<u32> {
+        let netns = std::fs::File::open(v.peer_netns).map_err(|source| NetlinkError::Netns {
+            path: v.peer_netns.display().to_string(),
+            source,
+        })?;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(v.peer_name.to_owned())
+            .address(v.peer_mac.to_vec())
+            .mtu(v.mtu)
+            .setns_by_fd(netns.as_raw_fd())
+            .build();
+        let msg = LinkVeth::new(v.host_name, v.peer_name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .mtu(v.mtu)
+            .alias(v.host_alias)
+            .controller(v.master)
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req(format!("creating veth pair {}/{}", v.host_name, v.peer_name)))?;
+        drop(netns);
+        self.index(v.host_name).await
+    }
+
+    /// Brings a link up.
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle.link().set(msg).execute().await.map_err(req(format!("setting link {index} up")))
+    }
+
+    /// Deletes the link named `name`; a link that is already gone is success.
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        let Some(link) = self.link(name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(link.index).execute().await {
+            Err(e) if !is_not_found(&e) => Err(req(format!("deleting link {name}"))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds `addr/prefix` to a link; an address already there is success.
+    pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        match self.handle.address().add(index, addr.into(), prefix).execute().await {
+            Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
+            r => r.map_err(req(format!("adding {addr}/{prefix} to link {index}"))),
+        }
+    }
+
+    /// Adds the default route via `gateway`.
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        self.handle
+            .route()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(req(format!("adding default route via {gateway}")))
+    }
+
+    /// Destinations of the namespace's IPv4 routes with link scope (directly connected
+    /// subnets), for IPAM to avoid.
+    pub async fn link_scope_routes(&self) -> Result<Vec<Ipv4Network>> {
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("listing routes"))?;
+        let mut out = Vec::new();
+        for r in routes {
+            if r.header.scope != RouteScope::Link {
+                continue;
+            }
+            for attr in &r.attributes {
+                if let RouteAttribute::Destination(RouteAddress::Inet(dst)) = attr {
+                    if let Ok(net) = Ipv4Network::new(*dst, r.header.destination_prefix_length) {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the interfaces that carry the namespace's IPv4 default routes.
+    pub async fn default_route_interfaces(&self) -> Result<Vec<String>> {
+        let routes: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("listing routes"))?;
+        let links = self.links().await?;
+        let mut out = Vec::new();
+        for r in routes.iter().filter(|r| r.header.destination_prefix_length == 0) {
+            for attr in &r.attributes {
+                if let RouteAttribute::Oif(index) = attr {
+                    if let Some(l) = links.iter().find(|l| l.index == *index) {
+                        if !out.contains(&l.name) {
+                            out.push(l.name.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn summarize(msg: &LinkMessage) -> LinkSummary {
+    let mut s = LinkSummary {
+        index: msg.header.index,
+        name: String::new(),
+        alias: None,
+        master: None,
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => s.name.clone_from(n),
+            LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
+            LinkAttribute::Controller(m) => s.master = Some(*m),
+            LinkAttribute::Mtu(m) => s.mtu = *m,
+            _ => {}
+        }
+    }
+    s
+}

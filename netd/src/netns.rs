@@ -1,0 +1,90 @@
+//! Named network namespaces: files bind-mounted from `/proc/thread-self/ns/net`, like
+//! `ip netns` and Docker's sandbox keys. The only module that calls `unshare`, `setns` or
+//! `mount`; each call runs on a thread of its own so no runtime thread changes namespace.
+#![expect(unsafe_code, reason = "unshare/setns/mount/umount2 have no safe std wrappers")]
+
+use std::{
+    ffi::CString,
+    fs::File,
+    io,
+    os::{fd::AsRawFd as _, unix::ffi::OsStrExt as _},
+    path::Path,
+};
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Moves the calling thread into the namespace at `path`. Only for threads that never return to
+/// a runtime (a thread of its own, or a child just before exec).
+pub fn enter_this_thread(path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    // SAFETY: a valid namespace fd owned by `file` for the duration of the call; setns changes
+    // only this thread's network namespace.
+    check(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) })
+}
+
+/// Creates a new network namespace and pins it by bind-mounting it on `path` (a new file).
+/// On failure nothing is left behind.
+pub fn create(path: &Path) -> io::Result<()> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let target = cstring(path)?;
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<()> {
+            // SAFETY: unshare affects only this short-lived thread (CLONE_NEWNET is per thread).
+            check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+            let source = CString::new("/proc/thread-self/ns/net").expect("no NUL");
+            // SAFETY: valid NUL-terminated paths; a plain bind mount of this thread's namespace.
+            check(unsafe {
+                libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+            })
+        })
+        .join()
+        .expect("netns thread panicked")
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Unpins and removes a namespace created by [`create`]. Already gone is success. The namespace
+/// itself disappears (with its links) once no process is left in it.
+pub fn remove(path: &Path) -> io::Result<()> {
+    let target = cstring(path)?;
+    // SAFETY: a valid NUL-terminated path; MNT_DETACH unmounts lazily.
+    let rc = unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a mount point (already unmounted); ENOENT: no file.
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) {
+            return Err(e);
+        }
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `path` is a pinned namespace (a bind mount of an nsfs inode).
+pub fn is_pinned(path: &Path) -> bool {
+    // nsfs magic: the file's filesystem is nsfs only while the bind mount is in place.
+    let Ok(c) = cstring(path) else { return false };
+    let mut st: libc::statfs = unsafe {
+        // SAFETY: statfs is plain old data; zeroed is a valid value.
+        std::mem::zeroed()
+    };
+    // SAFETY: valid path and a valid out-pointer.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    rc == 0 && i64::from(st.f_type) == NSFS_MAGIC
+}

@@ -1,0 +1,254 @@
+//! A netd daemon under test: its own "host" namespace, state dir, exec root, socket and bpffs
+//! sub-directory, all unique. Dropping the guard kills what its sandboxes ran (by recorded pid),
+//! stops the daemon (by pid), unmounts its namespaces and deletes the host namespace.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::netns::{unique_name, NetNs};
+
+/// The `netd` binary next to the test binaries (`cargo xtask test` builds it first).
+#[must_use]
+pub fn netd_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("netd");
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p netd` (cargo xtask test does)", bin.display());
+    bin
+}
+
+/// The stock docker CLI, when installed.
+#[must_use]
+pub fn docker_binary() -> Option<PathBuf> {
+    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// A CLI run's outcome.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the command succeeded; returns stdout.
+    #[must_use]
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self.stdout
+    }
+
+    /// Panics unless the command failed with `message` on stderr.
+    pub fn fails_with(&self, message: &str) {
+        assert_ne!(self.code, 0, "expected failure with {message:?}, got success: {}", self.stdout);
+        assert!(self.stderr.contains(message), "expected {message:?} in stderr, got: {}", self.stderr);
+    }
+}
+
+/// A running daemon in a fresh namespace.
+pub struct TestDaemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    socket: String,
+    args: Vec<String>,
+    // Last: dropped after the daemon is stopped.
+    host: NetNs,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with default flags (plus `extra`) in a new host namespace.
+    #[must_use]
+    pub fn start(extra: &[&str]) -> Self {
+        let host = NetNs::new("ndt-host");
+        host.sysctl("net.bridge.bridge-nf-call-iptables", "0");
+        let dir = PathBuf::from("/tmp").join(unique_name("netd-test-"));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let socket = format!("unix://{}/run/netd.sock", dir.display());
+        let bpffs = format!("/sys/fs/bpf/{}", unique_name("netd-test-"));
+        let mut args: Vec<String> = vec![
+            "daemon".into(),
+            "--state-dir".into(),
+            dir.join("state").display().to_string(),
+            "--exec-root".into(),
+            dir.join("run").display().to_string(),
+            "--bpffs".into(),
+            bpffs,
+            "-H".into(),
+            socket.clone(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut d = Self { child: None, dir, socket, args, host };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("log file");
+        let args = self.args.clone();
+        // Only the network namespace changes (not the mount namespace), so the sandboxes the
+        // daemon pins are visible to the CLI and to the test.
+        let child = self.host.run(move || {
+            Command::new(netd_binary())
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("spawning netd daemon")
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.log().contains("netd: listening on") && self.netd(&["version"]).code == 0 {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("netd daemon exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("netd daemon did not come up:\n{}", self.log());
+    }
+
+    /// The daemon's log so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The "host" namespace the daemon runs in.
+    #[must_use]
+    pub fn host(&self) -> &NetNs {
+        &self.host
+    }
+
+    #[must_use]
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    /// The daemon's exec root (sandbox namespaces are under `netns/`).
+    #[must_use]
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// The daemon's persisted state document.
+    #[must_use]
+    pub fn state_json(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.join("state/state.json")).expect("state.json");
+        serde_json::from_str(&text).expect("state.json parses")
+    }
+
+    /// The daemon's pid.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Runs the netd CLI against this daemon.
+    pub fn netd(&self, args: &[&str]) -> Run {
+        let out = Command::new(netd_binary())
+            .args(["-H", &self.socket])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running netd");
+        Run::from(out)
+    }
+
+    /// Runs the stock docker CLI against this daemon (`None` when docker is not installed).
+    pub fn docker(&self, args: &[&str]) -> Option<Run> {
+        let docker = docker_binary()?;
+        let out = Command::new(docker)
+            .args(args)
+            .env("DOCKER_HOST", &self.socket)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("running docker");
+        Some(Run::from(out))
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again with the same flags and directories.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.spawn();
+    }
+
+    fn kill_recorded_processes(&self) {
+        let Ok(text) = std::fs::read_to_string(self.dir.join("state/state.json")) else { return };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+        let Some(sandboxes) = state["sandboxes"].as_object() else { return };
+        for s in sandboxes.values() {
+            for p in s["processes"].as_array().into_iter().flatten() {
+                let (Some(pid), Some(start)) = (p["pid"].as_u64(), p["start_time"].as_u64()) else { continue };
+                if process_start_time(pid) == Some(start) {
+                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                }
+            }
+        }
+    }
+}
+
+fn process_start_time(pid: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// Mount points under `dir` (sandbox namespaces pinned by the daemon).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(PathBuf::from)
+        .collect()
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.kill_recorded_processes();
+        self.stop();
+        for m in mounts_under(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // `host` drops next: its bridges and veths (and the sandboxes' peers) go with it.
+    }
+}
