@@ -7,8 +7,8 @@
 #![deny(unsafe_code)]
 
 pub mod api;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod daemon;
 pub mod datapath;
 pub mod ipam;

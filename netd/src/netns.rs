@@ -1,7 +1,10 @@
 //! Named network namespaces: files bind-mounted from `/proc/thread-self/ns/net`, like
 //! `ip netns` and Docker's sandbox keys. The only module that calls `unshare`, `setns` or
 //! `mount`; each call runs on a thread of its own so no runtime thread changes namespace.
-#![expect(unsafe_code, reason = "unshare/setns/mount/umount2 have no safe std wrappers")]
+#![expect(
+    unsafe_code,
+    reason = "unshare/setns/mount/umount2 have no safe std wrappers"
+)]
 
 use std::{
     ffi::CString,
@@ -12,7 +15,8 @@ use std::{
 };
 
 fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -35,7 +39,10 @@ pub fn enter_this_thread(path: &Path) -> io::Result<()> {
 /// Creates a new network namespace and pins it by bind-mounting it on `path` (a new file).
 /// On failure nothing is left behind.
 pub fn create(path: &Path) -> io::Result<()> {
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     let target = cstring(path)?;
     let result = std::thread::scope(|s| {
         s.spawn(|| -> io::Result<()> {
@@ -44,7 +51,13 @@ pub fn create(path: &Path) -> io::Result<()> {
             let source = CString::new("/proc/thread-self/ns/net").expect("no NUL");
             // SAFETY: valid NUL-terminated paths; a plain bind mount of this thread's namespace.
             check(unsafe {
-                libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
+                libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
             })
         })
         .join()
@@ -78,6 +91,7 @@ pub fn remove(path: &Path) -> io::Result<()> {
 /// Whether `path` is a pinned namespace (a bind mount of an nsfs inode).
 pub fn is_pinned(path: &Path) -> bool {
     // nsfs magic: the file's filesystem is nsfs only while the bind mount is in place.
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
     let Ok(c) = cstring(path) else { return false };
     let mut st: libc::statfs = unsafe {
         // SAFETY: statfs is plain old data; zeroed is a valid value.
@@ -85,6 +99,5 @@ pub fn is_pinned(path: &Path) -> bool {
     };
     // SAFETY: valid path and a valid out-pointer.
     let rc = unsafe { libc::statfs(c.as_ptr(), &raw mut st) };
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    rc == 0 && i64::from(st.f_type) == NSFS_MAGIC
+    rc == 0 && st.f_type == NSFS_MAGIC
 }

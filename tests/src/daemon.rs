@@ -16,14 +16,21 @@ pub fn netd_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("netd");
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p netd` (cargo xtask test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p netd` (cargo xtask test does)",
+        bin.display()
+    );
     bin
 }
 
 /// The stock docker CLI, when installed.
 #[must_use]
 pub fn docker_binary() -> Option<PathBuf> {
-    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 /// A CLI run's outcome.
@@ -35,7 +42,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output) -> Self {
+    fn from(out: &Output) -> Self {
         Self {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -44,16 +51,27 @@ impl Run {
     }
 
     /// Panics unless the command succeeded; returns stdout.
-    #[must_use]
     pub fn ok(self) -> String {
-        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self.stdout
     }
 
     /// Panics unless the command failed with `message` on stderr.
     pub fn fails_with(&self, message: &str) {
-        assert_ne!(self.code, 0, "expected failure with {message:?}, got success: {}", self.stdout);
-        assert!(self.stderr.contains(message), "expected {message:?} in stderr, got: {}", self.stderr);
+        assert_ne!(
+            self.code, 0,
+            "expected failure with {message:?}, got success: {}",
+            self.stdout
+        );
+        assert!(
+            self.stderr.contains(message),
+            "expected {message:?} in stderr, got: {}",
+            self.stderr
+        );
     }
 }
 
@@ -89,7 +107,13 @@ impl TestDaemon {
             socket.clone(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut d = Self { child: None, dir, socket, args, host };
+        let mut d = Self {
+            child: None,
+            dir,
+            socket,
+            args,
+            host,
+        };
         d.spawn();
         d
     }
@@ -118,7 +142,11 @@ impl TestDaemon {
             if self.log().contains("netd: listening on") && self.netd(&["version"]).code == 0 {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("netd daemon exited with {status}:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -170,7 +198,7 @@ impl TestDaemon {
             .stdin(Stdio::null())
             .output()
             .expect("running netd");
-        Run::from(out)
+        Run::from(&out)
     }
 
     /// Runs the stock docker CLI against this daemon (`None` when docker is not installed).
@@ -183,13 +211,15 @@ impl TestDaemon {
             .stdin(Stdio::null())
             .output()
             .expect("running docker");
-        Some(Run::from(out))
+        Some(Run::from(&out))
     }
 
     /// Stops the daemon with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
         }
     }
@@ -209,14 +239,24 @@ impl TestDaemon {
     }
 
     fn kill_recorded_processes(&self) {
-        let Ok(text) = std::fs::read_to_string(self.dir.join("state/state.json")) else { return };
-        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { return };
-        let Some(sandboxes) = state["sandboxes"].as_object() else { return };
+        let Ok(text) = std::fs::read_to_string(self.dir.join("state/state.json")) else {
+            return;
+        };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let Some(sandboxes) = state["sandboxes"].as_object() else {
+            return;
+        };
         for s in sandboxes.values() {
             for p in s["processes"].as_array().into_iter().flatten() {
-                let (Some(pid), Some(start)) = (p["pid"].as_u64(), p["start_time"].as_u64()) else { continue };
+                let (Some(pid), Some(start)) = (p["pid"].as_u64(), p["start_time"].as_u64()) else {
+                    continue;
+                };
                 if process_start_time(pid) == Some(start) {
-                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
                 }
             }
         }

@@ -3,8 +3,10 @@
 //! - `setup`: installs every prerequisite that is missing (idempotent, near-instant when done);
 //! - `build`: setup, then builds the eBPF programs and the workspace;
 //! - `test`: setup, then every test tier (unit, `BPF_PROG_TEST_RUN`, netns integration);
-//! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace.
+//! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace;
+//! - `demo`: the Docker networking walk-through against netd, in throw-away namespaces.
 
+mod demo;
 mod setup;
 mod step;
 
@@ -36,6 +38,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Replay the Docker networking walk-through against netd in throw-away namespaces.
+    Demo,
     /// Build, then start the daemon in the current network namespace.
     Run {
         /// Build with optimisations.
@@ -58,6 +62,11 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             setup::run()?;
             test(&args)
+        }
+        Command::Demo => {
+            setup::run()?;
+            build(false)?;
+            demo::run()
         }
         Command::Run { release, args } => {
             setup::run()?;
@@ -83,7 +92,8 @@ fn main() -> Result<()> {
 
 fn build(release: bool) -> Result<()> {
     step::say("building the eBPF programs and the workspace");
-    let mut args = vec!["build", "--locked", "--workspace"];
+    // The default members: netd-ebpf is built for BPF by netd's build script, not for the host.
+    let mut args = vec!["build", "--locked"];
     if release {
         args.push("--release");
     }

@@ -35,7 +35,31 @@ pub fn run() -> Result<()> {
     debian_packages()?;
     bpf_linker()?;
     bpffs()?;
+    docker_cli()?;
     Ok(())
+}
+
+/// The stock docker CLI (the API-compatibility tests drive it). Machines of this kind ship one in
+/// /usr/local/bin; elsewhere Debian's docker.io provides it.
+fn docker_cli() -> Result<()> {
+    if ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        return Ok(());
+    }
+    say("installing the docker CLI (Debian docker.io) for the API-compatibility tests");
+    step::run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "docker.io",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn nightly_rust_src() -> Result<()> {

@@ -13,17 +13,28 @@ pub struct Filters(BTreeMap<String, Vec<String>>);
 
 impl Filters {
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, String> {
-        let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(Self::default()) };
+        let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+            return Ok(Self::default());
+        };
         let v: Value = serde_json::from_str(raw).map_err(|e| format!("invalid filter: {e}"))?;
-        let Value::Object(map) = v else { return Err("invalid filter: expected an object".into()) };
+        let Value::Object(map) = v else {
+            return Err("invalid filter: expected an object".into());
+        };
         let mut out = BTreeMap::new();
         for (key, values) in map {
             if !allowed.contains(&key.as_str()) {
                 return Err(format!("invalid filter '{key}'"));
             }
             let list: Vec<String> = match values {
-                Value::Object(m) => m.into_iter().filter(|(_, on)| on.as_bool() != Some(false)).map(|(k, _)| k).collect(),
-                Value::Array(a) => a.into_iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                Value::Object(m) => m
+                    .into_iter()
+                    .filter(|(_, on)| on.as_bool() != Some(false))
+                    .map(|(k, _)| k)
+                    .collect(),
+                Value::Array(a) => a
+                    .into_iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
                 _ => return Err(format!("invalid filter '{key}'")),
             };
             out.insert(key, list);

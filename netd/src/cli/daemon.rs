@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use tokio::{net::UnixListener, signal::unix::{signal, SignalKind}};
+use tokio::{
+    net::UnixListener,
+    signal::unix::{signal, SignalKind},
+};
 
 use crate::daemon::{self as d, Config, Daemon};
 
@@ -28,13 +31,27 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     if socket.exists() {
         if tokio::net::UnixStream::connect(&socket).await.is_ok() {
-            return Err(format!("another daemon is listening on unix://{}", socket.display()));
+            return Err(format!(
+                "another daemon is listening on unix://{}",
+                socket.display()
+            ));
         }
-        std::fs::remove_file(&socket).map_err(|e| format!("removing stale socket {}: {e}", socket.display()))?;
+        std::fs::remove_file(&socket)
+            .map_err(|e| format!("removing stale socket {}: {e}", socket.display()))?;
     }
-    let daemon = Daemon::start(cfg).await.map_err(|e| format!("starting: {e}"))?;
-    let listener = UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
-    eprintln!("netd: uplinks: {}", if daemon.uplinks().is_empty() { "none".into() } else { daemon.uplinks().join(",") });
+    let daemon = Daemon::start(cfg)
+        .await
+        .map_err(|e| format!("starting: {e}"))?;
+    let listener =
+        UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+    eprintln!(
+        "netd: uplinks: {}",
+        if daemon.uplinks().is_empty() {
+            "none".into()
+        } else {
+            daemon.uplinks().join(",")
+        }
+    );
     eprintln!("netd: listening on unix://{}", socket.display());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;

@@ -1,5 +1,7 @@
 //! Column output like docker's (Go's tabwriter with minwidth 10, padding 3).
 
+use std::fmt::Write as _;
+
 /// Formats rows into aligned columns; the last column is not padded.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();
@@ -20,7 +22,7 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 l.push_str(c);
             } else {
-                l.push_str(&format!("{c:<w$}", w = widths[i]));
+                let _ = write!(l, "{c:<w$}", w = widths[i]);
             }
         }
         out.push_str(l.trim_end());
@@ -35,13 +37,13 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Natural ordering ("net2" < "net10"), as docker sorts names.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let (mut x, mut y) = (a.chars().peekable(), b.chars().peekable());
+    let (mut left, mut right) = (a.chars().peekable(), b.chars().peekable());
     loop {
-        match (x.peek().copied(), y.peek().copied()) {
+        match (left.peek().copied(), right.peek().copied()) {
             (None, None) => return std::cmp::Ordering::Equal,
             (None, Some(_)) => return std::cmp::Ordering::Less,
             (Some(_), None) => return std::cmp::Ordering::Greater,
-            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+            (Some(lc), Some(rc)) if lc.is_ascii_digit() && rc.is_ascii_digit() => {
                 let take = |it: &mut std::iter::Peekable<std::str::Chars<'_>>| {
                     let mut s = String::new();
                     while let Some(ch) = it.peek().copied().filter(char::is_ascii_digit) {
@@ -50,19 +52,19 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                     }
                     s
                 };
-                let (m, n) = (take(&mut x), take(&mut y));
-                let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
-                let ord = m.len().cmp(&n.len()).then_with(|| m.cmp(n));
+                let (lnum, rnum) = (take(&mut left), take(&mut right));
+                let (lnum, rnum) = (lnum.trim_start_matches('0'), rnum.trim_start_matches('0'));
+                let ord = lnum.len().cmp(&rnum.len()).then_with(|| lnum.cmp(rnum));
                 if ord != std::cmp::Ordering::Equal {
                     return ord;
                 }
             }
-            (Some(c), Some(d)) => {
-                if c != d {
-                    return c.cmp(&d);
+            (Some(lc), Some(rc)) => {
+                if lc != rc {
+                    return lc.cmp(&rc);
                 }
-                x.next();
-                y.next();
+                left.next();
+                right.next();
             }
         }
     }
@@ -76,9 +78,17 @@ mod tests {
     fn columns_like_docker() {
         let s = render(
             &["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-            &[vec!["2ac6093c3709".into(), "bridge".into(), "bridge".into(), "local".into()]],
+            &[vec![
+                "2ac6093c3709".into(),
+                "bridge".into(),
+                "bridge".into(),
+                "local".into(),
+            ]],
         );
-        assert_eq!(s, "NETWORK ID     NAME      DRIVER    SCOPE\n2ac6093c3709   bridge    bridge    local\n");
+        assert_eq!(
+            s,
+            "NETWORK ID     NAME      DRIVER    SCOPE\n2ac6093c3709   bridge    bridge    local\n"
+        );
     }
 
     #[test]

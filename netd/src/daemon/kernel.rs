@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use crate::{
+    ipam::Ipam,
     model::{ids, BridgeOptions, EndpointLink},
     netlink::{CreateVeth, Netlink},
-    ipam::Ipam,
 };
 
 use super::error::Result;
@@ -23,12 +23,26 @@ pub fn endpoint_alias(endpoint_id: &str) -> String {
 }
 
 /// Creates (or completes) a network's bridge: device, gateway address, up.
-pub async fn setup_bridge(nl: &Netlink, network_id: &str, o: &BridgeOptions, ipam: &Ipam) -> Result<()> {
+pub async fn setup_bridge(
+    nl: &Netlink,
+    network_id: &str,
+    o: &BridgeOptions,
+    ipam: &Ipam,
+) -> Result<()> {
     let index = match nl.link(&o.bridge_name).await? {
         Some(l) => l.index,
-        None => nl.create_bridge(&o.bridge_name, ids::random_mac(), o.mtu, &bridge_alias(network_id)).await?,
+        None => {
+            nl.create_bridge(
+                &o.bridge_name,
+                ids::random_mac(),
+                o.mtu,
+                &bridge_alias(network_id),
+            )
+            .await?
+        }
     };
-    nl.add_address(index, ipam.gateway, ipam.subnet.prefix()).await?;
+    nl.add_address(index, ipam.gateway, ipam.subnet.prefix())
+        .await?;
     nl.set_up(index).await?;
     Ok(())
 }

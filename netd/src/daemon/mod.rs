@@ -41,19 +41,33 @@ impl Daemon {
         let store = Store::open(&cfg.state_dir)?;
         std::fs::create_dir_all(cfg.netns_dir()).map_err(Error::io("creating the exec root"))?;
         let nl = Netlink::current()?;
-        let pools = if cfg.default_address_pools.is_empty() { pools::default_pools() } else { cfg.default_address_pools.clone() };
-        let uplinks = if cfg.uplink.is_empty() { nl.default_route_interfaces().await? } else { cfg.uplink.clone() };
+        let pools = if cfg.default_address_pools.is_empty() {
+            pools::default_pools()
+        } else {
+            cfg.default_address_pools.clone()
+        };
+        let uplinks = if cfg.uplink.is_empty() {
+            nl.default_route_interfaces().await?
+        } else {
+            cfg.uplink.clone()
+        };
         let loaded = store.load()?;
-        let daemon = Arc::new(Self { cfg, state: Mutex::new(State::default()), store, nl, pools, uplinks });
-        let state = match loaded {
-            Some(s) => s,
-            None => {
-                let mut s = State::default();
-                for n in daemon.predefined_networks() {
-                    s.networks.insert(n.id.clone(), n);
-                }
-                s
+        let daemon = Arc::new(Self {
+            cfg,
+            state: Mutex::new(State::default()),
+            store,
+            nl,
+            pools,
+            uplinks,
+        });
+        let state = if let Some(s) = loaded {
+            s
+        } else {
+            let mut s = State::default();
+            for n in daemon.predefined_networks() {
+                s.networks.insert(n.id.clone(), n);
             }
+            s
         };
         *daemon.state.lock().await = state;
         daemon.reconcile().await?;

@@ -22,35 +22,50 @@ impl Daemon {
             .values()
             .filter(|s| {
                 s.lifecycle == Lifecycle::Creating
-                    || (s.mode == SandboxMode::Private && !s.netns.as_deref().is_some_and(netns::is_pinned))
+                    || (s.mode == SandboxMode::Private
+                        && !s.netns.as_deref().is_some_and(netns::is_pinned))
             })
             .cloned()
             .collect();
         for s in dead {
-            eprintln!("netd: reconcile: removing unfinished or vanished sandbox {}", s.name);
+            eprintln!(
+                "netd: reconcile: removing unfinished or vanished sandbox {}",
+                s.name
+            );
             self.teardown_sandbox(&mut state, &s).await?;
         }
 
         // 2. Endpoints whose creation did not finish, or whose sandbox is unknown.
-        let stale: Vec<(String, String)> = state
+        let stale_endpoints: Vec<(String, String)> = state
             .networks
             .values()
             .flat_map(|n| {
                 n.endpoints
                     .values()
-                    .filter(|e| e.lifecycle == Lifecycle::Creating || !state.sandboxes.contains_key(&e.sandbox_id))
+                    .filter(|e| {
+                        e.lifecycle == Lifecycle::Creating
+                            || !state.sandboxes.contains_key(&e.sandbox_id)
+                    })
                     .map(|e| (n.id.clone(), e.sandbox_id.clone()))
             })
             .collect();
-        for (network_id, sandbox_id) in stale {
-            self.remove_endpoint(&mut state, &network_id, &sandbox_id).await?;
+        for (network_id, sandbox_id) in stale_endpoints {
+            self.remove_endpoint(&mut state, &network_id, &sandbox_id)
+                .await?;
         }
 
         // 3. Networks whose creation did not finish.
-        let unfinished: Vec<_> =
-            state.networks.values().filter(|n| n.lifecycle == Lifecycle::Creating).cloned().collect();
+        let unfinished: Vec<_> = state
+            .networks
+            .values()
+            .filter(|n| n.lifecycle == Lifecycle::Creating)
+            .cloned()
+            .collect();
         for n in unfinished {
-            eprintln!("netd: reconcile: rolling back unfinished network {}", n.name);
+            eprintln!(
+                "netd: reconcile: rolling back unfinished network {}",
+                n.name
+            );
             if let Some(b) = &n.bridge {
                 kernel::teardown_bridge(&self.nl, b).await?;
             }
@@ -59,9 +74,15 @@ impl Daemon {
 
         // 4. The default bridge follows the flags while nothing is attached to it.
         let wanted = self.predefined_networks();
-        if let Some(current) = state.networks.values_mut().find(|n| n.predefined && n.name == "bridge") {
+        if let Some(current) = state
+            .networks
+            .values_mut()
+            .find(|n| n.predefined && n.name == "bridge")
+        {
             if let Some(w) = wanted.iter().find(|w| w.name == "bridge") {
-                if current.endpoints.is_empty() && (current.bridge != w.bridge || current.ipam != w.ipam) {
+                if current.endpoints.is_empty()
+                    && (current.bridge != w.bridge || current.ipam != w.ipam)
+                {
                     if let Some(old) = &current.bridge {
                         kernel::teardown_bridge(&self.nl, old).await?;
                     }
@@ -75,17 +96,32 @@ impl Daemon {
         // 5. Every bridge and endpoint that should exist does.
         let networks: Vec<_> = state.networks.values().cloned().collect();
         for n in &networks {
-            let (Some(b), Some(ipam)) = (&n.bridge, &n.ipam) else { continue };
+            let (Some(b), Some(ipam)) = (&n.bridge, &n.ipam) else {
+                continue;
+            };
             kernel::setup_bridge(&self.nl, &n.id, b, ipam).await?;
             for ep in n.endpoints.values() {
                 let Some(link) = &ep.link else { continue };
                 if self.nl.link(&link.host_veth).await?.is_some() {
                     continue;
                 }
-                let Some(sandbox) = state.sandboxes.get(&ep.sandbox_id) else { continue };
-                eprintln!("netd: reconcile: re-creating endpoint {} of {} on {}", link.ifname, sandbox.name, n.name);
+                let Some(sandbox) = state.sandboxes.get(&ep.sandbox_id) else {
+                    continue;
+                };
+                eprintln!(
+                    "netd: reconcile: re-creating endpoint {} of {} on {}",
+                    link.ifname, sandbox.name, n.name
+                );
                 let gateway = (!n.internal).then_some(ipam.gateway);
-                kernel::setup_endpoint(&self.nl, &self.netns_path(sandbox), &ep.id, link, b, gateway).await?;
+                kernel::setup_endpoint(
+                    &self.nl,
+                    &self.netns_path(sandbox),
+                    &ep.id,
+                    link,
+                    b,
+                    gateway,
+                )
+                .await?;
             }
         }
 
@@ -94,23 +130,36 @@ impl Daemon {
             .iter()
             .flat_map(|n| {
                 let bridge = n.bridge.as_ref().map(|b| b.bridge_name.clone());
-                let veths = n.endpoints.values().filter_map(|e| e.link.as_ref().map(|l| l.host_veth.clone()));
+                let veths = n
+                    .endpoints
+                    .values()
+                    .filter_map(|e| e.link.as_ref().map(|l| l.host_veth.clone()));
                 bridge.into_iter().chain(veths)
             })
             .collect();
         for link in self.nl.links().await? {
-            let ours = link.alias.as_deref().is_some_and(|a| a.starts_with(kernel::ALIAS_PREFIX));
+            let ours = link
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(kernel::ALIAS_PREFIX));
             if ours && !known_links.contains(&link.name) {
                 eprintln!("netd: reconcile: deleting orphan link {}", link.name);
                 self.nl.delete_link(&link.name).await?;
             }
         }
-        let known_netns: BTreeSet<_> = state.sandboxes.values().filter_map(|s| s.netns.clone()).collect();
+        let known_netns: BTreeSet<_> = state
+            .sandboxes
+            .values()
+            .filter_map(|s| s.netns.clone())
+            .collect();
         if let Ok(dir) = std::fs::read_dir(self.cfg.netns_dir()) {
             for entry in dir.flatten() {
                 let path = entry.path();
                 if !known_netns.contains(&path) {
-                    eprintln!("netd: reconcile: removing orphan namespace {}", path.display());
+                    eprintln!(
+                        "netd: reconcile: removing orphan namespace {}",
+                        path.display()
+                    );
                     let _ = netns::remove(&path);
                 }
             }

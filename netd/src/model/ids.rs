@@ -19,15 +19,20 @@ pub fn random_hex(n: usize) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A MAC address as `02:42:ac:11:00:02`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
@@ -60,7 +65,9 @@ pub fn random_mac() -> [u8; 6] {
 
 /// Now as RFC 3339 with nanoseconds in UTC (`2026-11-29T16:14:18.123456789Z`).
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_nanos())
 }
 
@@ -91,21 +98,105 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "amazing", "awesome", "blissful", "bold", "brave", "busy", "charming", "clever",
-    "compassionate", "confident", "cool", "dazzling", "determined", "eager", "ecstatic",
-    "elegant", "epic", "festive", "focused", "friendly", "gallant", "gifted", "goofy", "happy",
-    "hopeful", "inspiring", "jolly", "keen", "kind", "laughing", "loving", "lucid", "modest",
-    "nice", "nostalgic", "objective", "optimistic", "peaceful", "pensive", "practical",
-    "quirky", "relaxed", "serene", "sharp", "stoic", "tender", "trusting", "upbeat", "vibrant",
-    "wizardly", "youthful", "zealous",
+    "admiring",
+    "amazing",
+    "awesome",
+    "blissful",
+    "bold",
+    "brave",
+    "busy",
+    "charming",
+    "clever",
+    "compassionate",
+    "confident",
+    "cool",
+    "dazzling",
+    "determined",
+    "eager",
+    "ecstatic",
+    "elegant",
+    "epic",
+    "festive",
+    "focused",
+    "friendly",
+    "gallant",
+    "gifted",
+    "goofy",
+    "happy",
+    "hopeful",
+    "inspiring",
+    "jolly",
+    "keen",
+    "kind",
+    "laughing",
+    "loving",
+    "lucid",
+    "modest",
+    "nice",
+    "nostalgic",
+    "objective",
+    "optimistic",
+    "peaceful",
+    "pensive",
+    "practical",
+    "quirky",
+    "relaxed",
+    "serene",
+    "sharp",
+    "stoic",
+    "tender",
+    "trusting",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "youthful",
+    "zealous",
 ];
 
 const SURNAMES: &[&str] = &[
-    "albattani", "babbage", "bardeen", "bell", "boyd", "cerf", "curie", "darwin", "dijkstra",
-    "einstein", "euclid", "fermat", "feynman", "galois", "gauss", "hamilton", "hopper",
-    "hypatia", "johnson", "kalam", "keller", "kepler", "kirch", "knuth", "lamport", "lovelace",
-    "maxwell", "meitner", "mirzakhani", "morse", "newton", "noether", "pascal", "perlman",
-    "raman", "ritchie", "shannon", "thompson", "torvalds", "turing", "wiles", "wozniak", "yalow",
+    "albattani",
+    "babbage",
+    "bardeen",
+    "bell",
+    "boyd",
+    "cerf",
+    "curie",
+    "darwin",
+    "dijkstra",
+    "einstein",
+    "euclid",
+    "fermat",
+    "feynman",
+    "galois",
+    "gauss",
+    "hamilton",
+    "hopper",
+    "hypatia",
+    "johnson",
+    "kalam",
+    "keller",
+    "kepler",
+    "kirch",
+    "knuth",
+    "lamport",
+    "lovelace",
+    "maxwell",
+    "meitner",
+    "mirzakhani",
+    "morse",
+    "newton",
+    "noether",
+    "pascal",
+    "perlman",
+    "raman",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "torvalds",
+    "turing",
+    "wiles",
+    "wozniak",
+    "yalow",
 ];
 
 /// A Docker-style name (`laughing_fermat`) not in `taken`; a digit is appended after clashes.
@@ -114,7 +205,11 @@ pub fn generate_name(taken: impl Fn(&str) -> bool) -> String {
     for attempt in 0..64 {
         let a = ADJECTIVES[rng.random_range(0..ADJECTIVES.len())];
         let s = SURNAMES[rng.random_range(0..SURNAMES.len())];
-        let name = if attempt < 8 { format!("{a}_{s}") } else { format!("{a}_{s}{}", rng.random_range(0..10)) };
+        let name = if attempt < 8 {
+            format!("{a}_{s}")
+        } else {
+            format!("{a}_{s}{}", rng.random_range(0..10))
+        };
         if !taken(&name) {
             return name;
         }
@@ -129,7 +224,10 @@ mod tests {
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_498_814_441, 715_140_335), "2017-06-30T09:20:41.715140335Z");
+        assert_eq!(
+            rfc3339(1_498_814_441, 715_140_335),
+            "2017-06-30T09:20:41.715140335Z"
+        );
         assert_eq!(rfc3339(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
     }
 
@@ -138,8 +236,14 @@ mod tests {
         let id = new_id();
         assert_eq!(id.len(), 64);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(format_mac(docker_mac("172.17.0.3".parse().unwrap())), "02:42:ac:11:00:03");
-        assert_eq!(parse_mac("02:42:AC:11:00:03"), Some([2, 0x42, 0xac, 0x11, 0, 3]));
+        assert_eq!(
+            format_mac(docker_mac("172.17.0.3".parse().unwrap())),
+            "02:42:ac:11:00:03"
+        );
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:03"),
+            Some([2, 0x42, 0xac, 0x11, 0, 3])
+        );
         assert_eq!(parse_mac("02:42:ac:11:00"), None);
         assert_eq!(parse_mac("zz:42:ac:11:00:03"), None);
     }

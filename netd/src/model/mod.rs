@@ -4,11 +4,7 @@
 pub mod ids;
 pub mod options;
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -198,8 +194,11 @@ impl State {
 
     /// The networks a sandbox is attached to, in name order.
     pub fn networks_of(&self, sandbox_id: &str) -> Vec<&Network> {
-        let mut v: Vec<&Network> =
-            self.networks.values().filter(|n| n.endpoints.contains_key(sandbox_id)).collect();
+        let mut v: Vec<&Network> = self
+            .networks
+            .values()
+            .filter(|n| n.endpoints.contains_key(sandbox_id))
+            .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

@@ -40,7 +40,10 @@ impl OptionKey {
 impl FromStr for OptionKey {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        OptionKey::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
+        OptionKey::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
     }
 }
 
@@ -73,11 +76,16 @@ impl BridgeOptions {
             mtu: default_mtu,
         };
         for (key, value) in options {
-            let Ok(k) = key.parse::<OptionKey>() else { continue };
+            let Ok(k) = key.parse::<OptionKey>() else {
+                continue;
+            };
             match k {
                 OptionKey::DefaultBridge => {
                     if parse_bool(key, value)? {
-                        return Err("default_bridge option is reserved for the daemon's bridge network".into());
+                        return Err(
+                            "default_bridge option is reserved for the daemon's bridge network"
+                                .into(),
+                        );
                     }
                 }
                 OptionKey::BridgeName => {
@@ -87,9 +95,9 @@ impl BridgeOptions {
                 OptionKey::EnableIcc => o.enable_icc = parse_bool(key, value)?,
                 OptionKey::EnableIpMasquerade => o.enable_ip_masquerade = parse_bool(key, value)?,
                 OptionKey::HostBindingIpv4 => {
-                    o.host_binding_ipv4 = value
-                        .parse()
-                        .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
+                    o.host_binding_ipv4 = value.parse().map_err(|_| {
+                        format!("failed to parse {key} value: {value} is not a valid IPv4 address")
+                    })?;
                 }
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
             }
@@ -102,16 +110,17 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     match value {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("failed to parse {key} value: strconv.ParseBool: parsing {value:?}: invalid syntax")),
+        _ => Err(format!(
+            "failed to parse {key} value: strconv.ParseBool: parsing {value:?}: invalid syntax"
+        )),
     }
 }
 
 /// Parses an MTU with Docker's errors (`invalid MTU number: -1`).
 pub fn parse_mtu(value: &str) -> Result<u32, String> {
-    let n: i64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("failed to parse com.docker.network.driver.mtu value: {value} is not a number"))?;
+    let n: i64 = value.trim().parse().map_err(|_| {
+        format!("failed to parse com.docker.network.driver.mtu value: {value} is not a number")
+    })?;
     if !(68..=65535).contains(&n) {
         return Err(format!("invalid MTU number: {n}"));
     }
@@ -120,8 +129,14 @@ pub fn parse_mtu(value: &str) -> Result<u32, String> {
 
 /// A Linux interface name: 1..=15 bytes, no '/', ':', whitespace.
 pub fn validate_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 15 || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
-        return Err(format!("invalid bridge name {name:?}: names are 1 to 15 characters without '/', ':' or spaces"));
+    if name.is_empty()
+        || name.len() > 15
+        || name.contains(['/', ':'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "invalid bridge name {name:?}: names are 1 to 15 characters without '/', ':' or spaces"
+        ));
     }
     Ok(())
 }
@@ -131,7 +146,10 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -156,9 +174,17 @@ mod tests {
 
     #[test]
     fn errors_use_docker_wording() {
-        let e = BridgeOptions::parse(&opts(&[("com.docker.network.driver.mtu", "-1")]), "b".into(), 1500);
+        let e = BridgeOptions::parse(
+            &opts(&[("com.docker.network.driver.mtu", "-1")]),
+            "b".into(),
+            1500,
+        );
         assert_eq!(e.unwrap_err(), "invalid MTU number: -1");
-        let e = BridgeOptions::parse(&opts(&[("com.docker.network.bridge.enable_icc", "maybe")]), "b".into(), 1500);
+        let e = BridgeOptions::parse(
+            &opts(&[("com.docker.network.bridge.enable_icc", "maybe")]),
+            "b".into(),
+            1500,
+        );
         assert!(e.unwrap_err().contains("invalid syntax"));
         assert!(validate_ifname("sixteen-chars-xx").is_err());
     }

@@ -11,7 +11,9 @@ use netlink_packet_route::{
     link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteScope},
 };
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use crate::netns;
 
@@ -101,7 +103,8 @@ impl Netlink {
                     source,
                 })?;
                 let _rt = runtime.enter();
-                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+                let (conn, handle, _) =
+                    rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
                 Ok::<_, NetlinkError>((conn, handle))
             })
             .join()
@@ -126,7 +129,12 @@ impl Netlink {
 
     /// The link named `name`, if any.
     pub async fn link(&self, name: &str) -> Result<Option<LinkSummary>> {
-        let mut stream = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match stream.try_next().await {
             Ok(Some(msg)) => Ok(Some(summarize(&msg))),
             Ok(None) => Ok(None),
@@ -144,8 +152,18 @@ impl Netlink {
     }
 
     /// Creates a bridge with the given MAC, MTU and alias, and returns its index. Not up yet.
-    pub async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32, alias: &str) -> Result<u32> {
-        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).alias(alias).build();
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: u32,
+        alias: &str,
+    ) -> Result<u32> {
+        let msg = LinkBridge::new(name)
+            .address(mac.to_vec())
+            .mtu(mtu)
+            .alias(alias)
+            .build();
         self.handle
             .link()
             .add(msg)
@@ -179,7 +197,10 @@ impl Netlink {
             .add(msg)
             .execute()
             .await
-            .map_err(req(format!("creating veth pair {}/{}", v.host_name, v.peer_name)))?;
+            .map_err(req(format!(
+                "creating veth pair {}/{}",
+                v.host_name, v.peer_name
+            )))?;
         drop(netns);
         self.index(v.host_name).await
     }
@@ -187,7 +208,12 @@ impl Netlink {
     /// Brings a link up.
     pub async fn set_up(&self, index: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle.link().set(msg).execute().await.map_err(req(format!("setting link {index} up")))
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(req(format!("setting link {index} up")))
     }
 
     /// Deletes the link named `name`; a link that is already gone is success.
@@ -203,7 +229,13 @@ impl Netlink {
 
     /// Adds `addr/prefix` to a link; an address already there is success.
     pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-        match self.handle.address().add(index, addr.into(), prefix).execute().await {
+        match self
+            .handle
+            .address()
+            .add(index, addr.into(), prefix)
+            .execute()
+            .await
+        {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
             r => r.map_err(req(format!("adding {addr}/{prefix} to link {index}"))),
         }
@@ -211,7 +243,9 @@ impl Netlink {
 
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
         self.handle
             .route()
             .add(msg)
@@ -259,7 +293,10 @@ impl Netlink {
             .map_err(req("listing routes"))?;
         let links = self.links().await?;
         let mut out = Vec::new();
-        for r in routes.iter().filter(|r| r.header.destination_prefix_length == 0) {
+        for r in routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length == 0)
+        {
             for attr in &r.attributes {
                 if let RouteAttribute::Oif(index) = attr {
                     if let Some(l) = links.iter().find(|l| l.index == *index) {

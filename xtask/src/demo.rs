@@ -1,0 +1,329 @@
+//! `cargo xtask demo`: the Docker networking walk-through, replayed against netd in a throw-away
+//! sandbox — a "host" namespace running the daemon and an "outside" namespace behind an uplink
+//! veth — printing every command and its output, then tearing everything down.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::step::{self, say, workspace_root};
+
+/// Everything the demo creates; removed on drop, also after an error or a panic.
+struct Sandbox {
+    host: String,
+    outside: String,
+    dir: PathBuf,
+    daemon: Option<Child>,
+    netd: PathBuf,
+}
+
+impl Sandbox {
+    fn socket(&self) -> String {
+        format!("unix://{}/run/netd.sock", self.dir.display())
+    }
+
+    fn netd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.netd);
+        c.args(["-H", &self.socket()]).args(args);
+        c
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.daemon.is_some() {
+            // Sandboxes first (kills their processes by recorded pid), then the daemon.
+            if let Ok(out) = self.netd(&["ps", "-q"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = self.netd(&["rm", "-f", id]).output();
+                }
+            }
+        }
+        if let Some(mut d) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &d.id().to_string()])
+                .status();
+            let _ = d.wait();
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        for m in mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+        {
+            let _ = Command::new("umount").args(["-l", m]).status();
+        }
+        for ns in [&self.host, &self.outside] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    step::run(Command::new("ip").args(args))
+}
+
+/// Prints `$ shown` and the output of `cmd`, in order; a failing command is shown, not fatal.
+fn show(shown: &str, cmd: &mut Command) -> Result<()> {
+    println!("\n$ {shown}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {shown}"))?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        println!("(exit status {})", out.status.code().unwrap_or(-1));
+    }
+    Ok(())
+}
+
+pub fn run() -> Result<()> {
+    let pid = std::process::id();
+    let netd = workspace_root()?.join("target/debug/netd");
+    let mut sb = Sandbox {
+        host: format!("netd-demo-host-{pid}"),
+        outside: format!("netd-demo-outside-{pid}"),
+        dir: PathBuf::from(format!("/tmp/netd-demo-{pid}")),
+        daemon: None,
+        netd,
+    };
+    say(&format!(
+        "creating namespaces {} and {}",
+        sb.host, sb.outside
+    ));
+    ip(&["netns", "add", &sb.host])?;
+    ip(&["netns", "add", &sb.outside])?;
+    for ns in [&sb.host, &sb.outside] {
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    }
+    ip(&[
+        "-n",
+        &sb.host,
+        "link",
+        "add",
+        "uplink0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &sb.outside,
+    ])?;
+    ip(&[
+        "-n",
+        &sb.host,
+        "addr",
+        "add",
+        "10.255.0.1/24",
+        "dev",
+        "uplink0",
+    ])?;
+    ip(&[
+        "-n",
+        &sb.outside,
+        "addr",
+        "add",
+        "10.255.0.2/24",
+        "dev",
+        "eth0",
+    ])?;
+    ip(&["-n", &sb.host, "link", "set", "uplink0", "up"])?;
+    ip(&["-n", &sb.outside, "link", "set", "eth0", "up"])?;
+    ip(&[
+        "-n",
+        &sb.host,
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.255.0.2",
+    ])?;
+
+    std::fs::create_dir_all(&sb.dir)?;
+    let log = std::fs::File::create(sb.dir.join("daemon.log"))?;
+    say("starting netd in the host namespace");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", sb.host))
+        .arg(&sb.netd)
+        .args(["daemon", "--state-dir"])
+        .arg(sb.dir.join("state"))
+        .arg("--exec-root")
+        .arg(sb.dir.join("run"))
+        .args([
+            "--bpffs",
+            &format!("/sys/fs/bpf/netd-demo-{pid}"),
+            "-H",
+            &sb.socket(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting netd")?;
+    sb.daemon = Some(child);
+    wait_for_daemon(&sb, &sb.dir.join("daemon.log"))?;
+
+    let n = |args: &[&str]| sb.netd(args);
+    let host_ip = |args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["-n", &sb.host]).args(args);
+        c
+    };
+    show("netd network ls", &mut n(&["network", "ls"]))?;
+    show(
+        "netd run --rm --network none -- ip a",
+        &mut n(&["run", "--rm", "--network", "none", "--", "ip", "a"]),
+    )?;
+    show(
+        "netd run --rm --network host -- ip a",
+        &mut n(&["run", "--rm", "--network", "host", "--", "ip", "a"]),
+    )?;
+    show(
+        "netd run -d --name d0busy1 -- sleep 600",
+        &mut n(&["run", "-d", "--name", "d0busy1", "--", "sleep", "600"]),
+    )?;
+    show(
+        "netd run -d --name d0busy2 -- sleep 600",
+        &mut n(&["run", "-d", "--name", "d0busy2", "--", "sleep", "600"]),
+    )?;
+    show("netd ps", &mut n(&["ps"]))?;
+    show(
+        "netd exec d0busy1 -- ip a",
+        &mut n(&["exec", "d0busy1", "--", "ip", "a"]),
+    )?;
+    show(
+        "netd exec d0busy2 -- ip link show eth0",
+        &mut n(&["exec", "d0busy2", "--", "ip", "link", "show", "eth0"]),
+    )?;
+    show(
+        "netd exec d0busy1 -- ping -c 2 172.17.0.3",
+        &mut n(&[
+            "exec",
+            "d0busy1",
+            "--",
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "172.17.0.3",
+        ]),
+    )?;
+    show(
+        "ip -br link show master docker0    # bridge membership",
+        &mut host_ip(&["-br", "link", "show", "master", "docker0"]),
+    )?;
+    show(
+        "netd network inspect bridge",
+        &mut n(&["network", "inspect", "bridge"]),
+    )?;
+    show(
+        "netd network create --driver bridge my_net",
+        &mut n(&["network", "create", "--driver", "bridge", "my_net"]),
+    )?;
+    show(
+        "netd network inspect my_net",
+        &mut n(&["network", "inspect", "my_net"]),
+    )?;
+    show(
+        "netd network create --driver bridge --subnet 172.22.16.0/24 --gateway 172.22.16.1 my_net2",
+        &mut n(&[
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--subnet",
+            "172.22.16.0/24",
+            "--gateway",
+            "172.22.16.1",
+            "my_net2",
+        ]),
+    )?;
+    show(
+        "netd network inspect my_net2",
+        &mut n(&["network", "inspect", "my_net2"]),
+    )?;
+    show(
+        "ip -br addr show type bridge",
+        &mut host_ip(&["-br", "addr", "show", "type", "bridge"]),
+    )?;
+    show(
+        "netd run --rm --network my_net2 -- ip a",
+        &mut n(&["run", "--rm", "--network", "my_net2", "--", "ip", "a"]),
+    )?;
+    show(
+        "netd run -d --name static88 --network my_net2 --ip 172.22.16.88 -- sleep 600",
+        &mut n(&[
+            "run",
+            "-d",
+            "--name",
+            "static88",
+            "--network",
+            "my_net2",
+            "--ip",
+            "172.22.16.88",
+            "--",
+            "sleep",
+            "600",
+        ]),
+    )?;
+    show(
+        "netd exec static88 -- ip a",
+        &mut n(&["exec", "static88", "--", "ip", "a"]),
+    )?;
+    show(
+        "netd run --network my_net --ip 172.22.16.88 -- true",
+        &mut n(&[
+            "run",
+            "--network",
+            "my_net",
+            "--ip",
+            "172.22.16.88",
+            "--",
+            "true",
+        ]),
+    )?;
+    show(
+        "ip -br link show type bridge",
+        &mut host_ip(&["-br", "link", "show", "type", "bridge"]),
+    )?;
+    show(
+        "ip -br link show type veth    # host ends and their bridges",
+        &mut host_ip(&["-o", "link", "show", "type", "veth"]),
+    )?;
+    say("tearing down");
+    drop(sb);
+    say("done: no namespace, link, mount or process left");
+    Ok(())
+}
+
+fn wait_for_daemon(sb: &Sandbox, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if sb
+            .netd(&["version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "netd did not start:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
+}
