@@ -29,9 +29,12 @@ pub struct Event {
     pub pad: [u8; 2],
     /// The IPv4 5-tuple (zero when the frame is not IPv4 or did not parse).
     pub tuple: Ipv4Tuple,
+    /// Where the packet was redirected to (ifindex), 0 when it was not.
+    pub target: u32,
+    pub pad2: u32,
 }
 
-const _: () = assert!(size_of::<Event>() == 32);
+const _: () = assert!(size_of::<Event>() == 40);
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern is valid.

@@ -5,11 +5,15 @@
 //! restart, so a layout change is a breaking change.
 #![no_std]
 
+pub mod endpoint;
 pub mod event;
 pub mod packet;
 pub mod reason;
 pub mod stats;
 
+pub use endpoint::{
+    EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
+};
 pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
 pub use reason::Reason;

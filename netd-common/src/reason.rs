@@ -17,6 +17,13 @@ pub enum Reason {
     PassIpv6 = 2,
     /// Any other ethertype passed on unchanged.
     PassOtherL2 = 3,
+    /// Delivered straight into the destination endpoint's namespace (`bpf_redirect_peer`).
+    RedirectPeer = 4,
+    /// IPv4 for the gateway, the host or beyond: handed to the host's stack.
+    PassToStack = 5,
+    /// Broadcast, multicast or an unknown address of the endpoint's own subnet: handed to the
+    /// kernel bridge (the slow path).
+    PassToBridge = 6,
 
     /// The frame is shorter than an Ethernet header.
     DropShortEthernet = 64,
@@ -46,6 +53,16 @@ pub enum Reason {
     DropShortIcmp = 76,
     /// IPv6 ethertype but the frame ends inside the fixed IPv6 header.
     DropShortIpv6 = 77,
+    /// The source MAC is not the sending endpoint's.
+    DropSpoofedMac = 78,
+    /// The source IPv4 (or ARP sender address) is not the sending endpoint's.
+    DropSpoofedIp = 79,
+    /// Endpoint to endpoint inside a network with `enable_icc=false`.
+    DropIccDisabled = 80,
+    /// Between different networks (Docker's isolation).
+    DropCrossNetwork = 81,
+    /// From an `--internal` network to outside its subnet.
+    DropInternalNetwork = 82,
 }
 
 impl Reason {
@@ -53,11 +70,14 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 26] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
         Reason::PassOtherL2,
+        Reason::RedirectPeer,
+        Reason::PassToStack,
+        Reason::PassToBridge,
         Reason::DropShortEthernet,
         Reason::DropShortVlan,
         Reason::DropShortArp,
@@ -72,6 +92,11 @@ impl Reason {
         Reason::DropUdpLength,
         Reason::DropShortIcmp,
         Reason::DropShortIpv6,
+        Reason::DropSpoofedMac,
+        Reason::DropSpoofedIp,
+        Reason::DropIccDisabled,
+        Reason::DropCrossNetwork,
+        Reason::DropInternalNetwork,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -94,6 +119,9 @@ impl Reason {
             Reason::PassArp => "pass-arp",
             Reason::PassIpv6 => "pass-ipv6",
             Reason::PassOtherL2 => "pass-other-l2",
+            Reason::RedirectPeer => "redirect-peer",
+            Reason::PassToStack => "pass-to-stack",
+            Reason::PassToBridge => "pass-to-bridge",
             Reason::DropShortEthernet => "drop-short-ethernet",
             Reason::DropShortVlan => "drop-short-vlan",
             Reason::DropShortArp => "drop-short-arp",
@@ -108,6 +136,11 @@ impl Reason {
             Reason::DropUdpLength => "drop-udp-length",
             Reason::DropShortIcmp => "drop-short-icmp",
             Reason::DropShortIpv6 => "drop-short-ipv6",
+            Reason::DropSpoofedMac => "drop-spoofed-mac",
+            Reason::DropSpoofedIp => "drop-spoofed-ip",
+            Reason::DropIccDisabled => "drop-icc-disabled",
+            Reason::DropCrossNetwork => "drop-cross-network",
+            Reason::DropInternalNetwork => "drop-internal-network",
         }
     }
 }
@@ -128,7 +161,7 @@ mod tests {
         }
         for r in Reason::ALL {
             assert_eq!(Reason::decode(r as u8), Some(r));
-            assert_eq!(r.is_drop(), r.name().starts_with("drop-"));
+            assert_eq!(r.is_drop(), r.name().starts_with("drop-"), "{r:?}");
         }
         assert_eq!(Reason::decode(250), None);
     }

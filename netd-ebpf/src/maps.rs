@@ -1,22 +1,45 @@
 //! Every map of the datapath. Names start with `NETD_` so `bpftool map` shows whose they are.
+//! All are pinned by name under the daemon's `--bpffs` directory, so programs attached by one
+//! daemon keep working with the maps the next daemon fills.
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use netd_common::{Counter, CLASS_SLOTS, REASON_SLOTS};
+use netd_common::{
+    Counter, EndpointInfo, EndpointReasonKey, NetworkInfo, CLASS_SLOTS, MAX_ENDPOINTS,
+    MAX_NETWORKS, REASON_SLOTS,
+};
 
 /// Packets and bytes per verdict/drop reason (index: `netd_common::Reason`).
 #[map]
-pub static NETD_REASONS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(REASON_SLOTS, 0);
+pub static NETD_REASONS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_SLOTS, 0);
 
 /// Packets and bytes per packet class (index: `netd_common::PacketClass`).
 #[map]
-pub static NETD_CLASSES: PerCpuArray<Counter> = PerCpuArray::with_max_entries(CLASS_SLOTS, 0);
+pub static NETD_CLASSES: PerCpuArray<Counter> = PerCpuArray::pinned(CLASS_SLOTS, 0);
+
+/// Packets and bytes per sending endpoint and reason.
+#[map]
+pub static NETD_ENDPOINT_STATS: PerCpuHashMap<EndpointReasonKey, Counter> =
+    PerCpuHashMap::pinned(MAX_ENDPOINTS * 8, 0);
+
+/// Endpoints by IPv4 address (wire order): where to deliver.
+#[map]
+pub static NETD_ENDPOINTS_BY_IP: HashMap<u32, EndpointInfo> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Endpoints by host-side veth ifindex: who is sending.
+#[map]
+pub static NETD_ENDPOINTS_BY_IFINDEX: HashMap<u32, EndpointInfo> =
+    HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Networks by subnet (longest prefix match on an IPv4 address, wire order).
+#[map]
+pub static NETD_NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWORKS, 0);
 
 /// Drop events (always) and trace events (when `NETD_TRACE` is set at load time).
 #[map]
-pub static NETD_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
 
 /// Load-time switch: when non-zero every packet emits a trace event. Read-only data, so the
 /// verifier removes the tracing code entirely when it is off.

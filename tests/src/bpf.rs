@@ -16,7 +16,11 @@ pub const TC_ACT_SHOT: u32 = 2;
 
 static DATAPATH: LazyLock<Mutex<Datapath>> = LazyLock::new(|| {
     Mutex::new(
-        Datapath::load(LoadOptions { trace: true }).expect("loading the datapath (root, BTF)"),
+        Datapath::load(&LoadOptions {
+            trace: true,
+            pin_dir: None,
+        })
+        .expect("loading the datapath (root, BTF)"),
     )
 });
 

@@ -79,6 +79,7 @@ impl Run {
 pub struct TestDaemon {
     child: Option<Child>,
     dir: PathBuf,
+    bpffs: PathBuf,
     socket: String,
     args: Vec<String>,
     // Last: dropped after the daemon is stopped.
@@ -94,7 +95,7 @@ impl TestDaemon {
         let dir = PathBuf::from("/tmp").join(unique_name("netd-test-"));
         std::fs::create_dir_all(&dir).expect("test dir");
         let socket = format!("unix://{}/run/netd.sock", dir.display());
-        let bpffs = format!("/sys/fs/bpf/{}", unique_name("netd-test-"));
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/{}", unique_name("netd-test-")));
         let mut args: Vec<String> = vec![
             "daemon".into(),
             "--state-dir".into(),
@@ -102,7 +103,7 @@ impl TestDaemon {
             "--exec-root".into(),
             dir.join("run").display().to_string(),
             "--bpffs".into(),
-            bpffs,
+            bpffs.display().to_string(),
             "-H".into(),
             socket.clone(),
         ];
@@ -110,6 +111,7 @@ impl TestDaemon {
         let mut d = Self {
             child: None,
             dir,
+            bpffs,
             socket,
             args,
             host,
@@ -182,6 +184,12 @@ impl TestDaemon {
     pub fn state_json(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.dir.join("state/state.json")).expect("state.json");
         serde_json::from_str(&text).expect("state.json parses")
+    }
+
+    /// The daemon's bpffs directory (pinned maps and links).
+    #[must_use]
+    pub fn bpffs(&self) -> &Path {
+        &self.bpffs
     }
 
     /// The daemon's pid.
@@ -289,6 +297,8 @@ impl Drop for TestDaemon {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Pins outlive the daemon by design (restart without loss); the test removes them.
+        let _ = std::fs::remove_dir_all(&self.bpffs);
         // `host` drops next: its bridges and veths (and the sandboxes' peers) go with it.
     }
 }

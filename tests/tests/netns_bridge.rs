@@ -135,8 +135,11 @@ fn a_9000_byte_frame_through_the_attached_program() {
         ns.ip(&["link", "set", "eth0", "mtu", "9000"]);
         ns.ip(&["addr", "add", ip, "dev", "eth0"]);
     }
-    let mut dp =
-        netd::datapath::Datapath::load(netd::datapath::LoadOptions { trace: true }).expect("load");
+    let mut dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions {
+        trace: true,
+        pin_dir: None,
+    })
+    .expect("load");
     b.run(|| dp.attach_from_container("eth0").expect("attach"));
     assert_eq!(
         tcx_ingress_programs(&b, "eth0"),

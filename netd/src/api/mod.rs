@@ -208,6 +208,13 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             disconnect(daemon, (*key).to_owned(), req).await
         }
         (&Method::GET, ["netd", "v1", "sandboxes"]) => list_sandboxes(daemon).await,
+        (&Method::GET, ["netd", "v1", "stats"]) => {
+            let q = query(&req);
+            match daemon.stats(q.get("sandbox").map(String::as_str)).await {
+                Ok(s) => json(StatusCode::OK, &s),
+                Err(e) => from_error(&e),
+            }
+        }
         (&Method::POST, ["netd", "v1", "sandboxes"]) => create_sandbox(daemon, req).await,
         (&Method::GET, ["netd", "v1", "sandboxes", key]) => inspect_sandbox(daemon, key).await,
         (&Method::DELETE, ["netd", "v1", "sandboxes", key]) => {

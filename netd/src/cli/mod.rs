@@ -3,6 +3,7 @@
 mod daemon;
 mod network;
 mod sandbox;
+mod stats;
 pub mod table;
 
 use std::process::ExitCode;
@@ -46,6 +47,8 @@ enum Command {
     Ps(sandbox::PsArgs),
     /// Remove sandboxes (their endpoints, addresses and namespace).
     Rm(sandbox::RmArgs),
+    /// Show the datapath's counters by reason, overall and per endpoint.
+    Stats(stats::StatsArgs),
     /// Show client and daemon versions.
     Version,
 }
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
             Command::Exec(args) => sandbox::exec(&client, args).await,
             Command::Ps(args) => sandbox::ps(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
+            Command::Stats(args) => stats::exec(&client, args).await,
             Command::Version => version(&client).await,
         }
     })

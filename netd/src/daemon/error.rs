@@ -20,6 +20,8 @@ pub enum Error {
     Netlink(#[from] NetlinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("datapath: {0}")]
+    Datapath(#[source] Box<crate::datapath::DatapathError>),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -36,7 +38,7 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::Forbidden(_) => 403,
             Error::InvalidParameter(_) => 400,
-            Error::Netlink(_) | Error::Store(_) | Error::Io { .. } => 500,
+            Error::Netlink(_) | Error::Store(_) | Error::Datapath(_) | Error::Io { .. } => 500,
         }
     }
 

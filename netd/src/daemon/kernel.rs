@@ -1,11 +1,10 @@
 //! The kernel side of networks and endpoints: bridges, veth pairs, addresses, routes. Every
 //! function is idempotent; teardown treats "already gone" as success.
 
-use std::path::Path;
+use std::{net::Ipv4Addr, path::Path};
 
 use crate::{
-    ipam::Ipam,
-    model::{ids, BridgeOptions, EndpointLink},
+    model::{ids, BridgeOptions, EndpointLink, Network},
     netlink::{CreateVeth, Netlink},
 };
 
@@ -23,12 +22,10 @@ pub fn endpoint_alias(endpoint_id: &str) -> String {
 }
 
 /// Creates (or completes) a network's bridge: device, gateway address, up.
-pub async fn setup_bridge(
-    nl: &Netlink,
-    network_id: &str,
-    o: &BridgeOptions,
-    ipam: &Ipam,
-) -> Result<()> {
+pub async fn setup_bridge(nl: &Netlink, network: &Network) -> Result<()> {
+    let (Some(o), Some(ipam)) = (&network.bridge, &network.ipam) else {
+        return Ok(());
+    };
     let index = match nl.link(&o.bridge_name).await? {
         Some(l) => l.index,
         None => {
@@ -36,7 +33,7 @@ pub async fn setup_bridge(
                 &o.bridge_name,
                 ids::random_mac(),
                 o.mtu,
-                &bridge_alias(network_id),
+                &bridge_alias(&network.id),
             )
             .await?
         }
@@ -52,18 +49,17 @@ pub async fn teardown_bridge(nl: &Netlink, o: &BridgeOptions) -> Result<()> {
     Ok(nl.delete_link(&o.bridge_name).await?)
 }
 
-/// Creates an endpoint's veth pair: host end on the bridge and up; sandbox end named, addressed,
-/// up, with the default route via the gateway when `default_route` is set.
-pub async fn setup_endpoint(
+/// Creates an endpoint's veth pair (both ends down) with the host end on the bridge and the
+/// peer in the sandbox; returns the host end's index.
+pub async fn create_endpoint_veth(
     nl: &Netlink,
     netns: &Path,
     endpoint_id: &str,
     link: &EndpointLink,
     bridge: &BridgeOptions,
-    gateway: Option<std::net::Ipv4Addr>,
-) -> Result<()> {
+) -> Result<u32> {
     let master = nl.index(&bridge.bridge_name).await?;
-    let host_index = nl
+    Ok(nl
         .create_veth(&CreateVeth {
             host_name: &link.host_veth,
             host_alias: &endpoint_alias(endpoint_id),
@@ -73,7 +69,18 @@ pub async fn setup_endpoint(
             peer_netns: netns,
             mtu: bridge.mtu,
         })
-        .await?;
+        .await?)
+}
+
+/// Brings an endpoint up: the host end, then the sandbox end with its address and, when
+/// `gateway` is given and the sandbox has no default route yet, the default route.
+pub async fn bring_up_endpoint(
+    nl: &Netlink,
+    netns: &Path,
+    host_index: u32,
+    link: &EndpointLink,
+    gateway: Option<Ipv4Addr>,
+) -> Result<()> {
     nl.set_up(host_index).await?;
     let inside = Netlink::in_netns(netns)?;
     let index = inside.index(&link.ifname).await?;
@@ -88,7 +95,7 @@ pub async fn setup_endpoint(
 }
 
 /// Deletes an endpoint's veth pair (deleting the host end deletes both).
-pub async fn teardown_endpoint(nl: &Netlink, link: &EndpointLink) -> Result<()> {
+pub async fn delete_endpoint_veth(nl: &Netlink, link: &EndpointLink) -> Result<()> {
     Ok(nl.delete_link(&link.host_veth).await?)
 }
 
@@ -101,7 +108,7 @@ pub async fn setup_sandbox_loopback(netns: &Path) -> Result<()> {
 }
 
 /// Adds a default route via `gateway` inside the sandbox if it has none.
-pub async fn ensure_default_route(netns: &Path, gateway: std::net::Ipv4Addr) -> Result<()> {
+pub async fn ensure_default_route(netns: &Path, gateway: Ipv4Addr) -> Result<()> {
     let inside = Netlink::in_netns(netns)?;
     if inside.default_route_interfaces().await?.is_empty() {
         inside.add_default_route(gateway).await?;

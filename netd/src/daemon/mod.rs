@@ -5,11 +5,13 @@
 //! resolves. Lifecycle messages on stderr (`netd: listening on …`, `netd: stopped`) are stable.
 
 mod config;
+mod datapath;
 pub mod error;
 mod kernel;
 pub mod networks;
 mod reconcile;
 pub mod sandboxes;
+pub mod stats;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -19,6 +21,7 @@ pub use config::{socket_path, Config};
 pub use error::{Error, Result};
 
 use crate::{
+    datapath::{Datapath, LoadOptions},
     ipam::pools::{self, AddressPool},
     model::State,
     netlink::Netlink,
@@ -31,6 +34,8 @@ pub struct Daemon {
     pub(crate) state: Mutex<State>,
     store: Store,
     nl: Netlink,
+    /// The eBPF datapath (std mutex: never held across an await).
+    datapath: std::sync::Mutex<Datapath>,
     pools: Vec<AddressPool>,
     uplinks: Vec<String>,
 }
@@ -52,11 +57,16 @@ impl Daemon {
             cfg.uplink.clone()
         };
         let loaded = store.load()?;
+        let datapath = Datapath::load(&LoadOptions {
+            trace: false,
+            pin_dir: Some(cfg.bpffs.clone()),
+        })?;
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),
             store,
             nl,
+            datapath: std::sync::Mutex::new(datapath),
             pools,
             uplinks,
         });

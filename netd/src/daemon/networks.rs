@@ -92,6 +92,7 @@ impl Daemon {
             labels: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             lifecycle: Lifecycle::Ready,
+            datapath_id: 0,
         };
         if self.cfg.bridge != "none" {
             let mut n = base("bridge", Driver::Bridge);
@@ -134,8 +135,14 @@ impl Daemon {
         state.networks.insert(id.clone(), network);
         self.persist(&state)?;
 
-        if let (Some(b), Some(ipam)) = (&bridge, &ipam) {
-            if let Err(e) = kernel::setup_bridge(&self.nl, &id, b, ipam).await {
+        if let (Some(b), Some(_)) = (&bridge, &ipam) {
+            let network = &state.networks[&id];
+            let result = match kernel::setup_bridge(&self.nl, network).await {
+                Ok(()) => self.datapath_set_network(network),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                let _ = self.datapath_remove_network(&state.networks[&id]);
                 let _ = kernel::teardown_bridge(&self.nl, b).await;
                 state.networks.remove(&id);
                 self.persist(&state)?;
@@ -219,6 +226,7 @@ impl Daemon {
             labels: req.labels,
             endpoints: BTreeMap::new(),
             lifecycle: Lifecycle::Creating,
+            datapath_id: state.next_datapath_id(),
         })
     }
 
@@ -318,6 +326,7 @@ impl Daemon {
                 n.name, n.id
             )));
         }
+        self.datapath_remove_network(&n)?;
         if let Some(b) = &n.bridge {
             kernel::teardown_bridge(&self.nl, b).await?;
         }

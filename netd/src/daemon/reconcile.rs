@@ -66,10 +66,22 @@ impl Daemon {
                 "netd: reconcile: rolling back unfinished network {}",
                 n.name
             );
+            self.datapath_remove_network(&n)?;
             if let Some(b) = &n.bridge {
                 kernel::teardown_bridge(&self.nl, b).await?;
             }
             state.networks.remove(&n.id);
+        }
+        // Networks persisted without a datapath id (the predefined ones at first start) get one.
+        let missing: Vec<String> = state
+            .networks
+            .values()
+            .filter(|n| n.datapath_id == 0)
+            .map(|n| n.id.clone())
+            .collect();
+        for id in missing {
+            let next = state.next_datapath_id();
+            state.networks.get_mut(&id).expect("listed").datapath_id = next;
         }
 
         // 4. The default bridge follows the flags while nothing is attached to it.
@@ -93,35 +105,31 @@ impl Daemon {
             }
         }
 
-        // 5. Every bridge and endpoint that should exist does.
+        // 5. Every bridge and endpoint that should exist does, and is in the datapath: links
+        //    pinned by an earlier daemon are adopted (traffic never stopped), missing ones made.
         let networks: Vec<_> = state.networks.values().cloned().collect();
         for n in &networks {
-            let (Some(b), Some(ipam)) = (&n.bridge, &n.ipam) else {
+            if n.bridge.is_none() {
                 continue;
-            };
-            kernel::setup_bridge(&self.nl, &n.id, b, ipam).await?;
+            }
+            kernel::setup_bridge(&self.nl, n).await?;
+            self.datapath_set_network(n)?;
             for ep in n.endpoints.values() {
                 let Some(link) = &ep.link else { continue };
-                if self.nl.link(&link.host_veth).await?.is_some() {
-                    continue;
-                }
                 let Some(sandbox) = state.sandboxes.get(&ep.sandbox_id) else {
                     continue;
                 };
-                eprintln!(
-                    "netd: reconcile: re-creating endpoint {} of {} on {}",
-                    link.ifname, sandbox.name, n.name
-                );
-                let gateway = (!n.internal).then_some(ipam.gateway);
-                kernel::setup_endpoint(
-                    &self.nl,
-                    &self.netns_path(sandbox),
-                    &ep.id,
-                    link,
-                    b,
-                    gateway,
-                )
-                .await?;
+                match self.nl.link(&link.host_veth).await? {
+                    Some(host) => self.datapath_adopt_endpoint(n, link, host.index)?,
+                    None => {
+                        eprintln!(
+                            "netd: reconcile: re-creating endpoint {} of {} on {}",
+                            link.ifname, sandbox.name, n.name
+                        );
+                        self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link)
+                            .await?;
+                    }
+                }
             }
         }
 
@@ -147,6 +155,14 @@ impl Daemon {
                 self.nl.delete_link(&link.name).await?;
             }
         }
+        self.datapath_forget_unknown(&known_links)?;
+        let mut live = BTreeSet::new();
+        for name in &known_links {
+            if let Some(l) = self.nl.link(name).await? {
+                live.insert(l.index);
+            }
+        }
+        self.datapath_forget_stale_endpoints(&live)?;
         let known_netns: BTreeSet<_> = state
             .sandboxes
             .values()

@@ -232,10 +232,7 @@ impl Daemon {
         }
 
         // Bridge: allocate, record the intent, then build the veth pair.
-        let (bridge, mut ipam) = (
-            network.bridge.clone().expect("bridge"),
-            network.ipam.clone().expect("ipam"),
-        );
+        let mut ipam = network.ipam.clone().expect("bridge networks have IPAM");
         let addr = ipam
             .allocate(ip, &network.name, &network.id)
             .map_err(|e| match e {
@@ -259,12 +256,13 @@ impl Daemon {
         }
         self.persist(state)?;
 
-        let gateway = (!network.internal).then_some(ipam.gateway);
         let netns = self.netns_path(&sandbox);
-        if let Err(e) =
-            kernel::setup_endpoint(&self.nl, &netns, &endpoint_id, &link, &bridge, gateway).await
+        let network = state.networks[network_id].clone();
+        if let Err(e) = self
+            .setup_endpoint(&network, &netns, &endpoint_id, &link)
+            .await
         {
-            let _ = kernel::teardown_endpoint(&self.nl, &link).await;
+            let _ = self.teardown_endpoint(&link).await;
             ipam.release(addr);
             let n = state.networks.get_mut(network_id).expect("exists");
             n.ipam = Some(ipam);
@@ -328,7 +326,7 @@ impl Daemon {
             return Ok(());
         };
         if let Some(link) = &ep.link {
-            kernel::teardown_endpoint(&self.nl, link).await?;
+            self.teardown_endpoint(link).await?;
             if let Some(ipam) = n.ipam.as_mut() {
                 ipam.release(link.ip);
             }

@@ -1,12 +1,27 @@
-//! The eBPF datapath as the control plane sees it: the compiled object, loading it, and reading
-//! its counters and events.
+//! The eBPF datapath as the control plane sees it: the compiled object, loading it with its
+//! maps pinned (or ephemeral, for tests), attaching programs with pinned TCX links, filling the
+//! endpoint and network maps, and reading counters and events.
+//!
+//! Pins (under the daemon's `--bpffs`): `maps/NETD_*` and `links/<host veth>`. They outlive the
+//! daemon, so traffic keeps flowing while it is stopped and a restarted daemon adopts them.
+
+mod counters;
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
 use aya::{
-    maps::{MapData, MapError, PerCpuArray, RingBuf},
-    programs::{tc::SchedClassifierLinkId, ProgramError, SchedClassifier, TcAttachType},
+    maps::{
+        lpm_trie::{Key as LpmKey, LpmTrie},
+        HashMap, MapData, MapError, RingBuf,
+    },
+    programs::{links::FdLink, ProgramError, SchedClassifier, TcAttachType},
     Ebpf, EbpfError, EbpfLoader,
 };
-use netd_common::{Counter, Event, PacketClass, Reason, CLASS_SLOTS, REASON_SLOTS};
+use netd_common::{EndpointInfo, Event, NetworkInfo};
 
 /// The eBPF object built by `build.rs` from `netd-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
@@ -14,58 +29,123 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 /// Name of the program attached to the host side of every endpoint veth.
 pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
 
+const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
+const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
+const MAP_NETWORKS: &str = "NETD_NETWORKS";
+const MAP_EVENTS: &str = "NETD_EVENTS";
+
 /// Errors of the datapath layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("loading the eBPF object failed")]
+    #[error("loading the eBPF object failed: {0}")]
     Load(#[source] Box<EbpfError>),
     #[error("program {name} is missing from the eBPF object or has the wrong type")]
     MissingProgram { name: &'static str },
-    #[error("loading program {name} into the kernel failed")]
+    #[error("loading program {name} into the kernel failed: {source}")]
     LoadProgram {
         name: &'static str,
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("attaching program {name} to {ifname} failed")]
+    #[error("attaching program {name} to {ifname} failed: {source}")]
     Attach {
         name: &'static str,
         ifname: String,
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("pinning the link of {ifname}: {source}")]
+    Pin {
+        ifname: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("map {name} is missing from the eBPF object")]
     MissingMap { name: &'static str },
-    #[error("map {name}")]
+    #[error("map {name}: {source}")]
     Map {
         name: &'static str,
         #[source]
         source: Box<MapError>,
     },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, DatapathError>;
+
+/// Whether a map error means "no such key" (idempotent removal).
+fn is_absent(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |e| DatapathError::Map {
+        name,
+        source: Box::new(e),
+    }
 }
 
 /// How to load the datapath.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Emit a trace event for every packet (tests and debugging; costs a ring-buffer write per
-    /// packet, removed by the verifier when off).
+    /// Emit a trace event for every packet (tests and debugging; removed by the verifier when
+    /// off).
     pub trace: bool,
+    /// A bpffs directory for pinned maps and links (the daemon's `--bpffs`). `None`: maps are
+    /// private to this instance and nothing is pinned (tests).
+    pub pin_dir: Option<PathBuf>,
 }
 
-/// The loaded datapath: programs verified and loaded, maps created, nothing attached.
+static EPHEMERAL: AtomicU32 = AtomicU32::new(0);
+
+/// The loaded datapath: programs verified and loaded, maps created or adopted from pins.
 pub struct Datapath {
     ebpf: Ebpf,
     events: RingBuf<MapData>,
+    links_dir: Option<PathBuf>,
 }
 
 impl Datapath {
-    /// Loads the object and every program into the kernel.
-    pub fn load(options: LoadOptions) -> Result<Self, DatapathError> {
+    /// Loads the object and every program. With a pin directory, maps pinned there by an
+    /// earlier daemon are adopted (their contents kept), others are created and pinned.
+    pub fn load(options: &LoadOptions) -> Result<Self> {
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DatapathError::Io { what, path, source }
+        };
+        // Maps are declared pinned-by-name; an ephemeral load pins them in a private directory
+        // and unpins them right away (the loaded object keeps them alive).
+        let (maps_dir, ephemeral) = match &options.pin_dir {
+            Some(dir) => (dir.join("maps"), None),
+            None => {
+                let n = EPHEMERAL.fetch_add(1, Ordering::Relaxed);
+                let dir = PathBuf::from(format!(
+                    "/sys/fs/bpf/netd-ephemeral-{}-{n}",
+                    std::process::id()
+                ));
+                (dir.clone(), Some(dir))
+            }
+        };
+        std::fs::create_dir_all(&maps_dir).map_err(io("creating", &maps_dir))?;
         let trace = u8::from(options.trace);
-        let mut ebpf = EbpfLoader::new()
+        let loaded = EbpfLoader::new()
             .override_global("NETD_TRACE", &trace, true)
-            .load(EBPF_OBJECT)
-            .map_err(|e| DatapathError::Load(Box::new(e)))?;
+            .default_map_pin_directory(&maps_dir)
+            .load(EBPF_OBJECT);
+        if let Some(dir) = &ephemeral {
+            std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
+        }
+        let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
         let program: &mut SchedClassifier = ebpf
             .program_mut(PROG_FROM_CONTAINER)
             .and_then(|p| p.try_into().ok())
@@ -77,15 +157,22 @@ impl Datapath {
             source: Box::new(e),
         })?;
         let events = ebpf
-            .take_map("NETD_EVENTS")
-            .ok_or(DatapathError::MissingMap {
-                name: "NETD_EVENTS",
-            })?;
-        let events = RingBuf::try_from(events).map_err(|e| DatapathError::Map {
-            name: "NETD_EVENTS",
-            source: Box::new(e),
-        })?;
-        Ok(Self { ebpf, events })
+            .take_map(MAP_EVENTS)
+            .ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
+        let events = RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
+        let links_dir = match &options.pin_dir {
+            Some(dir) => {
+                let links = dir.join("links");
+                std::fs::create_dir_all(&links).map_err(io("creating", &links))?;
+                Some(links)
+            }
+            None => None,
+        };
+        Ok(Self {
+            ebpf,
+            events,
+            links_dir,
+        })
     }
 
     /// The program for the host side of endpoint veths.
@@ -96,49 +183,166 @@ impl Datapath {
             .expect("checked at load")
     }
 
+    fn link_pin(&self, ifname: &str) -> Option<PathBuf> {
+        self.links_dir.as_ref().map(|d| d.join(ifname))
+    }
+
+    /// Whether `ifname` has a pinned link (attached by this or an earlier daemon).
+    pub fn is_attached(&self, ifname: &str) -> bool {
+        self.link_pin(ifname).is_some_and(|p| p.exists())
+    }
+
     /// Attaches `netd_from_container` to the ingress of `ifname` (TCX; netlink clsact only on
-    /// kernels without TCX). The interface is looked up in the calling thread's namespace.
-    pub fn attach_from_container(
-        &mut self,
-        ifname: &str,
-    ) -> Result<SchedClassifierLinkId, DatapathError> {
+    /// kernels without TCX), looked up in the calling thread's namespace. With a pin directory
+    /// the link is pinned, so it outlives this process; otherwise it lives as long as `self`.
+    pub fn attach_from_container(&mut self, ifname: &str) -> Result<()> {
+        let pin = self.link_pin(ifname);
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(PROG_FROM_CONTAINER)
             .and_then(|p| p.try_into().ok())
             .expect("checked at load");
-        program
+        let attach_err = |e| DatapathError::Attach {
+            name: PROG_FROM_CONTAINER,
+            ifname: ifname.to_owned(),
+            source: Box::new(e),
+        };
+        let id = program
             .attach(ifname, TcAttachType::Ingress)
-            .map_err(|e| DatapathError::Attach {
-                name: PROG_FROM_CONTAINER,
+            .map_err(attach_err)?;
+        if let Some(pin) = pin {
+            let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
                 ifname: ifname.to_owned(),
-                source: Box::new(e),
+                source: e,
+            };
+            let link = program.take_link(id).map_err(attach_err)?;
+            let link: FdLink = link
+                .try_into()
+                .map_err(|e: aya::programs::links::LinkError| pin_err(Box::new(e)))?;
+            let _ = std::fs::remove_file(&pin);
+            link.pin(&pin).map_err(|e| pin_err(Box::new(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the pinned link of `ifname` (detaching the program if the device still exists).
+    /// Already gone is success.
+    pub fn detach_from_container(&mut self, ifname: &str) -> Result<()> {
+        let Some(pin) = self.link_pin(ifname) else {
+            return Ok(());
+        };
+        match std::fs::remove_file(&pin) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DatapathError::Io {
+                what: "unpinning",
+                path: pin,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of the devices with pinned links (to find links of vanished endpoints).
+    pub fn pinned_links(&self) -> Vec<String> {
+        let Some(dir) = &self.links_dir else {
+            return Vec::new();
+        };
+        std::fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
             })
+            .unwrap_or_default()
     }
 
-    /// Per-reason counters summed over CPUs; only reasons with traffic, unknown values included.
-    pub fn reason_counters(&self) -> Result<Vec<(u8, Counter)>, DatapathError> {
-        self.sum_counters("NETD_REASONS", REASON_SLOTS)
+    /// Adds or replaces an endpoint in both endpoint maps.
+    pub fn set_endpoint(&mut self, ep: &EndpointInfo) -> Result<()> {
+        let by_ip = self
+            .ebpf
+            .map_mut(MAP_ENDPOINTS_BY_IP)
+            .ok_or(DatapathError::MissingMap {
+                name: MAP_ENDPOINTS_BY_IP,
+            })?;
+        HashMap::<_, u32, EndpointInfo>::try_from(by_ip)
+            .and_then(|mut m| m.insert(ep.ip, ep, 0))
+            .map_err(map_err(MAP_ENDPOINTS_BY_IP))?;
+        let by_if =
+            self.ebpf
+                .map_mut(MAP_ENDPOINTS_BY_IFINDEX)
+                .ok_or(DatapathError::MissingMap {
+                    name: MAP_ENDPOINTS_BY_IFINDEX,
+                })?;
+        HashMap::<_, u32, EndpointInfo>::try_from(by_if)
+            .and_then(|mut m| m.insert(ep.ifindex, ep, 0))
+            .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))
     }
 
-    /// The counter of one reason summed over CPUs.
-    pub fn reason_counter(&self, reason: Reason) -> Result<Counter, DatapathError> {
-        Ok(self
-            .reason_counters()?
-            .into_iter()
-            .find(|(r, _)| *r == reason as u8)
-            .map(|(_, c)| c)
-            .unwrap_or_default())
+    /// Removes an endpoint from both maps (absent keys are fine).
+    pub fn remove_endpoint(&mut self, ip: Ipv4Addr, ifindex: u32) -> Result<()> {
+        let key = u32::from_ne_bytes(ip.octets());
+        for (name, k) in [
+            (MAP_ENDPOINTS_BY_IP, key),
+            (MAP_ENDPOINTS_BY_IFINDEX, ifindex),
+        ] {
+            let map = self
+                .ebpf
+                .map_mut(name)
+                .ok_or(DatapathError::MissingMap { name })?;
+            let mut m = HashMap::<_, u32, EndpointInfo>::try_from(map).map_err(map_err(name))?;
+            match m.remove(&k) {
+                Err(e) if !is_absent(&e) => return Err(map_err(name)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
-    /// The counter of one packet class summed over CPUs.
-    pub fn class_counter(&self, class: PacketClass) -> Result<Counter, DatapathError> {
-        Ok(self
-            .sum_counters("NETD_CLASSES", CLASS_SLOTS)?
-            .into_iter()
-            .find(|(c, _)| *c == class as u8)
-            .map(|(_, c)| c)
-            .unwrap_or_default())
+    /// Every endpoint in the by-ifindex map.
+    pub fn endpoints(&self) -> Result<Vec<EndpointInfo>> {
+        let map = self
+            .ebpf
+            .map(MAP_ENDPOINTS_BY_IFINDEX)
+            .ok_or(DatapathError::MissingMap {
+                name: MAP_ENDPOINTS_BY_IFINDEX,
+            })?;
+        let m = HashMap::<_, u32, EndpointInfo>::try_from(map)
+            .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))?;
+        m.iter()
+            .map(|r| r.map(|(_, v)| v).map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX)))
+            .collect()
+    }
+
+    /// Adds or replaces a network's subnet in the network trie.
+    pub fn set_network(&mut self, subnet: Ipv4Addr, prefix: u8, info: &NetworkInfo) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_NETWORKS)
+            .ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let mut trie =
+            LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        trie.insert(
+            &LpmKey::new(u32::from(prefix), u32::from_ne_bytes(subnet.octets())),
+            info,
+            0,
+        )
+        .map_err(map_err(MAP_NETWORKS))
+    }
+
+    /// Removes a network's subnet from the trie (absent is fine).
+    pub fn remove_network(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_NETWORKS)
+            .ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let mut trie =
+            LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        match trie.remove(&LpmKey::new(
+            u32::from(prefix),
+            u32::from_ne_bytes(subnet.octets()),
+        )) {
+            Err(e) if !is_absent(&e) => Err(map_err(MAP_NETWORKS)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Takes every event waiting in the ring buffer.
@@ -150,35 +354,5 @@ impl Datapath {
             }
         }
         out
-    }
-
-    fn sum_counters(
-        &self,
-        name: &'static str,
-        slots: u32,
-    ) -> Result<Vec<(u8, Counter)>, DatapathError> {
-        let map = self
-            .ebpf
-            .map(name)
-            .ok_or(DatapathError::MissingMap { name })?;
-        let array = PerCpuArray::<_, Counter>::try_from(map).map_err(|e| DatapathError::Map {
-            name,
-            source: Box::new(e),
-        })?;
-        let mut out = Vec::new();
-        for index in 0..slots {
-            let per_cpu = array.get(&index, 0).map_err(|e| DatapathError::Map {
-                name,
-                source: Box::new(e),
-            })?;
-            let total = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            });
-            if total.packets != 0 {
-                out.push((u8::try_from(index).expect("slots fit in u8"), total));
-            }
-        }
-        Ok(out)
     }
 }

@@ -71,6 +71,9 @@ pub struct Network {
     /// By sandbox id.
     pub endpoints: BTreeMap<String, Endpoint>,
     pub lifecycle: Lifecycle,
+    /// The network's number in the datapath maps (unique per daemon, never 0).
+    #[serde(default)]
+    pub datapath_id: u32,
 }
 
 /// A sandbox's attachment to a network.
@@ -159,6 +162,16 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 impl State {
+    /// A datapath id no network has.
+    pub fn next_datapath_id(&self) -> u32 {
+        self.networks
+            .values()
+            .map(|n| n.datapath_id)
+            .max()
+            .unwrap_or(0)
+            + 1
+    }
+
     /// Finds a network by full id, exact name, then unique id prefix, like Docker.
     pub fn find_network(&self, key: &str) -> Result<&Network, Lookup> {
         if let Some(n) = self.networks.get(key) {

@@ -1,0 +1,189 @@
+//! The container side: what an endpoint sends, seen on TC ingress of its host-side veth.
+//!
+//! Anti-spoofing first (source MAC and IPv4 must be the endpoint's), then for IPv4 unicast:
+//! another endpoint of the same network is reached with `bpf_redirect_peer` (no bridge, no
+//! backlog), unless `enable_icc=false`; endpoints of other networks are dropped (isolation);
+//! the gateway and the world beyond go to the host's stack (`--internal` networks reach nothing
+//! outside their subnet); broadcast, multicast, ARP and the rest go to the kernel bridge.
+
+use aya_ebpf::programs::TcContext;
+use netd_common::{EndpointInfo, Ipv4Tuple, NetworkFlags, PacketClass, Reason};
+use netd_ebpf::parse::{arp, eth, parse, Frame, Parsed};
+
+use crate::{
+    maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NETWORKS},
+    verdict::{exit, Verdict},
+};
+
+/// Ethernet + one VLAN tag + the largest IPv4 header + the largest TCP header.
+const MAX_HEADERS_LEN: usize = 14 + 4 + 60 + 60;
+
+#[inline(always)]
+pub fn from_container(ctx: &TcContext) -> i32 {
+    pull_headers(ctx);
+    let frame = Frame::new(ctx.data(), ctx.data_end());
+    // SAFETY: `skb` is the program's valid context pointer.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let parsed = match parse(&frame) {
+        Ok(p) => p,
+        Err(m) => {
+            let v = Verdict {
+                reason: m.reason,
+                class: PacketClass::Unknown,
+                flags: m.flags,
+                vlan_id: m.vlan_id,
+                tuple: Ipv4Tuple::default(),
+                endpoint: ifindex,
+                target: 0,
+            };
+            return exit(ctx, &v);
+        }
+    };
+    let mut v = Verdict {
+        reason: parsed.pass_reason(),
+        class: parsed.class,
+        flags: parsed.flags,
+        vlan_id: parsed.vlan_id,
+        tuple: parsed.tuple,
+        endpoint: 0,
+        target: 0,
+    };
+    // SAFETY: map values are read-only here and valid for the duration of the program.
+    let Some(src) = (unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&ifindex) }) else {
+        // Not (yet) an endpoint: classify and pass.
+        return exit(ctx, &v);
+    };
+    v.endpoint = ifindex;
+    v.reason = decide(&frame, &parsed, src, &mut v.target);
+    if v.reason == Reason::RedirectPeer {
+        set_dst_mac(ctx, &frame, v.target);
+    }
+    exit(ctx, &v)
+}
+
+/// The verdict for a well-formed frame from endpoint `src`.
+#[inline(always)]
+fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32) -> Reason {
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return Reason::DropShortEthernet;
+    };
+    let src_mac = (
+        l2.raw32::<{ eth::SRC_OFF }>(),
+        l2.raw16::<{ eth::SRC_OFF + 4 }>(),
+    );
+    if src_mac != mac_words(&src.mac) {
+        return Reason::DropSpoofedMac;
+    }
+    match p.class {
+        PacketClass::Arp => {
+            let Some(a) = frame.header::<{ arp::LEN }>(p.l3_off) else {
+                return Reason::DropShortArp;
+            };
+            let sha = (
+                a.raw32::<{ arp::SHA_OFF }>(),
+                a.raw16::<{ arp::SHA_OFF + 4 }>(),
+            );
+            let spa = a.raw32::<{ arp::SPA_OFF }>();
+            // An ARP probe has sender address 0.0.0.0.
+            if sha != mac_words(&src.mac) || (spa != 0 && spa != src.ip) {
+                return Reason::DropSpoofedIp;
+            }
+            Reason::PassArp
+        }
+        PacketClass::Ipv4Tcp
+        | PacketClass::Ipv4Udp
+        | PacketClass::Ipv4Icmp
+        | PacketClass::Ipv4Other
+        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target),
+        PacketClass::Ipv6 | PacketClass::OtherL2 | PacketClass::Unknown => p.pass_reason(),
+    }
+}
+
+#[inline(always)]
+fn ipv4(dst_mac_first: u16, t: &Ipv4Tuple, src: &EndpointInfo, target: &mut u32) -> Reason {
+    if t.src_addr != src.ip {
+        return Reason::DropSpoofedIp;
+    }
+    let dst = t.dst_addr;
+    let dst_host = u32::from_be(dst);
+    // The group bit is the lowest bit of the first byte on the wire.
+    let l2_group = u16::from_be(dst_mac_first) & 0x0100 != 0;
+    let subnet_broadcast = dst == src.subnet | !src.mask;
+    if l2_group || dst_host >> 28 == 0xe || dst_host == u32::MAX || subnet_broadcast {
+        return Reason::PassToBridge;
+    }
+    // SAFETY: read-only map value, valid for the duration of the program.
+    if let Some(peer) = unsafe { NETD_ENDPOINTS_BY_IP.get(&dst) } {
+        if peer.network != src.network {
+            return Reason::DropCrossNetwork;
+        }
+        if src.flags & NetworkFlags::ICC == 0 {
+            return Reason::DropIccDisabled;
+        }
+        *target = peer.ifindex;
+        return Reason::RedirectPeer;
+    }
+    if dst == src.gateway {
+        return Reason::PassToStack;
+    }
+    if dst & src.mask == src.subnet {
+        return Reason::PassToBridge;
+    }
+    if src.flags & NetworkFlags::INTERNAL != 0 {
+        return Reason::DropInternalNetwork;
+    }
+    let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
+    if let Some(other) = NETD_NETWORKS.get(&key) {
+        // Another network's subnet: only its gateway (a host address) may be reached.
+        if dst != other.gateway {
+            return Reason::DropCrossNetwork;
+        }
+    }
+    Reason::PassToStack
+}
+
+#[inline(always)]
+fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
+    (
+        u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
+        u16::from_ne_bytes([mac[4], mac[5]]),
+    )
+}
+
+/// Makes the destination MAC the target endpoint's (it already is when the sender resolved the
+/// peer with ARP, the common case, and then nothing is written).
+#[inline(always)]
+fn set_dst_mac(ctx: &TcContext, frame: &Frame, target: u32) {
+    // SAFETY: read-only map value, valid for the duration of the program.
+    let Some(peer) = (unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&target) }) else {
+        return;
+    };
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return;
+    };
+    if (
+        l2.raw32::<{ eth::DST_OFF }>(),
+        l2.raw16::<{ eth::DST_OFF + 4 }>(),
+    ) != mac_words(&peer.mac)
+    {
+        let _ = ctx.store(eth::DST_OFF, &peer.mac, 0);
+    }
+}
+
+/// Makes sure the headers the parser reads are in the linear part of the skb: a large or GSO
+/// packet may keep part of them in page fragments, where direct packet access cannot see them.
+/// A no-op in the common case.
+#[inline(always)]
+fn pull_headers(ctx: &TcContext) {
+    let linear = ctx.data_end() - ctx.data();
+    let len = ctx.len() as usize;
+    if linear < len && linear < MAX_HEADERS_LEN {
+        let want = if len < MAX_HEADERS_LEN {
+            len
+        } else {
+            MAX_HEADERS_LEN
+        };
+        // On failure the parser sees the short linear area and drops the frame as truncated.
+        let _ = ctx.pull_data(want as u32);
+    }
+}

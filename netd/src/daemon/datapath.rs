@@ -1,0 +1,159 @@
+//! The daemon's side of the eBPF datapath: what goes into the maps for a network or an
+//! endpoint, and the order that keeps the datapath ahead of the veth (entries and program in
+//! place before the link is up; removed before the link goes).
+
+use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
+
+use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo};
+
+use crate::{
+    datapath::DatapathError,
+    model::{EndpointLink, Network},
+};
+
+use super::{
+    error::{Error, Result},
+    kernel, Daemon,
+};
+
+impl From<DatapathError> for Error {
+    fn from(e: DatapathError) -> Self {
+        Error::Datapath(Box::new(e))
+    }
+}
+
+fn wire(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+fn network_flags(n: &Network) -> u32 {
+    let mut flags = 0;
+    if let Some(b) = &n.bridge {
+        if b.enable_icc {
+            flags |= NetworkFlags::ICC;
+        }
+        if b.enable_ip_masquerade {
+            flags |= NetworkFlags::MASQUERADE;
+        }
+    }
+    if n.internal {
+        flags |= NetworkFlags::INTERNAL;
+    }
+    flags
+}
+
+/// The datapath's view of an endpoint of `n`.
+pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> EndpointInfo {
+    let ipam = n.ipam.as_ref().expect("bridge networks have IPAM");
+    EndpointInfo {
+        ifindex: host_ifindex,
+        ip: wire(link.ip),
+        mac: link.mac,
+        pad: [0; 2],
+        network: n.datapath_id,
+        flags: network_flags(n),
+        subnet: wire(ipam.subnet.network()),
+        mask: wire(ipam.subnet.mask()),
+        gateway: wire(ipam.gateway),
+        pad2: 0,
+    }
+}
+
+impl Daemon {
+    fn dp(&self) -> std::sync::MutexGuard<'_, crate::datapath::Datapath> {
+        self.datapath
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
+        let Some(ipam) = &n.ipam else { return Ok(()) };
+        let info = NetworkInfo {
+            network: n.datapath_id,
+            gateway: wire(ipam.gateway),
+            flags: network_flags(n),
+            pad: 0,
+        };
+        Ok(self
+            .dp()
+            .set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?)
+    }
+
+    pub(super) fn datapath_remove_network(&self, n: &Network) -> Result<()> {
+        let Some(ipam) = &n.ipam else { return Ok(()) };
+        Ok(self
+            .dp()
+            .remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
+    }
+
+    /// Makes an existing veth an endpoint of the datapath (attached if not yet, entries set).
+    pub(super) fn datapath_adopt_endpoint(
+        &self,
+        n: &Network,
+        link: &EndpointLink,
+        host_ifindex: u32,
+    ) -> Result<()> {
+        let mut dp = self.dp();
+        if !dp.is_attached(&link.host_veth) {
+            dp.attach_from_container(&link.host_veth)?;
+        }
+        dp.set_endpoint(&endpoint_info(n, link, host_ifindex))?;
+        Ok(())
+    }
+
+    /// Creates an endpoint: veth pair, datapath entries and program, then the links up.
+    pub(super) async fn setup_endpoint(
+        &self,
+        n: &Network,
+        netns: &Path,
+        endpoint_id: &str,
+        link: &EndpointLink,
+    ) -> Result<()> {
+        let bridge = n.bridge.as_ref().expect("bridge network");
+        let host = kernel::create_endpoint_veth(&self.nl, netns, endpoint_id, link, bridge).await?;
+        self.datapath_adopt_endpoint(n, link, host)?;
+        let gateway = (!n.internal)
+            .then(|| n.ipam.as_ref().map(|i| i.gateway))
+            .flatten();
+        kernel::bring_up_endpoint(&self.nl, netns, host, link, gateway).await
+    }
+
+    /// Removes an endpoint: datapath entries and link first, then the veth pair.
+    pub(super) async fn teardown_endpoint(&self, link: &EndpointLink) -> Result<()> {
+        let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
+        {
+            let mut dp = self.dp();
+            if let Some(ifindex) = ifindex {
+                dp.remove_endpoint(link.ip, ifindex)?;
+                dp.clear_endpoint_counters(ifindex)?;
+            } else {
+                dp.remove_endpoint(link.ip, 0)?;
+            }
+            dp.detach_from_container(&link.host_veth)?;
+        }
+        kernel::delete_endpoint_veth(&self.nl, link).await
+    }
+
+    /// Drops datapath entries and pinned links of veths the state does not know.
+    pub(super) fn datapath_forget_unknown(&self, known_links: &BTreeSet<String>) -> Result<()> {
+        let mut dp = self.dp();
+        for name in dp.pinned_links() {
+            if !known_links.contains(&name) {
+                eprintln!("netd: reconcile: unpinning the link of vanished {name}");
+                dp.detach_from_container(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops endpoint entries whose ifindex is not one of `live` (host veths of the state).
+    pub(super) fn datapath_forget_stale_endpoints(&self, live: &BTreeSet<u32>) -> Result<()> {
+        let mut dp = self.dp();
+        for ep in dp.endpoints()? {
+            if !live.contains(&ep.ifindex) {
+                dp.remove_endpoint(Ipv4Addr::from(ep.ip.to_ne_bytes()), ep.ifindex)?;
+            }
+        }
+        Ok(())
+    }
+}

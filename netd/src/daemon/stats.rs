@@ -1,0 +1,121 @@
+//! Datapath counters as the API shows them: per reason for the whole datapath, and per reason
+//! for each endpoint (by the host veth that sends its traffic into the datapath).
+
+use netd_common::{Counter, Reason};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    error::{Error, Result},
+    Daemon,
+};
+
+/// One reason's counter.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReasonCount {
+    #[serde(rename = "Reason")]
+    pub reason: String,
+    #[serde(rename = "Code")]
+    pub code: u8,
+    #[serde(rename = "Packets")]
+    pub packets: u64,
+    #[serde(rename = "Bytes")]
+    pub bytes: u64,
+}
+
+/// One endpoint's counters.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EndpointStats {
+    #[serde(rename = "Sandbox")]
+    pub sandbox: String,
+    #[serde(rename = "SandboxID")]
+    pub sandbox_id: String,
+    #[serde(rename = "Network")]
+    pub network: String,
+    #[serde(rename = "Interface")]
+    pub interface: String,
+    #[serde(rename = "HostVeth")]
+    pub host_veth: String,
+    #[serde(rename = "Reasons")]
+    pub reasons: Vec<ReasonCount>,
+}
+
+/// `GET /netd/v1/stats`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stats {
+    #[serde(rename = "Reasons")]
+    pub reasons: Vec<ReasonCount>,
+    #[serde(rename = "Endpoints")]
+    pub endpoints: Vec<EndpointStats>,
+}
+
+fn named(raw: Vec<(u8, Counter)>) -> Vec<ReasonCount> {
+    raw.into_iter()
+        .map(|(code, c)| ReasonCount {
+            reason: Reason::decode(code)
+                .map_or_else(|| format!("unknown-{code}"), |r| r.name().to_owned()),
+            code,
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect()
+}
+
+impl Daemon {
+    /// The datapath's counters, for every endpoint or for one sandbox's.
+    pub async fn stats(&self, sandbox: Option<&str>) -> Result<Stats> {
+        let state = self.snapshot().await;
+        let only = match sandbox {
+            Some(key) => Some(
+                state
+                    .find_sandbox(key)
+                    .map_err(|_| super::sandboxes::no_such_container(key))?
+                    .id
+                    .clone(),
+            ),
+            None => None,
+        };
+        let mut rows = Vec::new();
+        for n in state.networks.values() {
+            for ep in n.endpoints.values() {
+                let Some(link) = &ep.link else { continue };
+                if only.as_ref().is_some_and(|id| *id != ep.sandbox_id) {
+                    continue;
+                }
+                let Some(s) = state.sandboxes.get(&ep.sandbox_id) else {
+                    continue;
+                };
+                let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
+                rows.push((
+                    s.name.clone(),
+                    s.id.clone(),
+                    n.name.clone(),
+                    link.ifname.clone(),
+                    link.host_veth.clone(),
+                    ifindex,
+                ));
+            }
+        }
+        let dp = self
+            .datapath
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reasons = named(dp.reason_counters().map_err(Error::from)?);
+        let mut endpoints = Vec::new();
+        for (sandbox, sandbox_id, network, interface, host_veth, ifindex) in rows {
+            let raw = match ifindex {
+                Some(i) => dp.endpoint_counters(i).map_err(Error::from)?,
+                None => Vec::new(),
+            };
+            endpoints.push(EndpointStats {
+                sandbox,
+                sandbox_id,
+                network,
+                interface,
+                host_veth,
+                reasons: named(raw),
+            });
+        }
+        endpoints.sort_by(|a, b| (&a.sandbox, &a.network).cmp(&(&b.sandbox, &b.network)));
+        Ok(Stats { reasons, endpoints })
+    }
+}
