@@ -21,7 +21,7 @@ const MAX_HEADERS_LEN: usize = 14 + 4 + 60 + 60;
 #[inline(always)]
 pub fn from_container(ctx: &TcContext) -> i32 {
     pull_headers(ctx);
-    let frame = Frame::new(ctx.data(), ctx.data_end());
+    let frame = Frame::with_len(ctx.data(), ctx.data_end(), ctx.len() as usize);
     // SAFETY: `skb` is the program's valid context pointer.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let parsed = match parse(&frame) {

@@ -106,27 +106,46 @@ pub mod icmp {
     pub const ECHO_REQUEST: u8 = 8;
 }
 
-/// The linear bytes of a frame: `[data, end)` as the program context gives them.
+/// A frame: its linear bytes `[data, end)` as the program context gives them, and its whole
+/// length, which is larger for a non-linear skb (e.g. a GSO packet keeps its payload in page
+/// fragments). Headers are read from the linear bytes; lengths are checked against the whole.
 #[derive(Clone, Copy)]
 pub struct Frame {
     data: usize,
     end: usize,
+    len: usize,
 }
 
 impl Frame {
+    /// A frame whose bytes are all linear (XDP, tests).
     #[inline(always)]
-    pub fn new(data: usize, end: usize) -> Self {
-        Self { data, end }
+    pub fn linear(data: usize, end: usize) -> Self {
+        Self {
+            data,
+            end,
+            len: end - data,
+        }
     }
 
-    /// Bytes available in the linear area.
+    /// A frame of `len` bytes whose first `end - data` are linear (TC: `skb->len`).
+    #[inline(always)]
+    pub fn with_len(data: usize, end: usize, len: usize) -> Self {
+        let linear = end - data;
+        Self {
+            data,
+            end,
+            len: if len > linear { len } else { linear },
+        }
+    }
+
+    /// The whole length of the frame.
     #[inline(always)]
     #[expect(
         clippy::len_without_is_empty,
         reason = "a frame is never tested for emptiness"
     )]
     pub fn len(&self) -> usize {
-        self.end - self.data
+        self.len
     }
 
     /// The `N` bytes at `off`, or `None` when the frame ends before `off + N`.
@@ -390,7 +409,7 @@ mod tests {
 
     fn run(bytes: &[u8]) -> Result<PacketClass, Reason> {
         let data = bytes.as_ptr() as usize;
-        parse(&Frame::new(data, data + bytes.len()))
+        parse(&Frame::linear(data, data + bytes.len()))
             .map(|p| p.class)
             .map_err(|m| m.reason)
     }
@@ -424,6 +443,27 @@ mod tests {
         for len in 14..full.len() {
             assert_eq!(run(&full[..len]), Err(Reason::DropShortIpv4), "{len} bytes");
         }
+    }
+
+    #[test]
+    fn lengths_of_a_non_linear_frame_count_its_whole_length() {
+        // A GSO packet: 14 + 20 + 20 linear header bytes, 3000 bytes in all.
+        let mut ip = std::vec![0u8; 40];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(3000u16 - 14).to_be_bytes());
+        ip[9] = 6;
+        ip[20 + 12] = 5 << 4;
+        let f = frame(0x0800, &ip);
+        let data = f.as_ptr() as usize;
+        let class = |frame: Frame| parse(&frame).map(|p| p.class).map_err(|m| m.reason);
+        assert_eq!(
+            class(Frame::with_len(data, data + f.len(), 3000)),
+            Ok(PacketClass::Ipv4Tcp)
+        );
+        assert_eq!(
+            class(Frame::linear(data, data + f.len())),
+            Err(Reason::DropIpv4TotalLength)
+        );
     }
 
     #[test]

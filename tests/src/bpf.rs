@@ -109,3 +109,32 @@ pub fn tcx_ingress_programs(ns: &crate::netns::NetNs, ifname: &str) -> Vec<Strin
             .collect()
     })
 }
+
+/// Size of the kernel's `struct __sk_buff` (the context of an skb test run).
+pub const SK_BUFF_SIZE: usize = 192;
+/// Offset of `__sk_buff.ifindex`: a test run with it set pretends the frame arrived on that
+/// device (which must exist in the calling thread's namespace).
+pub const SK_BUFF_IFINDEX_OFF: usize = 40;
+
+/// Runs `frame` once through `netd_from_container` as if it arrived on `ifindex`.
+pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outcome {
+    let mut ctx = [0u8; SK_BUFF_SIZE];
+    ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut output = vec![0u8; frame.len() + 256];
+    let result = dp
+        .from_container()
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut output),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on ifindex {ifindex}: {e:?}"));
+    output.truncate(usize::try_from(result.data_size_out).expect("size"));
+    let events = dp.drain_events();
+    Outcome {
+        verdict: result.return_value,
+        output,
+        events,
+    }
+}

@@ -222,6 +222,73 @@ impl TestDaemon {
         Some(Run::from(&out))
     }
 
+    /// The namespace file of sandbox `name` (from the persisted state).
+    #[must_use]
+    pub fn sandbox_netns(&self, name: &str) -> String {
+        let state = self.state_json();
+        let s = state["sandboxes"]
+            .as_object()
+            .expect("sandboxes")
+            .values()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no sandbox {name}"));
+        s["netns"].as_str().expect("a private sandbox").to_owned()
+    }
+
+    /// The host veth of sandbox `name` on network `network`.
+    #[must_use]
+    pub fn host_veth(&self, name: &str, network: &str) -> String {
+        let stats = self.stats(Some(name));
+        let e = stats["Endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .find(|e| e["Network"] == network)
+            .unwrap_or_else(|| panic!("{name} is not on {network}"));
+        e["HostVeth"].as_str().expect("host veth").to_owned()
+    }
+
+    /// `netd stats [SANDBOX] --json`.
+    #[must_use]
+    pub fn stats(&self, sandbox: Option<&str>) -> serde_json::Value {
+        let mut args = vec!["stats", "--json"];
+        args.extend(sandbox);
+        serde_json::from_str(&self.netd(&args).ok()).expect("stats JSON")
+    }
+
+    /// Packets counted for `reason`, overall or for one sandbox's endpoints.
+    #[must_use]
+    pub fn count(&self, sandbox: Option<&str>, reason: &str) -> u64 {
+        let stats = self.stats(sandbox);
+        let sum = |list: &serde_json::Value| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["Reason"] == reason)
+                .map(|r| r["Packets"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        };
+        match sandbox {
+            None => sum(&stats["Reasons"]),
+            Some(_) => stats["Endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| sum(&e["Reasons"]))
+                .sum(),
+        }
+    }
+
+    /// Transmitted packets of a link in the host namespace.
+    #[must_use]
+    pub fn tx_packets(&self, link: &str) -> u64 {
+        let out = self.host.ip(&["-j", "-s", "link", "show", "dev", link]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        v[0]["stats64"]["tx"]["packets"]
+            .as_u64()
+            .expect("tx packets")
+    }
+
     /// Stops the daemon with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -159,6 +159,19 @@ impl NetNs {
     }
 }
 
+/// Starts `f` on a new thread inside the namespace pinned at `path` (e.g. a netd sandbox).
+pub fn spawn_in_path<F, R>(path: &str, f: F) -> std::thread::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let path = path.to_owned();
+    std::thread::spawn(move || {
+        enter(&path);
+        f()
+    })
+}
+
 #[expect(unsafe_code, reason = "setns(2) has no safe wrapper in std")]
 fn enter(path: &str) {
     let file = File::open(path).unwrap_or_else(|e| panic!("opening {path}: {e}"));

@@ -1,4 +1,5 @@
 //! The stock docker CLI against netd's API: `DOCKER_HOST=unix://… docker network …`.
+#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
 
 use netd_tests::daemon::{Run, TestDaemon};
 use serde_json::Value;

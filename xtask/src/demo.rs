@@ -173,138 +173,106 @@ pub fn run() -> Result<()> {
         .context("starting netd")?;
     sb.daemon = Some(child);
     wait_for_daemon(&sb, &sb.dir.join("daemon.log"))?;
-
-    let n = |args: &[&str]| sb.netd(args);
-    let host_ip = |args: &[&str]| {
-        let mut c = Command::new("ip");
-        c.args(["-n", &sb.host]).args(args);
-        c
-    };
-    show("netd network ls", &mut n(&["network", "ls"]))?;
-    show(
-        "netd run --rm --network none -- ip a",
-        &mut n(&["run", "--rm", "--network", "none", "--", "ip", "a"]),
-    )?;
-    show(
-        "netd run --rm --network host -- ip a",
-        &mut n(&["run", "--rm", "--network", "host", "--", "ip", "a"]),
-    )?;
-    show(
-        "netd run -d --name d0busy1 -- sleep 600",
-        &mut n(&["run", "-d", "--name", "d0busy1", "--", "sleep", "600"]),
-    )?;
-    show(
-        "netd run -d --name d0busy2 -- sleep 600",
-        &mut n(&["run", "-d", "--name", "d0busy2", "--", "sleep", "600"]),
-    )?;
-    show("netd ps", &mut n(&["ps"]))?;
-    show(
-        "netd exec d0busy1 -- ip a",
-        &mut n(&["exec", "d0busy1", "--", "ip", "a"]),
-    )?;
-    show(
-        "netd exec d0busy2 -- ip link show eth0",
-        &mut n(&["exec", "d0busy2", "--", "ip", "link", "show", "eth0"]),
-    )?;
-    show(
-        "netd exec d0busy1 -- ping -c 2 172.17.0.3",
-        &mut n(&[
-            "exec",
-            "d0busy1",
-            "--",
-            "ping",
-            "-c",
-            "2",
-            "-W",
-            "2",
-            "172.17.0.3",
-        ]),
-    )?;
-    show(
-        "ip -br link show master docker0    # bridge membership",
-        &mut host_ip(&["-br", "link", "show", "master", "docker0"]),
-    )?;
-    show(
-        "netd network inspect bridge",
-        &mut n(&["network", "inspect", "bridge"]),
-    )?;
-    show(
-        "netd network create --driver bridge my_net",
-        &mut n(&["network", "create", "--driver", "bridge", "my_net"]),
-    )?;
-    show(
-        "netd network inspect my_net",
-        &mut n(&["network", "inspect", "my_net"]),
-    )?;
-    show(
-        "netd network create --driver bridge --subnet 172.22.16.0/24 --gateway 172.22.16.1 my_net2",
-        &mut n(&[
-            "network",
-            "create",
-            "--driver",
-            "bridge",
-            "--subnet",
-            "172.22.16.0/24",
-            "--gateway",
-            "172.22.16.1",
-            "my_net2",
-        ]),
-    )?;
-    show(
-        "netd network inspect my_net2",
-        &mut n(&["network", "inspect", "my_net2"]),
-    )?;
-    show(
-        "ip -br addr show type bridge",
-        &mut host_ip(&["-br", "addr", "show", "type", "bridge"]),
-    )?;
-    show(
-        "netd run --rm --network my_net2 -- ip a",
-        &mut n(&["run", "--rm", "--network", "my_net2", "--", "ip", "a"]),
-    )?;
-    show(
-        "netd run -d --name static88 --network my_net2 --ip 172.22.16.88 -- sleep 600",
-        &mut n(&[
-            "run",
-            "-d",
-            "--name",
-            "static88",
-            "--network",
-            "my_net2",
-            "--ip",
-            "172.22.16.88",
-            "--",
-            "sleep",
-            "600",
-        ]),
-    )?;
-    show(
-        "netd exec static88 -- ip a",
-        &mut n(&["exec", "static88", "--", "ip", "a"]),
-    )?;
-    show(
-        "netd run --network my_net --ip 172.22.16.88 -- true",
-        &mut n(&[
-            "run",
-            "--network",
-            "my_net",
-            "--ip",
-            "172.22.16.88",
-            "--",
-            "true",
-        ]),
-    )?;
-    show(
-        "ip -br link show type bridge",
-        &mut host_ip(&["-br", "link", "show", "type", "bridge"]),
-    )?;
-    show(
-        "ip -br link show type veth    # host ends and their bridges",
-        &mut host_ip(&["-o", "link", "show", "type", "veth"]),
-    )?;
+    walk_through(&sb)?;
     say("tearing down");
     drop(sb);
     say("done: no namespace, link, mount or process left");
+    Ok(())
+}
+
+/// One step of the walk-through: a `netd` command, or `ip` in the host namespace.
+enum Step {
+    Netd(&'static [&'static str]),
+    HostIp(&'static [&'static str], &'static str),
+}
+
+/// The walk-through (Docker's networking chapter, with netd): every step is printed with its
+/// output; a failing step is shown, not fatal (one of them fails on purpose).
+const WALK_THROUGH: &[Step] = &[
+    Step::Netd(&["network", "ls"]),
+    Step::Netd(&["run", "--rm", "--network", "none", "--", "ip", "a"]),
+    Step::Netd(&["run", "--rm", "--network", "host", "--", "ip", "a"]),
+    Step::Netd(&["run", "-d", "--name", "d0busy1", "--", "sleep", "600"]),
+    Step::Netd(&["run", "-d", "--name", "d0busy2", "--", "sleep", "600"]),
+    Step::Netd(&["ps"]),
+    Step::Netd(&["exec", "d0busy1", "--", "ip", "a"]),
+    Step::Netd(&["exec", "d0busy2", "--", "ip", "link", "show", "eth0"]),
+    Step::Netd(&[
+        "exec",
+        "d0busy1",
+        "--",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "172.17.0.3",
+    ]),
+    Step::HostIp(
+        &["-br", "link", "show", "master", "docker0"],
+        "bridge membership",
+    ),
+    Step::Netd(&["network", "inspect", "bridge"]),
+    Step::Netd(&["network", "create", "--driver", "bridge", "my_net"]),
+    Step::Netd(&["network", "inspect", "my_net"]),
+    Step::Netd(&[
+        "network",
+        "create",
+        "--driver",
+        "bridge",
+        "--subnet",
+        "172.22.16.0/24",
+        "--gateway",
+        "172.22.16.1",
+        "my_net2",
+    ]),
+    Step::Netd(&["network", "inspect", "my_net2"]),
+    Step::HostIp(
+        &["-br", "addr", "show", "type", "bridge"],
+        "the gateways live on the bridges",
+    ),
+    Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "ip", "a"]),
+    Step::Netd(&[
+        "run",
+        "-d",
+        "--name",
+        "static88",
+        "--network",
+        "my_net2",
+        "--ip",
+        "172.22.16.88",
+        "--",
+        "sleep",
+        "600",
+    ]),
+    Step::Netd(&["exec", "static88", "--", "ip", "a"]),
+    Step::Netd(&[
+        "run",
+        "--network",
+        "my_net",
+        "--ip",
+        "172.22.16.88",
+        "--",
+        "true",
+    ]),
+    Step::HostIp(
+        &["-o", "link", "show", "type", "veth"],
+        "host ends and their bridges",
+    ),
+    Step::Netd(&["stats"]),
+];
+
+fn walk_through(sb: &Sandbox) -> Result<()> {
+    for step in WALK_THROUGH {
+        match step {
+            Step::Netd(args) => show(&format!("netd {}", args.join(" ")), &mut sb.netd(args))?,
+            Step::HostIp(args, why) => {
+                let mut c = Command::new("ip");
+                c.args(["-n", &sb.host]).args(*args);
+                show(&format!("ip {}    # {why}", args.join(" ")), &mut c)?;
+            }
+        }
+    }
     Ok(())
 }
 

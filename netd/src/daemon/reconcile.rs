@@ -1,12 +1,13 @@
-//! Start-up reconciliation: after a clean stop or a SIGKILL at any moment, make the kernel and
-//! the state agree. Intents that did not finish (`Creating`) are rolled back, finished objects
-//! are re-created if their kernel side is missing, and links or namespaces netd made but no
-//! longer knows are removed.
+//! Start-up reconciliation: after a clean stop or a SIGKILL at any moment, make the kernel, the
+//! datapath and the state agree. Intents that did not finish (`Creating`) are rolled back,
+//! finished objects are re-created if their kernel side is missing (or adopted, with their
+//! pinned datapath links, when present), and links, pins or namespaces netd made but no longer
+//! knows are removed.
 
 use std::collections::BTreeSet;
 
 use crate::{
-    model::{Lifecycle, SandboxMode},
+    model::{Lifecycle, SandboxMode, State},
     netns,
 };
 
@@ -15,8 +16,17 @@ use super::{error::Result, kernel, Daemon};
 impl Daemon {
     pub(super) async fn reconcile(&self) -> Result<()> {
         let mut state = self.state.lock().await;
+        self.roll_back_unfinished(&mut state).await?;
+        self.follow_default_bridge_flags(&mut state).await?;
+        self.ensure_networks_and_endpoints(&state).await?;
+        self.remove_orphans(&state).await?;
+        self.persist(&state)?;
+        Ok(())
+    }
 
-        // 1. Sandboxes whose creation did not finish, or whose namespace is gone (reboot).
+    /// Sandboxes, endpoints and networks whose creation did not finish, sandboxes whose
+    /// namespace is gone (reboot), endpoints of unknown sandboxes.
+    async fn roll_back_unfinished(&self, state: &mut State) -> Result<()> {
         let dead: Vec<_> = state
             .sandboxes
             .values()
@@ -32,10 +42,9 @@ impl Daemon {
                 "netd: reconcile: removing unfinished or vanished sandbox {}",
                 s.name
             );
-            self.teardown_sandbox(&mut state, &s).await?;
+            self.teardown_sandbox(state, &s).await?;
         }
 
-        // 2. Endpoints whose creation did not finish, or whose sandbox is unknown.
         let stale_endpoints: Vec<(String, String)> = state
             .networks
             .values()
@@ -50,11 +59,10 @@ impl Daemon {
             })
             .collect();
         for (network_id, sandbox_id) in stale_endpoints {
-            self.remove_endpoint(&mut state, &network_id, &sandbox_id)
+            self.remove_endpoint(state, &network_id, &sandbox_id)
                 .await?;
         }
 
-        // 3. Networks whose creation did not finish.
         let unfinished: Vec<_> = state
             .networks
             .values()
@@ -72,6 +80,7 @@ impl Daemon {
             }
             state.networks.remove(&n.id);
         }
+
         // Networks persisted without a datapath id (the predefined ones at first start) get one.
         let missing: Vec<String> = state
             .networks
@@ -83,35 +92,38 @@ impl Daemon {
             let next = state.next_datapath_id();
             state.networks.get_mut(&id).expect("listed").datapath_id = next;
         }
+        Ok(())
+    }
 
-        // 4. The default bridge follows the flags while nothing is attached to it.
+    /// The default bridge follows the daemon's flags while nothing is attached to it.
+    async fn follow_default_bridge_flags(&self, state: &mut State) -> Result<()> {
         let wanted = self.predefined_networks();
-        if let Some(current) = state
+        let Some(w) = wanted.iter().find(|w| w.name == "bridge") else {
+            return Ok(());
+        };
+        let Some(current) = state
             .networks
             .values_mut()
             .find(|n| n.predefined && n.name == "bridge")
-        {
-            if let Some(w) = wanted.iter().find(|w| w.name == "bridge") {
-                if current.endpoints.is_empty()
-                    && (current.bridge != w.bridge || current.ipam != w.ipam)
-                {
-                    if let Some(old) = &current.bridge {
-                        kernel::teardown_bridge(&self.nl, old).await?;
-                    }
-                    current.bridge.clone_from(&w.bridge);
-                    current.ipam.clone_from(&w.ipam);
-                    current.options.clone_from(&w.options);
-                }
+        else {
+            return Ok(());
+        };
+        if current.endpoints.is_empty() && (current.bridge != w.bridge || current.ipam != w.ipam) {
+            self.datapath_remove_network(current)?;
+            if let Some(old) = &current.bridge {
+                kernel::teardown_bridge(&self.nl, old).await?;
             }
+            current.bridge.clone_from(&w.bridge);
+            current.ipam.clone_from(&w.ipam);
+            current.options.clone_from(&w.options);
         }
+        Ok(())
+    }
 
-        // 5. Every bridge and endpoint that should exist does, and is in the datapath: links
-        //    pinned by an earlier daemon are adopted (traffic never stopped), missing ones made.
-        let networks: Vec<_> = state.networks.values().cloned().collect();
-        for n in &networks {
-            if n.bridge.is_none() {
-                continue;
-            }
+    /// Every bridge and endpoint that should exist does, and is in the datapath: links pinned by
+    /// an earlier daemon are adopted (traffic never stopped), missing ones are made.
+    async fn ensure_networks_and_endpoints(&self, state: &State) -> Result<()> {
+        for n in state.networks.values().filter(|n| n.bridge.is_some()) {
             kernel::setup_bridge(&self.nl, n).await?;
             self.datapath_set_network(n)?;
             for ep in n.endpoints.values() {
@@ -119,23 +131,27 @@ impl Daemon {
                 let Some(sandbox) = state.sandboxes.get(&ep.sandbox_id) else {
                     continue;
                 };
-                match self.nl.link(&link.host_veth).await? {
-                    Some(host) => self.datapath_adopt_endpoint(n, link, host.index)?,
-                    None => {
-                        eprintln!(
-                            "netd: reconcile: re-creating endpoint {} of {} on {}",
-                            link.ifname, sandbox.name, n.name
-                        );
-                        self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link)
-                            .await?;
-                    }
+                if let Some(host) = self.nl.link(&link.host_veth).await? {
+                    self.datapath_adopt_endpoint(n, link, host.index)?;
+                } else {
+                    eprintln!(
+                        "netd: reconcile: re-creating endpoint {} of {} on {}",
+                        link.ifname, sandbox.name, n.name
+                    );
+                    self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link)
+                        .await?;
                 }
             }
         }
+        Ok(())
+    }
 
-        // 6. Orphans: links netd marked, and pinned namespaces, that the state does not know.
-        let known_links: BTreeSet<String> = networks
-            .iter()
+    /// Links netd marked, pinned datapath links and entries, and pinned namespaces that the
+    /// state does not know.
+    async fn remove_orphans(&self, state: &State) -> Result<()> {
+        let known_links: BTreeSet<String> = state
+            .networks
+            .values()
             .flat_map(|n| {
                 let bridge = n.bridge.as_ref().map(|b| b.bridge_name.clone());
                 let veths = n
@@ -145,6 +161,7 @@ impl Daemon {
                 bridge.into_iter().chain(veths)
             })
             .collect();
+        let mut live = BTreeSet::new();
         for link in self.nl.links().await? {
             let ours = link
                 .alias
@@ -153,16 +170,13 @@ impl Daemon {
             if ours && !known_links.contains(&link.name) {
                 eprintln!("netd: reconcile: deleting orphan link {}", link.name);
                 self.nl.delete_link(&link.name).await?;
+            } else if known_links.contains(&link.name) {
+                live.insert(link.index);
             }
         }
         self.datapath_forget_unknown(&known_links)?;
-        let mut live = BTreeSet::new();
-        for name in &known_links {
-            if let Some(l) = self.nl.link(name).await? {
-                live.insert(l.index);
-            }
-        }
         self.datapath_forget_stale_endpoints(&live)?;
+
         let known_netns: BTreeSet<_> = state
             .sandboxes
             .values()
@@ -180,8 +194,6 @@ impl Daemon {
                 }
             }
         }
-
-        self.persist(&state)?;
         Ok(())
     }
 }

@@ -48,7 +48,7 @@ impl Datapath {
         let m =
             PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map).map_err(map_err(NAME))?;
         let mut out = Vec::new();
-        for entry in m.iter() {
+        for entry in &m {
             let (key, values) = entry.map_err(map_err(NAME))?;
             if key.ifindex == ifindex {
                 out.push((key.reason, values.iter().fold(Counter::default(), add)));

@@ -125,16 +125,15 @@ impl Datapath {
         };
         // Maps are declared pinned-by-name; an ephemeral load pins them in a private directory
         // and unpins them right away (the loaded object keeps them alive).
-        let (maps_dir, ephemeral) = match &options.pin_dir {
-            Some(dir) => (dir.join("maps"), None),
-            None => {
-                let n = EPHEMERAL.fetch_add(1, Ordering::Relaxed);
-                let dir = PathBuf::from(format!(
-                    "/sys/fs/bpf/netd-ephemeral-{}-{n}",
-                    std::process::id()
-                ));
-                (dir.clone(), Some(dir))
-            }
+        let (maps_dir, ephemeral) = if let Some(dir) = &options.pin_dir {
+            (dir.join("maps"), None)
+        } else {
+            let n = EPHEMERAL.fetch_add(1, Ordering::Relaxed);
+            let dir = PathBuf::from(format!(
+                "/sys/fs/bpf/netd-ephemeral-{}-{n}",
+                std::process::id()
+            ));
+            (dir.clone(), Some(dir))
         };
         std::fs::create_dir_all(&maps_dir).map_err(io("creating", &maps_dir))?;
         let trace = u8::from(options.trace);
@@ -266,13 +265,13 @@ impl Datapath {
         HashMap::<_, u32, EndpointInfo>::try_from(by_ip)
             .and_then(|mut m| m.insert(ep.ip, ep, 0))
             .map_err(map_err(MAP_ENDPOINTS_BY_IP))?;
-        let by_if =
+        let by_ifindex =
             self.ebpf
                 .map_mut(MAP_ENDPOINTS_BY_IFINDEX)
                 .ok_or(DatapathError::MissingMap {
                     name: MAP_ENDPOINTS_BY_IFINDEX,
                 })?;
-        HashMap::<_, u32, EndpointInfo>::try_from(by_if)
+        HashMap::<_, u32, EndpointInfo>::try_from(by_ifindex)
             .and_then(|mut m| m.insert(ep.ifindex, ep, 0))
             .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))
     }

@@ -30,7 +30,7 @@ impl FromStr for AddressPool {
                     size = Some(
                         v.parse::<u8>()
                             .map_err(|e| format!("invalid size {v}: {e}"))?,
-                    )
+                    );
                 }
                 _ => {
                     return Err(format!(

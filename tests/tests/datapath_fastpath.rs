@@ -1,0 +1,388 @@
+//! `netd_from_container` under `BPF_PROG_TEST_RUN` with seeded endpoint and network maps: every
+//! verdict of the fast path and its policy (redirect target, pass to stack or bridge, each drop
+//! reason), with crafted packets. Frames "arrive" on veths of a private namespace, whose
+//! ifindexes the maps name.
+
+use std::net::Ipv4Addr;
+
+use netd::datapath::{Datapath, LoadOptions};
+use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason};
+use netd_tests::{
+    bpf::{from_container_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    netns::{Link, NetNs},
+    packet::{
+        arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4,
+        PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    },
+};
+
+const TC_ACT_REDIRECT: u32 = 7;
+
+/// Endpoints of the seeded topology: name, address, network.
+const ENDPOINTS: [(&str, &str, u32); 5] = [
+    ("a", "10.1.0.2", NET1),
+    ("b", "10.1.0.3", NET1),
+    ("c", "10.2.0.2", NET2),
+    ("d", "10.2.0.3", NET2),
+    ("i", "10.3.0.2", NET3),
+];
+const NET1: u32 = 1; // 10.1.0.0/24, icc on
+const NET2: u32 = 2; // 10.2.0.0/24, icc off
+const NET3: u32 = 3; // 10.3.0.0/24, internal
+
+struct Topology {
+    dp: Datapath,
+    ns: NetNs,
+    _links: Vec<Link>,
+    /// ifindex of each endpoint's "host veth", by name.
+    ifindex: std::collections::BTreeMap<&'static str, u32>,
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn wire(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// A fresh namespace with a veth per endpoint, and a datapath whose maps know them. Dropped
+/// (namespace and links removed) at the end of each test.
+fn topology() -> Topology {
+    let ns = NetNs::new("ndt-dp");
+    let mut links = Vec::new();
+    let mut ifindex = std::collections::BTreeMap::new();
+    let mut dp = Datapath::load(&LoadOptions {
+        trace: true,
+        pin_dir: None,
+    })
+    .expect("load");
+    let nets = [
+        (NET1, "10.1.0.0", NetworkFlags::ICC),
+        (NET2, "10.2.0.0", 0),
+        (NET3, "10.3.0.0", NetworkFlags::ICC | NetworkFlags::INTERNAL),
+    ];
+    for (id, subnet, flags) in nets {
+        let gw = ip(&subnet.replace(".0.0", ".0.1"));
+        dp.set_network(
+            ip(subnet),
+            24,
+            &NetworkInfo {
+                network: id,
+                gateway: wire(gw),
+                flags,
+                pad: 0,
+            },
+        )
+        .expect("network");
+    }
+    for (name, addr, net) in ENDPOINTS {
+        let host = format!("h{name}");
+        links.push(Link::veth(&ns, &host, &ns, &format!("p{name}")));
+        let index = ifindex_in(&ns, &host);
+        let (subnet, flags) = nets
+            .iter()
+            .find(|n| n.0 == net)
+            .map(|n| (ip(n.1), n.2))
+            .expect("net");
+        let gw = Ipv4Addr::from(u32::from(subnet) + 1);
+        dp.set_endpoint(&EndpointInfo {
+            ifindex: index,
+            ip: wire(ip(addr)),
+            mac: docker_mac(ip(addr)),
+            pad: [0; 2],
+            network: net,
+            flags,
+            subnet: wire(subnet),
+            mask: wire(ip("255.255.255.0")),
+            gateway: wire(gw),
+            pad2: 0,
+        })
+        .expect("endpoint");
+        ifindex.insert(name, index);
+    }
+    Topology {
+        dp,
+        ns,
+        _links: links,
+        ifindex,
+    }
+}
+
+/// The ifindex of `name` inside `ns`.
+fn ifindex_in(ns: &NetNs, name: &str) -> u32 {
+    let out = ns.ip(&["-o", "link", "show", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
+}
+
+/// Runs `frame` from endpoint `from` inside the topology's namespace.
+fn send(t: &mut Topology, from: &str, frame: &[u8]) -> Outcome {
+    let ifindex = t.ifindex[from];
+    let Topology { dp, ns, .. } = t;
+    ns.run(|| from_container_on(dp, ifindex, frame))
+}
+
+/// The MAC of endpoint `name` (Docker's, from its address).
+fn own_mac(name: &str) -> [u8; 6] {
+    let addr = ENDPOINTS.iter().find(|e| e.0 == name).expect("endpoint").1;
+    docker_mac(ip(addr))
+}
+
+/// A frame from the holder of `src`'s MAC (Docker's, from the address).
+fn ipv4_frame(src: &str, dst: &str, dst_mac: [u8; 6], protocol: u8) -> Vec<u8> {
+    ipv4_frame_from(docker_mac(ip(src)), src, dst, dst_mac, protocol)
+}
+
+fn ipv4_frame_from(
+    src_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    dst_mac: [u8; 6],
+    protocol: u8,
+) -> Vec<u8> {
+    let (s, d) = (ip(src), ip(dst));
+    let l4 = match protocol {
+        PROTO_TCP => tcp(s, d, 40000, 80, 0x02, b"hi"),
+        PROTO_UDP => udp(s, d, 5000, 53, b"q"),
+        _ => icmp_echo(8, 7, 1, b"ping"),
+    };
+    Ethernet::new(src_mac, dst_mac, ETH_P_IPV4).frame(&Ipv4::new(s, d, protocol).packet(&l4))
+}
+
+/// Sends an IPv4 frame from endpoint `from` (its own MAC, source address `src`) to `dst`,
+/// expecting `reason`.
+fn expect(t: &mut Topology, from: &str, src: &str, dst: &str, reason: Reason) -> Outcome {
+    let frame = ipv4_frame_from(own_mac(from), src, dst, docker_mac(ip(dst)), PROTO_UDP);
+    let out = send(t, from, &frame);
+    assert_eq!(out.reason(), reason, "{from} ({src}) -> {dst}");
+    let expected = match reason {
+        Reason::RedirectPeer => TC_ACT_REDIRECT,
+        r if r.is_drop() => TC_ACT_SHOT,
+        _ => TC_ACT_OK,
+    };
+    assert_eq!(out.verdict, expected, "{from} -> {dst}: TC action");
+    out
+}
+
+#[test]
+fn same_network_unicast_is_redirected_into_the_peer() {
+    let mut t = topology();
+    for protocol in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+        let frame = ipv4_frame("10.1.0.2", "10.1.0.3", docker_mac(ip("10.1.0.3")), protocol);
+        let out = send(&mut t, "a", &frame);
+        assert_eq!(out.reason(), Reason::RedirectPeer);
+        assert_eq!(out.verdict, TC_ACT_REDIRECT);
+        assert_eq!(
+            out.event().target,
+            t.ifindex["b"],
+            "redirected to b's host veth"
+        );
+        assert_eq!(
+            out.output, frame,
+            "nothing rewritten when the MAC is already b's"
+        );
+    }
+    let before = t.dp.endpoint_counters(t.ifindex["a"]).expect("counters");
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.3", Reason::RedirectPeer);
+    let after = t.dp.endpoint_counters(t.ifindex["a"]).expect("counters");
+    let count = |v: &[(u8, netd_common::Counter)]| {
+        v.iter()
+            .find(|(r, _)| *r == Reason::RedirectPeer as u8)
+            .map_or(0, |(_, c)| c.packets)
+    };
+    assert_eq!(
+        count(&after),
+        count(&before) + 1,
+        "per-endpoint counter of the sender"
+    );
+}
+
+#[test]
+fn a_frame_addressed_to_another_mac_gets_the_peers_mac() {
+    let mut t = topology();
+    let gateway_mac = [0x02, 0x42, 0xaa, 0xbb, 0xcc, 0xdd];
+    let frame = ipv4_frame("10.1.0.2", "10.1.0.3", gateway_mac, PROTO_TCP);
+    let out = send(&mut t, "a", &frame);
+    assert_eq!(out.reason(), Reason::RedirectPeer);
+    assert_eq!(
+        out.output[..6],
+        docker_mac(ip("10.1.0.3")),
+        "destination MAC rewritten"
+    );
+    assert_eq!(out.output[6..], frame[6..], "the rest is untouched");
+}
+
+#[test]
+fn gateway_host_and_world_go_to_the_stack_and_the_rest_to_the_bridge() {
+    let mut t = topology();
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.1", Reason::PassToStack);
+    expect(&mut t, "a", "10.1.0.2", "198.51.100.7", Reason::PassToStack);
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.99", Reason::PassToBridge);
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.255", Reason::PassToBridge);
+    expect(
+        &mut t,
+        "a",
+        "10.1.0.2",
+        "255.255.255.255",
+        Reason::PassToBridge,
+    );
+    expect(&mut t, "a", "10.1.0.2", "224.0.0.251", Reason::PassToBridge);
+    // A frame to the Ethernet broadcast address goes to the bridge whatever its IP.
+    let frame = ipv4_frame("10.1.0.2", "10.1.0.3", [0xff; 6], PROTO_UDP);
+    assert_eq!(send(&mut t, "a", &frame).reason(), Reason::PassToBridge);
+}
+
+#[test]
+fn other_networks_are_isolated_except_their_gateway() {
+    let mut t = topology();
+    expect(
+        &mut t,
+        "a",
+        "10.1.0.2",
+        "10.2.0.2",
+        Reason::DropCrossNetwork,
+    );
+    expect(
+        &mut t,
+        "c",
+        "10.2.0.2",
+        "10.1.0.3",
+        Reason::DropCrossNetwork,
+    );
+    expect(
+        &mut t,
+        "a",
+        "10.1.0.2",
+        "10.2.0.77",
+        Reason::DropCrossNetwork,
+    );
+    expect(&mut t, "a", "10.1.0.2", "10.2.0.1", Reason::PassToStack);
+}
+
+#[test]
+fn icc_off_drops_endpoint_to_endpoint_but_keeps_the_gateway() {
+    let mut t = topology();
+    let out = expect(&mut t, "c", "10.2.0.2", "10.2.0.3", Reason::DropIccDisabled);
+    assert_eq!(out.event().kind, netd_common::EVENT_KIND_DROP);
+    expect(&mut t, "c", "10.2.0.2", "10.2.0.1", Reason::PassToStack);
+    expect(&mut t, "d", "10.2.0.3", "198.51.100.7", Reason::PassToStack);
+}
+
+#[test]
+fn internal_networks_reach_nothing_outside_their_subnet() {
+    let mut t = topology();
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.1", Reason::PassToStack);
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.9", Reason::PassToBridge);
+    expect(
+        &mut t,
+        "i",
+        "10.3.0.2",
+        "198.51.100.7",
+        Reason::DropInternalNetwork,
+    );
+    expect(
+        &mut t,
+        "i",
+        "10.3.0.2",
+        "10.2.0.1",
+        Reason::DropInternalNetwork,
+    );
+    expect(
+        &mut t,
+        "i",
+        "10.3.0.2",
+        "10.1.0.2",
+        Reason::DropCrossNetwork,
+    );
+}
+
+#[test]
+fn spoofed_sources_are_dropped() {
+    let mut t = topology();
+    // Another address than its own.
+    expect(&mut t, "a", "10.1.0.50", "10.1.0.3", Reason::DropSpoofedIp);
+    expect(&mut t, "a", "10.1.0.3", "10.1.0.1", Reason::DropSpoofedIp);
+    // Its own address from another MAC.
+    let mut frame = ipv4_frame(
+        "10.1.0.2",
+        "10.1.0.3",
+        docker_mac(ip("10.1.0.3")),
+        PROTO_UDP,
+    );
+    frame[6..12].copy_from_slice(&[0x02, 0x42, 0xde, 0xad, 0xbe, 0xef]);
+    let out = send(&mut t, "a", &frame);
+    assert_eq!(
+        (out.reason(), out.verdict),
+        (Reason::DropSpoofedMac, TC_ACT_SHOT)
+    );
+    // ARP: its own sender addresses pass (also a probe from 0.0.0.0); another's is dropped.
+    let mac = docker_mac(ip("10.1.0.2"));
+    for (spa, reason) in [
+        ("10.1.0.2", Reason::PassArp),
+        ("0.0.0.0", Reason::PassArp),
+        ("10.1.0.3", Reason::DropSpoofedIp),
+    ] {
+        let frame = Ethernet::new(mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(
+            mac,
+            ip(spa),
+            ip("10.1.0.1"),
+        ));
+        assert_eq!(send(&mut t, "a", &frame).reason(), reason, "ARP from {spa}");
+    }
+    let frame = Ethernet::new(mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(
+        [2, 0x42, 1, 1, 1, 1],
+        ip("10.1.0.2"),
+        ip("10.1.0.1"),
+    ));
+    assert_eq!(
+        send(&mut t, "a", &frame).reason(),
+        Reason::DropSpoofedIp,
+        "ARP with another sender MAC"
+    );
+}
+
+#[test]
+fn frames_from_devices_that_are_not_endpoints_are_only_classified() {
+    let mut t = topology();
+    // lo (ifindex 1) is no endpoint: the old classify-and-pass behaviour.
+    let frame = ipv4_frame(
+        "10.9.9.9",
+        "10.1.0.3",
+        docker_mac(ip("10.1.0.3")),
+        PROTO_UDP,
+    );
+    let Topology { dp, ns, .. } = &mut t;
+    let out = ns.run(|| from_container_on(dp, 1, &frame));
+    assert_eq!((out.reason(), out.verdict), (Reason::PassIpv4, TC_ACT_OK));
+}
+
+#[test]
+fn removed_endpoints_are_no_longer_a_destination() {
+    let mut t = topology();
+    // A temporary endpoint on net1 at .20, then removed.
+    let b = t.ifindex["b"];
+    let info = EndpointInfo {
+        ifindex: 999_999,
+        ip: wire(ip("10.1.0.20")),
+        mac: docker_mac(ip("10.1.0.20")),
+        network: NET1,
+        flags: NetworkFlags::ICC,
+        subnet: wire(ip("10.1.0.0")),
+        mask: wire(ip("255.255.255.0")),
+        gateway: wire(ip("10.1.0.1")),
+        ..EndpointInfo::default()
+    };
+    t.dp.set_endpoint(&info).expect("set");
+    let out = expect(&mut t, "a", "10.1.0.2", "10.1.0.20", Reason::RedirectPeer);
+    assert_eq!(out.event().target, 999_999);
+    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999)
+        .expect("remove");
+    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999)
+        .expect("removing twice is fine");
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.20", Reason::PassToBridge);
+    assert_ne!(b, 999_999);
+}

@@ -1,0 +1,339 @@
+//! The eBPF fast path through the daemon, in namespaces: container-to-container traffic is
+//! delivered by `bpf_redirect_peer` (program counters move, the bridge does not forward it),
+//! policy holds for every case of the isolation matrix while the legitimate paths stay open, and
+//! a daemon restart loses nothing.
+#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use netd_tests::{daemon::TestDaemon, netns::spawn_in_path};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Accepts one connection or panics after [`DEADLINE`] (a test never hangs).
+fn accept(l: &TcpListener) -> TcpStream {
+    l.set_nonblocking(true).expect("nonblocking");
+    let start = Instant::now();
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).expect("blocking");
+                s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+                return s;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && start.elapsed() < DEADLINE => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr.parse().expect("addr"), DEADLINE).expect("connect");
+    s.set_write_timeout(Some(DEADLINE)).expect("timeout");
+    s
+}
+
+fn ping(d: &TestDaemon, from: &str, to: &str) -> bool {
+    d.netd(&["exec", from, "--", "ping", "-c", "1", "-W", "1", to])
+        .code
+        == 0
+}
+
+fn sandbox(d: &TestDaemon, name: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sleep", "300"]);
+    d.netd(&args).ok();
+}
+
+#[test]
+fn container_traffic_takes_the_fast_path_not_the_bridge() {
+    let d = TestDaemon::start(&[]);
+    sandbox(&d, "c1", &[]);
+    sandbox(&d, "c2", &[]);
+    assert!(ping(&d, "c1", "172.17.0.3"), "warm-up (ARP)");
+    let c2_veth = d.host_veth("c2", "bridge");
+    let (tx_before, redirected_before) =
+        (d.tx_packets(&c2_veth), d.count(Some("c1"), "redirect-peer"));
+
+    // ICMP, UDP and TCP from c1 to c2.
+    d.netd(&[
+        "exec",
+        "c1",
+        "--",
+        "ping",
+        "-c",
+        "20",
+        "-i",
+        "0.01",
+        "-W",
+        "1",
+        "172.17.0.3",
+    ])
+    .ok();
+    let (c1, c2) = (d.sandbox_netns("c1"), d.sandbox_netns("c2"));
+    let receiver = spawn_in_path(&c2, || {
+        let udp = UdpSocket::bind("172.17.0.3:7001").expect("bind udp");
+        udp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let tcp = TcpListener::bind("172.17.0.3:7002").expect("bind tcp");
+        let mut got = 0;
+        let mut buf = [0u8; 2048];
+        while got < 100 {
+            match udp.recv(&mut buf) {
+                Ok(_) => got += 1,
+                Err(_) => break,
+            }
+        }
+        let mut conn = accept(&tcp);
+        let mut data = Vec::new();
+        conn.read_to_end(&mut data).expect("read");
+        (got, data.len())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    spawn_in_path(&c1, || {
+        let udp = UdpSocket::bind("172.17.0.2:0").expect("bind");
+        for _ in 0..100 {
+            udp.send_to(&[7u8; 64], "172.17.0.3:7001").expect("send");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let mut tcp = connect("172.17.0.3:7002");
+        tcp.write_all(&vec![1u8; 1 << 20]).expect("write");
+    })
+    .join()
+    .expect("sender");
+    let (datagrams, bytes) = receiver.join().expect("receiver");
+    assert_eq!((datagrams, bytes), (100, 1 << 20), "everything arrived");
+
+    let redirected = d.count(Some("c1"), "redirect-peer") - redirected_before;
+    let bridged = d.tx_packets(&c2_veth) - tx_before;
+    assert!(
+        redirected >= 20 + 100 + 20,
+        "c1's traffic was redirected by the program ({redirected} packets)"
+    );
+    assert!(
+        bridged < 10,
+        "the bridge forwarded almost nothing to c2 ({bridged} packets: ARP/ND at most)"
+    );
+    // And the reverse direction (echo replies, TCP ACKs) took the fast path too.
+    assert!(d.count(Some("c2"), "redirect-peer") >= 20);
+}
+
+#[test]
+fn isolation_matrix() {
+    let d = TestDaemon::start(&[]);
+    d.netd(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.70.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "noicc",
+    ])
+    .ok();
+    d.netd(&["network", "create", "--subnet", "10.71.0.0/24", "n1"])
+        .ok();
+    d.netd(&["network", "create", "--subnet", "10.72.0.0/24", "n2"])
+        .ok();
+    d.netd(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.73.0.0/24",
+        "--internal",
+        "int",
+    ])
+    .ok();
+    for (name, net) in [
+        ("q1", "noicc"),
+        ("q2", "noicc"),
+        ("x1", "n1"),
+        ("x1b", "n1"),
+        ("x2", "n2"),
+        ("i1", "int"),
+        ("i2", "int"),
+    ] {
+        sandbox(&d, name, &["--network", net]);
+    }
+    sandbox(&d, "s1", &[]);
+    sandbox(&d, "s2", &[]);
+
+    // icc=false: endpoints of the network cannot talk; the gateway stays reachable.
+    assert!(!ping(&d, "q1", "10.70.0.3"));
+    assert!(d.count(Some("q1"), "drop-icc-disabled") >= 1);
+    assert!(ping(&d, "q1", "10.70.0.1"));
+
+    // Two networks: isolated from each other; each reaches its own peers and gateway.
+    assert!(!ping(&d, "x1", "10.72.0.2"));
+    assert!(d.count(Some("x1"), "drop-cross-network") >= 1);
+    assert!(!ping(&d, "x2", "10.71.0.2"));
+    assert!(ping(&d, "x1", "10.71.0.3"));
+    assert!(ping(&d, "x1", "10.71.0.1"));
+    assert!(ping(&d, "s1", "172.17.0.3"));
+
+    // --internal: its subnet only, even with a route out forced inside the container.
+    assert!(ping(&d, "i1", "10.73.0.3"));
+    assert!(ping(&d, "i1", "10.73.0.1"));
+    d.netd(&[
+        "exec",
+        "i1",
+        "--",
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.73.0.1",
+    ])
+    .ok();
+    assert!(!ping(&d, "i1", "172.17.0.1"));
+    assert!(d.count(Some("i1"), "drop-internal-network") >= 1);
+
+    // A spoofed source address is dropped; the real one still works.
+    d.netd(&[
+        "exec",
+        "s1",
+        "--",
+        "ip",
+        "addr",
+        "add",
+        "172.17.0.200/16",
+        "dev",
+        "eth0",
+    ])
+    .ok();
+    let spoofed = d.netd(&[
+        "exec",
+        "s1",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "-I",
+        "172.17.0.200",
+        "172.17.0.3",
+    ]);
+    assert_ne!(spoofed.code, 0);
+    assert!(d.count(Some("s1"), "drop-spoofed-ip") >= 1);
+    assert!(ping(&d, "s1", "172.17.0.3"));
+
+    // A spoofed source MAC is dropped; restoring it restores traffic.
+    d.netd(&[
+        "exec",
+        "s2",
+        "--",
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "eth0",
+        "address",
+        "02:42:de:ad:be:ef",
+    ])
+    .ok();
+    assert!(!ping(&d, "s2", "172.17.0.2"));
+    assert!(d.count(Some("s2"), "drop-spoofed-mac") >= 1);
+    d.netd(&[
+        "exec",
+        "s2",
+        "--",
+        "ip",
+        "link",
+        "set",
+        "dev",
+        "eth0",
+        "address",
+        "02:42:ac:11:00:03",
+    ])
+    .ok();
+    assert!(ping(&d, "s2", "172.17.0.2"));
+}
+
+#[test]
+fn a_daemon_restart_loses_nothing() {
+    let mut d = TestDaemon::start(&[]);
+    sandbox(&d, "c1", &[]);
+    sandbox(&d, "c2", &[]);
+    assert!(ping(&d, "c1", "172.17.0.3"));
+    let (c1, c2) = (d.sandbox_netns("c1"), d.sandbox_netns("c2"));
+
+    // A TCP stream of numbered records, and a 100 pps ping, across a stop and a restart.
+    let server = spawn_in_path(&c2, || {
+        let l = TcpListener::bind("172.17.0.3:7100").expect("bind");
+        let mut conn = accept(&l);
+        let mut data = Vec::new();
+        conn.read_to_end(&mut data).expect("read");
+        data
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let client = spawn_in_path(&c1, || {
+        let mut s = connect("172.17.0.3:7100");
+        let start = Instant::now();
+        let mut n: u64 = 0;
+        while start.elapsed() < Duration::from_secs(4) {
+            s.write_all(&n.to_be_bytes())
+                .expect("the stream never breaks");
+            n += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        n
+    });
+    let pinger = {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net={c1}")).args([
+            "ping",
+            "-i",
+            "0.01",
+            "-c",
+            "400",
+            "-W",
+            "1",
+            "172.17.0.3",
+        ]);
+        cmd.stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let before = d.count(None, "redirect-peer");
+    d.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+    d.restart();
+    let after = d.count(None, "redirect-peer");
+    assert!(
+        after > before + 100,
+        "the pinned program kept forwarding while the daemon was down ({before} -> {after})"
+    );
+
+    let sent = client.join().expect("client");
+    let data = server.join().expect("server");
+    assert_eq!(data.len() as u64, sent * 8, "every record arrived");
+    for (i, chunk) in data.chunks(8).enumerate() {
+        assert_eq!(
+            u64::from_be_bytes(chunk.try_into().expect("8 bytes")),
+            i as u64,
+            "in order, none missing"
+        );
+    }
+    let out = pinger.wait_with_output().expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("400 packets transmitted, 400 received"),
+        "no ping lost across the restart:\n{text}"
+    );
+
+    // The restarted daemon adopted the endpoints: new ones work, old ones are still counted.
+    sandbox(&d, "c3", &[]);
+    assert!(ping(&d, "c3", "172.17.0.2"));
+    assert!(d.count(Some("c3"), "redirect-peer") >= 1);
+    assert!(d.log().matches("netd: listening").count() == 2);
+}
