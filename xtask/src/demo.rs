@@ -19,6 +19,8 @@ struct Sandbox {
     dir: PathBuf,
     daemon: Option<Child>,
     netd: PathBuf,
+    /// The daemon's pinned maps and links (they outlive the daemon by design).
+    bpffs: PathBuf,
 }
 
 impl Sandbox {
@@ -65,6 +67,7 @@ impl Drop for Sandbox {
                 .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.bpffs);
     }
 }
 
@@ -96,6 +99,7 @@ pub fn run() -> Result<()> {
         dir: PathBuf::from(format!("/tmp/netd-demo-{pid}")),
         daemon: None,
         netd,
+        bpffs: PathBuf::from(format!("/sys/fs/bpf/netd-demo-{pid}")),
     };
     say(&format!(
         "creating namespaces {} and {}",
@@ -162,7 +166,7 @@ pub fn run() -> Result<()> {
         .arg(sb.dir.join("run"))
         .args([
             "--bpffs",
-            &format!("/sys/fs/bpf/netd-demo-{pid}"),
+            &sb.bpffs.display().to_string(),
             "-H",
             &sb.socket(),
         ])
