@@ -34,7 +34,9 @@ pub struct EndpointInfo {
     pub subnet: u32,
     pub mask: u32,
     pub gateway: u32,
-    pub pad2: u32,
+    /// Index of this endpoint's counters in `NETD_ENDPOINT_COUNTERS` (assigned by the control
+    /// plane, below [`MAX_ENDPOINTS`]).
+    pub slot: u32,
 }
 
 const _: () = assert!(size_of::<EndpointInfo>() == 40);
@@ -53,12 +55,28 @@ pub struct NetworkInfo {
 
 const _: () = assert!(size_of::<NetworkInfo>() == 16);
 
-/// Key of `NETD_ENDPOINT_STATS`: per endpoint (host veth ifindex) and reason.
+/// What one endpoint sent, by outcome: value of the per-CPU array `NETD_ENDPOINT_COUNTERS`
+/// (index: the endpoint's slot).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    /// Delivered straight into another endpoint (`bpf_redirect_peer`).
+    pub forwarded: crate::Counter,
+    /// Handed to the kernel (stack or bridge).
+    pub passed: crate::Counter,
+    /// Dropped (by reason in `NETD_ENDPOINT_DROPS`).
+    pub dropped: crate::Counter,
+}
+
+const _: () = assert!(size_of::<EndpointCounters>() == 48);
+
+/// Key of `NETD_ENDPOINT_DROPS`: an endpoint's slot and a drop reason.
 #[repr(C)]
 #[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EndpointReasonKey {
-    pub ifindex: u32,
+    pub slot: u32,
     /// A [`crate::Reason`] value.
     pub reason: u8,
     pub pad: [u8; 3],
@@ -75,6 +93,9 @@ unsafe impl aya::Pod for NetworkInfo {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for EndpointReasonKey {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for EndpointCounters {}
 
 /// Entries of the endpoint maps (and of per-endpoint counters, per reason).
 pub const MAX_ENDPOINTS: u32 = 16_384;

@@ -12,7 +12,8 @@ pub mod reason;
 pub mod stats;
 
 pub use endpoint::{
-    EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
+    EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS,
+    MAX_NETWORKS,
 };
 pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
@@ -23,5 +24,8 @@ pub use stats::Counter;
 /// needs a bigger (re-created) pinned map.
 pub const REASON_SLOTS: u32 = 256;
 
-/// Entries of every map indexed by [`PacketClass`].
+/// Classes per reason in `NETD_VERDICTS` (index: `reason * CLASS_SLOTS + class`).
 pub const CLASS_SLOTS: u32 = 32;
+
+/// Entries of `NETD_VERDICTS`: one counter per (reason, class), counted with one lookup.
+pub const VERDICT_SLOTS: u32 = REASON_SLOTS * CLASS_SLOTS;

@@ -12,7 +12,7 @@ use netd_ebpf::parse::{arp, eth, parse, Frame, Parsed};
 
 use crate::{
     maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NETWORKS},
-    verdict::{exit, Verdict},
+    verdict::{exit, Verdict, NO_ENDPOINT},
 };
 
 /// Ethernet + one VLAN tag + the largest IPv4 header + the largest TCP header.
@@ -33,7 +33,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
                 flags: m.flags,
                 vlan_id: m.vlan_id,
                 tuple: Ipv4Tuple::default(),
-                endpoint: ifindex,
+                slot: NO_ENDPOINT,
                 target: 0,
             };
             return exit(ctx, &v);
@@ -45,7 +45,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         flags: parsed.flags,
         vlan_id: parsed.vlan_id,
         tuple: parsed.tuple,
-        endpoint: 0,
+        slot: NO_ENDPOINT,
         target: 0,
     };
     // SAFETY: map values are read-only here and valid for the duration of the program.
@@ -53,17 +53,24 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         // Not (yet) an endpoint: classify and pass.
         return exit(ctx, &v);
     };
-    v.endpoint = ifindex;
-    v.reason = decide(&frame, &parsed, src, &mut v.target);
+    v.slot = src.slot;
+    let mut peer_mac = [0u8; 6];
+    v.reason = decide(&frame, &parsed, src, &mut v.target, &mut peer_mac);
     if v.reason == Reason::RedirectPeer {
-        set_dst_mac(ctx, &frame, v.target);
+        set_dst_mac(ctx, &frame, &peer_mac);
     }
     exit(ctx, &v)
 }
 
 /// The verdict for a well-formed frame from endpoint `src`.
 #[inline(always)]
-fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32) -> Reason {
+fn decide(
+    frame: &Frame,
+    p: &Parsed,
+    src: &EndpointInfo,
+    target: &mut u32,
+    peer_mac: &mut [u8; 6],
+) -> Reason {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::DropShortEthernet;
     };
@@ -94,13 +101,25 @@ fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32) -> Re
         | PacketClass::Ipv4Udp
         | PacketClass::Ipv4Icmp
         | PacketClass::Ipv4Other
-        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target),
+        | PacketClass::Ipv4Fragment => ipv4(
+            l2.raw16::<{ eth::DST_OFF }>(),
+            &p.tuple,
+            src,
+            target,
+            peer_mac,
+        ),
         PacketClass::Ipv6 | PacketClass::OtherL2 | PacketClass::Unknown => p.pass_reason(),
     }
 }
 
 #[inline(always)]
-fn ipv4(dst_mac_first: u16, t: &Ipv4Tuple, src: &EndpointInfo, target: &mut u32) -> Reason {
+fn ipv4(
+    dst_mac_first: u16,
+    t: &Ipv4Tuple,
+    src: &EndpointInfo,
+    target: &mut u32,
+    peer_mac: &mut [u8; 6],
+) -> Reason {
     if t.src_addr != src.ip {
         return Reason::DropSpoofedIp;
     }
@@ -121,6 +140,7 @@ fn ipv4(dst_mac_first: u16, t: &Ipv4Tuple, src: &EndpointInfo, target: &mut u32)
             return Reason::DropIccDisabled;
         }
         *target = peer.ifindex;
+        *peer_mac = peer.mac;
         return Reason::RedirectPeer;
     }
     if dst == src.gateway {
@@ -150,23 +170,19 @@ fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
     )
 }
 
-/// Makes the destination MAC the target endpoint's (it already is when the sender resolved the
-/// peer with ARP, the common case, and then nothing is written).
+/// Makes the destination MAC the peer's (it already is when the sender resolved the peer with
+/// ARP, the common case, and then nothing is written).
 #[inline(always)]
-fn set_dst_mac(ctx: &TcContext, frame: &Frame, target: u32) {
-    // SAFETY: read-only map value, valid for the duration of the program.
-    let Some(peer) = (unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&target) }) else {
-        return;
-    };
+fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer_mac: &[u8; 6]) {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return;
     };
     if (
         l2.raw32::<{ eth::DST_OFF }>(),
         l2.raw16::<{ eth::DST_OFF + 4 }>(),
-    ) != mac_words(&peer.mac)
+    ) != mac_words(peer_mac)
     {
-        let _ = ctx.store(eth::DST_OFF, &peer.mac, 0);
+        let _ = ctx.store(eth::DST_OFF, peer_mac, 0);
     }
 }
 

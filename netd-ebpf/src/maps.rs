@@ -7,22 +7,24 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netd_common::{
-    Counter, EndpointInfo, EndpointReasonKey, NetworkInfo, CLASS_SLOTS, MAX_ENDPOINTS,
-    MAX_NETWORKS, REASON_SLOTS,
+    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkInfo, MAX_ENDPOINTS,
+    MAX_NETWORKS, VERDICT_SLOTS,
 };
 
-/// Packets and bytes per verdict/drop reason (index: `netd_common::Reason`).
+/// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
+/// counts both; userspace sums per reason or per class.
 #[map]
-pub static NETD_REASONS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_SLOTS, 0);
+pub static NETD_VERDICTS: PerCpuArray<Counter> = PerCpuArray::pinned(VERDICT_SLOTS, 0);
 
-/// Packets and bytes per packet class (index: `netd_common::PacketClass`).
+/// What each endpoint sent, forwarded / passed / dropped (index: the endpoint's slot).
 #[map]
-pub static NETD_CLASSES: PerCpuArray<Counter> = PerCpuArray::pinned(CLASS_SLOTS, 0);
+pub static NETD_ENDPOINT_COUNTERS: PerCpuArray<EndpointCounters> =
+    PerCpuArray::pinned(MAX_ENDPOINTS, 0);
 
-/// Packets and bytes per sending endpoint and reason.
+/// Each endpoint's drops by reason (only touched when dropping).
 #[map]
-pub static NETD_ENDPOINT_STATS: PerCpuHashMap<EndpointReasonKey, Counter> =
-    PerCpuHashMap::pinned(MAX_ENDPOINTS * 8, 0);
+pub static NETD_ENDPOINT_DROPS: PerCpuHashMap<EndpointReasonKey, Counter> =
+    PerCpuHashMap::pinned(MAX_ENDPOINTS * 4, 0);
 
 /// Endpoints by IPv4 address (wire order): where to deliver.
 #[map]

@@ -1,19 +1,23 @@
-//! The exits of the datapath: every packet leaves through [`exit`], which counts it (globally, by
-//! class, and per sending endpoint), reports drops (and everything when tracing), and returns
-//! the TC action.
+//! The exits of the datapath: every packet leaves through [`exit`], which counts it (by reason
+//! and class with one lookup, and for its sending endpoint), reports drops (and everything when
+//! tracing), and returns the TC action.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::generated::bpf_redirect_peer,
-    maps::PerCpuArray,
     programs::TcContext,
 };
 use netd_common::{
-    Counter, EndpointReasonKey, Event, Ipv4Tuple, PacketClass, Reason, EVENT_KIND_DROP,
-    EVENT_KIND_TRACE,
+    Counter, EndpointReasonKey, Event, Ipv4Tuple, PacketClass, Reason, CLASS_SLOTS,
+    EVENT_KIND_DROP, EVENT_KIND_TRACE,
 };
 
-use crate::maps::{NETD_CLASSES, NETD_ENDPOINT_STATS, NETD_EVENTS, NETD_REASONS, NETD_TRACE};
+use crate::maps::{
+    NETD_ENDPOINT_COUNTERS, NETD_ENDPOINT_DROPS, NETD_EVENTS, NETD_TRACE, NETD_VERDICTS,
+};
+
+/// No sending endpoint (the frame came from a device that is not one).
+pub const NO_ENDPOINT: u32 = u32::MAX;
 
 /// What the program decided, and about what.
 pub struct Verdict {
@@ -22,8 +26,8 @@ pub struct Verdict {
     pub flags: u8,
     pub vlan_id: u16,
     pub tuple: Ipv4Tuple,
-    /// The sending endpoint's host veth (0: not an endpoint).
-    pub endpoint: u32,
+    /// The sending endpoint's counter slot, or [`NO_ENDPOINT`].
+    pub slot: u32,
     /// The redirect target for [`Reason::RedirectPeer`].
     pub target: u32,
 }
@@ -31,13 +35,27 @@ pub struct Verdict {
 /// Counts, reports and carries out `v`.
 #[inline(always)]
 pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
-    let len = ctx.len();
-    count(&NETD_REASONS, v.reason as u32, len);
-    count(&NETD_CLASSES, v.class as u32, len);
-    if v.endpoint != 0 {
-        count_endpoint(v.endpoint, v.reason, len);
+    let len = u64::from(ctx.len());
+    let drop = v.reason.is_drop();
+    if let Some(c) = NETD_VERDICTS.get_ptr_mut(v.reason as u32 * CLASS_SLOTS + v.class as u32) {
+        // SAFETY: this CPU's slot; a program is not preempted by itself on one CPU.
+        unsafe { add(&mut *c, len) };
     }
-    if v.reason.is_drop() {
+    if v.slot != NO_ENDPOINT {
+        if let Some(e) = NETD_ENDPOINT_COUNTERS.get_ptr_mut(v.slot) {
+            // SAFETY: as above.
+            let e = unsafe { &mut *e };
+            match v.reason {
+                Reason::RedirectPeer => add(&mut e.forwarded, len),
+                _ if drop => add(&mut e.dropped, len),
+                _ => add(&mut e.passed, len),
+            }
+        }
+        if drop {
+            count_endpoint_drop(v.slot, v.reason, len);
+        }
+    }
+    if drop {
         emit(ctx, EVENT_KIND_DROP, v);
         return TC_ACT_SHOT;
     }
@@ -52,6 +70,12 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
 }
 
 #[inline(always)]
+fn add(c: &mut Counter, len: u64) {
+    c.packets += 1;
+    c.bytes += len;
+}
+
+#[inline(always)]
 fn tracing() -> bool {
     // SAFETY: a plain read of a global; volatile so the compiler keeps the load that the
     // loader's rodata value decides.
@@ -59,36 +83,22 @@ fn tracing() -> bool {
 }
 
 #[inline(always)]
-fn count(map: &PerCpuArray<Counter>, index: u32, len: u32) {
-    if let Some(c) = map.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot; a program is not preempted by itself on one CPU.
-        unsafe {
-            (*c).packets += 1;
-            (*c).bytes += u64::from(len);
-        }
-    }
-}
-
-#[inline(always)]
-fn count_endpoint(ifindex: u32, reason: Reason, len: u32) {
+fn count_endpoint_drop(slot: u32, reason: Reason, len: u64) {
     let key = EndpointReasonKey {
-        ifindex,
+        slot,
         reason: reason as u8,
         pad: [0; 3],
     };
-    match NETD_ENDPOINT_STATS.get_ptr_mut(&key) {
+    match NETD_ENDPOINT_DROPS.get_ptr_mut(&key) {
         // SAFETY: this CPU's value of a per-CPU map.
-        Some(c) => unsafe {
-            (*c).packets += 1;
-            (*c).bytes += u64::from(len);
-        },
+        Some(c) => add(unsafe { &mut *c }, len),
         None => {
-            // The first packet for this key; a full map loses the per-endpoint count only.
-            let _ = NETD_ENDPOINT_STATS.insert(
+            // The first drop for this key; a full map loses the per-reason count only.
+            let _ = NETD_ENDPOINT_DROPS.insert(
                 &key,
                 &Counter {
                     packets: 1,
-                    bytes: u64::from(len),
+                    bytes: len,
                 },
                 0,
             );

@@ -10,18 +10,27 @@ use std::{
 
 use crate::netns::{unique_name, NetNs};
 
-/// The `netd` binary next to the test binaries (`cargo xtask test` builds it first).
+/// The `netd` binary: `$NETD_BIN`, or the one next to this executable (a bench binary) or one
+/// directory up (a test binary in `deps/`). `cargo xtask test` and `bench` build it first.
 #[must_use]
 pub fn netd_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NETD_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("netd");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p netd` (cargo xtask test does)",
-        bin.display()
-    );
-    bin
+    let here = exe.parent().expect("target dir");
+    [
+        here.join("netd"),
+        here.parent().map(|p| p.join("netd")).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|b| b.is_file())
+    .unwrap_or_else(|| {
+        panic!(
+            "no netd binary near {}: build it with `cargo build -p netd` (cargo xtask test does)",
+            exe.display()
+        )
+    })
 }
 
 /// The stock docker CLI, when installed.

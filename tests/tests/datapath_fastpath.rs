@@ -76,7 +76,7 @@ fn topology() -> Topology {
         )
         .expect("network");
     }
-    for (name, addr, net) in ENDPOINTS {
+    for (slot, (name, addr, net)) in (1u32..).zip(ENDPOINTS) {
         let host = format!("h{name}");
         links.push(Link::veth(&ns, &host, &ns, &format!("p{name}")));
         let index = ifindex_in(&ns, &host);
@@ -96,7 +96,7 @@ fn topology() -> Topology {
             subnet: wire(subnet),
             mask: wire(ip("255.255.255.0")),
             gateway: wire(gw),
-            pad2: 0,
+            slot,
         })
         .expect("endpoint");
         ifindex.insert(name, index);
@@ -186,17 +186,19 @@ fn same_network_unicast_is_redirected_into_the_peer() {
             "nothing rewritten when the MAC is already b's"
         );
     }
-    let before = t.dp.endpoint_counters(t.ifindex["a"]).expect("counters");
-    expect(&mut t, "a", "10.1.0.2", "10.1.0.3", Reason::RedirectPeer);
-    let after = t.dp.endpoint_counters(t.ifindex["a"]).expect("counters");
-    let count = |v: &[(u8, netd_common::Counter)]| {
-        v.iter()
-            .find(|(r, _)| *r == Reason::RedirectPeer as u8)
-            .map_or(0, |(_, c)| c.packets)
+    // Endpoint "a" has counter slot 1 (seeding order).
+    let forwarded = |t: &Topology| {
+        t.dp.endpoint_counters(1)
+            .expect("counters")
+            .counters
+            .forwarded
+            .packets
     };
+    let before = forwarded(&t);
+    expect(&mut t, "a", "10.1.0.2", "10.1.0.3", Reason::RedirectPeer);
     assert_eq!(
-        count(&after),
-        count(&before) + 1,
+        forwarded(&t),
+        before + 1,
         "per-endpoint counter of the sender"
     );
 }

@@ -4,7 +4,9 @@
 //! - `build`: setup, then builds the eBPF programs and the workspace;
 //! - `test`: setup, then every test tier (unit, `BPF_PROG_TEST_RUN`, netns integration);
 //! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace;
-//! - `demo`: the Docker networking walk-through against netd, in throw-away namespaces.
+//! - `demo`: the Docker networking walk-through against netd, in throw-away namespaces;
+//! - `bench [--quick] [--rounds N] [--out DIR]`: netd against the kernel bridge and Docker's
+//!   dataplane, side by side.
 
 mod demo;
 mod setup;
@@ -40,6 +42,18 @@ enum Command {
     },
     /// Replay the Docker networking walk-through against netd in throw-away namespaces.
     Demo,
+    /// Measure netd against the kernel bridge, Docker's dataplane, veth and loopback.
+    Bench {
+        /// A short run for development (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Rounds of interleaved measurements.
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Output directory for bench.md, runs.jsonl and bench.svg.
+        #[arg(long, default_value = "target/bench")]
+        out: String,
+    },
     /// Build, then start the daemon in the current network namespace.
     Run {
         /// Build with optimisations.
@@ -62,6 +76,29 @@ fn main() -> Result<()> {
         Command::Test { args } => {
             setup::run()?;
             test(&args)
+        }
+        Command::Bench { quick, rounds, out } => {
+            setup::run()?;
+            step::say("building netd and the bench (release)");
+            cargo(&[
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "netd",
+                "-p",
+                "netd-bench",
+            ])?;
+            let bin = workspace_root()?.join("target/release/netd-bench");
+            let mut cmd = std::process::Command::new(bin);
+            cmd.current_dir(workspace_root()?).arg("--out").arg(out);
+            if quick {
+                cmd.arg("--quick");
+            }
+            if let Some(r) = rounds {
+                cmd.arg("--rounds").arg(r.to_string());
+            }
+            step::run(&mut cmd)
         }
         Command::Demo => {
             setup::run()?;

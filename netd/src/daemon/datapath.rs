@@ -55,7 +55,7 @@ pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> End
         subnet: wire(ipam.subnet.network()),
         mask: wire(ipam.subnet.mask()),
         gateway: wire(ipam.gateway),
-        pad2: 0,
+        slot: link.slot,
     }
 }
 
@@ -111,6 +111,7 @@ impl Daemon {
     ) -> Result<()> {
         let bridge = n.bridge.as_ref().expect("bridge network");
         let host = kernel::create_endpoint_veth(&self.nl, netns, endpoint_id, link, bridge).await?;
+        self.dp().reset_endpoint_counters(link.slot)?;
         self.datapath_adopt_endpoint(n, link, host)?;
         let gateway = (!n.internal)
             .then(|| n.ipam.as_ref().map(|i| i.gateway))
@@ -123,12 +124,8 @@ impl Daemon {
         let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
         {
             let mut dp = self.dp();
-            if let Some(ifindex) = ifindex {
-                dp.remove_endpoint(link.ip, ifindex)?;
-                dp.clear_endpoint_counters(ifindex)?;
-            } else {
-                dp.remove_endpoint(link.ip, 0)?;
-            }
+            dp.remove_endpoint(link.ip, ifindex.unwrap_or(0))?;
+            dp.reset_endpoint_counters(link.slot)?;
             dp.detach_from_container(&link.host_veth)?;
         }
         kernel::delete_endpoint_veth(&self.nl, link).await

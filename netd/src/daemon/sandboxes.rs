@@ -247,6 +247,7 @@ impl Daemon {
             host_veth: new_host_veth_name(state),
             ifname,
             static_ip: ip.is_some(),
+            slot: state.next_endpoint_slot(),
         };
         endpoint.link = Some(link.clone());
         {

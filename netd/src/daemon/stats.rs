@@ -9,7 +9,7 @@ use super::{
     Daemon,
 };
 
-/// One reason's counter.
+/// One reason's counter (per endpoint, passes are summed as `pass`, code 255).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReasonCount {
     #[serde(rename = "Reason")]
@@ -74,7 +74,12 @@ impl Daemon {
             ),
             None => None,
         };
-        let mut rows = Vec::new();
+        let dp = self
+            .datapath
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reasons = named(dp.reason_counters().map_err(Error::from)?);
+        let mut endpoints = Vec::new();
         for n in state.networks.values() {
             for ep in n.endpoints.values() {
                 let Some(link) = &ep.link else { continue };
@@ -84,36 +89,26 @@ impl Daemon {
                 let Some(s) = state.sandboxes.get(&ep.sandbox_id) else {
                     continue;
                 };
-                let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
-                rows.push((
-                    s.name.clone(),
-                    s.id.clone(),
-                    n.name.clone(),
-                    link.ifname.clone(),
-                    link.host_veth.clone(),
-                    ifindex,
-                ));
+                let totals = dp.endpoint_counters(link.slot).map_err(Error::from)?;
+                let c = totals.counters;
+                let mut reasons = named(vec![(Reason::RedirectPeer as u8, c.forwarded)]);
+                reasons.push(ReasonCount {
+                    reason: "pass".into(),
+                    code: u8::MAX,
+                    packets: c.passed.packets,
+                    bytes: c.passed.bytes,
+                });
+                reasons.extend(named(totals.drops));
+                reasons.retain(|r| r.packets != 0);
+                endpoints.push(EndpointStats {
+                    sandbox: s.name.clone(),
+                    sandbox_id: s.id.clone(),
+                    network: n.name.clone(),
+                    interface: link.ifname.clone(),
+                    host_veth: link.host_veth.clone(),
+                    reasons,
+                });
             }
-        }
-        let dp = self
-            .datapath
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reasons = named(dp.reason_counters().map_err(Error::from)?);
-        let mut endpoints = Vec::new();
-        for (sandbox, sandbox_id, network, interface, host_veth, ifindex) in rows {
-            let raw = match ifindex {
-                Some(i) => dp.endpoint_counters(i).map_err(Error::from)?,
-                None => Vec::new(),
-            };
-            endpoints.push(EndpointStats {
-                sandbox,
-                sandbox_id,
-                network,
-                interface,
-                host_veth,
-                reasons: named(raw),
-            });
         }
         endpoints.sort_by(|a, b| (&a.sandbox, &a.network).cmp(&(&b.sandbox, &b.network)));
         Ok(Stats { reasons, endpoints })

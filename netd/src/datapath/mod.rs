@@ -7,6 +7,8 @@
 
 mod counters;
 
+pub use counters::EndpointTotals;
+
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},

@@ -98,6 +98,9 @@ pub struct EndpointLink {
     pub ifname: String,
     /// Given with `--ip` (released like any other).
     pub static_ip: bool,
+    /// Index of the endpoint's counters in the datapath (unique among endpoints, never 0).
+    #[serde(default)]
+    pub slot: u32,
 }
 
 /// How a sandbox is networked.
@@ -162,6 +165,19 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 impl State {
+    /// The lowest datapath counter slot no endpoint has (slot 0 is never used).
+    pub fn next_endpoint_slot(&self) -> u32 {
+        let used: std::collections::BTreeSet<u32> = self
+            .networks
+            .values()
+            .flat_map(|n| n.endpoints.values())
+            .filter_map(|e| e.link.as_ref().map(|l| l.slot))
+            .collect();
+        (1..)
+            .find(|s| !used.contains(s))
+            .expect("fewer endpoints than u32 values")
+    }
+
     /// A datapath id no network has.
     pub fn next_datapath_id(&self) -> u32 {
         self.networks

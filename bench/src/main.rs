@@ -1,0 +1,257 @@
+//! `netd-bench` (run it with `cargo xtask bench`): builds every topology in fresh namespaces,
+//! measures them interleaved round by round, and writes `bench.md`, `runs.jsonl`, `bench.svg`.
+
+use std::{
+    fmt::Write as _,
+    io::Write as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use clap::Parser;
+use netd_bench::{
+    cost,
+    report::{self, Sample},
+    topology::{Kind, Topology},
+    workload,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "netd-bench",
+    about = "netd against the kernel bridge and Docker's dataplane, side by side"
+)]
+struct Args {
+    /// A short run for development (under 3 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds (default: 3 quick, 10 full).
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Output directory.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?");
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!(
+        "Linux {}, {cpus} vCPU ({}), load average at start {:.2}",
+        kernel.trim(),
+        model.trim(),
+        load1()
+    )
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "an index within the slice"
+    )]
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Measures every workload on `t` once, appending samples.
+fn measure(
+    t: &Topology,
+    round: u32,
+    secs: f64,
+    load: f64,
+    out: &mut Vec<Sample>,
+    metric: &str,
+) -> Result<()> {
+    let mut push = |metric: &str, value: f64| {
+        out.push(Sample {
+            round,
+            topology: t.kind.name().into(),
+            metric: metric.into(),
+            value,
+            load1: load,
+        });
+    };
+    match metric {
+        "tcp" => push("tcp_gbps", workload::tcp_throughput(&t.a, &t.b, secs)?),
+        "udp" => push("udp_pps", workload::udp_rate(&t.a, &t.b, secs)?),
+        "rr" => {
+            let rr = workload::tcp_rr(&t.a, &t.b, secs)?;
+            push("rr_tps", rr.tps);
+            push("rr_mean_us", rr.mean_us);
+            push("rr_p99_us", rr.p99_us);
+        }
+        _ => push("crr_cps", workload::tcp_crr(&t.a, &t.b, secs)?),
+    }
+    Ok(())
+}
+
+/// Forwarding rate and RR with `n` endpoints attached, and the control plane's time per
+/// sandbox create and remove.
+fn scale(
+    sizes: &[usize],
+    secs: f64,
+    rounds: u32,
+    md: &mut String,
+) -> Result<Vec<serde_json::Value>> {
+    let mut rows = Vec::new();
+    let _ = writeln!(md, "\n### Scale (netd)\n\n| endpoints | UDP pps (median) | RR trans/s (median) | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|");
+    for &n in sizes {
+        let t = Topology::netd(&[])?;
+        let d = t.daemon().expect("netd topology");
+        let mut create = Vec::new();
+        for i in 2..n {
+            let name = format!("scale{i}");
+            let start = Instant::now();
+            let r = d.netd(&["run", "-d", "--name", &name, "--", "sleep", "86400"]);
+            anyhow::ensure!(r.code == 0, "netd run: {}", r.stderr);
+            create.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let (mut udp, mut rr) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            udp.push(workload::udp_rate(&t.a, &t.b, secs)?);
+            rr.push(workload::tcp_rr(&t.a, &t.b, secs)?.tps);
+        }
+        let mut remove = Vec::new();
+        for i in 2..n {
+            let start = Instant::now();
+            let r = d.netd(&["rm", "-f", &format!("scale{i}")]);
+            anyhow::ensure!(r.code == 0, "netd rm: {}", r.stderr);
+            remove.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        let ops = |v: &mut Vec<f64>| {
+            if v.is_empty() {
+                "–".to_owned()
+            } else {
+                let total: f64 = v.iter().sum();
+                format!(
+                    "{:.1} / {:.1} ms / {:.1} s",
+                    percentile(v, 0.5),
+                    percentile(v, 0.99),
+                    total / 1e3
+                )
+            }
+        };
+        let (udp_m, rr_m) = (report::median(&mut udp), report::median(&mut rr));
+        let _ = writeln!(
+            md,
+            "| {n} | {udp_m:.0} | {rr_m:.0} | {} | {} |",
+            ops(&mut create),
+            ops(&mut remove)
+        );
+        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp, "rr_tps": rr, "create_ms": create, "remove_ms": remove }));
+    }
+    Ok(rows)
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 10 });
+    let secs = if args.quick { 0.5 } else { 2.0 };
+    let sizes: &[usize] = if args.quick {
+        &[2, 20]
+    } else {
+        &[2, 100, 1000]
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let started = Instant::now();
+    let machine = machine();
+    eprintln!("==> {machine}");
+
+    let _stats = cost::enable_runtime_stats()?;
+    eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
+    let test_run = cost::test_run_cost(if args.quick { 100_000 } else { 1_000_000 })?;
+
+    eprintln!("==> building the topologies");
+    let topologies: Vec<Topology> = Kind::ALL
+        .iter()
+        .map(|k| Topology::build(*k))
+        .collect::<Result<_>>()?;
+    let mut samples = Vec::new();
+    let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
+    for round in 0..rounds {
+        let load = load1();
+        eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
+        for metric in ["tcp", "udp", "rr", "crr"] {
+            for t in &topologies {
+                let before = cost::netd_program_totals();
+                measure(t, round, secs, load, &mut samples, metric)
+                    .with_context(|| format!("{} on {}", metric, t.kind.name()))?;
+                if t.kind == Kind::Netd {
+                    let after = cost::netd_program_totals();
+                    live_time += after.0.saturating_sub(before.0);
+                    live_runs += after.1.saturating_sub(before.1);
+                }
+            }
+        }
+    }
+    let netd_redirects = topologies
+        .iter()
+        .find_map(|t| t.daemon())
+        .map(|d| d.count(None, "redirect-peer"))
+        .unwrap_or(0);
+    drop(topologies);
+
+    let order = ["bridge", "docker", "netd", "veth", "loopback"];
+    let summary = report::summarize(&samples);
+    let mut md = format!(
+        "## Benchmark\n\n{machine}; {rounds} interleaved rounds of {secs} s per measurement; {}.\n\n",
+        if args.quick { "quick run" } else { "full run" }
+    );
+    md.push_str(&report::markdown(&summary, &order));
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    let live_ns = if live_runs > 0 {
+        live_time.as_nanos() as f64 / live_runs as f64
+    } else {
+        f64::NAN
+    };
+    let _ = write!(
+        md,
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`.\n",
+        test_run.redirect_ns, test_run.pass_ns
+    );
+    eprintln!("==> scale: {sizes:?} endpoints");
+    let scale_rows = scale(sizes, secs, rounds.min(3), &mut md)?;
+    let _ = writeln!(
+        md,
+        "\nTotal bench time: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;
+    for s in &samples {
+        writeln!(runs, "{}", serde_json::to_string(s)?)?;
+    }
+    writeln!(
+        runs,
+        "{}",
+        serde_json::json!({ "cost": test_run, "live_ns": live_ns, "scale": scale_rows, "machine": machine })
+    )?;
+    std::fs::write(args.out.join("bench.md"), &md)?;
+    std::fs::write(args.out.join("bench.svg"), report::svg(&summary, &order))?;
+    println!("{md}");
+    eprintln!(
+        "==> wrote {}/bench.md, runs.jsonl, bench.svg",
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,308 @@
+//! The topologies under test, each built in fresh namespaces (unique names, removed on drop):
+//! two endpoints `a` and `b` that the workloads connect.
+
+use std::{net::Ipv4Addr, process::Command};
+
+use anyhow::{bail, Context as _, Result};
+use netd_tests::{
+    daemon::TestDaemon,
+    netns::{Link, NetNs},
+};
+
+/// Which packet path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Kind {
+    /// Kernel bridge, br_netfilter off.
+    Bridge,
+    /// Docker 20.10's dataplane rebuilt by hand: bridge with br_netfilter on, Docker's filter
+    /// chains and MASQUERADE rule (iptables-nft).
+    Docker,
+    /// The netd daemon with its eBPF datapath, set up through its own CLI.
+    Netd,
+    /// A direct veth pair between two namespaces (the limit for veth designs).
+    Veth,
+    /// Both ends in one namespace (the ceiling).
+    Loopback,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Bridge,
+        Kind::Docker,
+        Kind::Netd,
+        Kind::Veth,
+        Kind::Loopback,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Bridge => "bridge",
+            Kind::Docker => "docker",
+            Kind::Netd => "netd",
+            Kind::Veth => "veth",
+            Kind::Loopback => "loopback",
+        }
+    }
+}
+
+/// One end of a topology: a namespace (by its file) and an address in it.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+/// A built topology. Dropping it removes everything it made.
+pub struct Topology {
+    pub kind: Kind,
+    pub a: Endpoint,
+    pub b: Endpoint,
+    // Drop order: links, daemon (its sandboxes and pins), then namespaces.
+    _links: Vec<Link>,
+    daemon: Option<TestDaemon>,
+    _namespaces: Vec<NetNs>,
+}
+
+fn path(ns: &NetNs) -> String {
+    format!("/run/netns/{}", ns.name())
+}
+
+/// Settings of a client namespace so connection-per-request loads do not run out of ports.
+fn client_sysctls(netns: &str) -> Result<()> {
+    for kv in [
+        "net.ipv4.tcp_tw_reuse=1",
+        "net.ipv4.ip_local_port_range=1024 65000",
+    ] {
+        let st = Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(["sysctl", "-qw", kv])
+            .status()?;
+        if !st.success() {
+            bail!("sysctl {kv} in {netns}");
+        }
+    }
+    Ok(())
+}
+
+impl Topology {
+    pub fn build(kind: Kind) -> Result<Self> {
+        let t = match kind {
+            Kind::Bridge => Self::bridge(false)?,
+            Kind::Docker => Self::bridge(true)?,
+            Kind::Netd => Self::netd(&[])?,
+            Kind::Veth => Self::veth(),
+            Kind::Loopback => Self::loopback(),
+        };
+        client_sysctls(&t.a.netns)?;
+        Ok(t)
+    }
+
+    /// The netd daemon under test (the `netd` column only).
+    pub fn daemon(&self) -> Option<&TestDaemon> {
+        self.daemon.as_ref()
+    }
+
+    fn bridge(docker: bool) -> Result<Self> {
+        let host = NetNs::new("nb-host");
+        host.sysctl(
+            "net.bridge.bridge-nf-call-iptables",
+            if docker { "1" } else { "0" },
+        );
+        host.sysctl("net.ipv4.ip_forward", "1");
+        let bridge = Link::bridge(&host, "br0");
+        host.ip(&["addr", "add", "10.90.0.1/24", "dev", "br0"]);
+        let (c1, c2) = (NetNs::new("nb-c1"), NetNs::new("nb-c2"));
+        let mut links = Vec::new();
+        for (i, c) in [&c1, &c2].into_iter().enumerate() {
+            let host_end = format!("veth{i}");
+            links.push(Link::veth(&host, &host_end, c, "eth0"));
+            host.ip(&["link", "set", &host_end, "master", "br0"]);
+            c.ip(&[
+                "addr",
+                "add",
+                &format!("10.90.0.{}/24", i + 2),
+                "dev",
+                "eth0",
+            ]);
+            c.ip(&["route", "add", "default", "via", "10.90.0.1"]);
+        }
+        links.push(bridge);
+        if docker {
+            docker_rules(&host).context("Docker's iptables rules")?;
+        }
+        Ok(Self {
+            kind: if docker { Kind::Docker } else { Kind::Bridge },
+            a: Endpoint {
+                netns: path(&c1),
+                ip: "10.90.0.2".parse()?,
+            },
+            b: Endpoint {
+                netns: path(&c2),
+                ip: "10.90.0.3".parse()?,
+            },
+            _links: links,
+            daemon: None,
+            _namespaces: vec![c1, c2, host],
+        })
+    }
+
+    /// netd with two sandboxes on the default bridge (`extra` daemon flags).
+    pub fn netd(extra: &[&str]) -> Result<Self> {
+        let d = TestDaemon::start(extra);
+        for name in ["bench-a", "bench-b"] {
+            let run = d.netd(&["run", "-d", "--name", name, "--", "sleep", "86400"]);
+            if run.code != 0 {
+                bail!("netd run: {}", run.stderr);
+            }
+        }
+        Ok(Self {
+            kind: Kind::Netd,
+            a: Endpoint {
+                netns: d.sandbox_netns("bench-a"),
+                ip: "172.17.0.2".parse()?,
+            },
+            b: Endpoint {
+                netns: d.sandbox_netns("bench-b"),
+                ip: "172.17.0.3".parse()?,
+            },
+            _links: Vec::new(),
+            daemon: Some(d),
+            _namespaces: Vec::new(),
+        })
+    }
+
+    fn veth() -> Self {
+        let (c1, c2) = (NetNs::new("nb-v1"), NetNs::new("nb-v2"));
+        let link = Link::veth(&c1, "eth0", &c2, "eth0");
+        c1.ip(&["addr", "add", "10.91.0.1/24", "dev", "eth0"]);
+        c2.ip(&["addr", "add", "10.91.0.2/24", "dev", "eth0"]);
+        Self {
+            kind: Kind::Veth,
+            a: Endpoint {
+                netns: path(&c1),
+                ip: Ipv4Addr::new(10, 91, 0, 1),
+            },
+            b: Endpoint {
+                netns: path(&c2),
+                ip: Ipv4Addr::new(10, 91, 0, 2),
+            },
+            _links: vec![link],
+            daemon: None,
+            _namespaces: vec![c1, c2],
+        }
+    }
+
+    fn loopback() -> Self {
+        let ns = NetNs::new("nb-lo");
+        let e = Endpoint {
+            netns: path(&ns),
+            ip: Ipv4Addr::LOCALHOST,
+        };
+        Self {
+            kind: Kind::Loopback,
+            a: e.clone(),
+            b: e,
+            _links: Vec::new(),
+            daemon: None,
+            _namespaces: vec![ns],
+        }
+    }
+}
+
+/// Docker 20.10's rules for one bridge network, as `iptables-save` shows them on a Docker host.
+fn docker_rules(host: &NetNs) -> Result<()> {
+    let rules: &[&[&str]] = &[
+        &["-t", "nat", "-N", "DOCKER"],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "DOCKER",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "!",
+            "-d",
+            "127.0.0.0/8",
+            "-m",
+            "addrtype",
+            "--dst-type",
+            "LOCAL",
+            "-j",
+            "DOCKER",
+        ],
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.90.0.0/24",
+            "!",
+            "-o",
+            "br0",
+            "-j",
+            "MASQUERADE",
+        ],
+        &["-t", "nat", "-A", "DOCKER", "-i", "br0", "-j", "RETURN"],
+        &["-P", "FORWARD", "DROP"],
+        &["-N", "DOCKER"],
+        &["-N", "DOCKER-ISOLATION-STAGE-1"],
+        &["-N", "DOCKER-ISOLATION-STAGE-2"],
+        &["-N", "DOCKER-USER"],
+        &["-A", "FORWARD", "-j", "DOCKER-USER"],
+        &["-A", "FORWARD", "-j", "DOCKER-ISOLATION-STAGE-1"],
+        &[
+            "-A",
+            "FORWARD",
+            "-o",
+            "br0",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+        &["-A", "FORWARD", "-o", "br0", "-j", "DOCKER"],
+        &[
+            "-A", "FORWARD", "-i", "br0", "!", "-o", "br0", "-j", "ACCEPT",
+        ],
+        &["-A", "FORWARD", "-i", "br0", "-o", "br0", "-j", "ACCEPT"],
+        &[
+            "-A",
+            "DOCKER-ISOLATION-STAGE-1",
+            "-i",
+            "br0",
+            "!",
+            "-o",
+            "br0",
+            "-j",
+            "DOCKER-ISOLATION-STAGE-2",
+        ],
+        &["-A", "DOCKER-ISOLATION-STAGE-1", "-j", "RETURN"],
+        &["-A", "DOCKER-ISOLATION-STAGE-2", "-o", "br0", "-j", "DROP"],
+        &["-A", "DOCKER-ISOLATION-STAGE-2", "-j", "RETURN"],
+        &["-A", "DOCKER-USER", "-j", "RETURN"],
+    ];
+    for rule in rules {
+        let out = host.exec("iptables", rule);
+        if !out.status.success() {
+            bail!(
+                "iptables {}: {}",
+                rule.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The bench's topologies, functionally (not by timing): each carries every workload, and the
+//! netd column really goes through netd's datapath (its counters move).
+
+use netd_bench::{
+    cost,
+    topology::{Kind, Topology},
+    workload,
+};
+
+#[test]
+fn every_topology_carries_every_workload() {
+    for kind in Kind::ALL {
+        let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
+        let before = t.daemon().map(|d| d.count(None, "redirect-peer"));
+        let tcp = workload::tcp_throughput(&t.a, &t.b, 0.3).expect("tcp");
+        let udp = workload::udp_rate(&t.a, &t.b, 0.2).expect("udp");
+        let rr = workload::tcp_rr(&t.a, &t.b, 0.2).expect("rr");
+        let crr = workload::tcp_crr(&t.a, &t.b, 0.2).expect("crr");
+        assert!(
+            tcp > 0.0 && udp > 0.0 && rr.tps > 0.0 && crr > 0.0,
+            "{kind:?}: {tcp} {udp} {rr:?} {crr}"
+        );
+        assert!(rr.p99_us >= rr.mean_us * 0.5);
+        if let (Some(d), Some(before)) = (t.daemon(), before) {
+            let moved = d.count(None, "redirect-peer") - before;
+            assert!(
+                moved > 1000,
+                "the netd column used netd's datapath ({moved} packets redirected)"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_program_cost_is_measured() {
+    let c = cost::test_run_cost(1000).expect("test run");
+    assert!(c.redirect_ns > 0.0 && c.pass_ns > 0.0, "{c:?}");
+}
