@@ -9,17 +9,11 @@ fn main() -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow!("netd has no parent directory"))?
         .join("netd-ebpf");
-    let root = root
-        .to_str()
-        .ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
+    let root = root.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", root.display()))?;
     // The binary links against netd-common too: rebuild when either changes.
     println!("cargo:rerun-if-changed={manifest_dir}/../netd-common/src");
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "netd-ebpf",
-            root_dir: root,
-            ..Default::default()
-        }],
+        [aya_build::Package { name: "netd-ebpf", root_dir: root, ..Default::default() }],
         aya_build::Toolchain::default(),
     )
 }

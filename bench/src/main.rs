@@ -18,10 +18,7 @@ use netd_bench::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "netd-bench",
-    about = "netd against the kernel bridge and Docker's dataplane, side by side"
-)]
+#[command(name = "netd-bench", about = "netd against the kernel bridge and Docker's dataplane, side by side")]
 struct Args {
     /// A short run for development (under 3 minutes).
     #[arg(long)]
@@ -44,18 +41,9 @@ fn load1() -> f64 {
 fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("?");
+    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?");
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    format!(
-        "Linux {}, {cpus} vCPU ({}), load average at start {:.2}",
-        kernel.trim(),
-        model.trim(),
-        load1()
-    )
+    format!("Linux {}, {cpus} vCPU ({}), load average at start {:.2}", kernel.trim(), model.trim(), load1())
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -63,32 +51,15 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "an index within the slice"
-    )]
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an index within the slice")]
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i]
 }
 
 /// Measures every workload on `t` once, appending samples.
-fn measure(
-    t: &Topology,
-    round: u32,
-    secs: f64,
-    load: f64,
-    out: &mut Vec<Sample>,
-    metric: &str,
-) -> Result<()> {
+fn measure(t: &Topology, round: u32, secs: f64, load: f64, out: &mut Vec<Sample>, metric: &str) -> Result<()> {
     let mut push = |metric: &str, value: f64| {
-        out.push(Sample {
-            round,
-            topology: t.kind.name().into(),
-            metric: metric.into(),
-            value,
-            load1: load,
-        });
+        out.push(Sample { round, topology: t.kind.name().into(), metric: metric.into(), value, load1: load });
     };
     match metric {
         "tcp" => push("tcp_gbps", workload::tcp_throughput(&t.a, &t.b, secs)?),
@@ -106,12 +77,7 @@ fn measure(
 
 /// Forwarding rate and RR with `n` endpoints attached, and the control plane's time per
 /// sandbox create and remove.
-fn scale(
-    sizes: &[usize],
-    secs: f64,
-    rounds: u32,
-    md: &mut String,
-) -> Result<Vec<serde_json::Value>> {
+fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec<serde_json::Value>> {
     let mut rows = Vec::new();
     let _ = writeln!(md, "\n### Scale (netd)\n\n| endpoints | UDP pps (median) | RR trans/s (median) | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|");
     for &n in sizes {
@@ -142,21 +108,11 @@ fn scale(
                 "–".to_owned()
             } else {
                 let total: f64 = v.iter().sum();
-                format!(
-                    "{:.1} / {:.1} ms / {:.1} s",
-                    percentile(v, 0.5),
-                    percentile(v, 0.99),
-                    total / 1e3
-                )
+                format!("{:.1} / {:.1} ms / {:.1} s", percentile(v, 0.5), percentile(v, 0.99), total / 1e3)
             }
         };
         let (udp_m, rr_m) = (report::median(&mut udp), report::median(&mut rr));
-        let _ = writeln!(
-            md,
-            "| {n} | {udp_m:.0} | {rr_m:.0} | {} | {} |",
-            ops(&mut create),
-            ops(&mut remove)
-        );
+        let _ = writeln!(md, "| {n} | {udp_m:.0} | {rr_m:.0} | {} | {} |", ops(&mut create), ops(&mut remove));
         rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp, "rr_tps": rr, "create_ms": create, "remove_ms": remove }));
     }
     Ok(rows)
@@ -166,13 +122,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 10 });
     let secs = if args.quick { 0.5 } else { 2.0 };
-    let sizes: &[usize] = if args.quick {
-        &[2, 20]
-    } else {
-        &[2, 100, 1000]
-    };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let sizes: &[usize] = if args.quick { &[2, 20] } else { &[2, 100, 1000] };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let started = Instant::now();
     let machine = machine();
     eprintln!("==> {machine}");
@@ -182,10 +133,7 @@ fn main() -> Result<()> {
     let test_run = cost::test_run_cost(if args.quick { 100_000 } else { 1_000_000 })?;
 
     eprintln!("==> building the topologies");
-    let topologies: Vec<Topology> = Kind::ALL
-        .iter()
-        .map(|k| Topology::build(*k))
-        .collect::<Result<_>>()?;
+    let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let mut samples = Vec::new();
     let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
     for round in 0..rounds {
@@ -204,11 +152,8 @@ fn main() -> Result<()> {
             }
         }
     }
-    let netd_redirects = topologies
-        .iter()
-        .find_map(|t| t.daemon())
-        .map(|d| d.count(None, "redirect-peer"))
-        .unwrap_or(0);
+    let netd_redirects =
+        topologies.iter().find_map(|t| t.daemon()).map(|d| d.count(None, "redirect-peer")).unwrap_or(0);
     drop(topologies);
 
     let order = ["bridge", "docker", "netd", "veth", "loopback"];
@@ -219,23 +164,15 @@ fn main() -> Result<()> {
     );
     md.push_str(&report::markdown(&summary, &order));
     #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-    let live_ns = if live_runs > 0 {
-        live_time.as_nanos() as f64 / live_runs as f64
-    } else {
-        f64::NAN
-    };
+    let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(
         md,
-        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`.\n",
-        test_run.redirect_ns, test_run.pass_ns
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`.\n",
+        test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     eprintln!("==> scale: {sizes:?} endpoints");
     let scale_rows = scale(sizes, secs, rounds.min(3), &mut md)?;
-    let _ = writeln!(
-        md,
-        "\nTotal bench time: {:.0} s.",
-        started.elapsed().as_secs_f64()
-    );
+    let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
 
     let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;
     for s in &samples {
@@ -249,9 +186,6 @@ fn main() -> Result<()> {
     std::fs::write(args.out.join("bench.md"), &md)?;
     std::fs::write(args.out.join("bench.svg"), report::svg(&summary, &order))?;
     println!("{md}");
-    eprintln!(
-        "==> wrote {}/bench.md, runs.jsonl, bench.svg",
-        args.out.display()
-    );
+    eprintln!("==> wrote {}/bench.md, runs.jsonl, bench.svg", args.out.display());
     Ok(())
 }

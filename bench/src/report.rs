@@ -35,13 +35,7 @@ pub const METRICS: &[Metric] = &[
         higher_is_better: true,
         charted: true,
     },
-    Metric {
-        key: "udp_pps",
-        label: "UDP 64-byte frames received",
-        unit: "pps",
-        higher_is_better: true,
-        charted: true,
-    },
+    Metric { key: "udp_pps", label: "UDP 64-byte frames received", unit: "pps", higher_is_better: true, charted: true },
     Metric {
         key: "rr_tps",
         label: "TCP request/response (pinned)",
@@ -49,20 +43,8 @@ pub const METRICS: &[Metric] = &[
         higher_is_better: true,
         charted: true,
     },
-    Metric {
-        key: "rr_mean_us",
-        label: "TCP RR mean latency",
-        unit: "µs",
-        higher_is_better: false,
-        charted: false,
-    },
-    Metric {
-        key: "rr_p99_us",
-        label: "TCP RR p99 latency",
-        unit: "µs",
-        higher_is_better: false,
-        charted: false,
-    },
+    Metric { key: "rr_mean_us", label: "TCP RR mean latency", unit: "µs", higher_is_better: false, charted: false },
+    Metric { key: "rr_p99_us", label: "TCP RR p99 latency", unit: "µs", higher_is_better: false, charted: false },
     Metric {
         key: "crr_cps",
         label: "TCP connections/s (pinned)",
@@ -104,19 +86,11 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     let mut out = Summary::new();
     for m in METRICS {
         let of = |topo: &str| -> BTreeMap<u32, f64> {
-            samples
-                .iter()
-                .filter(|s| s.metric == m.key && s.topology == topo)
-                .map(|s| (s.round, s.value))
-                .collect()
+            samples.iter().filter(|s| s.metric == m.key && s.topology == topo).map(|s| (s.round, s.value)).collect()
         };
         let (bridge, docker) = (of("bridge"), of("docker"));
         let topologies: Vec<String> = {
-            let mut t: Vec<String> = samples
-                .iter()
-                .filter(|s| s.metric == m.key)
-                .map(|s| s.topology.clone())
-                .collect();
+            let mut t: Vec<String> = samples.iter().filter(|s| s.metric == m.key).map(|s| s.topology.clone()).collect();
             t.dedup();
             t
         };
@@ -130,11 +104,7 @@ pub fn summarize(samples: &[Sample]) -> Summary {
                     .iter()
                     .filter_map(|(round, v)| {
                         let base = reference.get(round)?;
-                        Some(if m.higher_is_better {
-                            v / base
-                        } else {
-                            base / v
-                        })
+                        Some(if m.higher_is_better { v / base } else { base / v })
                     })
                     .collect();
                 median(&mut r)
@@ -191,13 +161,8 @@ pub fn markdown(summary: &Summary, order: &[&str]) -> String {
 
 /// Grouped bars: per charted metric, each path's median ratio to the kernel bridge.
 pub fn svg(summary: &Summary, order: &[&str]) -> String {
-    let colors = [
-        "#9e9e9e", "#ef6c00", "#1565c0", "#2e7d32", "#6a1b9a", "#00838f",
-    ];
-    let metrics: Vec<&Metric> = METRICS
-        .iter()
-        .filter(|m| m.charted && summary.contains_key(m.key))
-        .collect();
+    let colors = ["#9e9e9e", "#ef6c00", "#1565c0", "#2e7d32", "#6a1b9a", "#00838f"];
+    let metrics: Vec<&Metric> = METRICS.iter().filter(|m| m.charted && summary.contains_key(m.key)).collect();
     let (w, h, left, top, bottom) = (920.0, 420.0, 60.0, 40.0, 90.0);
     let plot_h = h - top - bottom;
     let max = metrics
@@ -277,13 +242,7 @@ mod tests {
     use super::*;
 
     fn sample(round: u32, topo: &str, metric: &str, value: f64) -> Sample {
-        Sample {
-            round,
-            topology: topo.into(),
-            metric: metric.into(),
-            value,
-            load1: 0.0,
-        }
+        Sample { round, topology: topo.into(), metric: metric.into(), value, load1: 0.0 }
     }
 
     #[test]
@@ -309,12 +268,7 @@ mod tests {
         // Lower is better: bridge/netd.
         assert!((sum["rr_mean_us"]["netd"].vs_bridge - 2.0).abs() < 1e-9);
         let md = markdown(&sum, &["bridge", "docker", "netd"]);
-        assert!(
-            md.contains(
-                "| UDP 64-byte frames received (pps) | netd | 120 | 150 | 260 | 1.30× | 2.60× |"
-            ),
-            "{md}"
-        );
+        assert!(md.contains("| UDP 64-byte frames received (pps) | netd | 120 | 150 | 260 | 1.30× | 2.60× |"), "{md}");
         assert!(svg(&sum, &["bridge", "docker", "netd"]).starts_with("<svg"));
     }
 }

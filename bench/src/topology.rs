@@ -26,13 +26,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::Bridge,
-        Kind::Docker,
-        Kind::Netd,
-        Kind::Veth,
-        Kind::Loopback,
-    ];
+    pub const ALL: [Kind; 5] = [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::Veth, Kind::Loopback];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -69,14 +63,8 @@ fn path(ns: &NetNs) -> String {
 
 /// Settings of a client namespace so connection-per-request loads do not run out of ports.
 fn client_sysctls(netns: &str) -> Result<()> {
-    for kv in [
-        "net.ipv4.tcp_tw_reuse=1",
-        "net.ipv4.ip_local_port_range=1024 65000",
-    ] {
-        let st = Command::new("nsenter")
-            .arg(format!("--net={netns}"))
-            .args(["sysctl", "-qw", kv])
-            .status()?;
+    for kv in ["net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000"] {
+        let st = Command::new("nsenter").arg(format!("--net={netns}")).args(["sysctl", "-qw", kv]).status()?;
         if !st.success() {
             bail!("sysctl {kv} in {netns}");
         }
@@ -104,10 +92,7 @@ impl Topology {
 
     fn bridge(docker: bool) -> Result<Self> {
         let host = NetNs::new("nb-host");
-        host.sysctl(
-            "net.bridge.bridge-nf-call-iptables",
-            if docker { "1" } else { "0" },
-        );
+        host.sysctl("net.bridge.bridge-nf-call-iptables", if docker { "1" } else { "0" });
         host.sysctl("net.ipv4.ip_forward", "1");
         let bridge = Link::bridge(&host, "br0");
         host.ip(&["addr", "add", "10.90.0.1/24", "dev", "br0"]);
@@ -117,13 +102,7 @@ impl Topology {
             let host_end = format!("veth{i}");
             links.push(Link::veth(&host, &host_end, c, "eth0"));
             host.ip(&["link", "set", &host_end, "master", "br0"]);
-            c.ip(&[
-                "addr",
-                "add",
-                &format!("10.90.0.{}/24", i + 2),
-                "dev",
-                "eth0",
-            ]);
+            c.ip(&["addr", "add", &format!("10.90.0.{}/24", i + 2), "dev", "eth0"]);
             c.ip(&["route", "add", "default", "via", "10.90.0.1"]);
         }
         links.push(bridge);
@@ -132,14 +111,8 @@ impl Topology {
         }
         Ok(Self {
             kind: if docker { Kind::Docker } else { Kind::Bridge },
-            a: Endpoint {
-                netns: path(&c1),
-                ip: "10.90.0.2".parse()?,
-            },
-            b: Endpoint {
-                netns: path(&c2),
-                ip: "10.90.0.3".parse()?,
-            },
+            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
+            b: Endpoint { netns: path(&c2), ip: "10.90.0.3".parse()? },
             _links: links,
             daemon: None,
             _namespaces: vec![c1, c2, host],
@@ -157,14 +130,8 @@ impl Topology {
         }
         Ok(Self {
             kind: Kind::Netd,
-            a: Endpoint {
-                netns: d.sandbox_netns("bench-a"),
-                ip: "172.17.0.2".parse()?,
-            },
-            b: Endpoint {
-                netns: d.sandbox_netns("bench-b"),
-                ip: "172.17.0.3".parse()?,
-            },
+            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
+            b: Endpoint { netns: d.sandbox_netns("bench-b"), ip: "172.17.0.3".parse()? },
             _links: Vec::new(),
             daemon: Some(d),
             _namespaces: Vec::new(),
@@ -178,14 +145,8 @@ impl Topology {
         c2.ip(&["addr", "add", "10.91.0.2/24", "dev", "eth0"]);
         Self {
             kind: Kind::Veth,
-            a: Endpoint {
-                netns: path(&c1),
-                ip: Ipv4Addr::new(10, 91, 0, 1),
-            },
-            b: Endpoint {
-                netns: path(&c2),
-                ip: Ipv4Addr::new(10, 91, 0, 2),
-            },
+            a: Endpoint { netns: path(&c1), ip: Ipv4Addr::new(10, 91, 0, 1) },
+            b: Endpoint { netns: path(&c2), ip: Ipv4Addr::new(10, 91, 0, 2) },
             _links: vec![link],
             daemon: None,
             _namespaces: vec![c1, c2],
@@ -194,18 +155,8 @@ impl Topology {
 
     fn loopback() -> Self {
         let ns = NetNs::new("nb-lo");
-        let e = Endpoint {
-            netns: path(&ns),
-            ip: Ipv4Addr::LOCALHOST,
-        };
-        Self {
-            kind: Kind::Loopback,
-            a: e.clone(),
-            b: e,
-            _links: Vec::new(),
-            daemon: None,
-            _namespaces: vec![ns],
-        }
+        let e = Endpoint { netns: path(&ns), ip: Ipv4Addr::LOCALHOST };
+        Self { kind: Kind::Loopback, a: e.clone(), b: e, _links: Vec::new(), daemon: None, _namespaces: vec![ns] }
     }
 }
 
@@ -213,18 +164,7 @@ impl Topology {
 fn docker_rules(host: &NetNs) -> Result<()> {
     let rules: &[&[&str]] = &[
         &["-t", "nat", "-N", "DOCKER"],
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "PREROUTING",
-            "-m",
-            "addrtype",
-            "--dst-type",
-            "LOCAL",
-            "-j",
-            "DOCKER",
-        ],
+        &["-t", "nat", "-A", "PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"],
         &[
             "-t",
             "nat",
@@ -240,19 +180,7 @@ fn docker_rules(host: &NetNs) -> Result<()> {
             "-j",
             "DOCKER",
         ],
-        &[
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            "10.90.0.0/24",
-            "!",
-            "-o",
-            "br0",
-            "-j",
-            "MASQUERADE",
-        ],
+        &["-t", "nat", "-A", "POSTROUTING", "-s", "10.90.0.0/24", "!", "-o", "br0", "-j", "MASQUERADE"],
         &["-t", "nat", "-A", "DOCKER", "-i", "br0", "-j", "RETURN"],
         &["-P", "FORWARD", "DROP"],
         &["-N", "DOCKER"],
@@ -261,34 +189,11 @@ fn docker_rules(host: &NetNs) -> Result<()> {
         &["-N", "DOCKER-USER"],
         &["-A", "FORWARD", "-j", "DOCKER-USER"],
         &["-A", "FORWARD", "-j", "DOCKER-ISOLATION-STAGE-1"],
-        &[
-            "-A",
-            "FORWARD",
-            "-o",
-            "br0",
-            "-m",
-            "conntrack",
-            "--ctstate",
-            "RELATED,ESTABLISHED",
-            "-j",
-            "ACCEPT",
-        ],
+        &["-A", "FORWARD", "-o", "br0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
         &["-A", "FORWARD", "-o", "br0", "-j", "DOCKER"],
-        &[
-            "-A", "FORWARD", "-i", "br0", "!", "-o", "br0", "-j", "ACCEPT",
-        ],
+        &["-A", "FORWARD", "-i", "br0", "!", "-o", "br0", "-j", "ACCEPT"],
         &["-A", "FORWARD", "-i", "br0", "-o", "br0", "-j", "ACCEPT"],
-        &[
-            "-A",
-            "DOCKER-ISOLATION-STAGE-1",
-            "-i",
-            "br0",
-            "!",
-            "-o",
-            "br0",
-            "-j",
-            "DOCKER-ISOLATION-STAGE-2",
-        ],
+        &["-A", "DOCKER-ISOLATION-STAGE-1", "-i", "br0", "!", "-o", "br0", "-j", "DOCKER-ISOLATION-STAGE-2"],
         &["-A", "DOCKER-ISOLATION-STAGE-1", "-j", "RETURN"],
         &["-A", "DOCKER-ISOLATION-STAGE-2", "-o", "br0", "-j", "DROP"],
         &["-A", "DOCKER-ISOLATION-STAGE-2", "-j", "RETURN"],
@@ -297,11 +202,7 @@ fn docker_rules(host: &NetNs) -> Result<()> {
     for rule in rules {
         let out = host.exec("iptables", rule);
         if !out.status.success() {
-            bail!(
-                "iptables {}: {}",
-                rule.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("iptables {}: {}", rule.join(" "), String::from_utf8_lossy(&out.stderr));
         }
     }
     Ok(())

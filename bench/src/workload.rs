@@ -55,11 +55,7 @@ impl Drop for Proc {
 /// Single-stream TCP throughput a → b in Gbit/s (iperf3, whole seconds: at least one).
 pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     let port = port().to_string();
-    #[expect(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a few seconds"
-    )]
+    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a few seconds")]
     let whole = secs.round().max(1.0) as u32;
     let _server = Proc(
         Command::new("nsenter")
@@ -74,16 +70,7 @@ pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     for _ in 0..50 {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", a.netns))
-            .args([
-                "iperf3",
-                "-c",
-                &b.ip.to_string(),
-                "-p",
-                &port,
-                "-t",
-                &whole.to_string(),
-                "-J",
-            ])
+            .args(["iperf3", "-c", &b.ip.to_string(), "-p", &port, "-t", &whole.to_string(), "-J"])
             .output()
             .context("iperf3 client")?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -160,9 +147,7 @@ pub struct Rr {
 /// 1-byte request, 1-byte response over one TCP connection, both ends pinned to one CPU.
 pub fn tcp_rr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<Rr> {
     let addr = SocketAddr::from((b.ip, port()));
-    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr))
-        .join()
-        .map_err(|_| anyhow!("bind"))??;
+    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr)).join().map_err(|_| anyhow!("bind"))??;
     let server = std::thread::spawn(move || -> Result<()> {
         pin_this_thread(PINNED_CPU);
         let (mut c, _) = listener.accept()?;
@@ -198,19 +183,13 @@ pub fn tcp_rr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<Rr> {
     lat.sort_unstable();
     let mean = lat.iter().sum::<Duration>().as_secs_f64() / lat.len() as f64;
     let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)].as_secs_f64();
-    Ok(Rr {
-        tps: lat.len() as f64 / secs,
-        mean_us: mean * 1e6,
-        p99_us: p99 * 1e6,
-    })
+    Ok(Rr { tps: lat.len() as f64 / secs, mean_us: mean * 1e6, p99_us: p99 * 1e6 })
 }
 
 /// TCP connections per second (connect, 1-byte exchange, close), both ends pinned to one CPU.
 pub fn tcp_crr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     let addr = SocketAddr::from((b.ip, port()));
-    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr))
-        .join()
-        .map_err(|_| anyhow!("bind"))??;
+    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr)).join().map_err(|_| anyhow!("bind"))??;
     let server = std::thread::spawn(move || -> Result<()> {
         pin_this_thread(PINNED_CPU);
         loop {

@@ -16,17 +16,11 @@ fn every_topology_carries_every_workload() {
         let udp = workload::udp_rate(&t.a, &t.b, 0.2).expect("udp");
         let rr = workload::tcp_rr(&t.a, &t.b, 0.2).expect("rr");
         let crr = workload::tcp_crr(&t.a, &t.b, 0.2).expect("crr");
-        assert!(
-            tcp > 0.0 && udp > 0.0 && rr.tps > 0.0 && crr > 0.0,
-            "{kind:?}: {tcp} {udp} {rr:?} {crr}"
-        );
+        assert!(tcp > 0.0 && udp > 0.0 && rr.tps > 0.0 && crr > 0.0, "{kind:?}: {tcp} {udp} {rr:?} {crr}");
         assert!(rr.p99_us >= rr.mean_us * 0.5);
         if let (Some(d), Some(before)) = (t.daemon(), before) {
             let moved = d.count(None, "redirect-peer") - before;
-            assert!(
-                moved > 1000,
-                "the netd column used netd's datapath ({moved} packets redirected)"
-            );
+            assert!(moved > 1000, "the netd column used netd's datapath ({moved} packets redirected)");
         }
     }
 }
@@ -34,5 +28,5 @@ fn every_topology_carries_every_workload() {
 #[test]
 fn the_program_cost_is_measured() {
     let c = cost::test_run_cost(1000).expect("test run");
-    assert!(c.redirect_ns > 0.0 && c.pass_ns > 0.0, "{c:?}");
+    assert!(c.floor_ns > 0.0 && c.redirect_ns > 0.0 && c.pass_ns > 0.0 && c.drop_ns > 0.0, "{c:?}");
 }

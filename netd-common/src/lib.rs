@@ -12,8 +12,7 @@ pub mod reason;
 pub mod stats;
 
 pub use endpoint::{
-    EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS,
-    MAX_NETWORKS,
+    EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
 };
 pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};

@@ -154,10 +154,7 @@ mod tests {
     #[test]
     fn all_is_sorted_unique_and_complete_for_decode() {
         for pair in Reason::ALL.windows(2) {
-            assert!(
-                (pair[0] as u8) < (pair[1] as u8),
-                "ALL must be sorted and unique"
-            );
+            assert!((pair[0] as u8) < (pair[1] as u8), "ALL must be sorted and unique");
         }
         for r in Reason::ALL {
             assert_eq!(Reason::decode(r as u8), Some(r));

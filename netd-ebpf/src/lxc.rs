@@ -64,20 +64,11 @@ pub fn from_container(ctx: &TcContext) -> i32 {
 
 /// The verdict for a well-formed frame from endpoint `src`.
 #[inline(always)]
-fn decide(
-    frame: &Frame,
-    p: &Parsed,
-    src: &EndpointInfo,
-    target: &mut u32,
-    peer_mac: &mut [u8; 6],
-) -> Reason {
+fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32, peer_mac: &mut [u8; 6]) -> Reason {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::DropShortEthernet;
     };
-    let src_mac = (
-        l2.raw32::<{ eth::SRC_OFF }>(),
-        l2.raw16::<{ eth::SRC_OFF + 4 }>(),
-    );
+    let src_mac = (l2.raw32::<{ eth::SRC_OFF }>(), l2.raw16::<{ eth::SRC_OFF + 4 }>());
     if src_mac != mac_words(&src.mac) {
         return Reason::DropSpoofedMac;
     }
@@ -86,10 +77,7 @@ fn decide(
             let Some(a) = frame.header::<{ arp::LEN }>(p.l3_off) else {
                 return Reason::DropShortArp;
             };
-            let sha = (
-                a.raw32::<{ arp::SHA_OFF }>(),
-                a.raw16::<{ arp::SHA_OFF + 4 }>(),
-            );
+            let sha = (a.raw32::<{ arp::SHA_OFF }>(), a.raw16::<{ arp::SHA_OFF + 4 }>());
             let spa = a.raw32::<{ arp::SPA_OFF }>();
             // An ARP probe has sender address 0.0.0.0.
             if sha != mac_words(&src.mac) || (spa != 0 && spa != src.ip) {
@@ -101,25 +89,13 @@ fn decide(
         | PacketClass::Ipv4Udp
         | PacketClass::Ipv4Icmp
         | PacketClass::Ipv4Other
-        | PacketClass::Ipv4Fragment => ipv4(
-            l2.raw16::<{ eth::DST_OFF }>(),
-            &p.tuple,
-            src,
-            target,
-            peer_mac,
-        ),
+        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target, peer_mac),
         PacketClass::Ipv6 | PacketClass::OtherL2 | PacketClass::Unknown => p.pass_reason(),
     }
 }
 
 #[inline(always)]
-fn ipv4(
-    dst_mac_first: u16,
-    t: &Ipv4Tuple,
-    src: &EndpointInfo,
-    target: &mut u32,
-    peer_mac: &mut [u8; 6],
-) -> Reason {
+fn ipv4(dst_mac_first: u16, t: &Ipv4Tuple, src: &EndpointInfo, target: &mut u32, peer_mac: &mut [u8; 6]) -> Reason {
     if t.src_addr != src.ip {
         return Reason::DropSpoofedIp;
     }
@@ -164,10 +140,7 @@ fn ipv4(
 
 #[inline(always)]
 fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
-    (
-        u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]),
-        u16::from_ne_bytes([mac[4], mac[5]]),
-    )
+    (u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]), u16::from_ne_bytes([mac[4], mac[5]]))
 }
 
 /// Makes the destination MAC the peer's (it already is when the sender resolved the peer with
@@ -177,11 +150,7 @@ fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer_mac: &[u8; 6]) {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return;
     };
-    if (
-        l2.raw32::<{ eth::DST_OFF }>(),
-        l2.raw16::<{ eth::DST_OFF + 4 }>(),
-    ) != mac_words(peer_mac)
-    {
+    if (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>()) != mac_words(peer_mac) {
         let _ = ctx.store(eth::DST_OFF, peer_mac, 0);
     }
 }
@@ -194,11 +163,7 @@ fn pull_headers(ctx: &TcContext) {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if linear < len && linear < MAX_HEADERS_LEN {
-        let want = if len < MAX_HEADERS_LEN {
-            len
-        } else {
-            MAX_HEADERS_LEN
-        };
+        let want = if len < MAX_HEADERS_LEN { len } else { MAX_HEADERS_LEN };
         // On failure the parser sees the short linear area and drops the frame as truncated.
         let _ = ctx.pull_data(want as u32);
     }

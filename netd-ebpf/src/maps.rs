@@ -7,8 +7,7 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netd_common::{
-    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkInfo, MAX_ENDPOINTS,
-    MAX_NETWORKS, VERDICT_SLOTS,
+    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -18,13 +17,11 @@ pub static NETD_VERDICTS: PerCpuArray<Counter> = PerCpuArray::pinned(VERDICT_SLO
 
 /// What each endpoint sent, forwarded / passed / dropped (index: the endpoint's slot).
 #[map]
-pub static NETD_ENDPOINT_COUNTERS: PerCpuArray<EndpointCounters> =
-    PerCpuArray::pinned(MAX_ENDPOINTS, 0);
+pub static NETD_ENDPOINT_COUNTERS: PerCpuArray<EndpointCounters> = PerCpuArray::pinned(MAX_ENDPOINTS, 0);
 
 /// Each endpoint's drops by reason (only touched when dropping).
 #[map]
-pub static NETD_ENDPOINT_DROPS: PerCpuHashMap<EndpointReasonKey, Counter> =
-    PerCpuHashMap::pinned(MAX_ENDPOINTS * 4, 0);
+pub static NETD_ENDPOINT_DROPS: PerCpuHashMap<EndpointReasonKey, Counter> = PerCpuHashMap::pinned(MAX_ENDPOINTS * 4, 0);
 
 /// Endpoints by IPv4 address (wire order): where to deliver.
 #[map]
@@ -32,8 +29,7 @@ pub static NETD_ENDPOINTS_BY_IP: HashMap<u32, EndpointInfo> = HashMap::pinned(MA
 
 /// Endpoints by host-side veth ifindex: who is sending.
 #[map]
-pub static NETD_ENDPOINTS_BY_IFINDEX: HashMap<u32, EndpointInfo> =
-    HashMap::pinned(MAX_ENDPOINTS, 0);
+pub static NETD_ENDPOINTS_BY_IFINDEX: HashMap<u32, EndpointInfo> = HashMap::pinned(MAX_ENDPOINTS, 0);
 
 /// Networks by subnet (longest prefix match on an IPv4 address, wire order).
 #[map]

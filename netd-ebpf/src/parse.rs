@@ -120,30 +120,19 @@ impl Frame {
     /// A frame whose bytes are all linear (XDP, tests).
     #[inline(always)]
     pub fn linear(data: usize, end: usize) -> Self {
-        Self {
-            data,
-            end,
-            len: end - data,
-        }
+        Self { data, end, len: end - data }
     }
 
     /// A frame of `len` bytes whose first `end - data` are linear (TC: `skb->len`).
     #[inline(always)]
     pub fn with_len(data: usize, end: usize, len: usize) -> Self {
         let linear = end - data;
-        Self {
-            data,
-            end,
-            len: if len > linear { len } else { linear },
-        }
+        Self { data, end, len: if len > linear { len } else { linear } }
     }
 
     /// The whole length of the frame.
     #[inline(always)]
-    #[expect(
-        clippy::len_without_is_empty,
-        reason = "a frame is never tested for emptiness"
-    )]
+    #[expect(clippy::len_without_is_empty, reason = "a frame is never tested for emptiness")]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -155,9 +144,7 @@ impl Frame {
         if start + N > self.end {
             return None;
         }
-        Some(Header {
-            ptr: start as *const u8,
-        })
+        Some(Header { ptr: start as *const u8 })
     }
 }
 
@@ -246,11 +233,7 @@ pub struct Malformed {
 pub fn parse(frame: &Frame) -> Result<Parsed, Malformed> {
     let mut flags = 0u8;
     let mut vlan_id = 0u16;
-    let fail = |reason, flags, vlan_id| Malformed {
-        reason,
-        flags,
-        vlan_id,
-    };
+    let fail = |reason, flags, vlan_id| Malformed { reason, flags, vlan_id };
 
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Err(fail(Reason::DropShortEthernet, flags, vlan_id));
@@ -267,14 +250,8 @@ pub fn parse(frame: &Frame) -> Result<Parsed, Malformed> {
         l3_off += eth::VLAN_HLEN;
     }
 
-    let mut parsed = Parsed {
-        class: PacketClass::OtherL2,
-        flags,
-        vlan_id,
-        l3_off,
-        l4_off: l3_off,
-        tuple: Ipv4Tuple::default(),
-    };
+    let mut parsed =
+        Parsed { class: PacketClass::OtherL2, flags, vlan_id, l3_off, l4_off: l3_off, tuple: Ipv4Tuple::default() };
     match proto {
         eth::P_IPV4 => parse_ipv4(frame, &mut parsed).map(|()| parsed),
         eth::P_ARP => {
@@ -297,11 +274,7 @@ pub fn parse(frame: &Frame) -> Result<Parsed, Malformed> {
 
 #[inline(always)]
 fn parse_ipv4(frame: &Frame, p: &mut Parsed) -> Result<(), Malformed> {
-    let fail = |reason, p: &Parsed| Malformed {
-        reason,
-        flags: p.flags,
-        vlan_id: p.vlan_id,
-    };
+    let fail = |reason, p: &Parsed| Malformed { reason, flags: p.flags, vlan_id: p.vlan_id };
 
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Err(fail(Reason::DropShortIpv4, p));
@@ -409,9 +382,7 @@ mod tests {
 
     fn run(bytes: &[u8]) -> Result<PacketClass, Reason> {
         let data = bytes.as_ptr() as usize;
-        parse(&Frame::linear(data, data + bytes.len()))
-            .map(|p| p.class)
-            .map_err(|m| m.reason)
+        parse(&Frame::linear(data, data + bytes.len())).map(|p| p.class).map_err(|m| m.reason)
     }
 
     fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
@@ -424,11 +395,7 @@ mod tests {
     #[test]
     fn shorter_than_ethernet() {
         for len in 0..14 {
-            assert_eq!(
-                run(&std::vec![0u8; len]),
-                Err(Reason::DropShortEthernet),
-                "{len} bytes"
-            );
+            assert_eq!(run(&std::vec![0u8; len]), Err(Reason::DropShortEthernet), "{len} bytes");
         }
     }
 
@@ -456,25 +423,15 @@ mod tests {
         let f = frame(0x0800, &ip);
         let data = f.as_ptr() as usize;
         let class = |frame: Frame| parse(&frame).map(|p| p.class).map_err(|m| m.reason);
-        assert_eq!(
-            class(Frame::with_len(data, data + f.len(), 3000)),
-            Ok(PacketClass::Ipv4Tcp)
-        );
-        assert_eq!(
-            class(Frame::linear(data, data + f.len())),
-            Err(Reason::DropIpv4TotalLength)
-        );
+        assert_eq!(class(Frame::with_len(data, data + f.len(), 3000)), Ok(PacketClass::Ipv4Tcp));
+        assert_eq!(class(Frame::linear(data, data + f.len())), Err(Reason::DropIpv4TotalLength));
     }
 
     #[test]
     fn cut_inside_the_vlan_tag_or_the_ipv6_header() {
         let tagged = frame(0x8100, &[0, 5, 0x86, 0xdd]);
         for len in 14..18 {
-            assert_eq!(
-                run(&tagged[..len]),
-                Err(Reason::DropShortVlan),
-                "{len} bytes"
-            );
+            assert_eq!(run(&tagged[..len]), Err(Reason::DropShortVlan), "{len} bytes");
         }
         let mut v6 = std::vec![0u8; 40];
         v6[0] = 0x60;

@@ -8,13 +8,10 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    Counter, EndpointReasonKey, Event, Ipv4Tuple, PacketClass, Reason, CLASS_SLOTS,
-    EVENT_KIND_DROP, EVENT_KIND_TRACE,
+    Counter, EndpointReasonKey, Event, Ipv4Tuple, PacketClass, Reason, CLASS_SLOTS, EVENT_KIND_DROP, EVENT_KIND_TRACE,
 };
 
-use crate::maps::{
-    NETD_ENDPOINT_COUNTERS, NETD_ENDPOINT_DROPS, NETD_EVENTS, NETD_TRACE, NETD_VERDICTS,
-};
+use crate::maps::{NETD_ENDPOINT_COUNTERS, NETD_ENDPOINT_DROPS, NETD_EVENTS, NETD_TRACE, NETD_VERDICTS};
 
 /// No sending endpoint (the frame came from a device that is not one).
 pub const NO_ENDPOINT: u32 = u32::MAX;
@@ -84,24 +81,13 @@ fn tracing() -> bool {
 
 #[inline(always)]
 fn count_endpoint_drop(slot: u32, reason: Reason, len: u64) {
-    let key = EndpointReasonKey {
-        slot,
-        reason: reason as u8,
-        pad: [0; 3],
-    };
+    let key = EndpointReasonKey { slot, reason: reason as u8, pad: [0; 3] };
     match NETD_ENDPOINT_DROPS.get_ptr_mut(&key) {
         // SAFETY: this CPU's value of a per-CPU map.
         Some(c) => add(unsafe { &mut *c }, len),
         None => {
             // The first drop for this key; a full map loses the per-reason count only.
-            let _ = NETD_ENDPOINT_DROPS.insert(
-                &key,
-                &Counter {
-                    packets: 1,
-                    bytes: len,
-                },
-                0,
-            );
+            let _ = NETD_ENDPOINT_DROPS.insert(&key, &Counter { packets: 1, bytes: len }, 0);
         }
     }
 }

@@ -36,9 +36,7 @@ pub struct Client {
 impl Client {
     /// A client for `unix://PATH`.
     pub fn new(host: &str) -> Result<Self, String> {
-        Ok(Self {
-            socket: crate::daemon::socket_path(host)?,
-        })
+        Ok(Self { socket: crate::daemon::socket_path(host)? })
     }
 
     /// Sends one request (the path without the version prefix) and returns status and body.
@@ -48,43 +46,24 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|source| ClientError::Connect {
-                    socket: self.socket.clone(),
-                    source,
-                })?;
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|source| ClientError::Connect { socket: self.socket.clone(), source })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         tokio::spawn(conn);
-        let uri = if path.starts_with("/netd/") {
-            path.to_owned()
-        } else {
-            format!("/v{API_VERSION}{path}")
-        };
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("Host", "netd");
+        let uri = if path.starts_with("/netd/") { path.to_owned() } else { format!("/v{API_VERSION}{path}") };
+        let mut builder = Request::builder().method(method).uri(uri).header("Host", "netd");
         if body.is_some() {
             builder = builder.header("Content-Type", "application/json");
         }
         let req = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
         Ok((status, bytes))
     }
 
@@ -98,21 +77,11 @@ impl Client {
         let body = body.map(|b| serde_json::to_vec(b).expect("request types serialise"));
         let (status, bytes) = self.raw(method, path, body).await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorResponse>(&bytes).map_or_else(
-                |_| String::from_utf8_lossy(&bytes).trim().to_owned(),
-                |e| e.message,
-            );
-            return Err(ClientError::Daemon {
-                status: status.as_u16(),
-                message,
-            });
+            let message = serde_json::from_slice::<ErrorResponse>(&bytes)
+                .map_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned(), |e| e.message);
+            return Err(ClientError::Daemon { status: status.as_u16(), message });
         }
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-            Bytes::from_static(b"null")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ClientError::Protocol(format!("decoding the answer: {e}")))
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"null") } else { bytes };
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("decoding the answer: {e}")))
     }
 }

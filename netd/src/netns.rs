@@ -1,10 +1,7 @@
 //! Named network namespaces: files bind-mounted from `/proc/thread-self/ns/net`, like
 //! `ip netns` and Docker's sandbox keys. The only module that calls `unshare`, `setns` or
 //! `mount`; each call runs on a thread of its own so no runtime thread changes namespace.
-#![expect(
-    unsafe_code,
-    reason = "unshare/setns/mount/umount2 have no safe std wrappers"
-)]
+#![expect(unsafe_code, reason = "unshare/setns/mount/umount2 have no safe std wrappers")]
 
 use std::{
     ffi::CString,
@@ -15,8 +12,7 @@ use std::{
 };
 
 fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -39,10 +35,7 @@ pub fn enter_this_thread(path: &Path) -> io::Result<()> {
 /// Creates a new network namespace and pins it by bind-mounting it on `path` (a new file).
 /// On failure nothing is left behind.
 pub fn create(path: &Path) -> io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
     let target = cstring(path)?;
     let result = std::thread::scope(|s| {
         s.spawn(|| -> io::Result<()> {
@@ -51,13 +44,7 @@ pub fn create(path: &Path) -> io::Result<()> {
             let source = CString::new("/proc/thread-self/ns/net").expect("no NUL");
             // SAFETY: valid NUL-terminated paths; a plain bind mount of this thread's namespace.
             check(unsafe {
-                libc::mount(
-                    source.as_ptr(),
-                    target.as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_BIND,
-                    std::ptr::null(),
-                )
+                libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null())
             })
         })
         .join()

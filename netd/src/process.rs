@@ -1,8 +1,5 @@
 //! Signals to processes netd recorded (by pid and start time, never by name).
-#![expect(
-    unsafe_code,
-    reason = "kill(2) has no safe std wrapper for a non-child process"
-)]
+#![expect(unsafe_code, reason = "kill(2) has no safe std wrapper for a non-child process")]
 
 use crate::model::ProcessRef;
 

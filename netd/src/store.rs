@@ -36,11 +36,7 @@ pub struct Store {
 impl Store {
     /// Uses (and creates) `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            what: "creating",
-            path: dir.into(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(|source| StoreError::Io { what: "creating", path: dir.into(), source })?;
         Ok(Self { dir: dir.into() })
     }
 
@@ -54,16 +50,9 @@ impl Store {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::Io {
-                    what: "reading",
-                    path,
-                    source,
-                })
-            }
+            Err(source) => return Err(StoreError::Io { what: "reading", path, source }),
         };
-        let state: State = serde_json::from_slice(&bytes)
-            .map_err(|source| StoreError::Corrupt { path, source })?;
+        let state: State = serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path, source })?;
         Ok(Some(state))
     }
 
@@ -83,9 +72,7 @@ impl Store {
         f.sync_all().map_err(io("syncing", &tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(io("renaming to", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", &self.dir))?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("syncing", &self.dir))?;
         Ok(())
     }
 }

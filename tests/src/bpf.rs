@@ -15,13 +15,7 @@ pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 
 static DATAPATH: LazyLock<Mutex<Datapath>> = LazyLock::new(|| {
-    Mutex::new(
-        Datapath::load(&LoadOptions {
-            trace: true,
-            pin_dir: None,
-        })
-        .expect("loading the datapath (root, BTF)"),
-    )
+    Mutex::new(Datapath::load(&LoadOptions { trace: true, pin_dir: None }).expect("loading the datapath (root, BTF)"))
 });
 
 /// Exclusive use of the shared, traced datapath.
@@ -44,12 +38,7 @@ impl Outcome {
     /// The single event of the run (tracing emits exactly one per packet).
     #[must_use]
     pub fn event(&self) -> Event {
-        assert_eq!(
-            self.events.len(),
-            1,
-            "expected one event, got {:?}",
-            self.events
-        );
+        assert_eq!(self.events.len(), 1, "expected one event, got {:?}", self.events);
         self.events[0]
     }
 
@@ -71,19 +60,11 @@ pub fn from_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
     let mut output = vec![0u8; frame.len() + 256];
     let result = dp
         .from_container()
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut output),
-            ..TestRunOptions::default()
-        })
+        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut output), ..TestRunOptions::default() })
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));
     output.truncate(usize::try_from(result.data_size_out).expect("size"));
     let events = dp.drain_events();
-    Outcome {
-        verdict: result.return_value,
-        output,
-        events,
-    }
+    Outcome { verdict: result.return_value, output, events }
 }
 
 /// The counter of `reason` now.
@@ -100,13 +81,9 @@ pub fn class_count(dp: &Datapath, class: PacketClass) -> Counter {
 #[must_use]
 pub fn tcx_ingress_programs(ns: &crate::netns::NetNs, ifname: &str) -> Vec<String> {
     ns.run(|| {
-        let (_, programs) =
-            aya::programs::SchedClassifier::query_tcx(ifname, aya::programs::TcAttachType::Ingress)
-                .expect("querying TCX");
-        programs
-            .iter()
-            .map(|p| p.name_as_str().unwrap_or("?").to_owned())
-            .collect()
+        let (_, programs) = aya::programs::SchedClassifier::query_tcx(ifname, aya::programs::TcAttachType::Ingress)
+            .expect("querying TCX");
+        programs.iter().map(|p| p.name_as_str().unwrap_or("?").to_owned()).collect()
     })
 }
 
@@ -132,9 +109,5 @@ pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outco
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on ifindex {ifindex}: {e:?}"));
     output.truncate(usize::try_from(result.data_size_out).expect("size"));
     let events = dp.drain_events();
-    Outcome {
-        verdict: result.return_value,
-        output,
-        events,
-    }
+    Outcome { verdict: result.return_value, output, events }
 }

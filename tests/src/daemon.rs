@@ -19,27 +19,18 @@ pub fn netd_binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current exe");
     let here = exe.parent().expect("target dir");
-    [
-        here.join("netd"),
-        here.parent().map(|p| p.join("netd")).unwrap_or_default(),
-    ]
-    .into_iter()
-    .find(|b| b.is_file())
-    .unwrap_or_else(|| {
-        panic!(
-            "no netd binary near {}: build it with `cargo build -p netd` (cargo xtask test does)",
-            exe.display()
-        )
-    })
+    [here.join("netd"), here.parent().map(|p| p.join("netd")).unwrap_or_default()]
+        .into_iter()
+        .find(|b| b.is_file())
+        .unwrap_or_else(|| {
+            panic!("no netd binary near {}: build it with `cargo build -p netd` (cargo xtask test does)", exe.display())
+        })
 }
 
 /// The stock docker CLI, when installed.
 #[must_use]
 pub fn docker_binary() -> Option<PathBuf> {
-    ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
+    ["/usr/local/bin/docker", "/usr/bin/docker"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
 /// A CLI run's outcome.
@@ -61,26 +52,14 @@ impl Run {
 
     /// Panics unless the command succeeded; returns stdout.
     pub fn ok(self) -> String {
-        assert_eq!(
-            self.code, 0,
-            "command failed:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self.stdout
     }
 
     /// Panics unless the command failed with `message` on stderr.
     pub fn fails_with(&self, message: &str) {
-        assert_ne!(
-            self.code, 0,
-            "expected failure with {message:?}, got success: {}",
-            self.stdout
-        );
-        assert!(
-            self.stderr.contains(message),
-            "expected {message:?} in stderr, got: {}",
-            self.stderr
-        );
+        assert_ne!(self.code, 0, "expected failure with {message:?}, got success: {}", self.stdout);
+        assert!(self.stderr.contains(message), "expected {message:?} in stderr, got: {}", self.stderr);
     }
 }
 
@@ -117,24 +96,14 @@ impl TestDaemon {
             socket.clone(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut d = Self {
-            child: None,
-            dir,
-            bpffs,
-            socket,
-            args,
-            host,
-        };
+        let mut d = Self { child: None, dir, bpffs, socket, args, host };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("daemon.log"))
-            .expect("log file");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
         let args = self.args.clone();
         // Only the network namespace changes (not the mount namespace), so the sandboxes the
         // daemon pins are visible to the CLI and to the test.
@@ -153,11 +122,7 @@ impl TestDaemon {
             if self.log().contains("netd: listening on") && self.netd(&["version"]).code == 0 {
                 return;
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("netd daemon exited with {status}:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -279,12 +244,7 @@ impl TestDaemon {
         };
         match sandbox {
             None => sum(&stats["Reasons"]),
-            Some(_) => stats["Endpoints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| sum(&e["Reasons"]))
-                .sum(),
+            Some(_) => stats["Endpoints"].as_array().into_iter().flatten().map(|e| sum(&e["Reasons"])).sum(),
         }
     }
 
@@ -293,17 +253,13 @@ impl TestDaemon {
     pub fn tx_packets(&self, link: &str) -> u64 {
         let out = self.host.ip(&["-j", "-s", "link", "show", "dev", link]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
-        v[0]["stats64"]["tx"]["packets"]
-            .as_u64()
-            .expect("tx packets")
+        v[0]["stats64"]["tx"]["packets"].as_u64().expect("tx packets")
     }
 
     /// Stops the daemon with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let _ = child.wait();
         }
     }
@@ -338,9 +294,7 @@ impl TestDaemon {
                     continue;
                 };
                 if process_start_time(pid) == Some(start) {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
+                    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
                 }
             }
         }

@@ -184,16 +184,10 @@ fn enter(path: &str) {
 impl Drop for NetNs {
     fn drop(&mut self) {
         // Deleting the namespace destroys every link in it (and their veth peers elsewhere).
-        let out = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let out = Command::new("ip").args(["netns", "del", &self.name]).output();
         if let Ok(out) = out {
             if !out.status.success() {
-                eprintln!(
-                    "warning: ip netns del {}: {}",
-                    self.name,
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                eprintln!("warning: ip netns del {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
             }
         }
     }
@@ -211,27 +205,8 @@ impl Link {
     /// Creates a veth pair: `a` in `ns_a`, `b` in `ns_b`, both up. The guard owns the pair.
     #[must_use]
     pub fn veth(ns_a: &NetNs, a: &str, ns_b: &NetNs, b: &str) -> Self {
-        run_ok(
-            "ip",
-            &[
-                "-n",
-                ns_a.name(),
-                "link",
-                "add",
-                a,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                b,
-                "netns",
-                ns_b.name(),
-            ],
-        );
-        let guard = Self {
-            netns: ns_a.name().to_owned(),
-            name: a.to_owned(),
-        };
+        run_ok("ip", &["-n", ns_a.name(), "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b.name()]);
+        let guard = Self { netns: ns_a.name().to_owned(), name: a.to_owned() };
         ns_a.ip(&["link", "set", a, "up"]);
         ns_b.ip(&["link", "set", b, "up"]);
         guard
@@ -241,10 +216,7 @@ impl Link {
     #[must_use]
     pub fn bridge(ns: &NetNs, name: &str) -> Self {
         ns.ip(&["link", "add", name, "type", "bridge"]);
-        let guard = Self {
-            netns: ns.name().to_owned(),
-            name: name.to_owned(),
-        };
+        let guard = Self { netns: ns.name().to_owned(), name: name.to_owned() };
         ns.ip(&["link", "set", name, "up"]);
         guard
     }
@@ -257,10 +229,7 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["-n", &self.netns, "link", "del", &self.name])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["-n", &self.netns, "link", "del", &self.name]).stderr(Stdio::null()).status();
     }
 }
 
@@ -274,11 +243,7 @@ impl Child {
     /// Waits for the process to exit and returns its output.
     #[must_use]
     pub fn wait(mut self) -> Output {
-        self.child
-            .take()
-            .expect("not yet waited")
-            .wait_with_output()
-            .expect("wait")
+        self.child.take().expect("not yet waited").wait_with_output().expect("wait")
     }
 
     /// The pid of the process (`ip netns exec` execs the program, so it is the program's pid).

@@ -45,12 +45,7 @@ pub struct Ethernet {
 impl Ethernet {
     #[must_use]
     pub fn new(src: [u8; 6], dst: [u8; 6], ethertype: u16) -> Self {
-        Self {
-            dst,
-            src,
-            vlan: None,
-            ethertype,
-        }
+        Self { dst, src, vlan: None, ethertype }
     }
 
     /// The header followed by `payload`.
@@ -86,15 +81,7 @@ pub struct Ipv4 {
 impl Ipv4 {
     #[must_use]
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> Self {
-        Self {
-            src,
-            dst,
-            protocol,
-            ttl: 64,
-            id: 1,
-            frag: 0,
-            options: Vec::new(),
-        }
+        Self { src, dst, protocol, ttl: 64, id: 1, frag: 0, options: Vec::new() }
     }
 
     /// The header (with a valid checksum) followed by `payload`.
@@ -135,14 +122,7 @@ fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8]) -> u
 
 /// A TCP segment with a valid checksum for `src` → `dst`.
 #[must_use]
-pub fn tcp(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn tcp(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut s = Vec::with_capacity(20 + payload.len());
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());

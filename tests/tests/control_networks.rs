@@ -17,12 +17,7 @@ fn links(d: &TestDaemon) -> String {
 }
 
 fn addrs(d: &TestDaemon, dev: &str) -> String {
-    String::from_utf8_lossy(
-        &d.host()
-            .ip(&["-4", "-o", "addr", "show", "dev", dev])
-            .stdout,
-    )
-    .into_owned()
+    String::from_utf8_lossy(&d.host().ip(&["-4", "-o", "addr", "show", "dev", dev]).stdout).into_owned()
 }
 
 #[test]
@@ -31,18 +26,11 @@ fn exactly_three_predefined_networks_like_docker() {
     let ls = d.netd(&["network", "ls"]).ok();
     let lines: Vec<&str> = ls.lines().collect();
     assert_eq!(lines[0], "NETWORK ID     NAME      DRIVER    SCOPE");
-    let rows: Vec<Vec<&str>> = lines[1..]
-        .iter()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = lines[1..].iter().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 3, "{ls}");
     assert_eq!(
         rows.iter().map(|r| (r[1], r[2], r[3])).collect::<Vec<_>>(),
-        [
-            ("bridge", "bridge", "local"),
-            ("host", "host", "local"),
-            ("none", "null", "local")
-        ]
+        [("bridge", "bridge", "local"), ("host", "host", "local"), ("none", "null", "local")]
     );
     assert!(rows.iter().all(|r| r[0].len() == 12));
 
@@ -67,9 +55,7 @@ fn exactly_three_predefined_networks_like_docker() {
     // The gateway lives on docker0, which is up.
     assert!(addrs(&d, "docker0").contains("172.17.0.1/16"));
     assert!(links(&d).contains("docker0: <"));
-    assert!(links(&d)
-        .lines()
-        .any(|l| l.contains("docker0:") && l.contains(",UP")));
+    assert!(links(&d).lines().any(|l| l.contains("docker0:") && l.contains(",UP")));
 
     // Field order as Docker prints it.
     let text = d.netd(&["network", "inspect", "none"]).ok();
@@ -85,29 +71,20 @@ fn exactly_three_predefined_networks_like_docker() {
 fn predefined_networks_cannot_be_created_or_removed() {
     let d = TestDaemon::start(&[]);
     for name in ["bridge", "host", "none"] {
-        d.netd(&["network", "rm", name]).fails_with(&format!(
-            "Error response from daemon: {name} is a pre-defined network and cannot be removed"
-        ));
-        d.netd(&["network", "create", name])
-            .fails_with(&format!("network with name {name} already exists"));
+        d.netd(&["network", "rm", name])
+            .fails_with(&format!("Error response from daemon: {name} is a pre-defined network and cannot be removed"));
+        d.netd(&["network", "create", name]).fails_with(&format!("network with name {name} already exists"));
     }
-    d.netd(&["network", "create", "-d", "host", "h2"])
-        .fails_with("only one instance of \"host\" network is allowed");
-    d.netd(&["network", "create", "-d", "null", "n2"])
-        .fails_with("only one instance of \"null\" network is allowed");
-    d.netd(&["network", "create", "-d", "overlay2x", "o"])
-        .fails_with("plugin \"overlay2x\" not found");
+    d.netd(&["network", "create", "-d", "host", "h2"]).fails_with("only one instance of \"host\" network is allowed");
+    d.netd(&["network", "create", "-d", "null", "n2"]).fails_with("only one instance of \"null\" network is allowed");
+    d.netd(&["network", "create", "-d", "overlay2x", "o"]).fails_with("plugin \"overlay2x\" not found");
     assert_eq!(d.netd(&["network", "ls", "-q"]).ok().lines().count(), 3);
 }
 
 #[test]
 fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
     let d = TestDaemon::start(&[]);
-    let id = d
-        .netd(&["network", "create", "my_net"])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = d.netd(&["network", "create", "my_net"]).ok().trim().to_owned();
     assert_eq!(id.len(), 64);
     assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
     let n = inspect(&d, "my_net");
@@ -119,16 +96,12 @@ fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
     assert!(addrs(&d, &dev).contains("172.18.0.1/16"), "{}", links(&d));
 
     // A link-scope route of the host namespace takes 172.19.0.0/16 out of the pool.
-    d.host()
-        .ip(&["link", "add", "lr0", "type", "veth", "peer", "name", "lr1"]);
+    d.host().ip(&["link", "add", "lr0", "type", "veth", "peer", "name", "lr1"]);
     d.host().ip(&["addr", "add", "172.19.5.1/24", "dev", "lr0"]);
     d.host().ip(&["link", "set", "lr0", "up"]);
     d.host().ip(&["link", "set", "lr1", "up"]);
     d.netd(&["network", "create", "second"]).ok();
-    assert_eq!(
-        inspect(&d, "second")["IPAM"]["Config"][0]["Subnet"],
-        "172.20.0.0/16"
-    );
+    assert_eq!(inspect(&d, "second")["IPAM"]["Config"][0]["Subnet"], "172.20.0.0/16");
 
     // Explicit subnet and gateway, as in the walk-through.
     d.netd(&[
@@ -173,18 +146,9 @@ fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
     assert_eq!(f["Internal"], true);
     assert_eq!(f["Labels"]["team"], "net");
     assert_eq!(f["IPAM"]["Config"][0]["IPRange"], "10.77.0.128/25");
-    assert_eq!(
-        f["IPAM"]["Config"][0]["AuxiliaryAddresses"]["printer"],
-        "10.77.0.130"
-    );
+    assert_eq!(f["IPAM"]["Config"][0]["AuxiliaryAddresses"]["printer"], "10.77.0.130");
     assert_eq!(f["Options"]["com.docker.network.bridge.name"], "custombr0");
-    assert!(
-        links(&d)
-            .lines()
-            .any(|l| l.contains("custombr0:") && l.contains("mtu 1400")),
-        "{}",
-        links(&d)
-    );
+    assert!(links(&d).lines().any(|l| l.contains("custombr0:") && l.contains("mtu 1400")), "{}", links(&d));
 
     // ls: sorted by name, filters.
     let names: Vec<String> = d
@@ -194,45 +158,16 @@ fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
         .skip(1)
         .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
         .collect();
-    assert_eq!(
-        names,
-        ["bridge", "fancy", "host", "my_net", "my_net2", "none", "second"]
-    );
-    let custom = d.netd(&[
-        "network",
-        "ls",
-        "--filter",
-        "type=custom",
-        "--format-ignored",
-    ]);
+    assert_eq!(names, ["bridge", "fancy", "host", "my_net", "my_net2", "none", "second"]);
+    let custom = d.netd(&["network", "ls", "--filter", "type=custom", "--format-ignored"]);
     assert_ne!(custom.code, 0, "unknown flags are refused");
-    let custom = d
-        .netd(&["network", "ls", "-q", "--filter", "type=custom"])
-        .ok();
+    let custom = d.netd(&["network", "ls", "-q", "--filter", "type=custom"]).ok();
     assert_eq!(custom.lines().count(), 4);
     let by_name = d.netd(&["network", "ls", "--filter", "name=my_"]).ok();
     assert_eq!(by_name.lines().count(), 3, "{by_name}");
-    let by_id = d
-        .netd(&[
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("id={}", &id[..5]),
-        ])
-        .ok();
+    let by_id = d.netd(&["network", "ls", "-q", "--filter", &format!("id={}", &id[..5])]).ok();
     assert_eq!(by_id.trim(), &id[..12]);
-    let builtin = d
-        .netd(&[
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            "type=builtin",
-            "--filter",
-            "driver=bridge",
-        ])
-        .ok();
+    let builtin = d.netd(&["network", "ls", "-q", "--filter", "type=builtin", "--filter", "driver=bridge"]).ok();
     assert_eq!(builtin.lines().count(), 1);
 
     // Lookup by full id, name, and unique prefix; removal deletes the bridge.
@@ -240,17 +175,14 @@ fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
     assert_eq!(inspect(&d, &id[..6])["Name"], "my_net");
     assert_eq!(d.netd(&["network", "rm", &id[..8]]).ok().trim(), &id[..8]);
     assert!(!links(&d).contains(&dev));
-    d.netd(&["network", "rm", "my_net"])
-        .fails_with("Error response from daemon: network my_net not found");
-    d.netd(&["network", "inspect", "my_net"])
-        .fails_with("network my_net not found");
+    d.netd(&["network", "rm", "my_net"]).fails_with("Error response from daemon: network my_net not found");
+    d.netd(&["network", "inspect", "my_net"]).fails_with("network my_net not found");
 }
 
 #[test]
 fn bad_input_gets_docker_errors_and_changes_nothing() {
     let d = TestDaemon::start(&[]);
-    d.netd(&["network", "create", "--subnet", "172.22.16.0/24", "taken"])
-        .ok();
+    d.netd(&["network", "create", "--subnet", "172.22.16.0/24", "taken"]).ok();
     let links_before = links(&d);
     let ls_before = d.netd(&["network", "ls", "-q"]).ok();
     let state_before = d.state_json()["networks"].as_object().unwrap().len();
@@ -279,19 +211,11 @@ fn bad_input_gets_docker_errors_and_changes_nothing() {
     for (args, message) in cases {
         let run = d.netd(args);
         run.fails_with(message);
-        assert!(
-            run.stderr.starts_with("Error response from daemon: "),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.starts_with("Error response from daemon: "), "{}", run.stderr);
     }
     assert_eq!(links(&d), links_before, "no link was created or removed");
     assert_eq!(d.netd(&["network", "ls", "-q"]).ok(), ls_before);
-    assert_eq!(
-        d.state_json()["networks"].as_object().unwrap().len(),
-        state_before,
-        "nothing persisted"
-    );
+    assert_eq!(d.state_json()["networks"].as_object().unwrap().len(), state_before, "nothing persisted");
 }
 
 #[test]
@@ -313,49 +237,23 @@ fn daemon_flags_shape_the_default_bridge_and_pools() {
     assert_eq!(b["IPAM"]["Config"][0]["Gateway"], "10.99.0.1");
     assert_eq!(b["Options"]["com.docker.network.bridge.name"], "netd0");
     assert_eq!(b["Options"]["com.docker.network.driver.mtu"], "1400");
-    assert_eq!(
-        b["Options"]["com.docker.network.bridge.enable_icc"],
-        "false"
-    );
-    assert_eq!(
-        b["Options"]["com.docker.network.bridge.enable_ip_masquerade"],
-        "false"
-    );
+    assert_eq!(b["Options"]["com.docker.network.bridge.enable_icc"], "false");
+    assert_eq!(b["Options"]["com.docker.network.bridge.enable_ip_masquerade"], "false");
     assert!(addrs(&d, "netd0").contains("10.99.0.1/24"));
     d.netd(&["network", "create", "a"]).ok();
     d.netd(&["network", "create", "b"]).ok();
-    assert_eq!(
-        inspect(&d, "a")["IPAM"]["Config"][0]["Subnet"],
-        "10.200.0.0/24"
-    );
-    assert_eq!(
-        inspect(&d, "b")["IPAM"]["Config"][0]["Subnet"],
-        "10.200.1.0/24"
-    );
+    assert_eq!(inspect(&d, "a")["IPAM"]["Config"][0]["Subnet"], "10.200.0.0/24");
+    assert_eq!(inspect(&d, "b")["IPAM"]["Config"][0]["Subnet"], "10.200.1.0/24");
 }
 
 #[test]
 fn prune_removes_only_unused_custom_networks() {
     let d = TestDaemon::start(&[]);
-    d.netd(&["network", "create", "--label", "keep=yes", "kept"])
-        .ok();
+    d.netd(&["network", "create", "--label", "keep=yes", "kept"]).ok();
     d.netd(&["network", "create", "unused"]).ok();
     d.netd(&["network", "create", "busy"]).ok();
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "s1",
-        "--network",
-        "busy",
-        "--",
-        "sleep",
-        "30",
-    ])
-    .ok();
-    let out = d
-        .netd(&["network", "prune", "-f", "--filter", "label=keep=yes"])
-        .ok();
+    d.netd(&["run", "-d", "--name", "s1", "--network", "busy", "--", "sleep", "30"]).ok();
+    let out = d.netd(&["network", "prune", "-f", "--filter", "label=keep=yes"]).ok();
     assert_eq!(out, "Deleted Networks:\nkept\n");
     let out = d.netd(&["network", "prune", "-f"]).ok();
     assert_eq!(out, "Deleted Networks:\nunused\n");

@@ -17,11 +17,7 @@ use serde_json::Value;
 
 /// Runs `cmd…` inside a sandbox's namespace without the daemon (nsenter only changes netns).
 fn in_netns(path: &str, cmd: &[&str]) -> std::process::Output {
-    Command::new("nsenter")
-        .arg(format!("--net={path}"))
-        .args(cmd)
-        .output()
-        .expect("nsenter")
+    Command::new("nsenter").arg(format!("--net={path}")).args(cmd).output().expect("nsenter")
 }
 
 fn host_links(d: &TestDaemon, prefix: &str) -> BTreeSet<String> {
@@ -36,105 +32,31 @@ fn host_links(d: &TestDaemon, prefix: &str) -> BTreeSet<String> {
 #[test]
 fn a_clean_stop_keeps_networks_and_sandboxes_for_the_next_start() {
     let mut d = TestDaemon::start(&[]);
-    let net = d
-        .netd(&["network", "create", "--subnet", "10.50.0.0/24", "keep"])
-        .ok()
-        .trim()
-        .to_owned();
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "ca",
-        "--network",
-        "keep",
-        "--",
-        "sleep",
-        "120",
-    ])
-    .ok();
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "cb",
-        "--network",
-        "keep",
-        "--",
-        "sleep",
-        "120",
-    ])
-    .ok();
+    let net = d.netd(&["network", "create", "--subnet", "10.50.0.0/24", "keep"]).ok().trim().to_owned();
+    d.netd(&["run", "-d", "--name", "ca", "--network", "keep", "--", "sleep", "120"]).ok();
+    d.netd(&["run", "-d", "--name", "cb", "--network", "keep", "--", "sleep", "120"]).ok();
     let links_before = host_links(&d, "");
     let state = d.state_json();
-    let netns_a = state["sandboxes"]
-        .as_object()
-        .unwrap()
-        .values()
-        .find(|s| s["name"] == "ca")
-        .unwrap()["netns"]
+    let netns_a = state["sandboxes"].as_object().unwrap().values().find(|s| s["name"] == "ca").unwrap()["netns"]
         .as_str()
         .unwrap()
         .to_owned();
 
     d.stop();
-    assert!(
-        d.log().contains("netd: shutting down") && d.log().contains("netd: stopped"),
-        "{}",
-        d.log()
-    );
-    assert_eq!(
-        host_links(&d, ""),
-        links_before,
-        "links stay while the daemon is down"
-    );
+    assert!(d.log().contains("netd: shutting down") && d.log().contains("netd: stopped"), "{}", d.log());
+    assert_eq!(host_links(&d, ""), links_before, "links stay while the daemon is down");
     let ping = in_netns(&netns_a, &["ping", "-c", "1", "-W", "2", "10.50.0.3"]);
-    assert!(
-        ping.status.success(),
-        "containers still talk with the daemon down"
-    );
+    assert!(ping.status.success(), "containers still talk with the daemon down");
 
     d.restart();
-    assert_eq!(
-        host_links(&d, ""),
-        links_before,
-        "a restart re-creates nothing and removes nothing"
-    );
+    assert_eq!(host_links(&d, ""), links_before, "a restart re-creates nothing and removes nothing");
     let ls = d.netd(&["network", "ls", "--no-trunc", "-q"]).ok();
     assert!(ls.contains(&net), "same network id after restart");
     let ps = d.netd(&["ps"]).ok();
     assert!(ps.contains("ca ") && ps.contains("cb "), "{ps}");
-    d.netd(&[
-        "exec",
-        "ca",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "10.50.0.3",
-    ])
-    .ok();
-    let out = d
-        .netd(&[
-            "run",
-            "--rm",
-            "--network",
-            "keep",
-            "--",
-            "ip",
-            "-o",
-            "-4",
-            "addr",
-            "show",
-            "eth0",
-        ])
-        .ok();
-    assert!(
-        out.contains("10.50.0.4/24"),
-        "addresses are not handed out twice after a restart: {out}"
-    );
+    d.netd(&["exec", "ca", "--", "ping", "-c", "1", "-W", "2", "10.50.0.3"]).ok();
+    let out = d.netd(&["run", "--rm", "--network", "keep", "--", "ip", "-o", "-4", "addr", "show", "eth0"]).ok();
+    assert!(out.contains("10.50.0.4/24"), "addresses are not handed out twice after a restart: {out}");
 }
 
 /// Checks that the kernel and the state agree after a restart.
@@ -149,31 +71,16 @@ fn assert_consistent(d: &TestDaemon) {
         let mut ips = BTreeSet::new();
         for e in n["endpoints"].as_object().unwrap().values() {
             assert_eq!(e["lifecycle"], "Ready");
-            assert!(
-                sandboxes.contains_key(e["sandbox_id"].as_str().unwrap()),
-                "endpoint of a known sandbox"
-            );
+            assert!(sandboxes.contains_key(e["sandbox_id"].as_str().unwrap()), "endpoint of a known sandbox");
             if let Some(ip) = e["link"]["ip"].as_str() {
                 assert!(ips.insert(ip.to_owned()), "duplicate address {ip}");
-                let allocated: Vec<&str> = n["ipam"]["allocated"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap())
-                    .collect();
-                assert!(
-                    allocated.contains(&ip),
-                    "address {ip} is recorded as allocated"
-                );
+                let allocated: Vec<&str> =
+                    n["ipam"]["allocated"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                assert!(allocated.contains(&ip), "address {ip} is recorded as allocated");
             }
         }
         if let Some(allocated) = n["ipam"]["allocated"].as_array() {
-            assert_eq!(
-                allocated.len(),
-                ips.len(),
-                "no lost (leaked) allocations in {}",
-                n["name"]
-            );
+            assert_eq!(allocated.len(), ips.len(), "no lost (leaked) allocations in {}", n["name"]);
         }
     }
     for s in sandboxes.values() {
@@ -186,49 +93,29 @@ fn assert_consistent(d: &TestDaemon) {
         .flat_map(|n| n["endpoints"].as_object().unwrap().values())
         .filter_map(|e| e["link"]["host_veth"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(
-        host_links(d, "veth"),
-        want_veths,
-        "no orphan or missing veths"
-    );
+    assert_eq!(host_links(d, "veth"), want_veths, "no orphan or missing veths");
     let want_bridges: BTreeSet<String> = networks
         .values()
         .filter_map(|n| n["bridge"]["bridge_name"].as_str().map(str::to_owned))
         .filter(|b| b.starts_with("br-"))
         .collect();
-    assert_eq!(
-        host_links(d, "br-"),
-        want_bridges,
-        "no orphan or missing bridges"
-    );
+    assert_eq!(host_links(d, "br-"), want_bridges, "no orphan or missing bridges");
 
     // Every sandbox is pinned and still has its interfaces; nothing else is pinned.
     let files: BTreeSet<String> = std::fs::read_dir(d.exec_root().join("netns"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path().display().to_string())
-                .collect()
-        })
+        .map(|r| r.flatten().map(|e| e.path().display().to_string()).collect())
         .unwrap_or_default();
-    let pinned: BTreeSet<String> = sandboxes
-        .values()
-        .filter_map(|s| s["netns"].as_str().map(str::to_owned))
-        .collect();
+    let pinned: BTreeSet<String> = sandboxes.values().filter_map(|s| s["netns"].as_str().map(str::to_owned)).collect();
     assert_eq!(files, pinned, "no orphan namespaces");
     for s in sandboxes.values() {
         let Some(path) = s["netns"].as_str() else {
             continue;
         };
-        let links =
-            String::from_utf8_lossy(&in_netns(path, &["ip", "-o", "link"]).stdout).into_owned();
+        let links = String::from_utf8_lossy(&in_netns(path, &["ip", "-o", "link"]).stdout).into_owned();
         for n in networks.values() {
             if let Some(ep) = n["endpoints"].get(s["id"].as_str().unwrap()) {
                 if let Some(ifname) = ep["link"]["ifname"].as_str() {
-                    assert!(
-                        links.contains(&format!("{ifname}@")),
-                        "{} keeps {ifname}: {links}",
-                        s["name"]
-                    );
+                    assert!(links.contains(&format!("{ifname}@")), "{} keeps {ifname}: {links}", s["name"]);
                 }
             }
         }
@@ -238,8 +125,7 @@ fn assert_consistent(d: &TestDaemon) {
 #[test]
 fn sigkill_at_any_moment_restarts_to_a_consistent_state() {
     let mut d = TestDaemon::start(&[]);
-    d.netd(&["network", "create", "--subnet", "10.60.0.0/24", "base"])
-        .ok();
+    d.netd(&["network", "create", "--subnet", "10.60.0.0/24", "base"]).ok();
     for round in 0..6u32 {
         let stop = Arc::new(AtomicBool::new(false));
         let socket = d.socket().to_owned();
@@ -248,26 +134,13 @@ fn sigkill_at_any_moment_restarts_to_a_consistent_state() {
             std::thread::spawn(move || {
                 let netd = netd_tests::daemon::netd_binary();
                 let run = |args: &[&str]| {
-                    let _ = Command::new(&netd)
-                        .args(["-H", &socket])
-                        .args(args)
-                        .output();
+                    let _ = Command::new(&netd).args(["-H", &socket]).args(args).output();
                 };
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let name = format!("r{round}s{i}");
                     let net = format!("r{round}n{i}");
-                    run(&[
-                        "run",
-                        "-d",
-                        "--name",
-                        &name,
-                        "--network",
-                        "base",
-                        "--",
-                        "sleep",
-                        "300",
-                    ]);
+                    run(&["run", "-d", "--name", &name, "--network", "base", "--", "sleep", "300"]);
                     run(&["network", "create", &net]);
                     run(&["network", "connect", &net, &name]);
                     if i % 2 == 1 {
@@ -277,10 +150,7 @@ fn sigkill_at_any_moment_restarts_to_a_consistent_state() {
                 }
             })
         };
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         std::thread::sleep(Duration::from_millis(30 + u64::from(nanos % 250)));
         d.kill9();
         stop.store(true, Ordering::Relaxed);
@@ -293,23 +163,8 @@ fn sigkill_at_any_moment_restarts_to_a_consistent_state() {
         println!("{line}");
     }
     // After all that, the daemon still works and hands out fresh addresses.
-    let out = d
-        .netd(&[
-            "run",
-            "--rm",
-            "--network",
-            "base",
-            "--",
-            "ip",
-            "-o",
-            "-4",
-            "addr",
-            "show",
-            "eth0",
-        ])
-        .ok();
+    let out = d.netd(&["run", "--rm", "--network", "base", "--", "ip", "-o", "-4", "addr", "show", "eth0"]).ok();
     assert!(out.contains("10.60.0."), "{out}");
-    let reachable: Value =
-        serde_json::from_str(&d.netd(&["network", "inspect", "base"]).ok()).unwrap();
+    let reachable: Value = serde_json::from_str(&d.netd(&["network", "inspect", "base"]).ok()).unwrap();
     assert!(reachable[0]["Containers"].is_object());
 }

@@ -28,56 +28,27 @@ fn netns_files(d: &TestDaemon) -> usize {
 #[test]
 fn none_has_only_loopback_and_host_shares_the_daemon_namespace() {
     let d = TestDaemon::start(&[]);
-    let out = d
-        .netd(&["run", "--rm", "--network", "none", "--", "ip", "-o", "link"])
-        .ok();
+    let out = d.netd(&["run", "--rm", "--network", "none", "--", "ip", "-o", "link"]).ok();
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("lo: <LOOPBACK,UP"), "{out}");
 
-    let out = d
-        .netd(&["run", "--rm", "--network", "host", "--", "ip", "-o", "link"])
-        .ok();
-    assert!(
-        out.contains("docker0"),
-        "host mode sees the daemon's links: {out}"
-    );
+    let out = d.netd(&["run", "--rm", "--network", "host", "--", "ip", "-o", "link"]).ok();
+    assert!(out.contains("docker0"), "host mode sees the daemon's links: {out}");
     assert_eq!(d.netd(&["ps", "-q"]).ok(), "", "--rm removed both");
 
     // Exit codes of the command are returned.
-    assert_eq!(
-        d.netd(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--",
-            "sh",
-            "-c",
-            "exit 7"
-        ])
-        .code,
-        7
-    );
+    assert_eq!(d.netd(&["run", "--rm", "--network", "none", "--", "sh", "-c", "exit 7"]).code, 7);
     let missing = d.netd(&["run", "--rm", "--", "no-such-binary-xyz"]);
     assert_eq!(missing.code, 127);
     assert!(missing.stderr.contains("executable file not found"));
-    assert_eq!(
-        d.netd(&["ps", "-q"]).ok(),
-        "",
-        "a command that never started leaves no sandbox"
-    );
+    assert_eq!(d.netd(&["ps", "-q"]).ok(), "", "a command that never started leaves no sandbox");
 }
 
 #[test]
 fn two_containers_on_the_default_bridge_talk() {
     let d = TestDaemon::start(&[]);
-    let id1 = d
-        .netd(&["run", "-d", "--name", "c1", "--", "sleep", "60"])
-        .ok()
-        .trim()
-        .to_owned();
-    d.netd(&["run", "-d", "--name", "c2", "--", "sleep", "60"])
-        .ok();
+    let id1 = d.netd(&["run", "-d", "--name", "c1", "--", "sleep", "60"]).ok().trim().to_owned();
+    d.netd(&["run", "-d", "--name", "c2", "--", "sleep", "60"]).ok();
     assert_eq!(id1.len(), 64);
 
     let eth0 = ip_in(&d, "c1", &["addr", "show", "eth0"]);
@@ -86,23 +57,13 @@ fn two_containers_on_the_default_bridge_talk() {
     assert!(link.contains("link/ether 02:42:ac:11:00:03"), "{link}");
     assert!(link.contains("mtu 1500"));
     let routes = ip_in(&d, "c1", &["route"]);
-    assert!(
-        routes.contains("default via 172.17.0.1 dev eth0"),
-        "{routes}"
-    );
+    assert!(routes.contains("default via 172.17.0.1 dev eth0"), "{routes}");
     assert!(ip_in(&d, "c1", &["link", "show", "lo"]).contains("UP"));
 
     // The host ends are veth<7 hex> on docker0, up.
-    let members = String::from_utf8_lossy(
-        &d.host()
-            .ip(&["-o", "link", "show", "master", "docker0"])
-            .stdout,
-    )
-    .into_owned();
-    let names: Vec<&str> = members
-        .lines()
-        .map(|l| l.split(": ").nth(1).unwrap().split('@').next().unwrap())
-        .collect();
+    let members =
+        String::from_utf8_lossy(&d.host().ip(&["-o", "link", "show", "master", "docker0"]).stdout).into_owned();
+    let names: Vec<&str> = members.lines().map(|l| l.split(": ").nth(1).unwrap().split('@').next().unwrap()).collect();
     assert_eq!(names.len(), 2, "{members}");
     for n in &names {
         assert!(n.starts_with("veth") && n.len() == 11, "{n}");
@@ -111,42 +72,9 @@ fn two_containers_on_the_default_bridge_talk() {
     assert!(members.lines().all(|l| l.contains("state UP")), "{members}");
 
     // Traffic: ping both ways, and to the gateway.
-    d.netd(&[
-        "exec",
-        "c1",
-        "--",
-        "ping",
-        "-c",
-        "2",
-        "-W",
-        "2",
-        "172.17.0.3",
-    ])
-    .ok();
-    d.netd(&[
-        "exec",
-        "c2",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "172.17.0.2",
-    ])
-    .ok();
-    d.netd(&[
-        "exec",
-        "c1",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "172.17.0.1",
-    ])
-    .ok();
+    d.netd(&["exec", "c1", "--", "ping", "-c", "2", "-W", "2", "172.17.0.3"]).ok();
+    d.netd(&["exec", "c2", "--", "ping", "-c", "1", "-W", "2", "172.17.0.2"]).ok();
+    d.netd(&["exec", "c1", "--", "ping", "-c", "1", "-W", "2", "172.17.0.1"]).ok();
 
     // inspect shows both, like the walk-through.
     let b = inspect(&d, "bridge");
@@ -158,19 +86,14 @@ fn two_containers_on_the_default_bridge_talk() {
     assert_eq!(c["EndpointID"].as_str().unwrap().len(), 64);
 
     let ps = d.netd(&["ps"]).ok();
-    assert!(
-        ps.contains("c1") && ps.contains("172.17.0.2/16") && ps.contains("running"),
-        "{ps}"
-    );
+    assert!(ps.contains("c1") && ps.contains("172.17.0.2/16") && ps.contains("running"), "{ps}");
 
     // Names are unique and validated.
     d.netd(&["run", "-d", "--name", "c1", "--", "sleep", "1"])
         .fails_with("Conflict. The container name \"/c1\" is already in use by container");
-    d.netd(&["run", "--name", "bad/name", "--", "true"])
-        .fails_with("Invalid container name (bad/name)");
+    d.netd(&["run", "--name", "bad/name", "--", "true"]).fails_with("Invalid container name (bad/name)");
     // A running sandbox is not removed without -f.
-    d.netd(&["rm", "c1"])
-        .fails_with("You cannot remove a running container");
+    d.netd(&["rm", "c1"]).fails_with("You cannot remove a running container");
 }
 
 #[test]
@@ -206,101 +129,24 @@ fn static_ips_follow_dockers_rules() {
         ])
         .ok();
     assert!(out.contains("inet 172.22.16.88/24"), "{out}");
-    let out = d
-        .netd(&[
-            "run",
-            "--rm",
-            "--network",
-            "my_net2",
-            "--",
-            "ip",
-            "-o",
-            "link",
-            "show",
-            "eth0",
-        ])
-        .ok();
-    assert!(
-        out.contains("02:42:ac:16:10:02"),
-        "first dynamic address .2: {out}"
-    );
+    let out = d.netd(&["run", "--rm", "--network", "my_net2", "--", "ip", "-o", "link", "show", "eth0"]).ok();
+    assert!(out.contains("02:42:ac:16:10:02"), "first dynamic address .2: {out}");
 
     let before = (host_links(&d), netns_files(&d));
     let seed = "User specified IP address is supported only when connecting to networks with user configured subnets";
-    d.netd(&[
-        "run",
-        "--network",
-        "my_net",
-        "--ip",
-        "172.22.16.88",
-        "--",
-        "true",
-    ])
-    .fails_with(seed);
-    d.netd(&["run", "--ip", "172.17.0.50", "--", "true"])
-        .fails_with(seed);
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "holder",
-        "--network",
-        "my_net2",
-        "--ip",
-        "172.22.16.88",
-        "--",
-        "sleep",
-        "30",
-    ])
-    .ok();
+    d.netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]).fails_with(seed);
+    d.netd(&["run", "--ip", "172.17.0.50", "--", "true"]).fails_with(seed);
+    d.netd(&["run", "-d", "--name", "holder", "--network", "my_net2", "--ip", "172.22.16.88", "--", "sleep", "30"])
+        .ok();
     let mid = (host_links(&d), netns_files(&d));
-    d.netd(&[
-        "run",
-        "--network",
-        "my_net2",
-        "--ip",
-        "172.22.16.88",
-        "--",
-        "true",
-    ])
-    .fails_with("Address already in use");
-    d.netd(&[
-        "run",
-        "--network",
-        "my_net2",
-        "--ip",
-        "172.22.16.1",
-        "--",
-        "true",
-    ])
-    .fails_with("Address already in use");
-    d.netd(&[
-        "run",
-        "--network",
-        "my_net2",
-        "--ip",
-        "10.0.0.5",
-        "--",
-        "true",
-    ])
-    .fails_with("Invalid address 10.0.0.5: It does not belong to any of this network's subnets");
-    d.netd(&[
-        "run",
-        "--network",
-        "my_net2",
-        "--mac-address",
-        "zz",
-        "--",
-        "true",
-    ])
-    .fails_with("zz is not a valid mac address");
-    d.netd(&["run", "--network", "nosuch", "--", "true"])
-        .fails_with("network nosuch not found");
-    assert_eq!(
-        (host_links(&d), netns_files(&d)),
-        mid,
-        "failed runs leave no link and no namespace"
-    );
+    d.netd(&["run", "--network", "my_net2", "--ip", "172.22.16.88", "--", "true"]).fails_with("Address already in use");
+    d.netd(&["run", "--network", "my_net2", "--ip", "172.22.16.1", "--", "true"]).fails_with("Address already in use");
+    d.netd(&["run", "--network", "my_net2", "--ip", "10.0.0.5", "--", "true"])
+        .fails_with("Invalid address 10.0.0.5: It does not belong to any of this network's subnets");
+    d.netd(&["run", "--network", "my_net2", "--mac-address", "zz", "--", "true"])
+        .fails_with("zz is not a valid mac address");
+    d.netd(&["run", "--network", "nosuch", "--", "true"]).fails_with("network nosuch not found");
+    assert_eq!((host_links(&d), netns_files(&d)), mid, "failed runs leave no link and no namespace");
     assert_ne!(before, mid);
 
     // A chosen MAC is used as is.
@@ -326,25 +172,10 @@ fn static_ips_follow_dockers_rules() {
 #[test]
 fn addresses_are_released_reused_and_exhausted_with_dockers_message() {
     let d = TestDaemon::start(&[]);
-    let id = d
-        .netd(&["network", "create", "--subnet", "10.31.0.0/29", "small"])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = d.netd(&["network", "create", "--subnet", "10.31.0.0/29", "small"]).ok().trim().to_owned();
     // .0 network, .1 gateway, .7 broadcast: five addresses.
     for i in 0..5 {
-        d.netd(&[
-            "run",
-            "-d",
-            "--name",
-            &format!("s{i}"),
-            "--network",
-            "small",
-            "--",
-            "sleep",
-            "60",
-        ])
-        .ok();
+        d.netd(&["run", "-d", "--name", &format!("s{i}"), "--network", "small", "--", "sleep", "60"]).ok();
     }
     let ips: Vec<String> = inspect(&d, "small")["Containers"]
         .as_object()
@@ -357,9 +188,7 @@ fn addresses_are_released_reused_and_exhausted_with_dockers_message() {
     sorted.dedup();
     assert_eq!(sorted.len(), 5, "no duplicate addresses: {ips:?}");
     d.netd(&["run", "--name", "s5", "--network", "small", "--", "true"])
-        .fails_with(&format!(
-            "no available IPv4 addresses on this network's address pools: small ({id})"
-        ));
+        .fails_with(&format!("no available IPv4 addresses on this network's address pools: small ({id})"));
 
     // Removing a sandbox releases its address, its veth and its namespace.
     let veths_before = host_links(&d).matches("veth").count();
@@ -367,79 +196,26 @@ fn addresses_are_released_reused_and_exhausted_with_dockers_message() {
     d.netd(&["rm", "-f", "s2"]).ok();
     assert_eq!(host_links(&d).matches("veth").count(), veths_before - 1);
     assert_eq!(netns_files(&d), files_before - 1);
-    let out = d
-        .netd(&[
-            "run",
-            "--rm",
-            "--network",
-            "small",
-            "--",
-            "ip",
-            "-o",
-            "-4",
-            "addr",
-            "show",
-            "eth0",
-        ])
-        .ok();
-    assert!(
-        out.contains("10.31.0.4/29"),
-        "the released .4 is handed out again: {out}"
-    );
+    let out = d.netd(&["run", "--rm", "--network", "small", "--", "ip", "-o", "-4", "addr", "show", "eth0"]).ok();
+    assert!(out.contains("10.31.0.4/29"), "the released .4 is handed out again: {out}");
 }
 
 #[test]
 fn connect_and_disconnect_add_and_remove_interfaces() {
     let d = TestDaemon::start(&[]);
-    d.netd(&["network", "create", "--subnet", "10.40.0.0/24", "back"])
-        .ok();
-    d.netd(&[
-        "network",
-        "create",
-        "--internal",
-        "--subnet",
-        "10.41.0.0/24",
-        "private",
-    ])
-    .ok();
-    d.netd(&["run", "-d", "--name", "app", "--", "sleep", "60"])
-        .ok();
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "db",
-        "--network",
-        "back",
-        "--",
-        "sleep",
-        "60",
-    ])
-    .ok();
+    d.netd(&["network", "create", "--subnet", "10.40.0.0/24", "back"]).ok();
+    d.netd(&["network", "create", "--internal", "--subnet", "10.41.0.0/24", "private"]).ok();
+    d.netd(&["run", "-d", "--name", "app", "--", "sleep", "60"]).ok();
+    d.netd(&["run", "-d", "--name", "db", "--network", "back", "--", "sleep", "60"]).ok();
 
-    d.netd(&["network", "connect", "--ip", "10.40.0.50", "back", "app"])
-        .ok();
+    d.netd(&["network", "connect", "--ip", "10.40.0.50", "back", "app"]).ok();
     let eth1 = ip_in(&d, "app", &["-4", "addr", "show", "eth1"]);
     assert!(eth1.contains("10.40.0.50/24"), "{eth1}");
-    d.netd(&[
-        "exec",
-        "app",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "10.40.0.2",
-    ])
-    .ok();
-    d.netd(&["network", "connect", "back", "app"])
-        .fails_with("endpoint with name app already exists in network back");
-    d.netd(&["network", "connect", "host", "app"]).fails_with(
-        "container cannot be disconnected from host network or connected to host network",
-    );
-    d.netd(&["network", "rm", "back"])
-        .fails_with("has active endpoints");
+    d.netd(&["exec", "app", "--", "ping", "-c", "1", "-W", "2", "10.40.0.2"]).ok();
+    d.netd(&["network", "connect", "back", "app"]).fails_with("endpoint with name app already exists in network back");
+    d.netd(&["network", "connect", "host", "app"])
+        .fails_with("container cannot be disconnected from host network or connected to host network");
+    d.netd(&["network", "rm", "back"]).fails_with("has active endpoints");
 
     // An internal network adds no default route.
     d.netd(&["network", "connect", "private", "db"]).ok();
@@ -450,31 +226,12 @@ fn connect_and_disconnect_add_and_remove_interfaces() {
     // Disconnecting the network of the default route moves it to one that remains.
     d.netd(&["network", "disconnect", "bridge", "app"]).ok();
     let routes = ip_in(&d, "app", &["route"]);
-    assert!(
-        routes.contains("default via 10.40.0.1 dev eth1"),
-        "{routes}"
-    );
-    assert!(
-        ip_in(&d, "app", &["link"]).lines().count() == 2,
-        "lo and eth1 left"
-    );
-    d.netd(&["network", "disconnect", "bridge", "app"])
-        .fails_with("is not connected to network bridge");
+    assert!(routes.contains("default via 10.40.0.1 dev eth1"), "{routes}");
+    assert!(ip_in(&d, "app", &["link"]).lines().count() == 2, "lo and eth1 left");
+    d.netd(&["network", "disconnect", "bridge", "app"]).fails_with("is not connected to network bridge");
 
-    d.netd(&[
-        "run",
-        "-d",
-        "--name",
-        "iso",
-        "--network",
-        "none",
-        "--",
-        "sleep",
-        "60",
-    ])
-    .ok();
-    d.netd(&["network", "connect", "back", "iso"])
-        .fails_with("private (none) mode");
+    d.netd(&["run", "-d", "--name", "iso", "--network", "none", "--", "sleep", "60"]).ok();
+    d.netd(&["network", "connect", "back", "iso"]).fails_with("private (none) mode");
 
     d.netd(&["network", "disconnect", "back", "app"]).ok();
     d.netd(&["network", "disconnect", "back", "db"]).ok();

@@ -11,8 +11,8 @@ use netd_tests::{
     bpf::{from_container_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
-        arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4,
-        PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+        arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP,
+        PROTO_UDP,
     },
 };
 
@@ -52,11 +52,7 @@ fn topology() -> Topology {
     let ns = NetNs::new("ndt-dp");
     let mut links = Vec::new();
     let mut ifindex = std::collections::BTreeMap::new();
-    let mut dp = Datapath::load(&LoadOptions {
-        trace: true,
-        pin_dir: None,
-    })
-    .expect("load");
+    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None }).expect("load");
     let nets = [
         (NET1, "10.1.0.0", NetworkFlags::ICC),
         (NET2, "10.2.0.0", 0),
@@ -64,27 +60,14 @@ fn topology() -> Topology {
     ];
     for (id, subnet, flags) in nets {
         let gw = ip(&subnet.replace(".0.0", ".0.1"));
-        dp.set_network(
-            ip(subnet),
-            24,
-            &NetworkInfo {
-                network: id,
-                gateway: wire(gw),
-                flags,
-                pad: 0,
-            },
-        )
-        .expect("network");
+        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, pad: 0 })
+            .expect("network");
     }
     for (slot, (name, addr, net)) in (1u32..).zip(ENDPOINTS) {
         let host = format!("h{name}");
         links.push(Link::veth(&ns, &host, &ns, &format!("p{name}")));
         let index = ifindex_in(&ns, &host);
-        let (subnet, flags) = nets
-            .iter()
-            .find(|n| n.0 == net)
-            .map(|n| (ip(n.1), n.2))
-            .expect("net");
+        let (subnet, flags) = nets.iter().find(|n| n.0 == net).map(|n| (ip(n.1), n.2)).expect("net");
         let gw = Ipv4Addr::from(u32::from(subnet) + 1);
         dp.set_endpoint(&EndpointInfo {
             ifindex: index,
@@ -101,22 +84,14 @@ fn topology() -> Topology {
         .expect("endpoint");
         ifindex.insert(name, index);
     }
-    Topology {
-        dp,
-        ns,
-        _links: links,
-        ifindex,
-    }
+    Topology { dp, ns, _links: links, ifindex }
 }
 
 /// The ifindex of `name` inside `ns`.
 fn ifindex_in(ns: &NetNs, name: &str) -> u32 {
     let out = ns.ip(&["-o", "link", "show", name]);
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split(':')
-        .next()
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
+    text.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
 }
 
 /// Runs `frame` from endpoint `from` inside the topology's namespace.
@@ -137,13 +112,7 @@ fn ipv4_frame(src: &str, dst: &str, dst_mac: [u8; 6], protocol: u8) -> Vec<u8> {
     ipv4_frame_from(docker_mac(ip(src)), src, dst, dst_mac, protocol)
 }
 
-fn ipv4_frame_from(
-    src_mac: [u8; 6],
-    src: &str,
-    dst: &str,
-    dst_mac: [u8; 6],
-    protocol: u8,
-) -> Vec<u8> {
+fn ipv4_frame_from(src_mac: [u8; 6], src: &str, dst: &str, dst_mac: [u8; 6], protocol: u8) -> Vec<u8> {
     let (s, d) = (ip(src), ip(dst));
     let l4 = match protocol {
         PROTO_TCP => tcp(s, d, 40000, 80, 0x02, b"hi"),
@@ -176,31 +145,14 @@ fn same_network_unicast_is_redirected_into_the_peer() {
         let out = send(&mut t, "a", &frame);
         assert_eq!(out.reason(), Reason::RedirectPeer);
         assert_eq!(out.verdict, TC_ACT_REDIRECT);
-        assert_eq!(
-            out.event().target,
-            t.ifindex["b"],
-            "redirected to b's host veth"
-        );
-        assert_eq!(
-            out.output, frame,
-            "nothing rewritten when the MAC is already b's"
-        );
+        assert_eq!(out.event().target, t.ifindex["b"], "redirected to b's host veth");
+        assert_eq!(out.output, frame, "nothing rewritten when the MAC is already b's");
     }
     // Endpoint "a" has counter slot 1 (seeding order).
-    let forwarded = |t: &Topology| {
-        t.dp.endpoint_counters(1)
-            .expect("counters")
-            .counters
-            .forwarded
-            .packets
-    };
+    let forwarded = |t: &Topology| t.dp.endpoint_counters(1).expect("counters").counters.forwarded.packets;
     let before = forwarded(&t);
     expect(&mut t, "a", "10.1.0.2", "10.1.0.3", Reason::RedirectPeer);
-    assert_eq!(
-        forwarded(&t),
-        before + 1,
-        "per-endpoint counter of the sender"
-    );
+    assert_eq!(forwarded(&t), before + 1, "per-endpoint counter of the sender");
 }
 
 #[test]
@@ -210,11 +162,7 @@ fn a_frame_addressed_to_another_mac_gets_the_peers_mac() {
     let frame = ipv4_frame("10.1.0.2", "10.1.0.3", gateway_mac, PROTO_TCP);
     let out = send(&mut t, "a", &frame);
     assert_eq!(out.reason(), Reason::RedirectPeer);
-    assert_eq!(
-        out.output[..6],
-        docker_mac(ip("10.1.0.3")),
-        "destination MAC rewritten"
-    );
+    assert_eq!(out.output[..6], docker_mac(ip("10.1.0.3")), "destination MAC rewritten");
     assert_eq!(out.output[6..], frame[6..], "the rest is untouched");
 }
 
@@ -225,13 +173,7 @@ fn gateway_host_and_world_go_to_the_stack_and_the_rest_to_the_bridge() {
     expect(&mut t, "a", "10.1.0.2", "198.51.100.7", Reason::PassToStack);
     expect(&mut t, "a", "10.1.0.2", "10.1.0.99", Reason::PassToBridge);
     expect(&mut t, "a", "10.1.0.2", "10.1.0.255", Reason::PassToBridge);
-    expect(
-        &mut t,
-        "a",
-        "10.1.0.2",
-        "255.255.255.255",
-        Reason::PassToBridge,
-    );
+    expect(&mut t, "a", "10.1.0.2", "255.255.255.255", Reason::PassToBridge);
     expect(&mut t, "a", "10.1.0.2", "224.0.0.251", Reason::PassToBridge);
     // A frame to the Ethernet broadcast address goes to the bridge whatever its IP.
     let frame = ipv4_frame("10.1.0.2", "10.1.0.3", [0xff; 6], PROTO_UDP);
@@ -241,27 +183,9 @@ fn gateway_host_and_world_go_to_the_stack_and_the_rest_to_the_bridge() {
 #[test]
 fn other_networks_are_isolated_except_their_gateway() {
     let mut t = topology();
-    expect(
-        &mut t,
-        "a",
-        "10.1.0.2",
-        "10.2.0.2",
-        Reason::DropCrossNetwork,
-    );
-    expect(
-        &mut t,
-        "c",
-        "10.2.0.2",
-        "10.1.0.3",
-        Reason::DropCrossNetwork,
-    );
-    expect(
-        &mut t,
-        "a",
-        "10.1.0.2",
-        "10.2.0.77",
-        Reason::DropCrossNetwork,
-    );
+    expect(&mut t, "a", "10.1.0.2", "10.2.0.2", Reason::DropCrossNetwork);
+    expect(&mut t, "c", "10.2.0.2", "10.1.0.3", Reason::DropCrossNetwork);
+    expect(&mut t, "a", "10.1.0.2", "10.2.0.77", Reason::DropCrossNetwork);
     expect(&mut t, "a", "10.1.0.2", "10.2.0.1", Reason::PassToStack);
 }
 
@@ -279,27 +203,9 @@ fn internal_networks_reach_nothing_outside_their_subnet() {
     let mut t = topology();
     expect(&mut t, "i", "10.3.0.2", "10.3.0.1", Reason::PassToStack);
     expect(&mut t, "i", "10.3.0.2", "10.3.0.9", Reason::PassToBridge);
-    expect(
-        &mut t,
-        "i",
-        "10.3.0.2",
-        "198.51.100.7",
-        Reason::DropInternalNetwork,
-    );
-    expect(
-        &mut t,
-        "i",
-        "10.3.0.2",
-        "10.2.0.1",
-        Reason::DropInternalNetwork,
-    );
-    expect(
-        &mut t,
-        "i",
-        "10.3.0.2",
-        "10.1.0.2",
-        Reason::DropCrossNetwork,
-    );
+    expect(&mut t, "i", "10.3.0.2", "198.51.100.7", Reason::DropInternalNetwork);
+    expect(&mut t, "i", "10.3.0.2", "10.2.0.1", Reason::DropInternalNetwork);
+    expect(&mut t, "i", "10.3.0.2", "10.1.0.2", Reason::DropCrossNetwork);
 }
 
 #[test]
@@ -309,30 +215,16 @@ fn spoofed_sources_are_dropped() {
     expect(&mut t, "a", "10.1.0.50", "10.1.0.3", Reason::DropSpoofedIp);
     expect(&mut t, "a", "10.1.0.3", "10.1.0.1", Reason::DropSpoofedIp);
     // Its own address from another MAC.
-    let mut frame = ipv4_frame(
-        "10.1.0.2",
-        "10.1.0.3",
-        docker_mac(ip("10.1.0.3")),
-        PROTO_UDP,
-    );
+    let mut frame = ipv4_frame("10.1.0.2", "10.1.0.3", docker_mac(ip("10.1.0.3")), PROTO_UDP);
     frame[6..12].copy_from_slice(&[0x02, 0x42, 0xde, 0xad, 0xbe, 0xef]);
     let out = send(&mut t, "a", &frame);
-    assert_eq!(
-        (out.reason(), out.verdict),
-        (Reason::DropSpoofedMac, TC_ACT_SHOT)
-    );
+    assert_eq!((out.reason(), out.verdict), (Reason::DropSpoofedMac, TC_ACT_SHOT));
     // ARP: its own sender addresses pass (also a probe from 0.0.0.0); another's is dropped.
     let mac = docker_mac(ip("10.1.0.2"));
-    for (spa, reason) in [
-        ("10.1.0.2", Reason::PassArp),
-        ("0.0.0.0", Reason::PassArp),
-        ("10.1.0.3", Reason::DropSpoofedIp),
-    ] {
-        let frame = Ethernet::new(mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(
-            mac,
-            ip(spa),
-            ip("10.1.0.1"),
-        ));
+    for (spa, reason) in
+        [("10.1.0.2", Reason::PassArp), ("0.0.0.0", Reason::PassArp), ("10.1.0.3", Reason::DropSpoofedIp)]
+    {
+        let frame = Ethernet::new(mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(mac, ip(spa), ip("10.1.0.1")));
         assert_eq!(send(&mut t, "a", &frame).reason(), reason, "ARP from {spa}");
     }
     let frame = Ethernet::new(mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(
@@ -340,23 +232,14 @@ fn spoofed_sources_are_dropped() {
         ip("10.1.0.2"),
         ip("10.1.0.1"),
     ));
-    assert_eq!(
-        send(&mut t, "a", &frame).reason(),
-        Reason::DropSpoofedIp,
-        "ARP with another sender MAC"
-    );
+    assert_eq!(send(&mut t, "a", &frame).reason(), Reason::DropSpoofedIp, "ARP with another sender MAC");
 }
 
 #[test]
 fn frames_from_devices_that_are_not_endpoints_are_only_classified() {
     let mut t = topology();
     // lo (ifindex 1) is no endpoint: the old classify-and-pass behaviour.
-    let frame = ipv4_frame(
-        "10.9.9.9",
-        "10.1.0.3",
-        docker_mac(ip("10.1.0.3")),
-        PROTO_UDP,
-    );
+    let frame = ipv4_frame("10.9.9.9", "10.1.0.3", docker_mac(ip("10.1.0.3")), PROTO_UDP);
     let Topology { dp, ns, .. } = &mut t;
     let out = ns.run(|| from_container_on(dp, 1, &frame));
     assert_eq!((out.reason(), out.verdict), (Reason::PassIpv4, TC_ACT_OK));
@@ -381,10 +264,8 @@ fn removed_endpoints_are_no_longer_a_destination() {
     t.dp.set_endpoint(&info).expect("set");
     let out = expect(&mut t, "a", "10.1.0.2", "10.1.0.20", Reason::RedirectPeer);
     assert_eq!(out.event().target, 999_999);
-    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999)
-        .expect("remove");
-    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999)
-        .expect("removing twice is fine");
+    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999).expect("remove");
+    t.dp.remove_endpoint(ip("10.1.0.20"), 999_999).expect("removing twice is fine");
     expect(&mut t, "a", "10.1.0.2", "10.1.0.20", Reason::PassToBridge);
     assert_ne!(b, 999_999);
 }

@@ -6,8 +6,8 @@ use netd_common::{PacketClass, PacketFlags, Reason};
 use netd_tests::{
     bpf::{class_count, datapath, from_container, reason_count, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     packet::{
-        arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4,
-        ETH_P_IPV6, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+        arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, PROTO_ICMP,
+        PROTO_TCP, PROTO_UDP,
     },
 };
 
@@ -31,26 +31,12 @@ fn assert_dropped(frame: &[u8], reason: Reason) {
     let mut dp = datapath();
     let before = reason_count(&dp, reason);
     let out = from_container(&mut dp, frame);
-    assert_eq!(
-        out.verdict,
-        TC_ACT_SHOT,
-        "{}-byte frame should be dropped as {reason:?}",
-        frame.len()
-    );
-    assert_eq!(
-        out.reason(),
-        reason,
-        "drop reason of a {}-byte frame",
-        frame.len()
-    );
+    assert_eq!(out.verdict, TC_ACT_SHOT, "{}-byte frame should be dropped as {reason:?}", frame.len());
+    assert_eq!(out.reason(), reason, "drop reason of a {}-byte frame", frame.len());
     assert_eq!(out.event().kind, netd_common::EVENT_KIND_DROP);
     let after = reason_count(&dp, reason);
     assert_eq!(after.packets, before.packets + 1, "{reason:?} counted once");
-    assert_eq!(
-        after.bytes,
-        before.bytes + frame.len() as u64,
-        "{reason:?} bytes counted"
-    );
+    assert_eq!(after.bytes, before.bytes + frame.len() as u64, "{reason:?} bytes counted");
 }
 
 /// Runs `frame`, expects it passed unchanged with `reason` and `class`, and returns the outcome.
@@ -59,12 +45,7 @@ fn assert_passed(frame: &[u8], reason: Reason, class: PacketClass) -> Outcome {
     let reason_before = reason_count(&dp, reason);
     let class_before = class_count(&dp, class);
     let out = from_container(&mut dp, frame);
-    assert_eq!(
-        out.verdict,
-        TC_ACT_OK,
-        "{}-byte frame should pass",
-        frame.len()
-    );
+    assert_eq!(out.verdict, TC_ACT_OK, "{}-byte frame should pass", frame.len());
     assert_eq!(out.output, frame, "a passed frame leaves unchanged");
     assert_eq!(out.reason(), reason);
     assert_eq!(out.class(), class);
@@ -83,11 +64,7 @@ fn empty_and_sub_ethernet_frames_are_refused_by_the_kernel_before_the_program() 
         let mut out = vec![0u8; 64];
         let r = aya::programs::TestRun::test_run(
             dp.from_container(),
-            aya::programs::TestRunOptions {
-                data_in: Some(&frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            },
+            aya::programs::TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), ..Default::default() },
         );
         assert!(r.is_err(), "a {len}-byte skb must be refused");
     }
@@ -109,17 +86,13 @@ fn tcp_is_classified_with_its_tuple() {
 fn udp_is_classified_with_its_tuple() {
     let out = assert_passed(&udp_frame(b"query"), Reason::PassIpv4, PacketClass::Ipv4Udp);
     let t = out.event().tuple;
-    assert_eq!(
-        (u16::from_be(t.src_port), u16::from_be(t.dst_port)),
-        (5353, 53)
-    );
+    assert_eq!((u16::from_be(t.src_port), u16::from_be(t.dst_port)), (5353, 53));
     assert_eq!(t.protocol, PROTO_UDP);
 }
 
 #[test]
 fn icmp_echo_uses_the_identifier_as_source_port() {
-    let frame = eth(ETH_P_IPV4)
-        .frame(&Ipv4::new(A, B, PROTO_ICMP).packet(&icmp_echo(8, 0x1234, 1, b"ping")));
+    let frame = eth(ETH_P_IPV4).frame(&Ipv4::new(A, B, PROTO_ICMP).packet(&icmp_echo(8, 0x1234, 1, b"ping")));
     let out = assert_passed(&frame, Reason::PassIpv4, PacketClass::Ipv4Icmp);
     assert_eq!(u16::from_be(out.event().tuple.src_port), 0x1234);
     assert_eq!(out.event().tuple.dst_port, 0);
@@ -130,23 +103,18 @@ fn other_ipv4_protocols_have_no_ports() {
     let frame = eth(ETH_P_IPV4).frame(&Ipv4::new(A, B, 47).packet(&[0u8; 24]));
     let out = assert_passed(&frame, Reason::PassIpv4, PacketClass::Ipv4Other);
     assert_eq!(out.event().tuple.protocol, 47);
-    assert_eq!(
-        (out.event().tuple.src_port, out.event().tuple.dst_port),
-        (0, 0)
-    );
+    assert_eq!((out.event().tuple.src_port, out.event().tuple.dst_port), (0, 0));
 }
 
 #[test]
 fn arp_passes_to_the_bridge() {
-    let frame =
-        Ethernet::new(docker_mac(A), [0xff; 6], ETH_P_ARP).frame(&arp_request(docker_mac(A), A, B));
+    let frame = Ethernet::new(docker_mac(A), [0xff; 6], ETH_P_ARP).frame(&arp_request(docker_mac(A), A, B));
     assert_passed(&frame, Reason::PassArp, PacketClass::Arp);
 }
 
 #[test]
 fn truncated_arp_is_dropped() {
-    let frame = Ethernet::new(docker_mac(A), [0xff; 6], ETH_P_ARP)
-        .frame(&arp_request(docker_mac(A), A, B)[..20]);
+    let frame = Ethernet::new(docker_mac(A), [0xff; 6], ETH_P_ARP).frame(&arp_request(docker_mac(A), A, B)[..20]);
     assert_dropped(&frame, Reason::DropShortArp);
 }
 
@@ -155,20 +123,12 @@ fn ipv6_is_recognised_and_passed() {
     let mut v6 = vec![0u8; 40 + 8];
     v6[0] = 0x60;
     v6[6] = 17;
-    assert_passed(
-        &eth(ETH_P_IPV6).frame(&v6),
-        Reason::PassIpv6,
-        PacketClass::Ipv6,
-    );
+    assert_passed(&eth(ETH_P_IPV6).frame(&v6), Reason::PassIpv6, PacketClass::Ipv6);
 }
 
 #[test]
 fn unknown_ethertypes_pass_unchanged() {
-    assert_passed(
-        &eth(0x88cc).frame(&[0u8; 46]),
-        Reason::PassOtherL2,
-        PacketClass::OtherL2,
-    );
+    assert_passed(&eth(0x88cc).frame(&[0u8; 46]), Reason::PassOtherL2, PacketClass::OtherL2);
 }
 
 #[test]
@@ -201,8 +161,7 @@ fn truncation_at_every_length_is_dropped_with_the_right_reason() {
 
 #[test]
 fn ethernet_padding_after_the_ip_packet_is_accepted() {
-    let mut frame =
-        eth(ETH_P_IPV4).frame(&Ipv4::new(A, B, PROTO_UDP).packet(&udp(A, B, 1, 2, b"")));
+    let mut frame = eth(ETH_P_IPV4).frame(&Ipv4::new(A, B, PROTO_UDP).packet(&udp(A, B, 1, 2, b"")));
     frame.resize(60, 0);
     assert_passed(&frame, Reason::PassIpv4, PacketClass::Ipv4Udp);
 }
@@ -242,10 +201,7 @@ fn ip_options_move_the_l4_header() {
     ip.options = vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let frame = eth(ETH_P_IPV4).frame(&ip.packet(&tcp(A, B, 1234, 443, 0x10, b"data")));
     let out = assert_passed(&frame, Reason::PassIpv4, PacketClass::Ipv4Tcp);
-    assert_eq!(
-        out.event().flags & PacketFlags::IP_OPTIONS,
-        PacketFlags::IP_OPTIONS
-    );
+    assert_eq!(out.event().flags & PacketFlags::IP_OPTIONS, PacketFlags::IP_OPTIONS);
     assert_eq!(u16::from_be(out.event().tuple.src_port), 1234);
     assert_eq!(u16::from_be(out.event().tuple.dst_port), 443);
 }
@@ -269,10 +225,7 @@ fn fragments_first_has_ports_later_ones_do_not() {
     let frame = eth(ETH_P_IPV4).frame(&later.packet(&datagram[32..]));
     let out = assert_passed(&frame, Reason::PassIpv4, PacketClass::Ipv4Fragment);
     assert_eq!(out.event().flags & PacketFlags::FIRST_FRAGMENT, 0);
-    assert_eq!(
-        (out.event().tuple.src_port, out.event().tuple.dst_port),
-        (0, 0)
-    );
+    assert_eq!((out.event().tuple.src_port, out.event().tuple.dst_port), (0, 0));
     assert_eq!(out.event().tuple.protocol, PROTO_UDP);
 }
 
@@ -310,37 +263,17 @@ fn udp_length_mismatch_is_dropped() {
 
 #[test]
 fn the_untraced_program_verifies_and_gives_the_same_verdicts() {
-    let dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions {
-        trace: false,
-        pin_dir: None,
-    })
-    .expect("loading without tracing");
-    for (frame, verdict) in [
-        (tcp_frame(b"x"), TC_ACT_OK),
-        (tcp_frame(b"x")[..40].to_vec(), TC_ACT_SHOT),
-    ] {
+    let dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions { trace: false, pin_dir: None })
+        .expect("loading without tracing");
+    for (frame, verdict) in [(tcp_frame(b"x"), TC_ACT_OK), (tcp_frame(b"x")[..40].to_vec(), TC_ACT_SHOT)] {
         let mut out = vec![0u8; frame.len() + 64];
         let r = aya::programs::TestRun::test_run(
             dp.from_container(),
-            aya::programs::TestRunOptions {
-                data_in: Some(&frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            },
+            aya::programs::TestRunOptions { data_in: Some(&frame), data_out: Some(&mut out), ..Default::default() },
         )
         .expect("test run");
         assert_eq!(r.return_value, verdict);
     }
-    assert_eq!(
-        dp.reason_counter(Reason::PassIpv4)
-            .expect("counters")
-            .packets,
-        1
-    );
-    assert_eq!(
-        dp.reason_counter(Reason::DropIpv4TotalLength)
-            .expect("counters")
-            .packets,
-        1
-    );
+    assert_eq!(dp.reason_counter(Reason::PassIpv4).expect("counters").packets, 1);
+    assert_eq!(dp.reason_counter(Reason::DropIpv4TotalLength).expect("counters").packets, 1);
 }

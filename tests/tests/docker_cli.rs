@@ -5,8 +5,7 @@ use netd_tests::daemon::{Run, TestDaemon};
 use serde_json::Value;
 
 fn docker(d: &TestDaemon, args: &[&str]) -> Run {
-    d.docker(args)
-        .expect("the docker CLI is installed by `cargo xtask setup`")
+    d.docker(args).expect("the docker CLI is installed by `cargo xtask setup`")
 }
 
 #[test]
@@ -27,10 +26,7 @@ fn docker_network_verbs_work_against_netd() {
         [("bridge", "bridge"), ("host", "host"), ("none", "null")]
     );
 
-    let id = docker(&d, &["network", "create", "my_net"])
-        .ok()
-        .trim()
-        .to_owned();
+    let id = docker(&d, &["network", "create", "my_net"]).ok().trim().to_owned();
     assert_eq!(id.len(), 64);
     docker(
         &d,
@@ -58,96 +54,35 @@ fn docker_network_verbs_work_against_netd() {
     // The same network is visible through netd's own CLI.
     assert!(d.netd(&["network", "ls"]).ok().contains("my_net2"));
 
-    let inspect: Value =
-        serde_json::from_str(&docker(&d, &["network", "inspect", "my_net2"]).ok()).unwrap();
+    let inspect: Value = serde_json::from_str(&docker(&d, &["network", "inspect", "my_net2"]).ok()).unwrap();
     let n = &inspect[0];
     assert_eq!(n["IPAM"]["Config"][0]["Subnet"], "172.22.16.0/24");
     assert_eq!(n["IPAM"]["Config"][0]["IPRange"], "172.22.16.128/25");
-    assert_eq!(
-        n["IPAM"]["Config"][0]["AuxiliaryAddresses"]["a"],
-        "172.22.16.130"
-    );
+    assert_eq!(n["IPAM"]["Config"][0]["AuxiliaryAddresses"]["a"], "172.22.16.130");
     assert_eq!(n["Labels"]["team"], "x");
-    assert_eq!(
-        n["Options"]["com.docker.network.bridge.enable_icc"],
-        "false"
-    );
-    let subnet = docker(
-        &d,
-        &[
-            "network",
-            "inspect",
-            "-f",
-            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
-            "my_net",
-        ],
-    )
-    .ok();
+    assert_eq!(n["Options"]["com.docker.network.bridge.enable_icc"], "false");
+    let subnet = docker(&d, &["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "my_net"]).ok();
     assert_eq!(subnet.trim(), "172.18.0.0/16");
 
     let filtered = docker(&d, &["network", "ls", "-q", "--filter", "name=my_net2"]).ok();
     assert_eq!(filtered.trim(), &n["Id"].as_str().unwrap()[..12]);
-    let custom = docker(
-        &d,
-        &[
-            "network",
-            "ls",
-            "--filter",
-            "type=custom",
-            "--format",
-            "{{.Name}}",
-        ],
-    )
-    .ok();
+    let custom = docker(&d, &["network", "ls", "--filter", "type=custom", "--format", "{{.Name}}"]).ok();
     assert_eq!(custom.lines().collect::<Vec<_>>(), ["my_net", "my_net2"]);
 
     // connect / disconnect a netd sandbox.
-    d.netd(&["run", "-d", "--name", "web", "--", "sleep", "60"])
-        .ok();
-    docker(
-        &d,
-        &[
-            "network",
-            "connect",
-            "--ip",
-            "172.22.16.200",
-            "my_net2",
-            "web",
-        ],
-    )
-    .ok();
-    let members = docker(
-        &d,
-        &[
-            "network",
-            "inspect",
-            "-f",
-            "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
-            "my_net2",
-        ],
-    )
-    .ok();
+    d.netd(&["run", "-d", "--name", "web", "--", "sleep", "60"]).ok();
+    docker(&d, &["network", "connect", "--ip", "172.22.16.200", "my_net2", "web"]).ok();
+    let members =
+        docker(&d, &["network", "inspect", "-f", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "my_net2"])
+            .ok();
     assert_eq!(members.trim(), "web=172.22.16.200/24");
-    let eth1 = d
-        .netd(&[
-            "exec", "web", "--", "ip", "-o", "-4", "addr", "show", "eth1",
-        ])
-        .ok();
+    let eth1 = d.netd(&["exec", "web", "--", "ip", "-o", "-4", "addr", "show", "eth1"]).ok();
     assert!(eth1.contains("172.22.16.200/24"));
     docker(&d, &["network", "rm", "my_net2"]).fails_with("has active endpoints");
     docker(&d, &["network", "disconnect", "my_net2", "web"]).ok();
-    assert!(
-        d.netd(&["exec", "web", "--", "ip", "-o", "link"])
-            .ok()
-            .lines()
-            .count()
-            == 2
-    );
+    assert!(d.netd(&["exec", "web", "--", "ip", "-o", "link"]).ok().lines().count() == 2);
 
-    assert_eq!(
-        docker(&d, &["network", "rm", "my_net2", "my_net"]).ok(),
-        "my_net2\nmy_net\n"
-    );
+    assert_eq!(docker(&d, &["network", "rm", "my_net2", "my_net"]).ok(), "my_net2\nmy_net\n");
     let pruned = docker(&d, &["network", "prune", "-f"]).ok();
     assert_eq!(pruned, "", "nothing left to prune");
 }
@@ -155,16 +90,9 @@ fn docker_network_verbs_work_against_netd() {
 #[test]
 fn docker_cli_shows_netds_errors() {
     let d = TestDaemon::start(&[]);
-    docker(
-        &d,
-        &["network", "create", "--subnet", "172.30.0.0/16", "n1"],
-    )
-    .ok();
+    docker(&d, &["network", "create", "--subnet", "172.30.0.0/16", "n1"]).ok();
     for (args, message) in [
-        (
-            vec!["network", "create", "n1"],
-            "Error response from daemon: network with name n1 already exists",
-        ),
+        (vec!["network", "create", "n1"], "Error response from daemon: network with name n1 already exists"),
         (
             vec!["network", "create", "--subnet", "172.30.1.0/24", "n2"],
             "Error response from daemon: Pool overlaps with other one on this address space",
@@ -178,40 +106,17 @@ fn docker_cli_shows_netds_errors() {
             "Error response from daemon: only one instance of \"host\" network is allowed",
         ),
         (
-            vec![
-                "network",
-                "create",
-                "-o",
-                "com.docker.network.driver.mtu=-1",
-                "m",
-            ],
+            vec!["network", "create", "-o", "com.docker.network.driver.mtu=-1", "m"],
             "Error response from daemon: invalid MTU number: -1",
         ),
-        (
-            vec!["network", "inspect", "nosuch"],
-            "network nosuch not found",
-        ),
+        (vec!["network", "inspect", "nosuch"], "network nosuch not found"),
         (vec!["network", "rm", "nosuch"], "network nosuch not found"),
-        (
-            vec!["network", "connect", "n1", "nosuch"],
-            "No such container: nosuch",
-        ),
+        (vec!["network", "connect", "n1", "nosuch"], "No such container: nosuch"),
     ] {
         docker(&d, &args).fails_with(message);
     }
     // The CLI's own checks still apply, before any request.
-    docker(
-        &d,
-        &[
-            "network",
-            "create",
-            "--subnet",
-            "10.1.0.0/24",
-            "--gateway",
-            "10.2.0.1",
-            "g",
-        ],
-    )
-    .fails_with("no matching subnet for gateway 10.2.0.1");
+    docker(&d, &["network", "create", "--subnet", "10.1.0.0/24", "--gateway", "10.2.0.1", "g"])
+        .fails_with("no matching subnet for gateway 10.2.0.1");
     assert_eq!(docker(&d, &["network", "ls", "-q"]).ok().lines().count(), 4);
 }

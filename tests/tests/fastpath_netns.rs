@@ -40,9 +40,7 @@ fn connect(addr: &str) -> TcpStream {
 }
 
 fn ping(d: &TestDaemon, from: &str, to: &str) -> bool {
-    d.netd(&["exec", from, "--", "ping", "-c", "1", "-W", "1", to])
-        .code
-        == 0
+    d.netd(&["exec", from, "--", "ping", "-c", "1", "-W", "1", to]).code == 0
 }
 
 fn sandbox(d: &TestDaemon, name: &str, extra: &[&str]) {
@@ -59,29 +57,14 @@ fn container_traffic_takes_the_fast_path_not_the_bridge() {
     sandbox(&d, "c2", &[]);
     assert!(ping(&d, "c1", "172.17.0.3"), "warm-up (ARP)");
     let c2_veth = d.host_veth("c2", "bridge");
-    let (tx_before, redirected_before) =
-        (d.tx_packets(&c2_veth), d.count(Some("c1"), "redirect-peer"));
+    let (tx_before, redirected_before) = (d.tx_packets(&c2_veth), d.count(Some("c1"), "redirect-peer"));
 
     // ICMP, UDP and TCP from c1 to c2.
-    d.netd(&[
-        "exec",
-        "c1",
-        "--",
-        "ping",
-        "-c",
-        "20",
-        "-i",
-        "0.01",
-        "-W",
-        "1",
-        "172.17.0.3",
-    ])
-    .ok();
+    d.netd(&["exec", "c1", "--", "ping", "-c", "20", "-i", "0.01", "-W", "1", "172.17.0.3"]).ok();
     let (c1, c2) = (d.sandbox_netns("c1"), d.sandbox_netns("c2"));
     let receiver = spawn_in_path(&c2, || {
         let udp = UdpSocket::bind("172.17.0.3:7001").expect("bind udp");
-        udp.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        udp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         let tcp = TcpListener::bind("172.17.0.3:7002").expect("bind tcp");
         let mut got = 0;
         let mut buf = [0u8; 2048];
@@ -113,14 +96,8 @@ fn container_traffic_takes_the_fast_path_not_the_bridge() {
 
     let redirected = d.count(Some("c1"), "redirect-peer") - redirected_before;
     let bridged = d.tx_packets(&c2_veth) - tx_before;
-    assert!(
-        redirected >= 20 + 100 + 20,
-        "c1's traffic was redirected by the program ({redirected} packets)"
-    );
-    assert!(
-        bridged < 10,
-        "the bridge forwarded almost nothing to c2 ({bridged} packets: ARP/ND at most)"
-    );
+    assert!(redirected >= 20 + 100 + 20, "c1's traffic was redirected by the program ({redirected} packets)");
+    assert!(bridged < 10, "the bridge forwarded almost nothing to c2 ({bridged} packets: ARP/ND at most)");
     // And the reverse direction (echo replies, TCP ACKs) took the fast path too.
     assert!(d.count(Some("c2"), "redirect-peer") >= 20);
 }
@@ -138,28 +115,12 @@ fn isolation_matrix() {
         "noicc",
     ])
     .ok();
-    d.netd(&["network", "create", "--subnet", "10.71.0.0/24", "n1"])
-        .ok();
-    d.netd(&["network", "create", "--subnet", "10.72.0.0/24", "n2"])
-        .ok();
-    d.netd(&[
-        "network",
-        "create",
-        "--subnet",
-        "10.73.0.0/24",
-        "--internal",
-        "int",
-    ])
-    .ok();
-    for (name, net) in [
-        ("q1", "noicc"),
-        ("q2", "noicc"),
-        ("x1", "n1"),
-        ("x1b", "n1"),
-        ("x2", "n2"),
-        ("i1", "int"),
-        ("i2", "int"),
-    ] {
+    d.netd(&["network", "create", "--subnet", "10.71.0.0/24", "n1"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.72.0.0/24", "n2"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.73.0.0/24", "--internal", "int"]).ok();
+    for (name, net) in
+        [("q1", "noicc"), ("q2", "noicc"), ("x1", "n1"), ("x1b", "n1"), ("x2", "n2"), ("i1", "int"), ("i2", "int")]
+    {
         sandbox(&d, name, &["--network", net]);
     }
     sandbox(&d, "s1", &[]);
@@ -181,80 +142,22 @@ fn isolation_matrix() {
     // --internal: its subnet only, even with a route out forced inside the container.
     assert!(ping(&d, "i1", "10.73.0.3"));
     assert!(ping(&d, "i1", "10.73.0.1"));
-    d.netd(&[
-        "exec",
-        "i1",
-        "--",
-        "ip",
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.73.0.1",
-    ])
-    .ok();
+    d.netd(&["exec", "i1", "--", "ip", "route", "add", "default", "via", "10.73.0.1"]).ok();
     assert!(!ping(&d, "i1", "172.17.0.1"));
     assert!(d.count(Some("i1"), "drop-internal-network") >= 1);
 
     // A spoofed source address is dropped; the real one still works.
-    d.netd(&[
-        "exec",
-        "s1",
-        "--",
-        "ip",
-        "addr",
-        "add",
-        "172.17.0.200/16",
-        "dev",
-        "eth0",
-    ])
-    .ok();
-    let spoofed = d.netd(&[
-        "exec",
-        "s1",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "-I",
-        "172.17.0.200",
-        "172.17.0.3",
-    ]);
+    d.netd(&["exec", "s1", "--", "ip", "addr", "add", "172.17.0.200/16", "dev", "eth0"]).ok();
+    let spoofed = d.netd(&["exec", "s1", "--", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.200", "172.17.0.3"]);
     assert_ne!(spoofed.code, 0);
     assert!(d.count(Some("s1"), "drop-spoofed-ip") >= 1);
     assert!(ping(&d, "s1", "172.17.0.3"));
 
     // A spoofed source MAC is dropped; restoring it restores traffic.
-    d.netd(&[
-        "exec",
-        "s2",
-        "--",
-        "ip",
-        "link",
-        "set",
-        "dev",
-        "eth0",
-        "address",
-        "02:42:de:ad:be:ef",
-    ])
-    .ok();
+    d.netd(&["exec", "s2", "--", "ip", "link", "set", "dev", "eth0", "address", "02:42:de:ad:be:ef"]).ok();
     assert!(!ping(&d, "s2", "172.17.0.2"));
     assert!(d.count(Some("s2"), "drop-spoofed-mac") >= 1);
-    d.netd(&[
-        "exec",
-        "s2",
-        "--",
-        "ip",
-        "link",
-        "set",
-        "dev",
-        "eth0",
-        "address",
-        "02:42:ac:11:00:03",
-    ])
-    .ok();
+    d.netd(&["exec", "s2", "--", "ip", "link", "set", "dev", "eth0", "address", "02:42:ac:11:00:03"]).ok();
     assert!(ping(&d, "s2", "172.17.0.2"));
 }
 
@@ -280,8 +183,7 @@ fn a_daemon_restart_loses_nothing() {
         let start = Instant::now();
         let mut n: u64 = 0;
         while start.elapsed() < Duration::from_secs(4) {
-            s.write_all(&n.to_be_bytes())
-                .expect("the stream never breaks");
+            s.write_all(&n.to_be_bytes()).expect("the stream never breaks");
             n += 1;
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -289,19 +191,8 @@ fn a_daemon_restart_loses_nothing() {
     });
     let pinger = {
         let mut cmd = std::process::Command::new("nsenter");
-        cmd.arg(format!("--net={c1}")).args([
-            "ping",
-            "-i",
-            "0.01",
-            "-c",
-            "400",
-            "-W",
-            "1",
-            "172.17.0.3",
-        ]);
-        cmd.stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("ping")
+        cmd.arg(format!("--net={c1}")).args(["ping", "-i", "0.01", "-c", "400", "-W", "1", "172.17.0.3"]);
+        cmd.stdout(std::process::Stdio::piped()).spawn().expect("ping")
     };
     std::thread::sleep(Duration::from_millis(500));
     let before = d.count(None, "redirect-peer");
@@ -309,27 +200,17 @@ fn a_daemon_restart_loses_nothing() {
     std::thread::sleep(Duration::from_millis(1500));
     d.restart();
     let after = d.count(None, "redirect-peer");
-    assert!(
-        after > before + 100,
-        "the pinned program kept forwarding while the daemon was down ({before} -> {after})"
-    );
+    assert!(after > before + 100, "the pinned program kept forwarding while the daemon was down ({before} -> {after})");
 
     let sent = client.join().expect("client");
     let data = server.join().expect("server");
     assert_eq!(data.len() as u64, sent * 8, "every record arrived");
     for (i, chunk) in data.chunks(8).enumerate() {
-        assert_eq!(
-            u64::from_be_bytes(chunk.try_into().expect("8 bytes")),
-            i as u64,
-            "in order, none missing"
-        );
+        assert_eq!(u64::from_be_bytes(chunk.try_into().expect("8 bytes")), i as u64, "in order, none missing");
     }
     let out = pinger.wait_with_output().expect("ping");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("400 packets transmitted, 400 received"),
-        "no ping lost across the restart:\n{text}"
-    );
+    assert!(text.contains("400 packets transmitted, 400 received"), "no ping lost across the restart:\n{text}");
 
     // The restarted daemon adopted the endpoints: new ones work, old ones are still counted.
     sandbox(&d, "c3", &[]);

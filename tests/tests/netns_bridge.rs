@@ -35,21 +35,9 @@ fn two_on_a_bridge() -> TwoOnABridge {
         let host_end = format!("veth{i}");
         veths.push(Link::veth(&host, &host_end, c, "eth0"));
         host.ip(&["link", "set", &host_end, "master", "br0"]);
-        c.ip(&[
-            "addr",
-            "add",
-            &format!("10.251.0.{}/24", i + 2),
-            "dev",
-            "eth0",
-        ]);
+        c.ip(&["addr", "add", &format!("10.251.0.{}/24", i + 2), "dev", "eth0"]);
     }
-    TwoOnABridge {
-        _veths: veths.try_into().expect("two veths"),
-        _bridge: bridge,
-        c1,
-        c2,
-        _host: host,
-    }
+    TwoOnABridge { _veths: veths.try_into().expect("two veths"), _bridge: bridge, c1, c2, _host: host }
 }
 
 #[test]
@@ -62,14 +50,9 @@ fn namespaces_and_links_are_gone_after_drop_even_on_panic() {
     })
     .expect_err("the closure panics");
     let names = names.downcast::<[String; 2]>().expect("names");
-    let listed = String::from_utf8(
-        std::process::Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip")
-            .stdout,
-    )
-    .expect("utf8");
+    let listed =
+        String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip").stdout)
+            .expect("utf8");
     for name in names.iter() {
         assert!(!listed.contains(name.as_str()), "{name} leaked: {listed}");
     }
@@ -81,8 +64,7 @@ fn tcp_and_udp_cross_the_bridge() {
     let server_addr: SocketAddr = "10.251.0.3:7000".parse().expect("addr");
 
     // TCP: an echo server in c2, a client in c1.
-    let listener =
-        t.c2.run(|| TcpListener::bind(server_addr).expect("bind tcp"));
+    let listener = t.c2.run(|| TcpListener::bind(server_addr).expect("bind tcp"));
     let server = std::thread::spawn(move || {
         let (mut conn, peer) = listener.accept().expect("accept");
         let mut buf = [0u8; 64];
@@ -91,31 +73,21 @@ fn tcp_and_udp_cross_the_bridge() {
         peer
     });
     let reply = t.c1.run(|| {
-        let mut s =
-            TcpStream::connect_timeout(&server_addr, Duration::from_secs(5)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
+        let mut s = TcpStream::connect_timeout(&server_addr, Duration::from_secs(5)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         s.write_all(b"over the bridge").expect("write");
         let mut buf = [0u8; 64];
         let n = s.read(&mut buf).expect("read");
         buf[..n].to_vec()
     });
     assert_eq!(reply, b"over the bridge");
-    assert_eq!(
-        server.join().expect("server").ip().to_string(),
-        "10.251.0.2"
-    );
+    assert_eq!(server.join().expect("server").ip().to_string(), "10.251.0.2");
 
     // UDP: one datagram each way.
     let server = t.c2.run(|| UdpSocket::bind(server_addr).expect("bind udp"));
-    server
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let client =
-        t.c1.run(|| UdpSocket::bind("10.251.0.2:0").expect("bind client"));
-    client
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    server.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let client = t.c1.run(|| UdpSocket::bind("10.251.0.2:0").expect("bind client"));
+    client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     client.send_to(b"datagram", server_addr).expect("send");
     let mut buf = [0u8; 64];
     let (n, from) = server.recv_from(&mut buf).expect("server recv");
@@ -135,32 +107,21 @@ fn a_9000_byte_frame_through_the_attached_program() {
         ns.ip(&["link", "set", "eth0", "mtu", "9000"]);
         ns.ip(&["addr", "add", ip, "dev", "eth0"]);
     }
-    let mut dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions {
-        trace: true,
-        pin_dir: None,
-    })
-    .expect("load");
+    let mut dp =
+        netd::datapath::Datapath::load(&netd::datapath::LoadOptions { trace: true, pin_dir: None }).expect("load");
     b.run(|| dp.attach_from_container("eth0").expect("attach"));
-    assert_eq!(
-        tcx_ingress_programs(&b, "eth0"),
-        ["netd_from_conta"],
-        "attached with TCX (names are cut to 15 bytes)"
-    );
+    assert_eq!(tcx_ingress_programs(&b, "eth0"), ["netd_from_conta"], "attached with TCX (names are cut to 15 bytes)");
     dp.drain_events();
 
     let receiver = b.run(|| UdpSocket::bind("10.252.0.2:9000").expect("bind"));
-    receiver
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    receiver.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let payload = vec![0x42u8; 9000 - 20 - 8];
     a.run(|| {
         let s = UdpSocket::bind("10.252.0.1:0").expect("bind");
         s.send_to(&payload, "10.252.0.2:9000").expect("send");
     });
     let mut buf = vec![0u8; 10000];
-    let (n, _) = receiver
-        .recv_from(&mut buf)
-        .expect("the jumbo datagram arrives");
+    let (n, _) = receiver.recv_from(&mut buf).expect("the jumbo datagram arrives");
     assert_eq!(n, payload.len());
 
     // The frame (9000 bytes of IP + 14 of Ethernet) was parsed as one UDP packet, not dropped.
@@ -172,8 +133,5 @@ fn a_9000_byte_frame_through_the_attached_program() {
     assert_eq!(u16::from_be(jumbo[0].tuple.dst_port), 9000);
     assert!(dp.reason_counter(Reason::PassIpv4).expect("counters").bytes >= 9014);
     drop(dp);
-    assert!(
-        tcx_ingress_programs(&b, "eth0").is_empty(),
-        "dropping the datapath detaches it"
-    );
+    assert!(tcx_ingress_programs(&b, "eth0").is_empty(), "dropping the datapath detaches it");
 }

@@ -46,25 +46,16 @@ impl Drop for Sandbox {
             }
         }
         if let Some(mut d) = self.daemon.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &d.id().to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &d.id().to_string()]).status();
             let _ = d.wait();
         }
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let prefix = self.dir.display().to_string();
-        for m in mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&prefix))
-        {
+        for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)) {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
         for ns in [&self.host, &self.outside] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(&self.bpffs);
@@ -78,10 +69,7 @@ fn ip(args: &[&str]) -> Result<()> {
 /// Prints `$ shown` and the output of `cmd`, in order; a failing command is shown, not fatal.
 fn show(shown: &str, cmd: &mut Command) -> Result<()> {
     println!("\n$ {shown}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {shown}"))?;
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {shown}"))?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
@@ -101,58 +89,18 @@ pub fn run() -> Result<()> {
         netd,
         bpffs: PathBuf::from(format!("/sys/fs/bpf/netd-demo-{pid}")),
     };
-    say(&format!(
-        "creating namespaces {} and {}",
-        sb.host, sb.outside
-    ));
+    say(&format!("creating namespaces {} and {}", sb.host, sb.outside));
     ip(&["netns", "add", &sb.host])?;
     ip(&["netns", "add", &sb.outside])?;
     for ns in [&sb.host, &sb.outside] {
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
     }
-    ip(&[
-        "-n",
-        &sb.host,
-        "link",
-        "add",
-        "uplink0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &sb.outside,
-    ])?;
-    ip(&[
-        "-n",
-        &sb.host,
-        "addr",
-        "add",
-        "10.255.0.1/24",
-        "dev",
-        "uplink0",
-    ])?;
-    ip(&[
-        "-n",
-        &sb.outside,
-        "addr",
-        "add",
-        "10.255.0.2/24",
-        "dev",
-        "eth0",
-    ])?;
+    ip(&["-n", &sb.host, "link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", &sb.outside])?;
+    ip(&["-n", &sb.host, "addr", "add", "10.255.0.1/24", "dev", "uplink0"])?;
+    ip(&["-n", &sb.outside, "addr", "add", "10.255.0.2/24", "dev", "eth0"])?;
     ip(&["-n", &sb.host, "link", "set", "uplink0", "up"])?;
     ip(&["-n", &sb.outside, "link", "set", "eth0", "up"])?;
-    ip(&[
-        "-n",
-        &sb.host,
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.255.0.2",
-    ])?;
+    ip(&["-n", &sb.host, "route", "add", "default", "via", "10.255.0.2"])?;
 
     std::fs::create_dir_all(&sb.dir)?;
     let log = std::fs::File::create(sb.dir.join("daemon.log"))?;
@@ -164,12 +112,7 @@ pub fn run() -> Result<()> {
         .arg(sb.dir.join("state"))
         .arg("--exec-root")
         .arg(sb.dir.join("run"))
-        .args([
-            "--bpffs",
-            &sb.bpffs.display().to_string(),
-            "-H",
-            &sb.socket(),
-        ])
+        .args(["--bpffs", &sb.bpffs.display().to_string(), "-H", &sb.socket()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -201,21 +144,8 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["ps"]),
     Step::Netd(&["exec", "d0busy1", "--", "ip", "a"]),
     Step::Netd(&["exec", "d0busy2", "--", "ip", "link", "show", "eth0"]),
-    Step::Netd(&[
-        "exec",
-        "d0busy1",
-        "--",
-        "ping",
-        "-c",
-        "2",
-        "-W",
-        "2",
-        "172.17.0.3",
-    ]),
-    Step::HostIp(
-        &["-br", "link", "show", "master", "docker0"],
-        "bridge membership",
-    ),
+    Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "172.17.0.3"]),
+    Step::HostIp(&["-br", "link", "show", "master", "docker0"], "bridge membership"),
     Step::Netd(&["network", "inspect", "bridge"]),
     Step::Netd(&["network", "create", "--driver", "bridge", "my_net"]),
     Step::Netd(&["network", "inspect", "my_net"]),
@@ -231,10 +161,7 @@ const WALK_THROUGH: &[Step] = &[
         "my_net2",
     ]),
     Step::Netd(&["network", "inspect", "my_net2"]),
-    Step::HostIp(
-        &["-br", "addr", "show", "type", "bridge"],
-        "the gateways live on the bridges",
-    ),
+    Step::HostIp(&["-br", "addr", "show", "type", "bridge"], "the gateways live on the bridges"),
     Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "ip", "a"]),
     Step::Netd(&[
         "run",
@@ -250,19 +177,8 @@ const WALK_THROUGH: &[Step] = &[
         "600",
     ]),
     Step::Netd(&["exec", "static88", "--", "ip", "a"]),
-    Step::Netd(&[
-        "run",
-        "--network",
-        "my_net",
-        "--ip",
-        "172.22.16.88",
-        "--",
-        "true",
-    ]),
-    Step::HostIp(
-        &["-o", "link", "show", "type", "veth"],
-        "host ends and their bridges",
-    ),
+    Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
+    Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
     Step::Netd(&["stats"]),
 ];
 
@@ -283,19 +199,10 @@ fn walk_through(sb: &Sandbox) -> Result<()> {
 fn wait_for_daemon(sb: &Sandbox, log: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
-        if sb
-            .netd(&["version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        if sb.netd(&["version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "netd did not start:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    )
+    bail!("netd did not start:\n{}", std::fs::read_to_string(log).unwrap_or_default())
 }

@@ -80,15 +80,7 @@ fn main() -> Result<()> {
         Command::Bench { quick, rounds, out } => {
             setup::run()?;
             step::say("building netd and the bench (release)");
-            cargo(&[
-                "build",
-                "--locked",
-                "--release",
-                "-p",
-                "netd",
-                "-p",
-                "netd-bench",
-            ])?;
+            cargo(&["build", "--locked", "--release", "-p", "netd", "-p", "netd-bench"])?;
             let bin = workspace_root()?.join("target/release/netd-bench");
             let mut cmd = std::process::Command::new(bin);
             cmd.current_dir(workspace_root()?).arg("--out").arg(out);
@@ -110,15 +102,8 @@ fn main() -> Result<()> {
             build(release)?;
             let profile = if release { "release" } else { "debug" };
             let netd = workspace_root()?.join("target").join(profile).join("netd");
-            step::say(&format!(
-                "starting {} daemon {}",
-                netd.display(),
-                args.join(" ")
-            ));
-            let status = std::process::Command::new(netd)
-                .arg("daemon")
-                .args(&args)
-                .status()?;
+            step::say(&format!("starting {} daemon {}", netd.display(), args.join(" ")));
+            let status = std::process::Command::new(netd).arg("daemon").args(&args).status()?;
             if !status.success() {
                 bail!("netd daemon exited with {status}");
             }
@@ -145,15 +130,7 @@ fn test(extra: &[String]) -> Result<()> {
     step::say("building netd");
     cargo(&["build", "--locked", "-p", "netd", "--bins"])?;
     step::say("running every test tier: unit, BPF_PROG_TEST_RUN datapath, netns integration");
-    let mut args = vec![
-        "test",
-        "--locked",
-        "--workspace",
-        "--exclude",
-        "xtask",
-        "--tests",
-        "--no-fail-fast",
-    ];
+    let mut args = vec!["test", "--locked", "--workspace", "--exclude", "xtask", "--tests", "--no-fail-fast"];
     if !extra.is_empty() {
         args.push("--");
         args.extend(extra.iter().map(String::as_str));

@@ -42,45 +42,24 @@ pub fn run() -> Result<()> {
 /// The stock docker CLI (the API-compatibility tests drive it). Machines of this kind ship one in
 /// /usr/local/bin; elsewhere Debian's docker.io provides it.
 fn docker_cli() -> Result<()> {
-    if ["/usr/local/bin/docker", "/usr/bin/docker"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
+    if ["/usr/local/bin/docker", "/usr/bin/docker"].iter().any(|p| Path::new(p).exists()) {
         return Ok(());
     }
     say("installing the docker CLI (Debian docker.io) for the API-compatibility tests");
     step::run(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "docker.io",
-            ])
+            .args(["install", "-y", "-q", "--no-install-recommends", "docker.io"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 
 fn nightly_rust_src() -> Result<()> {
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]));
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]));
     match installed {
         Some(list) if list.lines().any(|l| l.starts_with("rust-src")) => Ok(()),
         Some(_) => {
             say("adding rust-src to the nightly toolchain (eBPF is built with -Z build-std=core)");
-            step::run(Command::new("rustup").args([
-                "component",
-                "add",
-                "rust-src",
-                "--toolchain",
-                "nightly",
-            ]))
+            step::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
         }
         None => {
             say("installing the nightly toolchain with rust-src (eBPF is built with -Z build-std=core)");
@@ -109,16 +88,9 @@ fn debian_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    say(&format!(
-        "installing Debian packages: {}",
-        missing.join(" ")
-    ));
+    say(&format!("installing Debian packages: {}", missing.join(" ")));
     say("apt-get update");
-    step::run(
-        Command::new("apt-get")
-            .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    step::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
     step::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -130,20 +102,14 @@ fn debian_packages() -> Result<()> {
 
 fn bpf_linker() -> Result<()> {
     let version = output(Command::new("bpf-linker").arg("--version"));
-    if version
-        .as_deref()
-        .is_some_and(|v| v.contains(&format!(" {BPF_LINKER_VERSION}.")))
-    {
+    if version.as_deref().is_some_and(|v| v.contains(&format!(" {BPF_LINKER_VERSION}."))) {
         return Ok(());
     }
     say(&format!(
         "building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (takes a few minutes; found: {})",
         version.as_deref().map_or("none", str::trim)
     ));
-    let path = format!(
-        "{LLVM_PREFIX}/bin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{LLVM_PREFIX}/bin:{}", std::env::var("PATH").unwrap_or_default());
     step::run(
         Command::new("cargo")
             .args([

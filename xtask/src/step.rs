@@ -15,10 +15,7 @@ pub fn say(what: &str) {
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(PathBuf::from)
-        .context("xtask has no parent directory")
+    manifest.parent().map(PathBuf::from).context("xtask has no parent directory")
 }
 
 /// Runs `cargo args…` in the workspace root, streaming its output.
@@ -37,10 +34,7 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// Runs a command, streaming its output; fails unless it succeeds.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("spawning {cmd:?}"))?;
+    let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("spawning {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -49,14 +43,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command quietly and returns its stdout when it succeeds.
 pub fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether we run as root.

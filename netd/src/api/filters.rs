@@ -26,15 +26,10 @@ impl Filters {
                 return Err(format!("invalid filter '{key}'"));
             }
             let list: Vec<String> = match values {
-                Value::Object(m) => m
-                    .into_iter()
-                    .filter(|(_, on)| on.as_bool() != Some(false))
-                    .map(|(k, _)| k)
-                    .collect(),
-                Value::Array(a) => a
-                    .into_iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect(),
+                Value::Object(m) => {
+                    m.into_iter().filter(|(_, on)| on.as_bool() != Some(false)).map(|(k, _)| k).collect()
+                }
+                Value::Array(a) => a.into_iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
                 _ => return Err(format!("invalid filter '{key}'")),
             };
             out.insert(key, list);

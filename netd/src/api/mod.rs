@@ -23,9 +23,8 @@ use crate::{
 };
 use filters::Filters;
 use types::{
-    ErrorResponse, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
-    NetworkDisconnectRequest, NetworkResource, NetworksPruneResponse, ProcessRequest,
-    SandboxCreateRequest, SandboxResource,
+    ErrorResponse, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
+    NetworkResource, NetworksPruneResponse, ProcessRequest, SandboxCreateRequest, SandboxResource,
 };
 
 /// The API version served (Docker 20.10).
@@ -44,31 +43,18 @@ pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
         async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
     });
     // A client going away mid-request is not the daemon's problem.
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
 fn respond(status: StatusCode, body: Bytes, content_type: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        content_type.parse().expect("valid header"),
-    );
+    h.insert(header::CONTENT_TYPE, content_type.parse().expect("valid header"));
     h.insert("Api-Version", API_VERSION.parse().expect("valid header"));
-    h.insert(
-        "Docker-Experimental",
-        "false".parse().expect("valid header"),
-    );
+    h.insert("Docker-Experimental", "false".parse().expect("valid header"));
     h.insert("Ostype", "linux".parse().expect("valid header"));
-    h.insert(
-        header::SERVER,
-        concat!("netd/", env!("CARGO_PKG_VERSION"))
-            .parse()
-            .expect("valid header"),
-    );
+    h.insert(header::SERVER, concat!("netd/", env!("CARGO_PKG_VERSION")).parse().expect("valid header"));
     r
 }
 
@@ -83,10 +69,7 @@ fn empty(status: StatusCode) -> Response<Body> {
 }
 
 fn error_response(status: u16, message: String) -> Response<Body> {
-    json(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &ErrorResponse { message },
-    )
+    json(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &ErrorResponse { message })
 }
 
 fn from_error(e: &Error) -> Response<Body> {
@@ -120,9 +103,7 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             let dec = |s: &str| {
-                urlencoding::decode(&s.replace('+', " "))
-                    .map(std::borrow::Cow::into_owned)
-                    .unwrap_or_default()
+                urlencoding::decode(&s.replace('+', " ")).map(std::borrow::Cow::into_owned).unwrap_or_default()
             };
             (dec(k), dec(v))
         })
@@ -152,9 +133,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         if version_tuple(v) > version_tuple(API_VERSION) {
             return error_response(
                 400,
-                format!(
-                    "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-                ),
+                format!("client version {v} is too new. Maximum supported API version is {API_VERSION}"),
             );
         }
         if version_tuple(v) < version_tuple(MIN_API_VERSION) {
@@ -175,21 +154,12 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET | &Method::HEAD, ["_ping"]) => {
             let mut r = respond(
                 StatusCode::OK,
-                if method == Method::HEAD {
-                    Bytes::new()
-                } else {
-                    "OK".into()
-                },
+                if method == Method::HEAD { Bytes::new() } else { "OK".into() },
                 "text/plain; charset=utf-8",
             );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                "no-cache, no-store, must-revalidate"
-                    .parse()
-                    .expect("valid"),
-            );
             r.headers_mut()
-                .insert(header::PRAGMA, "no-cache".parse().expect("valid"));
+                .insert(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate".parse().expect("valid"));
+            r.headers_mut().insert(header::PRAGMA, "no-cache".parse().expect("valid"));
             r
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
@@ -201,12 +171,8 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             Ok(()) => empty(StatusCode::NO_CONTENT),
             Err(e) => from_error(&e),
         },
-        (&Method::POST, ["networks", key, "connect"]) => {
-            connect(daemon, (*key).to_owned(), req).await
-        }
-        (&Method::POST, ["networks", key, "disconnect"]) => {
-            disconnect(daemon, (*key).to_owned(), req).await
-        }
+        (&Method::POST, ["networks", key, "connect"]) => connect(daemon, (*key).to_owned(), req).await,
+        (&Method::POST, ["networks", key, "disconnect"]) => disconnect(daemon, (*key).to_owned(), req).await,
         (&Method::GET, ["netd", "v1", "sandboxes"]) => list_sandboxes(daemon).await,
         (&Method::GET, ["netd", "v1", "stats"]) => {
             let q = query(&req);
@@ -239,10 +205,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn version_info() -> serde_json::Value {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
     let version = env!("CARGO_PKG_VERSION");
     serde_json::json!({
         "Platform": { "Name": "netd" },
@@ -264,13 +227,12 @@ fn version_info() -> serde_json::Value {
 }
 
 async fn list_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
-    let filters = match Filters::parse(
-        q.get("filters").map(String::as_str),
-        &["name", "id", "driver", "type", "label", "scope"],
-    ) {
-        Ok(f) => f,
-        Err(m) => return error_response(400, m),
-    };
+    let filters =
+        match Filters::parse(q.get("filters").map(String::as_str), &["name", "id", "driver", "type", "label", "scope"])
+        {
+            Ok(f) => f,
+            Err(m) => return error_response(400, m),
+        };
     let state = daemon.snapshot().await;
     let mut list: Vec<NetworkResource> = state
         .networks
@@ -285,10 +247,7 @@ async fn list_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Response
 async fn inspect_network(daemon: &Daemon, key: &str) -> Response<Body> {
     let state = daemon.snapshot().await;
     match state.find_network(key) {
-        Ok(n) => json(
-            StatusCode::OK,
-            &NetworkResource::from_model(n, &state, true),
-        ),
+        Ok(n) => json(StatusCode::OK, &NetworkResource::from_model(n, &state, true)),
         Err(e) => from_error(&lookup_error(key, e)),
     }
 }
@@ -303,10 +262,7 @@ async fn create_network(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         Err(resp) => return resp,
     };
     if r.ingress || r.config_only {
-        return error_response(
-            400,
-            "ingress and config-only networks are not supported by netd".into(),
-        );
+        return error_response(400, "ingress and config-only networks are not supported by netd".into());
     }
     let ipam = r.ipam.unwrap_or_default();
     let create = CreateNetwork {
@@ -331,13 +287,7 @@ async fn create_network(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         labels: r.labels.unwrap_or_default(),
     };
     match daemon.create_network(create).await {
-        Ok(id) => json(
-            StatusCode::CREATED,
-            &NetworkCreateResponse {
-                id,
-                warning: String::new(),
-            },
-        ),
+        Ok(id) => json(StatusCode::CREATED, &NetworkCreateResponse { id, warning: String::new() }),
         Err(e) => from_error(&e),
     }
 }
@@ -348,12 +298,7 @@ async fn prune_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Respons
         Err(m) => return error_response(400, m),
     };
     match daemon.prune_networks(&filters.labels()).await {
-        Ok(names) => json(
-            StatusCode::OK,
-            &NetworksPruneResponse {
-                networks_deleted: names,
-            },
-        ),
+        Ok(names) => json(StatusCode::OK, &NetworksPruneResponse { networks_deleted: names }),
         Err(e) => from_error(&e),
     }
 }
@@ -362,9 +307,7 @@ fn parse_ipv4(s: &str) -> Result<Option<Ipv4Addr>, String> {
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse()
-        .map(Some)
-        .map_err(|_| format!("invalid IPv4 address: {s}"))
+    s.parse().map(Some).map_err(|_| format!("invalid IPv4 address: {s}"))
 }
 
 async fn connect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Response<Body> {
@@ -372,11 +315,7 @@ async fn connect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Respon
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let ip = r
-        .endpoint_config
-        .and_then(|e| e.ipam_config)
-        .map(|c| c.ipv4_address)
-        .unwrap_or_default();
+    let ip = r.endpoint_config.and_then(|e| e.ipam_config).map(|c| c.ipv4_address).unwrap_or_default();
     let ip = match parse_ipv4(&ip) {
         Ok(ip) => ip,
         Err(m) => return error_response(400, m),
@@ -415,10 +354,9 @@ async fn list_sandboxes(daemon: &Daemon) -> Response<Body> {
 async fn inspect_sandbox(daemon: &Daemon, key: &str) -> Response<Body> {
     let state = daemon.snapshot().await;
     match state.find_sandbox(key) {
-        Ok(s) => json(
-            StatusCode::OK,
-            &SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string()),
-        ),
+        Ok(s) => {
+            json(StatusCode::OK, &SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string()))
+        }
         Err(_) => from_error(&no_such_container(key)),
     }
 }
@@ -452,11 +390,7 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
             let state = daemon.snapshot().await;
             json(
                 StatusCode::CREATED,
-                &SandboxResource::from_model(
-                    &s,
-                    &state,
-                    daemon.netns_path(&s).display().to_string(),
-                ),
+                &SandboxResource::from_model(&s, &state, daemon.netns_path(&s).display().to_string()),
             )
         }
         Err(e) => from_error(&e),
@@ -469,10 +403,7 @@ mod tests {
 
     #[test]
     fn versioned_paths() {
-        assert_eq!(
-            split_version("/v1.41/networks"),
-            (Some("1.41"), "/networks")
-        );
+        assert_eq!(split_version("/v1.41/networks"), (Some("1.41"), "/networks"));
         assert_eq!(split_version("/networks/abc"), (None, "/networks/abc"));
         assert_eq!(split_version("/volumes"), (None, "/volumes"));
         assert!(version_tuple("1.47") > version_tuple(API_VERSION));

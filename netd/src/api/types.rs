@@ -67,11 +67,7 @@ pub struct IpamConfig {
     pub ip_range: Option<String>,
     #[serde(rename = "Gateway", default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
-    #[serde(
-        rename = "AuxiliaryAddresses",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AuxiliaryAddresses", default, skip_serializing_if = "Option::is_none")]
     pub aux: Option<BTreeMap<String, String>>,
 }
 
@@ -94,11 +90,7 @@ impl NetworkResource {
     pub fn from_model(n: &Network, state: &State, containers: bool) -> Self {
         let ipam = IpamResource {
             driver: "default".into(),
-            options: if n.predefined {
-                None
-            } else {
-                Some(BTreeMap::new())
-            },
+            options: if n.predefined { None } else { Some(BTreeMap::new()) },
             config: n
                 .ipam
                 .iter()
@@ -106,12 +98,7 @@ impl NetworkResource {
                     subnet: Some(i.subnet.to_string()),
                     ip_range: i.ip_range.map(|r| r.to_string()),
                     gateway: Some(i.gateway.to_string()),
-                    aux: (!i.aux.is_empty()).then(|| {
-                        i.aux
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.to_string()))
-                            .collect()
-                    }),
+                    aux: (!i.aux.is_empty()).then(|| i.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()),
                 })
                 .collect(),
         };
@@ -322,12 +309,7 @@ pub struct SandboxNetwork {
 
 impl SandboxResource {
     pub fn from_model(s: &Sandbox, state: &State, netns_path: String) -> Self {
-        let running: Vec<u32> = s
-            .processes
-            .iter()
-            .filter(|p| p.is_running())
-            .map(|p| p.pid)
-            .collect();
+        let running: Vec<u32> = s.processes.iter().filter(|p| p.is_running()).map(|p| p.pid).collect();
         let networks = state
             .networks_of(&s.id)
             .into_iter()

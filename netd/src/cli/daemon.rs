@@ -10,11 +10,8 @@ use tokio::{
 use crate::daemon::{self as d, Config, Daemon};
 
 pub fn main(cfg: Config) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     match runtime.block_on(serve(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,26 +28,15 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     if socket.exists() {
         if tokio::net::UnixStream::connect(&socket).await.is_ok() {
-            return Err(format!(
-                "another daemon is listening on unix://{}",
-                socket.display()
-            ));
+            return Err(format!("another daemon is listening on unix://{}", socket.display()));
         }
-        std::fs::remove_file(&socket)
-            .map_err(|e| format!("removing stale socket {}: {e}", socket.display()))?;
+        std::fs::remove_file(&socket).map_err(|e| format!("removing stale socket {}: {e}", socket.display()))?;
     }
-    let daemon = Daemon::start(cfg)
-        .await
-        .map_err(|e| format!("starting: {e}"))?;
-    let listener =
-        UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+    let daemon = Daemon::start(cfg).await.map_err(|e| format!("starting: {e}"))?;
+    let listener = UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
     eprintln!(
         "netd: uplinks: {}",
-        if daemon.uplinks().is_empty() {
-            "none".into()
-        } else {
-            daemon.uplinks().join(",")
-        }
+        if daemon.uplinks().is_empty() { "none".into() } else { daemon.uplinks().join(",") }
     );
     eprintln!("netd: listening on unix://{}", socket.display());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

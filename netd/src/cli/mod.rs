@@ -13,20 +13,10 @@ use clap::{Parser, Subcommand};
 use crate::{client::Client, daemon::Config};
 
 #[derive(Parser)]
-#[command(
-    name = "netd",
-    version,
-    about = "Docker-compatible container networking with an eBPF datapath"
-)]
+#[command(name = "netd", version, about = "Docker-compatible container networking with an eBPF datapath")]
 pub struct Cli {
     /// Daemon socket to connect to.
-    #[arg(
-        short = 'H',
-        long = "host",
-        global = true,
-        env = "NETD_HOST",
-        default_value = "unix:///run/netd/netd.sock"
-    )]
+    #[arg(short = 'H', long = "host", global = true, env = "NETD_HOST", default_value = "unix:///run/netd/netd.sock")]
     host: String,
     #[command(subcommand)]
     command: Command,
@@ -59,10 +49,7 @@ pub fn main() -> ExitCode {
     if let Command::Daemon(cfg) = cli.command {
         return daemon::main(*cfg);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let client = match Client::new(&cli.host) {
         Ok(c) => c,
         Err(e) => {
@@ -85,15 +72,8 @@ pub fn main() -> ExitCode {
 }
 
 async fn version(client: &Client) -> ExitCode {
-    println!(
-        "Client:\n Version:     {}\n API version: {}",
-        env!("CARGO_PKG_VERSION"),
-        crate::api::API_VERSION
-    );
-    match client
-        .call::<serde_json::Value>(hyper::Method::GET, "/version", None::<&()>)
-        .await
-    {
+    println!("Client:\n Version:     {}\n API version: {}", env!("CARGO_PKG_VERSION"), crate::api::API_VERSION);
+    match client.call::<serde_json::Value>(hyper::Method::GET, "/version", None::<&()>).await {
         Ok(v) => {
             println!(
                 "\nServer:\n Version:     {}\n API version: {} (minimum version {})\n Kernel:      {}",

@@ -99,12 +99,8 @@ fn key_values(items: &[String], what: &str) -> Result<BTreeMap<String, String>, 
 pub fn filters_json(filters: &[String]) -> Result<String, String> {
     let mut map: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
     for f in filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| format!("bad format of filter (expected name=value): {f}"))?;
-        map.entry(k.to_owned())
-            .or_default()
-            .insert(v.to_owned(), true);
+        let (k, v) = f.split_once('=').ok_or_else(|| format!("bad format of filter (expected name=value): {f}"))?;
+        map.entry(k.to_owned()).or_default().insert(v.to_owned(), true);
     }
     Ok(serde_json::to_string(&map).expect("serialisable"))
 }
@@ -113,10 +109,7 @@ fn query(filters: &[String]) -> Result<String, String> {
     if filters.is_empty() {
         return Ok(String::new());
     }
-    Ok(format!(
-        "?filters={}",
-        urlencoding::encode(&filters_json(filters)?)
-    ))
+    Ok(format!("?filters={}", urlencoding::encode(&filters_json(filters)?)))
 }
 
 /// Pretty JSON with docker's 4-space indentation.
@@ -130,56 +123,35 @@ pub fn pretty<T: serde::Serialize>(v: &T) -> String {
 
 pub async fn exec(client: &Client, cmd: NetworkCommand) -> ExitCode {
     match cmd {
-        NetworkCommand::Ls {
-            quiet,
-            filter,
-            no_trunc,
-        } => ls(client, quiet, &filter, no_trunc).await,
+        NetworkCommand::Ls { quiet, filter, no_trunc } => ls(client, quiet, &filter, no_trunc).await,
         NetworkCommand::Create(args) => create(client, args).await,
         NetworkCommand::Inspect { names } => inspect(client, &names).await,
         NetworkCommand::Rm { names } => {
             let mut code = ExitCode::SUCCESS;
             for name in names {
                 let path = format!("/networks/{}", urlencoding::encode(&name));
-                match client
-                    .call::<serde_json::Value>(Method::DELETE, &path, None::<&()>)
-                    .await
-                {
+                match client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
                     Ok(_) => println!("{name}"),
                     Err(e) => code = fail(&e),
                 }
             }
             code
         }
-        NetworkCommand::Connect {
-            ip,
-            network,
-            sandbox,
-        } => {
+        NetworkCommand::Connect { ip, network, sandbox } => {
             let body = serde_json::json!({
                 "Container": sandbox,
                 "EndpointConfig": { "IPAMConfig": { "IPv4Address": ip.unwrap_or_default() } },
             });
             let path = format!("/networks/{}/connect", urlencoding::encode(&network));
-            match client
-                .call::<serde_json::Value>(Method::POST, &path, Some(&body))
-                .await
-            {
+            match client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
-        NetworkCommand::Disconnect {
-            force,
-            network,
-            sandbox,
-        } => {
+        NetworkCommand::Disconnect { force, network, sandbox } => {
             let body = serde_json::json!({ "Container": sandbox, "Force": force });
             let path = format!("/networks/{}/disconnect", urlencoding::encode(&network));
-            match client
-                .call::<serde_json::Value>(Method::POST, &path, Some(&body))
-                .await
-            {
+            match client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -193,10 +165,7 @@ async fn ls(client: &Client, quiet: bool, filter: &[String], no_trunc: bool) -> 
         Ok(q) => q,
         Err(e) => return fail(&e),
     };
-    let mut nets: Vec<NetworkResource> = match client
-        .call(Method::GET, &format!("/networks{q}"), None::<&()>)
-        .await
-    {
+    let mut nets: Vec<NetworkResource> = match client.call(Method::GET, &format!("/networks{q}"), None::<&()>).await {
         Ok(n) => n,
         Err(e) => return fail(&e),
     };
@@ -214,23 +183,15 @@ async fn ls(client: &Client, quiet: bool, filter: &[String], no_trunc: bool) -> 
         }
         return ExitCode::SUCCESS;
     }
-    let rows: Vec<Vec<String>> = nets
-        .iter()
-        .map(|n| vec![id(n), n.name.clone(), n.driver.clone(), n.scope.clone()])
-        .collect();
-    print!(
-        "{}",
-        table::render(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)
-    );
+    let rows: Vec<Vec<String>> =
+        nets.iter().map(|n| vec![id(n), n.name.clone(), n.driver.clone(), n.scope.clone()]).collect();
+    print!("{}", table::render(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows));
     ExitCode::SUCCESS
 }
 
 async fn create(client: &Client, a: CreateArgs) -> ExitCode {
     match create_body(&a) {
-        Ok(body) => match client
-            .call::<NetworkCreateResponse>(Method::POST, "/networks/create", Some(&body))
-            .await
-        {
+        Ok(body) => match client.call::<NetworkCreateResponse>(Method::POST, "/networks/create", Some(&body)).await {
             Ok(r) => {
                 println!("{}", r.id);
                 ExitCode::SUCCESS
@@ -275,10 +236,7 @@ async fn inspect(client: &Client, names: &[String]) -> ExitCode {
     let mut errors = Vec::new();
     for name in names {
         let path = format!("/networks/{}", urlencoding::encode(name));
-        match client
-            .call::<NetworkResource>(Method::GET, &path, None::<&()>)
-            .await
-        {
+        match client.call::<NetworkResource>(Method::GET, &path, None::<&()>).await {
             Ok(v) => found.push(v),
             Err(e) => errors.push(e.to_string()),
         }
@@ -308,10 +266,7 @@ async fn prune(client: &Client, force: bool, filter: &[String]) -> ExitCode {
         Ok(q) => q,
         Err(e) => return fail(&e),
     };
-    match client
-        .call::<NetworksPruneResponse>(Method::POST, &format!("/networks/prune{q}"), None::<&()>)
-        .await
-    {
+    match client.call::<NetworksPruneResponse>(Method::POST, &format!("/networks/prune{q}"), None::<&()>).await {
         Ok(r) => {
             if !r.networks_deleted.is_empty() {
                 println!("Deleted Networks:");

@@ -67,11 +67,7 @@ pub struct RmArgs {
 
 /// Spawns `command` inside the namespace at `netns_path`. The spawning thread enters the
 /// namespace and the child inherits it; the CLI's other threads never change namespace.
-fn spawn_in(
-    netns_path: &str,
-    command: &[String],
-    detach: bool,
-) -> std::io::Result<std::process::Child> {
+fn spawn_in(netns_path: &str, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
     let path = PathBuf::from(netns_path);
     let command = command.to_vec();
     std::thread::spawn(move || {
@@ -79,9 +75,7 @@ fn spawn_in(
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
         if detach {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         cmd.spawn()
@@ -92,9 +86,7 @@ fn spawn_in(
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt as _;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -117,18 +109,13 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         auto_remove: a.rm && a.detach,
         command: a.command.clone(),
     };
-    let s: SandboxResource = match client
-        .call(Method::POST, "/netd/v1/sandboxes", Some(&req))
-        .await
-    {
+    let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
     let remove = |client: Client, id: String| async move {
         let path = format!("/netd/v1/sandboxes/{id}?force=1");
-        let _ = client
-            .call::<serde_json::Value>(Method::DELETE, &path, None::<&()>)
-            .await;
+        let _ = client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await;
     };
     let mut child = match spawn_in(&s.netns_path, &a.command, a.detach) {
         Ok(c) => c,
@@ -141,10 +128,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
     if a.detach {
         let body = ProcessRequest { pid: child.id() };
         let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
-        if let Err(e) = client
-            .call::<serde_json::Value>(Method::POST, &path, Some(&body))
-            .await
-        {
+        if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
             let _ = child.kill();
             let _ = child.wait();
             remove(client.clone(), s.id.clone()).await;
@@ -153,9 +137,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         println!("{}", s.id);
         return ExitCode::SUCCESS;
     }
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("wait task");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task");
     if a.rm {
         remove(client.clone(), s.id.clone()).await;
     }
@@ -175,20 +157,14 @@ pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };
-    match tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .expect("wait task")
-    {
+    match tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task") {
         Ok(st) => exit_code(st),
         Err(e) => fail(&format!("waiting for the command: {e}")),
     }
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> ExitCode {
-    let list: Vec<SandboxResource> = match client
-        .call(Method::GET, "/netd/v1/sandboxes", None::<&()>)
-        .await
-    {
+    let list: Vec<SandboxResource> = match client.call(Method::GET, "/netd/v1/sandboxes", None::<&()>).await {
         Ok(l) => l,
         Err(e) => return fail(&e),
     };
@@ -216,56 +192,22 @@ pub async fn ps(client: &Client, a: PsArgs) -> ExitCode {
                 .map(|n| format!("{}/{}", n.ip_address, n.ip_prefix_len))
                 .collect();
             let status = if s.running {
-                format!(
-                    "running ({})",
-                    s.pids
-                        .iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                )
+                format!("running ({})", s.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
             } else {
                 "idle".to_owned()
             };
-            vec![
-                id(s),
-                s.name.clone(),
-                networks.join(","),
-                ips.join(","),
-                status,
-                s.command.join(" "),
-            ]
+            vec![id(s), s.name.clone(), networks.join(","), ips.join(","), status, s.command.join(" ")]
         })
         .collect();
-    print!(
-        "{}",
-        table::render(
-            &[
-                "SANDBOX ID",
-                "NAME",
-                "NETWORKS",
-                "IP ADDRESSES",
-                "STATUS",
-                "COMMAND"
-            ],
-            &rows
-        )
-    );
+    print!("{}", table::render(&["SANDBOX ID", "NAME", "NETWORKS", "IP ADDRESSES", "STATUS", "COMMAND"], &rows));
     ExitCode::SUCCESS
 }
 
 pub async fn rm(client: &Client, a: RmArgs) -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     for name in &a.sandboxes {
-        let path = format!(
-            "/netd/v1/sandboxes/{}?force={}",
-            urlencoding::encode(name),
-            u8::from(a.force)
-        );
-        match client
-            .call::<serde_json::Value>(Method::DELETE, &path, None::<&()>)
-            .await
-        {
+        let path = format!("/netd/v1/sandboxes/{}?force={}", urlencoding::encode(name), u8::from(a.force));
+        match client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
             Ok(_) => println!("{name}"),
             Err(e) => code = fail(&e),
         }

@@ -31,11 +31,8 @@ pub async fn exec(client: &Client, a: StatsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if a.sandbox.is_none() {
-        let rows: Vec<Vec<String>> = stats
-            .reasons
-            .iter()
-            .map(|r| vec![r.reason.clone(), r.packets.to_string(), r.bytes.to_string()])
-            .collect();
+        let rows: Vec<Vec<String>> =
+            stats.reasons.iter().map(|r| vec![r.reason.clone(), r.packets.to_string(), r.bytes.to_string()]).collect();
         print!("{}", table::render(&["REASON", "PACKETS", "BYTES"], &rows));
         println!();
     }
@@ -53,20 +50,6 @@ pub async fn exec(client: &Client, a: StatsArgs) -> ExitCode {
             ]);
         }
     }
-    print!(
-        "{}",
-        table::render(
-            &[
-                "SANDBOX",
-                "NETWORK",
-                "INTERFACE",
-                "HOST VETH",
-                "REASON",
-                "PACKETS",
-                "BYTES"
-            ],
-            &rows
-        )
-    );
+    print!("{}", table::render(&["SANDBOX", "NETWORK", "INTERFACE", "HOST VETH", "REASON", "PACKETS", "BYTES"], &rows));
     ExitCode::SUCCESS
 }

@@ -78,17 +78,9 @@ mod tests {
     fn columns_like_docker() {
         let s = render(
             &["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
-            &[vec![
-                "2ac6093c3709".into(),
-                "bridge".into(),
-                "bridge".into(),
-                "local".into(),
-            ]],
+            &[vec!["2ac6093c3709".into(), "bridge".into(), "bridge".into(), "local".into()]],
         );
-        assert_eq!(
-            s,
-            "NETWORK ID     NAME      DRIVER    SCOPE\n2ac6093c3709   bridge    bridge    local\n"
-        );
+        assert_eq!(s, "NETWORK ID     NAME      DRIVER    SCOPE\n2ac6093c3709   bridge    bridge    local\n");
     }
 
     #[test]

@@ -38,11 +38,7 @@ pub struct Config {
     #[arg(long, default_value = "/sys/fs/bpf/netd")]
     pub bpffs: PathBuf,
     /// API socket.
-    #[arg(
-        short = 'H',
-        long = "host",
-        default_value = "unix:///run/netd/netd.sock"
-    )]
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/netd/netd.sock")]
     pub host: String,
     /// Uplink interface for traffic to the outside (repeatable; default: the interfaces of the
     /// default routes).

@@ -61,38 +61,22 @@ pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> End
 
 impl Daemon {
     fn dp(&self) -> std::sync::MutexGuard<'_, crate::datapath::Datapath> {
-        self.datapath
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.datapath.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
         let Some(ipam) = &n.ipam else { return Ok(()) };
-        let info = NetworkInfo {
-            network: n.datapath_id,
-            gateway: wire(ipam.gateway),
-            flags: network_flags(n),
-            pad: 0,
-        };
-        Ok(self
-            .dp()
-            .set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?)
+        let info = NetworkInfo { network: n.datapath_id, gateway: wire(ipam.gateway), flags: network_flags(n), pad: 0 };
+        Ok(self.dp().set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?)
     }
 
     pub(super) fn datapath_remove_network(&self, n: &Network) -> Result<()> {
         let Some(ipam) = &n.ipam else { return Ok(()) };
-        Ok(self
-            .dp()
-            .remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
+        Ok(self.dp().remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
     }
 
     /// Makes an existing veth an endpoint of the datapath (attached if not yet, entries set).
-    pub(super) fn datapath_adopt_endpoint(
-        &self,
-        n: &Network,
-        link: &EndpointLink,
-        host_ifindex: u32,
-    ) -> Result<()> {
+    pub(super) fn datapath_adopt_endpoint(&self, n: &Network, link: &EndpointLink, host_ifindex: u32) -> Result<()> {
         let mut dp = self.dp();
         if !dp.is_attached(&link.host_veth) {
             dp.attach_from_container(&link.host_veth)?;
@@ -113,9 +97,7 @@ impl Daemon {
         let host = kernel::create_endpoint_veth(&self.nl, netns, endpoint_id, link, bridge).await?;
         self.dp().reset_endpoint_counters(link.slot)?;
         self.datapath_adopt_endpoint(n, link, host)?;
-        let gateway = (!n.internal)
-            .then(|| n.ipam.as_ref().map(|i| i.gateway))
-            .flatten();
+        let gateway = (!n.internal).then(|| n.ipam.as_ref().map(|i| i.gateway)).flatten();
         kernel::bring_up_endpoint(&self.nl, netns, host, link, gateway).await
     }
 

@@ -28,18 +28,9 @@ pub async fn setup_bridge(nl: &Netlink, network: &Network) -> Result<()> {
     };
     let index = match nl.link(&o.bridge_name).await? {
         Some(l) => l.index,
-        None => {
-            nl.create_bridge(
-                &o.bridge_name,
-                ids::random_mac(),
-                o.mtu,
-                &bridge_alias(&network.id),
-            )
-            .await?
-        }
+        None => nl.create_bridge(&o.bridge_name, ids::random_mac(), o.mtu, &bridge_alias(&network.id)).await?,
     };
-    nl.add_address(index, ipam.gateway, ipam.subnet.prefix())
-        .await?;
+    nl.add_address(index, ipam.gateway, ipam.subnet.prefix()).await?;
     nl.set_up(index).await?;
     Ok(())
 }

@@ -51,16 +51,9 @@ impl Daemon {
         } else {
             cfg.default_address_pools.clone()
         };
-        let uplinks = if cfg.uplink.is_empty() {
-            nl.default_route_interfaces().await?
-        } else {
-            cfg.uplink.clone()
-        };
+        let uplinks = if cfg.uplink.is_empty() { nl.default_route_interfaces().await? } else { cfg.uplink.clone() };
         let loaded = store.load()?;
-        let datapath = Datapath::load(&LoadOptions {
-            trace: false,
-            pin_dir: Some(cfg.bpffs.clone()),
-        })?;
+        let datapath = Datapath::load(&LoadOptions { trace: false, pin_dir: Some(cfg.bpffs.clone()) })?;
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),

@@ -45,9 +45,7 @@ pub fn not_found(key: &str) -> Error {
 pub fn lookup_error(key: &str, e: Lookup) -> Error {
     match e {
         Lookup::NotFound => not_found(key),
-        Lookup::Ambiguous => Error::NotFound(format!(
-            "network {key} is ambiguous (more than one network matches)"
-        )),
+        Lookup::Ambiguous => Error::NotFound(format!("network {key} is ambiguous (more than one network matches)")),
     }
 }
 
@@ -56,20 +54,13 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 fn parse_ip(s: &str) -> Result<Ipv4Addr> {
-    s.parse()
-        .map_err(|_| invalid(format!("invalid IPv4 address: {s}")))
+    s.parse().map_err(|_| invalid(format!("invalid IPv4 address: {s}")))
 }
 
 fn parse_subnet(s: &str) -> Result<Ipv4Network> {
-    let net: Ipv4Network = s
-        .parse()
-        .map_err(|_| invalid(format!("invalid CIDR address: {s}")))?;
+    let net: Ipv4Network = s.parse().map_err(|_| invalid(format!("invalid CIDR address: {s}")))?;
     if net.ip() != net.network() {
-        return Err(invalid(format!(
-            "invalid subnet {s}: it should be {}/{}",
-            net.network(),
-            net.prefix()
-        )));
+        return Err(invalid(format!("invalid subnet {s}: it should be {}/{}", net.network(), net.prefix())));
     }
     Ok(net)
 }
@@ -100,8 +91,7 @@ impl Daemon {
             n.options = default_bridge_option_map(&o);
             n.bridge = Some(o);
             n.ipam = Some(Ipam {
-                subnet: Ipv4Network::new(self.cfg.bip.network(), self.cfg.bip.prefix())
-                    .expect("valid"),
+                subnet: Ipv4Network::new(self.cfg.bip.network(), self.cfg.bip.prefix()).expect("valid"),
                 gateway: self.cfg.bip.ip(),
                 ip_range: None,
                 aux: BTreeMap::new(),
@@ -149,11 +139,7 @@ impl Daemon {
                 return Err(e);
             }
         }
-        state
-            .networks
-            .get_mut(&id)
-            .expect("just inserted")
-            .lifecycle = Lifecycle::Ready;
+        state.networks.get_mut(&id).expect("just inserted").lifecycle = Lifecycle::Ready;
         self.persist(&state)?;
         Ok(id)
     }
@@ -164,26 +150,18 @@ impl Daemon {
             return Err(invalid("network name must not be empty"));
         }
         if state.networks.values().any(|n| n.name == req.name) {
-            return Err(Error::Conflict(format!(
-                "network with name {} already exists",
-                req.name
-            )));
+            return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
         }
         let driver = match req.driver.as_str() {
             "" | "bridge" => Driver::Bridge,
             d @ ("host" | "null") => {
-                return Err(Error::Forbidden(format!(
-                    "only one instance of \"{d}\" network is allowed"
-                )));
+                return Err(Error::Forbidden(format!("only one instance of \"{d}\" network is allowed")));
             }
             d => return Err(Error::NotFound(format!("plugin \"{d}\" not found"))),
         };
         debug_assert_eq!(driver, Driver::Bridge);
         if !matches!(req.ipam_driver.as_str(), "" | "default") {
-            return Err(Error::NotFound(format!(
-                "plugin \"{}\" not found",
-                req.ipam_driver
-            )));
+            return Err(Error::NotFound(format!("plugin \"{}\" not found", req.ipam_driver)));
         }
         if req.enable_ipv6 {
             return Err(invalid("IPv6 networks are not supported by netd"));
@@ -194,13 +172,10 @@ impl Daemon {
         let id = ids::new_id();
         let ipam = self.plan_ipam(state, req.ipam_config.first()).await?;
         let default_name = format!("br-{}", &id[..12]);
-        let bridge =
-            BridgeOptions::parse(&req.options, default_name, self.cfg.mtu).map_err(invalid)?;
-        if let Some(other) = state.networks.values().find(|n| {
-            n.bridge
-                .as_ref()
-                .is_some_and(|b| b.bridge_name == bridge.bridge_name)
-        }) {
+        let bridge = BridgeOptions::parse(&req.options, default_name, self.cfg.mtu).map_err(invalid)?;
+        if let Some(other) =
+            state.networks.values().find(|n| n.bridge.as_ref().is_some_and(|b| b.bridge_name == bridge.bridge_name))
+        {
             return Err(Error::Forbidden(format!(
                 "cannot create network {id} ({}): conflicts with network {} ({}): networks have same bridge name",
                 bridge.bridge_name, other.id, bridge.bridge_name
@@ -231,26 +206,19 @@ impl Daemon {
     }
 
     async fn plan_ipam(&self, state: &State, req: Option<&IpamRequest>) -> Result<Ipam> {
-        let used: Vec<Ipv4Network> = state
-            .networks
-            .values()
-            .filter_map(|n| n.ipam.as_ref().map(|i| i.subnet))
-            .collect();
+        let used: Vec<Ipv4Network> =
+            state.networks.values().filter_map(|n| n.ipam.as_ref().map(|i| i.subnet)).collect();
         let empty = IpamRequest::default();
         let req = req.unwrap_or(&empty);
         let (subnet, user_subnet) = if let Some(s) = &req.subnet {
             let subnet = parse_subnet(s)?;
             if used.iter().any(|u| pools::overlaps(*u, subnet)) {
-                return Err(Error::Forbidden(
-                    "Pool overlaps with other one on this address space".into(),
-                ));
+                return Err(Error::Forbidden("Pool overlaps with other one on this address space".into()));
             }
             (subnet, true)
         } else {
             if req.gateway.is_some() || req.ip_range.is_some() {
-                return Err(invalid(
-                    "every ip-range or gateway must have a corresponding subnet",
-                ));
+                return Err(invalid("every ip-range or gateway must have a corresponding subnet"));
             }
             let mut avoid = used;
             avoid.extend(self.nl.link_scope_routes().await?);
@@ -291,34 +259,19 @@ impl Daemon {
         for (name, addr) in &req.aux {
             let ip = parse_ip(addr)?;
             if !subnet.contains(ip) {
-                return Err(invalid(format!(
-                    "no matching subnet for aux-address {addr}"
-                )));
+                return Err(invalid(format!("no matching subnet for aux-address {addr}")));
             }
             aux.insert(name.clone(), ip);
         }
-        Ok(Ipam {
-            subnet,
-            gateway,
-            ip_range,
-            aux,
-            user_subnet,
-            allocated: std::collections::BTreeSet::default(),
-        })
+        Ok(Ipam { subnet, gateway, ip_range, aux, user_subnet, allocated: std::collections::BTreeSet::default() })
     }
 
     /// Removes a network that has no endpoints.
     pub async fn remove_network(&self, key: &str) -> Result<()> {
         let mut state = self.state.lock().await;
-        let n = state
-            .find_network(key)
-            .map_err(|e| lookup_error(key, e))?
-            .clone();
+        let n = state.find_network(key).map_err(|e| lookup_error(key, e))?.clone();
         if n.predefined {
-            return Err(Error::Forbidden(format!(
-                "{} is a pre-defined network and cannot be removed",
-                n.name
-            )));
+            return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", n.name)));
         }
         if !n.endpoints.is_empty() {
             return Err(Error::Forbidden(format!(
@@ -354,13 +307,7 @@ impl Daemon {
         };
         let mut deleted = Vec::new();
         for id in candidates {
-            let name = self
-                .state
-                .lock()
-                .await
-                .networks
-                .get(&id)
-                .map(|n| n.name.clone());
+            let name = self.state.lock().await.networks.get(&id).map(|n| n.name.clone());
             if let (Some(name), Ok(())) = (name, self.remove_network(&id).await) {
                 deleted.push(name);
             }
@@ -372,9 +319,7 @@ impl Daemon {
 
 fn first_host(subnet: Ipv4Network) -> Result<Ipv4Addr> {
     if subnet.prefix() >= 31 {
-        return Err(invalid(format!(
-            "subnet {subnet} is too small for a gateway and endpoints"
-        )));
+        return Err(invalid(format!("subnet {subnet} is too small for a gateway and endpoints")));
     }
     Ok(Ipv4Addr::from(u32::from(subnet.network()) + 1))
 }

@@ -32,16 +32,12 @@ impl Daemon {
             .values()
             .filter(|s| {
                 s.lifecycle == Lifecycle::Creating
-                    || (s.mode == SandboxMode::Private
-                        && !s.netns.as_deref().is_some_and(netns::is_pinned))
+                    || (s.mode == SandboxMode::Private && !s.netns.as_deref().is_some_and(netns::is_pinned))
             })
             .cloned()
             .collect();
         for s in dead {
-            eprintln!(
-                "netd: reconcile: removing unfinished or vanished sandbox {}",
-                s.name
-            );
+            eprintln!("netd: reconcile: removing unfinished or vanished sandbox {}", s.name);
             self.teardown_sandbox(state, &s).await?;
         }
 
@@ -51,29 +47,18 @@ impl Daemon {
             .flat_map(|n| {
                 n.endpoints
                     .values()
-                    .filter(|e| {
-                        e.lifecycle == Lifecycle::Creating
-                            || !state.sandboxes.contains_key(&e.sandbox_id)
-                    })
+                    .filter(|e| e.lifecycle == Lifecycle::Creating || !state.sandboxes.contains_key(&e.sandbox_id))
                     .map(|e| (n.id.clone(), e.sandbox_id.clone()))
             })
             .collect();
         for (network_id, sandbox_id) in stale_endpoints {
-            self.remove_endpoint(state, &network_id, &sandbox_id)
-                .await?;
+            self.remove_endpoint(state, &network_id, &sandbox_id).await?;
         }
 
-        let unfinished: Vec<_> = state
-            .networks
-            .values()
-            .filter(|n| n.lifecycle == Lifecycle::Creating)
-            .cloned()
-            .collect();
+        let unfinished: Vec<_> =
+            state.networks.values().filter(|n| n.lifecycle == Lifecycle::Creating).cloned().collect();
         for n in unfinished {
-            eprintln!(
-                "netd: reconcile: rolling back unfinished network {}",
-                n.name
-            );
+            eprintln!("netd: reconcile: rolling back unfinished network {}", n.name);
             self.datapath_remove_network(&n)?;
             if let Some(b) = &n.bridge {
                 kernel::teardown_bridge(&self.nl, b).await?;
@@ -92,21 +77,14 @@ impl Daemon {
                 break;
             };
             let slot = state.next_endpoint_slot();
-            let ep = state
-                .networks
-                .get_mut(&network_id)
-                .and_then(|n| n.endpoints.get_mut(&sandbox_id));
+            let ep = state.networks.get_mut(&network_id).and_then(|n| n.endpoints.get_mut(&sandbox_id));
             if let Some(link) = ep.and_then(|e| e.link.as_mut()) {
                 link.slot = slot;
             }
         }
         // Networks persisted without a datapath id (the predefined ones at first start) get one.
-        let missing: Vec<String> = state
-            .networks
-            .values()
-            .filter(|n| n.datapath_id == 0)
-            .map(|n| n.id.clone())
-            .collect();
+        let missing: Vec<String> =
+            state.networks.values().filter(|n| n.datapath_id == 0).map(|n| n.id.clone()).collect();
         for id in missing {
             let next = state.next_datapath_id();
             state.networks.get_mut(&id).expect("listed").datapath_id = next;
@@ -120,11 +98,7 @@ impl Daemon {
         let Some(w) = wanted.iter().find(|w| w.name == "bridge") else {
             return Ok(());
         };
-        let Some(current) = state
-            .networks
-            .values_mut()
-            .find(|n| n.predefined && n.name == "bridge")
-        else {
+        let Some(current) = state.networks.values_mut().find(|n| n.predefined && n.name == "bridge") else {
             return Ok(());
         };
         if current.endpoints.is_empty() && (current.bridge != w.bridge || current.ipam != w.ipam) {
@@ -157,8 +131,7 @@ impl Daemon {
                         "netd: reconcile: re-creating endpoint {} of {} on {}",
                         link.ifname, sandbox.name, n.name
                     );
-                    self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link)
-                        .await?;
+                    self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link).await?;
                 }
             }
         }
@@ -173,19 +146,13 @@ impl Daemon {
             .values()
             .flat_map(|n| {
                 let bridge = n.bridge.as_ref().map(|b| b.bridge_name.clone());
-                let veths = n
-                    .endpoints
-                    .values()
-                    .filter_map(|e| e.link.as_ref().map(|l| l.host_veth.clone()));
+                let veths = n.endpoints.values().filter_map(|e| e.link.as_ref().map(|l| l.host_veth.clone()));
                 bridge.into_iter().chain(veths)
             })
             .collect();
         let mut live = BTreeSet::new();
         for link in self.nl.links().await? {
-            let ours = link
-                .alias
-                .as_deref()
-                .is_some_and(|a| a.starts_with(kernel::ALIAS_PREFIX));
+            let ours = link.alias.as_deref().is_some_and(|a| a.starts_with(kernel::ALIAS_PREFIX));
             if ours && !known_links.contains(&link.name) {
                 eprintln!("netd: reconcile: deleting orphan link {}", link.name);
                 self.nl.delete_link(&link.name).await?;
@@ -196,19 +163,12 @@ impl Daemon {
         self.datapath_forget_unknown(&known_links)?;
         self.datapath_forget_stale_endpoints(&live)?;
 
-        let known_netns: BTreeSet<_> = state
-            .sandboxes
-            .values()
-            .filter_map(|s| s.netns.clone())
-            .collect();
+        let known_netns: BTreeSet<_> = state.sandboxes.values().filter_map(|s| s.netns.clone()).collect();
         if let Ok(dir) = std::fs::read_dir(self.cfg.netns_dir()) {
             for entry in dir.flatten() {
                 let path = entry.path();
                 if !known_netns.contains(&path) {
-                    eprintln!(
-                        "netd: reconcile: removing orphan namespace {}",
-                        path.display()
-                    );
+                    eprintln!("netd: reconcile: removing orphan namespace {}", path.display());
                     let _ = netns::remove(&path);
                 }
             }

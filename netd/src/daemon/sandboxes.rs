@@ -5,10 +5,7 @@
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use crate::{
-    model::{
-        ids, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox, SandboxMode,
-        State,
-    },
+    model::{ids, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox, SandboxMode, State},
     netns, process,
 };
 
@@ -38,14 +35,11 @@ pub fn no_such_container(key: &str) -> Error {
 fn sandbox_lookup_error(key: &str, e: Lookup) -> Error {
     match e {
         Lookup::NotFound => no_such_container(key),
-        Lookup::Ambiguous => Error::NotFound(format!(
-            "multiple containers found with provided prefix: {key}"
-        )),
+        Lookup::Ambiguous => Error::NotFound(format!("multiple containers found with provided prefix: {key}")),
     }
 }
 
-const HOST_MODE_CONFLICT: &str =
-    "container cannot be disconnected from host network or connected to host network";
+const HOST_MODE_CONFLICT: &str = "container cannot be disconnected from host network or connected to host network";
 const NONE_MODE_CONFLICT: &str =
     "container cannot be connected to multiple networks with one of the networks in private (none) mode";
 
@@ -68,15 +62,8 @@ impl Daemon {
     /// Creates a sandbox attached to one network. Nothing is left behind on failure.
     pub async fn create_sandbox(&self, req: CreateSandbox) -> Result<Sandbox> {
         let mut state = self.state.lock().await;
-        let network_key = if req.network.is_empty() {
-            "bridge"
-        } else {
-            req.network.as_str()
-        };
-        let network = state
-            .find_network(network_key)
-            .map_err(|e| lookup_error(network_key, e))?
-            .clone();
+        let network_key = if req.network.is_empty() { "bridge" } else { req.network.as_str() };
+        let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.clone();
         let name = match req.name {
             Some(n) => {
                 if !valid_name(&n) {
@@ -95,9 +82,7 @@ impl Daemon {
             None => ids::generate_name(|n| state.sandboxes.values().any(|s| s.name == n)),
         };
         if network.driver != Driver::Bridge && req.mac.is_some() {
-            return Err(Error::InvalidParameter(
-                "conflicting options: mac-address and the network mode".into(),
-            ));
+            return Err(Error::InvalidParameter("conflicting options: mac-address and the network mode".into()));
         }
         if network.driver != Driver::Bridge && req.ip.is_some() {
             return Err(Error::InvalidParameter(
@@ -106,17 +91,11 @@ impl Daemon {
         }
         if let (Some(_), Some(ipam)) = (req.ip, &network.ipam) {
             if !ipam.user_subnet {
-                return Err(Error::InvalidParameter(
-                    crate::ipam::IpamError::StaticIpNotAllowed.to_string(),
-                ));
+                return Err(Error::InvalidParameter(crate::ipam::IpamError::StaticIpNotAllowed.to_string()));
             }
         }
         let id = ids::new_id();
-        let mode = if network.driver == Driver::Host {
-            SandboxMode::Host
-        } else {
-            SandboxMode::Private
-        };
+        let mode = if network.driver == Driver::Host { SandboxMode::Host } else { SandboxMode::Private };
         let netns = (mode == SandboxMode::Private).then(|| self.cfg.netns_dir().join(&id[..12]));
         let sandbox = Sandbox {
             id: id.clone(),
@@ -134,14 +113,11 @@ impl Daemon {
 
         let result = async {
             if let Some(path) = &netns {
-                std::fs::create_dir_all(self.cfg.netns_dir())
-                    .map_err(Error::io("creating the netns directory"))?;
-                netns::create(path)
-                    .map_err(Error::io(format!("creating namespace {}", path.display())))?;
+                std::fs::create_dir_all(self.cfg.netns_dir()).map_err(Error::io("creating the netns directory"))?;
+                netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
                 kernel::setup_sandbox_loopback(path).await?;
             }
-            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac)
-                .await
+            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac).await
         }
         .await;
         if let Err(e) = result {
@@ -160,25 +136,11 @@ impl Daemon {
     }
 
     /// Connects a sandbox to a network (`docker network connect`).
-    pub async fn connect(
-        &self,
-        network_key: &str,
-        sandbox_key: &str,
-        ip: Option<Ipv4Addr>,
-    ) -> Result<()> {
+    pub async fn connect(&self, network_key: &str, sandbox_key: &str, ip: Option<Ipv4Addr>) -> Result<()> {
         let mut state = self.state.lock().await;
-        let network_id = state
-            .find_network(network_key)
-            .map_err(|e| lookup_error(network_key, e))?
-            .id
-            .clone();
-        let sandbox_id = state
-            .find_sandbox(sandbox_key)
-            .map_err(|e| sandbox_lookup_error(sandbox_key, e))?
-            .id
-            .clone();
-        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None)
-            .await
+        let network_id = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.id.clone();
+        let sandbox_id = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.id.clone();
+        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None).await
     }
 
     async fn connect_locked(
@@ -201,9 +163,7 @@ impl Daemon {
         if (network.driver == Driver::Host) != (sandbox.mode == SandboxMode::Host) {
             return Err(Error::Forbidden(HOST_MODE_CONFLICT.into()));
         }
-        if (network.driver == Driver::Null && !current.is_empty())
-            || current.iter().any(|n| n.driver == Driver::Null)
-        {
+        if (network.driver == Driver::Null && !current.is_empty()) || current.iter().any(|n| n.driver == Driver::Null) {
             return Err(Error::Forbidden(NONE_MODE_CONFLICT.into()));
         }
         let endpoint_id = ids::new_id();
@@ -221,24 +181,17 @@ impl Daemon {
                 ));
             }
             endpoint.lifecycle = Lifecycle::Ready;
-            state
-                .networks
-                .get_mut(network_id)
-                .expect("exists")
-                .endpoints
-                .insert(sandbox_id.to_owned(), endpoint);
+            state.networks.get_mut(network_id).expect("exists").endpoints.insert(sandbox_id.to_owned(), endpoint);
             self.persist(state)?;
             return Ok(());
         }
 
         // Bridge: allocate, record the intent, then build the veth pair.
         let mut ipam = network.ipam.clone().expect("bridge networks have IPAM");
-        let addr = ipam
-            .allocate(ip, &network.name, &network.id)
-            .map_err(|e| match e {
-                crate::ipam::IpamError::InUse => Error::Forbidden(e.to_string()),
-                _ => Error::InvalidParameter(e.to_string()),
-            })?;
+        let addr = ipam.allocate(ip, &network.name, &network.id).map_err(|e| match e {
+            crate::ipam::IpamError::InUse => Error::Forbidden(e.to_string()),
+            _ => Error::InvalidParameter(e.to_string()),
+        })?;
         let ifname = next_ifname(state, sandbox_id);
         let link = EndpointLink {
             ip: addr,
@@ -259,10 +212,7 @@ impl Daemon {
 
         let netns = self.netns_path(&sandbox);
         let network = state.networks[network_id].clone();
-        if let Err(e) = self
-            .setup_endpoint(&network, &netns, &endpoint_id, &link)
-            .await
-        {
+        if let Err(e) = self.setup_endpoint(&network, &netns, &endpoint_id, &link).await {
             let _ = self.teardown_endpoint(&link).await;
             ipam.release(addr);
             let n = state.networks.get_mut(network_id).expect("exists");
@@ -280,14 +230,8 @@ impl Daemon {
     /// Disconnects a sandbox from a network (`docker network disconnect`).
     pub async fn disconnect(&self, network_key: &str, sandbox_key: &str) -> Result<()> {
         let mut state = self.state.lock().await;
-        let network = state
-            .find_network(network_key)
-            .map_err(|e| lookup_error(network_key, e))?
-            .clone();
-        let sandbox = state
-            .find_sandbox(sandbox_key)
-            .map_err(|e| sandbox_lookup_error(sandbox_key, e))?
-            .clone();
+        let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.clone();
+        let sandbox = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.clone();
         if !network.endpoints.contains_key(&sandbox.id) {
             return Err(Error::Forbidden(format!(
                 "container {} is not connected to network {}",
@@ -297,8 +241,7 @@ impl Daemon {
         if network.driver == Driver::Host {
             return Err(Error::Forbidden(HOST_MODE_CONFLICT.into()));
         }
-        self.remove_endpoint(&mut state, &network.id, &sandbox.id)
-            .await?;
+        self.remove_endpoint(&mut state, &network.id, &sandbox.id).await?;
         // Like Docker: keep a default route through a remaining network if there is one.
         if let Some(path) = &sandbox.netns {
             let next = state
@@ -314,12 +257,7 @@ impl Daemon {
     }
 
     /// Deletes an endpoint's links, releases its address, forgets it.
-    pub(super) async fn remove_endpoint(
-        &self,
-        state: &mut State,
-        network_id: &str,
-        sandbox_id: &str,
-    ) -> Result<()> {
+    pub(super) async fn remove_endpoint(&self, state: &mut State, network_id: &str, sandbox_id: &str) -> Result<()> {
         let Some(n) = state.networks.get_mut(network_id) else {
             return Ok(());
         };
@@ -340,16 +278,8 @@ impl Daemon {
     /// Removes a sandbox: its processes (with `force`), endpoints and namespace.
     pub async fn remove_sandbox(&self, key: &str, force: bool) -> Result<String> {
         let mut state = self.state.lock().await;
-        let s = state
-            .find_sandbox(key)
-            .map_err(|e| sandbox_lookup_error(key, e))?
-            .clone();
-        let running: Vec<ProcessRef> = s
-            .processes
-            .iter()
-            .copied()
-            .filter(ProcessRef::is_running)
-            .collect();
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.clone();
+        let running: Vec<ProcessRef> = s.processes.iter().copied().filter(ProcessRef::is_running).collect();
         if !running.is_empty() {
             if !force {
                 return Err(Error::Conflict(format!(
@@ -373,17 +303,12 @@ impl Daemon {
 
     /// Removes a sandbox's endpoints and namespace and forgets it (processes already handled).
     pub(super) async fn teardown_sandbox(&self, state: &mut State, s: &Sandbox) -> Result<()> {
-        let networks: Vec<String> = state
-            .networks_of(&s.id)
-            .iter()
-            .map(|n| n.id.clone())
-            .collect();
+        let networks: Vec<String> = state.networks_of(&s.id).iter().map(|n| n.id.clone()).collect();
         for network_id in networks {
             self.remove_endpoint(state, &network_id, &s.id).await?;
         }
         if let Some(path) = &s.netns {
-            netns::remove(path)
-                .map_err(Error::io(format!("removing namespace {}", path.display())))?;
+            netns::remove(path).map_err(Error::io(format!("removing namespace {}", path.display())))?;
         }
         state.sandboxes.remove(&s.id);
         self.persist(state)?;
@@ -393,19 +318,9 @@ impl Daemon {
     /// Records a process started in a sandbox (by `netd run -d`).
     pub async fn add_process(&self, key: &str, pid: u32) -> Result<()> {
         let mut state = self.state.lock().await;
-        let id = state
-            .find_sandbox(key)
-            .map_err(|e| sandbox_lookup_error(key, e))?
-            .id
-            .clone();
-        let p = ProcessRef::of(pid)
-            .ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
-        state
-            .sandboxes
-            .get_mut(&id)
-            .expect("found")
-            .processes
-            .push(p);
+        let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
+        let p = ProcessRef::of(pid).ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
+        state.sandboxes.get_mut(&id).expect("found").processes.push(p);
         self.persist(&state)?;
         Ok(())
     }
@@ -416,11 +331,7 @@ impl Daemon {
         let done: Vec<Sandbox> = state
             .sandboxes
             .values()
-            .filter(|s| {
-                s.auto_remove
-                    && !s.processes.is_empty()
-                    && !s.processes.iter().any(ProcessRef::is_running)
-            })
+            .filter(|s| s.auto_remove && !s.processes.is_empty() && !s.processes.iter().any(ProcessRef::is_running))
             .cloned()
             .collect();
         for s in done {
@@ -450,16 +361,8 @@ fn next_ifname(state: &State, sandbox_id: &str) -> String {
     let used: Vec<String> = state
         .networks_of(sandbox_id)
         .iter()
-        .filter_map(|n| {
-            n.endpoints
-                .get(sandbox_id)
-                .and_then(|e| e.link.as_ref())
-                .map(|l| l.ifname.clone())
-        })
+        .filter_map(|n| n.endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()).map(|l| l.ifname.clone()))
         .collect();
     // One more candidate than there are interfaces: one of them is free.
-    (0..=used.len())
-        .map(|i| format!("eth{i}"))
-        .find(|n| !used.contains(n))
-        .expect("pigeonhole")
+    (0..=used.len()).map(|i| format!("eth{i}")).find(|n| !used.contains(n)).expect("pigeonhole")
 }

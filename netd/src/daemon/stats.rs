@@ -51,8 +51,7 @@ pub struct Stats {
 fn named(raw: Vec<(u8, Counter)>) -> Vec<ReasonCount> {
     raw.into_iter()
         .map(|(code, c)| ReasonCount {
-            reason: Reason::decode(code)
-                .map_or_else(|| format!("unknown-{code}"), |r| r.name().to_owned()),
+            reason: Reason::decode(code).map_or_else(|| format!("unknown-{code}"), |r| r.name().to_owned()),
             code,
             packets: c.packets,
             bytes: c.bytes,
@@ -65,19 +64,12 @@ impl Daemon {
     pub async fn stats(&self, sandbox: Option<&str>) -> Result<Stats> {
         let state = self.snapshot().await;
         let only = match sandbox {
-            Some(key) => Some(
-                state
-                    .find_sandbox(key)
-                    .map_err(|_| super::sandboxes::no_such_container(key))?
-                    .id
-                    .clone(),
-            ),
+            Some(key) => {
+                Some(state.find_sandbox(key).map_err(|_| super::sandboxes::no_such_container(key))?.id.clone())
+            }
             None => None,
         };
-        let dp = self
-            .datapath
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dp = self.datapath.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let reasons = named(dp.reason_counters().map_err(Error::from)?);
         let mut endpoints = Vec::new();
         for n in state.networks.values() {

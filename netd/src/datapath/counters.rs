@@ -2,8 +2,7 @@
 
 use aya::maps::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 use netd_common::{
-    Counter, EndpointCounters, EndpointReasonKey, PacketClass, Reason, CLASS_SLOTS, MAX_ENDPOINTS,
-    REASON_SLOTS,
+    Counter, EndpointCounters, EndpointReasonKey, PacketClass, Reason, CLASS_SLOTS, MAX_ENDPOINTS, REASON_SLOTS,
 };
 
 use super::{map_err, Datapath, DatapathError, Result};
@@ -13,10 +12,7 @@ const ENDPOINT_COUNTERS: &str = "NETD_ENDPOINT_COUNTERS";
 const ENDPOINT_DROPS: &str = "NETD_ENDPOINT_DROPS";
 
 fn add(a: Counter, b: &Counter) -> Counter {
-    Counter {
-        packets: a.packets + b.packets,
-        bytes: a.bytes + b.bytes,
-    }
+    Counter { packets: a.packets + b.packets, bytes: a.bytes + b.bytes }
 }
 
 /// One endpoint's counters: by outcome, and its drops by reason.
@@ -29,17 +25,11 @@ pub struct EndpointTotals {
 impl Datapath {
     /// Every (reason, class) counter with traffic.
     fn verdicts(&self) -> Result<Vec<(u8, u8, Counter)>> {
-        let map = self
-            .ebpf
-            .map(VERDICTS)
-            .ok_or(DatapathError::MissingMap { name: VERDICTS })?;
+        let map = self.ebpf.map(VERDICTS).ok_or(DatapathError::MissingMap { name: VERDICTS })?;
         let array = PerCpuArray::<_, Counter>::try_from(map).map_err(map_err(VERDICTS))?;
         let mut out = Vec::new();
         for (index, values) in array.iter().enumerate() {
-            let total = values
-                .map_err(map_err(VERDICTS))?
-                .iter()
-                .fold(Counter::default(), add);
+            let total = values.map_err(map_err(VERDICTS))?.iter().fold(Counter::default(), add);
             if total.packets != 0 {
                 let index = u32::try_from(index).expect("map size fits u32");
                 let reason = u8::try_from(index / CLASS_SLOTS).expect("reason slots fit u8");
@@ -66,12 +56,7 @@ impl Datapath {
 
     /// The counter of one reason.
     pub fn reason_counter(&self, reason: Reason) -> Result<Counter> {
-        Ok(self
-            .reason_counters()?
-            .into_iter()
-            .find(|(r, _)| *r == reason as u8)
-            .map(|(_, c)| c)
-            .unwrap_or_default())
+        Ok(self.reason_counters()?.into_iter().find(|(r, _)| *r == reason as u8).map(|(_, c)| c).unwrap_or_default())
     }
 
     /// The counter of one packet class.
@@ -85,31 +70,19 @@ impl Datapath {
 
     /// The counters of the endpoint in `slot`.
     pub fn endpoint_counters(&self, slot: u32) -> Result<EndpointTotals> {
-        let map = self
-            .ebpf
-            .map(ENDPOINT_COUNTERS)
-            .ok_or(DatapathError::MissingMap {
-                name: ENDPOINT_COUNTERS,
-            })?;
-        let array = PerCpuArray::<_, EndpointCounters>::try_from(map)
-            .map_err(map_err(ENDPOINT_COUNTERS))?;
-        let counters = array
-            .get(&slot, 0)
-            .map_err(map_err(ENDPOINT_COUNTERS))?
-            .iter()
-            .fold(EndpointCounters::default(), |a, c| EndpointCounters {
+        let map = self.ebpf.map(ENDPOINT_COUNTERS).ok_or(DatapathError::MissingMap { name: ENDPOINT_COUNTERS })?;
+        let array = PerCpuArray::<_, EndpointCounters>::try_from(map).map_err(map_err(ENDPOINT_COUNTERS))?;
+        let counters = array.get(&slot, 0).map_err(map_err(ENDPOINT_COUNTERS))?.iter().fold(
+            EndpointCounters::default(),
+            |a, c| EndpointCounters {
                 forwarded: add(a.forwarded, &c.forwarded),
                 passed: add(a.passed, &c.passed),
                 dropped: add(a.dropped, &c.dropped),
-            });
-        let map = self
-            .ebpf
-            .map(ENDPOINT_DROPS)
-            .ok_or(DatapathError::MissingMap {
-                name: ENDPOINT_DROPS,
-            })?;
-        let drops_map = PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map)
-            .map_err(map_err(ENDPOINT_DROPS))?;
+            },
+        );
+        let map = self.ebpf.map(ENDPOINT_DROPS).ok_or(DatapathError::MissingMap { name: ENDPOINT_DROPS })?;
+        let drops_map =
+            PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map).map_err(map_err(ENDPOINT_DROPS))?;
         let mut drops = Vec::new();
         for entry in drops_map.iter() {
             let (key, values) = entry.map_err(map_err(ENDPOINT_DROPS))?;
@@ -131,38 +104,17 @@ impl Datapath {
             path: path.into(),
             source,
         })?;
-        let map = self
-            .ebpf
-            .map_mut(ENDPOINT_COUNTERS)
-            .ok_or(DatapathError::MissingMap {
-                name: ENDPOINT_COUNTERS,
-            })?;
-        let mut array = PerCpuArray::<_, EndpointCounters>::try_from(map)
-            .map_err(map_err(ENDPOINT_COUNTERS))?;
-        let zeros =
-            PerCpuValues::try_from(vec![EndpointCounters::default(); cpus]).map_err(|source| {
-                DatapathError::Io {
-                    what: "zeroing the counters in",
-                    path: ENDPOINT_COUNTERS.into(),
-                    source,
-                }
-            })?;
-        array
-            .set(slot, zeros, 0)
-            .map_err(map_err(ENDPOINT_COUNTERS))?;
-        let map = self
-            .ebpf
-            .map_mut(ENDPOINT_DROPS)
-            .ok_or(DatapathError::MissingMap {
-                name: ENDPOINT_DROPS,
-            })?;
-        let mut drops = PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map)
-            .map_err(map_err(ENDPOINT_DROPS))?;
-        let keys: Vec<EndpointReasonKey> = drops
-            .keys()
-            .filter_map(std::result::Result::ok)
-            .filter(|k| k.slot == slot)
-            .collect();
+        let map = self.ebpf.map_mut(ENDPOINT_COUNTERS).ok_or(DatapathError::MissingMap { name: ENDPOINT_COUNTERS })?;
+        let mut array = PerCpuArray::<_, EndpointCounters>::try_from(map).map_err(map_err(ENDPOINT_COUNTERS))?;
+        let zeros = PerCpuValues::try_from(vec![EndpointCounters::default(); cpus]).map_err(|source| {
+            DatapathError::Io { what: "zeroing the counters in", path: ENDPOINT_COUNTERS.into(), source }
+        })?;
+        array.set(slot, zeros, 0).map_err(map_err(ENDPOINT_COUNTERS))?;
+        let map = self.ebpf.map_mut(ENDPOINT_DROPS).ok_or(DatapathError::MissingMap { name: ENDPOINT_DROPS })?;
+        let mut drops =
+            PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map).map_err(map_err(ENDPOINT_DROPS))?;
+        let keys: Vec<EndpointReasonKey> =
+            drops.keys().filter_map(std::result::Result::ok).filter(|k| k.slot == slot).collect();
         for k in keys {
             let _ = drops.remove(&k);
         }

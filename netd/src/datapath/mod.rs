@@ -91,10 +91,7 @@ fn is_absent(e: &MapError) -> bool {
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
-    move |e| DatapathError::Map {
-        name,
-        source: Box::new(e),
-    }
+    move |e| DatapathError::Map { name, source: Box::new(e) }
 }
 
 /// How to load the datapath.
@@ -131,10 +128,7 @@ impl Datapath {
             (dir.join("maps"), None)
         } else {
             let n = EPHEMERAL.fetch_add(1, Ordering::Relaxed);
-            let dir = PathBuf::from(format!(
-                "/sys/fs/bpf/netd-ephemeral-{}-{n}",
-                std::process::id()
-            ));
+            let dir = PathBuf::from(format!("/sys/fs/bpf/netd-ephemeral-{}-{n}", std::process::id()));
             (dir.clone(), Some(dir))
         };
         std::fs::create_dir_all(&maps_dir).map_err(io("creating", &maps_dir))?;
@@ -150,16 +144,9 @@ impl Datapath {
         let program: &mut SchedClassifier = ebpf
             .program_mut(PROG_FROM_CONTAINER)
             .and_then(|p| p.try_into().ok())
-            .ok_or(DatapathError::MissingProgram {
-                name: PROG_FROM_CONTAINER,
-            })?;
-        program.load().map_err(|e| DatapathError::LoadProgram {
-            name: PROG_FROM_CONTAINER,
-            source: Box::new(e),
-        })?;
-        let events = ebpf
-            .take_map(MAP_EVENTS)
-            .ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
+            .ok_or(DatapathError::MissingProgram { name: PROG_FROM_CONTAINER })?;
+        program.load().map_err(|e| DatapathError::LoadProgram { name: PROG_FROM_CONTAINER, source: Box::new(e) })?;
+        let events = ebpf.take_map(MAP_EVENTS).ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
         let links_dir = match &options.pin_dir {
             Some(dir) => {
@@ -169,19 +156,12 @@ impl Datapath {
             }
             None => None,
         };
-        Ok(Self {
-            ebpf,
-            events,
-            links_dir,
-        })
+        Ok(Self { ebpf, events, links_dir })
     }
 
     /// The program for the host side of endpoint veths.
     pub fn from_container(&self) -> &SchedClassifier {
-        self.ebpf
-            .program(PROG_FROM_CONTAINER)
-            .and_then(|p| p.try_into().ok())
-            .expect("checked at load")
+        self.ebpf.program(PROG_FROM_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load")
     }
 
     fn link_pin(&self, ifname: &str) -> Option<PathBuf> {
@@ -198,28 +178,18 @@ impl Datapath {
     /// the link is pinned, so it outlives this process; otherwise it lives as long as `self`.
     pub fn attach_from_container(&mut self, ifname: &str) -> Result<()> {
         let pin = self.link_pin(ifname);
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(PROG_FROM_CONTAINER)
-            .and_then(|p| p.try_into().ok())
-            .expect("checked at load");
-        let attach_err = |e| DatapathError::Attach {
-            name: PROG_FROM_CONTAINER,
-            ifname: ifname.to_owned(),
-            source: Box::new(e),
-        };
-        let id = program
-            .attach(ifname, TcAttachType::Ingress)
-            .map_err(attach_err)?;
+        let program: &mut SchedClassifier =
+            self.ebpf.program_mut(PROG_FROM_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load");
+        let attach_err =
+            |e| DatapathError::Attach { name: PROG_FROM_CONTAINER, ifname: ifname.to_owned(), source: Box::new(e) };
+        let id = program.attach(ifname, TcAttachType::Ingress).map_err(attach_err)?;
         if let Some(pin) = pin {
             let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
                 ifname: ifname.to_owned(),
                 source: e,
             };
             let link = program.take_link(id).map_err(attach_err)?;
-            let link: FdLink = link
-                .try_into()
-                .map_err(|e: aya::programs::links::LinkError| pin_err(Box::new(e)))?;
+            let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| pin_err(Box::new(e)))?;
             let _ = std::fs::remove_file(&pin);
             link.pin(&pin).map_err(|e| pin_err(Box::new(e)))?;
         }
@@ -233,11 +203,9 @@ impl Datapath {
             return Ok(());
         };
         match std::fs::remove_file(&pin) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DatapathError::Io {
-                what: "unpinning",
-                path: pin,
-                source: e,
-            }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(DatapathError::Io { what: "unpinning", path: pin, source: e })
+            }
             _ => Ok(()),
         }
     }
@@ -248,31 +216,21 @@ impl Datapath {
             return Vec::new();
         };
         std::fs::read_dir(dir)
-            .map(|r| {
-                r.flatten()
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .collect()
-            })
+            .map(|r| r.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
             .unwrap_or_default()
     }
 
     /// Adds or replaces an endpoint in both endpoint maps.
     pub fn set_endpoint(&mut self, ep: &EndpointInfo) -> Result<()> {
-        let by_ip = self
-            .ebpf
-            .map_mut(MAP_ENDPOINTS_BY_IP)
-            .ok_or(DatapathError::MissingMap {
-                name: MAP_ENDPOINTS_BY_IP,
-            })?;
+        let by_ip =
+            self.ebpf.map_mut(MAP_ENDPOINTS_BY_IP).ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IP })?;
         HashMap::<_, u32, EndpointInfo>::try_from(by_ip)
             .and_then(|mut m| m.insert(ep.ip, ep, 0))
             .map_err(map_err(MAP_ENDPOINTS_BY_IP))?;
-        let by_ifindex =
-            self.ebpf
-                .map_mut(MAP_ENDPOINTS_BY_IFINDEX)
-                .ok_or(DatapathError::MissingMap {
-                    name: MAP_ENDPOINTS_BY_IFINDEX,
-                })?;
+        let by_ifindex = self
+            .ebpf
+            .map_mut(MAP_ENDPOINTS_BY_IFINDEX)
+            .ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IFINDEX })?;
         HashMap::<_, u32, EndpointInfo>::try_from(by_ifindex)
             .and_then(|mut m| m.insert(ep.ifindex, ep, 0))
             .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))
@@ -281,14 +239,8 @@ impl Datapath {
     /// Removes an endpoint from both maps (absent keys are fine).
     pub fn remove_endpoint(&mut self, ip: Ipv4Addr, ifindex: u32) -> Result<()> {
         let key = u32::from_ne_bytes(ip.octets());
-        for (name, k) in [
-            (MAP_ENDPOINTS_BY_IP, key),
-            (MAP_ENDPOINTS_BY_IFINDEX, ifindex),
-        ] {
-            let map = self
-                .ebpf
-                .map_mut(name)
-                .ok_or(DatapathError::MissingMap { name })?;
+        for (name, k) in [(MAP_ENDPOINTS_BY_IP, key), (MAP_ENDPOINTS_BY_IFINDEX, ifindex)] {
+            let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
             let mut m = HashMap::<_, u32, EndpointInfo>::try_from(map).map_err(map_err(name))?;
             match m.remove(&k) {
                 Err(e) if !is_absent(&e) => return Err(map_err(name)(e)),
@@ -303,44 +255,24 @@ impl Datapath {
         let map = self
             .ebpf
             .map(MAP_ENDPOINTS_BY_IFINDEX)
-            .ok_or(DatapathError::MissingMap {
-                name: MAP_ENDPOINTS_BY_IFINDEX,
-            })?;
-        let m = HashMap::<_, u32, EndpointInfo>::try_from(map)
-            .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))?;
-        m.iter()
-            .map(|r| r.map(|(_, v)| v).map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX)))
-            .collect()
+            .ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IFINDEX })?;
+        let m = HashMap::<_, u32, EndpointInfo>::try_from(map).map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))?;
+        m.iter().map(|r| r.map(|(_, v)| v).map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))).collect()
     }
 
     /// Adds or replaces a network's subnet in the network trie.
     pub fn set_network(&mut self, subnet: Ipv4Addr, prefix: u8, info: &NetworkInfo) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_NETWORKS)
-            .ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
-        let mut trie =
-            LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
-        trie.insert(
-            &LpmKey::new(u32::from(prefix), u32::from_ne_bytes(subnet.octets())),
-            info,
-            0,
-        )
-        .map_err(map_err(MAP_NETWORKS))
+        let map = self.ebpf.map_mut(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let mut trie = LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        trie.insert(&LpmKey::new(u32::from(prefix), u32::from_ne_bytes(subnet.octets())), info, 0)
+            .map_err(map_err(MAP_NETWORKS))
     }
 
     /// Removes a network's subnet from the trie (absent is fine).
     pub fn remove_network(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_NETWORKS)
-            .ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
-        let mut trie =
-            LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
-        match trie.remove(&LpmKey::new(
-            u32::from(prefix),
-            u32::from_ne_bytes(subnet.octets()),
-        )) {
+        let map = self.ebpf.map_mut(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let mut trie = LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        match trie.remove(&LpmKey::new(u32::from(prefix), u32::from_ne_bytes(subnet.octets()))) {
             Err(e) if !is_absent(&e) => Err(map_err(MAP_NETWORKS)(e)),
             _ => Ok(()),
         }

@@ -49,12 +49,7 @@ impl Ipam {
 
     /// Hands out `requested` if given (it must be inside the subnet and free), else the lowest
     /// free address (inside the ip-range when there is one).
-    pub fn allocate(
-        &mut self,
-        requested: Option<Ipv4Addr>,
-        name: &str,
-        id: &str,
-    ) -> Result<Ipv4Addr, IpamError> {
+    pub fn allocate(&mut self, requested: Option<Ipv4Addr>, name: &str, id: &str) -> Result<Ipv4Addr, IpamError> {
         if let Some(ip) = requested {
             if !self.user_subnet {
                 return Err(IpamError::StaticIpNotAllowed);
@@ -69,13 +64,9 @@ impl Ipam {
             return Ok(ip);
         }
         let range = self.ip_range.unwrap_or(self.subnet);
-        let free = range.iter().find(|ip| {
-            self.subnet.contains(*ip) && !self.is_reserved(*ip) && !self.allocated.contains(ip)
-        });
-        let ip = free.ok_or_else(|| IpamError::Exhausted {
-            name: name.to_owned(),
-            id: id.to_owned(),
-        })?;
+        let free =
+            range.iter().find(|ip| self.subnet.contains(*ip) && !self.is_reserved(*ip) && !self.allocated.contains(ip));
+        let ip = free.ok_or_else(|| IpamError::Exhausted { name: name.to_owned(), id: id.to_owned() })?;
         self.allocated.insert(ip);
         Ok(ip)
     }
@@ -104,14 +95,10 @@ mod tests {
     #[test]
     fn lowest_free_skipping_reserved_and_reusing_released() {
         let mut i = ipam("172.22.16.0/24", "172.22.16.1", true);
-        i.aux
-            .insert("printer".into(), "172.22.16.3".parse().unwrap());
+        i.aux.insert("printer".into(), "172.22.16.3".parse().unwrap());
         let a = i.allocate(None, "n", "id").unwrap();
         let b = i.allocate(None, "n", "id").unwrap();
-        assert_eq!(
-            (a.to_string(), b.to_string()),
-            ("172.22.16.2".into(), "172.22.16.4".into())
-        );
+        assert_eq!((a.to_string(), b.to_string()), ("172.22.16.2".into(), "172.22.16.4".into()));
         i.release(a);
         assert_eq!(i.allocate(None, "n", "id").unwrap(), a);
     }
@@ -122,24 +109,12 @@ mod tests {
         let ip = "172.22.16.88".parse().unwrap();
         assert_eq!(i.allocate(Some(ip), "n", "id"), Ok(ip));
         assert_eq!(i.allocate(Some(ip), "n", "id"), Err(IpamError::InUse));
-        assert_eq!(
-            i.allocate(Some("172.22.16.1".parse().unwrap()), "n", "id"),
-            Err(IpamError::InUse)
-        );
-        assert_eq!(
-            i.allocate(Some("172.22.16.255".parse().unwrap()), "n", "id"),
-            Err(IpamError::InUse)
-        );
+        assert_eq!(i.allocate(Some("172.22.16.1".parse().unwrap()), "n", "id"), Err(IpamError::InUse));
+        assert_eq!(i.allocate(Some("172.22.16.255".parse().unwrap()), "n", "id"), Err(IpamError::InUse));
         let out = "10.0.0.1".parse().unwrap();
-        assert_eq!(
-            i.allocate(Some(out), "n", "id"),
-            Err(IpamError::OutsideSubnet(out))
-        );
+        assert_eq!(i.allocate(Some(out), "n", "id"), Err(IpamError::OutsideSubnet(out)));
         let mut auto = ipam("172.18.0.0/16", "172.18.0.1", false);
-        assert_eq!(
-            auto.allocate(Some("172.18.0.9".parse().unwrap()), "n", "id"),
-            Err(IpamError::StaticIpNotAllowed)
-        );
+        assert_eq!(auto.allocate(Some("172.18.0.9".parse().unwrap()), "n", "id"), Err(IpamError::StaticIpNotAllowed));
         assert_eq!(
             IpamError::StaticIpNotAllowed.to_string(),
             "User specified IP address is supported only when connecting to networks with user configured subnets"
@@ -150,24 +125,16 @@ mod tests {
     fn range_and_exhaustion() {
         let mut i = ipam("10.9.0.0/29", "10.9.0.1", true);
         i.ip_range = Some("10.9.0.4/30".parse().unwrap());
-        let got: Vec<String> = (0..3)
-            .map(|_| i.allocate(None, "small", "abc").unwrap().to_string())
-            .collect();
+        let got: Vec<String> = (0..3).map(|_| i.allocate(None, "small", "abc").unwrap().to_string()).collect();
         assert_eq!(got, ["10.9.0.4", "10.9.0.5", "10.9.0.6"]);
         // .7 is the subnet's broadcast: reserved, so the range is full.
-        assert!(matches!(
-            i.allocate(None, "small", "abc"),
-            Err(IpamError::Exhausted { .. })
-        ));
+        assert!(matches!(i.allocate(None, "small", "abc"), Err(IpamError::Exhausted { .. })));
     }
 
     #[test]
     fn exhaustion_message() {
         let mut i = ipam("10.9.0.0/30", "10.9.0.1", true);
-        assert_eq!(
-            i.allocate(None, "tiny", "abc").unwrap().to_string(),
-            "10.9.0.2"
-        );
+        assert_eq!(i.allocate(None, "tiny", "abc").unwrap().to_string(), "10.9.0.2");
         assert_eq!(
             i.allocate(None, "tiny", "abc").unwrap_err().to_string(),
             "no available IPv4 addresses on this network's address pools: tiny (abc)"

@@ -21,38 +21,22 @@ impl FromStr for AddressPool {
         for part in s.split(',') {
             match part.split_once('=') {
                 Some(("base", v)) => {
-                    base = Some(
-                        v.parse::<Ipv4Network>()
-                            .map_err(|e| format!("invalid base {v}: {e}"))?,
-                    );
+                    base = Some(v.parse::<Ipv4Network>().map_err(|e| format!("invalid base {v}: {e}"))?);
                 }
                 Some(("size", v)) => {
-                    size = Some(
-                        v.parse::<u8>()
-                            .map_err(|e| format!("invalid size {v}: {e}"))?,
-                    );
+                    size = Some(v.parse::<u8>().map_err(|e| format!("invalid size {v}: {e}"))?);
                 }
-                _ => {
-                    return Err(format!(
-                        "invalid address pool field {part:?}: expected base=CIDR,size=N"
-                    ))
-                }
+                _ => return Err(format!("invalid address pool field {part:?}: expected base=CIDR,size=N")),
             }
         }
         let (Some(base), Some(size)) = (base, size) else {
-            return Err(format!(
-                "invalid address pool {s:?}: expected base=CIDR,size=N"
-            ));
+            return Err(format!("invalid address pool {s:?}: expected base=CIDR,size=N"));
         };
         if size < base.prefix() || size > 30 {
-            return Err(format!(
-                "invalid address pool {s:?}: size must be between the base prefix and 30"
-            ));
+            return Err(format!("invalid address pool {s:?}: size must be between the base prefix and 30"));
         }
         if base.network() != base.ip() {
-            return Err(format!(
-                "invalid address pool {s:?}: base has host bits set"
-            ));
+            return Err(format!("invalid address pool {s:?}: base has host bits set"));
         }
         Ok(Self { base, size })
     }
@@ -74,24 +58,15 @@ impl AddressPool {
 /// Docker 20.10's default pools.
 pub fn default_pools() -> Vec<AddressPool> {
     let mut pools: Vec<AddressPool> = (17..=31)
-        .map(|b| AddressPool {
-            base: Ipv4Network::new([172, b, 0, 0].into(), 16).expect("valid"),
-            size: 16,
-        })
+        .map(|b| AddressPool { base: Ipv4Network::new([172, b, 0, 0].into(), 16).expect("valid"), size: 16 })
         .collect();
-    pools.push(AddressPool {
-        base: Ipv4Network::new([192, 168, 0, 0].into(), 16).expect("valid"),
-        size: 20,
-    });
+    pools.push(AddressPool { base: Ipv4Network::new([192, 168, 0, 0].into(), 16).expect("valid"), size: 20 });
     pools
 }
 
 /// The first subnet of the pools that overlaps none of `used`.
 pub fn first_free(pools: &[AddressPool], used: &[Ipv4Network]) -> Option<Ipv4Network> {
-    pools
-        .iter()
-        .flat_map(|p| p.subnets())
-        .find(|s| !used.iter().any(|u| overlaps(*s, *u)))
+    pools.iter().flat_map(|p| p.subnets()).find(|s| !used.iter().any(|u| overlaps(*s, *u)))
 }
 
 /// Whether two subnets share any address.
@@ -110,10 +85,7 @@ mod tests {
     #[test]
     fn docker_order() {
         let pools = default_pools();
-        assert_eq!(
-            first_free(&pools, &[net("172.17.0.0/16")]),
-            Some(net("172.18.0.0/16"))
-        );
+        assert_eq!(first_free(&pools, &[net("172.17.0.0/16")]), Some(net("172.18.0.0/16")));
         let all172: Vec<_> = (17..=31).map(|b| net(&format!("172.{b}.0.0/16"))).collect();
         assert_eq!(first_free(&pools, &all172), Some(net("192.168.0.0/20")));
         let mut more = all172.clone();

@@ -19,20 +19,15 @@ pub fn random_hex(n: usize) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// A MAC address as `02:42:ac:11:00:02`.
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
@@ -65,9 +60,7 @@ pub fn random_mac() -> [u8; 6] {
 
 /// Now as RFC 3339 with nanoseconds in UTC (`2026-11-29T16:14:18.123456789Z`).
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_nanos())
 }
 
@@ -75,12 +68,7 @@ fn rfc3339(secs: u64, nanos: u32) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -205,11 +193,7 @@ pub fn generate_name(taken: impl Fn(&str) -> bool) -> String {
     for attempt in 0..64 {
         let a = ADJECTIVES[rng.random_range(0..ADJECTIVES.len())];
         let s = SURNAMES[rng.random_range(0..SURNAMES.len())];
-        let name = if attempt < 8 {
-            format!("{a}_{s}")
-        } else {
-            format!("{a}_{s}{}", rng.random_range(0..10))
-        };
+        let name = if attempt < 8 { format!("{a}_{s}") } else { format!("{a}_{s}{}", rng.random_range(0..10)) };
         if !taken(&name) {
             return name;
         }
@@ -224,10 +208,7 @@ mod tests {
     #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339(1_498_814_441, 715_140_335),
-            "2017-06-30T09:20:41.715140335Z"
-        );
+        assert_eq!(rfc3339(1_498_814_441, 715_140_335), "2017-06-30T09:20:41.715140335Z");
         assert_eq!(rfc3339(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
     }
 
@@ -236,14 +217,8 @@ mod tests {
         let id = new_id();
         assert_eq!(id.len(), 64);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(
-            format_mac(docker_mac("172.17.0.3".parse().unwrap())),
-            "02:42:ac:11:00:03"
-        );
-        assert_eq!(
-            parse_mac("02:42:AC:11:00:03"),
-            Some([2, 0x42, 0xac, 0x11, 0, 3])
-        );
+        assert_eq!(format_mac(docker_mac("172.17.0.3".parse().unwrap())), "02:42:ac:11:00:03");
+        assert_eq!(parse_mac("02:42:AC:11:00:03"), Some([2, 0x42, 0xac, 0x11, 0, 3]));
         assert_eq!(parse_mac("02:42:ac:11:00"), None);
         assert_eq!(parse_mac("zz:42:ac:11:00:03"), None);
     }

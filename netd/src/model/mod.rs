@@ -173,19 +173,12 @@ impl State {
             .flat_map(|n| n.endpoints.values())
             .filter_map(|e| e.link.as_ref().map(|l| l.slot))
             .collect();
-        (1..)
-            .find(|s| !used.contains(s))
-            .expect("fewer endpoints than u32 values")
+        (1..).find(|s| !used.contains(s)).expect("fewer endpoints than u32 values")
     }
 
     /// A datapath id no network has.
     pub fn next_datapath_id(&self) -> u32 {
-        self.networks
-            .values()
-            .map(|n| n.datapath_id)
-            .max()
-            .unwrap_or(0)
-            + 1
+        self.networks.values().map(|n| n.datapath_id).max().unwrap_or(0) + 1
     }
 
     /// Finds a network by full id, exact name, then unique id prefix, like Docker.
@@ -223,11 +216,7 @@ impl State {
 
     /// The networks a sandbox is attached to, in name order.
     pub fn networks_of(&self, sandbox_id: &str) -> Vec<&Network> {
-        let mut v: Vec<&Network> = self
-            .networks
-            .values()
-            .filter(|n| n.endpoints.contains_key(sandbox_id))
-            .collect();
+        let mut v: Vec<&Network> = self.networks.values().filter(|n| n.endpoints.contains_key(sandbox_id)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

@@ -40,10 +40,7 @@ impl OptionKey {
 impl FromStr for OptionKey {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
-        OptionKey::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(())
+        OptionKey::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
     }
 }
 
@@ -62,11 +59,7 @@ pub struct BridgeOptions {
 impl BridgeOptions {
     /// Parses Docker driver options over defaults. Unknown keys are kept (shown by inspect)
     /// but have no effect, as in Docker. Errors use Docker's wording.
-    pub fn parse(
-        options: &BTreeMap<String, String>,
-        default_name: String,
-        default_mtu: u32,
-    ) -> Result<Self, String> {
+    pub fn parse(options: &BTreeMap<String, String>, default_name: String, default_mtu: u32) -> Result<Self, String> {
         let mut o = BridgeOptions {
             bridge_name: default_name,
             default_bridge: false,
@@ -82,10 +75,7 @@ impl BridgeOptions {
             match k {
                 OptionKey::DefaultBridge => {
                     if parse_bool(key, value)? {
-                        return Err(
-                            "default_bridge option is reserved for the daemon's bridge network"
-                                .into(),
-                        );
+                        return Err("default_bridge option is reserved for the daemon's bridge network".into());
                     }
                 }
                 OptionKey::BridgeName => {
@@ -95,9 +85,9 @@ impl BridgeOptions {
                 OptionKey::EnableIcc => o.enable_icc = parse_bool(key, value)?,
                 OptionKey::EnableIpMasquerade => o.enable_ip_masquerade = parse_bool(key, value)?,
                 OptionKey::HostBindingIpv4 => {
-                    o.host_binding_ipv4 = value.parse().map_err(|_| {
-                        format!("failed to parse {key} value: {value} is not a valid IPv4 address")
-                    })?;
+                    o.host_binding_ipv4 = value
+                        .parse()
+                        .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
                 }
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
             }
@@ -110,17 +100,16 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     match value {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!(
-            "failed to parse {key} value: strconv.ParseBool: parsing {value:?}: invalid syntax"
-        )),
+        _ => Err(format!("failed to parse {key} value: strconv.ParseBool: parsing {value:?}: invalid syntax")),
     }
 }
 
 /// Parses an MTU with Docker's errors (`invalid MTU number: -1`).
 pub fn parse_mtu(value: &str) -> Result<u32, String> {
-    let n: i64 = value.trim().parse().map_err(|_| {
-        format!("failed to parse com.docker.network.driver.mtu value: {value} is not a number")
-    })?;
+    let n: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("failed to parse com.docker.network.driver.mtu value: {value} is not a number"))?;
     if !(68..=65535).contains(&n) {
         return Err(format!("invalid MTU number: {n}"));
     }
@@ -129,14 +118,8 @@ pub fn parse_mtu(value: &str) -> Result<u32, String> {
 
 /// A Linux interface name: 1..=15 bytes, no '/', ':', whitespace.
 pub fn validate_ifname(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 15
-        || name.contains(['/', ':'])
-        || name.chars().any(char::is_whitespace)
-    {
-        return Err(format!(
-            "invalid bridge name {name:?}: names are 1 to 15 characters without '/', ':' or spaces"
-        ));
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
+        return Err(format!("invalid bridge name {name:?}: names are 1 to 15 characters without '/', ':' or spaces"));
     }
     Ok(())
 }
@@ -146,10 +129,7 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -174,17 +154,9 @@ mod tests {
 
     #[test]
     fn errors_use_docker_wording() {
-        let e = BridgeOptions::parse(
-            &opts(&[("com.docker.network.driver.mtu", "-1")]),
-            "b".into(),
-            1500,
-        );
+        let e = BridgeOptions::parse(&opts(&[("com.docker.network.driver.mtu", "-1")]), "b".into(), 1500);
         assert_eq!(e.unwrap_err(), "invalid MTU number: -1");
-        let e = BridgeOptions::parse(
-            &opts(&[("com.docker.network.bridge.enable_icc", "maybe")]),
-            "b".into(),
-            1500,
-        );
+        let e = BridgeOptions::parse(&opts(&[("com.docker.network.bridge.enable_icc", "maybe")]), "b".into(), 1500);
         assert!(e.unwrap_err().contains("invalid syntax"));
         assert!(validate_ifname("sixteen-chars-xx").is_err());
     }

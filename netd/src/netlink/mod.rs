@@ -11,9 +11,7 @@ use netlink_packet_route::{
     link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteScope},
 };
-use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
-};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::netns;
 
@@ -98,13 +96,10 @@ impl Netlink {
         let path_buf = path.to_path_buf();
         let (conn, handle) = std::thread::scope(|s| {
             s.spawn(|| {
-                netns::enter_this_thread(&path_buf).map_err(|source| NetlinkError::Netns {
-                    path: path_buf.display().to_string(),
-                    source,
-                })?;
+                netns::enter_this_thread(&path_buf)
+                    .map_err(|source| NetlinkError::Netns { path: path_buf.display().to_string(), source })?;
                 let _rt = runtime.enter();
-                let (conn, handle, _) =
-                    rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
                 Ok::<_, NetlinkError>((conn, handle))
             })
             .join()
@@ -116,25 +111,14 @@ impl Netlink {
 
     /// Every link of the namespace.
     pub async fn links(&self) -> Result<Vec<LinkSummary>> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("listing links"))?;
+        let msgs: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(req("listing links"))?;
         Ok(msgs.iter().map(summarize).collect())
     }
 
     /// The link named `name`, if any.
     pub async fn link(&self, name: &str) -> Result<Option<LinkSummary>> {
-        let mut stream = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
+        let mut stream = self.handle.link().get().match_name(name.to_owned()).execute();
         match stream.try_next().await {
             Ok(Some(msg)) => Ok(Some(summarize(&msg))),
             Ok(None) => Ok(None),
@@ -145,41 +129,21 @@ impl Netlink {
 
     /// The index of the link named `name`, or an error if it does not exist.
     pub async fn index(&self, name: &str) -> Result<u32> {
-        self.link(name)
-            .await?
-            .map(|l| l.index)
-            .ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
+        self.link(name).await?.map(|l| l.index).ok_or_else(|| NetlinkError::NoSuchLink(name.to_owned()))
     }
 
     /// Creates a bridge with the given MAC, MTU and alias, and returns its index. Not up yet.
-    pub async fn create_bridge(
-        &self,
-        name: &str,
-        mac: [u8; 6],
-        mtu: u32,
-        alias: &str,
-    ) -> Result<u32> {
-        let msg = LinkBridge::new(name)
-            .address(mac.to_vec())
-            .mtu(mtu)
-            .alias(alias)
-            .build();
-        self.handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(req(format!("creating bridge {name}")))?;
+    pub async fn create_bridge(&self, name: &str, mac: [u8; 6], mtu: u32, alias: &str) -> Result<u32> {
+        let msg = LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).alias(alias).build();
+        self.handle.link().add(msg).execute().await.map_err(req(format!("creating bridge {name}")))?;
         self.index(name).await
     }
 
     /// Creates a veth pair, enslaves the host end to `master` and moves the peer into the
     /// sandbox namespace with its MAC and MTU. Returns the host end's index. Both ends are down.
     pub async fn create_veth(&self, v: &CreateVeth<'_>) -> Result<u32> {
-        let netns = std::fs::File::open(v.peer_netns).map_err(|source| NetlinkError::Netns {
-            path: v.peer_netns.display().to_string(),
-            source,
-        })?;
+        let netns = std::fs::File::open(v.peer_netns)
+            .map_err(|source| NetlinkError::Netns { path: v.peer_netns.display().to_string(), source })?;
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(v.peer_name.to_owned())
             .address(v.peer_mac.to_vec())
@@ -197,10 +161,7 @@ impl Netlink {
             .add(msg)
             .execute()
             .await
-            .map_err(req(format!(
-                "creating veth pair {}/{}",
-                v.host_name, v.peer_name
-            )))?;
+            .map_err(req(format!("creating veth pair {}/{}", v.host_name, v.peer_name)))?;
         drop(netns);
         self.index(v.host_name).await
     }
@@ -208,12 +169,7 @@ impl Netlink {
     /// Brings a link up.
     pub async fn set_up(&self, index: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).up().build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(req(format!("setting link {index} up")))
+        self.handle.link().set(msg).execute().await.map_err(req(format!("setting link {index} up")))
     }
 
     /// Deletes the link named `name`; a link that is already gone is success.
@@ -229,13 +185,7 @@ impl Netlink {
 
     /// Adds `addr/prefix` to a link; an address already there is success.
     pub async fn add_address(&self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
-        match self
-            .handle
-            .address()
-            .add(index, addr.into(), prefix)
-            .execute()
-            .await
-        {
+        match self.handle.address().add(index, addr.into(), prefix).execute().await {
             Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::EEXIST => Ok(()),
             r => r.map_err(req(format!("adding {addr}/{prefix} to link {index}"))),
         }
@@ -243,15 +193,8 @@ impl Netlink {
 
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .gateway(gateway)
-            .build();
-        self.handle
-            .route()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(req(format!("adding default route via {gateway}")))
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        self.handle.route().add(msg).execute().await.map_err(req(format!("adding default route via {gateway}")))
     }
 
     /// Destinations of the namespace's IPv4 routes with link scope (directly connected
@@ -293,10 +236,7 @@ impl Netlink {
             .map_err(req("listing routes"))?;
         let links = self.links().await?;
         let mut out = Vec::new();
-        for r in routes
-            .iter()
-            .filter(|r| r.header.destination_prefix_length == 0)
-        {
+        for r in routes.iter().filter(|r| r.header.destination_prefix_length == 0) {
             for attr in &r.attributes {
                 if let RouteAttribute::Oif(index) = attr {
                     if let Some(l) = links.iter().find(|l| l.index == *index) {
