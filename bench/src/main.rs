@@ -51,7 +51,12 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "an index within the slice")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index within the slice"
+    )]
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i]
 }
@@ -152,8 +157,10 @@ fn main() -> Result<()> {
             }
         }
     }
-    let netd_redirects =
-        topologies.iter().find_map(|t| t.daemon()).map(|d| d.count(None, "redirect-peer")).unwrap_or(0);
+    let netd = topologies.iter().find_map(|t| t.daemon());
+    let netd_redirects = netd.map_or(0, |d| d.count(None, "redirect-peer"));
+    // How much ARP there is to answer: the case for answering it in eBPF.
+    let netd_arp = netd.map_or(0, |d| d.count(None, "pass-arp"));
     drop(topologies);
 
     let order = ["bridge", "docker", "netd", "veth", "loopback"];
@@ -167,7 +174,7 @@ fn main() -> Result<()> {
     let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(
         md,
-        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`.\n",
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     eprintln!("==> scale: {sizes:?} endpoints");

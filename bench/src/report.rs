@@ -63,7 +63,7 @@ pub fn median(v: &mut [f64]) -> f64 {
     if v.len() % 2 == 1 {
         v[m]
     } else {
-        (v[m - 1] + v[m]) / 2.0
+        f64::midpoint(v[m - 1], v[m])
     }
 }
 
@@ -160,6 +160,7 @@ pub fn markdown(summary: &Summary, order: &[&str]) -> String {
 }
 
 /// Grouped bars: per charted metric, each path's median ratio to the kernel bridge.
+#[expect(clippy::many_single_char_names, reason = "SVG coordinates read best as x, y, w, h")]
 pub fn svg(summary: &Summary, order: &[&str]) -> String {
     let colors = ["#9e9e9e", "#ef6c00", "#1565c0", "#2e7d32", "#6a1b9a", "#00838f"];
     let metrics: Vec<&Metric> = METRICS.iter().filter(|m| m.charted && summary.contains_key(m.key)).collect();

@@ -12,9 +12,9 @@ use netd_tests::{
 /// Which packet path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Kind {
-    /// Kernel bridge, br_netfilter off.
+    /// Kernel bridge, `br_netfilter` off.
     Bridge,
-    /// Docker 20.10's dataplane rebuilt by hand: bridge with br_netfilter on, Docker's filter
+    /// Docker 20.10's dataplane rebuilt by hand: bridge with `br_netfilter` on, Docker's filter
     /// chains and MASQUERADE rule (iptables-nft).
     Docker,
     /// The netd daemon with its eBPF datapath, set up through its own CLI.

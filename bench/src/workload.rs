@@ -77,7 +77,7 @@ pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
         if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
             return Ok(bps / 1e9);
         }
-        last = v["error"].as_str().unwrap_or("no JSON").to_owned();
+        v["error"].as_str().unwrap_or("no JSON").clone_into(&mut last);
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("iperf3 failed: {last}")
@@ -110,7 +110,7 @@ pub fn udp_rate(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let src = a.ip;
-    let sender = spawn_in_path(&a.netns, move || -> Result<u64> {
+    let blaster = spawn_in_path(&a.netns, move || -> Result<u64> {
         let s = UdpSocket::bind((src, 0))?;
         s.connect(dst)?;
         let payload = [0x5a_u8; 18];
@@ -127,10 +127,10 @@ pub fn udp_rate(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
         }
         Ok(sent)
     });
-    let sent = join(sender)?;
+    let sent_count = join(blaster)?;
     done.store(true, Ordering::Release);
     let received = join(receiver)?;
-    if sent == 0 {
+    if sent_count == 0 {
         bail!("nothing was sent");
     }
     Ok(received as f64 / secs)

@@ -1,7 +1,6 @@
 //! Control plane, networks: the predefined networks, user networks and their subnets, IPAM
 //! settings, and every error Docker names — through the netd CLI. Each test runs its own daemon
 //! in its own namespace.
-#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
 
 use netd_tests::daemon::TestDaemon;
 use serde_json::Value;

@@ -1,6 +1,5 @@
 //! Control plane, sandboxes: `netd run/exec/ps/rm` and `network connect/disconnect` — the
 //! namespaces, veth pairs, addresses, MACs, routes and traffic they give.
-#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
 
 use netd_tests::daemon::TestDaemon;
 use serde_json::Value;

@@ -1,5 +1,4 @@
 //! The stock docker CLI against netd's API: `DOCKER_HOST=unix://… docker network …`.
-#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
 
 use netd_tests::daemon::{Run, TestDaemon};
 use serde_json::Value;
@@ -115,8 +114,30 @@ fn docker_cli_shows_netds_errors() {
     ] {
         docker(&d, &args).fails_with(message);
     }
+    // Address errors through `docker network connect`.
+    let auto = docker(&d, &["network", "create", "auto"]).ok();
+    assert_eq!(auto.trim().len(), 64);
+    d.netd(&["run", "-d", "--name", "holder", "--network", "n1", "--ip", "172.30.0.9", "--", "sleep", "60"]).ok();
+    d.netd(&["run", "-d", "--name", "other", "--network", "none", "--", "sleep", "60"]).ok();
+    d.netd(&["run", "-d", "--name", "third", "--", "sleep", "60"]).ok();
+    docker(&d, &["network", "connect", "--ip", "172.30.0.9", "n1", "third"])
+        .fails_with("Error response from daemon: Address already in use");
+    docker(&d, &["network", "connect", "--ip", "172.19.0.9", "auto", "third"]).fails_with(
+        "Error response from daemon: User specified IP address is supported only when connecting to networks with user configured subnets",
+    );
+    docker(&d, &["network", "connect", "--ip", "10.9.9.9", "n1", "third"]).fails_with(
+        "Error response from daemon: Invalid address 10.9.9.9: It does not belong to any of this network's subnets",
+    );
+    docker(&d, &["network", "connect", "n1", "other"]).fails_with("private (none) mode");
+    docker(&d, &["network", "connect", "n1", "holder"])
+        .fails_with("endpoint with name holder already exists in network n1");
+    docker(&d, &["network", "disconnect", "bridge", "holder"]).fails_with("is not connected to network bridge");
+    docker(&d, &["network", "rm", "n1"]).fails_with("has active endpoints");
+    d.netd(&["rm", "-f", "holder", "other", "third"]).ok();
+    docker(&d, &["network", "rm", "auto"]).ok();
+
     // The CLI's own checks still apply, before any request.
     docker(&d, &["network", "create", "--subnet", "10.1.0.0/24", "--gateway", "10.2.0.1", "g"])
         .fails_with("no matching subnet for gateway 10.2.0.1");
-    assert_eq!(docker(&d, &["network", "ls", "-q"]).ok().lines().count(), 4);
+    assert_eq!(docker(&d, &["network", "ls", "-q"]).ok().lines().count(), 4, "bridge, host, none, n1");
 }

@@ -2,7 +2,6 @@
 //! delivered by `bpf_redirect_peer` (program counters move, the bridge does not forward it),
 //! policy holds for every case of the isolation matrix while the legitimate paths stay open, and
 //! a daemon restart loses nothing.
-#![expect(clippy::too_many_lines, reason = "scenario tests read top to bottom")]
 
 use std::{
     io::{Read as _, Write as _},

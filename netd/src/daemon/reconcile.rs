@@ -67,15 +67,12 @@ impl Daemon {
         }
 
         // Endpoints persisted without a counter slot get one.
-        loop {
-            let Some((network_id, sandbox_id)) = state.networks.values().find_map(|n| {
-                n.endpoints
-                    .values()
-                    .find(|e| e.link.as_ref().is_some_and(|l| l.slot == 0))
-                    .map(|e| (n.id.clone(), e.sandbox_id.clone()))
-            }) else {
-                break;
-            };
+        while let Some((network_id, sandbox_id)) = state.networks.values().find_map(|n| {
+            n.endpoints
+                .values()
+                .find(|e| e.link.as_ref().is_some_and(|l| l.slot == 0))
+                .map(|e| (n.id.clone(), e.sandbox_id.clone()))
+        }) {
             let slot = state.next_endpoint_slot();
             let ep = state.networks.get_mut(&network_id).and_then(|n| n.endpoints.get_mut(&sandbox_id));
             if let Some(link) = ep.and_then(|e| e.link.as_mut()) {

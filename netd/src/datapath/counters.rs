@@ -84,7 +84,7 @@ impl Datapath {
         let drops_map =
             PerCpuHashMap::<_, EndpointReasonKey, Counter>::try_from(map).map_err(map_err(ENDPOINT_DROPS))?;
         let mut drops = Vec::new();
-        for entry in drops_map.iter() {
+        for entry in &drops_map {
             let (key, values) = entry.map_err(map_err(ENDPOINT_DROPS))?;
             if key.slot == slot {
                 drops.push((key.reason, values.iter().fold(Counter::default(), add)));

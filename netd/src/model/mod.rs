@@ -173,7 +173,10 @@ impl State {
             .flat_map(|n| n.endpoints.values())
             .filter_map(|e| e.link.as_ref().map(|l| l.slot))
             .collect();
-        (1..).find(|s| !used.contains(s)).expect("fewer endpoints than u32 values")
+        // One more candidate than there are slots in use: one of them is free.
+        (1..=u32::try_from(used.len()).expect("fewer endpoints than u32 values") + 1)
+            .find(|s| !used.contains(s))
+            .expect("pigeonhole")
     }
 
     /// A datapath id no network has.
