@@ -129,11 +129,11 @@ pub fn udp_rate(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     });
     let sent_count = join(blaster)?;
     done.store(true, Ordering::Release);
-    let received = join(receiver)?;
+    let packets_received = join(receiver)?;
     if sent_count == 0 {
         bail!("nothing was sent");
     }
-    Ok(received as f64 / secs)
+    Ok(packets_received as f64 / secs)
 }
 
 /// Pinned TCP request/response: transactions per second, mean and p99 latency (µs).
