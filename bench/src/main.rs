@@ -29,6 +29,9 @@ struct Args {
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Endpoint counts for the scale section (default: 2,20 quick; 2,100,1000 full).
+    #[arg(long, value_delimiter = ',')]
+    scale: Vec<usize>,
 }
 
 fn load1() -> f64 {
@@ -127,7 +130,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 10 });
     let secs = if args.quick { 0.5 } else { 2.0 };
-    let sizes: &[usize] = if args.quick { &[2, 20] } else { &[2, 100, 1000] };
+    let default_sizes: &[usize] = if args.quick { &[2, 20] } else { &[2, 100, 1000] };
+    let sizes = if args.scale.is_empty() { default_sizes } else { &args.scale[..] };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let started = Instant::now();
     let machine = machine();

@@ -56,6 +56,20 @@ pub fn create(path: &Path) -> io::Result<()> {
     result
 }
 
+/// Writes a `net.*` sysctl inside the namespace at `path` (`key` like `ipv6/conf/all/disable_ipv6`).
+/// `/proc/sys/net` shows the namespace of the thread that opens it, so a thread of its own
+/// enters the namespace first.
+pub fn write_net_sysctl(path: &Path, key: &str, value: &str) -> io::Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_this_thread(path)?;
+            std::fs::write(format!("/proc/sys/net/{key}"), value)
+        })
+        .join()
+        .expect("netns thread panicked")
+    })
+}
+
 /// Unpins and removes a namespace created by [`create`]. Already gone is success. The namespace
 /// itself disappears (with its links) once no process is left in it.
 pub fn remove(path: &Path) -> io::Result<()> {

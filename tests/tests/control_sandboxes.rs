@@ -58,6 +58,8 @@ fn two_containers_on_the_default_bridge_talk() {
     let routes = ip_in(&d, "c1", &["route"]);
     assert!(routes.contains("default via 172.17.0.1 dev eth0"), "{routes}");
     assert!(ip_in(&d, "c1", &["link", "show", "lo"]).contains("UP"));
+    // IPv4 networks: IPv6 is off inside sandboxes (no link-local chatter flooded by the bridge).
+    assert_eq!(ip_in(&d, "c1", &["-6", "addr"]), "", "no IPv6 address in a sandbox");
 
     // The host ends are veth<7 hex> on docker0, up.
     let members =

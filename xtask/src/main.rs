@@ -53,6 +53,9 @@ enum Command {
         /// Output directory for bench.md, runs.jsonl and bench.svg.
         #[arg(long, default_value = "target/bench")]
         out: String,
+        /// Endpoint counts for the scale section, e.g. 2,100,1000.
+        #[arg(long)]
+        scale: Option<String>,
     },
     /// Build, then start the daemon in the current network namespace.
     Run {
@@ -77,7 +80,7 @@ fn main() -> Result<()> {
             setup::run()?;
             test(&args)
         }
-        Command::Bench { quick, rounds, out } => {
+        Command::Bench { quick, rounds, out, scale } => {
             setup::run()?;
             step::say("building netd and the bench (release)");
             cargo(&["build", "--locked", "--release", "-p", "netd", "-p", "netd-bench"])?;
@@ -89,6 +92,9 @@ fn main() -> Result<()> {
             }
             if let Some(r) = rounds {
                 cmd.arg("--rounds").arg(r.to_string());
+            }
+            if let Some(s) = scale {
+                cmd.arg("--scale").arg(s);
             }
             step::run(&mut cmd)
         }

@@ -90,8 +90,14 @@ pub async fn delete_endpoint_veth(nl: &Netlink, link: &EndpointLink) -> Result<(
     Ok(nl.delete_link(&link.host_veth).await?)
 }
 
-/// Brings `lo` up inside a new sandbox.
-pub async fn setup_sandbox_loopback(netns: &Path) -> Result<()> {
+/// Prepares a new sandbox: IPv6 off (netd's networks are IPv4; without it every endpoint's
+/// router solicitations and MLD reports are flooded by the bridge to every other endpoint), and
+/// `lo` up.
+pub async fn setup_sandbox(netns: &Path) -> Result<()> {
+    for key in ["ipv6/conf/all/disable_ipv6", "ipv6/conf/default/disable_ipv6"] {
+        crate::netns::write_net_sysctl(netns, key, "1")
+            .map_err(super::error::Error::io(format!("setting net.{key} in {}", netns.display())))?;
+    }
     let inside = Netlink::in_netns(netns)?;
     let lo = inside.index("lo").await?;
     inside.set_up(lo).await?;

@@ -115,7 +115,7 @@ impl Daemon {
             if let Some(path) = &netns {
                 std::fs::create_dir_all(self.cfg.netns_dir()).map_err(Error::io("creating the netns directory"))?;
                 netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
-                kernel::setup_sandbox_loopback(path).await?;
+                kernel::setup_sandbox(path).await?;
             }
             self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac).await
         }
