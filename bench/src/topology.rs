@@ -61,10 +61,13 @@ fn path(ns: &NetNs) -> String {
     format!("/run/netns/{}", ns.name())
 }
 
+/// Ephemeral ports of the clients (the servers listen below it).
+pub const CLIENT_PORT_RANGE: &str = "20000 65000";
+
 /// Settings of a client namespace so connection-per-request loads do not run out of ports.
 fn client_sysctls(netns: &str) -> Result<()> {
-    for kv in ["net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000"] {
-        let st = Command::new("nsenter").arg(format!("--net={netns}")).args(["sysctl", "-qw", kv]).status()?;
+    for kv in ["net.ipv4.tcp_tw_reuse=1".to_owned(), format!("net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}")] {
+        let st = Command::new("nsenter").arg(format!("--net={netns}")).args(["sysctl", "-qw", &kv]).status()?;
         if !st.success() {
             bail!("sysctl {kv} in {netns}");
         }

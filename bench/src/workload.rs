@@ -22,10 +22,15 @@ use crate::topology::Endpoint;
 /// The CPU request/response loads are pinned to.
 pub const PINNED_CPU: usize = 1;
 
-static PORT: AtomicU16 = AtomicU16::new(20_000);
+/// Listening ports cycle through `SERVER_PORTS`, disjoint from the clients' ephemeral range
+/// (`topology::CLIENT_PORT_RANGE`): on loopback both ends share one namespace, and a client port
+/// in TIME_WAIT must never be the next server's.
+const SERVER_PORTS: std::ops::Range<u16> = 10_000..20_000;
+static PORT: AtomicU16 = AtomicU16::new(0);
 
 fn port() -> u16 {
-    PORT.fetch_add(1, Ordering::Relaxed)
+    let span = SERVER_PORTS.end - SERVER_PORTS.start;
+    SERVER_PORTS.start + PORT.fetch_add(1, Ordering::Relaxed) % span
 }
 
 fn pin_this_thread(cpu: usize) {
