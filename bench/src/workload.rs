@@ -24,7 +24,7 @@ pub const PINNED_CPU: usize = 1;
 
 /// Listening ports cycle through `SERVER_PORTS`, disjoint from the clients' ephemeral range
 /// (`topology::CLIENT_PORT_RANGE`): on loopback both ends share one namespace, and a client port
-/// in TIME_WAIT must never be the next server's.
+/// in `TIME_WAIT` must never be the next server's.
 const SERVER_PORTS: std::ops::Range<u16> = 10_000..20_000;
 static PORT: AtomicU16 = AtomicU16::new(0);
 

@@ -186,35 +186,13 @@ impl State {
 
     /// Finds a network by full id, exact name, then unique id prefix, like Docker.
     pub fn find_network(&self, key: &str) -> Result<&Network, Lookup> {
-        if let Some(n) = self.networks.get(key) {
-            return Ok(n);
-        }
-        if let Some(n) = self.networks.values().find(|n| n.name == key) {
-            return Ok(n);
-        }
-        let mut matches = self.networks.values().filter(|n| n.id.starts_with(key));
-        match (matches.next(), matches.next()) {
-            (Some(n), None) if !key.is_empty() => Ok(n),
-            (Some(_), Some(_)) => Err(Lookup::Ambiguous),
-            _ => Err(Lookup::NotFound),
-        }
+        find(&self.networks, key, |n| &n.name)
     }
 
-    /// Finds a sandbox by full id, exact name, then unique id prefix.
+    /// Finds a sandbox by full id, exact name (with or without Docker's leading `/`), then
+    /// unique id prefix.
     pub fn find_sandbox(&self, key: &str) -> Result<&Sandbox, Lookup> {
-        let key = key.strip_prefix('/').unwrap_or(key);
-        if let Some(s) = self.sandboxes.get(key) {
-            return Ok(s);
-        }
-        if let Some(s) = self.sandboxes.values().find(|s| s.name == key) {
-            return Ok(s);
-        }
-        let mut matches = self.sandboxes.values().filter(|s| s.id.starts_with(key));
-        match (matches.next(), matches.next()) {
-            (Some(s), None) if !key.is_empty() => Ok(s),
-            (Some(_), Some(_)) => Err(Lookup::Ambiguous),
-            _ => Err(Lookup::NotFound),
-        }
+        find(&self.sandboxes, key.strip_prefix('/').unwrap_or(key), |s| &s.name)
     }
 
     /// The networks a sandbox is attached to, in name order.
@@ -222,6 +200,22 @@ impl State {
         let mut v: Vec<&Network> = self.networks.values().filter(|n| n.endpoints.contains_key(sandbox_id)).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+}
+
+/// Docker's lookup order over objects keyed by id: full id, exact name, unique id prefix.
+fn find<'a, T>(by_id: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &String) -> Result<&'a T, Lookup> {
+    if let Some(v) = by_id.get(key) {
+        return Ok(v);
+    }
+    if let Some(v) = by_id.values().find(|v| name(v) == key) {
+        return Ok(v);
+    }
+    let mut matches = by_id.iter().filter(|(id, _)| !key.is_empty() && id.starts_with(key));
+    match (matches.next(), matches.next()) {
+        (Some((_, v)), None) => Ok(v),
+        (Some(_), Some(_)) => Err(Lookup::Ambiguous),
+        _ => Err(Lookup::NotFound),
     }
 }
 

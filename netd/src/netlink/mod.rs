@@ -9,7 +9,7 @@ use futures::TryStreamExt as _;
 use ipnetwork::Ipv4Network;
 use netlink_packet_route::{
     link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
-    route::{RouteAddress, RouteAttribute, RouteScope},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -197,17 +197,21 @@ impl Netlink {
         self.handle.route().add(msg).execute().await.map_err(req(format!("adding default route via {gateway}")))
     }
 
-    /// Destinations of the namespace's IPv4 routes with link scope (directly connected
-    /// subnets), for IPAM to avoid.
-    pub async fn link_scope_routes(&self) -> Result<Vec<Ipv4Network>> {
-        let routes: Vec<_> = self
-            .handle
+    /// Every IPv4 route of the namespace (main table and others).
+    async fn ipv4_routes(&self) -> Result<Vec<RouteMessage>> {
+        self.handle
             .route()
             .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
             .execute()
             .try_collect()
             .await
-            .map_err(req("listing routes"))?;
+            .map_err(req("listing routes"))
+    }
+
+    /// Destinations of the namespace's IPv4 routes with link scope (directly connected
+    /// subnets), for IPAM to avoid.
+    pub async fn link_scope_routes(&self) -> Result<Vec<Ipv4Network>> {
+        let routes = self.ipv4_routes().await?;
         let mut out = Vec::new();
         for r in routes {
             if r.header.scope != RouteScope::Link {
@@ -226,14 +230,7 @@ impl Netlink {
 
     /// Names of the interfaces that carry the namespace's IPv4 default routes.
     pub async fn default_route_interfaces(&self) -> Result<Vec<String>> {
-        let routes: Vec<_> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(req("listing routes"))?;
+        let routes = self.ipv4_routes().await?;
         let links = self.links().await?;
         let mut out = Vec::new();
         for r in routes.iter().filter(|r| r.header.destination_prefix_length == 0) {
