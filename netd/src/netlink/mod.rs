@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
 use futures::TryStreamExt as _;
 use ipnetwork::Ipv4Network;
 use netlink_packet_route::{
-    link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
+    link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -54,9 +54,6 @@ pub struct LinkSummary {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
-    pub master: Option<u32>,
-    pub mtu: u32,
-    pub up: bool,
 }
 
 /// What a veth pair looks like when created (see [`Netlink::create_veth`]).
@@ -249,20 +246,11 @@ impl Netlink {
 }
 
 fn summarize(msg: &LinkMessage) -> LinkSummary {
-    let mut s = LinkSummary {
-        index: msg.header.index,
-        name: String::new(),
-        alias: None,
-        master: None,
-        mtu: 0,
-        up: msg.header.flags.contains(LinkFlags::Up),
-    };
+    let mut s = LinkSummary { index: msg.header.index, name: String::new(), alias: None };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => s.name.clone_from(n),
             LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
-            LinkAttribute::Controller(m) => s.master = Some(*m),
-            LinkAttribute::Mtu(m) => s.mtu = *m,
             _ => {}
         }
     }
