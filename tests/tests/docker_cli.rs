@@ -133,6 +133,16 @@ fn docker_cli_shows_netds_errors() {
         .fails_with("endpoint with name holder already exists in network n1");
     docker(&d, &["network", "disconnect", "bridge", "holder"]).fails_with("is not connected to network bridge");
     docker(&d, &["network", "rm", "n1"]).fails_with("has active endpoints");
+    // A /30 has one address besides its gateway.
+    let tiny = docker(&d, &["network", "create", "--subnet", "10.33.0.0/30", "tiny"]).ok().trim().to_owned();
+    docker(&d, &["network", "connect", "tiny", "third"]).ok();
+    docker(&d, &["network", "connect", "tiny", "holder"]).fails_with(&format!(
+        "Error response from daemon: no available IPv4 addresses on this network's address pools: tiny ({tiny})"
+    ));
+    docker(&d, &["network", "create", "--subnet", "10.34.0.7/24", "hostbits"])
+        .fails_with("invalid subnet 10.34.0.7/24: it should be 10.34.0.0/24");
+    docker(&d, &["network", "disconnect", "tiny", "third"]).ok();
+    docker(&d, &["network", "rm", "tiny"]).ok();
     d.netd(&["rm", "-f", "holder", "other", "third"]).ok();
     docker(&d, &["network", "rm", "auto"]).ok();
 
