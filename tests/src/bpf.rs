@@ -55,26 +55,19 @@ impl Outcome {
     }
 }
 
-/// Runs `frame` once through `netd_from_container`.
+/// Runs `frame` once through `netd_from_container` (arriving on loopback: no endpoint).
 pub fn from_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
-    let mut output = vec![0u8; frame.len() + 256];
-    let result = dp
-        .from_container()
-        .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut output), ..TestRunOptions::default() })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));
-    output.truncate(usize::try_from(result.data_size_out).expect("size"));
-    let events = dp.drain_events();
-    Outcome { verdict: result.return_value, output, events }
+    test_run(dp, None, frame)
 }
 
 /// The counter of `reason` now.
 pub fn reason_count(dp: &Datapath, reason: Reason) -> Counter {
-    dp.reason_counter(reason).expect("reading NETD_REASONS")
+    dp.reason_counter(reason).expect("reading NETD_VERDICTS")
 }
 
 /// The counter of `class` now.
 pub fn class_count(dp: &Datapath, class: PacketClass) -> Counter {
-    dp.class_counter(class).expect("reading NETD_CLASSES")
+    dp.class_counter(class).expect("reading NETD_VERDICTS")
 }
 
 /// Names of the programs attached with TCX to the ingress of `ifname` inside `ns`.
@@ -97,16 +90,20 @@ pub const SK_BUFF_IFINDEX_OFF: usize = 40;
 pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outcome {
     let mut ctx = [0u8; SK_BUFF_SIZE];
     ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    test_run(dp, Some(&ctx), frame)
+}
+
+fn test_run(dp: &mut Datapath, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
     let mut output = vec![0u8; frame.len() + 256];
     let result = dp
         .from_container()
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut output),
-            ctx_in: Some(&ctx),
+            ctx_in: ctx,
             ..TestRunOptions::default()
         })
-        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on ifindex {ifindex}: {e:?}"));
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));
     output.truncate(usize::try_from(result.data_size_out).expect("size"));
     let events = dp.drain_events();
     Outcome { verdict: result.return_value, output, events }
