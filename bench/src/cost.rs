@@ -44,7 +44,7 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
         text.split(':').next().and_then(|n| n.trim().parse().ok()).context("ifindex")
     };
     let (ia, ib) = (ifindex("ha")?, ifindex("hb")?);
-    let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None })?;
+    let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
     let (ipa, ipb, gw) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 1, 0, 1));
     for (ifindex, ip) in [(ia, ipa), (ib, ipb)] {
         dp.set_endpoint(&EndpointInfo {

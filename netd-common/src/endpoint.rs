@@ -67,9 +67,11 @@ pub struct EndpointCounters {
     pub passed: crate::Counter,
     /// Dropped (by reason in `NETD_ENDPOINT_DROPS`).
     pub dropped: crate::Counter,
+    /// Masqueraded and sent out of an uplink.
+    pub masqueraded: crate::Counter,
 }
 
-const _: () = assert!(size_of::<EndpointCounters>() == 48);
+const _: () = assert!(size_of::<EndpointCounters>() == 64);
 
 /// Key of `NETD_ENDPOINT_DROPS`: an endpoint's slot and a drop reason.
 #[repr(C)]

@@ -7,6 +7,7 @@
 
 pub mod endpoint;
 pub mod event;
+pub mod nat;
 pub mod packet;
 pub mod reason;
 pub mod stats;
@@ -15,6 +16,7 @@ pub use endpoint::{
     EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
 };
 pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
+pub use nat::{NatConfig, NatEntry, NatFlags, UplinkInfo, MAX_UPLINKS, NAT_DEFAULT_FLOWS};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
 pub use reason::Reason;
 pub use stats::Counter;

@@ -24,6 +24,14 @@ pub enum Reason {
     /// Broadcast, multicast or an unknown address of the endpoint's own subnet: handed to the
     /// kernel bridge (the slow path).
     PassToBridge = 6,
+    /// Masqueraded (source rewritten to the uplink's address and a NAT port) and sent out of
+    /// the uplink.
+    RedirectNat = 7,
+    /// A reply (or an ICMP error about a flow) arriving on an uplink, translated back and
+    /// delivered straight into the container's namespace.
+    RedirectReverseNat = 8,
+    /// Arrived on an uplink and is not netd's: handed to the host's stack untouched.
+    PassFromUplink = 9,
 
     /// The frame is shorter than an Ethernet header.
     DropShortEthernet = 64,
@@ -63,6 +71,24 @@ pub enum Reason {
     DropCrossNetwork = 81,
     /// From an `--internal` network to outside its subnet.
     DropInternalNetwork = 82,
+    /// A new masqueraded flow found the translation table full.
+    DropNatTableFull = 83,
+    /// A new masqueraded flow found no free port after every attempt.
+    DropNatNoPort = 84,
+    /// An IPv4 fragment that would need masquerading (netd does not reassemble).
+    DropNatFragment = 85,
+    /// A protocol masquerade cannot translate (not TCP, UDP, ICMP echo or an ICMP error
+    /// about a translated flow).
+    DropNatUnsupported = 86,
+    /// Too big for the uplink's MTU and fragmenting is allowed: netd does not fragment.
+    DropNatFragNeeded = 87,
+    /// From outside to a masquerading network's container without a translation: nobody
+    /// inside asked for it.
+    DropUnsolicited = 88,
+    /// A translation whose container is gone.
+    DropNatNoEndpoint = 89,
+    /// A reply that would leave the host with TTL 0.
+    DropTtlExceeded = 90,
 }
 
 impl Reason {
@@ -70,7 +96,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 37] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -78,6 +104,9 @@ impl Reason {
         Reason::RedirectPeer,
         Reason::PassToStack,
         Reason::PassToBridge,
+        Reason::RedirectNat,
+        Reason::RedirectReverseNat,
+        Reason::PassFromUplink,
         Reason::DropShortEthernet,
         Reason::DropShortVlan,
         Reason::DropShortArp,
@@ -97,6 +126,14 @@ impl Reason {
         Reason::DropIccDisabled,
         Reason::DropCrossNetwork,
         Reason::DropInternalNetwork,
+        Reason::DropNatTableFull,
+        Reason::DropNatNoPort,
+        Reason::DropNatFragment,
+        Reason::DropNatUnsupported,
+        Reason::DropNatFragNeeded,
+        Reason::DropUnsolicited,
+        Reason::DropNatNoEndpoint,
+        Reason::DropTtlExceeded,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -122,6 +159,9 @@ impl Reason {
             Reason::RedirectPeer => "redirect-peer",
             Reason::PassToStack => "pass-to-stack",
             Reason::PassToBridge => "pass-to-bridge",
+            Reason::RedirectNat => "redirect-nat",
+            Reason::RedirectReverseNat => "redirect-reverse-nat",
+            Reason::PassFromUplink => "pass-from-uplink",
             Reason::DropShortEthernet => "drop-short-ethernet",
             Reason::DropShortVlan => "drop-short-vlan",
             Reason::DropShortArp => "drop-short-arp",
@@ -141,6 +181,14 @@ impl Reason {
             Reason::DropIccDisabled => "drop-icc-disabled",
             Reason::DropCrossNetwork => "drop-cross-network",
             Reason::DropInternalNetwork => "drop-internal-network",
+            Reason::DropNatTableFull => "drop-nat-table-full",
+            Reason::DropNatNoPort => "drop-nat-no-port",
+            Reason::DropNatFragment => "drop-nat-fragment",
+            Reason::DropNatUnsupported => "drop-nat-unsupported",
+            Reason::DropNatFragNeeded => "drop-nat-frag-needed",
+            Reason::DropUnsolicited => "drop-unsolicited",
+            Reason::DropNatNoEndpoint => "drop-nat-no-endpoint",
+            Reason::DropTtlExceeded => "drop-ttl-exceeded",
         }
     }
 }

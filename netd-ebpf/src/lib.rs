@@ -6,4 +6,5 @@
 #![no_std]
 #![expect(clippy::inline_always, reason = "the verifier needs packet pointers and their bounds checks in one function")]
 
+pub mod csum;
 pub mod parse;

@@ -12,6 +12,7 @@ use netd_ebpf::parse::{arp, eth, parse, Frame, Parsed};
 
 use crate::{
     maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NETWORKS},
+    nat::{snat_v4_egress, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
 
@@ -35,6 +36,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
                 tuple: Ipv4Tuple::default(),
                 slot: NO_ENDPOINT,
                 target: 0,
+                via_neigh: false,
             };
             return exit(ctx, &v);
         }
@@ -47,6 +49,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         tuple: parsed.tuple,
         slot: NO_ENDPOINT,
         target: 0,
+        via_neigh: false,
     };
     // SAFETY: map values are read-only here and valid for the duration of the program.
     let Some(src) = (unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&ifindex) }) else {
@@ -58,6 +61,15 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     v.reason = decide(&frame, &parsed, src, &mut v.target, &mut peer_mac);
     if v.reason == Reason::RedirectPeer {
         set_dst_mac(ctx, &frame, &peer_mac);
+    } else if v.reason == Reason::PassToStack
+        && src.flags & NetworkFlags::MASQUERADE != 0
+        && parsed.tuple.dst_addr != src.gateway
+    {
+        // Beyond the host's networks (the route decides; local addresses stay with the stack).
+        let mut t = NatTarget { ifindex: 0, via_neigh: false };
+        v.reason = snat_v4_egress(ctx, &frame, &parsed, src, &mut t);
+        v.target = t.ifindex;
+        v.via_neigh = t.via_neigh;
     }
     exit(ctx, &v)
 }
@@ -159,7 +171,7 @@ fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer_mac: &[u8; 6]) {
 /// packet may keep part of them in page fragments, where direct packet access cannot see them.
 /// A no-op in the common case.
 #[inline(always)]
-fn pull_headers(ctx: &TcContext) {
+pub fn pull_headers(ctx: &TcContext) {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if linear < len && linear < MAX_HEADERS_LEN {

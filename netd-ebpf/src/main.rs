@@ -4,6 +4,8 @@
 
 mod lxc;
 mod maps;
+mod nat;
+mod uplink;
 mod verdict;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
@@ -16,6 +18,16 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 #[classifier]
 pub fn netd_from_container(ctx: TcContext) -> i32 {
     lxc::from_container(&ctx)
+}
+
+/// Attached (TCX ingress) to every uplink: it sees what arrives from outside. Replies of
+/// masqueraded flows (and ICMP errors about them) are translated back and delivered straight
+/// into the container's namespace (`bpf_redirect_peer`); packets for a masquerading network's
+/// containers that no flow asked for are dropped; everything else passes to the host's stack
+/// untouched (`TC_ACT_OK`). Returns a `TC_ACT_*` verdict.
+#[classifier]
+pub fn netd_from_uplink(ctx: TcContext) -> i32 {
+    uplink::from_uplink(&ctx)
 }
 
 #[cfg(not(test))]

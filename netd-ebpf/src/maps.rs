@@ -4,10 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netd_common::{
-    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS, VERDICT_SLOTS,
+    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry, NetworkInfo,
+    UplinkInfo, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -34,6 +35,21 @@ pub static NETD_ENDPOINTS_BY_IFINDEX: HashMap<u32, EndpointInfo> = HashMap::pinn
 /// Networks by subnet (longest prefix match on an IPv4 address, wire order).
 #[map]
 pub static NETD_NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWORKS, 0);
+
+/// The translation table of masquerade: two entries per flow (egress and ingress, see
+/// `netd_common::nat`). A plain hash, not an LRU: a full table refuses new flows (counted)
+/// instead of silently breaking live ones; the daemon collects expired pairs. The daemon sets
+/// its size at load (`--nat-max-flows`).
+#[map]
+pub static NETD_NAT: HashMap<Ipv4Tuple, NatEntry> = HashMap::pinned(NAT_DEFAULT_FLOWS * 2, 0);
+
+/// Uplinks by ifindex: the address masqueraded flows leave with.
+#[map]
+pub static NETD_UPLINKS: HashMap<u32, UplinkInfo> = HashMap::pinned(MAX_UPLINKS, 0);
+
+/// The NAT settings (index 0), written by the daemon.
+#[map]
+pub static NETD_NAT_CONFIG: Array<NatConfig> = Array::pinned(1, 0);
 
 /// Drop events (always) and trace events (when `NETD_TRACE` is set at load time).
 #[map]

@@ -59,6 +59,8 @@ pub mod ipv4 {
     pub const MIN_IHL: u8 = 5;
     /// "More fragments" flag in the host-order flags/fragment-offset word.
     pub const MF: u16 = 0x2000;
+    /// "Don't fragment".
+    pub const DF: u16 = 0x4000;
     /// Fragment offset mask (8-byte units) in the host-order flags/fragment-offset word.
     pub const OFFSET_MASK: u16 = 0x1fff;
 
@@ -83,6 +85,9 @@ pub mod tcp {
     pub const CSUM_OFF: usize = 16;
     pub const MIN_HLEN: usize = 20;
     pub const MIN_DOFF: u8 = 5;
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
 }
 
 /// UDP (RFC 768).
@@ -104,6 +109,11 @@ pub mod icmp {
     pub const HLEN: usize = 8;
     pub const ECHO_REPLY: u8 = 0;
     pub const ECHO_REQUEST: u8 = 8;
+    pub const DEST_UNREACH: u8 = 3;
+    pub const TIME_EXCEEDED: u8 = 11;
+    pub const PARAM_PROBLEM: u8 = 12;
+    /// Offset of the offending packet's IPv4 header inside an error message.
+    pub const ERROR_INNER_OFF: usize = 8;
 }
 
 /// A frame: its linear bytes `[data, end)` as the program context gives them, and its whole
@@ -183,6 +193,40 @@ impl<const N: usize> Header<N> {
         const { assert!(OFF + 4 <= N) };
         // SAFETY: as `raw16`, with OFF + 4 <= N.
         unsafe { self.ptr.add(OFF).cast::<u32>().read_unaligned() }
+    }
+
+    /// Writes a 16-bit field (wire order).
+    ///
+    /// # Safety
+    /// The frame must be writable (a TC or XDP program's packet, not a shared buffer), and no
+    /// helper that may move packet data ran since the frame was taken.
+    #[inline(always)]
+    pub unsafe fn set_raw16<const OFF: usize>(&self, value: u16) {
+        const { assert!(OFF + 2 <= N) };
+        // SAFETY: in bounds as `raw16`; writable per the caller.
+        unsafe { self.ptr.cast_mut().add(OFF).cast::<u16>().write_unaligned(value) }
+    }
+
+    /// Writes a 32-bit field (wire order).
+    ///
+    /// # Safety
+    /// As [`Header::set_raw16`].
+    #[inline(always)]
+    pub unsafe fn set_raw32<const OFF: usize>(&self, value: u32) {
+        const { assert!(OFF + 4 <= N) };
+        // SAFETY: in bounds as `raw32`; writable per the caller.
+        unsafe { self.ptr.cast_mut().add(OFF).cast::<u32>().write_unaligned(value) }
+    }
+
+    /// Writes 6 bytes (a MAC address).
+    ///
+    /// # Safety
+    /// As [`Header::set_raw16`].
+    #[inline(always)]
+    pub unsafe fn set_mac<const OFF: usize>(&self, mac: &[u8; 6]) {
+        const { assert!(OFF + 6 <= N) };
+        // SAFETY: in bounds; writable per the caller.
+        unsafe { core::ptr::copy_nonoverlapping(mac.as_ptr(), self.ptr.cast_mut().add(OFF), 6) }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::generated::bpf_redirect_peer,
+    helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     programs::TcContext,
 };
 use netd_common::{
@@ -25,8 +25,10 @@ pub struct Verdict {
     pub tuple: Ipv4Tuple,
     /// The sending endpoint's counter slot, or [`NO_ENDPOINT`].
     pub slot: u32,
-    /// The redirect target for [`Reason::RedirectPeer`].
+    /// The redirect target (an ifindex) for the `Redirect*` reasons.
     pub target: u32,
+    /// [`Reason::RedirectNat`]: the next hop's MAC is unknown, the kernel resolves it.
+    pub via_neigh: bool,
 }
 
 /// Counts, reports and carries out `v`.
@@ -44,6 +46,7 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
             let e = unsafe { &mut *e };
             match v.reason {
                 Reason::RedirectPeer => add(&mut e.forwarded, len),
+                Reason::RedirectNat => add(&mut e.masqueraded, len),
                 _ if drop => add(&mut e.dropped, len),
                 _ => add(&mut e.passed, len),
             }
@@ -59,11 +62,15 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
     if tracing() {
         emit(ctx, EVENT_KIND_TRACE, v);
     }
-    if let Reason::RedirectPeer = v.reason {
-        // SAFETY: a plain helper call; an invalid ifindex makes the kernel drop the packet.
-        return unsafe { bpf_redirect_peer(v.target, 0) } as i32;
+    // SAFETY (each helper): a plain call; an invalid ifindex makes the kernel drop the packet.
+    match v.reason {
+        Reason::RedirectPeer | Reason::RedirectReverseNat => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
+        Reason::RedirectNat if v.via_neigh => unsafe {
+            bpf_redirect_neigh(v.target, core::ptr::null_mut(), 0, 0) as i32
+        },
+        Reason::RedirectNat => unsafe { bpf_redirect(v.target, 0) as i32 },
+        _ => TC_ACT_OK as i32,
     }
-    TC_ACT_OK as i32
 }
 
 #[inline(always)]

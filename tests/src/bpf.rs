@@ -15,7 +15,10 @@ pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 
 static DATAPATH: LazyLock<Mutex<Datapath>> = LazyLock::new(|| {
-    Mutex::new(Datapath::load(&LoadOptions { trace: true, pin_dir: None }).expect("loading the datapath (root, BTF)"))
+    Mutex::new(
+        Datapath::load(&LoadOptions { trace: true, pin_dir: None, ..LoadOptions::default() })
+            .expect("loading the datapath (root, BTF)"),
+    )
 });
 
 /// Exclusive use of the shared, traced datapath.
@@ -93,10 +96,21 @@ pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outco
     test_run(dp, Some(&ctx), frame)
 }
 
+/// Runs `frame` once through `netd_from_uplink` as if it arrived on `ifindex`.
+pub fn from_uplink_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outcome {
+    let mut ctx = [0u8; SK_BUFF_SIZE];
+    ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    run_program(dp, true, Some(&ctx), frame)
+}
+
 fn test_run(dp: &mut Datapath, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
+    run_program(dp, false, ctx, frame)
+}
+
+fn run_program(dp: &mut Datapath, uplink: bool, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
     let mut output = vec![0u8; frame.len() + 256];
-    let result = dp
-        .from_container()
+    let program = if uplink { dp.from_uplink() } else { dp.from_container() };
+    let result = program
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut output),

@@ -78,7 +78,13 @@ impl TestDaemon {
     /// Starts a daemon with default flags (plus `extra`) in a new host namespace.
     #[must_use]
     pub fn start(extra: &[&str]) -> Self {
-        let host = NetNs::new("ndt-host");
+        Self::start_in(NetNs::new("ndt-host"), extra)
+    }
+
+    /// Starts a daemon with default flags (plus `extra`) in `host`, a namespace the test has
+    /// prepared (an uplink, routes); the daemon owns it from now on.
+    #[must_use]
+    pub fn start_in(host: NetNs, extra: &[&str]) -> Self {
         host.sysctl("net.bridge.bridge-nf-call-iptables", "0");
         let dir = PathBuf::from("/tmp").join(unique_name("netd-test-"));
         std::fs::create_dir_all(&dir).expect("test dir");

@@ -165,6 +165,17 @@ pub fn icmp_echo(ty: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     m
 }
 
+/// An ICMP error (`ty`/`code`, e.g. 3/3 "port unreachable") quoting `offending` (an IPv4
+/// packet, header first), with a valid checksum.
+#[must_use]
+pub fn icmp_error(ty: u8, code: u8, offending: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(offending);
+    let csum = checksum(&m);
+    m[2..4].copy_from_slice(&csum.to_be_bytes());
+    m
+}
+
 /// An ARP request for IPv4 over Ethernet (the payload of an `ETH_P_ARP` frame).
 #[must_use]
 pub fn arp_request(sha: [u8; 6], spa: Ipv4Addr, tpa: Ipv4Addr) -> Vec<u8> {

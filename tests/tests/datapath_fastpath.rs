@@ -52,7 +52,7 @@ fn topology() -> Topology {
     let ns = NetNs::new("ndt-dp");
     let mut links = Vec::new();
     let mut ifindex = std::collections::BTreeMap::new();
-    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None }).expect("load");
+    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None, ..LoadOptions::default() }).expect("load");
     let nets = [
         (NET1, "10.1.0.0", NetworkFlags::ICC),
         (NET2, "10.2.0.0", 0),

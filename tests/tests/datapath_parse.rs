@@ -263,8 +263,12 @@ fn udp_length_mismatch_is_dropped() {
 
 #[test]
 fn the_untraced_program_verifies_and_gives_the_same_verdicts() {
-    let dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions { trace: false, pin_dir: None })
-        .expect("loading without tracing");
+    let dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions {
+        trace: false,
+        pin_dir: None,
+        ..netd::datapath::LoadOptions::default()
+    })
+    .expect("loading without tracing");
     for (frame, verdict) in [(tcp_frame(b"x"), TC_ACT_OK), (tcp_frame(b"x")[..40].to_vec(), TC_ACT_SHOT)] {
         let mut out = vec![0u8; frame.len() + 64];
         let r = aya::programs::TestRun::test_run(

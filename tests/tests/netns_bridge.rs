@@ -107,8 +107,12 @@ fn a_9000_byte_frame_through_the_attached_program() {
         ns.ip(&["link", "set", "eth0", "mtu", "9000"]);
         ns.ip(&["addr", "add", ip, "dev", "eth0"]);
     }
-    let mut dp =
-        netd::datapath::Datapath::load(&netd::datapath::LoadOptions { trace: true, pin_dir: None }).expect("load");
+    let mut dp = netd::datapath::Datapath::load(&netd::datapath::LoadOptions {
+        trace: true,
+        pin_dir: None,
+        ..netd::datapath::LoadOptions::default()
+    })
+    .expect("load");
     b.run(|| dp.attach_from_container("eth0").expect("attach"));
     assert_eq!(tcx_ingress_programs(&b, "eth0"), ["netd_from_conta"], "attached with TCX (names are cut to 15 bytes)");
     dp.drain_events();

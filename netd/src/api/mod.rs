@@ -181,6 +181,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => from_error(&e),
             }
         }
+        (&Method::GET, ["netd", "v1", "nat"]) => match daemon.nat_flows() {
+            Ok(flows) => json(StatusCode::OK, &flows),
+            Err(e) => from_error(&e),
+        },
         (&Method::POST, ["netd", "v1", "sandboxes"]) => create_sandbox(daemon, req).await,
         (&Method::GET, ["netd", "v1", "sandboxes", key]) => inspect_sandbox(daemon, key).await,
         (&Method::DELETE, ["netd", "v1", "sandboxes", key]) => {

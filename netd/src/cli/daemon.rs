@@ -23,6 +23,8 @@ pub fn main(cfg: Config) -> ExitCode {
 
 async fn serve(cfg: Config) -> Result<(), String> {
     let socket = cfg.socket_path()?;
+    // Flags first: a bad one changes nothing (not even the socket's directory).
+    d::nat::configured_port_range(&cfg).map_err(|e| format!("starting: {e}"))?;
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -34,10 +36,6 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     let daemon = Daemon::start(cfg).await.map_err(|e| format!("starting: {e}"))?;
     let listener = UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
-    eprintln!(
-        "netd: uplinks: {}",
-        if daemon.uplinks().is_empty() { "none".into() } else { daemon.uplinks().join(",") }
-    );
     eprintln!("netd: listening on unix://{}", socket.display());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! The `netd` command line: the daemon, and a client of its API with docker's verbs and output.
 
 mod daemon;
+mod nat;
 mod network;
 mod sandbox;
 mod stats;
@@ -39,6 +40,9 @@ enum Command {
     Rm(sandbox::RmArgs),
     /// Show the datapath's counters by reason, overall and per endpoint.
     Stats(stats::StatsArgs),
+    /// Masquerade's translations.
+    #[command(subcommand)]
+    Nat(nat::NatCommand),
     /// Show client and daemon versions.
     Version,
 }
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
             Command::Ps(args) => sandbox::ps(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
+            Command::Nat(cmd) => nat::exec(&client, cmd).await,
             Command::Version => version(&client).await,
         }
     })

@@ -44,6 +44,14 @@ pub struct Config {
     /// default routes).
     #[arg(long)]
     pub uplink: Vec<String>,
+    /// Ports (and ICMP identifiers) masquerade hands out, LO-HI; must not overlap
+    /// `net.ipv4.ip_local_port_range` (default: the larger range beside it in 1024-65535).
+    #[arg(long)]
+    pub nat_port_range: Option<super::nat::PortRange>,
+    /// Masqueraded flows the translation table holds; new flows beyond are dropped (counted)
+    /// until old ones expire.
+    #[arg(long, default_value_t = netd_common::NAT_DEFAULT_FLOWS, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub nat_max_flows: u32,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {

@@ -60,7 +60,7 @@ pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> End
 }
 
 impl Daemon {
-    fn dp(&self) -> std::sync::MutexGuard<'_, crate::datapath::Datapath> {
+    pub(super) fn dp(&self) -> std::sync::MutexGuard<'_, crate::datapath::Datapath> {
         self.datapath.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

@@ -8,6 +8,7 @@ mod config;
 mod datapath;
 pub mod error;
 mod kernel;
+pub mod nat;
 pub mod networks;
 mod reconcile;
 pub mod sandboxes;
@@ -37,12 +38,15 @@ pub struct Daemon {
     /// The eBPF datapath (std mutex: never held across an await).
     datapath: std::sync::Mutex<Datapath>,
     pools: Vec<AddressPool>,
-    uplinks: Vec<String>,
+    /// The uplinks in use, described (`eth0 (192.0.2.10)`), as of the last sync.
+    uplinks: std::sync::Mutex<Vec<String>>,
 }
 
 impl Daemon {
     /// Loads or initialises the state and makes the kernel match it.
     pub async fn start(cfg: Config) -> Result<Arc<Self>> {
+        // Flags first: a bad one changes nothing.
+        let (nat_ports, local) = nat::configured_port_range(&cfg)?;
         let store = Store::open(&cfg.state_dir)?;
         std::fs::create_dir_all(cfg.netns_dir()).map_err(Error::io("creating the exec root"))?;
         let nl = Netlink::current()?;
@@ -51,9 +55,14 @@ impl Daemon {
         } else {
             cfg.default_address_pools.clone()
         };
-        let uplinks = if cfg.uplink.is_empty() { nl.default_route_interfaces().await? } else { cfg.uplink.clone() };
         let loaded = store.load()?;
-        let datapath = Datapath::load(&LoadOptions { trace: false, pin_dir: Some(cfg.bpffs.clone()) })?;
+        let mut datapath = Datapath::load(&LoadOptions {
+            trace: false,
+            pin_dir: Some(cfg.bpffs.clone()),
+            nat_max_flows: Some(cfg.nat_max_flows),
+        })?;
+        datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
+        eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),
@@ -61,7 +70,7 @@ impl Daemon {
             nl,
             datapath: std::sync::Mutex::new(datapath),
             pools,
-            uplinks,
+            uplinks: std::sync::Mutex::new(Vec::new()),
         });
         let state = if let Some(s) = loaded {
             s
@@ -75,12 +84,13 @@ impl Daemon {
         *daemon.state.lock().await = state;
         daemon.reconcile().await?;
         enable_ip_forwarding();
+        daemon.sync_uplinks().await?;
         Ok(daemon)
     }
 
-    /// The uplink interfaces (for the datapath's masquerade).
-    pub fn uplinks(&self) -> &[String] {
-        &self.uplinks
+    /// The uplinks in use, described (`eth0 (192.0.2.10)`).
+    pub fn uplinks(&self) -> Vec<String> {
+        self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub(crate) fn persist(&self, state: &State) -> Result<()> {
@@ -105,9 +115,17 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
     let sweeper = {
         let daemon = daemon.clone();
         tokio::spawn(async move {
-            loop {
+            for tick in 1u64.. {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 daemon.sweep_auto_remove().await;
+                if tick % 4 == 0 {
+                    if let Err(e) = daemon.sync_uplinks().await {
+                        eprintln!("netd: uplinks: {e}");
+                    }
+                    if let Err(e) = daemon.collect_nat() {
+                        eprintln!("netd: collecting expired translations: {e}");
+                    }
+                }
             }
         })
     };

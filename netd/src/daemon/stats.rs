@@ -83,7 +83,8 @@ impl Daemon {
                 };
                 let totals = dp.endpoint_counters(link.slot).map_err(Error::from)?;
                 let c = totals.counters;
-                let mut reasons = named(vec![(Reason::RedirectPeer as u8, c.forwarded)]);
+                let mut reasons =
+                    named(vec![(Reason::RedirectPeer as u8, c.forwarded), (Reason::RedirectNat as u8, c.masqueraded)]);
                 reasons.push(ReasonCount {
                     reason: "pass".into(),
                     code: u8::MAX,

@@ -77,6 +77,7 @@ impl Datapath {
             |a, c| EndpointCounters {
                 forwarded: add(a.forwarded, &c.forwarded),
                 passed: add(a.passed, &c.passed),
+                masqueraded: add(a.masqueraded, &c.masqueraded),
                 dropped: add(a.dropped, &c.dropped),
             },
         );

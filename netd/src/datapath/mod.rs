@@ -6,8 +6,10 @@
 //! daemon, so traffic keeps flowing while it is stopped and a restarted daemon adopts them.
 
 mod counters;
+mod nat;
 
 pub use counters::EndpointTotals;
+pub use nat::{monotonic_ns, NatFlow};
 
 use std::{
     net::Ipv4Addr,
@@ -30,6 +32,10 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Name of the program attached to the host side of every endpoint veth.
 pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
+/// Name of the program attached to every uplink.
+pub const PROG_FROM_UPLINK: &str = "netd_from_uplink";
+/// Prefix of an uplink's pinned link (`links/uplink:<ifname>`); endpoint veths have their name.
+const UPLINK_PIN_PREFIX: &str = "uplink:";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
@@ -103,6 +109,10 @@ pub struct LoadOptions {
     /// A bpffs directory for pinned maps and links (the daemon's `--bpffs`). `None`: maps are
     /// private to this instance and nothing is pinned (tests).
     pub pin_dir: Option<PathBuf>,
+    /// Flows the translation table holds (two entries each); `None`: the default
+    /// ([`netd_common::NAT_DEFAULT_FLOWS`]). Only applies when the table is created, not when
+    /// a pinned one is adopted.
+    pub nat_max_flows: Option<u32>,
 }
 
 static EPHEMERAL: AtomicU32 = AtomicU32::new(0);
@@ -133,19 +143,21 @@ impl Datapath {
         };
         std::fs::create_dir_all(&maps_dir).map_err(io("creating", &maps_dir))?;
         let trace = u8::from(options.trace);
+        let nat_entries = options.nat_max_flows.unwrap_or(netd_common::NAT_DEFAULT_FLOWS).saturating_mul(2);
         let loaded = EbpfLoader::new()
             .override_global("NETD_TRACE", &trace, true)
+            .map_max_entries("NETD_NAT", nat_entries)
             .default_map_pin_directory(&maps_dir)
             .load(EBPF_OBJECT);
         if let Some(dir) = &ephemeral {
             std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
         }
         let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
-        let program: &mut SchedClassifier = ebpf
-            .program_mut(PROG_FROM_CONTAINER)
-            .and_then(|p| p.try_into().ok())
-            .ok_or(DatapathError::MissingProgram { name: PROG_FROM_CONTAINER })?;
-        program.load().map_err(|e| DatapathError::LoadProgram { name: PROG_FROM_CONTAINER, source: Box::new(e) })?;
+        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK] {
+            let program: &mut SchedClassifier =
+                ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
+            program.load().map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
+        }
         let events = ebpf.take_map(MAP_EVENTS).ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
         let links_dir = match &options.pin_dir {
@@ -173,15 +185,43 @@ impl Datapath {
         self.link_pin(ifname).is_some_and(|p| p.exists())
     }
 
+    /// The program for uplinks.
+    pub fn from_uplink(&self) -> &SchedClassifier {
+        self.ebpf.program(PROG_FROM_UPLINK).and_then(|p| p.try_into().ok()).expect("checked at load")
+    }
+
     /// Attaches `netd_from_container` to the ingress of `ifname` (TCX; netlink clsact only on
     /// kernels without TCX), looked up in the calling thread's namespace. With a pin directory
     /// the link is pinned, so it outlives this process; otherwise it lives as long as `self`.
     pub fn attach_from_container(&mut self, ifname: &str) -> Result<()> {
-        let pin = self.link_pin(ifname);
+        self.attach(PROG_FROM_CONTAINER, ifname, self.link_pin(ifname))
+    }
+
+    /// Attaches `netd_from_uplink` to the ingress of uplink `ifname`, pinned as
+    /// `links/uplink:<ifname>` (see [`Datapath::attach_from_container`]).
+    pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<()> {
+        self.attach(PROG_FROM_UPLINK, ifname, self.link_pin(&format!("{UPLINK_PIN_PREFIX}{ifname}")))
+    }
+
+    /// Whether uplink `ifname` has a pinned link.
+    pub fn is_uplink_attached(&self, ifname: &str) -> bool {
+        self.is_attached(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
+    }
+
+    /// Removes the pinned link of uplink `ifname` (already gone is success).
+    pub fn detach_from_uplink(&mut self, ifname: &str) -> Result<()> {
+        self.detach_from_container(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
+    }
+
+    /// Names of the uplinks with pinned links.
+    pub fn pinned_uplinks(&self) -> Vec<String> {
+        self.pinned_names().into_iter().filter_map(|n| n.strip_prefix(UPLINK_PIN_PREFIX).map(str::to_owned)).collect()
+    }
+
+    fn attach(&mut self, name: &'static str, ifname: &str, pin: Option<PathBuf>) -> Result<()> {
         let program: &mut SchedClassifier =
-            self.ebpf.program_mut(PROG_FROM_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load");
-        let attach_err =
-            |e| DatapathError::Attach { name: PROG_FROM_CONTAINER, ifname: ifname.to_owned(), source: Box::new(e) };
+            self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
+        let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
         let id = program.attach(ifname, TcAttachType::Ingress).map_err(attach_err)?;
         if let Some(pin) = pin {
             let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
@@ -210,8 +250,12 @@ impl Datapath {
         }
     }
 
-    /// Names of the devices with pinned links (to find links of vanished endpoints).
+    /// Names of the endpoint veths with pinned links (to find links of vanished endpoints).
     pub fn pinned_links(&self) -> Vec<String> {
+        self.pinned_names().into_iter().filter(|n| !n.starts_with(UPLINK_PIN_PREFIX)).collect()
+    }
+
+    fn pinned_names(&self) -> Vec<String> {
         let Some(dir) = &self.links_dir else {
             return Vec::new();
         };

@@ -188,6 +188,35 @@ impl Netlink {
         }
     }
 
+    /// The IPv4 addresses of link `index` with their prefix lengths, primary first (the order
+    /// the kernel lists them).
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+        use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+        let msgs: Vec<netlink_packet_route::address::AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req(format!("listing addresses of link {index}")))?;
+        let mut out = Vec::new();
+        for m in msgs.iter().filter(|m| m.header.index == index) {
+            let secondary = m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Secondary)));
+            for a in &m.attributes {
+                if let AddressAttribute::Local(std::net::IpAddr::V4(ip)) = a {
+                    out.push((secondary, *ip, m.header.prefix_len));
+                }
+            }
+        }
+        out.sort_by_key(|(secondary, _, _)| *secondary);
+        Ok(out.into_iter().map(|(_, ip, prefix)| (ip, prefix)).collect())
+    }
+
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
         let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();

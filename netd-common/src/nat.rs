@@ -1,0 +1,274 @@
+//! Masquerade: the translation table (`NETD_NAT`), the uplinks (`NETD_UPLINKS`) and the NAT
+//! settings (`NETD_NAT_CONFIG`), shared by the datapath and the control plane.
+//!
+//! A translated flow has two entries in `NETD_NAT`, both keyed by an [`Ipv4Tuple`] exactly as the
+//! datapath parses packets:
+//! - the **egress** entry, keyed by what the container sends (container → remote), says which
+//!   source address and port to write (the uplink's address, the allocated port);
+//! - the **ingress** entry, keyed by what the remote answers (remote → uplink address, allocated
+//!   port), says which destination to restore and which endpoint veth to deliver to.
+//!
+//! For ICMP echo the identifier is the "port": it is `src_port` of the tuple in both directions
+//! (the parser puts the identifier there), and `dst_port` is zero.
+//!
+//! Expiry is decided over the pair: a flow is alive until the later of both entries' `last_seen`
+//! plus the lifetime its combined flags give ([`flow_lifetime_ns`]). The datapath treats an
+//! expired pair as absent (it may reuse its port); the daemon's collector deletes expired pairs.
+
+use crate::Ipv4Tuple;
+
+/// Flags of a [`NatEntry`].
+pub struct NatFlags;
+
+impl NatFlags {
+    /// The ingress (reply) entry of a pair; absent on the egress entry.
+    pub const INGRESS: u8 = 1 << 0;
+    /// A packet went this way (the egress entry has it from the start; the ingress entry from
+    /// the first reply).
+    pub const SEEN: u8 = 1 << 1;
+    /// TCP: a SYN went this way.
+    pub const TCP_SYN: u8 = 1 << 2;
+    /// TCP: a FIN went this way.
+    pub const TCP_FIN: u8 = 1 << 3;
+    /// TCP: a RST went this way.
+    pub const TCP_RST: u8 = 1 << 4;
+}
+
+/// A value of `NETD_NAT`: one direction of a translated flow.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEntry {
+    /// Egress: the new source address (the uplink's). Ingress: the new destination address
+    /// (the container's). Wire order.
+    pub addr: u32,
+    /// Egress: the new source port (or ICMP identifier). Ingress: the container's original port
+    /// (or identifier). Wire order.
+    pub port: u16,
+    /// [`NatFlags`].
+    pub flags: u8,
+    pub pad: u8,
+    /// Egress: the uplink's ifindex. Ingress: the endpoint's host-side veth.
+    pub ifindex: u32,
+    pub pad2: u32,
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) of the last packet this way, refreshed at most
+    /// every [`NAT_REFRESH_NS`].
+    pub last_seen: u64,
+    /// `bpf_ktime_get_ns()` when the flow was created.
+    pub created: u64,
+}
+
+const _: () = assert!(size_of::<NatEntry>() == 32);
+
+/// An uplink: value of `NETD_UPLINKS` (key: its ifindex).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkInfo {
+    /// The address masqueraded flows leave with (the uplink's primary IPv4), wire order.
+    pub addr: u32,
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<UplinkInfo>() == 8);
+
+/// The NAT settings: the only value of `NETD_NAT_CONFIG` (index 0).
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatConfig {
+    /// Ports (and ICMP identifiers) handed out, inclusive, host order. Zero `port_max`: no
+    /// masquerade (the control plane has not configured it yet).
+    pub port_min: u16,
+    pub port_max: u16,
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<NatConfig>() == 8);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), explicit padding, every bit pattern is valid.
+unsafe impl aya::Pod for NatEntry {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for UplinkInfo {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for NatConfig {}
+
+/// Default number of flows the table holds (two entries each); the daemon's
+/// `--nat-max-flows` changes it.
+pub const NAT_DEFAULT_FLOWS: u32 = 131_072;
+/// Entries of `NETD_UPLINKS`.
+pub const MAX_UPLINKS: u32 = 64;
+/// How often a live flow's `last_seen` is rewritten (writing it on every packet would make
+/// CPUs fight over the entry's cache line).
+pub const NAT_REFRESH_NS: u64 = 1_000_000_000;
+/// How many ports a new flow tries (its own first, then random ones) before it is dropped.
+pub const NAT_PORT_ATTEMPTS: u32 = 16;
+
+const SEC: u64 = 1_000_000_000;
+/// TCP after a RST, or after FINs both ways.
+pub const TCP_CLOSED_TIMEOUT_NS: u64 = 10 * SEC;
+/// TCP half-closed (a FIN one way).
+pub const TCP_FIN_TIMEOUT_NS: u64 = 120 * SEC;
+/// TCP before the remote answered (SYN sent).
+pub const TCP_SYN_TIMEOUT_NS: u64 = 60 * SEC;
+/// TCP established (both ways seen).
+pub const TCP_ESTABLISHED_TIMEOUT_NS: u64 = 6 * 3600 * SEC;
+/// UDP that was never answered.
+pub const UDP_TIMEOUT_NS: u64 = 30 * SEC;
+/// UDP answered at least once.
+pub const UDP_REPLIED_TIMEOUT_NS: u64 = 120 * SEC;
+/// ICMP echo.
+pub const ICMP_TIMEOUT_NS: u64 = 30 * SEC;
+
+/// How long a flow lives after its last packet, from the flags of both entries: `egress` and
+/// `ingress` ([`NatFlags`]) and its protocol number.
+#[must_use]
+#[inline]
+pub const fn flow_lifetime_ns(protocol: u8, egress: u8, ingress: u8) -> u64 {
+    let both = egress | ingress;
+    let replied = ingress & NatFlags::SEEN != 0;
+    match protocol {
+        6 => {
+            if both & NatFlags::TCP_RST != 0 || (egress & NatFlags::TCP_FIN != 0 && ingress & NatFlags::TCP_FIN != 0) {
+                TCP_CLOSED_TIMEOUT_NS
+            } else if both & NatFlags::TCP_FIN != 0 {
+                TCP_FIN_TIMEOUT_NS
+            } else if replied {
+                TCP_ESTABLISHED_TIMEOUT_NS
+            } else {
+                TCP_SYN_TIMEOUT_NS
+            }
+        }
+        17 => {
+            if replied {
+                UDP_REPLIED_TIMEOUT_NS
+            } else {
+                UDP_TIMEOUT_NS
+            }
+        }
+        _ => ICMP_TIMEOUT_NS,
+    }
+}
+
+/// Whether a flow whose entries are `egress` and `ingress` has expired at `now` (ns, the
+/// datapath's clock).
+#[must_use]
+#[inline]
+pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
+    let last = if egress.last_seen > ingress.last_seen { egress.last_seen } else { ingress.last_seen };
+    now > last + flow_lifetime_ns(protocol, egress.flags, ingress.flags)
+}
+
+/// Whether a new flow may take over the port of a flow whose entries are `egress` and
+/// `ingress` at `now`: it has expired, or it is a TCP connection that closed (RST, or FIN both
+/// ways) and has been quiet for [`TCP_REUSE_AFTER_CLOSE_NS`] — a new connection may reuse a
+/// closed one's ports as TCP itself allows (`TIME_WAIT` reuse), instead of keeping them idle.
+#[must_use]
+#[inline]
+pub const fn flow_reclaimable(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
+    if flow_expired(protocol, egress, ingress, now) {
+        return true;
+    }
+    let last = if egress.last_seen > ingress.last_seen { egress.last_seen } else { ingress.last_seen };
+    protocol == 6
+        && flow_lifetime_ns(protocol, egress.flags, ingress.flags) == TCP_CLOSED_TIMEOUT_NS
+        && now > last + TCP_REUSE_AFTER_CLOSE_NS
+}
+
+/// How long a closed TCP flow keeps its port to itself (late retransmissions of the last
+/// segments still find it).
+pub const TCP_REUSE_AFTER_CLOSE_NS: u64 = SEC;
+
+/// The ingress (reply) key of a flow whose egress key is `egress`, translated to `addr:port`.
+#[must_use]
+#[inline]
+pub const fn reply_key(egress: &Ipv4Tuple, addr: u32, port: u16) -> Ipv4Tuple {
+    if egress.protocol == 1 {
+        // ICMP echo: the reply carries the (translated) identifier in the same place.
+        Ipv4Tuple { src_addr: egress.dst_addr, dst_addr: addr, src_port: port, dst_port: 0, protocol: 1, pad: [0; 3] }
+    } else {
+        Ipv4Tuple {
+            src_addr: egress.dst_addr,
+            dst_addr: addr,
+            src_port: egress.dst_port,
+            dst_port: port,
+            protocol: egress.protocol,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// The egress key of a flow, from its ingress key and ingress entry (the container's
+/// address and port).
+#[must_use]
+#[inline]
+pub const fn egress_key(ingress: &Ipv4Tuple, entry: &NatEntry) -> Ipv4Tuple {
+    if ingress.protocol == 1 {
+        Ipv4Tuple {
+            src_addr: entry.addr,
+            dst_addr: ingress.src_addr,
+            src_port: entry.port,
+            dst_port: 0,
+            protocol: 1,
+            pad: [0; 3],
+        }
+    } else {
+        Ipv4Tuple {
+            src_addr: entry.addr,
+            dst_addr: ingress.src_addr,
+            src_port: entry.port,
+            dst_port: ingress.src_port,
+            protocol: ingress.protocol,
+            pad: [0; 3],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_and_egress_keys_are_inverse() {
+        for protocol in [6u8, 17, 1] {
+            let eg = Ipv4Tuple {
+                src_addr: 0x0200_12ac,
+                dst_addr: 0x0100_000a,
+                src_port: 0x3412,
+                dst_port: if protocol == 1 { 0 } else { 0x5000 },
+                protocol,
+                pad: [0; 3],
+            };
+            let rk = reply_key(&eg, 0x0100_a8c0, 0x0104);
+            let entry = NatEntry { addr: eg.src_addr, port: eg.src_port, ..NatEntry::default() };
+            assert_eq!(egress_key(&rk, &entry), eg, "protocol {protocol}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_follow_tcp_state() {
+        let s = NatFlags::SEEN;
+        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, 0), TCP_SYN_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, s), TCP_ESTABLISHED_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s), TCP_FIN_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s | NatFlags::TCP_FIN), TCP_CLOSED_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s, s | NatFlags::TCP_RST), TCP_CLOSED_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(17, s, 0), UDP_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(17, s, s), UDP_REPLIED_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(1, s, 0), ICMP_TIMEOUT_NS);
+        let e = NatEntry { last_seen: 100, ..NatEntry::default() };
+        let i = NatEntry { last_seen: 5 * SEC, ..NatEntry::default() };
+        assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS));
+        assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1));
+        // A closed TCP flow gives its port up after a quiet second, an open one does not.
+        let closed = NatEntry { last_seen: SEC, flags: s | NatFlags::TCP_FIN, ..NatEntry::default() };
+        let closing = NatEntry { last_seen: SEC, flags: s | NatFlags::TCP_FIN | NatFlags::INGRESS, ..closed };
+        assert!(!flow_reclaimable(6, &closed, &closing, SEC + TCP_REUSE_AFTER_CLOSE_NS));
+        assert!(flow_reclaimable(6, &closed, &closing, SEC + TCP_REUSE_AFTER_CLOSE_NS + 1));
+        let open = NatEntry { flags: s | NatFlags::INGRESS, ..closing };
+        assert!(!flow_reclaimable(6, &closed, &open, SEC + TCP_REUSE_AFTER_CLOSE_NS + 1));
+    }
+}

@@ -1,0 +1,611 @@
+//! Masquerade: SNAT with netd's own connection tracking (`NETD_NAT`, layout and expiry rules in
+//! `netd_common::nat`).
+//!
+//! - [`snat_v4_egress`]: a packet from an endpoint of a masquerading network to the outside. The
+//!   FIB picks the uplink; the flow's entry pair is found or created (the container's own port
+//!   when it is in the NAT range and free, else random ports, a bounded number of attempts); the
+//!   source becomes the uplink's address and the NAT port, the TTL drops by one, checksums are
+//!   updated incrementally, and the packet leaves by the uplink (`bpf_redirect`, or
+//!   `bpf_redirect_neigh` when the next hop's MAC is not known yet).
+//! - [`snat_v4_ingress`]: a packet arriving on an uplink. A reply of a translated flow (or an
+//!   ICMP error about one, RFC 5508: the embedded packet is translated too) gets the container's
+//!   address and port back and goes straight into its namespace (`bpf_redirect_peer`). Anything
+//!   else is the host's and passes untouched, except packets for a masquerading network's
+//!   containers that no flow asked for.
+
+use aya_ebpf::{
+    bindings::{
+        bpf_fib_lookup as FibParams, BPF_ANY, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST,
+    },
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, generated::bpf_fib_lookup},
+    programs::TcContext,
+};
+use netd_common::{
+    nat::{egress_key, flow_reclaimable, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
+};
+use netd_ebpf::{
+    csum,
+    parse::{eth, icmp, ipv4, tcp, udp, Frame, Parsed},
+};
+
+use crate::maps::{NETD_ENDPOINTS_BY_IP, NETD_NAT, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS};
+
+const AF_INET: u8 = 2;
+const EEXIST: i32 = 17;
+
+/// Where a translated packet goes.
+pub struct NatTarget {
+    pub ifindex: u32,
+    /// Egress only: the next hop's MAC is unknown, let the kernel resolve it.
+    pub via_neigh: bool,
+}
+
+/// What an egress packet's header says, read before anything is written.
+struct L4 {
+    /// Offset of the checksum that covers the port/identifier (TCP, UDP or ICMP).
+    csum_off: usize,
+    /// Checksum flags for `bpf_l4_csum_replace` (UDP keeps a zero checksum zero).
+    csum_flags: u64,
+    /// Whether the L4 checksum covers the addresses (TCP, UDP: yes; ICMP: no).
+    pseudo: bool,
+    /// Offset of the port/identifier that NAT rewrites.
+    port_off: usize,
+    /// TCP flags ([`NatFlags`] `TCP_*` bits) of this packet.
+    nat_flags: u8,
+}
+
+#[inline(always)]
+fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
+    match p.class {
+        PacketClass::Ipv4Tcp => {
+            let Some(t) = frame.header::<{ tcp::MIN_HLEN }>(p.l4_off) else {
+                return Err(Reason::DropShortTcp);
+            };
+            let f = t.u8::<{ tcp::FLAGS_OFF }>();
+            let mut nat_flags = 0;
+            if f & tcp::SYN != 0 {
+                nat_flags |= NatFlags::TCP_SYN;
+            }
+            if f & tcp::FIN != 0 {
+                nat_flags |= NatFlags::TCP_FIN;
+            }
+            if f & tcp::RST != 0 {
+                nat_flags |= NatFlags::TCP_RST;
+            }
+            Ok(L4 {
+                csum_off: p.l4_off + tcp::CSUM_OFF,
+                csum_flags: 0,
+                pseudo: true,
+                port_off: p.l4_off + if rewrite_src { tcp::SPORT_OFF } else { tcp::DPORT_OFF },
+                nat_flags,
+            })
+        }
+        PacketClass::Ipv4Udp => Ok(L4 {
+            csum_off: p.l4_off + udp::CSUM_OFF,
+            csum_flags: u64::from(BPF_F_MARK_MANGLED_0),
+            pseudo: true,
+            port_off: p.l4_off + if rewrite_src { udp::SPORT_OFF } else { udp::DPORT_OFF },
+            nat_flags: 0,
+        }),
+        _ => Ok(L4 {
+            csum_off: p.l4_off + icmp::CSUM_OFF,
+            csum_flags: 0,
+            pseudo: false,
+            port_off: p.l4_off + icmp::ID_OFF,
+            nat_flags: 0,
+        }),
+    }
+}
+
+/// Masquerades a packet from endpoint `src` to `p.tuple.dst_addr`, an address outside every
+/// local network. Returns the verdict; on [`Reason::RedirectNat`] the packet is rewritten and
+/// `target` says where it goes. [`Reason::PassToStack`] leaves it to the kernel unchanged
+/// (no route through an uplink, TTL expiring, a path MTU error the stack must report).
+#[inline(always)]
+pub fn snat_v4_egress(
+    ctx: &TcContext,
+    frame: &Frame,
+    p: &Parsed,
+    src: &EndpointInfo,
+    target: &mut NatTarget,
+) -> Reason {
+    let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
+        return Reason::PassToStack;
+    };
+    if cfg.port_max == 0 {
+        return Reason::PassToStack;
+    }
+    if p.flags & PacketFlags::FRAGMENT != 0 {
+        return Reason::DropNatFragment;
+    }
+    match p.class {
+        PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => {}
+        PacketClass::Ipv4Icmp => {
+            let Some(h) = frame.header::<{ icmp::HLEN }>(p.l4_off) else {
+                return Reason::DropShortIcmp;
+            };
+            if h.u8::<{ icmp::TYPE_OFF }>() != icmp::ECHO_REQUEST {
+                return Reason::DropNatUnsupported;
+            }
+        }
+        _ => return Reason::DropNatUnsupported,
+    }
+    let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
+        return Reason::DropShortIpv4;
+    };
+    let ttl_word = ip.raw16::<{ ipv4::TTL_OFF }>();
+    if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
+        // The stack answers with "time exceeded", as a router must.
+        return Reason::PassToStack;
+    }
+    let l4 = match l4_of(frame, p, true) {
+        Ok(l4) => l4,
+        Err(r) => return r,
+    };
+
+    // The route decides the uplink (and so the address to masquerade with).
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = p.tuple.protocol;
+    fib.sport = p.tuple.src_port;
+    fib.dport = p.tuple.dst_port;
+    fib.__bindgen_anon_3.ipv4_src = p.tuple.src_addr;
+    fib.__bindgen_anon_4.ipv4_dst = p.tuple.dst_addr;
+    fib.ifindex = src.ifindex;
+    // SAFETY: `fib` is a valid, writable lookup structure of the size passed.
+    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut fib, size_of::<FibParams>() as i32, 0) } as u32;
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {}
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => {
+            // With DF the stack sends "fragmentation needed" back (path MTU discovery works);
+            // without, the packet would have to be fragmented, which netd does not do.
+            if ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::DF != 0 {
+                return Reason::PassToStack;
+            }
+            return Reason::DropNatFragNeeded;
+        }
+        // Unreachable, prohibited, local...: the stack answers or delivers.
+        _ => return Reason::PassToStack,
+    }
+    // SAFETY: read-only map value, valid for the duration of the program.
+    let Some(uplink) = (unsafe { NETD_UPLINKS.get(&fib.ifindex) }) else {
+        // Routed through a device that is not an uplink: the kernel routes it unchanged.
+        return Reason::PassToStack;
+    };
+
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+    let (nat_addr, nat_port) = match NETD_NAT.get_ptr_mut(&key) {
+        Some(e) => {
+            // SAFETY: a live map value; concurrent writers only race on refresh fields.
+            let e = unsafe { &mut *e };
+            if l4.nat_flags & NatFlags::TCP_SYN != 0 && e.flags & (NatFlags::TCP_FIN | NatFlags::TCP_RST) != 0 {
+                reopen(&key, e, now);
+            }
+            refresh(e, l4.nat_flags, now);
+            (e.addr, e.port)
+        }
+        None => {
+            match snat_v4_new_mapping(&key, src, uplink, fib.ifindex, l4.nat_flags, now, cfg.port_min, cfg.port_max) {
+                Ok(t) => t,
+                Err(r) => return r,
+            }
+        }
+    };
+
+    // Rewrite: MACs, TTL, source address (IPv4 checksum by hand), then the port, then the L4
+    // checksum with the helper (it knows about partial and complete checksums).
+    let new_ttl_word = {
+        let b = ttl_word.to_ne_bytes();
+        u16::from_ne_bytes([b[0] - 1, b[1]])
+    };
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return Reason::DropShortEthernet;
+    };
+    let old_port = match frame_raw16(frame, l4.port_off) {
+        Some(v) => v,
+        None => return Reason::DropNatUnsupported,
+    };
+    let old_addr = p.tuple.src_addr;
+    let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    check = csum::replace16(check, ttl_word, new_ttl_word);
+    check = csum::replace32(check, old_addr, nat_addr);
+    // SAFETY: the frame is this program's packet and no data-moving helper ran yet.
+    unsafe {
+        if rc == BPF_FIB_LKUP_RET_SUCCESS {
+            l2.set_mac::<{ eth::DST_OFF }>(&fib.dmac);
+            l2.set_mac::<{ eth::SRC_OFF }>(&fib.smac);
+        }
+        ip.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
+        ip.set_raw32::<{ ipv4::SRC_OFF }>(nat_addr);
+        ip.set_raw16::<{ ipv4::CSUM_OFF }>(check);
+    }
+    if !frame_set_raw16(frame, l4.port_off, nat_port) {
+        return Reason::DropNatUnsupported;
+    }
+    if l4.pseudo {
+        let _ = ctx.l4_csum_replace(
+            l4.csum_off,
+            u64::from(old_addr),
+            u64::from(nat_addr),
+            u64::from(BPF_F_PSEUDO_HDR) | l4.csum_flags | 4,
+        );
+    }
+    let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(nat_port), l4.csum_flags | 2);
+    target.ifindex = fib.ifindex;
+    target.via_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH;
+    Reason::RedirectNat
+}
+
+/// Reads the 16-bit field at `off` (a variable offset: port or identifier).
+#[inline(always)]
+fn frame_raw16(frame: &Frame, off: usize) -> Option<u16> {
+    frame.header::<2>(off).map(|h| h.raw16::<0>())
+}
+
+#[inline(always)]
+fn frame_set_raw16(frame: &Frame, off: usize, value: u16) -> bool {
+    let Some(h) = frame.header::<2>(off) else {
+        return false;
+    };
+    // SAFETY: the frame is this program's packet and no data-moving helper ran yet.
+    unsafe { h.set_raw16::<0>(value) };
+    true
+}
+
+/// A new TCP connection on the tuple of a closed one (the container reused its port): the
+/// flow starts over, in both entries.
+#[inline(always)]
+fn reopen(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
+    egress.flags = NatFlags::SEEN;
+    egress.last_seen = now;
+    if let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) {
+        // SAFETY: a live map value; concurrent writers only race on these fields.
+        let i = unsafe { &mut *i };
+        i.flags = NatFlags::INGRESS;
+        i.last_seen = now;
+    }
+}
+
+/// Records a packet on a flow's entry: new TCP flags at once, the time at most every
+/// [`NAT_REFRESH_NS`].
+#[inline(always)]
+fn refresh(e: &mut NatEntry, flags: u8, now: u64) {
+    let want = e.flags | flags | NatFlags::SEEN;
+    if want != e.flags {
+        e.flags = want;
+        e.last_seen = now;
+    } else if now > e.last_seen + NAT_REFRESH_NS {
+        e.last_seen = now;
+    }
+}
+
+/// Creates the entry pair of a new flow: claims a reply key (the container's port if it is in
+/// `[lo, hi]`, else random ones; an expired flow's key is taken over), then the egress entry.
+/// Returns the NAT address and port (wire order).
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "one call site, every value is needed")]
+fn snat_v4_new_mapping(
+    key: &Ipv4Tuple,
+    src: &EndpointInfo,
+    uplink: &UplinkInfo,
+    uplink_ifindex: u32,
+    tcp_flags: u8,
+    now: u64,
+    lo: u16,
+    hi: u16,
+) -> Result<(u32, u16), Reason> {
+    let span = u32::from(hi - lo) + 1;
+    let own = u16::from_be(key.src_port);
+    let mut port = if own >= lo && own <= hi { own } else { lo + (unsafe { bpf_get_prandom_u32() } % span) as u16 };
+    let ingress = NatEntry {
+        addr: key.src_addr,
+        port: key.src_port,
+        flags: NatFlags::INGRESS,
+        pad: 0,
+        ifindex: src.ifindex,
+        pad2: 0,
+        last_seen: now,
+        created: now,
+    };
+    let mut claimed = false;
+    for _ in 0..NAT_PORT_ATTEMPTS {
+        let rk = reply_key(key, uplink.addr, port.to_be());
+        match NETD_NAT.insert(&rk, &ingress, u64::from(BPF_NOEXIST)) {
+            Ok(()) => {
+                claimed = true;
+                break;
+            }
+            Err(e) if e == -EEXIST => {
+                if reclaim_if_expired(&rk, &ingress, now) {
+                    claimed = true;
+                    break;
+                }
+            }
+            Err(_) => return Err(Reason::DropNatTableFull),
+        }
+        // SAFETY: a plain helper call.
+        port = lo + (unsafe { bpf_get_prandom_u32() } % span) as u16;
+    }
+    if !claimed {
+        return Err(Reason::DropNatNoPort);
+    }
+    let nat_port = port.to_be();
+    let egress = NatEntry {
+        addr: uplink.addr,
+        port: nat_port,
+        flags: NatFlags::SEEN | tcp_flags,
+        pad: 0,
+        ifindex: uplink_ifindex,
+        pad2: 0,
+        last_seen: now,
+        created: now,
+    };
+    match NETD_NAT.insert(key, &egress, u64::from(BPF_NOEXIST)) {
+        Ok(()) => Ok((uplink.addr, nat_port)),
+        Err(e) => {
+            let _ = NETD_NAT.remove(&reply_key(key, uplink.addr, nat_port));
+            if e == -EEXIST {
+                // Another CPU created this flow meanwhile: use its translation.
+                // SAFETY: read-only map value.
+                if let Some(won) = unsafe { NETD_NAT.get(key) } {
+                    return Ok((won.addr, won.port));
+                }
+            }
+            Err(Reason::DropNatTableFull)
+        }
+    }
+}
+
+/// Takes over the reply key `rk` if its flow may give it up (expired, or closed TCP; see
+/// `flow_reclaimable`); the old flow's egress entry is deleted.
+#[inline(always)]
+fn reclaim_if_expired(rk: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
+    // SAFETY: read-only map values.
+    let Some(old) = (unsafe { NETD_NAT.get(rk) }) else {
+        return false;
+    };
+    let ek = egress_key(rk, old);
+    let expired = match unsafe { NETD_NAT.get(&ek) } {
+        Some(old_egress) => flow_reclaimable(rk.protocol, old_egress, old, now),
+        None => true,
+    };
+    if !expired {
+        return false;
+    }
+    let _ = NETD_NAT.remove(&ek);
+    NETD_NAT.insert(rk, ingress, u64::from(BPF_ANY)).is_ok()
+}
+
+/// A packet arriving on uplink `uplink`: reverse-translates replies of masqueraded flows (and
+/// ICMP errors about them) and sends them into the container; drops what is addressed to a
+/// masquerading network's containers without a flow; passes the rest to the host untouched.
+#[inline(always)]
+pub fn snat_v4_ingress(
+    ctx: &TcContext,
+    frame: &Frame,
+    p: &Parsed,
+    uplink: &UplinkInfo,
+    target: &mut NatTarget,
+) -> Reason {
+    if p.tuple.dst_addr != uplink.addr {
+        return unsolicited_or_pass(p.tuple.dst_addr);
+    }
+    let reply = match p.class {
+        PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => true,
+        PacketClass::Ipv4Icmp => {
+            let Some(h) = frame.header::<{ icmp::HLEN }>(p.l4_off) else {
+                return Reason::PassFromUplink;
+            };
+            match h.u8::<{ icmp::TYPE_OFF }>() {
+                icmp::ECHO_REPLY => true,
+                icmp::DEST_UNREACH | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM => false,
+                _ => return Reason::PassFromUplink,
+            }
+        }
+        _ => return Reason::PassFromUplink,
+    };
+    if p.flags & PacketFlags::FRAGMENT != 0 {
+        // Possibly the host's own: it reassembles (netd's flows never carry fragments out).
+        return Reason::PassFromUplink;
+    }
+    if !reply {
+        return snat_v4_icmp_error_ingress(ctx, p, target);
+    }
+    let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+    let Some(e) = NETD_NAT.get_ptr_mut(&key) else {
+        return Reason::PassFromUplink;
+    };
+    // SAFETY: a live map value; concurrent writers only race on refresh fields.
+    let e = unsafe { &mut *e };
+    // SAFETY: read-only map value.
+    let Some(ep) = (unsafe { NETD_ENDPOINTS_BY_IP.get(&e.addr) }) else {
+        return Reason::DropNatNoEndpoint;
+    };
+    let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
+        return Reason::PassFromUplink;
+    };
+    let ttl_word = ip.raw16::<{ ipv4::TTL_OFF }>();
+    if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
+        return Reason::DropTtlExceeded;
+    }
+    let l4 = match l4_of(frame, p, false) {
+        Ok(l4) => l4,
+        Err(_) => return Reason::PassFromUplink,
+    };
+    // SAFETY: a plain helper call.
+    refresh(e, l4.nat_flags, unsafe { bpf_ktime_get_ns() });
+    let (new_addr, new_port) = (e.addr, e.port);
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return Reason::PassFromUplink;
+    };
+    let Some(old_port) = frame_raw16(frame, l4.port_off) else {
+        return Reason::PassFromUplink;
+    };
+    let old_addr = p.tuple.dst_addr;
+    let new_ttl_word = {
+        let b = ttl_word.to_ne_bytes();
+        u16::from_ne_bytes([b[0] - 1, b[1]])
+    };
+    let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    check = csum::replace16(check, ttl_word, new_ttl_word);
+    check = csum::replace32(check, old_addr, new_addr);
+    // SAFETY: the frame is this program's packet and no data-moving helper ran yet.
+    unsafe {
+        l2.set_mac::<{ eth::DST_OFF }>(&ep.mac);
+        ip.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
+        ip.set_raw32::<{ ipv4::DST_OFF }>(new_addr);
+        ip.set_raw16::<{ ipv4::CSUM_OFF }>(check);
+    }
+    if !frame_set_raw16(frame, l4.port_off, new_port) {
+        return Reason::PassFromUplink;
+    }
+    if l4.pseudo {
+        let _ = ctx.l4_csum_replace(
+            l4.csum_off,
+            u64::from(old_addr),
+            u64::from(new_addr),
+            u64::from(BPF_F_PSEUDO_HDR) | l4.csum_flags | 4,
+        );
+    }
+    let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(new_port), l4.csum_flags | 2);
+    target.ifindex = ep.ifindex;
+    Reason::RedirectReverseNat
+}
+
+/// Traffic from outside to an address that is not the uplink's: a masquerading (or internal)
+/// network's containers are not reachable from outside; anything else (the host's other
+/// addresses, networks routed without masquerade, gateways) is the host's business.
+#[inline(always)]
+fn unsolicited_or_pass(dst: u32) -> Reason {
+    let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
+    if let Some(n) = NETD_NETWORKS.get(&key) {
+        if dst != n.gateway && n.flags & (NetworkFlags::MASQUERADE | NetworkFlags::INTERNAL) != 0 {
+            return Reason::DropUnsolicited;
+        }
+    }
+    Reason::PassFromUplink
+}
+
+/// An ICMP error about a masqueraded flow (RFC 5508): the embedded packet is the one the
+/// container sent, as translated (source: uplink address and NAT port). Restores the outer
+/// destination and the embedded source, with every checksum involved, and sends it into the
+/// container. Works on `bpf_skb_load_bytes`/`store_bytes` offsets: errors are rare and their
+/// embedded headers may lie beyond the linear part.
+#[inline(always)]
+fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
+    let outer_icmp = p.l4_off;
+    let inner = outer_icmp + icmp::ERROR_INNER_OFF;
+    let Ok(inner_ip) = ctx.load::<[u8; ipv4::MIN_HLEN]>(inner) else {
+        return Reason::PassFromUplink;
+    };
+    if inner_ip[0] != 0x45 {
+        // Inner options are legal but never seen from netd's own flows.
+        return Reason::PassFromUplink;
+    }
+    let inner_l4 = inner + ipv4::MIN_HLEN;
+    let Ok(ports) = ctx.load::<[u8; 8]>(inner_l4) else {
+        return Reason::PassFromUplink;
+    };
+    let proto = inner_ip[ipv4::PROTO_OFF];
+    let inner_src = u32::from_ne_bytes([inner_ip[12], inner_ip[13], inner_ip[14], inner_ip[15]]);
+    let inner_dst = u32::from_ne_bytes([inner_ip[16], inner_ip[17], inner_ip[18], inner_ip[19]]);
+    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    let dport = u16::from_ne_bytes([ports[2], ports[3]]);
+    let echo_id = u16::from_ne_bytes([ports[4], ports[5]]);
+    // The reply key of the embedded packet's flow, where its port/identifier sits and what
+    // it is now.
+    let (key, port_off, l4_csum_off, old_port) = match proto {
+        ipv4::PROTO_TCP | ipv4::PROTO_UDP => (
+            Ipv4Tuple {
+                src_addr: inner_dst,
+                dst_addr: inner_src,
+                src_port: dport,
+                dst_port: sport,
+                protocol: proto,
+                pad: [0; 3],
+            },
+            0usize,
+            if proto == ipv4::PROTO_TCP { tcp::CSUM_OFF } else { udp::CSUM_OFF },
+            sport,
+        ),
+        ipv4::PROTO_ICMP if ports[0] == icmp::ECHO_REQUEST => (
+            Ipv4Tuple {
+                src_addr: inner_dst,
+                dst_addr: inner_src,
+                src_port: echo_id,
+                dst_port: 0,
+                protocol: proto,
+                pad: [0; 3],
+            },
+            icmp::ID_OFF,
+            icmp::CSUM_OFF,
+            echo_id,
+        ),
+        _ => return Reason::PassFromUplink,
+    };
+    // SAFETY: read-only map values.
+    let Some(e) = (unsafe { NETD_NAT.get(&key) }) else {
+        return Reason::PassFromUplink;
+    };
+    let Some(ep) = (unsafe { NETD_ENDPOINTS_BY_IP.get(&e.addr) }) else {
+        return Reason::DropNatNoEndpoint;
+    };
+    let Ok(outer_ip) = ctx.load::<[u8; ipv4::MIN_HLEN]>(p.l3_off) else {
+        return Reason::PassFromUplink;
+    };
+    if outer_ip[ipv4::TTL_OFF] <= 1 {
+        return Reason::DropTtlExceeded;
+    }
+    let (new_addr, new_port) = (e.addr, e.port);
+    let Ok(outer_icmp_csum) = ctx.load::<u16>(outer_icmp + icmp::CSUM_OFF) else {
+        return Reason::PassFromUplink;
+    };
+    let mut icmp_check = outer_icmp_csum;
+
+    // The embedded transport checksum (covers the inner source address for TCP/UDP, the
+    // identifier for ICMP), when the error carries it.
+    let inner_csum_at = inner_l4 + l4_csum_off;
+    if let Ok(old) = ctx.load::<u16>(inner_csum_at) {
+        let skip = proto == ipv4::PROTO_UDP && old == 0;
+        if !skip {
+            let mut c = old;
+            if proto != ipv4::PROTO_ICMP {
+                c = csum::replace32(c, inner_src, new_addr);
+            }
+            c = csum::replace16(c, old_port, new_port);
+            if proto == ipv4::PROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            let _ = ctx.store(inner_csum_at, &c, 0);
+            icmp_check = csum::replace16(icmp_check, old, c);
+        }
+    }
+    // The embedded port/identifier and source address, and the embedded IPv4 checksum.
+    let _ = ctx.store(inner_l4 + port_off, &new_port, 0);
+    icmp_check = csum::replace16(icmp_check, old_port, new_port);
+    let old_inner_ip_csum = u16::from_ne_bytes([inner_ip[10], inner_ip[11]]);
+    let new_inner_ip_csum = csum::replace32(old_inner_ip_csum, inner_src, new_addr);
+    let _ = ctx.store(inner + ipv4::SRC_OFF, &new_addr, 0);
+    let _ = ctx.store(inner + ipv4::CSUM_OFF, &new_inner_ip_csum, 0);
+    icmp_check = csum::replace32(icmp_check, inner_src, new_addr);
+    icmp_check = csum::replace16(icmp_check, old_inner_ip_csum, new_inner_ip_csum);
+    let _ = ctx.store(outer_icmp + icmp::CSUM_OFF, &icmp_check, 0);
+
+    // The outer header: destination and TTL.
+    let old_dst = u32::from_ne_bytes([outer_ip[16], outer_ip[17], outer_ip[18], outer_ip[19]]);
+    let ttl_word = u16::from_ne_bytes([outer_ip[8], outer_ip[9]]);
+    let new_ttl_word = u16::from_ne_bytes([outer_ip[8] - 1, outer_ip[9]]);
+    let mut check = u16::from_ne_bytes([outer_ip[10], outer_ip[11]]);
+    check = csum::replace16(check, ttl_word, new_ttl_word);
+    check = csum::replace32(check, old_dst, new_addr);
+    let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &new_ttl_word, 0);
+    let _ = ctx.store(p.l3_off + ipv4::DST_OFF, &new_addr, 0);
+    let _ = ctx.store(p.l3_off + ipv4::CSUM_OFF, &check, 0);
+    let _ = ctx.store(eth::DST_OFF, &ep.mac, 0);
+    target.ifindex = ep.ifindex;
+    Reason::RedirectReverseNat
+}

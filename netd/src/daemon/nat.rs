@@ -1,0 +1,185 @@
+//! The daemon's side of masquerade: the NAT port range (disjoint from the host's own
+//! ephemeral ports), the uplinks (attached and kept in sync with their addresses), collecting
+//! expired flows, and listing translations.
+
+use std::{fmt, net::Ipv4Addr, str::FromStr};
+
+use crate::datapath::{monotonic_ns, NatFlow};
+
+use super::{
+    error::{Error, Result},
+    Daemon,
+};
+
+/// A port range, inclusive: `LO-HI`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("invalid port range {s:?}: expected LO-HI with 1 <= LO <= HI <= 65535");
+        let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+        let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+        let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+        if lo == 0 || lo > hi {
+            return Err(bad());
+        }
+        Ok(Self { lo, hi })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+impl PortRange {
+    fn overlaps(self, other: PortRange) -> bool {
+        self.lo <= other.hi && other.lo <= self.hi
+    }
+
+    fn len(self) -> u32 {
+        u32::from(self.hi - self.lo) + 1
+    }
+}
+
+/// The host's ephemeral ports in this namespace (`net.ipv4.ip_local_port_range`).
+pub fn local_port_range() -> std::io::Result<PortRange> {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let mut it = s.split_whitespace().filter_map(|w| w.parse::<u16>().ok());
+    match (it.next(), it.next()) {
+        (Some(lo), Some(hi)) if lo <= hi => Ok(PortRange { lo, hi }),
+        _ => Err(std::io::Error::other(format!("unexpected ip_local_port_range {s:?}"))),
+    }
+}
+
+/// The range masquerade hands out: `configured` if it avoids the host's ephemeral ports
+/// `local`, else an error; by default the larger of the two ranges around `local` in
+/// 1024–65535 (privileged ports are never handed out by default).
+pub fn nat_port_range(configured: Option<PortRange>, local: PortRange) -> std::result::Result<PortRange, String> {
+    if let Some(r) = configured {
+        if r.overlaps(local) {
+            return Err(format!(
+                "--nat-port-range {r} overlaps net.ipv4.ip_local_port_range {local}: the host's own connections \
+                 use those ports, choose a disjoint range"
+            ));
+        }
+        return Ok(r);
+    }
+    let below = (local.lo > 1024).then(|| PortRange { lo: 1024, hi: local.lo - 1 });
+    let above = (local.hi < 65535).then(|| PortRange { lo: local.hi.max(1023) + 1, hi: 65535 });
+    match (below, above) {
+        (Some(b), Some(a)) => Ok(if a.len() > b.len() { a } else { b }),
+        (Some(r), None) | (None, Some(r)) => Ok(r),
+        (None, None) => Err(format!(
+            "net.ipv4.ip_local_port_range {local} leaves no ports for masquerade: narrow it or pass --nat-port-range"
+        )),
+    }
+}
+
+/// The NAT range `cfg` asks for, checked against this namespace's ephemeral ports; returns it
+/// with those ports.
+pub fn configured_port_range(cfg: &super::Config) -> Result<(PortRange, PortRange)> {
+    let local = local_port_range().map_err(Error::io("reading net.ipv4.ip_local_port_range"))?;
+    let range = nat_port_range(cfg.nat_port_range, local).map_err(Error::InvalidParameter)?;
+    Ok((range, local))
+}
+
+impl Daemon {
+    /// Makes the datapath's uplinks match the configured ones (`--uplink`) or the interfaces of
+    /// the default routes: attaches `netd_from_uplink` to new ones, records each one's primary
+    /// IPv4 address (changes are followed), forgets vanished ones. Called at start and
+    /// periodically.
+    pub(super) async fn sync_uplinks(&self) -> Result<()> {
+        let names = if self.cfg.uplink.is_empty() {
+            self.nl.default_route_interfaces().await?
+        } else {
+            self.cfg.uplink.clone()
+        };
+        let mut wanted: Vec<(String, u32, Ipv4Addr)> = Vec::new();
+        for name in names {
+            let Some(link) = self.nl.link(&name).await? else { continue };
+            if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
+                wanted.push((name, link.index, *addr));
+            }
+        }
+        let changed = {
+            let mut dp = self.dp();
+            let current = dp.uplinks()?;
+            for (ifindex, _) in &current {
+                if !wanted.iter().any(|(_, i, _)| i == ifindex) {
+                    dp.remove_uplink(*ifindex)?;
+                }
+            }
+            for name in dp.pinned_uplinks() {
+                if !wanted.iter().any(|(n, _, _)| *n == name) {
+                    dp.detach_from_uplink(&name)?;
+                }
+            }
+            for (name, ifindex, addr) in &wanted {
+                if !dp.is_uplink_attached(name) {
+                    dp.attach_from_uplink(name)?;
+                }
+                if !current.contains(&(*ifindex, *addr)) {
+                    dp.set_uplink(*ifindex, *addr)?;
+                }
+            }
+            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|(_, i, a)| (*i, *a)).collect();
+            let mut before = current;
+            now.sort();
+            before.sort();
+            now != before
+        };
+        let described: Vec<String> = wanted.iter().map(|(n, _, a)| format!("{n} ({a})")).collect();
+        let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if changed || uplinks.is_empty() != described.is_empty() {
+            eprintln!("netd: uplinks: {}", if described.is_empty() { "none".into() } else { described.join(", ") });
+        }
+        *uplinks = described;
+        Ok(())
+    }
+
+    /// Deletes expired translations; returns how many flows went.
+    pub(super) fn collect_nat(&self) -> Result<usize> {
+        Ok(self.dp().nat_collect(monotonic_ns())?)
+    }
+
+    /// The live translations (`netd nat ls`).
+    pub fn nat_flows(&self) -> Result<Vec<NatFlow>> {
+        self.dp().nat_flows(monotonic_ns()).map_err(Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{nat_port_range, PortRange};
+
+    fn r(lo: u16, hi: u16) -> PortRange {
+        PortRange { lo, hi }
+    }
+
+    #[test]
+    fn the_default_range_avoids_the_hosts_ephemeral_ports() {
+        assert_eq!(nat_port_range(None, r(32768, 60999)), Ok(r(1024, 32767)));
+        assert_eq!(nat_port_range(None, r(1024, 9999)), Ok(r(10000, 65535)));
+        assert_eq!(nat_port_range(None, r(60000, 60999)), Ok(r(1024, 59999)));
+        assert!(nat_port_range(None, r(1024, 65535)).unwrap_err().contains("leaves no ports"));
+    }
+
+    #[test]
+    fn a_configured_range_must_not_overlap() {
+        assert_eq!(nat_port_range(Some(r(61000, 65535)), r(32768, 60999)), Ok(r(61000, 65535)));
+        let e = nat_port_range(Some(r(30000, 40000)), r(32768, 60999)).unwrap_err();
+        assert!(e.contains("overlaps net.ipv4.ip_local_port_range 32768-60999"), "{e}");
+        assert!("0-10".parse::<PortRange>().is_err());
+        assert!("10-5".parse::<PortRange>().is_err());
+        assert!("x".parse::<PortRange>().is_err());
+        assert_eq!("1024-2047".parse::<PortRange>(), Ok(r(1024, 2047)));
+    }
+}

@@ -1,0 +1,182 @@
+//! Masquerade as the control plane sees it: the NAT settings, the uplinks, listing the
+//! translation table and collecting expired flows (`netd_common::nat` has the layout and the
+//! expiry rules, shared with the datapath).
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{Array, HashMap, MapData};
+use netd_common::{
+    nat::{egress_key, flow_expired},
+    Ipv4Tuple, NatConfig, NatEntry, NatFlags, UplinkInfo,
+};
+
+use super::{is_absent, map_err, Datapath, DatapathError, Result};
+
+const NAT: &str = "NETD_NAT";
+const UPLINKS: &str = "NETD_UPLINKS";
+const NAT_CONFIG: &str = "NETD_NAT_CONFIG";
+
+/// One translated flow, as `netd nat ls` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NatFlow {
+    /// "tcp", "udp", "icmp".
+    pub protocol: String,
+    /// The container's address and port (ICMP: identifier).
+    pub inside: (Ipv4Addr, u16),
+    /// What the outside sees: the uplink's address and the NAT port.
+    pub outside: (Ipv4Addr, u16),
+    /// The remote end (ICMP: port 0).
+    pub remote: (Ipv4Addr, u16),
+    /// "syn-sent", "established", "fin", "closed", "unreplied", "replied".
+    pub state: String,
+    /// Seconds since the flow was created / since its last packet, and until it expires.
+    pub age_secs: u64,
+    pub idle_secs: u64,
+    pub expires_in_secs: u64,
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
+#[expect(unsafe_code, reason = "clock_gettime(2) with a chosen clock has no safe std wrapper")]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+fn addr(wire: u32) -> Ipv4Addr {
+    Ipv4Addr::from(wire.to_ne_bytes())
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn state_name(protocol: u8, egress: u8, ingress: u8) -> &'static str {
+    let both = egress | ingress;
+    let replied = ingress & NatFlags::SEEN != 0;
+    match protocol {
+        6 if both & NatFlags::TCP_RST != 0 => "closed",
+        6 if egress & NatFlags::TCP_FIN != 0 && ingress & NatFlags::TCP_FIN != 0 => "closed",
+        6 if both & NatFlags::TCP_FIN != 0 => "fin",
+        6 if replied => "established",
+        6 => "syn-sent",
+        _ if replied => "replied",
+        _ => "unreplied",
+    }
+}
+
+impl Datapath {
+    fn nat_table(&mut self) -> Result<HashMap<&mut MapData, Ipv4Tuple, NatEntry>> {
+        let map = self.ebpf.map_mut(NAT).ok_or(DatapathError::MissingMap { name: NAT })?;
+        HashMap::try_from(map).map_err(map_err(NAT))
+    }
+
+    /// Sets the ports (and ICMP identifiers) masquerade hands out, inclusive. Until it is set,
+    /// the datapath masquerades nothing.
+    pub fn set_nat_config(&mut self, port_min: u16, port_max: u16) -> Result<()> {
+        let map = self.ebpf.map_mut(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
+        let mut a = Array::<_, NatConfig>::try_from(map).map_err(map_err(NAT_CONFIG))?;
+        a.set(0, NatConfig { port_min, port_max, pad: 0 }, 0).map_err(map_err(NAT_CONFIG))
+    }
+
+    /// Makes `ifindex` an uplink that masquerades with `address`.
+    pub fn set_uplink(&mut self, ifindex: u32, address: Ipv4Addr) -> Result<()> {
+        let map = self.ebpf.map_mut(UPLINKS).ok_or(DatapathError::MissingMap { name: UPLINKS })?;
+        let mut m = HashMap::<_, u32, UplinkInfo>::try_from(map).map_err(map_err(UPLINKS))?;
+        m.insert(ifindex, UplinkInfo { addr: u32::from_ne_bytes(address.octets()), pad: 0 }, 0)
+            .map_err(map_err(UPLINKS))
+    }
+
+    /// Forgets uplink `ifindex` (absent is fine).
+    pub fn remove_uplink(&mut self, ifindex: u32) -> Result<()> {
+        let map = self.ebpf.map_mut(UPLINKS).ok_or(DatapathError::MissingMap { name: UPLINKS })?;
+        let mut m = HashMap::<_, u32, UplinkInfo>::try_from(map).map_err(map_err(UPLINKS))?;
+        match m.remove(&ifindex) {
+            Err(e) if !is_absent(&e) => Err(map_err(UPLINKS)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The uplinks in the map: (ifindex, address).
+    pub fn uplinks(&self) -> Result<Vec<(u32, Ipv4Addr)>> {
+        let map = self.ebpf.map(UPLINKS).ok_or(DatapathError::MissingMap { name: UPLINKS })?;
+        let m = HashMap::<_, u32, UplinkInfo>::try_from(map).map_err(map_err(UPLINKS))?;
+        m.iter().map(|r| r.map(|(k, v)| (k, addr(v.addr))).map_err(map_err(UPLINKS))).collect()
+    }
+
+    /// Every entry of the translation table (both directions).
+    pub fn nat_entries(&mut self) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        let t = self.nat_table()?;
+        // Entries may vanish while iterating (the datapath and the collector delete): skip those.
+        Ok(t.iter().filter_map(std::result::Result::ok).collect())
+    }
+
+    /// The live flows, one per egress entry, at `now` (see [`monotonic_ns`]).
+    pub fn nat_flows(&mut self, now: u64) -> Result<Vec<NatFlow>> {
+        let entries = self.nat_entries()?;
+        let ingress: std::collections::HashMap<Ipv4Tuple, NatEntry> =
+            entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS != 0).copied().collect();
+        let mut out = Vec::new();
+        for (k, e) in entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS == 0) {
+            let rk = netd_common::nat::reply_key(k, e.addr, e.port);
+            let Some(i) = ingress.get(&rk) else { continue };
+            if flow_expired(k.protocol, e, i, now) {
+                continue;
+            }
+            let last = e.last_seen.max(i.last_seen);
+            let lifetime = netd_common::nat::flow_lifetime_ns(k.protocol, e.flags, i.flags);
+            let secs = |ns: u64| ns / 1_000_000_000;
+            out.push(NatFlow {
+                protocol: protocol_name(k.protocol),
+                inside: (addr(k.src_addr), u16::from_be(k.src_port)),
+                outside: (addr(e.addr), u16::from_be(e.port)),
+                remote: (addr(k.dst_addr), u16::from_be(k.dst_port)),
+                state: state_name(k.protocol, e.flags, i.flags).into(),
+                age_secs: secs(now.saturating_sub(e.created)),
+                idle_secs: secs(now.saturating_sub(last)),
+                expires_in_secs: secs((last + lifetime).saturating_sub(now)),
+            });
+        }
+        out.sort_by(|a, b| (a.inside, a.remote, &a.protocol).cmp(&(b.inside, b.remote, &b.protocol)));
+        Ok(out)
+    }
+
+    /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
+    /// Returns how many flows were removed.
+    pub fn nat_collect(&mut self, now: u64) -> Result<usize> {
+        let entries = self.nat_entries()?;
+        let all: std::collections::HashMap<Ipv4Tuple, NatEntry> = entries.iter().copied().collect();
+        let mut t = self.nat_table()?;
+        let mut removed = 0;
+        for (k, e) in &entries {
+            if e.flags & NatFlags::INGRESS != 0 {
+                // Handled with its egress entry, unless that is gone (a half-created or
+                // half-deleted pair).
+                let ek = egress_key(k, e);
+                let orphan = all.get(&ek).is_none_or(|eg| netd_common::nat::reply_key(&ek, eg.addr, eg.port) != *k);
+                // An orphan is young while its creator is finishing the pair: give it a second.
+                if orphan && now > e.created + 1_000_000_000 {
+                    let _ = t.remove(k);
+                }
+                continue;
+            }
+            let rk = netd_common::nat::reply_key(k, e.addr, e.port);
+            let expired = match all.get(&rk) {
+                Some(i) => flow_expired(k.protocol, e, i, now),
+                None => now > e.created + 1_000_000_000,
+            };
+            if expired {
+                let _ = t.remove(k);
+                let _ = t.remove(&rk);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,340 @@
+//! Masquerade under `BPF_PROG_TEST_RUN`: `netd_from_container` translating packets to the
+//! outside and `netd_from_uplink` translating replies and ICMP errors back, compared byte for
+//! byte with packets built independently (so every checksum is checked); port collisions; a
+//! full table that recovers once flows expire; what is never translated.
+//!
+//! Each test has its own namespace ("host": endpoint veths and an uplink `up0`, 10.99.0.1/24,
+//! forwarding on) and a second one behind the uplink (`out0`), and its own datapath.
+
+use std::net::Ipv4Addr;
+
+use netd::datapath::{Datapath, LoadOptions};
+use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason};
+use netd_tests::{
+    bpf::{from_container_on, from_uplink_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    netns::{Link, NetNs},
+    packet::{
+        docker_mac, icmp_echo, icmp_error, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+    },
+};
+
+const TC_ACT_REDIRECT: u32 = 7;
+const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x01];
+const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x99, 0x02];
+const GATEWAY_MAC: [u8; 6] = [0x02, 0x42, 10, 1, 0, 1];
+/// The NAT range of these tests: two ports, so collisions are easy to force.
+const PORT_MIN: u16 = 2000;
+const PORT_MAX: u16 = 2001;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("address")
+}
+
+fn wire(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+struct Topology {
+    dp: Datapath,
+    host: NetNs,
+    _outside: NetNs,
+    _links: Vec<Link>,
+    uplink: u32,
+    /// Host-veth ifindex of endpoints a (10.1.0.2), b (10.1.0.3), c (10.1.0.4) of the
+    /// masquerading network, and r (10.2.0.2) of a network without masquerade.
+    ifindex: std::collections::BTreeMap<&'static str, u32>,
+}
+
+const ENDPOINTS: [(&str, &str); 4] = [("a", "10.1.0.2"), ("b", "10.1.0.3"), ("c", "10.1.0.4"), ("r", "10.2.0.2")];
+const UPLINK_ADDR: &str = "10.99.0.1";
+const SERVER: &str = "10.99.0.2";
+
+fn ifindex_in(ns: &NetNs, name: &str) -> u32 {
+    let out = ns.ip(&["-o", "link", "show", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
+}
+
+fn topology(max_flows: Option<u32>) -> Topology {
+    let host = NetNs::new("ndt-nat");
+    let outside = NetNs::new("ndt-nato");
+    let mut links = vec![Link::veth(&host, "up0", &outside, "out0")];
+    host.ip(&["link", "set", "up0", "address", "02:00:00:00:99:01"]);
+    outside.ip(&["link", "set", "out0", "address", "02:00:00:00:99:02"]);
+    host.ip(&["addr", "add", "10.99.0.1/24", "dev", "up0"]);
+    host.ip(&["neigh", "replace", SERVER, "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
+    host.sysctl("net.ipv4.ip_forward", "1");
+    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None, nat_max_flows: max_flows }).expect("load");
+    dp.set_nat_config(PORT_MIN, PORT_MAX).expect("nat config");
+    let uplink = ifindex_in(&host, "up0");
+    dp.set_uplink(uplink, ip(UPLINK_ADDR)).expect("uplink");
+    let nets = [(1u32, "10.1.0.0", NetworkFlags::ICC | NetworkFlags::MASQUERADE), (2, "10.2.0.0", NetworkFlags::ICC)];
+    for (id, subnet, flags) in nets {
+        let gw = Ipv4Addr::from(u32::from(ip(subnet)) + 1);
+        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, pad: 0 }).expect("net");
+    }
+    let mut ifindex = std::collections::BTreeMap::new();
+    for (slot, (name, addr)) in (1u32..).zip(ENDPOINTS) {
+        let h = format!("h{name}");
+        links.push(Link::veth(&host, &h, &host, &format!("p{name}")));
+        let index = ifindex_in(&host, &h);
+        let (net, subnet, flags) = if name == "r" { nets[1] } else { nets[0] };
+        let subnet = ip(subnet);
+        dp.set_endpoint(&EndpointInfo {
+            ifindex: index,
+            ip: wire(ip(addr)),
+            mac: docker_mac(ip(addr)),
+            pad: [0; 2],
+            network: net,
+            flags,
+            subnet: wire(subnet),
+            mask: wire(ip("255.255.255.0")),
+            gateway: wire(Ipv4Addr::from(u32::from(subnet) + 1)),
+            slot,
+        })
+        .expect("endpoint");
+        ifindex.insert(name, index);
+    }
+    Topology { dp, host, _outside: outside, _links: links, uplink, ifindex }
+}
+
+fn addr_of(name: &str) -> Ipv4Addr {
+    ip(ENDPOINTS.iter().find(|e| e.0 == name).expect("endpoint").1)
+}
+
+/// The L4 part of a test packet from `src:sport` to `dst:dport` (`sport` is the identifier
+/// for ICMP echo).
+fn l4(protocol: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, icmp_type: u8) -> Vec<u8> {
+    match protocol {
+        PROTO_TCP => tcp(src, dst, sport, dport, 0x02, b"hello"),
+        PROTO_UDP => udp(src, dst, sport, dport, b"hello"),
+        _ => icmp_echo(icmp_type, sport, 9, b"hello"),
+    }
+}
+
+fn packet(protocol: u8, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ttl: u8, icmp_type: u8) -> Vec<u8> {
+    let mut h = Ipv4::new(src, dst, protocol);
+    h.ttl = ttl;
+    h.packet(&l4(protocol, src, dst, sport, dport, icmp_type))
+}
+
+/// What endpoint `from` sends to `dst:dport` from `sport` (TTL 64).
+fn from_endpoint(from: &str, protocol: u8, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let src = addr_of(from);
+    Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&packet(protocol, src, dst, sport, dport, 64, 8))
+}
+
+/// What the uplink must emit for it: from the uplink's address and `nat_port`, TTL 63, MACs
+/// of the uplink and the next hop.
+fn translated(protocol: u8, nat_port: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let src = ip(UPLINK_ADDR);
+    Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(protocol, src, dst, nat_port, dport, 63, 8))
+}
+
+fn send(t: &mut Topology, from: &str, frame: &[u8]) -> Outcome {
+    let ifindex = t.ifindex[from];
+    let Topology { dp, host, .. } = t;
+    host.run(|| from_container_on(dp, ifindex, frame))
+}
+
+fn receive(t: &mut Topology, frame: &[u8]) -> Outcome {
+    let ifindex = t.uplink;
+    let Topology { dp, host, .. } = t;
+    host.run(|| from_uplink_on(dp, ifindex, frame))
+}
+
+/// The NAT port the uplink's frame carries (source port, or ICMP identifier).
+fn nat_port_of(frame: &[u8]) -> u16 {
+    let off = 14 + 20 + if frame[14 + 9] == PROTO_ICMP { 4 } else { 0 };
+    u16::from_be_bytes([frame[off], frame[off + 1]])
+}
+
+#[test]
+fn tcp_udp_and_icmp_echo_are_rewritten_exactly_both_ways() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    for protocol in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+        // A port outside the NAT range: a NAT port is picked.
+        let dport = if protocol == PROTO_ICMP { 0 } else { 80 };
+        let out = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
+        assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT), "protocol {protocol}");
+        assert_eq!(out.event().target, t.uplink, "leaves by the uplink");
+        let nat_port = nat_port_of(&out.output);
+        assert!((PORT_MIN..=PORT_MAX).contains(&nat_port), "NAT port {nat_port} in range");
+        assert_eq!(out.output, translated(protocol, nat_port, server, dport), "protocol {protocol}: egress bytes");
+
+        // The same flow again: the same translation.
+        let again = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
+        assert_eq!(again.output, out.output, "protocol {protocol}: a flow keeps its port");
+
+        // The reply, as the server sends it, comes back to the container.
+        let reply_l3 = packet(protocol, server, ip(UPLINK_ADDR), dport, nat_port, 64, 0);
+        let reply = if protocol == PROTO_ICMP {
+            let mut h = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
+            h.ttl = 64;
+            h.packet(&icmp_echo(0, nat_port, 9, b"hello"))
+        } else {
+            reply_l3
+        };
+        let back = receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply));
+        assert_eq!((back.reason(), back.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT), "protocol {protocol}");
+        assert_eq!(back.event().target, t.ifindex["a"], "delivered to a's veth");
+        let a = addr_of("a");
+        let expected_l3 = if protocol == PROTO_ICMP {
+            let mut h = Ipv4::new(server, a, PROTO_ICMP);
+            h.ttl = 63;
+            h.packet(&icmp_echo(0, 40000, 9, b"hello"))
+        } else {
+            packet(protocol, server, a, dport, 40000, 63, 0)
+        };
+        assert_eq!(
+            back.output,
+            Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&expected_l3),
+            "protocol {protocol}: ingress bytes"
+        );
+        // Free the two-port range for the next protocol's flow only where it collides: ports
+        // are per (protocol, remote), so nothing to do.
+    }
+    let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+    assert_eq!(flows.len(), 3, "{flows:?}");
+    let tcp_flow = flows.iter().find(|f| f.protocol == "tcp").expect("tcp flow");
+    assert_eq!(tcp_flow.inside, (addr_of("a"), 40000));
+    assert_eq!(tcp_flow.remote, (server, 80));
+    assert_eq!(tcp_flow.state, "established", "the SYN went out and an answer came back");
+    assert!(flows.iter().all(|f| f.outside.0 == ip(UPLINK_ADDR)));
+}
+
+#[test]
+fn a_free_own_port_is_kept_and_collisions_get_another() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    // a and b both use port 2000 (inside the NAT range) to the same server port.
+    let a = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 2000, server, 53));
+    assert_eq!(a.reason(), Reason::RedirectNat);
+    assert_eq!(nat_port_of(&a.output), 2000, "a keeps its own port");
+    let b = send(&mut t, "b", &from_endpoint("b", PROTO_UDP, 2000, server, 53));
+    assert_eq!(b.reason(), Reason::RedirectNat);
+    assert_eq!(nat_port_of(&b.output), 2001, "b collides and gets the other port");
+    // Both replies reach their own container.
+    for (port, who) in [(2000, "a"), (2001, "b")] {
+        let reply = packet(PROTO_UDP, server, ip(UPLINK_ADDR), 53, port, 64, 0);
+        let back = receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply));
+        assert_eq!(back.reason(), Reason::RedirectReverseNat);
+        assert_eq!(back.event().target, t.ifindex[who], "reply to port {port}");
+        assert_eq!(back.output[30..34], addr_of(who).octets(), "destination restored for {who}");
+        assert_eq!(back.output[36..38], 2000u16.to_be_bytes(), "port restored for {who}");
+    }
+    // A third flow finds both ports taken: dropped and counted after the bounded attempts.
+    let c = send(&mut t, "c", &from_endpoint("c", PROTO_UDP, 2000, server, 53));
+    assert_eq!((c.reason(), c.verdict), (Reason::DropNatNoPort, TC_ACT_SHOT));
+    // Another server port is another tuple: the same NAT port is free there.
+    let c2 = send(&mut t, "c", &from_endpoint("c", PROTO_UDP, 2000, server, 54));
+    assert_eq!(c2.reason(), Reason::RedirectNat);
+    assert_eq!(nat_port_of(&c2.output), 2000);
+}
+
+#[test]
+fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    let a = addr_of("a");
+    for (protocol, dport) in [(PROTO_UDP, 53), (PROTO_TCP, 443), (PROTO_ICMP, 0)] {
+        let out = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
+        assert_eq!(out.reason(), Reason::RedirectNat);
+        let nat_port = nat_port_of(&out.output);
+        // The router answers "port unreachable" (3/3) quoting the translated packet as it saw it.
+        let quoted = &out.output[14..];
+        let mut outer = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
+        outer.ttl = 64;
+        let error = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, quoted)));
+        let back = receive(&mut t, &error);
+        assert_eq!((back.reason(), back.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT), "protocol {protocol}");
+        assert_eq!(back.event().target, t.ifindex["a"]);
+        // What the container must see: the error about its own packet (TTL 63 as it left).
+        let own = packet(protocol, a, server, 40000, dport, 63, 8);
+        let mut outer = Ipv4::new(server, a, PROTO_ICMP);
+        outer.ttl = 63;
+        let expected =
+            Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, &own)));
+        assert_eq!(back.output, expected, "protocol {protocol} (NAT port {nat_port}): translated error");
+    }
+    // An error quoting a packet no flow sent is the host's.
+    let stranger = packet(PROTO_UDP, ip(UPLINK_ADDR), server, 2001, 9999, 63, 8);
+    let mut outer = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
+    outer.ttl = 64;
+    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, &stranger)));
+    let out = receive(&mut t, &frame);
+    assert_eq!((out.reason(), out.verdict), (Reason::PassFromUplink, TC_ACT_OK));
+    assert_eq!(out.output, frame, "untouched");
+}
+
+#[test]
+fn a_full_table_drops_new_flows_and_recovers_when_they_expire() {
+    // Room for two flows.
+    let mut t = topology(Some(2));
+    let server = ip(SERVER);
+    for dport in [1, 2] {
+        let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, dport));
+        assert_eq!(out.reason(), Reason::RedirectNat, "flow {dport}");
+    }
+    let full = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 3));
+    assert_eq!((full.reason(), full.verdict), (Reason::DropNatTableFull, TC_ACT_SHOT));
+    // Live flows keep working while full.
+    let live = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 1));
+    assert_eq!(live.reason(), Reason::RedirectNat);
+    // Not expired yet: the collector keeps them.
+    let now = netd::datapath::monotonic_ns();
+    assert_eq!(t.dp.nat_collect(now).expect("collect"), 0);
+    // Unreplied UDP lives 30 s: a minute later both are collected, and new flows fit again.
+    assert_eq!(t.dp.nat_collect(now + 60_000_000_000).expect("collect"), 2);
+    assert!(t.dp.nat_entries().expect("entries").is_empty());
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 3));
+    assert_eq!(out.reason(), Reason::RedirectNat, "recovered");
+}
+
+#[test]
+fn what_is_never_translated() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    // A network without masquerade: routed unchanged by the stack.
+    let frame = from_endpoint("r", PROTO_UDP, 40000, server, 53);
+    let out = send(&mut t, "r", &frame);
+    assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassToStack, TC_ACT_OK, &frame));
+    // The gateway is the host's.
+    let frame = from_endpoint("a", PROTO_UDP, 40000, ip("10.1.0.1"), 53);
+    let out = send(&mut t, "a", &frame);
+    assert_eq!((out.reason(), &out.output), (Reason::PassToStack, &frame));
+    // TTL 1: the stack must answer "time exceeded".
+    let src = addr_of("a");
+    let mut h = Ipv4::new(src, server, PROTO_UDP);
+    h.ttl = 1;
+    let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(src, server, 1, 2, b"x")));
+    assert_eq!(send(&mut t, "a", &frame).reason(), Reason::PassToStack);
+    // A fragment: netd does not reassemble.
+    let mut h = Ipv4::new(src, server, PROTO_UDP);
+    h.frag = 0x2000;
+    let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(src, server, 1, 2, b"x")));
+    assert_eq!(send(&mut t, "a", &frame).reason(), Reason::DropNatFragment);
+    // ICMP other than echo requests cannot be tracked.
+    let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(src, server, PROTO_ICMP).packet(&icmp_echo(13, 1, 1, b"timestamp")));
+    assert_eq!(send(&mut t, "a", &frame).reason(), Reason::DropNatUnsupported);
+
+    // From outside: straight to a container of a masquerading network, unsolicited.
+    let frame =
+        Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, server, src, 53, 40000, 64, 0));
+    let out = receive(&mut t, &frame);
+    assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT));
+    // The same port on the uplink address without a flow, the gateway, a routed network: the
+    // host's, untouched.
+    for dst in [ip(UPLINK_ADDR), ip("10.1.0.1"), addr_of("r")] {
+        let frame =
+            Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_TCP, server, dst, 80, 40000, 64, 0));
+        let out = receive(&mut t, &frame);
+        assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &frame), "to {dst}");
+    }
+    // A ping to the host is the host's.
+    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP).packet(&icmp_echo(8, 2000, 1, b"ping")));
+    assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
+}

@@ -1,0 +1,315 @@
+//! Masquerade through the daemon, in namespaces: an "outside" namespace with servers sits behind
+//! the uplink of the daemon's "host" namespace (the host's default route). Containers reach it
+//! with ping, TCP and UDP; the servers see the uplink's address; two containers using the same
+//! source port both work; masquerade off and `--internal` behave as Docker's; nothing from
+//! outside reaches a container unasked; the host's own traffic is untouched; and the host's
+//! nftables ruleset stays empty.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    time::{Duration, Instant},
+};
+
+use netd_tests::{
+    daemon::TestDaemon,
+    netns::{spawn_in_path, Link, NetNs},
+};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+const UPLINK: &str = "198.18.0.1";
+const SERVER: &str = "198.18.0.2";
+
+/// The daemon's host namespace with uplink `uplink0` (198.18.0.1/24, the default route) to an
+/// outside namespace (198.18.0.2/24) that knows no route to any container network.
+struct World {
+    d: TestDaemon,
+    outside: NetNs,
+    _uplink: Link,
+}
+
+fn world(extra: &[&str]) -> World {
+    let host = NetNs::new("ndt-host");
+    let outside = NetNs::new("ndt-out");
+    let uplink = Link::veth(&host, "uplink0", &outside, "eth0");
+    host.ip(&["addr", "add", &format!("{UPLINK}/24"), "dev", "uplink0"]);
+    host.ip(&["route", "add", "default", "via", SERVER]);
+    outside.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "eth0"]);
+    outside.ip(&["link", "set", "lo", "up"]);
+    let d = TestDaemon::start_in(host, extra);
+    World { d, outside, _uplink: uplink }
+}
+
+fn sandbox(d: &TestDaemon, name: &str, network: &str) {
+    d.netd(&["run", "-d", "--name", name, "--network", network, "--", "sleep", "300"]).ok();
+}
+
+fn ping(d: &TestDaemon, from: &str, to: &str) -> bool {
+    d.netd(&["exec", from, "--", "ping", "-c", "2", "-i", "0.2", "-W", "1", to]).code == 0
+}
+
+/// A TCP echo server in the outside namespace: serves `n` connections, returns their peers.
+fn tcp_echo_server(outside: &NetNs, port: u16, n: usize) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let listener = outside.run(move || TcpListener::bind((SERVER, port)).expect("bind tcp"));
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let start = Instant::now();
+        let mut peers = Vec::new();
+        while peers.len() < n && start.elapsed() < DEADLINE {
+            match listener.accept() {
+                Ok((mut s, peer)) => {
+                    s.set_nonblocking(false).expect("blocking");
+                    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+                    let mut buf = [0u8; 64];
+                    let got = s.read(&mut buf).expect("read");
+                    s.write_all(&buf[..got]).expect("echo");
+                    peers.push(peer);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        peers
+    })
+}
+
+/// A UDP echo server in the outside namespace: answers `n` datagrams, returns their senders.
+fn udp_echo_server(outside: &NetNs, port: u16, n: usize) -> std::thread::JoinHandle<Vec<SocketAddr>> {
+    let sock = outside.run(move || UdpSocket::bind((SERVER, port)).expect("bind udp"));
+    std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let start = Instant::now();
+        let mut peers = Vec::new();
+        let mut buf = [0u8; 1500];
+        while peers.len() < n && start.elapsed() < DEADLINE {
+            if let Ok((got, peer)) = sock.recv_from(&mut buf) {
+                sock.send_to(&buf[..got], peer).expect("echo");
+                peers.push(peer);
+            }
+        }
+        peers
+    })
+}
+
+/// From inside sandbox namespace `netns`: a TCP exchange with the server, from `local`.
+fn tcp_exchange(
+    netns: &str,
+    local: SocketAddrV4,
+    port: u16,
+    message: &'static [u8],
+) -> std::thread::JoinHandle<Vec<u8>> {
+    spawn_in_path(netns, move || {
+        let sock = socket2_connect(local, port);
+        let mut s = sock;
+        s.write_all(message).expect("write");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = vec![0u8; message.len()];
+        s.read_exact(&mut buf).expect("echo back");
+        buf
+    })
+}
+
+/// Connects to the server's `port` from an explicit local address and port.
+fn socket2_connect(local: SocketAddrV4, port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_reuse_address(true).expect("SO_REUSEADDR");
+    s.bind(&SocketAddr::V4(local).into()).unwrap_or_else(|e| panic!("bind {local}: {e}"));
+    let server = SocketAddr::V4(SocketAddrV4::new(SERVER.parse().expect("addr"), port));
+    s.connect_timeout(&server.into(), DEADLINE).expect("connect");
+    s.into()
+}
+
+fn nft_ruleset(ns: &NetNs) -> String {
+    String::from_utf8_lossy(&ns.exec_ok("nft", &["list", "ruleset"]).stdout).trim().to_owned()
+}
+
+fn addr_of(d: &TestDaemon, sandbox: &str, network: &str) -> Ipv4Addr {
+    let out = d.netd(&["network", "inspect", network]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    let containers = v[0]["Containers"].as_object().expect("containers");
+    let c = containers.values().find(|c| c["Name"] == sandbox).unwrap_or_else(|| panic!("{sandbox} on {network}"));
+    let cidr = c["IPv4Address"].as_str().expect("address");
+    cidr.split('/').next().expect("cidr").parse().expect("ip")
+}
+
+#[test]
+fn containers_reach_the_outside_as_the_uplink_address() {
+    let w = world(&[]);
+    let d = &w.d;
+    assert!(d.log().contains(&format!("netd: uplinks: uplink0 ({UPLINK})")), "{}", d.log());
+    d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
+    sandbox(d, "c1", "n1");
+    sandbox(d, "c2", "n1");
+    let (c1, c2) = (addr_of(d, "c1", "n1"), addr_of(d, "c2", "n1"));
+
+    assert!(ping(d, "c1", SERVER), "ping through masquerade");
+
+    // TCP: both containers from the same source port to the same server port.
+    let server = tcp_echo_server(&w.outside, 8080, 2);
+    let from_c1 = tcp_exchange(&d.sandbox_netns("c1"), SocketAddrV4::new(c1, 40000), 8080, b"from c1");
+    let from_c2 = tcp_exchange(&d.sandbox_netns("c2"), SocketAddrV4::new(c2, 40000), 8080, b"from c2");
+    assert_eq!(from_c1.join().expect("c1"), b"from c1");
+    assert_eq!(from_c2.join().expect("c2"), b"from c2");
+    let peers = server.join().expect("server");
+    assert_eq!(peers.len(), 2, "{peers:?}");
+    assert!(peers.iter().all(|p| p.ip().to_string() == UPLINK), "the server sees the uplink address: {peers:?}");
+    assert_ne!(peers[0].port(), peers[1].port(), "the second flow got another port: {peers:?}");
+
+    // UDP.
+    let server = udp_echo_server(&w.outside, 5353, 3);
+    let got = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 0)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        let mut answers = 0;
+        for _ in 0..3 {
+            s.send_to(b"query", (SERVER, 5353)).expect("send");
+            let mut buf = [0u8; 64];
+            if matches!(s.recv_from(&mut buf), Ok((5, _))) {
+                answers += 1;
+            }
+        }
+        answers
+    })
+    .join()
+    .expect("udp client");
+    assert_eq!(got, 3, "every UDP answer came back");
+    assert!(server.join().expect("server").iter().all(|p| p.ip().to_string() == UPLINK));
+
+    // The translations are listed.
+    let flows: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "ls", "--json"]).ok()).expect("JSON");
+    let flows = flows.as_array().expect("list");
+    for (proto, inside) in [("tcp", c1), ("tcp", c2), ("udp", c1), ("icmp", c1)] {
+        assert!(
+            flows
+                .iter()
+                .any(|f| f["protocol"] == proto && f["inside"][0] == inside.to_string() && f["outside"][0] == UPLINK),
+            "{proto} flow of {inside} listed: {flows:?}"
+        );
+    }
+    let table = d.netd(&["nat", "ls"]).ok();
+    assert!(table.starts_with("PROTO"), "{table}");
+
+    // The datapath carried it, both ways.
+    assert!(d.count(Some("c1"), "redirect-nat") >= 2 + 2 + 3);
+    assert!(d.count(None, "redirect-reverse-nat") >= 2 + 4 + 3);
+
+    // The host's own connection to the same server is untouched.
+    let server = tcp_echo_server(&w.outside, 8081, 1);
+    let echoed = d.host().run(|| {
+        let mut s =
+            TcpStream::connect_timeout(&format!("{SERVER}:8081").parse().expect("addr"), DEADLINE).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        s.write_all(b"host").expect("write");
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).expect("read");
+        buf
+    });
+    assert_eq!(&echoed, b"host");
+    assert_eq!(server.join().expect("server").len(), 1);
+    assert!(d.count(None, "pass-from-uplink") > 0);
+
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+#[test]
+fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
+    let w = world(&[]);
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
+    d.netd(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.202.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    ])
+    .ok();
+    d.netd(&["network", "create", "--internal", "--subnet", "10.203.0.0/24", "int"]).ok();
+    sandbox(d, "c1", "n1");
+    sandbox(d, "p1", "plain");
+    sandbox(d, "i1", "int");
+    let (c1, p1) = (addr_of(d, "c1", "n1"), addr_of(d, "p1", "plain"));
+
+    // Without masquerade the packet is routed unchanged: the server sees the container's own
+    // address, and answers reach it once the outside has a route back.
+    w.outside.ip(&["route", "add", "10.202.0.0/24", "via", UPLINK]);
+    let server = udp_echo_server(&w.outside, 5353, 1);
+    let answered = spawn_in_path(&d.sandbox_netns("p1"), move || {
+        let s = UdpSocket::bind((p1, 0)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.send_to(b"query", (SERVER, 5353)).expect("send");
+        let mut buf = [0u8; 64];
+        s.recv_from(&mut buf).is_ok()
+    })
+    .join()
+    .expect("client");
+    let peers = server.join().expect("server");
+    assert_eq!(peers.iter().map(SocketAddr::ip).collect::<Vec<_>>(), vec![std::net::IpAddr::V4(p1)], "routed as is");
+    assert!(answered, "the answer came back by routing");
+    assert_eq!(d.count(Some("p1"), "redirect-nat"), 0);
+
+    // An internal network reaches nothing outside (it has no default route; the datapath
+    // drops what is sent anyway, see datapath_fastpath).
+    assert!(!ping(d, "i1", SERVER));
+
+    // Unsolicited: even with a route to the masquerading network, the outside reaches no
+    // container (while the gateway, a host address, still answers).
+    w.outside.ip(&["route", "add", "10.201.0.0/24", "via", UPLINK]);
+    let listener = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 6000)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut buf = [0u8; 64];
+        s.recv_from(&mut buf).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    w.outside.run(move || {
+        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
+        for _ in 0..5 {
+            s.send_to(b"knock", (c1, 6000)).expect("send");
+        }
+    });
+    assert!(!listener.join().expect("listener"), "nothing reached the container");
+    assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", &c1.to_string()]).status.code() != Some(0));
+    assert!(d.count(None, "drop-unsolicited") >= 5);
+    assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", "10.201.0.1"]).status.success(), "the gateway answers");
+
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+#[test]
+fn a_nat_port_range_overlapping_the_hosts_ports_is_refused() {
+    let host = NetNs::new("ndt-host");
+    host.sysctl("net.ipv4.ip_local_port_range", "32768 60999");
+    let dir = std::path::PathBuf::from("/tmp").join(netd_tests::netns::unique_name("netd-test-"));
+    let state = dir.join("state");
+    let out = host
+        .command(
+            netd_tests::daemon::netd_binary().to_str().expect("path"),
+            &[
+                "daemon",
+                "--nat-port-range",
+                "30000-40000",
+                "--state-dir",
+                state.to_str().expect("utf-8"),
+                "--exec-root",
+                dir.join("run").to_str().expect("utf-8"),
+                "--bpffs",
+                "/sys/fs/bpf/netd-never-created",
+                "-H",
+                &format!("unix://{}/netd.sock", dir.display()),
+            ],
+        )
+        .output()
+        .expect("netd daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--nat-port-range 30000-40000 overlaps net.ipv4.ip_local_port_range 32768-60999"),
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "nothing was created");
+    assert!(!std::path::Path::new("/sys/fs/bpf/netd-never-created").exists());
+}
