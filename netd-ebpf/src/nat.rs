@@ -182,8 +182,8 @@ pub fn snat_v4_egress(
         Some(e) => {
             // SAFETY: a live map value; concurrent writers only race on refresh fields.
             let e = unsafe { &mut *e };
-            if l4.nat_flags & NatFlags::TCP_SYN != 0 && e.flags & (NatFlags::TCP_FIN | NatFlags::TCP_RST) != 0 {
-                reopen(&key, e, now);
+            if l4.nat_flags & NatFlags::TCP_SYN != 0 {
+                reopen_if_closed(&key, e, now);
             }
             refresh(e, l4.nat_flags, now);
             (e.addr, e.port)
@@ -256,15 +256,19 @@ fn frame_set_raw16(frame: &Frame, off: usize, value: u16) -> bool {
     true
 }
 
-/// A new TCP connection on the tuple of a closed one (the container reused its port): the
-/// flow starts over, in both entries.
+/// A SYN on an existing flow: if the connection closed (FIN or RST either way), the container
+/// reused its port for a new one and the flow starts over, in both entries.
 #[inline(always)]
-fn reopen(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
-    egress.flags = NatFlags::SEEN;
-    egress.last_seen = now;
-    if let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) {
-        // SAFETY: a live map value; concurrent writers only race on these fields.
-        let i = unsafe { &mut *i };
+fn reopen_if_closed(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
+    let closed = NatFlags::TCP_FIN | NatFlags::TCP_RST;
+    let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) else {
+        return;
+    };
+    // SAFETY: a live map value; concurrent writers only race on these fields.
+    let i = unsafe { &mut *i };
+    if (egress.flags | i.flags) & closed != 0 {
+        egress.flags = NatFlags::SEEN;
+        egress.last_seen = now;
         i.flags = NatFlags::INGRESS;
         i.last_seen = now;
     }

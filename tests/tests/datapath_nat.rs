@@ -338,3 +338,58 @@ fn what_is_never_translated() {
         .frame(&Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP).packet(&icmp_echo(8, 2000, 1, b"ping")));
     assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
 }
+
+/// A TCP segment from endpoint `from` (port `sport`) to the server's port 80 with `flags`.
+fn tcp_from(from: &str, sport: u16, flags: u8) -> Vec<u8> {
+    let (src, dst) = (addr_of(from), ip(SERVER));
+    Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, sport, 80, flags, b"")))
+}
+
+/// A TCP segment from the server's port 80 to the uplink's `nat_port` with `flags`.
+fn tcp_to_uplink(nat_port: u16, flags: u8) -> Vec<u8> {
+    let (src, dst) = (ip(SERVER), ip(UPLINK_ADDR));
+    Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, 80, nat_port, flags, b"")))
+}
+
+#[test]
+fn tcp_state_follows_syn_fin_rst_and_closed_flows_give_their_port_up() {
+    const SYN: u8 = 0x02;
+    const SYN_ACK: u8 = 0x12;
+    const FIN_ACK: u8 = 0x11;
+    const RST: u8 = 0x04;
+    let mut t = topology(None);
+    let state = |t: &mut Topology, port: u16| {
+        let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+        flows.iter().find(|f| f.protocol == "tcp" && f.inside.1 == port).map(|f| f.state.clone())
+    };
+    // Two connections take both NAT ports.
+    let a = nat_port_of(&send(&mut t, "a", &tcp_from("a", 40000, SYN)).output);
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("syn-sent"));
+    assert_eq!(receive(&mut t, &tcp_to_uplink(a, SYN_ACK)).reason(), Reason::RedirectReverseNat);
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("established"));
+    let b = nat_port_of(&send(&mut t, "b", &tcp_from("b", 40001, SYN)).output);
+    assert_ne!(a, b);
+
+    // a closes (FIN both ways); b is reset by the server.
+    assert_eq!(send(&mut t, "a", &tcp_from("a", 40000, FIN_ACK)).reason(), Reason::RedirectNat);
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("fin"));
+    assert_eq!(receive(&mut t, &tcp_to_uplink(a, FIN_ACK)).reason(), Reason::RedirectReverseNat);
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("closed"));
+    assert_eq!(receive(&mut t, &tcp_to_uplink(b, RST)).reason(), Reason::RedirectReverseNat);
+    assert_eq!(state(&mut t, 40001).as_deref(), Some("closed"));
+
+    // A third connection: the closed flows keep their ports for a quiet second, then give
+    // them up.
+    assert_eq!(send(&mut t, "c", &tcp_from("c", 40002, SYN)).reason(), Reason::DropNatNoPort);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let c = send(&mut t, "c", &tcp_from("c", 40002, SYN));
+    assert_eq!(c.reason(), Reason::RedirectNat, "a closed flow's port was reused");
+    assert!([a, b].contains(&nat_port_of(&c.output)));
+
+    // The one that kept its entry: a new SYN on its tuple starts the flow over.
+    let (reopened, port) = if nat_port_of(&c.output) == a { ("b", 40001) } else { ("a", 40000) };
+    assert_eq!(send(&mut t, reopened, &tcp_from(reopened, port, SYN)).reason(), Reason::RedirectNat);
+    assert_eq!(state(&mut t, port).as_deref(), Some("syn-sent"), "{reopened} reopened its flow");
+}
