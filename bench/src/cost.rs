@@ -15,7 +15,7 @@ use netd_tests::{
     packet::{docker_mac, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_UDP},
 };
 
-/// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (median of 5
+/// Average ns per run of `netd_from_tainer` under `BPF_PROG_TEST_RUN` (median of 5
 /// measurements of `repeat` runs each).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TestRunCost {
@@ -93,10 +93,97 @@ pub fn enable_runtime_stats() -> Result<OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")
 }
 
-/// Total run time and run count of every loaded `netd_from_container` program.
+/// Total run time and run count of every loaded `netd_from_tainer` program.
 pub fn netd_program_totals() -> (Duration, u64) {
     loaded_programs()
         .flatten()
-        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("netd_from_con")))
+        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("netd_from_")))
         .fold((Duration::ZERO, 0), |(t, n), p| (t + p.run_time(), n + p.run_count()))
+}
+
+/// What masquerade costs per packet under `BPF_PROG_TEST_RUN`, median of single runs (a
+/// repeated run would see its own rewritten packet): the in-kernel time of one program run,
+/// which includes reading the clock around it.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct NatCost {
+    /// `netd_from_tainer`, a new flow: FIB lookup, port allocation, two entries, rewrite.
+    pub egress_new_ns: f64,
+    /// `netd_from_tainer`, an existing flow: FIB lookup, one entry lookup, rewrite.
+    pub egress_ns: f64,
+    /// `netd_from_uplink`, a reply: one entry lookup, one endpoint lookup, rewrite.
+    pub ingress_ns: f64,
+    /// `netd_from_uplink`, the host's own traffic (no flow): parse, one lookup, one counter.
+    pub host_ns: f64,
+}
+
+/// Measures the masquerade paths with `runs` single runs each.
+pub fn nat_cost(runs: u16) -> Result<NatCost> {
+    let ns = NetNs::new("nb-natcost");
+    let outside = NetNs::new("nb-natout");
+    let _a = Link::veth(&ns, "ha", &ns, "pa");
+    let _up = Link::veth(&ns, "up0", &outside, "out0");
+    ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "up0"]);
+    ns.ip(&["neigh", "replace", "198.18.0.2", "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
+    ns.sysctl("net.ipv4.ip_forward", "1");
+    let ifindex = |name: &str| -> Result<u32> {
+        let out = ns.ip(&["-o", "link", "show", name]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.split(':').next().and_then(|n| n.trim().parse().ok()).context("ifindex")
+    };
+    let (ia, iup) = (ifindex("ha")?, ifindex("up0")?);
+    let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
+    dp.set_nat_config(1024, 32767)?;
+    let (up, server) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+    dp.set_uplink(iup, up)?;
+    let (ipa, gw) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 1));
+    dp.set_endpoint(&EndpointInfo {
+        ifindex: ia,
+        ip: wire(ipa),
+        mac: docker_mac(ipa),
+        network: 1,
+        flags: NetworkFlags::ICC | NetworkFlags::MASQUERADE,
+        subnet: wire(Ipv4Addr::new(10, 1, 0, 0)),
+        mask: wire(Ipv4Addr::new(255, 255, 255, 0)),
+        gateway: wire(gw),
+        ..EndpointInfo::default()
+    })?;
+    let egress = |sport: u16| {
+        Ethernet::new(docker_mac(ipa), docker_mac(gw), ETH_P_IPV4)
+            .frame(&Ipv4::new(ipa, server, PROTO_UDP).packet(&udp(ipa, server, sport, 53, &[0; 18])))
+    };
+    let reply = |dport: u16| {
+        Ethernet::new([2, 0, 0, 0, 0x99, 2], [2, 0, 0, 0, 0x99, 1], ETH_P_IPV4)
+            .frame(&Ipv4::new(server, up, PROTO_UDP).packet(&udp(server, up, 53, dport, &[0; 18])))
+    };
+    let once = |dp: &Datapath, uplink: bool, ifindex: u32, data: &[u8]| -> Result<(f64, u16)> {
+        let mut ctx = [0u8; SK_BUFF_SIZE];
+        ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; data.len() + 64];
+        let program = if uplink { dp.from_uplink() } else { dp.from_container() };
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(data),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..TestRunOptions::default()
+        })?;
+        // The source port as it left (the NAT port).
+        Ok((r.duration.as_nanos() as f64, u16::from_be_bytes([out[34], out[35]])))
+    };
+    ns.run(|| -> Result<NatCost> {
+        let (mut new, mut hit, mut back, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..runs {
+            let sport = 40_000 + i;
+            let (t, nat_port) = once(&dp, false, ia, &egress(sport))?;
+            new.push(t);
+            hit.push(once(&dp, false, ia, &egress(sport))?.0);
+            back.push(once(&dp, true, iup, &reply(nat_port))?.0);
+            host.push(once(&dp, true, iup, &reply(1000))?.0);
+        }
+        Ok(NatCost {
+            egress_new_ns: crate::report::median(&mut new),
+            egress_ns: crate::report::median(&mut hit),
+            ingress_ns: crate::report::median(&mut back),
+            host_ns: crate::report::median(&mut host),
+        })
+    })
 }

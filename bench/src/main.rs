@@ -64,10 +64,18 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-/// Measures every workload on `t` once, appending samples.
-fn measure(t: &Topology, round: u32, secs: f64, load: f64, out: &mut Vec<Sample>, metric: &str) -> Result<()> {
+/// Measures one workload on `t` once, appending samples under the name `label`.
+fn measure(
+    t: &Topology,
+    label: &str,
+    round: u32,
+    secs: f64,
+    load: f64,
+    out: &mut Vec<Sample>,
+    metric: &str,
+) -> Result<()> {
     let mut push = |metric: &str, value: f64| {
-        out.push(Sample { round, topology: t.kind.name().into(), metric: metric.into(), value, load1: load });
+        out.push(Sample { round, topology: label.into(), metric: metric.into(), value, load1: load });
     };
     match metric {
         "tcp" => push("tcp_gbps", workload::tcp_throughput(&t.a, &t.b, secs)?),
@@ -126,6 +134,57 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     Ok(rows)
 }
 
+/// The masquerade section: container → outside server through Docker's dataplane and netd.
+fn nat_section(
+    samples: &[Sample],
+    cost: &cost::NatCost,
+    live_time: Duration,
+    live_runs: u64,
+    flows: &[(&str, workload::Flows, Option<u64>, Option<usize>)],
+) -> String {
+    let summary = report::summarize(samples);
+    let mut md = String::from(
+        "\n### Masquerade: container → server outside (through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",
+    );
+    for m in report::METRICS {
+        let Some(cells) = summary.get(m.key) else { continue };
+        for topo in ["docker", "netd"] {
+            let Some(c) = cells.get(topo) else { continue };
+            let _ = writeln!(
+                md,
+                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
+                m.label,
+                m.unit,
+                report::fmt_value(c.min),
+                report::fmt_value(c.median),
+                report::fmt_value(c.max),
+                c.vs_docker
+            );
+        }
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
+    let _ = write!(
+        md,
+        "\n| masquerade cost (BPF_PROG_TEST_RUN, median of single runs) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`) | {:.0} |\n| egress, new flow (port allocation, two entries) | {:.0} |\n| ingress, reply (`netd_from_uplink`) | {:.0} |\n| ingress, the host's own traffic (no flow) | {:.0} |\n| live, both programs during the netd runs ({live_runs} runs) | {live_ns:.0} |\n",
+        cost.egress_ns, cost.egress_new_ns, cost.ingress_ns, cost.host_ns
+    );
+    let _ = write!(md, "\n| concurrent flows | path | received, first pass | received, second pass | NAT drops | flows listed |\n|---|---|---|---|---|---|\n");
+    for (name, f, drops, held) in flows {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            md,
+            "| {} | {name} | {} | {} | {} | {} |",
+            f.flows,
+            f.first_pass,
+            f.second_pass,
+            opt(drops.map(|d| d.to_string())),
+            opt(held.map(|h| h.to_string()))
+        );
+    }
+    md
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 10 });
@@ -141,26 +200,56 @@ fn main() -> Result<()> {
     eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
     let test_run = cost::test_run_cost(if args.quick { 100_000 } else { 1_000_000 })?;
 
+    eprintln!("==> masquerade cost under BPF_PROG_TEST_RUN");
+    let nat_cost = cost::nat_cost(if args.quick { 300 } else { 2000 })?;
+
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let mut samples = Vec::new();
+    let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
+    let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
     let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
+    let (mut nat_live_time, mut nat_live_runs) = (Duration::ZERO, 0u64);
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
         for metric in ["tcp", "udp", "rr", "crr"] {
-            for t in &topologies {
+            for t in topologies.iter().chain(&nat_topologies) {
                 let before = cost::netd_program_totals();
-                measure(t, round, secs, load, &mut samples, metric)
+                // The masquerade pair is reported as "docker" and "netd" of its own table.
+                let (label, out) = match t.kind {
+                    Kind::DockerNat => ("docker", &mut nat_samples),
+                    Kind::NetdNat => ("netd", &mut nat_samples),
+                    k => (k.name(), &mut samples),
+                };
+                measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}", metric, t.kind.name()))?;
-                if t.kind == Kind::Netd {
-                    let after = cost::netd_program_totals();
-                    live_time += after.0.saturating_sub(before.0);
-                    live_runs += after.1.saturating_sub(before.1);
+                let after = cost::netd_program_totals();
+                let (dt, dn) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
+                match t.kind {
+                    Kind::Netd => (live_time, live_runs) = (live_time + dt, live_runs + dn),
+                    Kind::NetdNat => (nat_live_time, nat_live_runs) = (nat_live_time + dt, nat_live_runs + dn),
+                    _ => {}
                 }
             }
         }
     }
+    let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
+    eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
+    let mut flow_rows = Vec::new();
+    for t in &nat_topologies {
+        let f =
+            workload::udp_flows(&t.a, &t.b, sockets, ports).with_context(|| format!("flows on {}", t.kind.name()))?;
+        let drops = t
+            .daemon()
+            .map(|d| ["drop-nat-table-full", "drop-nat-no-port"].iter().map(|r| d.count(None, r)).sum::<u64>());
+        let held = t.daemon().map(|d| {
+            let flows: serde_json::Value =
+                serde_json::from_str(&d.netd(&["nat", "ls", "--json"]).ok()).unwrap_or_default();
+            flows.as_array().map_or(0, Vec::len)
+        });
+        flow_rows.push((t.kind.name(), f, drops, held));
+    }
+    drop(nat_topologies);
     let netd = topologies.iter().find_map(|t| t.daemon());
     let netd_redirects = netd.map_or(0, |d| d.count(None, "redirect-peer"));
     // How much ARP there is to answer: the case for answering it in eBPF.
@@ -181,6 +270,7 @@ fn main() -> Result<()> {
         "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
+    md.push_str(&nat_section(&nat_samples, &nat_cost, nat_live_time, nat_live_runs, &flow_rows));
     eprintln!("==> scale: {sizes:?} endpoints");
     let scale_rows = scale(sizes, secs, rounds.min(3), &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
@@ -189,10 +279,13 @@ fn main() -> Result<()> {
     for s in &samples {
         writeln!(runs, "{}", serde_json::to_string(s)?)?;
     }
+    for s in &nat_samples {
+        writeln!(runs, "{}", serde_json::json!({ "section": "masquerade", "sample": s }))?;
+    }
     writeln!(
         runs,
         "{}",
-        serde_json::json!({ "cost": test_run, "live_ns": live_ns, "scale": scale_rows, "machine": machine })
+        serde_json::json!({ "cost": test_run, "live_ns": live_ns, "nat_cost": nat_cost, "scale": scale_rows, "machine": machine })
     )?;
     std::fs::write(args.out.join("bench.md"), &md)?;
     std::fs::write(args.out.join("bench.svg"), report::svg(&summary, &order))?;

@@ -123,7 +123,7 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     out
 }
 
-fn fmt_value(v: f64) -> String {
+pub fn fmt_value(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.1}k", v / 1000.0)
     } else if v >= 100.0 {

@@ -23,10 +23,17 @@ pub enum Kind {
     Veth,
     /// Both ends in one namespace (the ceiling).
     Loopback,
+    /// Masquerade: a container behind Docker's dataplane (iptables MASQUERADE and kernel
+    /// conntrack) talking to a server in an "outside" namespace behind the host's uplink.
+    DockerNat,
+    /// Masquerade: the same through netd (eBPF SNAT and reverse NAT, its own conntrack).
+    NetdNat,
 }
 
 impl Kind {
     pub const ALL: [Kind; 5] = [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::Veth, Kind::Loopback];
+    /// The masquerade comparison (container → outside server).
+    pub const NAT: [Kind; 2] = [Kind::DockerNat, Kind::NetdNat];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +42,8 @@ impl Kind {
             Kind::Netd => "netd",
             Kind::Veth => "veth",
             Kind::Loopback => "loopback",
+            Kind::DockerNat => "docker-nat",
+            Kind::NetdNat => "netd-nat",
         }
     }
 }
@@ -83,6 +92,8 @@ impl Topology {
             Kind::Netd => Self::netd(&[])?,
             Kind::Veth => Self::veth(),
             Kind::Loopback => Self::loopback(),
+            Kind::DockerNat => Self::docker_nat()?,
+            Kind::NetdNat => Self::netd_nat()?,
         };
         client_sysctls(&t.a.netns)?;
         Ok(t)
@@ -141,6 +152,49 @@ impl Topology {
         })
     }
 
+    /// Docker's dataplane with one container (10.90.0.2) masqueraded through the uplink.
+    fn docker_nat() -> Result<Self> {
+        let host = NetNs::new("nb-host");
+        host.sysctl("net.bridge.bridge-nf-call-iptables", "1");
+        host.sysctl("net.ipv4.ip_forward", "1");
+        let bridge = Link::bridge(&host, "br0");
+        host.ip(&["addr", "add", "10.90.0.1/24", "dev", "br0"]);
+        let c1 = NetNs::new("nb-c1");
+        let veth = Link::veth(&host, "veth0", &c1, "eth0");
+        host.ip(&["link", "set", "veth0", "master", "br0"]);
+        c1.ip(&["addr", "add", "10.90.0.2/24", "dev", "eth0"]);
+        c1.ip(&["route", "add", "default", "via", "10.90.0.1"]);
+        let (outside, uplink) = outside_of(&host);
+        docker_rules(&host).context("Docker's iptables rules")?;
+        Ok(Self {
+            kind: Kind::DockerNat,
+            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            _links: vec![veth, bridge, uplink],
+            daemon: None,
+            _namespaces: vec![c1, outside, host],
+        })
+    }
+
+    /// netd with one sandbox on the default bridge, masqueraded through the uplink.
+    fn netd_nat() -> Result<Self> {
+        let host = NetNs::new("ndt-host");
+        let (outside, uplink) = outside_of(&host);
+        let d = TestDaemon::start_in(host, &[]);
+        let run = d.netd(&["run", "-d", "--name", "bench-a", "--", "sleep", "86400"]);
+        if run.code != 0 {
+            bail!("netd run: {}", run.stderr);
+        }
+        Ok(Self {
+            kind: Kind::NetdNat,
+            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            _links: vec![uplink],
+            daemon: Some(d),
+            _namespaces: vec![outside],
+        })
+    }
+
     fn veth() -> Self {
         let (c1, c2) = (NetNs::new("nb-v1"), NetNs::new("nb-v2"));
         let link = Link::veth(&c1, "eth0", &c2, "eth0");
@@ -161,6 +215,21 @@ impl Topology {
         let e = Endpoint { netns: path(&ns), ip: Ipv4Addr::LOCALHOST };
         Self { kind: Kind::Loopback, a: e.clone(), b: e, _links: Vec::new(), daemon: None, _namespaces: vec![ns] }
     }
+}
+
+/// The server's address in the "outside" namespace.
+pub const OUTSIDE_SERVER: &str = "198.18.0.2";
+
+/// An "outside" namespace behind `host`'s uplink `uplink0` (198.18.0.1/24, the host's default
+/// route); it knows no route to any container network, so only masquerade gets answers back.
+fn outside_of(host: &NetNs) -> (NetNs, Link) {
+    let outside = NetNs::new("nb-out");
+    let uplink = Link::veth(host, "uplink0", &outside, "eth0");
+    host.ip(&["addr", "add", "198.18.0.1/24", "dev", "uplink0"]);
+    host.ip(&["route", "add", "default", "via", OUTSIDE_SERVER]);
+    outside.ip(&["addr", "add", &format!("{OUTSIDE_SERVER}/24"), "dev", "eth0"]);
+    outside.ip(&["link", "set", "lo", "up"]);
+    (outside, uplink)
 }
 
 /// Docker 20.10's rules for one bridge network, as `iptables-save` shows them on a Docker host.

@@ -226,3 +226,117 @@ pub fn tcp_crr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     join(server)?;
     Ok(n as f64 / secs)
 }
+
+/// What [`udp_flows`] saw.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Flows {
+    /// Distinct flows (source socket × server port).
+    pub flows: u64,
+    /// Datagrams the server received in the first pass (creating the flows) and the second
+    /// (through the flows already set up); each pass sends one per flow.
+    pub first_pass: u64,
+    pub second_pass: u64,
+}
+
+fn raise_fd_limit(want: u64) -> Result<()> {
+    // SAFETY: get/setrlimit on this process with a valid struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) != 0 {
+            bail!("getrlimit");
+        }
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) != 0 {
+                bail!("setrlimit");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Many concurrent flows a → b: `sockets` UDP sockets in `a` (ephemeral ports) each send one
+/// 18-byte datagram to each of `ports` server ports in `b`, twice. Counts what arrives.
+pub fn udp_flows(a: &Endpoint, b: &Endpoint, sockets: usize, ports: usize) -> Result<Flows> {
+    raise_fd_limit((sockets + ports + 256) as u64)?;
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let server_ports: Vec<u16> = (0..ports).map(|_| port()).collect();
+    let bind_ip = b.ip;
+    let servers: Vec<UdpSocket> = {
+        let ports = server_ports.clone();
+        spawn_in_path(&b.netns, move || -> Result<Vec<UdpSocket>> {
+            ports.iter().map(|p| Ok(UdpSocket::bind((bind_ip, *p))?)).collect()
+        })
+        .join()
+        .map_err(|_| anyhow!("bind"))??
+    };
+    let counters: Vec<_> = servers
+        .into_iter()
+        .map(|s| {
+            let (received, done) = (received.clone(), done.clone());
+            std::thread::spawn(move || -> Result<()> {
+                // Root may exceed rmem_max (SO_RCVBUFFORCE): one pass must fit while the
+                // sender runs.
+                let size: libc::c_int = 8 << 20;
+                // SAFETY: setsockopt on a socket we own with a valid int option.
+                unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&s),
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        (&raw const size).cast(),
+                        4,
+                    );
+                }
+                s.set_read_timeout(Some(Duration::from_millis(100)))?;
+                let mut buf = [0u8; 64];
+                loop {
+                    match s.recv(&mut buf) {
+                        Ok(_) => {
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) if done.load(Ordering::Acquire) => return Ok(()),
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let (src, dst_ip) = (a.ip, b.ip);
+    let wait_for = |target: u64| {
+        let start = Instant::now();
+        while received.load(Ordering::Relaxed) < target && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        received.load(Ordering::Relaxed)
+    };
+    let clients = spawn_in_path(&a.netns, move || -> Result<Vec<UdpSocket>> {
+        (0..sockets).map(|_| Ok(UdpSocket::bind((src, 0))?)).collect()
+    })
+    .join()
+    .map_err(|_| anyhow!("client sockets"))??;
+    let flows = (sockets * ports) as u64;
+    let mut passes = [0u64; 2];
+    for pass in &mut passes {
+        let before = received.load(Ordering::Relaxed);
+        let mut sent = 0u64;
+        for s in &clients {
+            for p in &server_ports {
+                if s.send_to(&[0x5a; 18], (dst_ip, *p)).is_ok() {
+                    sent += 1;
+                }
+                if sent.is_multiple_of(64) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        *pass = wait_for(before + flows) - before;
+    }
+    done.store(true, Ordering::Release);
+    for c in counters {
+        c.join().map_err(|_| anyhow!("server thread"))??;
+    }
+    Ok(Flows { flows, first_pass: passes[0], second_pass: passes[1] })
+}

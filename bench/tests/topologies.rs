@@ -9,9 +9,10 @@ use netd_bench::{
 
 #[test]
 fn every_topology_carries_every_workload() {
-    for kind in Kind::ALL {
+    for kind in Kind::ALL.into_iter().chain(Kind::NAT) {
         let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
-        let before = t.daemon().map(|d| d.count(None, "redirect-peer"));
+        let counted = if kind == Kind::NetdNat { "redirect-nat" } else { "redirect-peer" };
+        let before = t.daemon().map(|d| d.count(None, counted));
         let tcp = workload::tcp_throughput(&t.a, &t.b, 0.3).expect("tcp");
         let udp = workload::udp_rate(&t.a, &t.b, 0.2).expect("udp");
         let rr = workload::tcp_rr(&t.a, &t.b, 0.2).expect("rr");
@@ -19,10 +20,25 @@ fn every_topology_carries_every_workload() {
         assert!(tcp > 0.0 && udp > 0.0 && rr.tps > 0.0 && crr > 0.0, "{kind:?}: {tcp} {udp} {rr:?} {crr}");
         assert!(rr.p99_us >= rr.mean_us * 0.5);
         if let (Some(d), Some(before)) = (t.daemon(), before) {
-            let moved = d.count(None, "redirect-peer") - before;
-            assert!(moved > 1000, "the netd column used netd's datapath ({moved} packets redirected)");
+            let moved = d.count(None, counted) - before;
+            assert!(moved > 1000, "{kind:?} used netd's datapath ({moved} packets {counted})");
         }
     }
+}
+
+#[test]
+fn many_flows_through_both_masquerades() {
+    for kind in Kind::NAT {
+        let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
+        let f = workload::udp_flows(&t.a, &t.b, 64, 4).expect("flows");
+        assert_eq!((f.flows, f.first_pass, f.second_pass), (256, 256, 256), "{kind:?}");
+    }
+}
+
+#[test]
+fn the_masquerade_cost_is_measured() {
+    let c = cost::nat_cost(50).expect("test run");
+    assert!(c.egress_ns > 0.0 && c.egress_new_ns > 0.0 && c.ingress_ns > 0.0 && c.host_ns > 0.0, "{c:?}");
 }
 
 #[test]

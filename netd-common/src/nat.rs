@@ -32,6 +32,8 @@ impl NatFlags {
     pub const TCP_FIN: u8 = 1 << 3;
     /// TCP: a RST went this way.
     pub const TCP_RST: u8 = 1 << 4;
+    /// Egress: `smac`/`dmac` hold the next hop, as the last route lookup found it.
+    pub const L2: u8 = 1 << 5;
 }
 
 /// A value of `NETD_NAT`: one direction of a translated flow.
@@ -50,7 +52,10 @@ pub struct NatEntry {
     pub pad: u8,
     /// Egress: the uplink's ifindex. Ingress: the endpoint's host-side veth.
     pub ifindex: u32,
-    pub pad2: u32,
+    /// Egress: the uplink's MAC and the next hop's (when [`NatFlags::L2`]), refreshed with the
+    /// route at most every [`NAT_REFRESH_NS`]. Ingress: `dmac` is the container's MAC.
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
     /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) of the last packet this way, refreshed at most
     /// every [`NAT_REFRESH_NS`].
     pub last_seen: u64,
@@ -58,7 +63,7 @@ pub struct NatEntry {
     pub created: u64,
 }
 
-const _: () = assert!(size_of::<NatEntry>() == 32);
+const _: () = assert!(size_of::<NatEntry>() == 40);
 
 /// An uplink: value of `NETD_UPLINKS` (key: its ifindex).
 #[repr(C)]

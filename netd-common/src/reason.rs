@@ -85,7 +85,9 @@ pub enum Reason {
     /// From outside to a masquerading network's container without a translation: nobody
     /// inside asked for it.
     DropUnsolicited = 88,
-    /// A translation whose container is gone.
+    /// A translation whose container is gone. Not emitted since the flow's entries carry the
+    /// endpoint's veth and MAC (the daemon removes a gone endpoint's flows); the value stays
+    /// reserved.
     DropNatNoEndpoint = 89,
     /// A reply that would leave the host with TTL 0.
     DropTtlExceeded = 90,

@@ -7,11 +7,11 @@
 //! outside their subnet); broadcast, multicast, ARP and the rest go to the kernel bridge.
 
 use aya_ebpf::programs::TcContext;
-use netd_common::{EndpointInfo, Ipv4Tuple, NetworkFlags, PacketClass, Reason};
+use netd_common::{EndpointInfo, Ipv4Tuple, NatEntry, NetworkFlags, PacketClass, Reason};
 use netd_ebpf::parse::{arp, eth, parse, Frame, Parsed};
 
 use crate::{
-    maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NETWORKS},
+    maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NAT, NETD_NETWORKS},
     nat::{snat_v4_egress, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
@@ -58,25 +58,39 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     };
     v.slot = src.slot;
     let mut peer_mac = [0u8; 6];
-    v.reason = decide(&frame, &parsed, src, &mut v.target, &mut peer_mac);
-    if v.reason == Reason::RedirectPeer {
-        set_dst_mac(ctx, &frame, &peer_mac);
-    } else if v.reason == Reason::PassToStack
-        && src.flags & NetworkFlags::MASQUERADE != 0
-        && parsed.tuple.dst_addr != src.gateway
-    {
+    let mut flow = None;
+    v.reason = decide(&frame, &parsed, src, &mut v.target, &mut peer_mac, &mut flow);
+    let masquerade = match v.reason {
+        Reason::RedirectPeer => {
+            set_dst_mac(ctx, &frame, &peer_mac);
+            false
+        }
+        // A known masqueraded flow.
+        Reason::RedirectNat => true,
         // Beyond the host's networks (the route decides; local addresses stay with the stack).
+        Reason::PassToStack => src.flags & NetworkFlags::MASQUERADE != 0 && parsed.tuple.dst_addr != src.gateway,
+        _ => false,
+    };
+    if masquerade {
         let mut t = NatTarget { ifindex: 0, via_neigh: false };
-        v.reason = snat_v4_egress(ctx, &frame, &parsed, src, &mut t);
+        v.reason = snat_v4_egress(ctx, &frame, &parsed, src, flow, &mut t);
         v.target = t.ifindex;
         v.via_neigh = t.via_neigh;
     }
     exit(ctx, &v)
 }
 
-/// The verdict for a well-formed frame from endpoint `src`.
+/// The verdict for a well-formed frame from endpoint `src`. [`Reason::RedirectNat`] means "a
+/// known masqueraded flow", whose entry is in `flow`.
 #[inline(always)]
-fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32, peer_mac: &mut [u8; 6]) -> Reason {
+fn decide(
+    frame: &Frame,
+    p: &Parsed,
+    src: &EndpointInfo,
+    target: &mut u32,
+    peer_mac: &mut [u8; 6],
+    flow: &mut Option<*mut NatEntry>,
+) -> Reason {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::DropShortEthernet;
     };
@@ -101,17 +115,33 @@ fn decide(frame: &Frame, p: &Parsed, src: &EndpointInfo, target: &mut u32, peer_
         | PacketClass::Ipv4Udp
         | PacketClass::Ipv4Icmp
         | PacketClass::Ipv4Other
-        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target, peer_mac),
+        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target, peer_mac, flow),
         PacketClass::Ipv6 | PacketClass::OtherL2 | PacketClass::Unknown => p.pass_reason(),
     }
 }
 
 #[inline(always)]
-fn ipv4(dst_mac_first: u16, t: &Ipv4Tuple, src: &EndpointInfo, target: &mut u32, peer_mac: &mut [u8; 6]) -> Reason {
+fn ipv4(
+    dst_mac_first: u16,
+    t: &Ipv4Tuple,
+    src: &EndpointInfo,
+    target: &mut u32,
+    peer_mac: &mut [u8; 6],
+    flow: &mut Option<*mut NatEntry>,
+) -> Reason {
     if t.src_addr != src.ip {
         return Reason::DropSpoofedIp;
     }
     let dst = t.dst_addr;
+    if src.flags & NetworkFlags::MASQUERADE != 0 && dst & src.mask != src.subnet {
+        // Most traffic to beyond the subnet belongs to a masqueraded flow, which was checked
+        // against the policy when it was created: one lookup settles it (the daemon removes
+        // flows that a new network or endpoint would contradict).
+        if let Some(e) = NETD_NAT.get_ptr_mut(&Ipv4Tuple { pad: [0; 3], ..*t }) {
+            *flow = Some(e);
+            return Reason::RedirectNat;
+        }
+    }
     let dst_host = u32::from_be(dst);
     // The group bit is the lowest bit of the first byte on the wire.
     let l2_group = u16::from_be(dst_mac_first) & 0x0100 != 0;

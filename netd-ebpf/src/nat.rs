@@ -30,7 +30,7 @@ use netd_ebpf::{
     parse::{eth, icmp, ipv4, tcp, udp, Frame, Parsed},
 };
 
-use crate::maps::{NETD_ENDPOINTS_BY_IP, NETD_NAT, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS};
+use crate::maps::{NETD_NAT, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS};
 
 const AF_INET: u8 = 2;
 const EEXIST: i32 = 17;
@@ -99,24 +99,60 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
     }
 }
 
+/// The next hop of a masqueraded flow, from the route lookup.
+struct Hop {
+    ifindex: u32,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    /// The MACs are known (else the kernel resolves the neighbour: `bpf_redirect_neigh`).
+    l2: bool,
+}
+
+/// Looks up the route of `p` (from endpoint veth `ifindex`). `Err` carries the verdict when the
+/// packet is not to be masqueraded here: the stack answers or routes it.
+#[inline(always)]
+fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Reason> {
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = p.tuple.protocol;
+    fib.sport = p.tuple.src_port;
+    fib.dport = p.tuple.dst_port;
+    fib.__bindgen_anon_3.ipv4_src = p.tuple.src_addr;
+    fib.__bindgen_anon_4.ipv4_dst = p.tuple.dst_addr;
+    fib.ifindex = ifindex;
+    // SAFETY: `fib` is a valid, writable lookup structure of the size passed.
+    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut fib, size_of::<FibParams>() as i32, 0) } as u32;
+    match rc {
+        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {
+            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: rc == BPF_FIB_LKUP_RET_SUCCESS })
+        }
+        // With DF the stack sends "fragmentation needed" back (path MTU discovery works);
+        // without, the packet would have to be fragmented, which netd does not do.
+        BPF_FIB_LKUP_RET_FRAG_NEEDED if df => Err(Reason::PassToStack),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::DropNatFragNeeded),
+        // Unreachable, prohibited, local...: the stack answers or delivers.
+        _ => Err(Reason::PassToStack),
+    }
+}
+
 /// Masquerades a packet from endpoint `src` to `p.tuple.dst_addr`, an address outside every
-/// local network. Returns the verdict; on [`Reason::RedirectNat`] the packet is rewritten and
-/// `target` says where it goes. [`Reason::PassToStack`] leaves it to the kernel unchanged
-/// (no route through an uplink, TTL expiring, a path MTU error the stack must report).
+/// local network; `known` is the flow's egress entry when the caller already found it. Returns
+/// the verdict; on [`Reason::RedirectNat`] the packet is rewritten and `target` says where it
+/// goes. [`Reason::PassToStack`] leaves it to the kernel unchanged (no route through an uplink,
+/// TTL expiring, a path MTU error the stack must report).
+///
+/// A known flow skips the route lookup: its entry keeps the next hop, looked up again at most
+/// every `NAT_REFRESH_NS`.
 #[inline(always)]
 pub fn snat_v4_egress(
     ctx: &TcContext,
     frame: &Frame,
     p: &Parsed,
     src: &EndpointInfo,
+    known: Option<*mut NatEntry>,
     target: &mut NatTarget,
 ) -> Reason {
-    let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
-        return Reason::PassToStack;
-    };
-    if cfg.port_max == 0 {
-        return Reason::PassToStack;
-    }
     if p.flags & PacketFlags::FRAGMENT != 0 {
         return Reason::DropNatFragment;
     }
@@ -140,59 +176,60 @@ pub fn snat_v4_egress(
         // The stack answers with "time exceeded", as a router must.
         return Reason::PassToStack;
     }
+    let df = ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::DF != 0;
     let l4 = match l4_of(frame, p, true) {
         Ok(l4) => l4,
         Err(r) => return r,
     };
 
-    // The route decides the uplink (and so the address to masquerade with).
-    // SAFETY: all-zero is a valid value of this plain C struct.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    fib.family = AF_INET;
-    fib.l4_protocol = p.tuple.protocol;
-    fib.sport = p.tuple.src_port;
-    fib.dport = p.tuple.dst_port;
-    fib.__bindgen_anon_3.ipv4_src = p.tuple.src_addr;
-    fib.__bindgen_anon_4.ipv4_dst = p.tuple.dst_addr;
-    fib.ifindex = src.ifindex;
-    // SAFETY: `fib` is a valid, writable lookup structure of the size passed.
-    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut fib, size_of::<FibParams>() as i32, 0) } as u32;
-    match rc {
-        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {}
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => {
-            // With DF the stack sends "fragmentation needed" back (path MTU discovery works);
-            // without, the packet would have to be fragmented, which netd does not do.
-            if ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::DF != 0 {
-                return Reason::PassToStack;
-            }
-            return Reason::DropNatFragNeeded;
-        }
-        // Unreachable, prohibited, local...: the stack answers or delivers.
-        _ => return Reason::PassToStack,
-    }
-    // SAFETY: read-only map value, valid for the duration of the program.
-    let Some(uplink) = (unsafe { NETD_UPLINKS.get(&fib.ifindex) }) else {
-        // Routed through a device that is not an uplink: the kernel routes it unchanged.
-        return Reason::PassToStack;
-    };
-
+    // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
-    let (nat_addr, nat_port) = match NETD_NAT.get_ptr_mut(&key) {
-        Some(e) => {
-            // SAFETY: a live map value; concurrent writers only race on refresh fields.
-            let e = unsafe { &mut *e };
-            if l4.nat_flags & NatFlags::TCP_SYN != 0 {
-                reopen_if_closed(&key, e, now);
-            }
-            refresh(e, l4.nat_flags, now);
-            (e.addr, e.port)
+    let known = match known {
+        Some(e) => Some(e),
+        None => NETD_NAT.get_ptr_mut(&key),
+    };
+    let (nat_addr, nat_port, hop) = if let Some(e) = known {
+        // SAFETY: a live map value; concurrent writers only race on refresh fields.
+        let e = unsafe { &mut *e };
+        if l4.nat_flags & NatFlags::TCP_SYN != 0 {
+            reopen_if_closed(&key, e, now);
         }
-        None => {
-            match snat_v4_new_mapping(&key, src, uplink, fib.ifindex, l4.nat_flags, now, cfg.port_min, cfg.port_max) {
-                Ok(t) => t,
+        if e.flags & NatFlags::L2 == 0 || now > e.last_seen + NAT_REFRESH_NS {
+            // Follow route and neighbour changes, once a second per flow.
+            match route(ctx, p, src.ifindex, df) {
+                Ok(h) => {
+                    e.ifindex = h.ifindex;
+                    e.smac = h.smac;
+                    e.dmac = h.dmac;
+                    e.flags = if h.l2 { e.flags | NatFlags::L2 } else { e.flags & !NatFlags::L2 };
+                }
                 Err(r) => return r,
             }
+        }
+        refresh(e, l4.nat_flags, now);
+        (e.addr, e.port, Hop { ifindex: e.ifindex, smac: e.smac, dmac: e.dmac, l2: e.flags & NatFlags::L2 != 0 })
+    } else {
+        let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
+            return Reason::PassToStack;
+        };
+        if cfg.port_max == 0 {
+            // Not configured yet: routed unchanged, as before masquerade existed.
+            return Reason::PassToStack;
+        }
+        // The route decides the uplink (and so the address to masquerade with).
+        let hop = match route(ctx, p, src.ifindex, df) {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        // SAFETY: read-only map value, valid for the duration of the program.
+        let Some(uplink) = (unsafe { NETD_UPLINKS.get(&hop.ifindex) }) else {
+            // Routed through a device that is not an uplink: the kernel routes it unchanged.
+            return Reason::PassToStack;
+        };
+        match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, cfg.port_min, cfg.port_max) {
+            Ok((addr, port)) => (addr, port, hop),
+            Err(r) => return r,
         }
     };
 
@@ -205,9 +242,8 @@ pub fn snat_v4_egress(
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::DropShortEthernet;
     };
-    let old_port = match frame_raw16(frame, l4.port_off) {
-        Some(v) => v,
-        None => return Reason::DropNatUnsupported,
+    let Some(old_port) = frame_raw16(frame, l4.port_off) else {
+        return Reason::DropNatUnsupported;
     };
     let old_addr = p.tuple.src_addr;
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
@@ -215,9 +251,9 @@ pub fn snat_v4_egress(
     check = csum::replace32(check, old_addr, nat_addr);
     // SAFETY: the frame is this program's packet and no data-moving helper ran yet.
     unsafe {
-        if rc == BPF_FIB_LKUP_RET_SUCCESS {
-            l2.set_mac::<{ eth::DST_OFF }>(&fib.dmac);
-            l2.set_mac::<{ eth::SRC_OFF }>(&fib.smac);
+        if hop.l2 {
+            l2.set_mac::<{ eth::DST_OFF }>(&hop.dmac);
+            l2.set_mac::<{ eth::SRC_OFF }>(&hop.smac);
         }
         ip.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
         ip.set_raw32::<{ ipv4::SRC_OFF }>(nat_addr);
@@ -235,8 +271,8 @@ pub fn snat_v4_egress(
         );
     }
     let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(nat_port), l4.csum_flags | 2);
-    target.ifindex = fib.ifindex;
-    target.via_neigh = rc == BPF_FIB_LKUP_RET_NO_NEIGH;
+    target.ifindex = hop.ifindex;
+    target.via_neigh = !hop.l2;
     Reason::RedirectNat
 }
 
@@ -296,7 +332,7 @@ fn snat_v4_new_mapping(
     key: &Ipv4Tuple,
     src: &EndpointInfo,
     uplink: &UplinkInfo,
-    uplink_ifindex: u32,
+    hop: &Hop,
     tcp_flags: u8,
     now: u64,
     lo: u16,
@@ -311,7 +347,8 @@ fn snat_v4_new_mapping(
         flags: NatFlags::INGRESS,
         pad: 0,
         ifindex: src.ifindex,
-        pad2: 0,
+        smac: [0; 6],
+        dmac: src.mac,
         last_seen: now,
         created: now,
     };
@@ -341,10 +378,11 @@ fn snat_v4_new_mapping(
     let egress = NatEntry {
         addr: uplink.addr,
         port: nat_port,
-        flags: NatFlags::SEEN | tcp_flags,
+        flags: NatFlags::SEEN | tcp_flags | if hop.l2 { NatFlags::L2 } else { 0 },
         pad: 0,
-        ifindex: uplink_ifindex,
-        pad2: 0,
+        ifindex: hop.ifindex,
+        smac: hop.smac,
+        dmac: hop.dmac,
         last_seen: now,
         created: now,
     };
@@ -425,10 +463,6 @@ pub fn snat_v4_ingress(
     };
     // SAFETY: a live map value; concurrent writers only race on refresh fields.
     let e = unsafe { &mut *e };
-    // SAFETY: read-only map value.
-    let Some(ep) = (unsafe { NETD_ENDPOINTS_BY_IP.get(&e.addr) }) else {
-        return Reason::DropNatNoEndpoint;
-    };
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Reason::PassFromUplink;
     };
@@ -442,7 +476,7 @@ pub fn snat_v4_ingress(
     };
     // SAFETY: a plain helper call.
     refresh(e, l4.nat_flags, unsafe { bpf_ktime_get_ns() });
-    let (new_addr, new_port) = (e.addr, e.port);
+    let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.dmac, e.ifindex);
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::PassFromUplink;
     };
@@ -459,7 +493,7 @@ pub fn snat_v4_ingress(
     check = csum::replace32(check, old_addr, new_addr);
     // SAFETY: the frame is this program's packet and no data-moving helper ran yet.
     unsafe {
-        l2.set_mac::<{ eth::DST_OFF }>(&ep.mac);
+        l2.set_mac::<{ eth::DST_OFF }>(&mac);
         ip.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
         ip.set_raw32::<{ ipv4::DST_OFF }>(new_addr);
         ip.set_raw16::<{ ipv4::CSUM_OFF }>(check);
@@ -476,7 +510,7 @@ pub fn snat_v4_ingress(
         );
     }
     let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(new_port), l4.csum_flags | 2);
-    target.ifindex = ep.ifindex;
+    target.ifindex = veth;
     Reason::RedirectReverseNat
 }
 
@@ -551,12 +585,9 @@ fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarge
         ),
         _ => return Reason::PassFromUplink,
     };
-    // SAFETY: read-only map values.
+    // SAFETY: read-only map value.
     let Some(e) = (unsafe { NETD_NAT.get(&key) }) else {
         return Reason::PassFromUplink;
-    };
-    let Some(ep) = (unsafe { NETD_ENDPOINTS_BY_IP.get(&e.addr) }) else {
-        return Reason::DropNatNoEndpoint;
     };
     let Ok(outer_ip) = ctx.load::<[u8; ipv4::MIN_HLEN]>(p.l3_off) else {
         return Reason::PassFromUplink;
@@ -609,7 +640,7 @@ fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarge
     let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &new_ttl_word, 0);
     let _ = ctx.store(p.l3_off + ipv4::DST_OFF, &new_addr, 0);
     let _ = ctx.store(p.l3_off + ipv4::CSUM_OFF, &check, 0);
-    let _ = ctx.store(eth::DST_OFF, &ep.mac, 0);
-    target.ifindex = ep.ifindex;
+    let _ = ctx.store(eth::DST_OFF, &e.dmac, 0);
+    target.ifindex = e.ifindex;
     Reason::RedirectReverseNat
 }

@@ -213,6 +213,60 @@ fn containers_reach_the_outside_as_the_uplink_address() {
 }
 
 #[test]
+fn flows_survive_a_daemon_restart_and_go_with_their_container() {
+    let mut w = world(&[]);
+    w.d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
+    sandbox(&w.d, "c1", "n1");
+    let c1 = addr_of(&w.d, "c1", "n1");
+    // A server that echoes every line of one connection.
+    let listener = w.outside.run(|| TcpListener::bind((SERVER, 8443)).expect("bind"));
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = [0u8; 16];
+        let mut echoed = 0;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.write_all(&buf[..n]).expect("echo");
+            echoed += n;
+        }
+        (peer, echoed)
+    });
+    let (to_client, from_test) = std::sync::mpsc::channel::<()>();
+    let client = spawn_in_path(&w.d.sandbox_netns("c1"), move || {
+        let mut s = socket2_connect(SocketAddrV4::new(c1, 0), 8443);
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut exchange = |msg: &[u8]| {
+            s.write_all(msg).expect("write");
+            let mut buf = vec![0u8; msg.len()];
+            s.read_exact(&mut buf).expect("echo");
+            assert_eq!(buf, msg);
+        };
+        exchange(b"before");
+        from_test.recv().expect("go on");
+        exchange(b"after");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before = w.d.netd(&["nat", "ls", "--json"]).ok();
+    assert!(before.contains("established"), "{before}");
+    w.d.stop();
+    w.d.restart();
+    to_client.send(()).expect("client");
+    client.join().expect("the connection survived the restart");
+    let (peer, echoed) = server.join().expect("server");
+    assert_eq!((peer.ip().to_string().as_str(), echoed), (UPLINK, b"beforeafter".len()));
+
+    // A removed container's translations go with it.
+    let before_rm = w.d.netd(&["nat", "ls", "--json"]).ok();
+    assert!(before_rm.contains(&c1.to_string()), "{before_rm}");
+    w.d.netd(&["rm", "-f", "c1"]).ok();
+    let after_rm = w.d.netd(&["nat", "ls", "--json"]).ok();
+    assert!(!after_rm.contains(&c1.to_string()), "{after_rm}");
+}
+
+#[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);
     let d = &w.d;

@@ -67,7 +67,11 @@ impl Daemon {
     pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
         let Some(ipam) = &n.ipam else { return Ok(()) };
         let info = NetworkInfo { network: n.datapath_id, gateway: wire(ipam.gateway), flags: network_flags(n), pad: 0 };
-        Ok(self.dp().set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?)
+        let mut dp = self.dp();
+        dp.set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?;
+        // Its addresses are local now: flows masqueraded to them would bypass the policy.
+        dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
+        Ok(())
     }
 
     pub(super) fn datapath_remove_network(&self, n: &Network) -> Result<()> {
@@ -107,6 +111,7 @@ impl Daemon {
         {
             let mut dp = self.dp();
             dp.remove_endpoint(link.ip, ifindex.unwrap_or(0))?;
+            dp.nat_forget_inside(link.ip)?;
             dp.reset_endpoint_counters(link.slot)?;
             dp.detach_from_container(&link.host_veth)?;
         }

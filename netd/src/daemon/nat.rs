@@ -134,6 +134,11 @@ impl Daemon {
             let mut before = current;
             now.sort();
             before.sort();
+            if now != before {
+                // Flows masqueraded with an address the host no longer has cannot get replies.
+                let addrs: Vec<Ipv4Addr> = now.iter().map(|(_, a)| *a).collect();
+                dp.nat_forget_unless_outside_in(&addrs)?;
+            }
             now != before
         };
         let described: Vec<String> = wanted.iter().map(|(n, _, a)| format!("{n} ({a})")).collect();

@@ -147,6 +147,39 @@ impl Datapath {
         Ok(out)
     }
 
+    /// Deletes the flows (both entries) whose egress key and entry match `doomed`; returns how
+    /// many went.
+    pub fn nat_forget(&mut self, doomed: impl Fn(&Ipv4Tuple, &NatEntry) -> bool) -> Result<usize> {
+        let entries = self.nat_entries()?;
+        let mut t = self.nat_table()?;
+        let mut removed = 0;
+        for (k, e) in entries.iter().filter(|(k, e)| e.flags & NatFlags::INGRESS == 0 && doomed(k, e)) {
+            let _ = t.remove(k);
+            let _ = t.remove(&netd_common::nat::reply_key(k, e.addr, e.port));
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Deletes the flows of the container at `inside` (it is gone).
+    pub fn nat_forget_inside(&mut self, inside: Ipv4Addr) -> Result<usize> {
+        let wire = u32::from_ne_bytes(inside.octets());
+        self.nat_forget(|k, _| k.src_addr == wire)
+    }
+
+    /// Deletes the flows to remotes inside `subnet/prefix` (a new local network: its addresses
+    /// are no longer "outside").
+    pub fn nat_forget_remote(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<usize> {
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+        let net = u32::from(subnet) & mask;
+        self.nat_forget(|k, _| u32::from(addr(k.dst_addr)) & mask == net)
+    }
+
+    /// Deletes the flows masqueraded with an address none of `uplinks` has any more.
+    pub fn nat_forget_unless_outside_in(&mut self, uplinks: &[Ipv4Addr]) -> Result<usize> {
+        self.nat_forget(|_, e| !uplinks.contains(&addr(e.addr)))
+    }
+
     /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
     /// Returns how many flows were removed.
     pub fn nat_collect(&mut self, now: u64) -> Result<usize> {
