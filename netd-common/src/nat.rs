@@ -56,10 +56,10 @@ pub struct NatEntry {
     /// route at most every [`NAT_REFRESH_NS`]. Ingress: `dmac` is the container's MAC.
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) of the last packet this way, refreshed at most
+    /// `bpf_ktime_get_coarse_ns()` (`CLOCK_MONOTONIC_COARSE`) of the last packet this way, refreshed at most
     /// every [`NAT_REFRESH_NS`].
     pub last_seen: u64,
-    /// `bpf_ktime_get_ns()` when the flow was created.
+    /// `bpf_ktime_get_coarse_ns()` when the flow was created.
     pub created: u64,
 }
 

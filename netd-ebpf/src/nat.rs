@@ -18,11 +18,14 @@ use aya_ebpf::{
         bpf_fib_lookup as FibParams, BPF_ANY, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST,
     },
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, generated::bpf_fib_lookup},
+    helpers::{
+        bpf_get_prandom_u32,
+        generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
+    },
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, flow_reclaimable, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{egress_key, flow_expired, flow_reclaimable, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
     EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
 };
 use netd_ebpf::{
@@ -183,7 +186,7 @@ pub fn snat_v4_egress(
     };
 
     // SAFETY: a plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
     let known = match known {
         Some(e) => Some(e),
@@ -194,6 +197,10 @@ pub fn snat_v4_egress(
         let e = unsafe { &mut *e };
         if l4.nat_flags & NatFlags::TCP_SYN != 0 {
             reopen_if_closed(&key, e, now);
+        }
+        if now > e.last_seen + NAT_REFRESH_NS {
+            // Quiet for a while: if the flow expired, this packet starts it over.
+            restart_if_expired(&key, e, now);
         }
         if e.flags & NatFlags::L2 == 0 || now > e.last_seen + NAT_REFRESH_NS {
             // Follow route and neighbour changes, once a second per flow.
@@ -307,6 +314,33 @@ fn reopen_if_closed(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
         egress.last_seen = now;
         i.flags = NatFlags::INGRESS;
         i.last_seen = now;
+    }
+}
+
+/// Restarts the flow of egress entry `egress` (key `key`) if it expired: both entries forget
+/// their state, as for a new flow on the same translation.
+#[inline(always)]
+fn restart_if_expired(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
+    let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) else {
+        return;
+    };
+    // SAFETY: a live map value; concurrent writers only race on these fields.
+    let i = unsafe { &mut *i };
+    if flow_expired(key.protocol, egress, i, now) {
+        egress.flags = NatFlags::SEEN | (egress.flags & NatFlags::L2);
+        egress.last_seen = now;
+        i.flags = NatFlags::INGRESS;
+        i.last_seen = now;
+    }
+}
+
+/// Whether the flow of ingress entry `ingress` (key `key`) expired (or lost its egress half).
+#[inline(always)]
+fn reply_expired(key: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
+    // SAFETY: read-only map value.
+    match unsafe { NETD_NAT.get(&egress_key(key, ingress)) } {
+        Some(e) => flow_expired(key.protocol, e, ingress, now),
+        None => true,
     }
 }
 
@@ -475,7 +509,12 @@ pub fn snat_v4_ingress(
         Err(_) => return Reason::PassFromUplink,
     };
     // SAFETY: a plain helper call.
-    refresh(e, l4.nat_flags, unsafe { bpf_ktime_get_ns() });
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now > e.last_seen + NAT_REFRESH_NS && reply_expired(&key, e, now) {
+        // An expired flow is no flow: the packet is the host's.
+        return Reason::PassFromUplink;
+    }
+    refresh(e, l4.nat_flags, now);
     let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.dmac, e.ifindex);
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::PassFromUplink;

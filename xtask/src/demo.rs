@@ -179,6 +179,9 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["exec", "static88", "--", "ip", "a"]),
     Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
     Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
+    // The outside world, masqueraded through the uplink by eBPF (no iptables).
+    Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"]),
+    Step::Netd(&["nat", "ls"]),
     Step::Netd(&["stats"]),
 ];
 

@@ -122,6 +122,10 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
                     if let Err(e) = daemon.sync_uplinks().await {
                         eprintln!("netd: uplinks: {e}");
                     }
+                }
+                // Expired flows only hold memory (the datapath reuses their ports and treats
+                // them as absent), so collecting every 10 s is enough.
+                if tick % 20 == 0 {
                     if let Err(e) = daemon.collect_nat() {
                         eprintln!("netd: collecting expired translations: {e}");
                     }
