@@ -165,8 +165,12 @@ pub fn snat_v4_egress(
             let Some(h) = frame.header::<{ icmp::HLEN }>(p.l4_off) else {
                 return Reason::DropShortIcmp;
             };
-            if h.u8::<{ icmp::TYPE_OFF }>() != icmp::ECHO_REQUEST {
-                return Reason::DropNatUnsupported;
+            match h.u8::<{ icmp::TYPE_OFF }>() {
+                icmp::ECHO_REQUEST => {}
+                icmp::DEST_UNREACH | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM => {
+                    return snat_v4_icmp_error_egress(ctx, p, target);
+                }
+                _ => return Reason::DropNatUnsupported,
             }
         }
         _ => return Reason::DropNatUnsupported,
@@ -567,119 +571,189 @@ fn unsolicited_or_pass(dst: u32) -> Reason {
     Reason::PassFromUplink
 }
 
-/// An ICMP error about a masqueraded flow (RFC 5508): the embedded packet is the one the
-/// container sent, as translated (source: uplink address and NAT port). Restores the outer
-/// destination and the embedded source, with every checksum involved, and sends it into the
-/// container. Works on `bpf_skb_load_bytes`/`store_bytes` offsets: errors are rare and their
-/// embedded headers may lie beyond the linear part.
+/// The packet embedded in an ICMP error (RFC 792: its IPv4 header and first 8 bytes).
+struct Embedded {
+    /// Offset of its IPv4 header and of its L4 header.
+    ip_off: usize,
+    l4_off: usize,
+    ip: [u8; ipv4::MIN_HLEN],
+    /// The flow it belongs to, as `NETD_NAT` keys it, seen from the other side: source and
+    /// destination (addresses and ports) swapped. This is the reply key of a translated packet
+    /// the container sent, and the egress key of a packet the container received.
+    key: Ipv4Tuple,
+    /// Offsets (from `l4_off`) of its source and destination port, or of the ICMP identifier
+    /// for both, and of its transport checksum.
+    sport_off: usize,
+    dport_off: usize,
+    csum_off: usize,
+    sport: u16,
+    dport: u16,
+}
+
+/// Reads the packet embedded in the ICMP error of `p` (TCP, UDP or ICMP echo, without IPv4
+/// options); `None` for anything else.
 #[inline(always)]
-fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
-    let outer_icmp = p.l4_off;
-    let inner = outer_icmp + icmp::ERROR_INNER_OFF;
-    let Ok(inner_ip) = ctx.load::<[u8; ipv4::MIN_HLEN]>(inner) else {
-        return Reason::PassFromUplink;
-    };
-    if inner_ip[0] != 0x45 {
-        // Inner options are legal but never seen from netd's own flows.
-        return Reason::PassFromUplink;
+fn embedded(ctx: &TcContext, p: &Parsed) -> Option<Embedded> {
+    let ip_off = p.l4_off + icmp::ERROR_INNER_OFF;
+    let ip = ctx.load::<[u8; ipv4::MIN_HLEN]>(ip_off).ok()?;
+    if ip[0] != 0x45 {
+        // Options are legal in the embedded header but never seen in netd's flows.
+        return None;
     }
-    let inner_l4 = inner + ipv4::MIN_HLEN;
-    let Ok(ports) = ctx.load::<[u8; 8]>(inner_l4) else {
-        return Reason::PassFromUplink;
+    let l4_off = ip_off + ipv4::MIN_HLEN;
+    let l4 = ctx.load::<[u8; 8]>(l4_off).ok()?;
+    let protocol = ip[ipv4::PROTO_OFF];
+    let src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let word = |a: u8, b: u8| u16::from_ne_bytes([a, b]);
+    let (sport, dport, sport_off, dport_off, csum_off) = match protocol {
+        ipv4::PROTO_TCP => (word(l4[0], l4[1]), word(l4[2], l4[3]), 0, 2, tcp::CSUM_OFF),
+        ipv4::PROTO_UDP => (word(l4[0], l4[1]), word(l4[2], l4[3]), 0, 2, udp::CSUM_OFF),
+        ipv4::PROTO_ICMP if l4[0] == icmp::ECHO_REQUEST || l4[0] == icmp::ECHO_REPLY => {
+            let id = word(l4[4], l4[5]);
+            (id, id, icmp::ID_OFF, icmp::ID_OFF, icmp::CSUM_OFF)
+        }
+        _ => return None,
     };
-    let proto = inner_ip[ipv4::PROTO_OFF];
-    let inner_src = u32::from_ne_bytes([inner_ip[12], inner_ip[13], inner_ip[14], inner_ip[15]]);
-    let inner_dst = u32::from_ne_bytes([inner_ip[16], inner_ip[17], inner_ip[18], inner_ip[19]]);
-    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
-    let dport = u16::from_ne_bytes([ports[2], ports[3]]);
-    let echo_id = u16::from_ne_bytes([ports[4], ports[5]]);
-    // The reply key of the embedded packet's flow, where its port/identifier sits and what
-    // it is now.
-    let (key, port_off, l4_csum_off, old_port) = match proto {
-        ipv4::PROTO_TCP | ipv4::PROTO_UDP => (
-            Ipv4Tuple {
-                src_addr: inner_dst,
-                dst_addr: inner_src,
-                src_port: dport,
-                dst_port: sport,
-                protocol: proto,
-                pad: [0; 3],
-            },
-            0usize,
-            if proto == ipv4::PROTO_TCP { tcp::CSUM_OFF } else { udp::CSUM_OFF },
-            sport,
-        ),
-        ipv4::PROTO_ICMP if ports[0] == icmp::ECHO_REQUEST => (
-            Ipv4Tuple {
-                src_addr: inner_dst,
-                dst_addr: inner_src,
-                src_port: echo_id,
-                dst_port: 0,
-                protocol: proto,
-                pad: [0; 3],
-            },
-            icmp::ID_OFF,
-            icmp::CSUM_OFF,
-            echo_id,
-        ),
-        _ => return Reason::PassFromUplink,
+    let key = if protocol == ipv4::PROTO_ICMP {
+        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: sport, dst_port: 0, protocol, pad: [0; 3] }
+    } else {
+        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: dport, dst_port: sport, protocol, pad: [0; 3] }
     };
-    // SAFETY: read-only map value.
-    let Some(e) = (unsafe { NETD_NAT.get(&key) }) else {
-        return Reason::PassFromUplink;
-    };
+    Some(Embedded { ip_off, l4_off, ip, key, sport_off, dport_off, csum_off, sport, dport })
+}
+
+/// Translates an ICMP error about a flow: the outer address at `outer_addr_off` (from the IPv4
+/// header) and the embedded packet's source (`embedded_src`) or destination become
+/// `addr:port`, with every checksum involved; the TTL drops by one. Works on
+/// `bpf_skb_load_bytes`/`store_bytes` offsets: errors are rare and their embedded headers may
+/// lie beyond the linear part. `Err` when the outer header cannot be read or the TTL expires.
+#[inline(always)]
+fn icmp_error_rewrite(
+    ctx: &TcContext,
+    p: &Parsed,
+    inner: &Embedded,
+    outer_addr_off: usize,
+    embedded_src: bool,
+    addr: u32,
+    port: u16,
+) -> Result<(), Reason> {
     let Ok(outer_ip) = ctx.load::<[u8; ipv4::MIN_HLEN]>(p.l3_off) else {
-        return Reason::PassFromUplink;
+        return Err(Reason::DropShortIpv4);
     };
     if outer_ip[ipv4::TTL_OFF] <= 1 {
-        return Reason::DropTtlExceeded;
+        return Err(Reason::DropTtlExceeded);
     }
-    let (new_addr, new_port) = (e.addr, e.port);
-    let Ok(outer_icmp_csum) = ctx.load::<u16>(outer_icmp + icmp::CSUM_OFF) else {
-        return Reason::PassFromUplink;
+    let Ok(mut icmp_check) = ctx.load::<u16>(p.l4_off + icmp::CSUM_OFF) else {
+        return Err(Reason::DropShortIcmp);
     };
-    let mut icmp_check = outer_icmp_csum;
+    let (addr_off, port_off, old_port) = if embedded_src {
+        (ipv4::SRC_OFF, inner.sport_off, inner.sport)
+    } else {
+        (ipv4::DST_OFF, inner.dport_off, inner.dport)
+    };
+    let old_addr = u32::from_ne_bytes([
+        inner.ip[addr_off],
+        inner.ip[addr_off + 1],
+        inner.ip[addr_off + 2],
+        inner.ip[addr_off + 3],
+    ]);
+    let protocol = inner.ip[ipv4::PROTO_OFF];
 
-    // The embedded transport checksum (covers the inner source address for TCP/UDP, the
-    // identifier for ICMP), when the error carries it.
-    let inner_csum_at = inner_l4 + l4_csum_off;
-    if let Ok(old) = ctx.load::<u16>(inner_csum_at) {
-        let skip = proto == ipv4::PROTO_UDP && old == 0;
-        if !skip {
+    // The embedded transport checksum (covers the addresses for TCP/UDP, the identifier for
+    // ICMP), when the error carries it; a zero UDP checksum stays zero.
+    let csum_at = inner.l4_off + inner.csum_off;
+    if let Ok(old) = ctx.load::<u16>(csum_at) {
+        if !(protocol == ipv4::PROTO_UDP && old == 0) {
             let mut c = old;
-            if proto != ipv4::PROTO_ICMP {
-                c = csum::replace32(c, inner_src, new_addr);
+            if protocol != ipv4::PROTO_ICMP {
+                c = csum::replace32(c, old_addr, addr);
             }
-            c = csum::replace16(c, old_port, new_port);
-            if proto == ipv4::PROTO_UDP && c == 0 {
+            c = csum::replace16(c, old_port, port);
+            if protocol == ipv4::PROTO_UDP && c == 0 {
                 c = 0xffff;
             }
-            let _ = ctx.store(inner_csum_at, &c, 0);
+            let _ = ctx.store(csum_at, &c, 0);
             icmp_check = csum::replace16(icmp_check, old, c);
         }
     }
-    // The embedded port/identifier and source address, and the embedded IPv4 checksum.
-    let _ = ctx.store(inner_l4 + port_off, &new_port, 0);
-    icmp_check = csum::replace16(icmp_check, old_port, new_port);
-    let old_inner_ip_csum = u16::from_ne_bytes([inner_ip[10], inner_ip[11]]);
-    let new_inner_ip_csum = csum::replace32(old_inner_ip_csum, inner_src, new_addr);
-    let _ = ctx.store(inner + ipv4::SRC_OFF, &new_addr, 0);
-    let _ = ctx.store(inner + ipv4::CSUM_OFF, &new_inner_ip_csum, 0);
-    icmp_check = csum::replace32(icmp_check, inner_src, new_addr);
-    icmp_check = csum::replace16(icmp_check, old_inner_ip_csum, new_inner_ip_csum);
-    let _ = ctx.store(outer_icmp + icmp::CSUM_OFF, &icmp_check, 0);
+    // The embedded port/identifier, address and IPv4 checksum.
+    let _ = ctx.store(inner.l4_off + port_off, &port, 0);
+    icmp_check = csum::replace16(icmp_check, old_port, port);
+    let old_ip_csum = u16::from_ne_bytes([inner.ip[10], inner.ip[11]]);
+    let new_ip_csum = csum::replace32(old_ip_csum, old_addr, addr);
+    let _ = ctx.store(inner.ip_off + addr_off, &addr, 0);
+    let _ = ctx.store(inner.ip_off + ipv4::CSUM_OFF, &new_ip_csum, 0);
+    icmp_check = csum::replace32(icmp_check, old_addr, addr);
+    icmp_check = csum::replace16(icmp_check, old_ip_csum, new_ip_csum);
+    let _ = ctx.store(p.l4_off + icmp::CSUM_OFF, &icmp_check, 0);
 
-    // The outer header: destination and TTL.
-    let old_dst = u32::from_ne_bytes([outer_ip[16], outer_ip[17], outer_ip[18], outer_ip[19]]);
+    // The outer header: the address and the TTL.
+    let old_outer = u32::from_ne_bytes([
+        outer_ip[outer_addr_off],
+        outer_ip[outer_addr_off + 1],
+        outer_ip[outer_addr_off + 2],
+        outer_ip[outer_addr_off + 3],
+    ]);
     let ttl_word = u16::from_ne_bytes([outer_ip[8], outer_ip[9]]);
     let new_ttl_word = u16::from_ne_bytes([outer_ip[8] - 1, outer_ip[9]]);
     let mut check = u16::from_ne_bytes([outer_ip[10], outer_ip[11]]);
     check = csum::replace16(check, ttl_word, new_ttl_word);
-    check = csum::replace32(check, old_dst, new_addr);
+    check = csum::replace32(check, old_outer, addr);
     let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &new_ttl_word, 0);
-    let _ = ctx.store(p.l3_off + ipv4::DST_OFF, &new_addr, 0);
+    let _ = ctx.store(p.l3_off + outer_addr_off, &addr, 0);
     let _ = ctx.store(p.l3_off + ipv4::CSUM_OFF, &check, 0);
+    Ok(())
+}
+
+/// An ICMP error arriving on the uplink about a masqueraded flow (RFC 5508): the embedded
+/// packet is one the container sent, as translated. Restores the outer destination and the
+/// embedded source and sends it into the container.
+#[inline(always)]
+fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
+    let Some(inner) = embedded(ctx, p) else {
+        return Reason::PassFromUplink;
+    };
+    // SAFETY: read-only map value.
+    let Some(e) = (unsafe { NETD_NAT.get(&inner.key) }) else {
+        return Reason::PassFromUplink;
+    };
+    if e.flags & NatFlags::INGRESS == 0 {
+        return Reason::PassFromUplink;
+    }
+    if let Err(r) = icmp_error_rewrite(ctx, p, &inner, ipv4::DST_OFF, true, e.addr, e.port) {
+        return r;
+    }
     let _ = ctx.store(eth::DST_OFF, &e.dmac, 0);
     target.ifindex = e.ifindex;
     Reason::RedirectReverseNat
+}
+
+/// An ICMP error a container sends about a packet it received through masquerade (e.g. "port
+/// unreachable" for a late reply): the embedded packet is a reply as translated back. Gives the
+/// outer source and the embedded destination the flow's NAT address and port, and sends it out
+/// of the flow's uplink.
+#[inline(always)]
+fn snat_v4_icmp_error_egress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
+    let Some(inner) = embedded(ctx, p) else {
+        return Reason::DropNatUnsupported;
+    };
+    // SAFETY: read-only map value.
+    let Some(e) = (unsafe { NETD_NAT.get(&inner.key) }) else {
+        return Reason::DropNatUnsupported;
+    };
+    if e.flags & NatFlags::INGRESS != 0 || inner.key.src_addr != p.tuple.src_addr {
+        return Reason::DropNatUnsupported;
+    }
+    let (ifindex, l2, smac, dmac) = (e.ifindex, e.flags & NatFlags::L2 != 0, e.smac, e.dmac);
+    if let Err(r) = icmp_error_rewrite(ctx, p, &inner, ipv4::SRC_OFF, false, e.addr, e.port) {
+        return r;
+    }
+    if l2 {
+        let _ = ctx.store(eth::DST_OFF, &dmac, 0);
+        let _ = ctx.store(eth::SRC_OFF, &smac, 0);
+    }
+    target.ifindex = ifindex;
+    target.via_neigh = !l2;
+    Reason::RedirectNat
 }

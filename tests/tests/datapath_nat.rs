@@ -234,7 +234,7 @@ fn a_free_own_port_is_kept_and_collisions_get_another() {
 }
 
 #[test]
-fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet() {
+fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet_both_ways() {
     let mut t = topology(None);
     let server = ip(SERVER);
     let a = addr_of("a");
@@ -258,6 +258,30 @@ fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet() {
             Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, &own)));
         assert_eq!(back.output, expected, "protocol {protocol} (NAT port {nat_port}): translated error");
     }
+    // The other way: a's UDP socket is gone when a late reply arrives, and a says "port
+    // unreachable" about the reply it received (translated back). The server must get it about
+    // the packet it sent: to the uplink's address and the NAT port.
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 41000, server, 53));
+    let nat_port = nat_port_of(&out.output);
+    let received = packet(PROTO_UDP, server, a, 53, 41000, 63, 0);
+    let mut outer = Ipv4::new(a, server, PROTO_ICMP);
+    outer.ttl = 64;
+    let error =
+        Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, &received)));
+    let out = send(&mut t, "a", &error);
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT));
+    assert_eq!(out.event().target, t.uplink);
+    let as_sent = packet(PROTO_UDP, server, ip(UPLINK_ADDR), 53, nat_port, 63, 0);
+    let mut outer = Ipv4::new(ip(UPLINK_ADDR), server, PROTO_ICMP);
+    outer.ttl = 63;
+    let expected = Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&outer.packet(&icmp_error(3, 3, &as_sent)));
+    assert_eq!(out.output, expected, "the container's error, translated");
+    // An error about a packet of no flow cannot be translated.
+    let stray = packet(PROTO_UDP, server, a, 53, 9, 63, 0);
+    let error = Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(a, server, PROTO_ICMP).packet(&icmp_error(3, 3, &stray)));
+    assert_eq!(send(&mut t, "a", &error).reason(), Reason::DropNatUnsupported);
+
     // An error quoting a packet no flow sent is the host's.
     let stranger = packet(PROTO_UDP, ip(UPLINK_ADDR), server, 2001, 9999, 63, 8);
     let mut outer = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
