@@ -6,3 +6,4 @@ pub mod cost;
 pub mod report;
 pub mod topology;
 pub mod workload;
+pub mod xdp;

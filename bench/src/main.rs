@@ -148,7 +148,7 @@ fn nat_section(
     );
     for m in report::METRICS {
         let Some(cells) = summary.get(m.key) else { continue };
-        for topo in ["docker", "netd"] {
+        for topo in ["docker", "netd", "netd-xdp-pass"] {
             let Some(c) = cells.get(topo) else { continue };
             let _ = writeln!(
                 md,
@@ -223,6 +223,7 @@ fn main() -> Result<()> {
                 let (label, out) = match t.kind {
                     Kind::DockerNat => ("docker", &mut nat_samples),
                     Kind::NetdNat => ("netd", &mut nat_samples),
+                    Kind::NetdNatXdp => ("netd-xdp-pass", &mut nat_samples),
                     k => (k.name(), &mut samples),
                 };
                 measure(t, label, round, secs, load, out, metric)

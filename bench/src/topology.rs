@@ -28,12 +28,15 @@ pub enum Kind {
     DockerNat,
     /// Masquerade: the same through netd (eBPF SNAT and reverse NAT, its own conntrack).
     NetdNat,
+    /// `NetdNat` with a do-nothing native XDP program on the uplink: what XDP on a veth
+    /// uplink costs by itself (the case for TC there).
+    NetdNatXdp,
 }
 
 impl Kind {
     pub const ALL: [Kind; 5] = [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::Veth, Kind::Loopback];
     /// The masquerade comparison (container → outside server).
-    pub const NAT: [Kind; 2] = [Kind::DockerNat, Kind::NetdNat];
+    pub const NAT: [Kind; 3] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -44,6 +47,7 @@ impl Kind {
             Kind::Loopback => "loopback",
             Kind::DockerNat => "docker-nat",
             Kind::NetdNat => "netd-nat",
+            Kind::NetdNatXdp => "netd-nat-xdp",
         }
     }
 }
@@ -93,7 +97,8 @@ impl Topology {
             Kind::Veth => Self::veth(),
             Kind::Loopback => Self::loopback(),
             Kind::DockerNat => Self::docker_nat()?,
-            Kind::NetdNat => Self::netd_nat()?,
+            Kind::NetdNat => Self::netd_nat(false)?,
+            Kind::NetdNatXdp => Self::netd_nat(true)?,
         };
         client_sysctls(&t.a.netns)?;
         Ok(t)
@@ -176,17 +181,21 @@ impl Topology {
         })
     }
 
-    /// netd with one sandbox on the default bridge, masqueraded through the uplink.
-    fn netd_nat() -> Result<Self> {
+    /// netd with one sandbox on the default bridge, masqueraded through the uplink (with a
+    /// do-nothing native XDP program on it when `xdp_pass`).
+    fn netd_nat(xdp_pass: bool) -> Result<Self> {
         let host = NetNs::new("ndt-host");
         let (outside, uplink) = outside_of(&host);
+        if xdp_pass {
+            crate::xdp::attach_pass(&host, "uplink0")?;
+        }
         let d = TestDaemon::start_in(host, &[]);
         let run = d.netd(&["run", "-d", "--name", "bench-a", "--", "sleep", "86400"]);
         if run.code != 0 {
             bail!("netd run: {}", run.stderr);
         }
         Ok(Self {
-            kind: Kind::NetdNat,
+            kind: if xdp_pass { Kind::NetdNatXdp } else { Kind::NetdNat },
             a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
             b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
             _links: vec![uplink],

@@ -11,7 +11,7 @@ use netd_bench::{
 fn every_topology_carries_every_workload() {
     for kind in Kind::ALL.into_iter().chain(Kind::NAT) {
         let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
-        let counted = if kind == Kind::NetdNat { "redirect-nat" } else { "redirect-peer" };
+        let counted = if matches!(kind, Kind::NetdNat | Kind::NetdNatXdp) { "redirect-nat" } else { "redirect-peer" };
         let before = t.daemon().map(|d| d.count(None, counted));
         let tcp = workload::tcp_throughput(&t.a, &t.b, 0.3).expect("tcp");
         let udp = workload::udp_rate(&t.a, &t.b, 0.2).expect("udp");
@@ -28,7 +28,7 @@ fn every_topology_carries_every_workload() {
 
 #[test]
 fn many_flows_through_both_masquerades() {
-    for kind in Kind::NAT {
+    for kind in [Kind::DockerNat, Kind::NetdNat] {
         let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
         let f = workload::udp_flows(&t.a, &t.b, 64, 4).expect("flows");
         assert_eq!((f.flows, f.first_pass, f.second_pass), (256, 256, 256), "{kind:?}");
