@@ -15,7 +15,7 @@ use netd_tests::{
     packet::{docker_mac, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_UDP},
 };
 
-/// Average ns per run of `netd_from_tainer` under `BPF_PROG_TEST_RUN` (median of 5
+/// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (median of 5
 /// measurements of `repeat` runs each).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TestRunCost {
@@ -93,7 +93,7 @@ pub fn enable_runtime_stats() -> Result<OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")
 }
 
-/// Total run time and run count of every loaded `netd_from_tainer` program.
+/// Total run time and run count of every loaded `netd_from_container` program.
 pub fn netd_program_totals() -> (Duration, u64) {
     loaded_programs()
         .flatten()
@@ -101,14 +101,31 @@ pub fn netd_program_totals() -> (Duration, u64) {
         .fold((Duration::ZERO, 0), |(t, n), p| (t + p.run_time(), n + p.run_count()))
 }
 
+/// Run time and run count of netd's loaded programs, summed per program name (as the kernel
+/// keeps it: the first 15 characters).
+pub fn per_program_totals() -> std::collections::BTreeMap<&'static str, (Duration, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in loaded_programs().flatten() {
+        let name = match p.name_as_str() {
+            Some(n) if n.starts_with("netd_from_conta") => "netd_from_conta",
+            Some(n) if n.starts_with("netd_from_uplin") => "netd_from_uplin",
+            _ => continue,
+        };
+        let e: &mut (Duration, u64) = out.entry(name).or_default();
+        e.0 += p.run_time();
+        e.1 += p.run_count();
+    }
+    out
+}
+
 /// What masquerade costs per packet under `BPF_PROG_TEST_RUN`, median of single runs (a
 /// repeated run would see its own rewritten packet): the in-kernel time of one program run,
 /// which includes reading the clock around it.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct NatCost {
-    /// `netd_from_tainer`, a new flow: FIB lookup, port allocation, two entries, rewrite.
+    /// `netd_from_container`, a new flow: FIB lookup, port allocation, two entries, rewrite.
     pub egress_new_ns: f64,
-    /// `netd_from_tainer`, an existing flow: FIB lookup, one entry lookup, rewrite.
+    /// `netd_from_container`, an existing flow: FIB lookup, one entry lookup, rewrite.
     pub egress_ns: f64,
     /// `netd_from_uplink`, a reply: one entry lookup, one endpoint lookup, rewrite.
     pub ingress_ns: f64,

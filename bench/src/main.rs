@@ -138,8 +138,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
 fn nat_section(
     samples: &[Sample],
     cost: &cost::NatCost,
-    live_time: Duration,
-    live_runs: u64,
+    live: &Live,
     flows: &[(&str, workload::Flows, Option<u64>, Option<usize>)],
 ) -> String {
     let summary = report::summarize(samples);
@@ -162,17 +161,31 @@ fn nat_section(
             );
         }
     }
-    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-    let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(
         md,
-        "\n| masquerade cost (BPF_PROG_TEST_RUN, median of single runs, minus the {:.0} ns a single run adds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`) | {:.0} |\n| egress, new flow (port allocation, two entries) | {:.0} |\n| ingress, reply (`netd_from_uplink`) | {:.0} |\n| ingress, the host's own traffic (no flow) | {:.0} |\n| live, both programs during the netd runs ({live_runs} runs) | {live_ns:.0} |\n",
+        "\n| masquerade cost (BPF_PROG_TEST_RUN, median of single runs, minus the {:.0} ns a single run adds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`) | {:.0} |\n| egress, new flow (port allocation, two entries) | {:.0} |\n| ingress, reply (`netd_from_uplink`) | {:.0} |\n| ingress, the host's own traffic (no flow) | {:.0} |\n",
         cost.single_run_overhead_ns,
         cost.egress_ns - cost.single_run_overhead_ns,
         cost.egress_new_ns - cost.single_run_overhead_ns,
         cost.ingress_ns - cost.single_run_overhead_ns,
         cost.host_ns - cost.single_run_overhead_ns
     );
+    // Live: the kernel's own run-time statistics of each program while a workload ran. The UDP
+    // load is one-way (a → b): the container program alone, on every packet.
+    let _ = write!(
+        md,
+        "\n| live cost (run_time / run_cnt while the workload ran) | netd, container to container | netd, masquerade |\n|---|---|---|\n"
+    );
+    for (metric, label) in [("udp", "UDP 64-byte"), ("rr", "TCP RR"), ("crr", "TCP CRR"), ("tcp", "TCP bulk")] {
+        for (program, side) in [("netd_from_conta", "netd_from_container"), ("netd_from_uplin", "netd_from_uplink")] {
+            let cell = |kind: &str| match live.get(&(kind, metric, program)) {
+                #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+                Some((t, n)) if *n > 0 => format!("{:.0} ns ({n} runs)", t.as_nanos() as f64 / *n as f64),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(md, "| {label}: `{side}` | {} | {} |", cell("netd"), cell("netd-nat"));
+        }
+    }
     let _ = write!(md, "\n| concurrent flows | path | received, first pass | received, second pass | NAT drops | flows listed |\n|---|---|---|---|---|---|\n");
     for (name, f, drops, held) in flows {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
@@ -187,6 +200,60 @@ fn nat_section(
         );
     }
     md
+}
+
+/// What the interleaved rounds measured.
+struct Rounds {
+    samples: Vec<Sample>,
+    nat_samples: Vec<Sample>,
+    /// Run time and runs of netd's programs during the netd column.
+    live_time: Duration,
+    live_runs: u64,
+    /// (column, workload, program) → (run time, runs) of netd's programs while it ran.
+    live: Live,
+}
+
+type Live = std::collections::BTreeMap<(&'static str, &'static str, &'static str), (Duration, u64)>;
+
+/// Every workload on every topology, `rounds` times, interleaved.
+fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32, secs: f64) -> Result<Rounds> {
+    let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
+    let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
+    // (column, workload, program) → (run time, runs) of netd's programs while it ran.
+    let mut live = Live::new();
+    for round in 0..rounds {
+        let load = load1();
+        eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
+        for metric in ["tcp", "udp", "rr", "crr"] {
+            for t in topologies.iter().chain(nat_topologies) {
+                let before = cost::netd_program_totals();
+                let before_each = cost::per_program_totals();
+                // The masquerade pair is reported as "docker" and "netd" of its own table.
+                let (label, out) = match t.kind {
+                    Kind::DockerNat => ("docker", &mut nat_samples),
+                    Kind::NetdNat => ("netd", &mut nat_samples),
+                    Kind::NetdNatXdp => ("netd-xdp-pass", &mut nat_samples),
+                    k => (k.name(), &mut samples),
+                };
+                measure(t, label, round, secs, load, out, metric)
+                    .with_context(|| format!("{} on {}", metric, t.kind.name()))?;
+                let after = cost::netd_program_totals();
+                let (dt, dn) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
+                if t.kind == Kind::Netd {
+                    (live_time, live_runs) = (live_time + dt, live_runs + dn);
+                }
+                if matches!(t.kind, Kind::Netd | Kind::NetdNat) {
+                    for (program, (time, runs)) in cost::per_program_totals() {
+                        let (t0, n0) = before_each.get(program).copied().unwrap_or_default();
+                        let e = live.entry((t.kind.name(), metric, program)).or_default();
+                        e.0 += time.saturating_sub(t0);
+                        e.1 += runs.saturating_sub(n0);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Rounds { samples, nat_samples, live_time, live_runs, live })
 }
 
 fn main() -> Result<()> {
@@ -210,38 +277,12 @@ fn main() -> Result<()> {
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
-    let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
-    let (mut nat_live_time, mut nat_live_runs) = (Duration::ZERO, 0u64);
-    for round in 0..rounds {
-        let load = load1();
-        eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
-        for metric in ["tcp", "udp", "rr", "crr"] {
-            for t in topologies.iter().chain(&nat_topologies) {
-                let before = cost::netd_program_totals();
-                // The masquerade pair is reported as "docker" and "netd" of its own table.
-                let (label, out) = match t.kind {
-                    Kind::DockerNat => ("docker", &mut nat_samples),
-                    Kind::NetdNat => ("netd", &mut nat_samples),
-                    Kind::NetdNatXdp => ("netd-xdp-pass", &mut nat_samples),
-                    k => (k.name(), &mut samples),
-                };
-                measure(t, label, round, secs, load, out, metric)
-                    .with_context(|| format!("{} on {}", metric, t.kind.name()))?;
-                let after = cost::netd_program_totals();
-                let (dt, dn) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
-                match t.kind {
-                    Kind::Netd => (live_time, live_runs) = (live_time + dt, live_runs + dn),
-                    Kind::NetdNat => (nat_live_time, nat_live_runs) = (nat_live_time + dt, nat_live_runs + dn),
-                    _ => {}
-                }
-            }
-        }
-    }
+    let Rounds { samples, nat_samples, live_time, live_runs, live } =
+        run_rounds(&topologies, &nat_topologies, rounds, secs)?;
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();
-    for t in &nat_topologies {
+    for t in nat_topologies.iter().filter(|t| t.kind != Kind::NetdNatXdp) {
         let f =
             workload::udp_flows(&t.a, &t.b, sockets, ports).with_context(|| format!("flows on {}", t.kind.name()))?;
         let drops = t
@@ -275,7 +316,7 @@ fn main() -> Result<()> {
         "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
-    md.push_str(&nat_section(&nat_samples, &nat_cost, nat_live_time, nat_live_runs, &flow_rows));
+    md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
     eprintln!("==> scale: {sizes:?} endpoints");
     let scale_rows = scale(sizes, secs, rounds.min(3), &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());

@@ -195,38 +195,11 @@ impl<const N: usize> Header<N> {
         unsafe { self.ptr.add(OFF).cast::<u32>().read_unaligned() }
     }
 
-    /// Writes a 16-bit field (wire order).
-    ///
-    /// # Safety
-    /// The frame must be writable (a TC or XDP program's packet, not a shared buffer), and no
-    /// helper that may move packet data ran since the frame was taken.
+    /// A copy of the `N` bytes.
     #[inline(always)]
-    pub unsafe fn set_raw16<const OFF: usize>(&self, value: u16) {
-        const { assert!(OFF + 2 <= N) };
-        // SAFETY: in bounds as `raw16`; writable per the caller.
-        unsafe { self.ptr.cast_mut().add(OFF).cast::<u16>().write_unaligned(value) }
-    }
-
-    /// Writes a 32-bit field (wire order).
-    ///
-    /// # Safety
-    /// As [`Header::set_raw16`].
-    #[inline(always)]
-    pub unsafe fn set_raw32<const OFF: usize>(&self, value: u32) {
-        const { assert!(OFF + 4 <= N) };
-        // SAFETY: in bounds as `raw32`; writable per the caller.
-        unsafe { self.ptr.cast_mut().add(OFF).cast::<u32>().write_unaligned(value) }
-    }
-
-    /// Writes 6 bytes (a MAC address).
-    ///
-    /// # Safety
-    /// As [`Header::set_raw16`].
-    #[inline(always)]
-    pub unsafe fn set_mac<const OFF: usize>(&self, mac: &[u8; 6]) {
-        const { assert!(OFF + 6 <= N) };
-        // SAFETY: in bounds; writable per the caller.
-        unsafe { core::ptr::copy_nonoverlapping(mac.as_ptr(), self.ptr.cast_mut().add(OFF), 6) }
+    pub fn bytes(&self) -> [u8; N] {
+        // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame.
+        unsafe { self.ptr.cast::<[u8; N]>().read_unaligned() }
     }
 }
 

@@ -417,3 +417,36 @@ fn tcp_state_follows_syn_fin_rst_and_closed_flows_give_their_port_up() {
     assert_eq!(send(&mut t, reopened, &tcp_from(reopened, port, SYN)).reason(), Reason::RedirectNat);
     assert_eq!(state(&mut t, port).as_deref(), Some("syn-sent"), "{reopened} reopened its flow");
 }
+
+#[test]
+fn packets_with_ip_options_are_rewritten_exactly_too() {
+    let mut t = topology(None);
+    let (a, server, up) = (addr_of("a"), ip(SERVER), ip(UPLINK_ADDR));
+    // A 4-byte option (NOP NOP NOP EOL) moves the UDP header.
+    let with_options = |src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, ttl: u8| {
+        let mut h = Ipv4::new(src, dst, PROTO_UDP);
+        h.ttl = ttl;
+        h.options = vec![1, 1, 1, 0];
+        h.packet(&udp(src, dst, sport, dport, b"options"))
+    };
+    let out = send(
+        &mut t,
+        "a",
+        &Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4).frame(&with_options(a, server, 40000, 53, 64)),
+    );
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    let nat_port = u16::from_be_bytes([out.output[38], out.output[39]]);
+    assert_eq!(
+        out.output,
+        Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&with_options(up, server, nat_port, 53, 63))
+    );
+    let back = receive(
+        &mut t,
+        &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&with_options(server, up, 53, nat_port, 64)),
+    );
+    assert_eq!(back.reason(), Reason::RedirectReverseNat);
+    assert_eq!(
+        back.output,
+        Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&with_options(server, a, 53, 40000, 63))
+    );
+}
