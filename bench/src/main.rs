@@ -139,7 +139,7 @@ fn nat_section(
     samples: &[Sample],
     cost: &cost::NatCost,
     live: &Live,
-    flows: &[(&str, workload::Flows, Option<u64>, Option<usize>)],
+    flows: &[FlowRow],
 ) -> String {
     let summary = report::summarize(samples);
     let mut md = String::from(
@@ -186,7 +186,7 @@ fn nat_section(
             let _ = writeln!(md, "| {label}: `{side}` | {} | {} |", cell("netd"), cell("netd-nat"));
         }
     }
-    let _ = write!(md, "\n| concurrent flows | path | received, first pass | received, second pass | NAT drops | flows listed |\n|---|---|---|---|---|---|\n");
+    let _ = write!(md, "\n| concurrent flows | path | received, first pass | received, second pass | NAT drops | flows listed (`netd nat ls`, time) |\n|---|---|---|---|---|---|\n");
     for (name, f, drops, held) in flows {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "–".into());
         let _ = writeln!(
@@ -196,10 +196,28 @@ fn nat_section(
             f.first_pass,
             f.second_pass,
             opt(drops.map(|d| d.to_string())),
-            opt(held.map(|h| h.to_string()))
+            opt(held.map(|(n, t)| format!("{n} ({:.0} ms)", t.as_secs_f64() * 1e3)))
         );
     }
     md
+}
+
+/// One path's many-flows result: name, what arrived, netd's NAT drops, and the flows `netd nat
+/// ls` listed with the time it took.
+type FlowRow = (&'static str, workload::Flows, Option<u64>, Option<(usize, Duration)>);
+
+/// netd's drop counters, to explain a failed workload.
+fn netd_drops(t: &Topology) -> String {
+    let Some(d) = t.daemon() else { return String::new() };
+    let stats = d.stats(None);
+    let drops: Vec<String> = stats["Reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["Reason"].as_str().is_some_and(|n| n.starts_with("drop-")))
+        .map(|r| format!("{} {}", r["Reason"].as_str().unwrap_or("?"), r["Packets"]))
+        .collect();
+    format!(" (netd drops so far: {})", if drops.is_empty() { "none".to_owned() } else { drops.join(", ") })
 }
 
 /// What the interleaved rounds measured.
@@ -236,7 +254,7 @@ fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32,
                     k => (k.name(), &mut samples),
                 };
                 measure(t, label, round, secs, load, out, metric)
-                    .with_context(|| format!("{} on {}", metric, t.kind.name()))?;
+                    .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
                 let after = cost::netd_program_totals();
                 let (dt, dn) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
                 if t.kind == Kind::Netd {
@@ -288,10 +306,12 @@ fn main() -> Result<()> {
         let drops = t
             .daemon()
             .map(|d| ["drop-nat-table-full", "drop-nat-no-port"].iter().map(|r| d.count(None, r)).sum::<u64>());
+        // Listing walks the whole table, as the collector does every 10 s.
         let held = t.daemon().map(|d| {
+            let start = Instant::now();
             let flows: serde_json::Value =
                 serde_json::from_str(&d.netd(&["nat", "ls", "--json"]).ok()).unwrap_or_default();
-            flows.as_array().map_or(0, Vec::len)
+            (flows.as_array().map_or(0, Vec::len), start.elapsed())
         });
         flow_rows.push((t.kind.name(), f, drops, held));
     }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData};
 use netd_common::{
-    nat::{egress_key, flow_expired},
+    nat::{egress_key, flow_expired, reply_key},
     Ipv4Tuple, NatConfig, NatEntry, NatFlags, UplinkInfo,
 };
 
@@ -125,7 +125,7 @@ impl Datapath {
             entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS != 0).copied().collect();
         let mut out = Vec::new();
         for (k, e) in entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS == 0) {
-            let rk = netd_common::nat::reply_key(k, e.addr, e.port);
+            let rk = reply_key(k, e.addr, e.port);
             let Some(i) = ingress.get(&rk) else { continue };
             if flow_expired(k.protocol, e, i, now) {
                 continue;
@@ -152,11 +152,18 @@ impl Datapath {
     /// many went.
     pub fn nat_forget(&mut self, doomed: impl Fn(&Ipv4Tuple, &NatEntry) -> bool) -> Result<usize> {
         let entries = self.nat_entries()?;
+        let all: std::collections::HashMap<Ipv4Tuple, NatEntry> = entries.iter().copied().collect();
         let mut t = self.nat_table()?;
         let mut removed = 0;
         for (k, e) in entries.iter().filter(|(k, e)| e.flags & NatFlags::INGRESS == 0 && doomed(k, e)) {
             let _ = t.remove(k);
-            let _ = t.remove(&netd_common::nat::reply_key(k, e.addr, e.port));
+            // The reply key, unless the datapath gave it to another flow since the snapshot.
+            let rk = reply_key(k, e.addr, e.port);
+            if let (Some(seen), Ok(current)) = (all.get(&rk), t.get(&rk, 0)) {
+                if current.created == seen.created && current.addr == seen.addr && current.port == seen.port {
+                    let _ = t.remove(&rk);
+                }
+            }
             removed += 1;
         }
         Ok(removed)
@@ -183,31 +190,48 @@ impl Datapath {
 
     /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
     /// Returns how many flows were removed.
+    ///
+    /// Works from a snapshot, and the datapath keeps changing the table meanwhile (a port of
+    /// an expired flow may already serve a new one): each entry is read again right before it
+    /// is deleted, and left alone if it changed.
     pub fn nat_collect(&mut self, now: u64) -> Result<usize> {
         let entries = self.nat_entries()?;
         let all: std::collections::HashMap<Ipv4Tuple, NatEntry> = entries.iter().copied().collect();
         let mut t = self.nat_table()?;
+        let unchanged = |t: &HashMap<&mut MapData, Ipv4Tuple, NatEntry>, k: &Ipv4Tuple, seen: Option<&NatEntry>| match (
+            t.get(k, 0),
+            seen,
+        ) {
+            (Ok(current), Some(seen)) => current == *seen,
+            (Err(e), None) => is_absent(&e),
+            _ => false,
+        };
         let mut removed = 0;
         for (k, e) in &entries {
             if e.flags & NatFlags::INGRESS != 0 {
                 // Handled with its egress entry, unless that is gone (a half-created or
                 // half-deleted pair).
                 let ek = egress_key(k, e);
-                let orphan = all.get(&ek).is_none_or(|eg| netd_common::nat::reply_key(&ek, eg.addr, eg.port) != *k);
+                let partner = all.get(&ek);
+                let orphan = partner.is_none_or(|eg| reply_key(&ek, eg.addr, eg.port) != *k);
                 // An orphan is young while its creator is finishing the pair: give it a second.
-                if orphan && now > e.created + 1_000_000_000 {
+                if orphan && now > e.created + 1_000_000_000 && unchanged(&t, k, Some(e)) && unchanged(&t, &ek, partner)
+                {
                     let _ = t.remove(k);
                 }
                 continue;
             }
-            let rk = netd_common::nat::reply_key(k, e.addr, e.port);
-            let expired = match all.get(&rk) {
+            let rk = reply_key(k, e.addr, e.port);
+            let partner = all.get(&rk);
+            let expired = match partner {
                 Some(i) => flow_expired(k.protocol, e, i, now),
                 None => now > e.created + 1_000_000_000,
             };
-            if expired {
+            if expired && unchanged(&t, k, Some(e)) && unchanged(&t, &rk, partner) {
                 let _ = t.remove(k);
-                let _ = t.remove(&rk);
+                if partner.is_some() {
+                    let _ = t.remove(&rk);
+                }
                 removed += 1;
             }
         }
