@@ -135,12 +135,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
 }
 
 /// The masquerade section: container → outside server through Docker's dataplane and netd.
-fn nat_section(
-    samples: &[Sample],
-    cost: &cost::NatCost,
-    live: &Live,
-    flows: &[FlowRow],
-) -> String {
+fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[FlowRow]) -> String {
     let summary = report::summarize(samples);
     let mut md = String::from(
         "\n### Masquerade: container → server outside (through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",

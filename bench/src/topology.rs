@@ -77,9 +77,16 @@ fn path(ns: &NetNs) -> String {
 /// Ephemeral ports of the clients (the servers listen below it).
 pub const CLIENT_PORT_RANGE: &str = "20000 65000";
 
-/// Settings of a client namespace so connection-per-request loads do not run out of ports.
-fn client_sysctls(netns: &str) -> Result<()> {
-    for kv in ["net.ipv4.tcp_tw_reuse=1".to_owned(), format!("net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}")] {
+/// Settings of a client namespace so connection-per-request loads do not run out of ports:
+/// `TIME_WAIT` reuse, and (with `wide_ports`) a wider ephemeral range. Masqueraded clients
+/// keep Linux's default range, as a container has: their ports must fit the NAT range beside
+/// the host's own (Docker's dataplane gets the same client).
+fn client_sysctls(netns: &str, wide_ports: bool) -> Result<()> {
+    let mut settings = vec!["net.ipv4.tcp_tw_reuse=1".to_owned()];
+    if wide_ports {
+        settings.push(format!("net.ipv4.ip_local_port_range={CLIENT_PORT_RANGE}"));
+    }
+    for kv in settings {
         let st = Command::new("nsenter").arg(format!("--net={netns}")).args(["sysctl", "-qw", &kv]).status()?;
         if !st.success() {
             bail!("sysctl {kv} in {netns}");
@@ -100,7 +107,7 @@ impl Topology {
             Kind::NetdNat => Self::netd_nat(false)?,
             Kind::NetdNatXdp => Self::netd_nat(true)?,
         };
-        client_sysctls(&t.a.netns)?;
+        client_sysctls(&t.a.netns, !Kind::NAT.contains(&kind))?;
         Ok(t)
     }
 

@@ -109,13 +109,17 @@ pub const MAX_UPLINKS: u32 = 64;
 /// How often a live flow's `last_seen` is rewritten (writing it on every packet would make
 /// CPUs fight over the entry's cache line).
 pub const NAT_REFRESH_NS: u64 = 1_000_000_000;
-/// How many ports a new flow tries (its own first, then random ones) before it is dropped.
+/// How many ports a new flow tries (its own, or its own folded into the range, first; then
+/// random ones) before it is dropped.
 pub const NAT_PORT_ATTEMPTS: u32 = 16;
 
 const SEC: u64 = 1_000_000_000;
-/// TCP after a RST, or after FINs both ways.
-pub const TCP_CLOSED_TIMEOUT_NS: u64 = 10 * SEC;
-/// TCP half-closed (a FIN one way).
+/// TCP after a RST.
+pub const TCP_RST_TIMEOUT_NS: u64 = 10 * SEC;
+/// TCP after a FIN (either way): half-closed, or closed and in `TIME_WAIT` at one end. The
+/// translation outlives the end's `TIME_WAIT` (60 s in Linux): a new connection from another
+/// container port must not get this port while the server may still hold the old one, or its
+/// SYN meets the `TIME_WAIT` socket and stalls.
 pub const TCP_FIN_TIMEOUT_NS: u64 = 120 * SEC;
 /// TCP before the remote answered (SYN sent).
 pub const TCP_SYN_TIMEOUT_NS: u64 = 60 * SEC;
@@ -137,8 +141,8 @@ pub const fn flow_lifetime_ns(protocol: u8, egress: u8, ingress: u8) -> u64 {
     let replied = ingress & NatFlags::SEEN != 0;
     match protocol {
         6 => {
-            if both & NatFlags::TCP_RST != 0 || (egress & NatFlags::TCP_FIN != 0 && ingress & NatFlags::TCP_FIN != 0) {
-                TCP_CLOSED_TIMEOUT_NS
+            if both & NatFlags::TCP_RST != 0 {
+                TCP_RST_TIMEOUT_NS
             } else if both & NatFlags::TCP_FIN != 0 {
                 TCP_FIN_TIMEOUT_NS
             } else if replied {
@@ -166,26 +170,6 @@ pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, n
     let last = if egress.last_seen > ingress.last_seen { egress.last_seen } else { ingress.last_seen };
     now > last + flow_lifetime_ns(protocol, egress.flags, ingress.flags)
 }
-
-/// Whether a new flow may take over the port of a flow whose entries are `egress` and
-/// `ingress` at `now`: it has expired, or it is a TCP connection that closed (RST, or FIN both
-/// ways) and has been quiet for [`TCP_REUSE_AFTER_CLOSE_NS`] — a new connection may reuse a
-/// closed one's ports as TCP itself allows (`TIME_WAIT` reuse), instead of keeping them idle.
-#[must_use]
-#[inline]
-pub const fn flow_reclaimable(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
-    if flow_expired(protocol, egress, ingress, now) {
-        return true;
-    }
-    let last = if egress.last_seen > ingress.last_seen { egress.last_seen } else { ingress.last_seen };
-    protocol == 6
-        && flow_lifetime_ns(protocol, egress.flags, ingress.flags) == TCP_CLOSED_TIMEOUT_NS
-        && now > last + TCP_REUSE_AFTER_CLOSE_NS
-}
-
-/// How long a closed TCP flow keeps its port to itself (late retransmissions of the last
-/// segments still find it).
-pub const TCP_REUSE_AFTER_CLOSE_NS: u64 = SEC;
 
 /// The ingress (reply) key of a flow whose egress key is `egress`, translated to `addr:port`.
 #[must_use]
@@ -259,8 +243,8 @@ mod tests {
         assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, 0), TCP_SYN_TIMEOUT_NS);
         assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, s), TCP_ESTABLISHED_TIMEOUT_NS);
         assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s), TCP_FIN_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s | NatFlags::TCP_FIN), TCP_CLOSED_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s, s | NatFlags::TCP_RST), TCP_CLOSED_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s | NatFlags::TCP_FIN), TCP_FIN_TIMEOUT_NS);
+        assert_eq!(flow_lifetime_ns(6, s, s | NatFlags::TCP_RST), TCP_RST_TIMEOUT_NS);
         assert_eq!(flow_lifetime_ns(17, s, 0), UDP_TIMEOUT_NS);
         assert_eq!(flow_lifetime_ns(17, s, s), UDP_REPLIED_TIMEOUT_NS);
         assert_eq!(flow_lifetime_ns(1, s, 0), ICMP_TIMEOUT_NS);
@@ -268,12 +252,5 @@ mod tests {
         let i = NatEntry { last_seen: 5 * SEC, ..NatEntry::default() };
         assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS));
         assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1));
-        // A closed TCP flow gives its port up after a quiet second, an open one does not.
-        let closed = NatEntry { last_seen: SEC, flags: s | NatFlags::TCP_FIN, ..NatEntry::default() };
-        let closing = NatEntry { last_seen: SEC, flags: s | NatFlags::TCP_FIN | NatFlags::INGRESS, ..closed };
-        assert!(!flow_reclaimable(6, &closed, &closing, SEC + TCP_REUSE_AFTER_CLOSE_NS));
-        assert!(flow_reclaimable(6, &closed, &closing, SEC + TCP_REUSE_AFTER_CLOSE_NS + 1));
-        let open = NatEntry { flags: s | NatFlags::INGRESS, ..closing };
-        assert!(!flow_reclaimable(6, &closed, &open, SEC + TCP_REUSE_AFTER_CLOSE_NS + 1));
     }
 }

@@ -75,7 +75,8 @@ pub enum Reason {
     DropNatTableFull = 83,
     /// A new masqueraded flow found no free port after every attempt.
     DropNatNoPort = 84,
-    /// An IPv4 fragment that would need masquerading (netd does not reassemble).
+    /// An IPv4 fragment that would need masquerading, or the first fragment of a reply to a
+    /// masqueraded flow (netd does not reassemble).
     DropNatFragment = 85,
     /// A protocol masquerade cannot translate (not TCP, UDP, ICMP echo or an ICMP error
     /// about a translated flow).

@@ -25,7 +25,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, flow_expired, flow_reclaimable, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{egress_key, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
     EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
 };
 use netd_ebpf::{
@@ -418,7 +418,11 @@ fn snat_v4_new_mapping(
 ) -> Result<(u32, u16), Reason> {
     let span = u32::from(hi - lo) + 1;
     let own = u16::from_be(key.src_port);
-    let mut port = if own >= lo && own <= hi { own } else { lo + (unsafe { bpf_get_prandom_u32() } % span) as u16 };
+    // First choice: the container's own port, or outside the range its fixed image in it. One
+    // container's ports then map one to one (its range is narrower than the NAT range by
+    // default), and a port it reuses gets the same translation: its own TIME_WAIT rules stay
+    // right for the server. Collisions (other containers) go on with random ports.
+    let mut port = if own >= lo && own <= hi { own } else { lo + (u32::from(own) % span) as u16 };
     let ingress = NatEntry {
         addr: key.src_addr,
         port: key.src_port,
@@ -480,8 +484,8 @@ fn snat_v4_new_mapping(
     }
 }
 
-/// Takes over the reply key `rk` if its flow may give it up (expired, or closed TCP; see
-/// `flow_reclaimable`); the old flow's egress entry is deleted.
+/// Takes over the reply key `rk` if its flow expired (the collector had not come by yet); the
+/// old flow's egress entry is deleted.
 #[inline(always)]
 fn reclaim_if_expired(rk: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
     // SAFETY: read-only map values.
@@ -490,7 +494,7 @@ fn reclaim_if_expired(rk: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
     };
     let ek = egress_key(rk, old);
     let expired = match unsafe { NETD_NAT.get(&ek) } {
-        Some(old_egress) => flow_reclaimable(rk.protocol, old_egress, old, now),
+        Some(old_egress) => flow_expired(rk.protocol, old_egress, old, now),
         None => true,
     };
     if !expired {
@@ -529,7 +533,13 @@ pub fn snat_v4_ingress(
         _ => return Reason::PassFromUplink,
     };
     if p.flags & PacketFlags::FRAGMENT != 0 {
-        // Possibly the host's own: it reassembles (netd's flows never carry fragments out).
+        // netd does not reassemble. A first fragment names its flow: one of netd's is dropped
+        // and counted (the container would get a datagram without its head). Later fragments
+        // name nobody: the host's stack keeps them until its reassembly gives up.
+        let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+        if reply && p.flags & PacketFlags::FIRST_FRAGMENT != 0 && NETD_NAT.get_ptr(&key).is_some() {
+            return Reason::DropNatFragment;
+        }
         return Reason::PassFromUplink;
     }
     if !reply {

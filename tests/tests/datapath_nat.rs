@@ -227,6 +227,9 @@ fn a_free_own_port_is_kept_and_collisions_get_another() {
     // A third flow finds both ports taken: dropped and counted after the bounded attempts.
     let c = send(&mut t, "c", &from_endpoint("c", PROTO_UDP, 2000, server, 53));
     assert_eq!((c.reason(), c.verdict), (Reason::DropNatNoPort, TC_ACT_SHOT));
+    // A port outside the range is first tried at its fixed image in it: 2000 + 40001 mod 2.
+    let folded = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40001, server, 99));
+    assert_eq!(nat_port_of(&folded.output), 2001, "ports outside the range fold into it");
     // Another server port is another tuple: the same NAT port is free there.
     let c2 = send(&mut t, "c", &from_endpoint("c", PROTO_UDP, 2000, server, 54));
     assert_eq!(c2.reason(), Reason::RedirectNat);
@@ -357,6 +360,25 @@ fn what_is_never_translated() {
         let out = receive(&mut t, &frame);
         assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &frame), "to {dst}");
     }
+    // A reply in fragments: the first one names a flow of a's and is dropped (counted); a
+    // later one names nobody and is the host's.
+    let flow = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 53));
+    let nat_port = nat_port_of(&flow.output);
+    let mut first = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_UDP);
+    first.frag = 0x2000;
+    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&first.packet(&udp(
+        server,
+        ip(UPLINK_ADDR),
+        53,
+        nat_port,
+        &[7; 64],
+    )));
+    assert_eq!(receive(&mut t, &frame).reason(), Reason::DropNatFragment);
+    let mut later = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_UDP);
+    later.frag = 8;
+    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&later.packet(&[7; 64]));
+    assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
+
     // A ping to the host is the host's.
     let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
         .frame(&Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP).packet(&icmp_echo(8, 2000, 1, b"ping")));
@@ -378,7 +400,7 @@ fn tcp_to_uplink(nat_port: u16, flags: u8) -> Vec<u8> {
 }
 
 #[test]
-fn tcp_state_follows_syn_fin_rst_and_closed_flows_give_their_port_up() {
+fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
     const SYN: u8 = 0x02;
     const SYN_ACK: u8 = 0x12;
     const FIN_ACK: u8 = 0x11;
@@ -404,18 +426,28 @@ fn tcp_state_follows_syn_fin_rst_and_closed_flows_give_their_port_up() {
     assert_eq!(receive(&mut t, &tcp_to_uplink(b, RST)).reason(), Reason::RedirectReverseNat);
     assert_eq!(state(&mut t, 40001).as_deref(), Some("closed"));
 
-    // A third connection: the closed flows keep their ports for a quiet second, then give
-    // them up.
+    // A third connection: closed flows keep their ports (the server may hold them in
+    // TIME_WAIT)...
     assert_eq!(send(&mut t, "c", &tcp_from("c", 40002, SYN)).reason(), Reason::DropNatNoPort);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // ...until they expire: age b's flow past its 10 s, and c takes b's port at once, without
+    // waiting for the collector.
+    let now = netd::datapath::monotonic_ns();
+    let b_addr = u32::from_ne_bytes(addr_of("b").octets());
+    for (k, mut e) in t.dp.nat_entries().expect("entries") {
+        if k.src_addr == b_addr || e.addr == b_addr {
+            e.last_seen = now - 11_000_000_000;
+            t.dp.nat_set_entry(&k, &e).expect("age");
+        }
+    }
     let c = send(&mut t, "c", &tcp_from("c", 40002, SYN));
-    assert_eq!(c.reason(), Reason::RedirectNat, "a closed flow's port was reused");
-    assert!([a, b].contains(&nat_port_of(&c.output)));
+    assert_eq!(c.reason(), Reason::RedirectNat, "an expired flow's port was taken over");
+    assert_eq!(nat_port_of(&c.output), b);
+    assert_eq!(state(&mut t, 40001), None, "b's flow is gone");
 
-    // The one that kept its entry: a new SYN on its tuple starts the flow over.
-    let (reopened, port) = if nat_port_of(&c.output) == a { ("b", 40001) } else { ("a", 40000) };
-    assert_eq!(send(&mut t, reopened, &tcp_from(reopened, port, SYN)).reason(), Reason::RedirectNat);
-    assert_eq!(state(&mut t, port).as_deref(), Some("syn-sent"), "{reopened} reopened its flow");
+    // a reuses its own port: a new SYN on a closed flow's tuple starts it over, same port.
+    let again = send(&mut t, "a", &tcp_from("a", 40000, SYN));
+    assert_eq!((again.reason(), nat_port_of(&again.output)), (Reason::RedirectNat, a));
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("syn-sent"), "a reopened its flow");
 }
 
 #[test]

@@ -111,6 +111,12 @@ impl Datapath {
         m.iter().map(|r| r.map(|(k, v)| (k, addr(v.addr))).map_err(map_err(UPLINKS))).collect()
     }
 
+    /// Writes one entry of the translation table as is (tests and tools: e.g. ageing a flow).
+    pub fn nat_set_entry(&mut self, key: &Ipv4Tuple, entry: &NatEntry) -> Result<()> {
+        let mut t = self.nat_table()?;
+        t.insert(key, entry, 0).map_err(map_err(NAT))
+    }
+
     /// Every entry of the translation table (both directions).
     pub fn nat_entries(&mut self) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let t = self.nat_table()?;
