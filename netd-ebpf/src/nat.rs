@@ -259,18 +259,22 @@ pub fn snat_v4_egress(
     check = csum::replace32(check, old_addr, nat_addr);
     let macs = hop.l2.then(|| macs(&hop.dmac, &hop.smac));
     store_headers(ctx, frame, macs.as_ref(), p, new_ttl_word, check, nat_addr, p.tuple.dst_addr, l4.port_off, nat_port);
-    if l4.pseudo {
-        let _ = ctx.l4_csum_replace(
-            l4.csum_off,
-            u64::from(old_addr),
-            u64::from(nat_addr),
-            u64::from(BPF_F_PSEUDO_HDR) | l4.csum_flags | 4,
-        );
-    }
-    let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(nat_port), l4.csum_flags | 2);
+    l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
     target.ifindex = hop.ifindex;
     target.via_neigh = !hop.l2;
     Reason::RedirectNat
+}
+
+/// Updates the L4 checksum for an address (`(old, new)`, in the pseudo-header of TCP and UDP)
+/// and a port or identifier that changed. The helper knows partial and complete checksums; a
+/// zero UDP checksum stays zero.
+#[inline(always)]
+fn l4_csum_update(ctx: &TcContext, l4: &L4, addr: (u32, u32), port: (u16, u16)) {
+    if l4.pseudo {
+        let flags = u64::from(BPF_F_PSEUDO_HDR) | l4.csum_flags | 4;
+        let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(addr.0), u64::from(addr.1), flags);
+    }
+    let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(port.0), u64::from(port.1), l4.csum_flags | 2);
 }
 
 /// Reads the 16-bit field at `off` (a variable offset: port or identifier).
@@ -600,15 +604,7 @@ pub fn snat_v4_ingress(
         l4.port_off,
         new_port,
     );
-    if l4.pseudo {
-        let _ = ctx.l4_csum_replace(
-            l4.csum_off,
-            u64::from(old_addr),
-            u64::from(new_addr),
-            u64::from(BPF_F_PSEUDO_HDR) | l4.csum_flags | 4,
-        );
-    }
-    let _ = ctx.l4_csum_replace(l4.csum_off, u64::from(old_port), u64::from(new_port), l4.csum_flags | 2);
+    l4_csum_update(ctx, &l4, (old_addr, new_addr), (old_port, new_port));
     target.ifindex = veth;
     Reason::RedirectReverseNat
 }
