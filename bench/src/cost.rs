@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, os::fd::OwnedFd, time::Duration};
 use anyhow::{Context as _, Result};
 use aya::programs::{loaded_programs, TestRun as _, TestRunOptions};
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{EndpointInfo, NetworkFlags};
+use netd_common::{EndpointInfo, NetworkFlags, Reason};
 use netd_tests::{
     bpf::{SK_BUFF_IFINDEX_OFF, SK_BUFF_SIZE},
     netns::{Link, NetNs},
@@ -134,14 +134,25 @@ pub struct NatCost {
     /// What a single run adds to a repeated one (reading the clock, entering the loop):
     /// `netd_from_container`'s floor path measured both ways. Subtract it from the others.
     pub single_run_overhead_ns: f64,
+    /// The existing-flow paths measured like the container-to-container ones (repeated runs,
+    /// median of 5 × 200): through an endpoint whose address and port are the uplink's, so the
+    /// translation rewrites every field with its own value and only the TTL changes from run
+    /// to run (it starts at 255). Same work, no single-run overhead.
+    pub egress_repeated_ns: f64,
+    pub ingress_repeated_ns: f64,
 }
+
+const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 1];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 2];
 
 /// Measures the masquerade paths with `runs` single runs each.
 pub fn nat_cost(runs: u16) -> Result<NatCost> {
     let ns = NetNs::new("nb-natcost");
     let outside = NetNs::new("nb-natout");
     let _a = Link::veth(&ns, "ha", &ns, "pa");
+    let _b = Link::veth(&ns, "hb", &ns, "pb");
     let _up = Link::veth(&ns, "up0", &outside, "out0");
+    ns.ip(&["link", "set", "up0", "address", "02:00:00:00:99:01"]);
     ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "up0"]);
     ns.ip(&["neigh", "replace", "198.18.0.2", "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
     ns.sysctl("net.ipv4.ip_forward", "1");
@@ -165,6 +176,21 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
         subnet: wire(Ipv4Addr::new(10, 1, 0, 0)),
         mask: wire(Ipv4Addr::new(255, 255, 255, 0)),
         gateway: wire(gw),
+        ..EndpointInfo::default()
+    })?;
+    // The identity endpoint: the uplink's own address and MAC (see
+    // `NatCost::egress_repeated_ns`).
+    let ib = ifindex("hb")?;
+    dp.set_endpoint(&EndpointInfo {
+        ifindex: ib,
+        ip: wire(up),
+        mac: UPLINK_MAC,
+        network: 2,
+        flags: NetworkFlags::ICC | NetworkFlags::MASQUERADE,
+        subnet: wire(Ipv4Addr::new(10, 2, 0, 0)),
+        mask: wire(Ipv4Addr::new(255, 255, 255, 0)),
+        gateway: wire(Ipv4Addr::new(10, 2, 0, 1)),
+        slot: 2,
         ..EndpointInfo::default()
     })?;
     let egress = |sport: u16| {
@@ -198,6 +224,7 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
         Ok(r.duration.as_nanos() as f64)
     };
     ns.run(|| -> Result<NatCost> {
+        let (egress_repeated_ns, ingress_repeated_ns) = identity_cost(&dp, ib, iup, up, server)?;
         let (mut new, mut hit, mut back, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The floor path (a device that is no endpoint) does not change the packet: it can be
         // measured repeated and single.
@@ -221,6 +248,47 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
             host_ns: crate::report::median(&mut host),
             single_run_overhead_ns: crate::report::median(&mut floor_single)
                 - crate::report::median(&mut floor_repeated),
+            egress_repeated_ns,
+            ingress_repeated_ns,
         })
     })
+}
+
+/// The existing-flow paths under repeated runs (see [`NatCost::egress_repeated_ns`]): endpoint
+/// `ib` has the uplink's address `up`; `iup` is the uplink. Checks that every run took the
+/// translation path.
+fn identity_cost(dp: &Datapath, ib: u32, iup: u32, up: Ipv4Addr, server: Ipv4Addr) -> Result<(f64, f64)> {
+    let frame = |src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, src_mac: [u8; 6], dst_mac: [u8; 6]| {
+        let mut h = Ipv4::new(src, dst, PROTO_UDP);
+        h.ttl = 255;
+        Ethernet::new(src_mac, dst_mac, ETH_P_IPV4).frame(&h.packet(&udp(src, dst, sport, dport, &[0; 18])))
+    };
+    let out = frame(up, server, 5000, 53, UPLINK_MAC, SERVER_MAC);
+    let back = frame(server, up, 53, 5000, SERVER_MAC, UPLINK_MAC);
+    // 200 runs: the TTL goes from 255 to 55, never to the 1 that would change the path.
+    let measure = |uplink: bool, ifindex: u32, data: &[u8], reason: Reason, repeat: u32| -> Result<f64> {
+        let mut ctx = [0u8; SK_BUFF_SIZE];
+        ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+        let program = if uplink { dp.from_uplink() } else { dp.from_container() };
+        let before = dp.reason_counter(reason)?.packets;
+        let mut samples = Vec::new();
+        for _ in 0..5 {
+            let r = program.test_run(TestRunOptions {
+                data_in: Some(data),
+                ctx_in: Some(&ctx),
+                repeat,
+                ..TestRunOptions::default()
+            })?;
+            samples.push(r.duration.as_nanos() as f64);
+        }
+        let took = dp.reason_counter(reason)?.packets - before;
+        anyhow::ensure!(took == 5 * u64::from(repeat), "{took} of {} runs took {}", 5 * repeat, reason.name());
+        Ok(crate::report::median(&mut samples))
+    };
+    // The first run creates the flow.
+    measure(false, ib, &out, Reason::RedirectNat, 1)?;
+    Ok((
+        measure(false, ib, &out, Reason::RedirectNat, 200)?,
+        measure(true, iup, &back, Reason::RedirectReverseNat, 200)?,
+    ))
 }

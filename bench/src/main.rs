@@ -158,7 +158,9 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     }
     let _ = write!(
         md,
-        "\n| masquerade cost (BPF_PROG_TEST_RUN, median of single runs, minus the {:.0} ns a single run adds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`) | {:.0} |\n| egress, new flow (port allocation, two entries) | {:.0} |\n| ingress, reply (`netd_from_uplink`) | {:.0} |\n| ingress, the host's own traffic (no flow) | {:.0} |\n",
+        "\n| masquerade cost (BPF_PROG_TEST_RUN) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
+        cost.egress_repeated_ns,
+        cost.ingress_repeated_ns,
         cost.single_run_overhead_ns,
         cost.egress_ns - cost.single_run_overhead_ns,
         cost.egress_new_ns - cost.single_run_overhead_ns,

@@ -39,6 +39,7 @@ fn many_flows_through_both_masquerades() {
 fn the_masquerade_cost_is_measured() {
     let c = cost::nat_cost(50).expect("test run");
     assert!(c.egress_ns > 0.0 && c.egress_new_ns > 0.0 && c.ingress_ns > 0.0 && c.host_ns > 0.0, "{c:?}");
+    assert!(c.egress_repeated_ns > 0.0 && c.ingress_repeated_ns > 0.0, "{c:?}");
 }
 
 #[test]
