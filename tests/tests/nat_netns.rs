@@ -267,6 +267,29 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
 }
 
 #[test]
+fn an_uplink_created_again_is_adopted() {
+    let w = world(&[]);
+    let d = &w.d;
+    sandbox(d, "c1", "bridge");
+    assert!(ping(d, "c1", SERVER));
+    // The uplink goes away and comes back under the same name (a NIC driver reload, a VM's
+    // interface replaced): the daemon follows within its 2 s sync.
+    d.host().ip(&["link", "del", "uplink0"]);
+    d.host().ip(&["link", "add", "uplink0", "type", "veth", "peer", "name", "eth0", "netns", w.outside.name()]);
+    d.host().ip(&["addr", "add", &format!("{UPLINK}/24"), "dev", "uplink0"]);
+    d.host().ip(&["link", "set", "uplink0", "up"]);
+    w.outside.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "eth0"]);
+    w.outside.ip(&["link", "set", "eth0", "up"]);
+    d.host().ip(&["route", "add", "default", "via", SERVER]);
+    let deadline = Instant::now() + DEADLINE;
+    while !netd_tests::bpf::tcx_ingress_programs(d.host(), "uplink0").iter().any(|p| p.starts_with("netd_from_upl")) {
+        assert!(Instant::now() < deadline, "netd_from_uplink never came back on the new uplink0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ping(d, "c1", SERVER), "masquerade works through the new uplink");
+}
+
+#[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);
     let d = &w.d;

@@ -208,6 +208,16 @@ impl Datapath {
         self.is_attached(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
     }
 
+    /// Whether `netd_from_uplink` really sits on `ifname`'s TCX ingress. A pin survives its
+    /// device: an uplink deleted and created again under the same name has a pin but no
+    /// program. When the kernel cannot say (no TCX), assume it is there.
+    pub fn uplink_program_present(&self, ifname: &str) -> bool {
+        let prefix = &PROG_FROM_UPLINK[..15];
+        SchedClassifier::query_tcx(ifname, TcAttachType::Ingress).map_or(true, |(_, programs)| {
+            programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix)))
+        })
+    }
+
     /// Removes the pinned link of uplink `ifname` (already gone is success).
     pub fn detach_from_uplink(&mut self, ifname: &str) -> Result<()> {
         self.detach_from_container(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
