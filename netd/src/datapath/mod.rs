@@ -5,6 +5,7 @@
 //! Pins (under the daemon's `--bpffs`): `maps/NETD_*` and `links/<host veth>`. They outlive the
 //! daemon, so traffic keeps flowing while it is stopped and a restarted daemon adopts them.
 
+mod batch;
 mod counters;
 mod nat;
 

@@ -119,8 +119,14 @@ impl Datapath {
 
     /// Every entry of the translation table (both directions).
     pub fn nat_entries(&mut self) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        if let Some(aya::maps::Map::HashMap(data)) = self.ebpf.map(NAT) {
+            if let Ok(all) = super::batch::lookup_all(data, 4096) {
+                return Ok(all);
+            }
+        }
+        // Kernels without batch lookups: key by key. Entries may vanish while iterating (the
+        // datapath and the collector delete): skip those.
         let t = self.nat_table()?;
-        // Entries may vanish while iterating (the datapath and the collector delete): skip those.
         Ok(t.iter().filter_map(std::result::Result::ok).collect())
     }
 
