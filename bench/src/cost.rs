@@ -38,12 +38,7 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
     let ns = NetNs::new("nb-cost");
     let _a = Link::veth(&ns, "ha", &ns, "pa");
     let _b = Link::veth(&ns, "hb", &ns, "pb");
-    let ifindex = |name: &str| -> Result<u32> {
-        let out = ns.ip(&["-o", "link", "show", name]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split(':').next().and_then(|n| n.trim().parse().ok()).context("ifindex")
-    };
-    let (ia, ib) = (ifindex("ha")?, ifindex("hb")?);
+    let (ia, ib) = (ns.ifindex("ha"), ns.ifindex("hb"));
     let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
     let (ipa, ipb, gw) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 3), Ipv4Addr::new(10, 1, 0, 1));
     for (ifindex, ip) in [(ia, ipa), (ib, ipb)] {
@@ -91,14 +86,6 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
 /// Turns on the kernel's per-program run-time statistics while the returned fd lives.
 pub fn enable_runtime_stats() -> Result<OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")
-}
-
-/// Total run time and run count of every loaded `netd_from_container` program.
-pub fn netd_program_totals() -> (Duration, u64) {
-    loaded_programs()
-        .flatten()
-        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("netd_from_")))
-        .fold((Duration::ZERO, 0), |(t, n), p| (t + p.run_time(), n + p.run_count()))
 }
 
 /// Run time and run count of netd's loaded programs, summed per program name (as the kernel
@@ -156,12 +143,7 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
     ns.ip(&["addr", "add", "198.18.0.1/24", "dev", "up0"]);
     ns.ip(&["neigh", "replace", "198.18.0.2", "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
     ns.sysctl("net.ipv4.ip_forward", "1");
-    let ifindex = |name: &str| -> Result<u32> {
-        let out = ns.ip(&["-o", "link", "show", name]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split(':').next().and_then(|n| n.trim().parse().ok()).context("ifindex")
-    };
-    let (ia, iup) = (ifindex("ha")?, ifindex("up0")?);
+    let (ia, iup) = (ns.ifindex("ha"), ns.ifindex("up0"));
     let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
     dp.set_nat_config(1024, 32767)?;
     let (up, server) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
@@ -180,7 +162,7 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
     })?;
     // The identity endpoint: the uplink's own address and MAC (see
     // `NatCost::egress_repeated_ns`).
-    let ib = ifindex("hb")?;
+    let ib = ns.ifindex("hb");
     dp.set_endpoint(&EndpointInfo {
         ifindex: ib,
         ip: wire(up),

@@ -221,9 +221,6 @@ fn netd_drops(t: &Topology) -> String {
 struct Rounds {
     samples: Vec<Sample>,
     nat_samples: Vec<Sample>,
-    /// Run time and runs of netd's programs during the netd column.
-    live_time: Duration,
-    live_runs: u64,
     /// (column, workload, program) → (run time, runs) of netd's programs while it ran.
     live: Live,
 }
@@ -233,16 +230,14 @@ type Live = std::collections::BTreeMap<(&'static str, &'static str, &'static str
 /// Every workload on every topology, `rounds` times, interleaved.
 fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32, secs: f64) -> Result<Rounds> {
     let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
-    let (mut live_time, mut live_runs) = (Duration::ZERO, 0u64);
-    // (column, workload, program) → (run time, runs) of netd's programs while it ran.
     let mut live = Live::new();
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
         for metric in ["tcp", "udp", "rr", "crr"] {
             for t in topologies.iter().chain(nat_topologies) {
-                let before = cost::netd_program_totals();
-                let before_each = cost::per_program_totals();
+                let netd = matches!(t.kind, Kind::Netd | Kind::NetdNat);
+                let before = if netd { cost::per_program_totals() } else { std::collections::BTreeMap::default() };
                 // The masquerade pair is reported as "docker" and "netd" of its own table.
                 let (label, out) = match t.kind {
                     Kind::DockerNat => ("docker", &mut nat_samples),
@@ -252,14 +247,9 @@ fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32,
                 };
                 measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
-                let after = cost::netd_program_totals();
-                let (dt, dn) = (after.0.saturating_sub(before.0), after.1.saturating_sub(before.1));
-                if t.kind == Kind::Netd {
-                    (live_time, live_runs) = (live_time + dt, live_runs + dn);
-                }
-                if matches!(t.kind, Kind::Netd | Kind::NetdNat) {
+                if netd {
                     for (program, (time, runs)) in cost::per_program_totals() {
-                        let (t0, n0) = before_each.get(program).copied().unwrap_or_default();
+                        let (t0, n0) = before.get(program).copied().unwrap_or_default();
                         let e = live.entry((t.kind.name(), metric, program)).or_default();
                         e.0 += time.saturating_sub(t0);
                         e.1 += runs.saturating_sub(n0);
@@ -268,7 +258,7 @@ fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32,
             }
         }
     }
-    Ok(Rounds { samples, nat_samples, live_time, live_runs, live })
+    Ok(Rounds { samples, nat_samples, live })
 }
 
 fn main() -> Result<()> {
@@ -292,8 +282,7 @@ fn main() -> Result<()> {
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let Rounds { samples, nat_samples, live_time, live_runs, live } =
-        run_rounds(&topologies, &nat_topologies, rounds, secs)?;
+    let Rounds { samples, nat_samples, live } = run_rounds(&topologies, &nat_topologies, rounds, secs)?;
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();
@@ -326,6 +315,11 @@ fn main() -> Result<()> {
         if args.quick { "quick run" } else { "full run" }
     );
     md.push_str(&report::markdown(&summary, &order));
+    // The netd column's programs over every workload.
+    let (live_time, live_runs) = live
+        .iter()
+        .filter(|((column, _, _), _)| *column == Kind::Netd.name())
+        .fold((Duration::ZERO, 0u64), |(t, n), (_, (dt, dn))| (t + *dt, n + dn));
     #[expect(clippy::cast_precision_loss, reason = "a ratio")]
     let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(

@@ -86,12 +86,8 @@ pub enum Reason {
     /// From outside to a masquerading network's container without a translation: nobody
     /// inside asked for it.
     DropUnsolicited = 88,
-    /// A translation whose container is gone. Not emitted since the flow's entries carry the
-    /// endpoint's veth and MAC (the daemon removes a gone endpoint's flows); the value stays
-    /// reserved.
-    DropNatNoEndpoint = 89,
     /// A reply that would leave the host with TTL 0.
-    DropTtlExceeded = 90,
+    DropTtlExceeded = 89,
 }
 
 impl Reason {
@@ -99,7 +95,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 36] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -135,7 +131,6 @@ impl Reason {
         Reason::DropNatUnsupported,
         Reason::DropNatFragNeeded,
         Reason::DropUnsolicited,
-        Reason::DropNatNoEndpoint,
         Reason::DropTtlExceeded,
     ];
 
@@ -190,7 +185,6 @@ impl Reason {
             Reason::DropNatUnsupported => "drop-nat-unsupported",
             Reason::DropNatFragNeeded => "drop-nat-frag-needed",
             Reason::DropUnsolicited => "drop-unsolicited",
-            Reason::DropNatNoEndpoint => "drop-nat-no-endpoint",
             Reason::DropTtlExceeded => "drop-ttl-exceeded",
         }
     }

@@ -70,6 +70,17 @@ impl NetNs {
         run_ok("ip", &full)
     }
 
+    /// The ifindex of link `name` inside the namespace (panics if there is none).
+    #[must_use]
+    pub fn ifindex(&self, name: &str) -> u32 {
+        let out = self.ip(&["-o", "link", "show", name]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
+    }
+
     /// Runs a command inside the namespace and returns its output, whatever its status.
     #[must_use]
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {

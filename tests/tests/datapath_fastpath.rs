@@ -66,7 +66,7 @@ fn topology() -> Topology {
     for (slot, (name, addr, net)) in (1u32..).zip(ENDPOINTS) {
         let host = format!("h{name}");
         links.push(Link::veth(&ns, &host, &ns, &format!("p{name}")));
-        let index = ifindex_in(&ns, &host);
+        let index = ns.ifindex(&host);
         let (subnet, flags) = nets.iter().find(|n| n.0 == net).map(|n| (ip(n.1), n.2)).expect("net");
         let gw = Ipv4Addr::from(u32::from(subnet) + 1);
         dp.set_endpoint(&EndpointInfo {
@@ -85,13 +85,6 @@ fn topology() -> Topology {
         ifindex.insert(name, index);
     }
     Topology { dp, ns, _links: links, ifindex }
-}
-
-/// The ifindex of `name` inside `ns`.
-fn ifindex_in(ns: &NetNs, name: &str) -> u32 {
-    let out = ns.ip(&["-o", "link", "show", name]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
 }
 
 /// Runs `frame` from endpoint `from` inside the topology's namespace.

@@ -49,12 +49,6 @@ const ENDPOINTS: [(&str, &str); 4] = [("a", "10.1.0.2"), ("b", "10.1.0.3"), ("c"
 const UPLINK_ADDR: &str = "10.99.0.1";
 const SERVER: &str = "10.99.0.2";
 
-fn ifindex_in(ns: &NetNs, name: &str) -> u32 {
-    let out = ns.ip(&["-o", "link", "show", name]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("ifindex of {name}: {text}"))
-}
-
 fn topology(max_flows: Option<u32>) -> Topology {
     let host = NetNs::new("ndt-nat");
     let outside = NetNs::new("ndt-nato");
@@ -66,7 +60,7 @@ fn topology(max_flows: Option<u32>) -> Topology {
     host.sysctl("net.ipv4.ip_forward", "1");
     let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None, nat_max_flows: max_flows }).expect("load");
     dp.set_nat_config(PORT_MIN, PORT_MAX).expect("nat config");
-    let uplink = ifindex_in(&host, "up0");
+    let uplink = host.ifindex("up0");
     dp.set_uplink(uplink, ip(UPLINK_ADDR)).expect("uplink");
     let nets = [(1u32, "10.1.0.0", NetworkFlags::ICC | NetworkFlags::MASQUERADE), (2, "10.2.0.0", NetworkFlags::ICC)];
     for (id, subnet, flags) in nets {
@@ -77,7 +71,7 @@ fn topology(max_flows: Option<u32>) -> Topology {
     for (slot, (name, addr)) in (1u32..).zip(ENDPOINTS) {
         let h = format!("h{name}");
         links.push(Link::veth(&host, &h, &host, &format!("p{name}")));
-        let index = ifindex_in(&host, &h);
+        let index = host.ifindex(&h);
         let (net, subnet, flags) = if name == "r" { nets[1] } else { nets[0] };
         let subnet = ip(subnet);
         dp.set_endpoint(&EndpointInfo {
