@@ -29,6 +29,9 @@ struct Args {
     /// Output directory.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Only the `BPF_PROG_TEST_RUN` costs (seconds: for comparing program changes).
+    #[arg(long)]
+    cost_only: bool,
     /// Endpoint counts for the scale section (default: 2,20 quick; 2,100,1000 full).
     #[arg(long, value_delimiter = ',')]
     scale: Vec<usize>,
@@ -171,7 +174,7 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     // load is one-way (a → b): the container program alone, on every packet.
     let _ = write!(
         md,
-        "\n| live cost (run_time / run_cnt while the workload ran) | netd, container to container | netd, masquerade |\n|---|---|---|\n"
+        "\n| live cost (run_time / run_cnt, a pass of its own after the measured rounds) | netd, container to container | netd, masquerade |\n|---|---|---|\n"
     );
     for (metric, label) in [("udp", "UDP 64-byte"), ("rr", "TCP RR"), ("crr", "TCP CRR"), ("tcp", "TCP bulk")] {
         for (program, side) in [("netd_from_conta", "netd_from_container"), ("netd_from_uplin", "netd_from_uplink")] {
@@ -221,23 +224,19 @@ fn netd_drops(t: &Topology) -> String {
 struct Rounds {
     samples: Vec<Sample>,
     nat_samples: Vec<Sample>,
-    /// (column, workload, program) → (run time, runs) of netd's programs while it ran.
-    live: Live,
 }
 
 type Live = std::collections::BTreeMap<(&'static str, &'static str, &'static str), (Duration, u64)>;
 
-/// Every workload on every topology, `rounds` times, interleaved.
+/// Every workload on every topology, `rounds` times, interleaved. The kernel's run-time
+/// statistics stay off: they add two clock reads to every run of netd's programs.
 fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32, secs: f64) -> Result<Rounds> {
     let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
-    let mut live = Live::new();
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
         for metric in ["tcp", "udp", "rr", "crr"] {
             for t in topologies.iter().chain(nat_topologies) {
-                let netd = matches!(t.kind, Kind::Netd | Kind::NetdNat);
-                let before = if netd { cost::per_program_totals() } else { std::collections::BTreeMap::default() };
                 // The masquerade pair is reported as "docker" and "netd" of its own table.
                 let (label, out) = match t.kind {
                     Kind::DockerNat => ("docker", &mut nat_samples),
@@ -247,18 +246,33 @@ fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32,
                 };
                 measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
-                if netd {
-                    for (program, (time, runs)) in cost::per_program_totals() {
-                        let (t0, n0) = before.get(program).copied().unwrap_or_default();
-                        let e = live.entry((t.kind.name(), metric, program)).or_default();
-                        e.0 += time.saturating_sub(t0);
-                        e.1 += runs.saturating_sub(n0);
-                    }
-                }
             }
         }
     }
-    Ok(Rounds { samples, nat_samples, live })
+    Ok(Rounds { samples, nat_samples })
+}
+
+/// What netd's programs cost live: every workload once more on the netd topologies, with the
+/// kernel's run-time statistics on (their samples are not reported).
+/// Keyed by (column, workload, program): run time and runs.
+fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64) -> Result<Live> {
+    let _stats = cost::enable_runtime_stats()?;
+    let mut live = Live::new();
+    let mut scratch = Vec::new();
+    for metric in ["tcp", "udp", "rr", "crr"] {
+        for t in topologies.iter().chain(nat_topologies).filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat)) {
+            let before = cost::per_program_totals();
+            measure(t, "live", 0, secs, load1(), &mut scratch, metric)
+                .with_context(|| format!("{} on {} (live cost){}", metric, t.kind.name(), netd_drops(t)))?;
+            for (program, (time, runs)) in cost::per_program_totals() {
+                let (t0, n0) = before.get(program).copied().unwrap_or_default();
+                let e = live.entry((t.kind.name(), metric, program)).or_default();
+                e.0 += time.saturating_sub(t0);
+                e.1 += runs.saturating_sub(n0);
+            }
+        }
+    }
+    Ok(live)
 }
 
 fn main() -> Result<()> {
@@ -272,17 +286,22 @@ fn main() -> Result<()> {
     let machine = machine();
     eprintln!("==> {machine}");
 
-    let _stats = cost::enable_runtime_stats()?;
     eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
     let test_run = cost::test_run_cost(if args.quick { 100_000 } else { 1_000_000 })?;
 
     eprintln!("==> masquerade cost under BPF_PROG_TEST_RUN");
     let nat_cost = cost::nat_cost(if args.quick { 300 } else { 2000 })?;
 
+    if args.cost_only {
+        println!("{test_run:#?}\n{nat_cost:#?}");
+        return Ok(());
+    }
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let Rounds { samples, nat_samples, live } = run_rounds(&topologies, &nat_topologies, rounds, secs)?;
+    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs)?;
+    eprintln!("==> live cost (run-time statistics on)");
+    let live = live_cost(&topologies, &nat_topologies, secs)?;
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();
@@ -324,7 +343,7 @@ fn main() -> Result<()> {
     let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(
         md,
-        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, during the netd runs (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));

@@ -8,7 +8,7 @@
 
 use aya_ebpf::programs::TcContext;
 use netd_common::{EndpointInfo, Ipv4Tuple, NatEntry, NetworkFlags, PacketClass, Reason};
-use netd_ebpf::parse::{arp, eth, parse, Frame, Parsed};
+use netd_ebpf::parse::{arp, eth, headers_len, parse, Frame, Parsed};
 
 use crate::{
     maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NAT, NETD_NETWORKS},
@@ -199,13 +199,19 @@ fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer_mac: &[u8; 6]) {
 
 /// Makes sure the headers the parser reads are in the linear part of the skb: a large or GSO
 /// packet may keep part of them in page fragments, where direct packet access cannot see them.
-/// A no-op in the common case.
+/// A no-op in the common cases: a frame that is all linear, and a segment whose payload alone is
+/// in pages (pulling would copy the head of every cloned TCP segment).
 #[inline(always)]
 pub fn pull_headers(ctx: &TcContext) {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
-    if linear < len && linear < MAX_HEADERS_LEN {
-        let want = if len < MAX_HEADERS_LEN { len } else { MAX_HEADERS_LEN };
+    if linear >= len || linear >= MAX_HEADERS_LEN {
+        return;
+    }
+    let frame = Frame::with_len(ctx.data(), ctx.data_end(), len);
+    let need = headers_len(&frame, MAX_HEADERS_LEN);
+    if linear < need {
+        let want = if len < need { len } else { need };
         // On failure the parser sees the short linear area and drops the frame as truncated.
         let _ = ctx.pull_data(want as u32);
     }

@@ -244,6 +244,49 @@ pub struct Malformed {
     pub vlan_id: u16,
 }
 
+/// How many bytes from the start of `frame` [`parse`] reads: Ethernet and its tag, then the ARP
+/// header, the IPv6 header, or the IPv4 header with its options and the L4 header's fixed part.
+/// Read from the linear bytes alone; where those end too early to tell, `unknown`.
+///
+/// A TCP segment usually keeps only its headers in the linear area and its payload in pages: then
+/// the headers are all there and nothing needs pulling, which matters because pulling a cloned
+/// skb (every TCP segment is one) copies its whole head.
+#[inline(always)]
+pub fn headers_len(frame: &Frame, unknown: usize) -> usize {
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return unknown;
+    };
+    let mut proto = l2.be16::<{ eth::PROTO_OFF }>();
+    let mut l3_off = eth::HLEN;
+    if proto == eth::P_8021Q || proto == eth::P_8021AD {
+        let Some(tag) = frame.header::<{ eth::VLAN_HLEN }>(eth::HLEN) else {
+            return unknown;
+        };
+        proto = tag.be16::<{ eth::VLAN_PROTO_OFF }>();
+        l3_off += eth::VLAN_HLEN;
+    }
+    match proto {
+        eth::P_IPV4 => {
+            let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(l3_off) else {
+                return unknown;
+            };
+            let l4_off = l3_off + usize::from(ip.u8::<{ ipv4::VER_IHL_OFF }>() & 0x0f) * 4;
+            if ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::OFFSET_MASK != 0 {
+                return l4_off;
+            }
+            match ip.u8::<{ ipv4::PROTO_OFF }>() {
+                ipv4::PROTO_TCP => l4_off + tcp::MIN_HLEN,
+                ipv4::PROTO_UDP => l4_off + udp::HLEN,
+                ipv4::PROTO_ICMP => l4_off + icmp::HLEN,
+                _ => l4_off,
+            }
+        }
+        eth::P_ARP => l3_off + arp::LEN,
+        eth::P_IPV6 => l3_off + ipv6::HLEN,
+        _ => l3_off,
+    }
+}
+
 /// Parses Ethernet (with at most one 802.1Q / 802.1ad tag), then ARP, IPv4 and its L4 header,
 /// or recognises IPv6.
 #[inline(always)]
@@ -394,7 +437,7 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    use super::{parse, Frame};
+    use super::{headers_len, parse, Frame};
     use netd_common::{PacketClass, Reason};
 
     fn run(bytes: &[u8]) -> Result<PacketClass, Reason> {
@@ -442,6 +485,37 @@ mod tests {
         let class = |frame: Frame| parse(&frame).map(|p| p.class).map_err(|m| m.reason);
         assert_eq!(class(Frame::with_len(data, data + f.len(), 3000)), Ok(PacketClass::Ipv4Tcp));
         assert_eq!(class(Frame::linear(data, data + f.len())), Err(Reason::DropIpv4TotalLength));
+    }
+
+    #[test]
+    fn headers_len_is_what_the_parser_reads() {
+        let len = |bytes: &[u8]| {
+            let data = bytes.as_ptr() as usize;
+            headers_len(&Frame::linear(data, data + bytes.len()), 999)
+        };
+        let mut ip = std::vec![0u8; 24 + 20];
+        ip[0] = 0x46;
+        ip[9] = 6;
+        assert_eq!(len(&frame(0x0800, &ip)), 14 + 24 + 20);
+        ip[9] = 17;
+        assert_eq!(len(&frame(0x0800, &ip)), 14 + 24 + 8);
+        ip[9] = 1;
+        assert_eq!(len(&frame(0x0800, &ip)), 14 + 24 + 8);
+        ip[9] = 47;
+        assert_eq!(len(&frame(0x0800, &ip)), 14 + 24);
+        // A later fragment has no L4 header.
+        ip[9] = 6;
+        ip[7] = 1;
+        assert_eq!(len(&frame(0x0800, &ip)), 14 + 24);
+        let mut tagged = std::vec![0, 5, 0x08, 0x06];
+        tagged.extend_from_slice(&[0u8; 28]);
+        assert_eq!(len(&frame(0x8100, &tagged)), 18 + 28);
+        assert_eq!(len(&frame(0x86dd, &[])), 14 + 40);
+        assert_eq!(len(&frame(0x88cc, &[])), 14);
+        // Linear bytes too short to tell.
+        assert_eq!(len(&frame(0x0800, &ip[..10])), 999);
+        assert_eq!(len(&frame(0x8100, &[0])), 999);
+        assert_eq!(len(&[0u8; 10]), 999);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! - `test`: setup, then every test tier (unit, `BPF_PROG_TEST_RUN`, netns integration);
 //! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace;
 //! - `demo`: the Docker networking walk-through against netd, in throw-away namespaces;
-//! - `bench [--quick] [--rounds N] [--out DIR]`: netd against the kernel bridge and Docker's
-//!   dataplane, side by side.
+//! - `bench [--quick] [--rounds N] [--out DIR] [--scale N,..] [--cost-only]`: netd against the
+//!   kernel bridge and Docker's dataplane, side by side.
 
 mod demo;
 mod setup;
@@ -56,6 +56,9 @@ enum Command {
         /// Endpoint counts for the scale section, e.g. 2,100,1000.
         #[arg(long)]
         scale: Option<String>,
+        /// Only the eBPF programs' costs under BPF_PROG_TEST_RUN (seconds).
+        #[arg(long)]
+        cost_only: bool,
     },
     /// Build, then start the daemon in the current network namespace.
     Run {
@@ -80,7 +83,7 @@ fn main() -> Result<()> {
             setup::run()?;
             test(&args)
         }
-        Command::Bench { quick, rounds, out, scale } => {
+        Command::Bench { quick, rounds, out, scale, cost_only } => {
             setup::run()?;
             step::say("building netd and the bench (release)");
             cargo(&["build", "--locked", "--release", "-p", "netd", "-p", "netd-bench"])?;
@@ -89,6 +92,9 @@ fn main() -> Result<()> {
             cmd.current_dir(workspace_root()?).arg("--out").arg(out);
             if quick {
                 cmd.arg("--quick");
+            }
+            if cost_only {
+                cmd.arg("--cost-only");
             }
             if let Some(r) = rounds {
                 cmd.arg("--rounds").arg(r.to_string());
