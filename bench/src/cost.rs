@@ -96,6 +96,7 @@ pub fn per_program_totals() -> std::collections::BTreeMap<&'static str, (Duratio
         let name = match p.name_as_str() {
             Some(n) if n.starts_with("netd_from_conta") => "netd_from_conta",
             Some(n) if n.starts_with("netd_from_uplin") => "netd_from_uplin",
+            Some(n) if n.starts_with("netd_to_contain") => "netd_to_contain",
             _ => continue,
         };
         let e: &mut (Duration, u64) = out.entry(name).or_default();

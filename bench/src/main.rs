@@ -89,7 +89,16 @@ fn measure(
             push("rr_mean_us", rr.mean_us);
             push("rr_p99_us", rr.p99_us);
         }
-        _ => push("crr_cps", workload::tcp_crr(&t.a, &t.b, secs)?),
+        "crr" => push("crr_cps", workload::tcp_crr(&t.a, &t.b, secs)?),
+        "host-udp" | "host-rr" => {
+            let host = t.host.as_ref().context("no host endpoint")?;
+            if metric == "host-udp" {
+                push("host_udp_pps", workload::udp_rate(host, &t.b, secs)?);
+            } else {
+                push("host_rr_tps", workload::tcp_rr(host, &t.b, secs)?.tps);
+            }
+        }
+        _ => anyhow::bail!("unknown workload {metric}"),
     }
     Ok(())
 }
@@ -176,14 +185,33 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
         md,
         "\n| live cost (run_time / run_cnt, a pass of its own after the measured rounds) | netd, container to container | netd, masquerade |\n|---|---|---|\n"
     );
-    for (metric, label) in [("udp", "UDP 64-byte"), ("rr", "TCP RR"), ("crr", "TCP CRR"), ("tcp", "TCP bulk")] {
-        for (program, side) in [("netd_from_conta", "netd_from_container"), ("netd_from_uplin", "netd_from_uplink")] {
+    let workloads = [
+        ("udp", "UDP 64-byte"),
+        ("rr", "TCP RR"),
+        ("crr", "TCP CRR"),
+        ("tcp", "TCP bulk"),
+        ("host-udp", "Host → container UDP 64-byte"),
+        ("host-rr", "Host → container TCP RR"),
+    ];
+    let programs = [
+        ("netd_from_conta", "netd_from_container"),
+        ("netd_from_uplin", "netd_from_uplink"),
+        ("netd_to_contain", "netd_to_container"),
+    ];
+    for (metric, label) in workloads {
+        for (program, side) in programs {
             let cell = |kind: &str| match live.get(&(kind, metric, program)) {
                 #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-                Some((t, n)) if *n > 0 => format!("{:.0} ns ({n} runs)", t.as_nanos() as f64 / *n as f64),
-                _ => "–".to_owned(),
+                // A handful of runs is stray traffic (neighbour discovery), not the workload's.
+                Some((t, n)) if *n >= 100 => Some(format!("{:.0} ns ({n} runs)", t.as_nanos() as f64 / *n as f64)),
+                _ => None,
             };
-            let _ = writeln!(md, "| {label}: `{side}` | {} | {} |", cell("netd"), cell("netd-nat"));
+            let (c2c, nat) = (cell("netd"), cell("netd-nat"));
+            if c2c.is_some() || nat.is_some() {
+                let dash = || "–".to_owned();
+                let _ =
+                    writeln!(md, "| {label}: `{side}` | {} | {} |", c2c.unwrap_or_else(dash), nat.unwrap_or_else(dash));
+            }
         }
     }
     let _ = write!(md, "\n| concurrent flows | path | received, first pass | received, second pass | NAT drops | flows listed (`netd nat ls`, time) |\n|---|---|---|---|---|---|\n");
@@ -228,6 +256,20 @@ struct Rounds {
 
 type Live = std::collections::BTreeMap<(&'static str, &'static str, &'static str), (Duration, u64)>;
 
+/// The workloads: container to container (or to the outside server) and, where the topology
+/// has one, the host's own stack to a container.
+const WORKLOADS: [&str; 6] = ["tcp", "udp", "rr", "crr", "host-udp", "host-rr"];
+
+/// Whether `metric` is measured on `t`: host workloads where there is a host endpoint, and
+/// `netd-bridged-host` only there.
+fn runs(t: &Topology, metric: &str) -> bool {
+    if metric.starts_with("host-") {
+        t.host.is_some()
+    } else {
+        t.kind != Kind::NetdBridgedHost
+    }
+}
+
 /// Every workload on every topology, `rounds` times, interleaved. The kernel's run-time
 /// statistics stay off: they add two clock reads to every run of netd's programs.
 fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32, secs: f64) -> Result<Rounds> {
@@ -235,8 +277,11 @@ fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32,
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
-        for metric in ["tcp", "udp", "rr", "crr"] {
+        for metric in WORKLOADS {
             for t in topologies.iter().chain(nat_topologies) {
+                if !runs(t, metric) {
+                    continue;
+                }
                 // The masquerade pair is reported as "docker" and "netd" of its own table.
                 let (label, out) = match t.kind {
                     Kind::DockerNat => ("docker", &mut nat_samples),
@@ -259,8 +304,11 @@ fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64) ->
     let _stats = cost::enable_runtime_stats()?;
     let mut live = Live::new();
     let mut scratch = Vec::new();
-    for metric in ["tcp", "udp", "rr", "crr"] {
+    for metric in WORKLOADS {
         for t in topologies.iter().chain(nat_topologies).filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat)) {
+            if !runs(t, metric) {
+                continue;
+            }
             let before = cost::per_program_totals();
             measure(t, "live", 0, secs, load1(), &mut scratch, metric)
                 .with_context(|| format!("{} on {} (live cost){}", metric, t.kind.name(), netd_drops(t)))?;
@@ -327,17 +375,25 @@ fn main() -> Result<()> {
     let netd_arp = netd.map_or(0, |d| d.count(None, "pass-arp"));
     drop(topologies);
 
-    let order = ["bridge", "docker", "netd", "veth", "loopback"];
+    let order = ["bridge", "docker", "netd", "netd-bridged-host", "veth", "loopback"];
     let summary = report::summarize(&samples);
     let mut md = format!(
         "## Benchmark\n\n{machine}; {rounds} interleaved rounds of {secs} s per measurement; {}.\n\n",
         if args.quick { "quick run" } else { "full run" }
     );
     md.push_str(&report::markdown(&summary, &order));
+    let _ = write!(
+        md,
+        "\nHost → container, netd against netd-bridged-host (the same daemon with `--host-fast-path=false`): UDP {:.2}×, RR {:.2}× (medians of per-round ratios).\n",
+        report::ratio(&samples, "host_udp_pps", "netd", "netd-bridged-host"),
+        report::ratio(&samples, "host_rr_tps", "netd", "netd-bridged-host"),
+    );
     // The netd column's programs over every workload.
     let (live_time, live_runs) = live
         .iter()
-        .filter(|((column, _, _), _)| *column == Kind::Netd.name())
+        .filter(|((column, metric, program), _)| {
+            *column == Kind::Netd.name() && !metric.starts_with("host-") && *program == "netd_from_conta"
+        })
         .fold((Duration::ZERO, 0u64), |(t, n), (_, (dt, dn))| (t + *dt, n + dn));
     #[expect(clippy::cast_precision_loss, reason = "a ratio")]
     let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
@@ -364,7 +420,9 @@ fn main() -> Result<()> {
         serde_json::json!({ "cost": test_run, "live_ns": live_ns, "nat_cost": nat_cost, "scale": scale_rows, "machine": machine })
     )?;
     std::fs::write(args.out.join("bench.md"), &md)?;
-    std::fs::write(args.out.join("bench.svg"), report::svg(&summary, &order))?;
+    // The chart shows the container-to-container workloads, where netd-bridged-host is netd.
+    let chart_order: Vec<&str> = order.iter().copied().filter(|t| *t != Kind::NetdBridgedHost.name()).collect();
+    std::fs::write(args.out.join("bench.svg"), report::svg(&summary, &chart_order))?;
     println!("{md}");
     eprintln!("==> wrote {}/bench.md, runs.jsonl, bench.svg", args.out.display());
     Ok(())

@@ -52,6 +52,20 @@ pub const METRICS: &[Metric] = &[
         higher_is_better: true,
         charted: true,
     },
+    Metric {
+        key: "host_udp_pps",
+        label: "Host → container: UDP 64-byte frames received",
+        unit: "pps",
+        higher_is_better: true,
+        charted: false,
+    },
+    Metric {
+        key: "host_rr_tps",
+        label: "Host → container: TCP request/response (pinned)",
+        unit: "trans/s",
+        higher_is_better: true,
+        charted: false,
+    },
 ];
 
 pub fn median(v: &mut [f64]) -> f64 {
@@ -81,6 +95,16 @@ pub struct Cell {
 
 /// metric → topology → cell.
 pub type Summary = BTreeMap<String, BTreeMap<String, Cell>>;
+
+/// Median over rounds of `metric` on `topo` divided by the same round's value on `base`.
+pub fn ratio(samples: &[Sample], metric: &str, topo: &str, base: &str) -> f64 {
+    let of = |t: &str| -> BTreeMap<u32, f64> {
+        samples.iter().filter(|s| s.metric == metric && s.topology == t).map(|s| (s.round, s.value)).collect()
+    };
+    let base = of(base);
+    let mut r: Vec<f64> = of(topo).iter().filter_map(|(round, v)| Some(v / base.get(round)?)).collect();
+    median(&mut r)
+}
 
 pub fn summarize(samples: &[Sample]) -> Summary {
     let mut out = Summary::new();

@@ -19,6 +19,9 @@ pub enum Kind {
     Docker,
     /// The netd daemon with its eBPF datapath, set up through its own CLI.
     Netd,
+    /// netd with `--host-fast-path=false`: the host's own traffic to containers goes through
+    /// the kernel bridge (host → container workloads only: the case for `netd_to_container`).
+    NetdBridgedHost,
     /// A direct veth pair between two namespaces (the limit for veth designs).
     Veth,
     /// Both ends in one namespace (the ceiling).
@@ -34,7 +37,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::Veth, Kind::Loopback];
+    pub const ALL: [Kind; 6] =
+        [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::NetdBridgedHost, Kind::Veth, Kind::Loopback];
     /// The masquerade comparison (container → outside server).
     pub const NAT: [Kind; 3] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp];
 
@@ -43,6 +47,7 @@ impl Kind {
             Kind::Bridge => "bridge",
             Kind::Docker => "docker",
             Kind::Netd => "netd",
+            Kind::NetdBridgedHost => "netd-bridged-host",
             Kind::Veth => "veth",
             Kind::Loopback => "loopback",
             Kind::DockerNat => "docker-nat",
@@ -64,6 +69,9 @@ pub struct Topology {
     pub kind: Kind,
     pub a: Endpoint,
     pub b: Endpoint,
+    /// The host's own stack, on the bridge's address (bridge, docker and netd only): the
+    /// client of the host → container workloads, whose server is `b`.
+    pub host: Option<Endpoint>,
     // Drop order: links, daemon (its sandboxes and pins), then namespaces.
     _links: Vec<Link>,
     daemon: Option<TestDaemon>,
@@ -101,6 +109,7 @@ impl Topology {
             Kind::Bridge => Self::bridge(false)?,
             Kind::Docker => Self::bridge(true)?,
             Kind::Netd => Self::netd(&[])?,
+            Kind::NetdBridgedHost => Self { kind, ..Self::netd(&["--host-fast-path=false"])? },
             Kind::Veth => Self::veth(),
             Kind::Loopback => Self::loopback(),
             Kind::DockerNat => Self::docker_nat()?,
@@ -139,6 +148,7 @@ impl Topology {
             kind: if docker { Kind::Docker } else { Kind::Bridge },
             a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
             b: Endpoint { netns: path(&c2), ip: "10.90.0.3".parse()? },
+            host: Some(Endpoint { netns: path(&host), ip: "10.90.0.1".parse()? }),
             _links: links,
             daemon: None,
             _namespaces: vec![c1, c2, host],
@@ -158,6 +168,7 @@ impl Topology {
             kind: Kind::Netd,
             a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
             b: Endpoint { netns: d.sandbox_netns("bench-b"), ip: "172.17.0.3".parse()? },
+            host: Some(Endpoint { netns: path(d.host()), ip: "172.17.0.1".parse()? }),
             _links: Vec::new(),
             daemon: Some(d),
             _namespaces: Vec::new(),
@@ -182,6 +193,7 @@ impl Topology {
             kind: Kind::DockerNat,
             a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
             b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            host: None,
             _links: vec![veth, bridge, uplink],
             daemon: None,
             _namespaces: vec![c1, outside, host],
@@ -205,6 +217,7 @@ impl Topology {
             kind: if xdp_pass { Kind::NetdNatXdp } else { Kind::NetdNat },
             a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
             b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            host: None,
             _links: vec![uplink],
             daemon: Some(d),
             _namespaces: vec![outside],
@@ -220,6 +233,7 @@ impl Topology {
             kind: Kind::Veth,
             a: Endpoint { netns: path(&c1), ip: Ipv4Addr::new(10, 91, 0, 1) },
             b: Endpoint { netns: path(&c2), ip: Ipv4Addr::new(10, 91, 0, 2) },
+            host: None,
             _links: vec![link],
             daemon: None,
             _namespaces: vec![c1, c2],
@@ -229,7 +243,15 @@ impl Topology {
     fn loopback() -> Self {
         let ns = NetNs::new("nb-lo");
         let e = Endpoint { netns: path(&ns), ip: Ipv4Addr::LOCALHOST };
-        Self { kind: Kind::Loopback, a: e.clone(), b: e, _links: Vec::new(), daemon: None, _namespaces: vec![ns] }
+        Self {
+            kind: Kind::Loopback,
+            a: e.clone(),
+            b: e,
+            host: None,
+            _links: Vec::new(),
+            daemon: None,
+            _namespaces: vec![ns],
+        }
     }
 }
 

@@ -32,6 +32,9 @@ pub enum Reason {
     RedirectReverseNat = 8,
     /// Arrived on an uplink and is not netd's: handed to the host's stack untouched.
     PassFromUplink = 9,
+    /// Sent by the host's stack through a bridge to one of its endpoints: delivered to the
+    /// endpoint's veth directly (`bpf_redirect`), skipping the bridge's forwarding.
+    RedirectFromHost = 10,
 
     /// The frame is shorter than an Ethernet header.
     DropShortEthernet = 64,
@@ -95,7 +98,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 37] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -106,6 +109,7 @@ impl Reason {
         Reason::RedirectNat,
         Reason::RedirectReverseNat,
         Reason::PassFromUplink,
+        Reason::RedirectFromHost,
         Reason::DropShortEthernet,
         Reason::DropShortVlan,
         Reason::DropShortArp,
@@ -160,6 +164,7 @@ impl Reason {
             Reason::RedirectNat => "redirect-nat",
             Reason::RedirectReverseNat => "redirect-reverse-nat",
             Reason::PassFromUplink => "pass-from-uplink",
+            Reason::RedirectFromHost => "redirect-from-host",
             Reason::DropShortEthernet => "drop-short-ethernet",
             Reason::DropShortVlan => "drop-short-vlan",
             Reason::DropShortArp => "drop-short-arp",

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod host;
 mod lxc;
 mod maps;
 mod nat;
@@ -28,6 +29,14 @@ pub fn netd_from_container(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_from_uplink(ctx: TcContext) -> i32 {
     uplink::from_uplink(&ctx)
+}
+
+/// Attached (TCX egress) to every network's bridge: it sees what the host's own stack sends
+/// into the network. IPv4 unicast for one of the network's endpoints goes to the endpoint's veth
+/// directly (`bpf_redirect`), skipping the bridge; the rest passes to the bridge (`TC_ACT_OK`).
+#[classifier]
+pub fn netd_to_container(ctx: TcContext) -> i32 {
+    host::to_container(&ctx)
 }
 
 #[cfg(not(test))]

@@ -68,7 +68,7 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
         Reason::RedirectNat if v.via_neigh => unsafe {
             bpf_redirect_neigh(v.target, core::ptr::null_mut(), 0, 0) as i32
         },
-        Reason::RedirectNat => unsafe { bpf_redirect(v.target, 0) as i32 },
+        Reason::RedirectNat | Reason::RedirectFromHost => unsafe { bpf_redirect(v.target, 0) as i32 },
         _ => TC_ACT_OK as i32,
     }
 }

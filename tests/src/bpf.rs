@@ -100,16 +100,26 @@ pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outco
 pub fn from_uplink_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outcome {
     let mut ctx = [0u8; SK_BUFF_SIZE];
     ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
-    run_program(dp, true, Some(&ctx), frame)
+    run_program(dp, Datapath::from_uplink, Some(&ctx), frame)
+}
+
+/// Runs `frame` once through `netd_to_container` (as the host's stack sends it into a bridge).
+pub fn to_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
+    run_program(dp, Datapath::to_container, None, frame)
 }
 
 fn test_run(dp: &mut Datapath, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
-    run_program(dp, false, ctx, frame)
+    run_program(dp, Datapath::from_container, ctx, frame)
 }
 
-fn run_program(dp: &mut Datapath, uplink: bool, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
+fn run_program(
+    dp: &mut Datapath,
+    program: fn(&Datapath) -> &aya::programs::SchedClassifier,
+    ctx: Option<&[u8]>,
+    frame: &[u8],
+) -> Outcome {
     let mut output = vec![0u8; frame.len() + 256];
-    let program = if uplink { dp.from_uplink() } else { dp.from_container() };
+    let program = program(dp);
     let result = program
         .test_run(TestRunOptions {
             data_in: Some(frame),

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use netd::datapath::{Datapath, LoadOptions};
 use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason};
 use netd_tests::{
-    bpf::{from_container_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{from_container_on, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
         arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP,
@@ -157,6 +157,40 @@ fn a_frame_addressed_to_another_mac_gets_the_peers_mac() {
     assert_eq!(out.reason(), Reason::RedirectPeer);
     assert_eq!(out.output[..6], docker_mac(ip("10.1.0.3")), "destination MAC rewritten");
     assert_eq!(out.output[6..], frame[6..], "the rest is untouched");
+}
+
+#[test]
+fn the_hosts_unicast_to_an_endpoint_skips_the_bridge() {
+    let mut t = topology();
+    let bridge_mac = [0x02, 0x42, 0xaa, 0xbb, 0xcc, 0xdd];
+    let from_host =
+        |dst: &str, dst_mac: [u8; 6], protocol: u8| ipv4_frame_from(bridge_mac, "10.1.0.1", dst, dst_mac, protocol);
+    for (dst, name) in [("10.1.0.3", "b"), ("10.2.0.2", "c"), ("10.3.0.2", "i")] {
+        for protocol in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+            let frame = from_host(dst, docker_mac(ip(dst)), protocol);
+            let out = t.ns.run(|| to_container(&mut t.dp, &frame));
+            assert_eq!(out.reason(), Reason::RedirectFromHost, "to {dst}");
+            assert_eq!(out.verdict, TC_ACT_REDIRECT, "to {dst}");
+            assert_eq!(out.event().target, t.ifindex[name], "to {name}'s host veth");
+            assert_eq!(out.output, frame, "nothing rewritten");
+        }
+    }
+    // The bridge keeps everything else: an unknown address, a MAC that is not the endpoint's,
+    // broadcast, ARP, IPv6.
+    let others = [
+        from_host("10.1.0.99", docker_mac(ip("10.1.0.99")), PROTO_UDP),
+        from_host("10.1.0.3", docker_mac(ip("10.1.0.2")), PROTO_UDP),
+        from_host("10.1.0.3", [0xff; 6], PROTO_UDP),
+        Ethernet::new(bridge_mac, [0xff; 6], ETH_P_ARP).frame(&arp_request(bridge_mac, ip("10.1.0.1"), ip("10.1.0.3"))),
+        Ethernet::new(bridge_mac, docker_mac(ip("10.1.0.3")), 0x86dd).frame(&[0x60; 40]),
+    ];
+    let before = netd_tests::bpf::reason_count(&t.dp, Reason::RedirectFromHost).packets;
+    for frame in others {
+        let out = t.ns.run(|| to_container(&mut t.dp, &frame));
+        assert_eq!((out.verdict, out.events.len()), (TC_ACT_OK, 0), "{frame:02x?}");
+        assert_eq!(out.output, frame, "untouched");
+    }
+    assert_eq!(netd_tests::bpf::reason_count(&t.dp, Reason::RedirectFromHost).packets, before, "not counted");
 }
 
 #[test]

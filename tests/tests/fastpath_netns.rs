@@ -1,5 +1,6 @@
 //! The eBPF fast path through the daemon, in namespaces: container-to-container traffic is
-//! delivered by `bpf_redirect_peer` (program counters move, the bridge does not forward it),
+//! delivered by `bpf_redirect_peer` (program counters move, the bridge does not forward it), the
+//! host's own traffic to a container skips the bridge too (`netd_to_container`),
 //! policy holds for every case of the isolation matrix while the legitimate paths stay open, and
 //! a daemon restart loses nothing.
 
@@ -99,6 +100,79 @@ fn container_traffic_takes_the_fast_path_not_the_bridge() {
     assert!(bridged < 10, "the bridge forwarded almost nothing to c2 ({bridged} packets: ARP/ND at most)");
     // And the reverse direction (echo replies, TCP ACKs) took the fast path too.
     assert!(d.count(Some("c2"), "redirect-peer") >= 20);
+}
+
+#[test]
+fn the_hosts_traffic_to_a_container_skips_the_bridge() {
+    let d = TestDaemon::start(&[]);
+    sandbox(&d, "c1", &[]);
+    d.netd(&["network", "create", "--subnet", "10.74.0.0/24", "user"]).ok();
+    sandbox(&d, "u1", &["--network", "user"]);
+    let host_ping = |to: &str, count: &str| d.host().exec("ping", &["-c", count, "-i", "0.01", "-W", "1", to]);
+    assert!(host_ping("172.17.0.2", "1").status.success(), "warm-up (ARP)");
+    let (bridge_tx, redirected) = (d.tx_packets("docker0"), d.count(None, "redirect-from-host"));
+
+    // ICMP, UDP and TCP from the host's stack to c1.
+    assert!(host_ping("172.17.0.2", "20").status.success());
+    let receiver = spawn_in_path(&d.sandbox_netns("c1"), || {
+        let udp = UdpSocket::bind("172.17.0.2:7001").expect("bind udp");
+        udp.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let tcp = TcpListener::bind("172.17.0.2:7002").expect("bind tcp");
+        let mut got = 0;
+        let mut buf = [0u8; 2048];
+        while got < 100 && udp.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        let mut data = Vec::new();
+        accept(&tcp).read_to_end(&mut data).expect("read");
+        (got, data.len())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    d.host()
+        .spawn_thread(|| {
+            let udp = UdpSocket::bind("172.17.0.1:0").expect("bind");
+            for _ in 0..100 {
+                udp.send_to(&[7u8; 64], "172.17.0.2:7001").expect("send");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            connect("172.17.0.2:7002").write_all(&vec![1u8; 1 << 20]).expect("write");
+        })
+        .join()
+        .expect("sender");
+    assert_eq!(receiver.join().expect("receiver"), (100, 1 << 20), "everything arrived");
+
+    let redirected = d.count(None, "redirect-from-host") - redirected;
+    let bridged = d.tx_packets("docker0") - bridge_tx;
+    assert!(redirected >= 20 + 100 + 10, "the host's traffic was redirected by the program ({redirected} packets)");
+    assert!(bridged < 10, "the bridge sent almost nothing itself ({bridged} packets: ARP at most)");
+
+    // A user-defined network's bridge has the program too, and loses it (and its pin) with the
+    // network.
+    assert!(host_ping("10.74.0.2", "3").status.success());
+    let pin = d.bpffs().join("links").join(format!("bridge:{}", user_bridge(&d)));
+    assert!(pin.exists(), "{} pinned", pin.display());
+    d.netd(&["rm", "-f", "u1"]).ok();
+    d.netd(&["network", "rm", "user"]).ok();
+    assert!(!pin.exists(), "{} unpinned with its network", pin.display());
+}
+
+#[test]
+fn host_fast_path_off_leaves_the_hosts_traffic_to_the_bridge() {
+    let d = TestDaemon::start(&["--host-fast-path=false"]);
+    sandbox(&d, "c1", &[]);
+    let bridge_tx = d.tx_packets("docker0");
+    assert!(d.host().exec("ping", &["-c", "20", "-i", "0.01", "-W", "1", "172.17.0.2"]).status.success());
+    assert_eq!(d.count(None, "redirect-from-host"), 0);
+    assert!(d.tx_packets("docker0") >= bridge_tx + 20, "the bridge sent the host's traffic");
+    assert!(!d.bpffs().join("links/bridge:docker0").exists());
+}
+
+/// The bridge of network `user`.
+fn user_bridge(d: &TestDaemon) -> String {
+    let v: serde_json::Value = serde_json::from_str(&d.netd(&["network", "inspect", "user"]).ok()).expect("inspect");
+    v[0]["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .map_or_else(|| format!("br-{}", &v[0]["Id"].as_str().expect("id")[..12]), str::to_owned)
 }
 
 #[test]
@@ -215,5 +289,9 @@ fn a_daemon_restart_loses_nothing() {
     sandbox(&d, "c3", &[]);
     assert!(ping(&d, "c3", "172.17.0.2"));
     assert!(d.count(Some("c3"), "redirect-peer") >= 1);
+    // The bridge's program was adopted too.
+    let from_host = d.count(None, "redirect-from-host");
+    assert!(d.host().exec("ping", &["-c", "2", "-W", "1", "172.17.0.4"]).status.success());
+    assert!(d.count(None, "redirect-from-host") >= from_host + 2);
     assert!(d.log().matches("netd: listening").count() == 2);
 }

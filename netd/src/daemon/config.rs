@@ -52,6 +52,11 @@ pub struct Config {
     /// until old ones expire.
     #[arg(long, default_value_t = netd_common::NAT_DEFAULT_FLOWS, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub nat_max_flows: u32,
+    /// Deliver the host's own traffic for containers straight to their veths (eBPF on each
+    /// bridge's egress); false leaves it to the kernel bridge, e.g. to watch it with tcpdump
+    /// on the bridge.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub host_fast_path: bool,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {

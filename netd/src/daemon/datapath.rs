@@ -64,19 +64,34 @@ impl Daemon {
         self.datapath.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Puts network `n` (its bridge exists) into the datapath: its subnet, and
+    /// `netd_to_container` on its bridge's egress (adopted when an earlier daemon pinned it and
+    /// it is still there, attached again when the bridge was made anew; removed when
+    /// `--host-fast-path=false`).
     pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
-        let Some(ipam) = &n.ipam else { return Ok(()) };
+        let (Some(ipam), Some(bridge)) = (&n.ipam, &n.bridge) else { return Ok(()) };
         let info = NetworkInfo { network: n.datapath_id, gateway: wire(ipam.gateway), flags: network_flags(n), pad: 0 };
         let mut dp = self.dp();
         dp.set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?;
         // Its addresses are local now: flows masqueraded to them would bypass the policy.
         dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
+        let name = &bridge.bridge_name;
+        if !self.cfg.host_fast_path {
+            dp.detach_from_bridge(name)?;
+        } else if !dp.is_bridge_attached(name) || !dp.bridge_program_present(name) {
+            dp.attach_to_bridge(name)?;
+        }
         Ok(())
     }
 
+    /// Takes network `n` out of the datapath (before its bridge goes).
     pub(super) fn datapath_remove_network(&self, n: &Network) -> Result<()> {
         let Some(ipam) = &n.ipam else { return Ok(()) };
-        Ok(self.dp().remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
+        let mut dp = self.dp();
+        if let Some(bridge) = &n.bridge {
+            dp.detach_from_bridge(&bridge.bridge_name)?;
+        }
+        Ok(dp.remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
     }
 
     /// Makes an existing veth an endpoint of the datapath (attached if not yet, entries set).
@@ -125,6 +140,12 @@ impl Daemon {
             if !known_links.contains(&name) {
                 eprintln!("netd: reconcile: unpinning the link of vanished {name}");
                 dp.detach_from_container(&name)?;
+            }
+        }
+        for name in dp.pinned_bridges() {
+            if !known_links.contains(&name) {
+                eprintln!("netd: reconcile: unpinning the link of vanished bridge {name}");
+                dp.detach_from_bridge(&name)?;
             }
         }
         Ok(())

@@ -35,8 +35,12 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
 /// Name of the program attached to every uplink.
 pub const PROG_FROM_UPLINK: &str = "netd_from_uplink";
+/// Name of the program attached to the egress of every network's bridge.
+pub const PROG_TO_CONTAINER: &str = "netd_to_container";
 /// Prefix of an uplink's pinned link (`links/uplink:<ifname>`); endpoint veths have their name.
 const UPLINK_PIN_PREFIX: &str = "uplink:";
+/// Prefix of a bridge's pinned link (`links/bridge:<ifname>`).
+const BRIDGE_PIN_PREFIX: &str = "bridge:";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
@@ -125,6 +129,14 @@ pub struct Datapath {
     links_dir: Option<PathBuf>,
 }
 
+/// Whether program `name` sits on `ifname`'s TCX `hook` (the kernel keeps 15 characters of a
+/// name). When the kernel cannot say (no TCX), assume it is there.
+fn program_present(ifname: &str, hook: TcAttachType, name: &str) -> bool {
+    let prefix = &name[..15];
+    SchedClassifier::query_tcx(ifname, hook)
+        .map_or(true, |(_, programs)| programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix))))
+}
+
 impl Datapath {
     /// Loads the object and every program. With a pin directory, maps pinned there by an
     /// earlier daemon are adopted (their contents kept), others are created and pinned.
@@ -154,7 +166,7 @@ impl Datapath {
             std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
         }
         let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
-        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK] {
+        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER] {
             let program: &mut SchedClassifier =
                 ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
             program.load().map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
@@ -195,13 +207,45 @@ impl Datapath {
     /// kernels without TCX), looked up in the calling thread's namespace. With a pin directory
     /// the link is pinned, so it outlives this process; otherwise it lives as long as `self`.
     pub fn attach_from_container(&mut self, ifname: &str) -> Result<()> {
-        self.attach(PROG_FROM_CONTAINER, ifname, self.link_pin(ifname))
+        self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, self.link_pin(ifname))
+    }
+
+    /// The program for the egress of bridges.
+    pub fn to_container(&self) -> &SchedClassifier {
+        self.ebpf.program(PROG_TO_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load")
+    }
+
+    /// Attaches `netd_to_container` to the egress of bridge `ifname`, pinned as
+    /// `links/bridge:<ifname>` (see [`Datapath::attach_from_container`]).
+    pub fn attach_to_bridge(&mut self, ifname: &str) -> Result<()> {
+        let pin = self.link_pin(&format!("{BRIDGE_PIN_PREFIX}{ifname}"));
+        self.attach(PROG_TO_CONTAINER, ifname, TcAttachType::Egress, pin)
+    }
+
+    /// Whether bridge `ifname` has a pinned link.
+    pub fn is_bridge_attached(&self, ifname: &str) -> bool {
+        self.is_attached(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
+    }
+
+    /// Removes the pinned link of bridge `ifname` (already gone is success).
+    pub fn detach_from_bridge(&mut self, ifname: &str) -> Result<()> {
+        self.detach_from_container(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
+    }
+
+    /// Names of the bridges with pinned links.
+    pub fn pinned_bridges(&self) -> Vec<String> {
+        self.pinned_names().into_iter().filter_map(|n| n.strip_prefix(BRIDGE_PIN_PREFIX).map(str::to_owned)).collect()
     }
 
     /// Attaches `netd_from_uplink` to the ingress of uplink `ifname`, pinned as
     /// `links/uplink:<ifname>` (see [`Datapath::attach_from_container`]).
     pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<()> {
-        self.attach(PROG_FROM_UPLINK, ifname, self.link_pin(&format!("{UPLINK_PIN_PREFIX}{ifname}")))
+        self.attach(
+            PROG_FROM_UPLINK,
+            ifname,
+            TcAttachType::Ingress,
+            self.link_pin(&format!("{UPLINK_PIN_PREFIX}{ifname}")),
+        )
     }
 
     /// Whether uplink `ifname` has a pinned link.
@@ -213,10 +257,13 @@ impl Datapath {
     /// device: an uplink deleted and created again under the same name has a pin but no
     /// program. When the kernel cannot say (no TCX), assume it is there.
     pub fn uplink_program_present(&self, ifname: &str) -> bool {
-        let prefix = &PROG_FROM_UPLINK[..15];
-        SchedClassifier::query_tcx(ifname, TcAttachType::Ingress).map_or(true, |(_, programs)| {
-            programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix)))
-        })
+        program_present(ifname, TcAttachType::Ingress, PROG_FROM_UPLINK)
+    }
+
+    /// Whether `netd_to_container` really sits on bridge `ifname`'s TCX egress (see
+    /// [`Datapath::uplink_program_present`]).
+    pub fn bridge_program_present(&self, ifname: &str) -> bool {
+        program_present(ifname, TcAttachType::Egress, PROG_TO_CONTAINER)
     }
 
     /// Removes the pinned link of uplink `ifname` (already gone is success).
@@ -229,11 +276,11 @@ impl Datapath {
         self.pinned_names().into_iter().filter_map(|n| n.strip_prefix(UPLINK_PIN_PREFIX).map(str::to_owned)).collect()
     }
 
-    fn attach(&mut self, name: &'static str, ifname: &str, pin: Option<PathBuf>) -> Result<()> {
+    fn attach(&mut self, name: &'static str, ifname: &str, hook: TcAttachType, pin: Option<PathBuf>) -> Result<()> {
         let program: &mut SchedClassifier =
             self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
         let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
-        let id = program.attach(ifname, TcAttachType::Ingress).map_err(attach_err)?;
+        let id = program.attach(ifname, hook).map_err(attach_err)?;
         if let Some(pin) = pin {
             let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
                 ifname: ifname.to_owned(),
@@ -263,7 +310,10 @@ impl Datapath {
 
     /// Names of the endpoint veths with pinned links (to find links of vanished endpoints).
     pub fn pinned_links(&self) -> Vec<String> {
-        self.pinned_names().into_iter().filter(|n| !n.starts_with(UPLINK_PIN_PREFIX)).collect()
+        self.pinned_names()
+            .into_iter()
+            .filter(|n| !n.starts_with(UPLINK_PIN_PREFIX) && !n.starts_with(BRIDGE_PIN_PREFIX))
+            .collect()
     }
 
     fn pinned_names(&self) -> Vec<String> {
