@@ -29,6 +29,38 @@ pub struct TestRunCost {
     pub drop_ns: f64,
 }
 
+impl TestRunCost {
+    /// Each figure the lower of `self`'s and `other`'s.
+    #[must_use]
+    pub fn min(&self, other: &Self) -> Self {
+        Self {
+            floor_ns: self.floor_ns.min(other.floor_ns),
+            redirect_ns: self.redirect_ns.min(other.redirect_ns),
+            pass_ns: self.pass_ns.min(other.pass_ns),
+            drop_ns: self.drop_ns.min(other.drop_ns),
+        }
+    }
+}
+
+impl NatCost {
+    /// The repeated-run figures the lower of `self`'s and `other`'s; the single-run figures
+    /// all from the measurement whose existing-flow egress was lower (they are read against
+    /// its own single-run overhead).
+    #[must_use]
+    pub fn min(&self, other: &Self) -> Self {
+        let singles = if self.egress_ns <= other.egress_ns { self } else { other };
+        Self {
+            egress_new_ns: singles.egress_new_ns,
+            egress_ns: singles.egress_ns,
+            ingress_ns: singles.ingress_ns,
+            host_ns: singles.host_ns,
+            single_run_overhead_ns: singles.single_run_overhead_ns,
+            egress_repeated_ns: self.egress_repeated_ns.min(other.egress_repeated_ns),
+            ingress_repeated_ns: self.ingress_repeated_ns.min(other.ingress_repeated_ns),
+        }
+    }
+}
+
 fn wire(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
 }

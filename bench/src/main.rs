@@ -170,7 +170,7 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     }
     let _ = write!(
         md,
-        "\n| masquerade cost (BPF_PROG_TEST_RUN) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
+        "\n| masquerade cost (BPF_PROG_TEST_RUN, the lower of two measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
         cost.egress_repeated_ns,
         cost.ingress_repeated_ns,
         cost.single_run_overhead_ns,
@@ -335,10 +335,12 @@ fn main() -> Result<()> {
     eprintln!("==> {machine}");
 
     eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
-    let test_run = cost::test_run_cost(if args.quick { 100_000 } else { 1_000_000 })?;
+    let test_run_repeat = if args.quick { 100_000 } else { 1_000_000 };
+    let nat_runs = if args.quick { 300 } else { 2000 };
+    let test_run = cost::test_run_cost(test_run_repeat)?;
 
     eprintln!("==> masquerade cost under BPF_PROG_TEST_RUN");
-    let nat_cost = cost::nat_cost(if args.quick { 300 } else { 2000 })?;
+    let nat_cost = cost::nat_cost(nat_runs)?;
 
     if args.cost_only {
         println!("{test_run:#?}\n{nat_cost:#?}");
@@ -369,6 +371,10 @@ fn main() -> Result<()> {
         flow_rows.push((t.kind.name(), f, drops, held));
     }
     drop(nat_topologies);
+    // The machine is shared and noise only adds: the costs again, the lower of both counts.
+    eprintln!("==> eBPF costs again");
+    let test_run = test_run.min(&cost::test_run_cost(test_run_repeat)?);
+    let nat_cost = nat_cost.min(&cost::nat_cost(nat_runs)?);
     let netd = topologies.iter().find_map(|t| t.daemon());
     let netd_redirects = netd.map_or(0, |d| d.count(None, "redirect-peer"));
     // How much ARP there is to answer: the case for answering it in eBPF.
@@ -399,7 +405,7 @@ fn main() -> Result<()> {
     let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
     let _ = write!(
         md,
-        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN, floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN (the lower of two measurements, before and after the rounds), floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));

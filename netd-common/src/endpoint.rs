@@ -101,5 +101,61 @@ unsafe impl aya::Pod for EndpointCounters {}
 
 /// Entries of the endpoint maps (and of per-endpoint counters, per reason).
 pub const MAX_ENDPOINTS: u32 = 16_384;
+/// Slots of the direct-mapped endpoint tables (`NETD_ENDPOINT_SLOTS_BY_*`, a power of two).
+/// Each endpoint is also kept there, at a slot computed from its key, unless another endpoint
+/// holds that slot; the datapath checks the key and falls back to the hash maps, which hold
+/// every endpoint. An array lookup is a few instructions, a hash lookup hashes the key and
+/// walks a bucket.
+pub const ENDPOINT_SLOTS: u32 = 65_536;
+
+/// The direct-mapped slot of host veth `ifindex`.
+#[must_use]
+pub const fn ifindex_slot(ifindex: u32) -> u32 {
+    ifindex & (ENDPOINT_SLOTS - 1)
+}
+
+/// The direct-mapped slot of IPv4 address `ip` (wire order): the low 16 bits folded with the
+/// high 16 (host order), so that one host number in different networks lands apart.
+#[must_use]
+pub const fn ip_slot(ip: u32) -> u32 {
+    let h = u32::from_be(ip);
+    (h ^ (h >> 16)) & (ENDPOINT_SLOTS - 1)
+}
+
 /// Entries of the network trie.
 pub const MAX_NETWORKS: u32 = 1_024;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::{ifindex_slot, ip_slot, ENDPOINT_SLOTS};
+
+    fn wire(a: [u8; 4]) -> u32 {
+        u32::from_ne_bytes(a)
+    }
+
+    #[test]
+    fn slots_are_in_range_and_spread_networks_apart() {
+        assert_eq!(ifindex_slot(7), 7);
+        assert_eq!(ifindex_slot(ENDPOINT_SLOTS + 7), 7);
+        // The same host number in the default bridge and the first user networks.
+        let slots: Vec<u32> =
+            (17..=40).map(|net| ip_slot(wire([172, net, 0, 2]))).chain([ip_slot(wire([10, 1, 0, 2]))]).collect();
+        let mut unique = slots.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), slots.len(), "{slots:?}");
+        // A /16 maps one to one.
+        let mut all: Vec<u32> = (0..=u16::MAX)
+            .map(|h| {
+                let [hi, lo] = h.to_be_bytes();
+                ip_slot(wire([172, 17, hi, lo]))
+            })
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 65_536);
+    }
+}

@@ -13,7 +13,8 @@ pub mod reason;
 pub mod stats;
 
 pub use endpoint::{
-    EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo, MAX_ENDPOINTS, MAX_NETWORKS,
+    ifindex_slot, ip_slot, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo,
+    ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS,
 };
 pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 pub use nat::{NatConfig, NatEntry, NatFlags, UplinkInfo, MAX_UPLINKS, NAT_DEFAULT_FLOWS};

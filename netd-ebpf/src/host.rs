@@ -9,7 +9,7 @@ use netd_common::{Ipv4Tuple, PacketClass, Reason};
 use netd_ebpf::parse::{eth, ipv4, Frame};
 
 use crate::{
-    maps::NETD_ENDPOINTS_BY_IP,
+    maps::endpoint_by_ip,
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
 
@@ -26,8 +26,7 @@ pub fn to_container(ctx: &TcContext) -> i32 {
         return TC_ACT_OK as i32;
     };
     let dst = ip.raw32::<{ ipv4::DST_OFF }>();
-    // SAFETY: read-only map value, valid for the duration of the program.
-    let Some(peer) = (unsafe { NETD_ENDPOINTS_BY_IP.get(&dst) }) else {
+    let Some(peer) = endpoint_by_ip(dst) else {
         return TC_ACT_OK as i32;
     };
     let dst_mac = (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>());

@@ -11,7 +11,7 @@ use netd_common::{EndpointInfo, Ipv4Tuple, NatEntry, NetworkFlags, PacketClass, 
 use netd_ebpf::parse::{arp, eth, headers_len, parse, Frame, Parsed};
 
 use crate::{
-    maps::{NETD_ENDPOINTS_BY_IFINDEX, NETD_ENDPOINTS_BY_IP, NETD_NAT, NETD_NETWORKS},
+    maps::{endpoint_by_ifindex, endpoint_by_ip, NETD_NAT, NETD_NETWORKS},
     nat::{snat_v4_egress, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
@@ -51,8 +51,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         target: 0,
         via_neigh: false,
     };
-    // SAFETY: map values are read-only here and valid for the duration of the program.
-    let Some(src) = (unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&ifindex) }) else {
+    let Some(src) = endpoint_by_ifindex(ifindex) else {
         // Not (yet) an endpoint: classify and pass.
         return exit(ctx, &v);
     };
@@ -149,8 +148,7 @@ fn ipv4(
     if l2_group || dst_host >> 28 == 0xe || dst_host == u32::MAX || subnet_broadcast {
         return Reason::PassToBridge;
     }
-    // SAFETY: read-only map value, valid for the duration of the program.
-    if let Some(peer) = unsafe { NETD_ENDPOINTS_BY_IP.get(&dst) } {
+    if let Some(peer) = endpoint_by_ip(dst) {
         if peer.network != src.network {
             return Reason::DropCrossNetwork;
         }

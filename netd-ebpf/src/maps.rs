@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netd_common::{
-    Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry, NetworkInfo,
-    UplinkInfo, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
+    ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry,
+    NetworkInfo, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS, NAT_DEFAULT_FLOWS,
+    VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -31,6 +32,39 @@ pub static NETD_ENDPOINTS_BY_IP: HashMap<u32, EndpointInfo> = HashMap::pinned(MA
 /// Endpoints by host-side veth ifindex: who is sending.
 #[map]
 pub static NETD_ENDPOINTS_BY_IFINDEX: HashMap<u32, EndpointInfo> = HashMap::pinned(MAX_ENDPOINTS, 0);
+
+/// Endpoints by host-side veth ifindex, direct-mapped (`netd_common::ifindex_slot`); a slot
+/// whose entry has another ifindex (or none) sends the lookup to the hash map.
+#[map]
+pub static NETD_ENDPOINT_SLOTS_BY_IFINDEX: Array<EndpointInfo> = Array::pinned(ENDPOINT_SLOTS, 0);
+
+/// Endpoints by IPv4 address, direct-mapped (`netd_common::ip_slot`), as above.
+#[map]
+pub static NETD_ENDPOINT_SLOTS_BY_IP: Array<EndpointInfo> = Array::pinned(ENDPOINT_SLOTS, 0);
+
+/// The sending endpoint of veth `ifindex`: its direct-mapped slot, else the hash map.
+#[inline(always)]
+pub fn endpoint_by_ifindex(ifindex: u32) -> Option<&'static EndpointInfo> {
+    if let Some(e) = NETD_ENDPOINT_SLOTS_BY_IFINDEX.get(ifindex_slot(ifindex)) {
+        if e.ifindex == ifindex && ifindex != 0 {
+            return Some(e);
+        }
+    }
+    // SAFETY: map values are read-only in the datapath and valid for the program's run.
+    unsafe { NETD_ENDPOINTS_BY_IFINDEX.get(&ifindex) }
+}
+
+/// The endpoint with address `ip` (wire order): its direct-mapped slot, else the hash map.
+#[inline(always)]
+pub fn endpoint_by_ip(ip: u32) -> Option<&'static EndpointInfo> {
+    if let Some(e) = NETD_ENDPOINT_SLOTS_BY_IP.get(ip_slot(ip)) {
+        if e.ip == ip && e.ifindex != 0 {
+            return Some(e);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { NETD_ENDPOINTS_BY_IP.get(&ip) }
+}
 
 /// Networks by subnet (longest prefix match on an IPv4 address, wire order).
 #[map]

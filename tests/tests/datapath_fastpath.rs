@@ -296,3 +296,34 @@ fn removed_endpoints_are_no_longer_a_destination() {
     expect(&mut t, "a", "10.1.0.2", "10.1.0.20", Reason::PassToBridge);
     assert_ne!(b, 999_999);
 }
+
+#[test]
+fn endpoints_sharing_a_direct_mapped_slot_are_all_found() {
+    let mut t = topology();
+    // d (10.2.0.3) and i (10.3.0.2) land in the same slot of the by-address table: d, set
+    // first, holds it; i is found in the hash map.
+    assert_eq!(netd_common::ip_slot(wire(ip("10.2.0.3"))), netd_common::ip_slot(wire(ip("10.3.0.2"))));
+    let bridge_mac = [0x02, 0x42, 0xaa, 0xbb, 0xcc, 0xdd];
+    let to = |t: &mut Topology, dst: &str| {
+        let frame = ipv4_frame_from(bridge_mac, "10.2.0.1", dst, docker_mac(ip(dst)), PROTO_UDP);
+        let out = t.ns.run(|| to_container(&mut t.dp, &frame));
+        (out.verdict, out.events.first().map(|e| e.target))
+    };
+    assert_eq!(to(&mut t, "10.2.0.3"), (TC_ACT_REDIRECT, Some(t.ifindex["d"])));
+    assert_eq!(to(&mut t, "10.3.0.2"), (TC_ACT_REDIRECT, Some(t.ifindex["i"])));
+    expect(&mut t, "c", "10.2.0.2", "10.2.0.3", Reason::DropIccDisabled);
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.1", Reason::PassToStack);
+    // d leaves: its slot is emptied (not left pointing at it), i is still found, and takes the
+    // slot when set again.
+    let d = ip("10.2.0.3");
+    t.dp.remove_endpoint(d, t.ifindex["d"]).expect("remove d");
+    assert_eq!(to(&mut t, "10.2.0.3"), (TC_ACT_OK, None));
+    assert_eq!(to(&mut t, "10.3.0.2"), (TC_ACT_REDIRECT, Some(t.ifindex["i"])));
+    let i = t.dp.endpoints().expect("endpoints").into_iter().find(|e| e.ip == wire(ip("10.3.0.2"))).expect("i");
+    t.dp.set_endpoint(&i).expect("set i again");
+    assert_eq!(to(&mut t, "10.3.0.2"), (TC_ACT_REDIRECT, Some(t.ifindex["i"])));
+    // Removing by address alone (its veth gone) finds the ifindex and empties both slots.
+    t.dp.remove_endpoint(ip("10.3.0.2"), 0).expect("remove i by address");
+    assert_eq!(to(&mut t, "10.3.0.2"), (TC_ACT_OK, None));
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.1", Reason::PassIpv4);
+}

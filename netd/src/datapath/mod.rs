@@ -21,12 +21,12 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::{Key as LpmKey, LpmTrie},
-        HashMap, MapData, MapError, RingBuf,
+        Array, HashMap, MapData, MapError, RingBuf,
     },
     programs::{links::FdLink, ProgramError, SchedClassifier, TcAttachType},
     Ebpf, EbpfError, EbpfLoader,
 };
-use netd_common::{EndpointInfo, Event, NetworkInfo};
+use netd_common::{ifindex_slot, ip_slot, EndpointInfo, Event, NetworkInfo};
 
 /// The eBPF object built by `build.rs` from `netd-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
@@ -44,6 +44,8 @@ const BRIDGE_PIN_PREFIX: &str = "bridge:";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
+const MAP_SLOTS_BY_IP: &str = "NETD_ENDPOINT_SLOTS_BY_IP";
+const MAP_SLOTS_BY_IFINDEX: &str = "NETD_ENDPOINT_SLOTS_BY_IFINDEX";
 const MAP_NETWORKS: &str = "NETD_NETWORKS";
 const MAP_EVENTS: &str = "NETD_EVENTS";
 
@@ -325,7 +327,11 @@ impl Datapath {
             .unwrap_or_default()
     }
 
-    /// Adds or replaces an endpoint in both endpoint maps.
+    /// Adds or replaces an endpoint in both endpoint maps, then in its direct-mapped slots
+    /// where they are free or already its own (see `netd_common::ENDPOINT_SLOTS`). The order
+    /// (hash maps first; on removal, slots first) means a slot never holds an endpoint the hash
+    /// maps lack, whenever the daemon stops. An endpoint that found its slot taken is served by
+    /// the hash maps; it takes the slot when it is set again after the holder left (at restart).
     pub fn set_endpoint(&mut self, ep: &EndpointInfo) -> Result<()> {
         let by_ip =
             self.ebpf.map_mut(MAP_ENDPOINTS_BY_IP).ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IP })?;
@@ -338,12 +344,49 @@ impl Datapath {
             .ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IFINDEX })?;
         HashMap::<_, u32, EndpointInfo>::try_from(by_ifindex)
             .and_then(|mut m| m.insert(ep.ifindex, ep, 0))
-            .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))
+            .map_err(map_err(MAP_ENDPOINTS_BY_IFINDEX))?;
+        self.set_slot(MAP_SLOTS_BY_IFINDEX, ifindex_slot(ep.ifindex), ep, |cur| cur.ifindex == ep.ifindex)?;
+        self.set_slot(MAP_SLOTS_BY_IP, ip_slot(ep.ip), ep, |cur| cur.ip == ep.ip)
     }
 
-    /// Removes an endpoint from both maps (absent keys are fine).
+    /// Writes `ep` into `slot` of the direct-mapped table `name` if the slot is free or holds
+    /// the same key (`same`).
+    fn set_slot(
+        &mut self,
+        name: &'static str,
+        slot: u32,
+        ep: &EndpointInfo,
+        same: impl Fn(&EndpointInfo) -> bool,
+    ) -> Result<()> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        let mut slots = Array::<_, EndpointInfo>::try_from(map).map_err(map_err(name))?;
+        let cur = slots.get(&slot, 0).map_err(map_err(name))?;
+        if cur.ifindex == 0 || same(&cur) {
+            slots.set(slot, ep, 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Empties `slot` of the direct-mapped table `name` if it holds the key (`same`).
+    fn clear_slot(&mut self, name: &'static str, slot: u32, same: impl Fn(&EndpointInfo) -> bool) -> Result<()> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        let mut slots = Array::<_, EndpointInfo>::try_from(map).map_err(map_err(name))?;
+        let cur = slots.get(&slot, 0).map_err(map_err(name))?;
+        if cur.ifindex != 0 && same(&cur) {
+            slots.set(slot, EndpointInfo::default(), 0).map_err(map_err(name))?;
+        }
+        Ok(())
+    }
+
+    /// Removes an endpoint from its direct-mapped slots, then from both maps (absent keys are
+    /// fine). `ifindex` 0 (its veth is gone) means the one the map has for `ip`.
     pub fn remove_endpoint(&mut self, ip: Ipv4Addr, ifindex: u32) -> Result<()> {
         let key = u32::from_ne_bytes(ip.octets());
+        let ifindex = if ifindex == 0 { self.endpoint_by_ip(key)?.map_or(0, |e| e.ifindex) } else { ifindex };
+        self.clear_slot(MAP_SLOTS_BY_IP, ip_slot(key), |cur| cur.ip == key)?;
+        if ifindex != 0 {
+            self.clear_slot(MAP_SLOTS_BY_IFINDEX, ifindex_slot(ifindex), |cur| cur.ifindex == ifindex)?;
+        }
         for (name, k) in [(MAP_ENDPOINTS_BY_IP, key), (MAP_ENDPOINTS_BY_IFINDEX, ifindex)] {
             let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
             let mut m = HashMap::<_, u32, EndpointInfo>::try_from(map).map_err(map_err(name))?;
@@ -353,6 +396,16 @@ impl Datapath {
             }
         }
         Ok(())
+    }
+
+    fn endpoint_by_ip(&self, ip: u32) -> Result<Option<EndpointInfo>> {
+        let map = self.ebpf.map(MAP_ENDPOINTS_BY_IP).ok_or(DatapathError::MissingMap { name: MAP_ENDPOINTS_BY_IP })?;
+        let m = HashMap::<_, u32, EndpointInfo>::try_from(map).map_err(map_err(MAP_ENDPOINTS_BY_IP))?;
+        match m.get(&ip, 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(map_err(MAP_ENDPOINTS_BY_IP)(e)),
+        }
     }
 
     /// Every endpoint in the by-ifindex map.
