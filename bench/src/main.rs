@@ -104,10 +104,10 @@ fn measure(
 }
 
 /// Forwarding rate and RR with `n` endpoints attached, and the control plane's time per
-/// sandbox create and remove.
+/// sandbox create and remove. Every size is built first, then measured interleaved round by
+/// round, so that the ratios to the smallest size are side by side.
 fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec<serde_json::Value>> {
-    let mut rows = Vec::new();
-    let _ = writeln!(md, "\n### Scale (netd)\n\n| endpoints | UDP pps (median) | RR trans/s (median) | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|");
+    let mut built = Vec::new();
     for &n in sizes {
         let t = Topology::netd(&[])?;
         let d = t.daemon().expect("netd topology");
@@ -119,15 +119,32 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
             anyhow::ensure!(r.code == 0, "netd run: {}", r.stderr);
             create.push(start.elapsed().as_secs_f64() * 1e3);
         }
-        let (mut udp, mut rr) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            udp.push(workload::udp_rate(&t.a, &t.b, secs)?);
-            rr.push(workload::tcp_rr(&t.a, &t.b, secs)?.tps);
+        built.push((n, t, create));
+    }
+    let (mut udp, mut rr) = (vec![Vec::new(); built.len()], vec![Vec::new(); built.len()]);
+    for _ in 0..rounds {
+        for (i, (_, t, _)) in built.iter().enumerate() {
+            udp[i].push(workload::udp_rate(&t.a, &t.b, secs)?);
+            rr[i].push(workload::tcp_rr(&t.a, &t.b, secs)?.tps);
         }
+    }
+    // Per-round ratios to the first (smallest) size.
+    let vs_first = |v: &[Vec<f64>], i: usize| {
+        let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
+        report::median(&mut r)
+    };
+    let first = sizes.first().copied().unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds).\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|"
+    );
+    let mut rows = Vec::new();
+    for (i, (n, t, mut create)) in built.into_iter().enumerate() {
+        let d = t.daemon().expect("netd topology");
         let mut remove = Vec::new();
-        for i in 2..n {
+        for j in 2..n {
             let start = Instant::now();
-            let r = d.netd(&["rm", "-f", &format!("scale{i}")]);
+            let r = d.netd(&["rm", "-f", &format!("scale{j}")]);
             anyhow::ensure!(r.code == 0, "netd rm: {}", r.stderr);
             remove.push(start.elapsed().as_secs_f64() * 1e3);
         }
@@ -139,9 +156,16 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
                 format!("{:.1} / {:.1} ms / {:.1} s", percentile(v, 0.5), percentile(v, 0.99), total / 1e3)
             }
         };
-        let (udp_m, rr_m) = (report::median(&mut udp), report::median(&mut rr));
-        let _ = writeln!(md, "| {n} | {udp_m:.0} | {rr_m:.0} | {} | {} |", ops(&mut create), ops(&mut remove));
-        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp, "rr_tps": rr, "create_ms": create, "remove_ms": remove }));
+        let (udp_m, rr_m) = (report::median(&mut udp[i].clone()), report::median(&mut rr[i].clone()));
+        let _ = writeln!(
+            md,
+            "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {} | {} |",
+            vs_first(&udp, i),
+            vs_first(&rr, i),
+            ops(&mut create),
+            ops(&mut remove)
+        );
+        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "create_ms": create, "remove_ms": remove }));
     }
     Ok(rows)
 }
@@ -410,7 +434,7 @@ fn main() -> Result<()> {
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
     eprintln!("==> scale: {sizes:?} endpoints");
-    let scale_rows = scale(sizes, secs, rounds.min(3), &mut md)?;
+    let scale_rows = scale(sizes, secs, rounds.min(5), &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
 
     let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;
