@@ -6,7 +6,7 @@
 use std::{net::Ipv4Addr, os::fd::OwnedFd, time::Duration};
 
 use anyhow::{Context as _, Result};
-use aya::programs::{loaded_programs, TestRun as _, TestRunOptions};
+use aya::programs::{loaded_programs, SchedClassifier, TestRun as _, TestRunOptions};
 use netd::datapath::{Datapath, LoadOptions};
 use netd_common::{EndpointInfo, NetworkFlags, Reason};
 use netd_tests::{
@@ -61,6 +61,27 @@ impl NatCost {
     }
 }
 
+/// Measurements per figure of [`median_of_runs`].
+const MEASUREMENTS: u32 = 5;
+
+/// The median over [`MEASUREMENTS`] test runs of `program`, each of `repeat` runs of `data` as
+/// if it arrived on `ifindex`, in ns per run.
+fn median_of_runs(program: &SchedClassifier, ifindex: u32, data: &[u8], repeat: u32) -> Result<f64> {
+    let mut ctx = [0u8; SK_BUFF_SIZE];
+    ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut samples = Vec::new();
+    for _ in 0..MEASUREMENTS {
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(data),
+            ctx_in: Some(&ctx),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        samples.push(r.duration.as_nanos() as f64);
+    }
+    Ok(crate::report::median(&mut samples))
+}
+
 fn wire(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
 }
@@ -90,21 +111,7 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
         Ethernet::new(docker_mac(ipa), docker_mac(dst), ETH_P_IPV4)
             .frame(&Ipv4::new(src, dst, PROTO_UDP).packet(&udp(src, dst, 5000, 6000, &[0; 18])))
     };
-    let run = |dp: &Datapath, ifindex: u32, data: &[u8]| -> Result<f64> {
-        let mut ctx = [0u8; SK_BUFF_SIZE];
-        ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut samples = Vec::new();
-        for _ in 0..5 {
-            let r = dp.from_container().test_run(TestRunOptions {
-                data_in: Some(data),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..TestRunOptions::default()
-            })?;
-            samples.push(r.duration.as_nanos() as f64);
-        }
-        Ok(crate::report::median(&mut samples))
-    };
+    let run = |dp: &Datapath, ifindex: u32, data: &[u8]| median_of_runs(dp.from_container(), ifindex, data, repeat);
     ns.run(|| -> Result<TestRunCost> {
         Ok(TestRunCost {
             floor_ns: run(&dp, 1, &frame(ipa, ipb))?,
@@ -282,23 +289,13 @@ fn identity_cost(dp: &Datapath, ib: u32, iup: u32, up: Ipv4Addr, server: Ipv4Add
     let back = frame(server, up, 53, 5000, SERVER_MAC, UPLINK_MAC);
     // 200 runs: the TTL goes from 255 to 55, never to the 1 that would change the path.
     let measure = |uplink: bool, ifindex: u32, data: &[u8], reason: Reason, repeat: u32| -> Result<f64> {
-        let mut ctx = [0u8; SK_BUFF_SIZE];
-        ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
         let program = if uplink { dp.from_uplink() } else { dp.from_container() };
         let before = dp.reason_counter(reason)?.packets;
-        let mut samples = Vec::new();
-        for _ in 0..5 {
-            let r = program.test_run(TestRunOptions {
-                data_in: Some(data),
-                ctx_in: Some(&ctx),
-                repeat,
-                ..TestRunOptions::default()
-            })?;
-            samples.push(r.duration.as_nanos() as f64);
-        }
+        let ns = median_of_runs(program, ifindex, data, repeat)?;
         let took = dp.reason_counter(reason)?.packets - before;
-        anyhow::ensure!(took == 5 * u64::from(repeat), "{took} of {} runs took {}", 5 * repeat, reason.name());
-        Ok(crate::report::median(&mut samples))
+        let runs = u64::from(MEASUREMENTS) * u64::from(repeat);
+        anyhow::ensure!(took == runs, "{took} of {runs} runs took {}", reason.name());
+        Ok(ns)
     };
     // The first run creates the flow.
     measure(false, ib, &out, Reason::RedirectNat, 1)?;

@@ -9,6 +9,7 @@ use netd_common::{Ipv4Tuple, PacketClass, Reason};
 use netd_ebpf::parse::{eth, ipv4, Frame};
 
 use crate::{
+    lxc::mac_words,
     maps::endpoint_by_ip,
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
@@ -30,11 +31,7 @@ pub fn to_container(ctx: &TcContext) -> i32 {
         return TC_ACT_OK as i32;
     };
     let dst_mac = (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>());
-    let peer_mac = (
-        u32::from_ne_bytes([peer.mac[0], peer.mac[1], peer.mac[2], peer.mac[3]]),
-        u16::from_ne_bytes([peer.mac[4], peer.mac[5]]),
-    );
-    if dst_mac != peer_mac {
+    if dst_mac != mac_words(&peer.mac) {
         // Resolved to another MAC (a stale neighbour, a foreign device): the bridge decides.
         return TC_ACT_OK as i32;
     }

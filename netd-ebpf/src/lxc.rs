@@ -178,8 +178,9 @@ fn ipv4(
     Reason::PassToStack
 }
 
+/// A MAC as the words `Header::raw32`/`raw16` read at its offset, for comparing with packet bytes.
 #[inline(always)]
-fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
+pub fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
     (u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]), u16::from_ne_bytes([mac[4], mac[5]]))
 }
 
