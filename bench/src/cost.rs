@@ -12,7 +12,7 @@ use netd_common::{EndpointInfo, NetworkFlags, Reason};
 use netd_tests::{
     bpf::{SK_BUFF_IFINDEX_OFF, SK_BUFF_SIZE},
     netns::{Link, NetNs},
-    packet::{docker_mac, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_UDP},
+    packet::{docker_mac, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_TCP, PROTO_UDP},
 };
 
 /// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (median of 5
@@ -52,6 +52,7 @@ impl NatCost {
         Self {
             egress_new_ns: singles.egress_new_ns,
             egress_ns: singles.egress_ns,
+            egress_reopen_ns: singles.egress_reopen_ns,
             ingress_ns: singles.ingress_ns,
             host_ns: singles.host_ns,
             single_run_overhead_ns: singles.single_run_overhead_ns,
@@ -154,6 +155,9 @@ pub struct NatCost {
     pub egress_new_ns: f64,
     /// `netd_from_container`, an existing flow: FIB lookup, one entry lookup, rewrite.
     pub egress_ns: f64,
+    /// `netd_from_container`, a TCP SYN that reuses the port of a closed flow (each connection
+    /// of a connect/close loop): the flow starts over in both entries.
+    pub egress_reopen_ns: f64,
     /// `netd_from_uplink`, a reply: one entry lookup, one endpoint lookup, rewrite.
     pub ingress_ns: f64,
     /// `netd_from_uplink`, the host's own traffic (no flow): parse, one lookup, one counter.
@@ -168,6 +172,10 @@ pub struct NatCost {
     pub egress_repeated_ns: f64,
     pub ingress_repeated_ns: f64,
 }
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 1];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 2];
@@ -219,23 +227,13 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
         Ethernet::new(docker_mac(ipa), docker_mac(gw), ETH_P_IPV4)
             .frame(&Ipv4::new(ipa, server, PROTO_UDP).packet(&udp(ipa, server, sport, 53, &[0; 18])))
     };
+    let egress_tcp = |sport: u16, flags: u8| {
+        Ethernet::new(docker_mac(ipa), docker_mac(gw), ETH_P_IPV4)
+            .frame(&Ipv4::new(ipa, server, PROTO_TCP).packet(&tcp(ipa, server, sport, 80, flags, &[])))
+    };
     let reply = |dport: u16| {
         Ethernet::new([2, 0, 0, 0, 0x99, 2], [2, 0, 0, 0, 0x99, 1], ETH_P_IPV4)
             .frame(&Ipv4::new(server, up, PROTO_UDP).packet(&udp(server, up, 53, dport, &[0; 18])))
-    };
-    let once = |dp: &Datapath, uplink: bool, ifindex: u32, data: &[u8]| -> Result<(f64, u16)> {
-        let mut ctx = [0u8; SK_BUFF_SIZE];
-        ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut out = vec![0u8; data.len() + 64];
-        let program = if uplink { dp.from_uplink() } else { dp.from_container() };
-        let r = program.test_run(TestRunOptions {
-            data_in: Some(data),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..TestRunOptions::default()
-        })?;
-        // The source port as it left (the NAT port).
-        Ok((r.duration.as_nanos() as f64, u16::from_be_bytes([out[34], out[35]])))
     };
     let repeated = |dp: &Datapath, data: &[u8]| -> Result<f64> {
         let r = dp.from_container().test_run(TestRunOptions {
@@ -248,6 +246,7 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
     ns.run(|| -> Result<NatCost> {
         let (egress_repeated_ns, ingress_repeated_ns) = identity_cost(&dp, ib, iup, up, server)?;
         let (mut new, mut hit, mut back, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut reopen = Vec::new();
         // The floor path (a device that is no endpoint) does not change the packet: it can be
         // measured repeated and single.
         let (mut floor_single, mut floor_repeated) = (Vec::new(), Vec::new());
@@ -255,17 +254,23 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
             floor_repeated.push(repeated(&dp, &egress(1))?);
         }
         for i in 0..runs {
-            floor_single.push(once(&dp, false, 1, &egress(1))?.0);
+            floor_single.push(single_run(&dp, false, 1, &egress(1))?.0);
             let sport = 40_000 + i;
-            let (t, nat_port) = once(&dp, false, ia, &egress(sport))?;
+            let (t, nat_port) = single_run(&dp, false, ia, &egress(sport))?;
             new.push(t);
-            hit.push(once(&dp, false, ia, &egress(sport))?.0);
-            back.push(once(&dp, true, iup, &reply(nat_port))?.0);
-            host.push(once(&dp, true, iup, &reply(1000))?.0);
+            hit.push(single_run(&dp, false, ia, &egress(sport))?.0);
+            back.push(single_run(&dp, true, iup, &reply(nat_port))?.0);
+            host.push(single_run(&dp, true, iup, &reply(1000))?.0);
+            // A connection (SYN, then FIN), then the next one on the same port.
+            let sport = 50_000 + i;
+            single_run(&dp, false, ia, &egress_tcp(sport, TCP_SYN))?;
+            single_run(&dp, false, ia, &egress_tcp(sport, TCP_FIN | TCP_ACK))?;
+            reopen.push(single_run(&dp, false, ia, &egress_tcp(sport, TCP_SYN))?.0);
         }
         Ok(NatCost {
             egress_new_ns: crate::report::median(&mut new),
             egress_ns: crate::report::median(&mut hit),
+            egress_reopen_ns: crate::report::median(&mut reopen),
             ingress_ns: crate::report::median(&mut back),
             host_ns: crate::report::median(&mut host),
             single_run_overhead_ns: crate::report::median(&mut floor_single)
@@ -274,6 +279,22 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
             ingress_repeated_ns,
         })
     })
+}
+
+/// One test run of `data` as if it arrived on `ifindex` (an uplink: `netd_from_uplink`, else
+/// `netd_from_container`): its duration in ns, and the source port as it left (the NAT port).
+fn single_run(dp: &Datapath, uplink: bool, ifindex: u32, data: &[u8]) -> Result<(f64, u16)> {
+    let mut ctx = [0u8; SK_BUFF_SIZE];
+    ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut out = vec![0u8; data.len() + 64];
+    let program = if uplink { dp.from_uplink() } else { dp.from_container() };
+    let r = program.test_run(TestRunOptions {
+        data_in: Some(data),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        ..TestRunOptions::default()
+    })?;
+    Ok((r.duration.as_nanos() as f64, u16::from_be_bytes([out[34], out[35]])))
 }
 
 /// The existing-flow paths under repeated runs (see [`NatCost::egress_repeated_ns`]): endpoint

@@ -35,6 +35,36 @@ struct Args {
     /// Endpoint counts for the scale section (default: 2,20 quick; 2,100,1000 full).
     #[arg(long, value_delimiter = ',')]
     scale: Vec<usize>,
+    /// A focused run for A/B-ing a change: only these workloads (tcp, udp, rr, crr, host-udp,
+    /// host-rr), and only the rounds: no costs, flows or scale. Prints each column's median
+    /// per-round ratios to docker, bridge and veth (those that ran).
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
+    /// docker-nat, netd-nat, netd-nat-xdp).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+}
+
+/// What a focused run measures: its workloads and columns (empty: all).
+#[derive(Default)]
+struct Focus {
+    workloads: Vec<String>,
+    columns: Vec<String>,
+}
+
+impl Focus {
+    fn is_set(&self) -> bool {
+        !self.workloads.is_empty() || !self.columns.is_empty()
+    }
+
+    fn workload(&self, w: &str) -> bool {
+        self.workloads.is_empty() || self.workloads.iter().any(|x| x == w)
+    }
+
+    fn column(&self, k: Kind) -> bool {
+        self.columns.is_empty() || self.columns.iter().any(|x| x == k.name())
+    }
 }
 
 fn load1() -> f64 {
@@ -194,12 +224,13 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     }
     let _ = write!(
         md,
-        "\n| masquerade cost (BPF_PROG_TEST_RUN, the lower of two measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
+        "\n| masquerade cost (BPF_PROG_TEST_RUN, the lower of two measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| egress, TCP SYN reusing a closed flow's port (a connect/close loop), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
         cost.egress_repeated_ns,
         cost.ingress_repeated_ns,
         cost.single_run_overhead_ns,
         cost.egress_ns - cost.single_run_overhead_ns,
         cost.egress_new_ns - cost.single_run_overhead_ns,
+        cost.egress_reopen_ns - cost.single_run_overhead_ns,
         cost.ingress_ns - cost.single_run_overhead_ns,
         cost.host_ns - cost.single_run_overhead_ns
     );
@@ -294,25 +325,37 @@ fn runs(t: &Topology, metric: &str) -> bool {
     }
 }
 
+/// A column's name in the report: the masquerade columns are "docker", "netd" and
+/// "netd-xdp-pass" of their own table.
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::DockerNat => "docker",
+        Kind::NetdNat => "netd",
+        Kind::NetdNatXdp => "netd-xdp-pass",
+        k => k.name(),
+    }
+}
+
 /// Every workload on every topology, `rounds` times, interleaved. The kernel's run-time
 /// statistics stay off: they add two clock reads to every run of netd's programs.
-fn run_rounds(topologies: &[Topology], nat_topologies: &[Topology], rounds: u32, secs: f64) -> Result<Rounds> {
+fn run_rounds(
+    topologies: &[Topology],
+    nat_topologies: &[Topology],
+    rounds: u32,
+    secs: f64,
+    focus: &Focus,
+) -> Result<Rounds> {
     let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
-        for metric in WORKLOADS {
+        for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
             for t in topologies.iter().chain(nat_topologies) {
                 if !runs(t, metric) {
                     continue;
                 }
-                // The masquerade pair is reported as "docker" and "netd" of its own table.
-                let (label, out) = match t.kind {
-                    Kind::DockerNat => ("docker", &mut nat_samples),
-                    Kind::NetdNat => ("netd", &mut nat_samples),
-                    Kind::NetdNatXdp => ("netd-xdp-pass", &mut nat_samples),
-                    k => (k.name(), &mut samples),
-                };
+                let out = if Kind::NAT.contains(&t.kind) { &mut nat_samples } else { &mut samples };
+                let label = label(t.kind);
                 measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
             }
@@ -347,6 +390,54 @@ fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64) ->
     Ok(live)
 }
 
+/// `netd_from_container`'s live cost in the netd column over every container-to-container
+/// workload: ns per run, and runs.
+fn live_container_to_container(live: &Live) -> (f64, u64) {
+    let (time, runs) = live
+        .iter()
+        .filter(|((column, metric, program), _)| {
+            *column == Kind::Netd.name() && !metric.starts_with("host-") && *program == "netd_from_conta"
+        })
+        .fold((Duration::ZERO, 0u64), |(t, n), (_, (dt, dn))| (t + *dt, n + dn));
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    let ns = if runs > 0 { time.as_nanos() as f64 / runs as f64 } else { f64::NAN };
+    (ns, runs)
+}
+
+/// A focused run (`--workloads`, `--columns`): the rounds alone, then every column's median
+/// per-round ratio to docker's (the masquerade columns to docker-nat's), bridge's and veth's
+/// where those columns ran.
+fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
+    let build = |kinds: &[Kind]| -> Result<Vec<Topology>> {
+        kinds.iter().filter(|k| focus.column(**k)).map(|k| Topology::build(*k)).collect()
+    };
+    let (topologies, nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
+    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, focus)?;
+    for (section, samples, columns) in
+        [("container to container", &samples, &topologies), ("masquerade", &nat_samples, &nat_topologies)]
+    {
+        let mut metrics: Vec<&str> = samples.iter().map(|s| s.metric.as_str()).collect();
+        metrics.sort_unstable();
+        metrics.dedup();
+        for metric in metrics {
+            for t in columns {
+                let label = label(t.kind);
+                let mut values: Vec<f64> =
+                    samples.iter().filter(|s| s.metric == metric && s.topology == label).map(|s| s.value).collect();
+                let mut line =
+                    format!("{section:24} {metric:14} {label:18} median {:>12.1}", report::median(&mut values));
+                for base in ["docker", "bridge", "veth"] {
+                    if columns.iter().any(|c| self::label(c.kind) == base) {
+                        let _ = write!(line, "  vs {base} {:.3}×", report::ratio(samples, metric, label, base));
+                    }
+                }
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 10 });
@@ -357,6 +448,10 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let machine = machine();
     eprintln!("==> {machine}");
+    let focus = Focus { workloads: args.workloads, columns: args.columns };
+    if focus.is_set() {
+        return focused(&focus, rounds, secs);
+    }
 
     eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
     let test_run_repeat = if args.quick { 100_000 } else { 1_000_000 };
@@ -373,7 +468,7 @@ fn main() -> Result<()> {
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs)?;
+    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, &Focus::default())?;
     eprintln!("==> live cost (run-time statistics on)");
     let live = live_cost(&topologies, &nat_topologies, secs)?;
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
@@ -418,15 +513,7 @@ fn main() -> Result<()> {
         report::ratio(&samples, "host_udp_pps", "netd", "netd-bridged-host"),
         report::ratio(&samples, "host_rr_tps", "netd", "netd-bridged-host"),
     );
-    // The netd column's programs over every workload.
-    let (live_time, live_runs) = live
-        .iter()
-        .filter(|((column, metric, program), _)| {
-            *column == Kind::Netd.name() && !metric.starts_with("host-") && *program == "netd_from_conta"
-        })
-        .fold((Duration::ZERO, 0u64), |(t, n), (_, (dt, dn))| (t + *dt, n + dn));
-    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-    let live_ns = if live_runs > 0 { live_time.as_nanos() as f64 / live_runs as f64 } else { f64::NAN };
+    let (live_ns, live_runs) = live_container_to_container(&live);
     let _ = write!(
         md,
         "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN (the lower of two measurements, before and after the rounds), floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",

@@ -9,7 +9,6 @@ use netd_common::{Ipv4Tuple, PacketClass, Reason};
 use netd_ebpf::parse::{eth, ipv4, Frame};
 
 use crate::{
-    lxc::mac_words,
     maps::endpoint_by_ip,
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
@@ -31,7 +30,7 @@ pub fn to_container(ctx: &TcContext) -> i32 {
         return TC_ACT_OK as i32;
     };
     let dst_mac = (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>());
-    if dst_mac != mac_words(&peer.mac) {
+    if dst_mac != peer.mac_words() {
         // Resolved to another MAC (a stale neighbour, a foreign device): the bridge decides.
         return TC_ACT_OK as i32;
     }

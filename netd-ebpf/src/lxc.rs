@@ -56,12 +56,15 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         return exit(ctx, &v);
     };
     v.slot = src.slot;
-    let mut peer_mac = [0u8; 6];
+    let mut peer = None;
     let mut flow = None;
-    v.reason = decide(&frame, &parsed, src, &mut v.target, &mut peer_mac, &mut flow);
+    v.reason = decide(&frame, &parsed, src, &mut peer, &mut flow);
     let masquerade = match v.reason {
         Reason::RedirectPeer => {
-            set_dst_mac(ctx, &frame, &peer_mac);
+            if let Some(peer) = peer {
+                v.target = peer.ifindex;
+                set_dst_mac(ctx, &frame, peer);
+            }
             false
         }
         // A known masqueraded flow.
@@ -79,22 +82,22 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     exit(ctx, &v)
 }
 
-/// The verdict for a well-formed frame from endpoint `src`. [`Reason::RedirectNat`] means "a
-/// known masqueraded flow", whose entry is in `flow`.
+/// The verdict for a well-formed frame from endpoint `src`. [`Reason::RedirectPeer`] names the
+/// peer endpoint in `peer`; [`Reason::RedirectNat`] means "a known masqueraded flow", whose
+/// entry is in `flow`.
 #[inline(always)]
 fn decide(
     frame: &Frame,
     p: &Parsed,
     src: &EndpointInfo,
-    target: &mut u32,
-    peer_mac: &mut [u8; 6],
+    peer: &mut Option<&'static EndpointInfo>,
     flow: &mut Option<*mut NatEntry>,
 ) -> Reason {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return Reason::DropShortEthernet;
     };
     let src_mac = (l2.raw32::<{ eth::SRC_OFF }>(), l2.raw16::<{ eth::SRC_OFF + 4 }>());
-    if src_mac != mac_words(&src.mac) {
+    if src_mac != src.mac_words() {
         return Reason::DropSpoofedMac;
     }
     match p.class {
@@ -105,7 +108,7 @@ fn decide(
             let sha = (a.raw32::<{ arp::SHA_OFF }>(), a.raw16::<{ arp::SHA_OFF + 4 }>());
             let spa = a.raw32::<{ arp::SPA_OFF }>();
             // An ARP probe has sender address 0.0.0.0.
-            if sha != mac_words(&src.mac) || (spa != 0 && spa != src.ip) {
+            if sha != src.mac_words() || (spa != 0 && spa != src.ip) {
                 return Reason::DropSpoofedIp;
             }
             Reason::PassArp
@@ -114,7 +117,7 @@ fn decide(
         | PacketClass::Ipv4Udp
         | PacketClass::Ipv4Icmp
         | PacketClass::Ipv4Other
-        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, target, peer_mac, flow),
+        | PacketClass::Ipv4Fragment => ipv4(l2.raw16::<{ eth::DST_OFF }>(), &p.tuple, src, peer, flow),
         PacketClass::Ipv6 | PacketClass::OtherL2 | PacketClass::Unknown => p.pass_reason(),
     }
 }
@@ -124,8 +127,7 @@ fn ipv4(
     dst_mac_first: u16,
     t: &Ipv4Tuple,
     src: &EndpointInfo,
-    target: &mut u32,
-    peer_mac: &mut [u8; 6],
+    to: &mut Option<&'static EndpointInfo>,
     flow: &mut Option<*mut NatEntry>,
 ) -> Reason {
     if t.src_addr != src.ip {
@@ -155,8 +157,7 @@ fn ipv4(
         if src.flags & NetworkFlags::ICC == 0 {
             return Reason::DropIccDisabled;
         }
-        *target = peer.ifindex;
-        *peer_mac = peer.mac;
+        *to = Some(peer);
         return Reason::RedirectPeer;
     }
     if dst == src.gateway {
@@ -178,21 +179,15 @@ fn ipv4(
     Reason::PassToStack
 }
 
-/// A MAC as the words `Header::raw32`/`raw16` read at its offset, for comparing with packet bytes.
-#[inline(always)]
-pub fn mac_words(mac: &[u8; 6]) -> (u32, u16) {
-    (u32::from_ne_bytes([mac[0], mac[1], mac[2], mac[3]]), u16::from_ne_bytes([mac[4], mac[5]]))
-}
-
 /// Makes the destination MAC the peer's (it already is when the sender resolved the peer with
 /// ARP, the common case, and then nothing is written).
 #[inline(always)]
-fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer_mac: &[u8; 6]) {
+fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer: &EndpointInfo) {
     let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
         return;
     };
-    if (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>()) != mac_words(peer_mac) {
-        let _ = ctx.store(eth::DST_OFF, peer_mac, 0);
+    if (l2.raw32::<{ eth::DST_OFF }>(), l2.raw16::<{ eth::DST_OFF + 4 }>()) != peer.mac_words() {
+        let _ = ctx.store(eth::DST_OFF, &peer.mac, 0);
     }
 }
 

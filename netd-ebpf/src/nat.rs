@@ -199,14 +199,14 @@ pub fn snat_v4_egress(
     let (nat_addr, nat_port, hop) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
-        if l4.nat_flags & NatFlags::TCP_SYN != 0 {
-            reopen_if_closed(&key, e, now);
+        let stale = now > e.last_seen + NAT_REFRESH_NS;
+        let syn = l4.nat_flags & NatFlags::TCP_SYN != 0;
+        if syn || stale {
+            // A SYN on a closed connection (the container reused its port), or a packet after
+            // a quiet while on an expired flow: the flow starts over.
+            restart_if_over(&key, e, syn, stale, now);
         }
-        if now > e.last_seen + NAT_REFRESH_NS {
-            // Quiet for a while: if the flow expired, this packet starts it over.
-            restart_if_expired(&key, e, now);
-        }
-        if e.flags & NatFlags::L2 == 0 || now > e.last_seen + NAT_REFRESH_NS {
+        if e.flags & NatFlags::L2 == 0 || stale {
             // Follow route and neighbour changes, once a second per flow.
             match route(ctx, p, src.ifindex, df) {
                 Ok(h) => {
@@ -328,34 +328,19 @@ fn store_headers(
     let _ = ctx.store(port_off, &port, 0);
 }
 
-/// A SYN on an existing flow: if the connection closed (FIN or RST either way), the container
-/// reused its port for a new one and the flow starts over, in both entries.
+/// Starts the flow of egress entry `egress` (key `key`) over, in both entries, if it is over:
+/// `syn` and the connection closed (FIN or RST either way: the container reused its port for a
+/// new one), or `stale` and the flow expired. The next hop stays: it is looked up again when
+/// stale, as for any flow.
 #[inline(always)]
-fn reopen_if_closed(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
-    let closed = NatFlags::TCP_FIN | NatFlags::TCP_RST;
+fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: bool, now: u64) {
     let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) else {
         return;
     };
     // SAFETY: a live map value; concurrent writers only race on these fields.
     let i = unsafe { &mut *i };
-    if (egress.flags | i.flags) & closed != 0 {
-        egress.flags = NatFlags::SEEN;
-        egress.last_seen = now;
-        i.flags = NatFlags::INGRESS;
-        i.last_seen = now;
-    }
-}
-
-/// Restarts the flow of egress entry `egress` (key `key`) if it expired: both entries forget
-/// their state, as for a new flow on the same translation.
-#[inline(always)]
-fn restart_if_expired(key: &Ipv4Tuple, egress: &mut NatEntry, now: u64) {
-    let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) else {
-        return;
-    };
-    // SAFETY: a live map value; concurrent writers only race on these fields.
-    let i = unsafe { &mut *i };
-    if flow_expired(key.protocol, egress, i, now) {
+    let closed = syn && (egress.flags | i.flags) & (NatFlags::TCP_FIN | NatFlags::TCP_RST) != 0;
+    if closed || (stale && flow_expired(key.protocol, egress, i, now)) {
         egress.flags = NatFlags::SEEN | (egress.flags & NatFlags::L2);
         egress.last_seen = now;
         i.flags = NatFlags::INGRESS;

@@ -183,8 +183,8 @@ impl<const N: usize> Header<N> {
     pub fn raw16<const OFF: usize>(&self) -> u16 {
         const { assert!(OFF + 2 <= N) };
         // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame and
-        // OFF + 2 <= N; packet data has no alignment guarantee, hence read_unaligned.
-        unsafe { self.ptr.add(OFF).cast::<u16>().read_unaligned() }
+        // OFF + 2 <= N.
+        unsafe { load::<u16, OFF>(self.ptr) }
     }
 
     /// A 32-bit field exactly as on the wire (network order in memory).
@@ -192,7 +192,7 @@ impl<const N: usize> Header<N> {
     pub fn raw32<const OFF: usize>(&self) -> u32 {
         const { assert!(OFF + 4 <= N) };
         // SAFETY: as `raw16`, with OFF + 4 <= N.
-        unsafe { self.ptr.add(OFF).cast::<u32>().read_unaligned() }
+        unsafe { load::<u32, OFF>(self.ptr) }
     }
 
     /// A copy of the `N` bytes.
@@ -201,6 +201,55 @@ impl<const N: usize> Header<N> {
         // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame.
         unsafe { self.ptr.cast::<[u8; N]>().read_unaligned() }
     }
+}
+
+/// A 2- or 4-byte packet field, loaded whole.
+trait Load: Sized {
+    /// # Safety
+    /// `ptr + OFF .. ptr + OFF + size_of::<Self>()` must be readable.
+    unsafe fn load<const OFF: usize>(ptr: *const u8) -> Self;
+}
+
+/// One load instruction, unaligned. Packet data has no alignment guarantee, so LLVM's BPF
+/// backend splits a `read_unaligned` into byte loads (about ten instructions for a word); the
+/// kernel allows unaligned packet loads where the CPU does them efficiently (x86-64, arm64),
+/// so the datapath says what it means in assembly. Elsewhere (unit tests) a plain unaligned read.
+macro_rules! impl_load {
+    ($t:ty, $size:literal) => {
+        impl Load for $t {
+            #[inline(always)]
+            unsafe fn load<const OFF: usize>(ptr: *const u8) -> Self {
+                #[cfg(target_arch = "bpf")]
+                {
+                    let v: u64;
+                    // SAFETY: the caller's contract; the instruction reads only those bytes.
+                    unsafe {
+                        core::arch::asm!(
+                            concat!("{v} = *(", $size, " *)({p} + {off})"),
+                            v = lateout(reg) v,
+                            p = in(reg) ptr,
+                            off = const OFF,
+                            options(pure, readonly, nostack, preserves_flags),
+                        );
+                    }
+                    v as $t
+                }
+                #[cfg(not(target_arch = "bpf"))]
+                // SAFETY: the caller's contract.
+                unsafe {
+                    ptr.add(OFF).cast::<$t>().read_unaligned()
+                }
+            }
+        }
+    };
+}
+impl_load!(u16, "u16");
+impl_load!(u32, "u32");
+
+#[inline(always)]
+unsafe fn load<T: Load, const OFF: usize>(ptr: *const u8) -> T {
+    // SAFETY: the caller's contract.
+    unsafe { T::load::<OFF>(ptr) }
 }
 
 /// What the parser learnt about a frame that is well formed as far as it looked.

@@ -442,6 +442,22 @@ fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
     let again = send(&mut t, "a", &tcp_from("a", 40000, SYN));
     assert_eq!((again.reason(), nat_port_of(&again.output)), (Reason::RedirectNat, a));
     assert_eq!(state(&mut t, 40000).as_deref(), Some("syn-sent"), "a reopened its flow");
+
+    // The same after a quiet while (as when a client's ports come round): closed again, quiet
+    // for 2 s (past the refresh of the next hop, short of expiry), then reused.
+    assert_eq!(send(&mut t, "a", &tcp_from("a", 40000, FIN_ACK)).reason(), Reason::RedirectNat);
+    let now = netd::datapath::monotonic_ns();
+    let a_addr = u32::from_ne_bytes(addr_of("a").octets());
+    for (k, mut e) in t.dp.nat_entries().expect("entries") {
+        if k.src_addr == a_addr || e.addr == a_addr {
+            e.last_seen = now - 2_000_000_000;
+            t.dp.nat_set_entry(&k, &e).expect("age");
+        }
+    }
+    let again = send(&mut t, "a", &tcp_from("a", 40000, SYN));
+    assert_eq!((again.reason(), nat_port_of(&again.output)), (Reason::RedirectNat, a));
+    assert_eq!((&again.output[..6], &again.output[6..12]), (&ROUTER_MAC[..], &UPLINK_MAC[..]), "to the next hop");
+    assert_eq!(state(&mut t, 40000).as_deref(), Some("syn-sent"), "a reopened its flow after a quiet while");
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! - `test`: setup, then every test tier (unit, `BPF_PROG_TEST_RUN`, netns integration);
 //! - `run -- <daemon flags>`: setup, build, then `netd daemon <flags>` in this namespace;
 //! - `demo`: the Docker networking walk-through against netd, in throw-away namespaces;
-//! - `bench [--quick] [--rounds N] [--out DIR] [--scale N,..] [--cost-only]`: netd against the
-//!   kernel bridge and Docker's dataplane, side by side.
+//! - `bench [--quick] [--rounds N] [--out DIR] [--scale N,..] [--cost-only] [--workloads W,..]
+//!   [--columns C,..]`: netd against the kernel bridge and Docker's dataplane, side by side.
 
 mod demo;
 mod setup;
@@ -59,6 +59,12 @@ enum Command {
         /// Only the eBPF programs' costs under BPF_PROG_TEST_RUN (seconds).
         #[arg(long)]
         cost_only: bool,
+        /// A focused run: only these workloads, e.g. crr,rr (rounds only, ratios to docker).
+        #[arg(long)]
+        workloads: Option<String>,
+        /// A focused run: only these columns, e.g. docker-nat,netd-nat.
+        #[arg(long)]
+        columns: Option<String>,
     },
     /// Build, then start the daemon in the current network namespace.
     Run {
@@ -83,7 +89,7 @@ fn main() -> Result<()> {
             setup::run()?;
             test(&args)
         }
-        Command::Bench { quick, rounds, out, scale, cost_only } => {
+        Command::Bench { quick, rounds, out, scale, cost_only, workloads, columns } => {
             setup::run()?;
             step::say("building netd and the bench (release)");
             cargo(&["build", "--locked", "--release", "-p", "netd", "-p", "netd-bench"])?;
@@ -101,6 +107,12 @@ fn main() -> Result<()> {
             }
             if let Some(s) = scale {
                 cmd.arg("--scale").arg(s);
+            }
+            if let Some(w) = workloads {
+                cmd.arg("--workloads").arg(w);
+            }
+            if let Some(c) = columns {
+                cmd.arg("--columns").arg(c);
             }
             step::run(&mut cmd)
         }
