@@ -521,7 +521,7 @@ fn main() -> Result<()> {
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
     eprintln!("==> scale: {sizes:?} endpoints");
-    let scale_rows = scale(sizes, secs, rounds.min(5), &mut md)?;
+    let scale_rows = scale(sizes, secs, rounds, &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
 
     let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;
