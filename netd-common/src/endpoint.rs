@@ -149,10 +149,23 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    use super::{ifindex_slot, ip_slot, ENDPOINT_SLOTS};
+    use super::{ifindex_slot, ip_slot, EndpointInfo, ENDPOINT_SLOTS};
 
     fn wire(a: [u8; 4]) -> u32 {
         u32::from_ne_bytes(a)
+    }
+
+    #[test]
+    fn mac_words_equal_the_mac_read_from_a_frame() {
+        let mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+        let e = EndpointInfo { mac, ..EndpointInfo::default() };
+        // The packet's bytes, read as the parser does (first four bytes, then two).
+        let frame = [mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0xff, 0xff];
+        let read =
+            (u32::from_ne_bytes([frame[0], frame[1], frame[2], frame[3]]), u16::from_ne_bytes([frame[4], frame[5]]));
+        assert_eq!(e.mac_words(), read);
+        let other = EndpointInfo { mac: [0x02, 0x42, 0xac, 0x11, 0x00, 0x03], ..EndpointInfo::default() };
+        assert_ne!(other.mac_words(), read);
     }
 
     #[test]
