@@ -12,7 +12,7 @@ use netd_common::{EndpointInfo, NetworkFlags, Reason};
 use netd_tests::{
     bpf::{SK_BUFF_IFINDEX_OFF, SK_BUFF_SIZE},
     netns::{Link, NetNs},
-    packet::{docker_mac, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_TCP, PROTO_UDP},
+    packet::{docker_mac, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_SYN},
 };
 
 /// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (median of 5
@@ -172,10 +172,6 @@ pub struct NatCost {
     pub egress_repeated_ns: f64,
     pub ingress_repeated_ns: f64,
 }
-
-const TCP_FIN: u8 = 0x01;
-const TCP_SYN: u8 = 0x02;
-const TCP_ACK: u8 = 0x10;
 
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 1];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 2];

@@ -184,7 +184,7 @@ impl<const N: usize> Header<N> {
         const { assert!(OFF + 2 <= N) };
         // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame and
         // OFF + 2 <= N.
-        unsafe { load::<u16, OFF>(self.ptr) }
+        unsafe { u16::load::<OFF>(self.ptr) }
     }
 
     /// A 32-bit field exactly as on the wire (network order in memory).
@@ -192,7 +192,7 @@ impl<const N: usize> Header<N> {
     pub fn raw32<const OFF: usize>(&self) -> u32 {
         const { assert!(OFF + 4 <= N) };
         // SAFETY: as `raw16`, with OFF + 4 <= N.
-        unsafe { load::<u32, OFF>(self.ptr) }
+        unsafe { u32::load::<OFF>(self.ptr) }
     }
 
     /// A copy of the `N` bytes.
@@ -245,12 +245,6 @@ macro_rules! impl_load {
 }
 impl_load!(u16, "u16");
 impl_load!(u32, "u32");
-
-#[inline(always)]
-unsafe fn load<T: Load, const OFF: usize>(ptr: *const u8) -> T {
-    // SAFETY: the caller's contract.
-    unsafe { T::load::<OFF>(ptr) }
-}
 
 /// What the parser learnt about a frame that is well formed as far as it looked.
 #[derive(Clone, Copy)]

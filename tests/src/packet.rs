@@ -12,6 +12,12 @@ pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// TCP flags, as `tcp(..)` takes them.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
 /// Docker-style MAC for an IPv4 address: `02:42:` + the four address bytes.
 #[must_use]
 pub fn docker_mac(ip: Ipv4Addr) -> [u8; 6] {

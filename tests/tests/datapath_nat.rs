@@ -15,6 +15,7 @@ use netd_tests::{
     netns::{Link, NetNs},
     packet::{
         docker_mac, icmp_echo, icmp_error, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
+        TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     },
 };
 
@@ -393,12 +394,24 @@ fn tcp_to_uplink(nat_port: u16, flags: u8) -> Vec<u8> {
         .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, 80, nat_port, flags, b"")))
 }
 
+/// Makes both entries of every flow of endpoint `name` look quiet for `ns`.
+fn age_flows_of(t: &mut Topology, name: &str, ns: u64) {
+    let now = netd::datapath::monotonic_ns();
+    let addr = u32::from_ne_bytes(addr_of(name).octets());
+    for (k, mut e) in t.dp.nat_entries().expect("entries") {
+        if k.src_addr == addr || e.addr == addr {
+            e.last_seen = now - ns;
+            t.dp.nat_set_entry(&k, &e).expect("age");
+        }
+    }
+}
+
 #[test]
 fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
-    const SYN: u8 = 0x02;
-    const SYN_ACK: u8 = 0x12;
-    const FIN_ACK: u8 = 0x11;
-    const RST: u8 = 0x04;
+    const SYN: u8 = TCP_SYN;
+    const SYN_ACK: u8 = TCP_SYN | TCP_ACK;
+    const FIN_ACK: u8 = TCP_FIN | TCP_ACK;
+    const RST: u8 = TCP_RST;
     let mut t = topology(None);
     let state = |t: &mut Topology, port: u16| {
         let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
@@ -425,14 +438,7 @@ fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
     assert_eq!(send(&mut t, "c", &tcp_from("c", 40002, SYN)).reason(), Reason::DropNatNoPort);
     // ...until they expire: age b's flow past its 10 s, and c takes b's port at once, without
     // waiting for the collector.
-    let now = netd::datapath::monotonic_ns();
-    let b_addr = u32::from_ne_bytes(addr_of("b").octets());
-    for (k, mut e) in t.dp.nat_entries().expect("entries") {
-        if k.src_addr == b_addr || e.addr == b_addr {
-            e.last_seen = now - 11_000_000_000;
-            t.dp.nat_set_entry(&k, &e).expect("age");
-        }
-    }
+    age_flows_of(&mut t, "b", 11_000_000_000);
     let c = send(&mut t, "c", &tcp_from("c", 40002, SYN));
     assert_eq!(c.reason(), Reason::RedirectNat, "an expired flow's port was taken over");
     assert_eq!(nat_port_of(&c.output), b);
@@ -446,14 +452,7 @@ fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
     // The same after a quiet while (as when a client's ports come round): closed again, quiet
     // for 2 s (past the refresh of the next hop, short of expiry), then reused.
     assert_eq!(send(&mut t, "a", &tcp_from("a", 40000, FIN_ACK)).reason(), Reason::RedirectNat);
-    let now = netd::datapath::monotonic_ns();
-    let a_addr = u32::from_ne_bytes(addr_of("a").octets());
-    for (k, mut e) in t.dp.nat_entries().expect("entries") {
-        if k.src_addr == a_addr || e.addr == a_addr {
-            e.last_seen = now - 2_000_000_000;
-            t.dp.nat_set_entry(&k, &e).expect("age");
-        }
-    }
+    age_flows_of(&mut t, "a", 2_000_000_000);
     let again = send(&mut t, "a", &tcp_from("a", 40000, SYN));
     assert_eq!((again.reason(), nat_port_of(&again.output)), (Reason::RedirectNat, a));
     assert_eq!((&again.output[..6], &again.output[6..12]), (&ROUTER_MAC[..], &UPLINK_MAC[..]), "to the next hop");
