@@ -133,9 +133,23 @@ fn measure(
     Ok(())
 }
 
-/// Forwarding rate and RR with `n` endpoints attached, and the control plane's time per
-/// sandbox create and remove. Every size is built first, then measured interleaved round by
-/// round, so that the ratios to the smallest size are side by side.
+/// UDP passes per size for the scale section's live eBPF cost.
+const SCALE_LIVE_PASSES: u32 = 3;
+
+/// The order in which round `round` measures `n` columns: as listed, reversed every other
+/// round, so that a column's place in the round (what ran just before it) favours none.
+fn in_round_order(n: usize, round: u32) -> Vec<usize> {
+    if round.is_multiple_of(2) {
+        (0..n).collect()
+    } else {
+        (0..n).rev().collect()
+    }
+}
+
+/// Forwarding rate, RR and the program's live cost per packet with `n` endpoints attached, and
+/// the control plane's time per sandbox create and remove. Every size is built first, then
+/// measured interleaved round by round, so that the ratios to the smallest size are side by
+/// side.
 fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec<serde_json::Value>> {
     let mut built = Vec::new();
     for &n in sizes {
@@ -152,12 +166,34 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
         built.push((n, t, create));
     }
     let (mut udp, mut rr) = (vec![Vec::new(); built.len()], vec![Vec::new(); built.len()]);
-    for _ in 0..rounds {
-        for (i, (_, t, _)) in built.iter().enumerate() {
+    for round in 0..rounds {
+        for i in in_round_order(built.len(), round) {
+            let t = &built[i].1;
             udp[i].push(workload::udp_rate(&t.a, &t.b, secs)?);
             rr[i].push(workload::tcp_rr(&t.a, &t.b, secs)?.tps);
         }
     }
+    // What the program costs per forwarded packet at each size: UDP once more per size and
+    // pass, with the kernel's run-time statistics on (only that topology carries traffic).
+    let mut live = vec![(Duration::ZERO, 0u64); built.len()];
+    {
+        let _stats = cost::enable_runtime_stats()?;
+        for pass in 0..SCALE_LIVE_PASSES {
+            for i in in_round_order(built.len(), pass) {
+                let t = &built[i].1;
+                let before = cost::per_program_totals();
+                workload::udp_rate(&t.a, &t.b, secs)?;
+                let after = cost::per_program_totals();
+                let (t0, n0) = before.get("netd_from_conta").copied().unwrap_or_default();
+                let (t1, n1) = after.get("netd_from_conta").copied().unwrap_or_default();
+                live[i].0 += t1.saturating_sub(t0);
+                live[i].1 += n1.saturating_sub(n0);
+            }
+        }
+    }
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    let live_ns: Vec<f64> =
+        live.iter().map(|(t, n)| if *n > 0 { t.as_nanos() as f64 / *n as f64 } else { f64::NAN }).collect();
     // Per-round ratios to the first (smallest) size.
     let vs_first = |v: &[Vec<f64>], i: usize| {
         let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
@@ -166,7 +202,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     let first = sizes.first().copied().unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds).\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|"
+        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run over {SCALE_LIVE_PASSES} UDP passes per size after the rounds.\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|"
     );
     let mut rows = Vec::new();
     for (i, (n, t, mut create)) in built.into_iter().enumerate() {
@@ -189,13 +225,15 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
         let (udp_m, rr_m) = (report::median(&mut udp[i].clone()), report::median(&mut rr[i].clone()));
         let _ = writeln!(
             md,
-            "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {} | {} |",
+            "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
             vs_first(&udp, i),
             vs_first(&rr, i),
+            live_ns[i],
+            live_ns[i] / live_ns[0],
             ops(&mut create),
             ops(&mut remove)
         );
-        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "create_ms": create, "remove_ms": remove }));
+        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "live_ns": live_ns[i], "create_ms": create, "remove_ms": remove }));
     }
     Ok(rows)
 }
@@ -336,7 +374,8 @@ fn label(kind: Kind) -> &'static str {
     }
 }
 
-/// Every workload on every topology, `rounds` times, interleaved. The kernel's run-time
+/// Every workload on every topology, `rounds` times, interleaved (the topologies' order
+/// reversed every other round, see [`in_round_order`]). The kernel's run-time
 /// statistics stay off: they add two clock reads to every run of netd's programs.
 fn run_rounds(
     topologies: &[Topology],
@@ -349,8 +388,9 @@ fn run_rounds(
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
+        let all: Vec<&Topology> = topologies.iter().chain(nat_topologies).collect();
         for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
-            for t in topologies.iter().chain(nat_topologies) {
+            for t in in_round_order(all.len(), round).into_iter().map(|i| all[i]) {
                 if !runs(t, metric) {
                     continue;
                 }

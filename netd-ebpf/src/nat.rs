@@ -196,7 +196,7 @@ pub fn snat_v4_egress(
         Some(e) => Some(e),
         None => NETD_NAT.get_ptr_mut(&key),
     };
-    let (nat_addr, nat_port, hop) = if let Some(e) = known {
+    let (nat_addr, nat_port, ifindex, macs) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
         let stale = now > e.last_seen + NAT_REFRESH_NS;
@@ -219,7 +219,7 @@ pub fn snat_v4_egress(
             }
         }
         refresh(e, l4.nat_flags, now);
-        (e.addr, e.port, Hop { ifindex: e.ifindex, smac: e.smac, dmac: e.dmac, l2: e.flags & NatFlags::L2 != 0 })
+        (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()))
     } else {
         let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
             return Reason::PassToStack;
@@ -239,7 +239,9 @@ pub fn snat_v4_egress(
             return Reason::PassToStack;
         };
         match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, cfg.port_min, cfg.port_max) {
-            Ok((addr, port)) => (addr, port, hop),
+            Ok((addr, port)) => {
+                (addr, port, hop.ifindex, hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac))))
+            }
             Err(r) => return r,
         }
     };
@@ -257,14 +259,11 @@ pub fn snat_v4_egress(
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, nat_addr);
-    let macs = hop.l2.then(|| macs(&hop.dmac, &hop.smac));
-    if let Some(m) = &macs {
-        let _ = ctx.store(eth::DST_OFF, m, 0);
-    }
-    store_headers(ctx, p, new_ttl_word, check, nat_addr, p.tuple.dst_addr, l4.port_off, nat_port);
+    let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: nat_addr, dst: p.tuple.dst_addr };
+    store_frame_head(ctx, frame, p, &l4, macs, tail, (nat_port, p.tuple.dst_port), true);
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
-    target.ifindex = hop.ifindex;
-    target.via_neigh = !hop.l2;
+    target.ifindex = ifindex;
+    target.via_neigh = macs.is_none();
     Reason::RedirectNat
 }
 
@@ -286,13 +285,75 @@ fn frame_raw16(frame: &Frame, off: usize) -> Option<u16> {
     frame.header::<2>(off).map(|h| h.raw16::<0>())
 }
 
-/// Destination and source MAC, as they follow each other in the Ethernet header.
+/// A MAC as three 16-bit values, as they lie in memory (the rare paths: a fresh route).
 #[inline(always)]
-fn macs(dst: &[u8; 6], src: &[u8; 6]) -> [u8; 12] {
-    let mut m = [0u8; 12];
-    m[..6].copy_from_slice(dst);
-    m[6..].copy_from_slice(src);
-    m
+fn half_words(m: &[u8; 6]) -> [u16; 3] {
+    [u16::from_ne_bytes([m[0], m[1]]), u16::from_ne_bytes([m[2], m[3]]), u16::from_ne_bytes([m[4], m[5]])]
+}
+
+/// A 32-bit value (wire order) as two 16-bit values, as they lie in memory.
+#[inline(always)]
+fn halves(v: u32) -> [u16; 2] {
+    let b = v.to_ne_bytes();
+    [u16::from_ne_bytes([b[0], b[1]]), u16::from_ne_bytes([b[2], b[3]])]
+}
+
+/// The first 38 bytes of an untagged Ethernet frame carrying IPv4 without options and TCP or
+/// UDP: the MACs, the IPv4 header's first 8 bytes (kept), the rest of it (rewritten) and the
+/// ports. Half-words only, so there is no padding and every field is an aligned store.
+#[repr(C)]
+struct FrameHead {
+    macs: [u16; 6],
+    kept: [u16; 5],
+    ttl_word: u16,
+    check: u16,
+    src: [u16; 2],
+    dst: [u16; 2],
+    sport: u16,
+    dport: u16,
+}
+
+const _: () = assert!(size_of::<FrameHead>() == eth::HLEN + ipv4::MIN_HLEN + 4);
+
+/// Writes a translated frame: the MACs (`macs`: destination and source; `None` keeps them),
+/// the IPv4 header from the TTL on (`tail`) and the ports (see [`store_headers`]). The common
+/// frame (untagged, IPv4 without options, TCP or UDP, MACs known) takes one store of its first
+/// 38 bytes, the bytes in between written with their own values; any other, two or three.
+#[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "the header fields, each needed")]
+fn store_frame_head(
+    ctx: &TcContext,
+    frame: &Frame,
+    p: &Parsed,
+    l4: &L4,
+    macs: Option<([u16; 3], [u16; 3])>,
+    tail: Ipv4Tail,
+    ports: (u16, u16),
+    rewrite_src: bool,
+) {
+    let Some((dmac, smac)) = macs else {
+        store_headers(ctx, p, tail, l4, ports, rewrite_src);
+        return;
+    };
+    let all = [dmac[0], dmac[1], dmac[2], smac[0], smac[1], smac[2]];
+    if l4.pseudo && p.l3_off == eth::HLEN && p.l4_off == eth::HLEN + ipv4::MIN_HLEN {
+        if let Some(h) = frame.header::<{ eth::HLEN + ipv4::TTL_OFF }>(0) {
+            let head = FrameHead {
+                macs: all,
+                kept: [h.raw16::<12>(), h.raw16::<14>(), h.raw16::<16>(), h.raw16::<18>(), h.raw16::<20>()],
+                ttl_word: tail.ttl_word,
+                check: tail.check,
+                src: halves(tail.src),
+                dst: halves(tail.dst),
+                sport: ports.0,
+                dport: ports.1,
+            };
+            let _ = ctx.store(0, &head, 0);
+            return;
+        }
+    }
+    let _ = ctx.store(eth::DST_OFF, &all, 0);
+    store_headers(ctx, p, tail, l4, ports, rewrite_src);
 }
 
 /// The IPv4 header from the TTL to the destination address (wire order), as one value: typed
@@ -305,27 +366,33 @@ struct Ipv4Tail {
     dst: u32,
 }
 
-/// Writes a translated packet's IPv4 header from the TTL to the destination address (TTL and
-/// protocol word, checksum, addresses) and the port or identifier at `port_off` (the callers
-/// write the MACs). With helpers, never direct packet writes: a program that writes
-/// packet data directly gets a prologue that un-clones every cloned skb it sees (every TCP
-/// segment), also on the paths that write nothing, such as container to container. Small stores
-/// of what changes: measured cheaper than one store of the first 40 bytes, whose copy must be
-/// read and patched a byte at a time (the BPF target assumes no alignment of packet data).
+/// [`Ipv4Tail`] and the TCP or UDP ports right behind it (an IPv4 header without options).
+#[repr(C)]
+struct Ipv4TailPorts {
+    tail: Ipv4Tail,
+    sport: u16,
+    dport: u16,
+}
+
+/// Writes a translated packet's IPv4 header from the TTL to the destination address (`tail`:
+/// TTL and protocol word, checksum, addresses) and its ports (`ports`, source and destination;
+/// of ICMP, the identifier at `l4.port_off` becomes `ports.0`). The callers write the MACs.
+///
+/// With helpers, never direct packet writes: a program that writes packet data directly gets a
+/// prologue that un-clones every cloned skb it sees (every TCP segment), also on the paths that
+/// write nothing, such as container to container. TCP and UDP behind an option-less header
+/// take one store from the TTL to the destination port; else two (header, then the port).
+/// Small stores of what changes: measured cheaper than one store of the first 40 bytes, whose
+/// copy must be read and patched a byte at a time (the BPF target assumes no alignment of
+/// packet data).
 #[inline(always)]
-#[expect(clippy::too_many_arguments, reason = "the header fields, each needed")]
-fn store_headers(
-    ctx: &TcContext,
-    p: &Parsed,
-    ttl_word: u16,
-    check: u16,
-    src: u32,
-    dst: u32,
-    port_off: usize,
-    port: u16,
-) {
-    let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &Ipv4Tail { ttl_word, check, src, dst }, 0);
-    let _ = ctx.store(port_off, &port, 0);
+fn store_headers(ctx: &TcContext, p: &Parsed, tail: Ipv4Tail, l4: &L4, ports: (u16, u16), rewrite_src: bool) {
+    if l4.pseudo && p.l4_off == p.l3_off + ipv4::MIN_HLEN {
+        let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &Ipv4TailPorts { tail, sport: ports.0, dport: ports.1 }, 0);
+    } else {
+        let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &tail, 0);
+        let _ = ctx.store(l4.port_off, if rewrite_src { &ports.0 } else { &ports.1 }, 0);
+    }
 }
 
 /// Starts the flow of egress entry `egress` (key `key`) over, in both entries, if it is over:
@@ -539,7 +606,7 @@ pub fn snat_v4_ingress(
         return Reason::PassFromUplink;
     }
     refresh(e, l4.nat_flags, now);
-    let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.dmac, e.ifindex);
+    let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.mac_half_words().0, e.ifindex);
     let Some(old_port) = frame_raw16(frame, l4.port_off) else {
         return Reason::PassFromUplink;
     };
@@ -552,8 +619,12 @@ pub fn snat_v4_ingress(
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, new_addr);
     // The source MAC stays (who sent it matters to no one); the destination is the container.
-    let _ = ctx.store(eth::DST_OFF, &mac, 0);
-    store_headers(ctx, p, new_ttl_word, check, p.tuple.src_addr, new_addr, l4.port_off, new_port);
+    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+        return Reason::PassFromUplink;
+    };
+    let smac = [l2.raw16::<{ eth::SRC_OFF }>(), l2.raw16::<{ eth::SRC_OFF + 2 }>(), l2.raw16::<{ eth::SRC_OFF + 4 }>()];
+    let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: p.tuple.src_addr, dst: new_addr };
+    store_frame_head(ctx, frame, p, &l4, Some((mac, smac)), tail, (p.tuple.src_port, new_port), false);
     l4_csum_update(ctx, &l4, (old_addr, new_addr), (old_port, new_port));
     target.ifindex = veth;
     Reason::RedirectReverseNat
