@@ -79,9 +79,7 @@ impl NatEntry {
         let (d, s) = (self.dmac.as_ptr().cast::<u16>(), self.smac.as_ptr().cast::<u16>());
         // SAFETY: both fields are 6 bytes at 2-aligned offsets (asserted above) of an 8-aligned
         // struct.
-        unsafe {
-            ([d.read(), d.add(1).read(), d.add(2).read()], [s.read(), s.add(1).read(), s.add(2).read()])
-        }
+        unsafe { ([d.read(), d.add(1).read(), d.add(2).read()], [s.read(), s.add(1).read(), s.add(2).read()]) }
     }
 }
 

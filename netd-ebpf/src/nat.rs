@@ -319,6 +319,10 @@ const _: () = assert!(size_of::<FrameHead>() == eth::HLEN + ipv4::MIN_HLEN + 4);
 /// the IPv4 header from the TTL on (`tail`) and the ports (see [`store_headers`]). The common
 /// frame (untagged, IPv4 without options, TCP or UDP, MACs known) takes one store of its first
 /// 38 bytes, the bytes in between written with their own values; any other, two or three.
+///
+/// With helpers, never direct packet writes: a program that writes packet data directly gets a
+/// prologue that un-clones every cloned skb it sees (every TCP segment), also on the paths that
+/// write nothing, such as container to container. Each helper call saved is ~30 ns.
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "the header fields, each needed")]
 fn store_frame_head(
@@ -375,16 +379,10 @@ struct Ipv4TailPorts {
 }
 
 /// Writes a translated packet's IPv4 header from the TTL to the destination address (`tail`:
-/// TTL and protocol word, checksum, addresses) and its ports (`ports`, source and destination;
-/// of ICMP, the identifier at `l4.port_off` becomes `ports.0`). The callers write the MACs.
-///
-/// With helpers, never direct packet writes: a program that writes packet data directly gets a
-/// prologue that un-clones every cloned skb it sees (every TCP segment), also on the paths that
-/// write nothing, such as container to container. TCP and UDP behind an option-less header
-/// take one store from the TTL to the destination port; else two (header, then the port).
-/// Small stores of what changes: measured cheaper than one store of the first 40 bytes, whose
-/// copy must be read and patched a byte at a time (the BPF target assumes no alignment of
-/// packet data).
+/// TTL and protocol word, checksum, addresses) and its ports (`ports`: source and destination).
+/// TCP and UDP behind an option-less header take one store from the TTL to the destination
+/// port; else two: the header, then the port or identifier at `l4.port_off` (`ports.0` when
+/// `rewrite_src`, else `ports.1`). The callers write the MACs.
 #[inline(always)]
 fn store_headers(ctx: &TcContext, p: &Parsed, tail: Ipv4Tail, l4: &L4, ports: (u16, u16), rewrite_src: bool) {
     if l4.pseudo && p.l4_off == p.l3_off + ipv4::MIN_HLEN {
