@@ -561,7 +561,9 @@ fn main() -> Result<()> {
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
     eprintln!("==> scale: {sizes:?} endpoints");
-    let scale_rows = scale(sizes, secs, rounds, &mut md)?;
+    // Twice the rounds: the sizes differ by less than the machine's noise, and a median's
+    // noise falls with the square root of the rounds.
+    let scale_rows = scale(sizes, secs, 2 * rounds, &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
 
     let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;

@@ -74,6 +74,9 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         _ => false,
     };
     if masquerade {
+        // `flow` is the egress entry, or `None` when `ipv4` looked it up and found none: it
+        // looks for every packet of a masquerading network to beyond its subnet, so every
+        // packet that gets here.
         let mut t = NatTarget { ifindex: 0, via_neigh: false };
         v.reason = snat_v4_egress(ctx, &frame, &parsed, src, flow, &mut t);
         v.target = t.ifindex;

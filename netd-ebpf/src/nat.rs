@@ -140,7 +140,8 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Rea
 }
 
 /// Masquerades a packet from endpoint `src` to `p.tuple.dst_addr`, an address outside every
-/// local network; `known` is the flow's egress entry when the caller already found it. Returns
+/// local network; `known` is the flow's egress entry as the caller looked it up (`None`: a new
+/// flow; the caller's lookup is the only one, a new flow pays for no second miss). Returns
 /// the verdict; on [`Reason::RedirectNat`] the packet is rewritten and `target` says where it
 /// goes. [`Reason::PassToStack`] leaves it to the kernel unchanged (no route through an uplink,
 /// TTL expiring, a path MTU error the stack must report).
@@ -192,10 +193,6 @@ pub fn snat_v4_egress(
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
-    let known = match known {
-        Some(e) => Some(e),
-        None => NETD_NAT.get_ptr_mut(&key),
-    };
     let (nat_addr, nat_port, ifindex, macs) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
