@@ -543,7 +543,7 @@ fn main() -> Result<()> {
     let order = ["bridge", "docker", "netd", "netd-bridged-host", "veth", "loopback"];
     let summary = report::summarize(&samples);
     let mut md = format!(
-        "## Benchmark\n\n{machine}; {rounds} interleaved rounds of {secs} s per measurement; {}.\n\n",
+        "## Benchmark\n\n{machine}; {rounds} interleaved rounds of {secs} s per measurement (the columns' order reversed every other round); {}.\n\n",
         if args.quick { "quick run" } else { "full run" }
     );
     md.push_str(&report::markdown(&summary, &order));

@@ -296,8 +296,9 @@ fn halves(v: u32) -> [u16; 2] {
 }
 
 /// The first 38 bytes of an untagged Ethernet frame carrying IPv4 without options and TCP or
-/// UDP: the MACs, the IPv4 header's first 8 bytes (kept), the rest of it (rewritten) and the
-/// ports. Half-words only, so there is no padding and every field is an aligned store.
+/// UDP: the MACs, the EtherType and the IPv4 header's first 8 bytes (kept: written with their
+/// own values), the rest of the IPv4 header (rewritten) and the ports. Half-words only, so
+/// there is no padding and every field is an aligned store.
 #[repr(C)]
 struct FrameHead {
     macs: [u16; 6],
@@ -341,6 +342,7 @@ fn store_frame_head(
         if let Some(h) = frame.header::<{ eth::HLEN + ipv4::TTL_OFF }>(0) {
             let head = FrameHead {
                 macs: all,
+                // Offsets 12 to 21: the EtherType, then IPv4 up to the TTL.
                 kept: [h.raw16::<12>(), h.raw16::<14>(), h.raw16::<16>(), h.raw16::<18>(), h.raw16::<20>()],
                 ttl_word: tail.ttl_word,
                 check: tail.check,

@@ -139,6 +139,25 @@ fn program_present(ifname: &str, hook: TcAttachType, name: &str) -> bool {
         .map_or(true, |(_, programs)| programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix))))
 }
 
+/// Attempts per program load: the kernel stops verifying with `EAGAIN` when a signal arrives
+/// meanwhile (e.g. a child's exit, where `SIGCHLD` is handled); libbpf retries the same way.
+const PROG_LOAD_ATTEMPTS: u32 = 5;
+
+/// Loads `program`, again when a signal interrupted the verifier.
+fn load_program(program: &mut SchedClassifier) -> std::result::Result<(), ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match program.load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < PROG_LOAD_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 impl Datapath {
     /// Loads the object and every program. With a pin directory, maps pinned there by an
     /// earlier daemon are adopted (their contents kept), others are created and pinned.
@@ -171,7 +190,7 @@ impl Datapath {
         for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER] {
             let program: &mut SchedClassifier =
                 ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
-            program.load().map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
+            load_program(program).map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
         }
         let events = ebpf.take_map(MAP_EVENTS).ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
