@@ -128,9 +128,11 @@ pub fn enable_runtime_stats() -> Result<OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")
 }
 
-/// Run time and run count of netd's loaded programs, summed per program name (as the kernel
-/// keeps it: the first 15 characters).
-pub fn per_program_totals() -> std::collections::BTreeMap<&'static str, (Duration, u64)> {
+/// Run time and runs, per program name (as the kernel keeps it: the first 15 characters).
+pub type ProgramRuns = std::collections::BTreeMap<&'static str, (Duration, u64)>;
+
+/// Run time and run count of netd's loaded programs, summed per program name.
+fn per_program_totals() -> ProgramRuns {
     let mut out = std::collections::BTreeMap::new();
     for p in loaded_programs().flatten() {
         let name = match p.name_as_str() {
@@ -144,6 +146,31 @@ pub fn per_program_totals() -> std::collections::BTreeMap<&'static str, (Duratio
         e.1 += p.run_count();
     }
     out
+}
+
+/// Runs `f`, and returns with its result what each of netd's programs ran meanwhile (keyed as
+/// [`per_program_totals`]): run time and runs. Run-time statistics must be on.
+pub fn program_runs_during<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, ProgramRuns)> {
+    let before = per_program_totals();
+    let out = f()?;
+    let mut delta = per_program_totals();
+    for (program, (time, runs)) in &mut delta {
+        let (t0, n0) = before.get(program).copied().unwrap_or_default();
+        *time = time.saturating_sub(t0);
+        *runs = runs.saturating_sub(n0);
+    }
+    Ok((out, delta))
+}
+
+/// Average ns per run; NaN without runs.
+#[must_use]
+pub fn ns_per_run(time: Duration, runs: u64) -> f64 {
+    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+    if runs > 0 {
+        time.as_nanos() as f64 / runs as f64
+    } else {
+        f64::NAN
+    }
 }
 
 /// What masquerade costs per packet under `BPF_PROG_TEST_RUN`, median of single runs (a

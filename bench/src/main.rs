@@ -181,19 +181,14 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
         for pass in 0..SCALE_LIVE_PASSES {
             for i in in_round_order(built.len(), pass) {
                 let t = &built[i].1;
-                let before = cost::per_program_totals();
-                workload::udp_rate(&t.a, &t.b, secs)?;
-                let after = cost::per_program_totals();
-                let (t0, n0) = before.get("netd_from_conta").copied().unwrap_or_default();
-                let (t1, n1) = after.get("netd_from_conta").copied().unwrap_or_default();
-                live[i].0 += t1.saturating_sub(t0);
-                live[i].1 += n1.saturating_sub(n0);
+                let ((), ran) = cost::program_runs_during(|| workload::udp_rate(&t.a, &t.b, secs).map(drop))?;
+                let (time, runs) = ran.get("netd_from_conta").copied().unwrap_or_default();
+                live[i].0 += time;
+                live[i].1 += runs;
             }
         }
     }
-    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-    let live_ns: Vec<f64> =
-        live.iter().map(|(t, n)| if *n > 0 { t.as_nanos() as f64 / *n as f64 } else { f64::NAN }).collect();
+    let live_ns: Vec<f64> = live.iter().map(|(t, n)| cost::ns_per_run(*t, *n)).collect();
     // Per-round ratios to the first (smallest) size.
     let vs_first = |v: &[Vec<f64>], i: usize| {
         let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
@@ -294,9 +289,8 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     for (metric, label) in workloads {
         for (program, side) in programs {
             let cell = |kind: &str| match live.get(&(kind, metric, program)) {
-                #[expect(clippy::cast_precision_loss, reason = "a ratio")]
                 // A handful of runs is stray traffic (neighbour discovery), not the workload's.
-                Some((t, n)) if *n >= 100 => Some(format!("{:.0} ns ({n} runs)", t.as_nanos() as f64 / *n as f64)),
+                Some((t, n)) if *n >= 100 => Some(format!("{:.0} ns ({n} runs)", cost::ns_per_run(*t, *n))),
                 _ => None,
             };
             let (c2c, nat) = (cell("netd"), cell("netd-nat"));
@@ -416,14 +410,14 @@ fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64) ->
             if !runs(t, metric) {
                 continue;
             }
-            let before = cost::per_program_totals();
-            measure(t, "live", 0, secs, load1(), &mut scratch, metric)
-                .with_context(|| format!("{} on {} (live cost){}", metric, t.kind.name(), netd_drops(t)))?;
-            for (program, (time, runs)) in cost::per_program_totals() {
-                let (t0, n0) = before.get(program).copied().unwrap_or_default();
+            let ((), ran) = cost::program_runs_during(|| {
+                measure(t, "live", 0, secs, load1(), &mut scratch, metric)
+                    .with_context(|| format!("{} on {} (live cost){}", metric, t.kind.name(), netd_drops(t)))
+            })?;
+            for (program, (time, runs)) in ran {
                 let e = live.entry((t.kind.name(), metric, program)).or_default();
-                e.0 += time.saturating_sub(t0);
-                e.1 += runs.saturating_sub(n0);
+                e.0 += time;
+                e.1 += runs;
             }
         }
     }
@@ -439,9 +433,7 @@ fn live_container_to_container(live: &Live) -> (f64, u64) {
             *column == Kind::Netd.name() && !metric.starts_with("host-") && *program == "netd_from_conta"
         })
         .fold((Duration::ZERO, 0u64), |(t, n), (_, (dt, dn))| (t + *dt, n + dn));
-    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-    let ns = if runs > 0 { time.as_nanos() as f64 / runs as f64 } else { f64::NAN };
-    (ns, runs)
+    (cost::ns_per_run(time, runs), runs)
 }
 
 /// A focused run (`--workloads`, `--columns`): the rounds alone, then every column's median

@@ -56,10 +56,10 @@ enum Command {
         /// Endpoint counts for the scale section, e.g. 2,100,1000.
         #[arg(long)]
         scale: Option<String>,
-        /// Only the eBPF programs' costs under BPF_PROG_TEST_RUN (seconds).
+        /// Only the eBPF programs' costs under `BPF_PROG_TEST_RUN` (seconds).
         #[arg(long)]
         cost_only: bool,
-        /// A focused run: only these workloads, e.g. crr,rr (rounds only, ratios to docker).
+        /// A focused run: only these workloads, e.g. crr,rr (rounds only, ratios to docker, bridge, veth).
         #[arg(long)]
         workloads: Option<String>,
         /// A focused run: only these columns, e.g. docker-nat,netd-nat.
