@@ -239,9 +239,10 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
         let mut s = socket2_connect(SocketAddrV4::new(c1, 0), 8443);
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut exchange = |msg: &[u8]| {
-            s.write_all(msg).expect("write");
+            let name = String::from_utf8_lossy(msg);
+            s.write_all(msg).unwrap_or_else(|e| panic!("write {name:?}: {e}"));
             let mut buf = vec![0u8; msg.len()];
-            s.read_exact(&mut buf).expect("echo");
+            s.read_exact(&mut buf).unwrap_or_else(|e| panic!("echo of {name:?}: {e}"));
             assert_eq!(buf, msg);
         };
         exchange(b"before");
