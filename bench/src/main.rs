@@ -36,8 +36,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     scale: Vec<usize>,
     /// A focused run for A/B-ing a change: only these workloads (tcp, udp, rr, crr, host-udp,
-    /// host-rr), and only the rounds: no costs, flows or scale. Prints each column's median
-    /// per-round ratios to docker, bridge and veth (those that ran).
+    /// host-rr), and only the rounds: no test-run costs, flows or scale. Prints each column's
+    /// median per-round ratios to docker, bridge and veth (those that ran), then the programs'
+    /// live cost per run in the netd columns (one pass per workload).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
@@ -401,11 +402,11 @@ fn run_rounds(
 /// What netd's programs cost live: every workload once more on the netd topologies, with the
 /// kernel's run-time statistics on (their samples are not reported).
 /// Keyed by (column, workload, program): run time and runs.
-fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64) -> Result<Live> {
+fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64, focus: &Focus) -> Result<Live> {
     let _stats = cost::enable_runtime_stats()?;
     let mut live = Live::new();
     let mut scratch = Vec::new();
-    for metric in WORKLOADS {
+    for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
         for t in topologies.iter().chain(nat_topologies).filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat)) {
             if !runs(t, metric) {
                 continue;
@@ -438,7 +439,7 @@ fn live_container_to_container(live: &Live) -> (f64, u64) {
 
 /// A focused run (`--workloads`, `--columns`): the rounds alone, then every column's median
 /// per-round ratio to docker's (the masquerade columns to docker-nat's), bridge's and veth's
-/// where those columns ran.
+/// where those columns ran, then the programs' live cost in the netd columns.
 fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
     let build = |kinds: &[Kind]| -> Result<Vec<Topology>> {
         kinds.iter().filter(|k| focus.column(**k)).map(|k| Topology::build(*k)).collect()
@@ -466,6 +467,17 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
                 println!("{line}");
             }
         }
+    }
+    // What the programs cost live on these workloads: a test run cannot show what depends on
+    // real traffic (cloned TCP segments, cold caches).
+    for ((column, metric, program), (time, runs)) in live_cost(&topologies, &nat_topologies, secs, focus)? {
+        if runs == 0 {
+            continue;
+        }
+        println!(
+            "live {column:18} {metric:14} {program:18} {:>8.0} ns/run ({runs} runs)",
+            cost::ns_per_run(time, runs)
+        );
     }
     Ok(())
 }
@@ -502,7 +514,7 @@ fn main() -> Result<()> {
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, &Focus::default())?;
     eprintln!("==> live cost (run-time statistics on)");
-    let live = live_cost(&topologies, &nat_topologies, secs)?;
+    let live = live_cost(&topologies, &nat_topologies, secs, &Focus::default())?;
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();

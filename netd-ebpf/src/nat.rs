@@ -257,7 +257,7 @@ pub fn snat_v4_egress(
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, nat_addr);
     let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: nat_addr, dst: p.tuple.dst_addr };
-    store_frame_head(ctx, frame, p, &l4, macs, tail, (nat_port, p.tuple.dst_port), true);
+    store_frame_head(ctx, frame, p, &l4, macs, tail, (nat_port, p.tuple.dst_port));
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
@@ -313,14 +313,18 @@ struct FrameHead {
 
 const _: () = assert!(size_of::<FrameHead>() == eth::HLEN + ipv4::MIN_HLEN + 4);
 
-/// Writes a translated frame: the MACs (`macs`: destination and source; `None` keeps them),
-/// the IPv4 header from the TTL on (`tail`) and the ports (see [`store_headers`]). The common
-/// frame (untagged, IPv4 without options, TCP or UDP, MACs known) takes one store of its first
-/// 38 bytes, the bytes in between written with their own values; any other, two or three.
+/// Writes a frame translated on egress: the MACs (`macs`: destination and source; `None` keeps
+/// them), the IPv4 header from the TTL on (`tail`) and the ports (see [`store_headers`]). The
+/// common frame (untagged, IPv4 without options, TCP or UDP, MACs known) takes one store of its
+/// first 38 bytes, the bytes in between written with their own values; any other, two or three.
 ///
-/// With helpers, never direct packet writes: a program that writes packet data directly gets a
-/// prologue that un-clones every cloned skb it sees (every TCP segment), also on the paths that
-/// write nothing, such as container to container. Each helper call saved is ~30 ns.
+/// With helpers, not direct packet writes, though each helper call costs ~40 ns: a program that
+/// writes packet data directly gets a verifier prologue that makes every cloned skb's head
+/// writable before the program runs, also on the paths that write nothing. This program
+/// carries container-to-container traffic, whose TCP segments are clones. Measured with an
+/// in-place egress (2026-11-30): masquerade 248 → 204 ns under repeated test runs, but
+/// container-to-container request/response 210 → 283 ns per packet live. The uplink's program
+/// has no such traffic and writes in place (see [`snat_v4_ingress`]).
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "the header fields, each needed")]
 fn store_frame_head(
@@ -331,10 +335,9 @@ fn store_frame_head(
     macs: Option<([u16; 3], [u16; 3])>,
     tail: Ipv4Tail,
     ports: (u16, u16),
-    rewrite_src: bool,
 ) {
     let Some((dmac, smac)) = macs else {
-        store_headers(ctx, p, tail, l4, ports, rewrite_src);
+        store_headers(ctx, p, tail, l4, ports);
         return;
     };
     let all = [dmac[0], dmac[1], dmac[2], smac[0], smac[1], smac[2]];
@@ -356,7 +359,7 @@ fn store_frame_head(
         }
     }
     let _ = ctx.store(eth::DST_OFF, &all, 0);
-    store_headers(ctx, p, tail, l4, ports, rewrite_src);
+    store_headers(ctx, p, tail, l4, ports);
 }
 
 /// The IPv4 header from the TTL to the destination address (wire order), as one value: typed
@@ -380,15 +383,15 @@ struct Ipv4TailPorts {
 /// Writes a translated packet's IPv4 header from the TTL to the destination address (`tail`:
 /// TTL and protocol word, checksum, addresses) and its ports (`ports`: source and destination).
 /// TCP and UDP behind an option-less header take one store from the TTL to the destination
-/// port; else two: the header, then the port or identifier at `l4.port_off` (`ports.0` when
-/// `rewrite_src`, else `ports.1`). The callers write the MACs.
+/// port; else two: the header, then the source port or identifier at `l4.port_off`
+/// (`ports.0`). The caller writes the MACs.
 #[inline(always)]
-fn store_headers(ctx: &TcContext, p: &Parsed, tail: Ipv4Tail, l4: &L4, ports: (u16, u16), rewrite_src: bool) {
+fn store_headers(ctx: &TcContext, p: &Parsed, tail: Ipv4Tail, l4: &L4, ports: (u16, u16)) {
     if l4.pseudo && p.l4_off == p.l3_off + ipv4::MIN_HLEN {
         let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &Ipv4TailPorts { tail, sport: ports.0, dport: ports.1 }, 0);
     } else {
         let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &tail, 0);
-        let _ = ctx.store(l4.port_off, if rewrite_src { &ports.0 } else { &ports.1 }, 0);
+        let _ = ctx.store(l4.port_off, &ports.0, 0);
     }
 }
 
@@ -615,13 +618,26 @@ pub fn snat_v4_ingress(
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, new_addr);
-    // The source MAC stays (who sent it matters to no one); the destination is the container.
-    let Some(l2) = frame.header::<{ eth::HLEN }>(0) else {
+    // Written in place, field by field, one store each: one helper call fewer than
+    // `bpf_skb_store_bytes` (254 → 212 ns under repeated test runs). The verifier's prologue
+    // for direct writes costs this program little: replies are written anyway, and a physical
+    // uplink's received frames are not clones (see `store_frame_head` for the container side,
+    // where it costs). All bounds first, so a frame is written whole or not at all.
+    let (Some(l2), Some(l3), Some(port)) = (
+        frame.header_mut::<{ eth::HLEN }>(0),
+        frame.header_mut::<{ ipv4::MIN_HLEN }>(p.l3_off),
+        frame.header_mut::<2>(l4.port_off),
+    ) else {
         return Reason::PassFromUplink;
     };
-    let smac = [l2.raw16::<{ eth::SRC_OFF }>(), l2.raw16::<{ eth::SRC_OFF + 2 }>(), l2.raw16::<{ eth::SRC_OFF + 4 }>()];
-    let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: p.tuple.src_addr, dst: new_addr };
-    store_frame_head(ctx, frame, p, &l4, Some((mac, smac)), tail, (p.tuple.src_port, new_port), false);
+    // The source MAC stays (who sent it matters to no one); the destination is the container.
+    l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
+    l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);
+    l2.set_raw16::<{ eth::DST_OFF + 4 }>(mac[2]);
+    l3.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
+    l3.set_raw16::<{ ipv4::CSUM_OFF }>(check);
+    l3.set_raw32::<{ ipv4::DST_OFF }>(new_addr);
+    port.set_raw16::<0>(new_port);
     l4_csum_update(ctx, &l4, (old_addr, new_addr), (old_port, new_port));
     target.ifindex = veth;
     Reason::RedirectReverseNat

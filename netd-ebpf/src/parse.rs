@@ -1,4 +1,5 @@
-//! The packet parser: the only code in the datapath that reads packet bytes.
+//! The packet parser: the only code in the datapath that reads packet bytes directly, and that
+//! writes them in place ([`Frame::header_mut`], for the one program that does: the uplink's).
 //!
 //! Every header is bounds-checked once against the end of the frame when it is taken
 //! ([`Frame::header`]); its field accessors take the field offset as a const generic that is
@@ -156,6 +157,19 @@ impl Frame {
         }
         Some(Header { ptr: start as *const u8 })
     }
+
+    /// The `N` bytes at `off` to write in place, or `None` when the frame ends before `off + N`.
+    ///
+    /// Only for a program that may write packet data directly: the verifier then gives it a
+    /// prologue that un-clones every cloned skb it sees, whether it writes or not (see `nat`).
+    #[inline(always)]
+    pub fn header_mut<const N: usize>(&self, off: usize) -> Option<HeaderMut<N>> {
+        let start = self.data + off;
+        if start + N > self.end {
+            return None;
+        }
+        Some(HeaderMut { ptr: start as *mut u8 })
+    }
 }
 
 /// `N` bytes of the frame that are known to be inside it.
@@ -202,6 +216,67 @@ impl<const N: usize> Header<N> {
         unsafe { self.ptr.cast::<[u8; N]>().read_unaligned() }
     }
 }
+
+/// `N` bytes of the frame, known to be inside it, that the program writes in place.
+#[derive(Clone, Copy)]
+pub struct HeaderMut<const N: usize> {
+    ptr: *mut u8,
+}
+
+impl<const N: usize> HeaderMut<N> {
+    /// Writes a 16-bit field exactly as it goes on the wire (network order in memory).
+    #[inline(always)]
+    pub fn set_raw16<const OFF: usize>(&self, v: u16) {
+        const { assert!(OFF + 2 <= N) };
+        // SAFETY: `Frame::header_mut` checked that N bytes from `ptr` are inside the frame and
+        // OFF + 2 <= N.
+        unsafe { v.store::<OFF>(self.ptr) }
+    }
+
+    /// Writes a 32-bit field exactly as it goes on the wire (network order in memory).
+    #[inline(always)]
+    pub fn set_raw32<const OFF: usize>(&self, v: u32) {
+        const { assert!(OFF + 4 <= N) };
+        // SAFETY: as `set_raw16`, with OFF + 4 <= N.
+        unsafe { v.store::<OFF>(self.ptr) }
+    }
+}
+
+/// A 2- or 4-byte packet field, stored whole: one instruction, unaligned, for the reason given
+/// at [`Load`].
+trait Store: Sized {
+    /// # Safety
+    /// `ptr + OFF .. ptr + OFF + size_of::<Self>()` must be writable.
+    unsafe fn store<const OFF: usize>(self, ptr: *mut u8);
+}
+
+macro_rules! impl_store {
+    ($t:ty, $size:literal) => {
+        impl Store for $t {
+            #[inline(always)]
+            unsafe fn store<const OFF: usize>(self, ptr: *mut u8) {
+                #[cfg(target_arch = "bpf")]
+                // SAFETY: the caller's contract; the instruction writes only those bytes.
+                unsafe {
+                    core::arch::asm!(
+                        concat!("*(", $size, " *)({p} + {off}) = {v}"),
+                        p = in(reg) ptr,
+                        v = in(reg) u64::from(self),
+                        off = const OFF,
+                        options(nostack, preserves_flags),
+                    );
+                }
+                #[cfg(not(target_arch = "bpf"))]
+                // SAFETY: the caller's contract.
+                unsafe {
+                    ptr.add(OFF).cast::<$t>().write_unaligned(self)
+                }
+            }
+        }
+    };
+}
+impl_store!(u16, "u16");
+impl_store!(u32, "u32");
 
 /// A 2- or 4-byte packet field, loaded whole.
 trait Load: Sized {
@@ -528,6 +603,20 @@ mod tests {
         let class = |frame: Frame| parse(&frame).map(|p| p.class).map_err(|m| m.reason);
         assert_eq!(class(Frame::with_len(data, data + f.len(), 3000)), Ok(PacketClass::Ipv4Tcp));
         assert_eq!(class(Frame::linear(data, data + f.len())), Err(Reason::DropIpv4TotalLength));
+    }
+
+    #[test]
+    fn header_mut_writes_wire_order_in_bounds_only() {
+        let mut bytes = std::vec![0u8; 8];
+        let data = bytes.as_mut_ptr() as usize;
+        let f = Frame::linear(data, data + 8);
+        // An odd offset: packet fields need not be aligned.
+        let h = f.header_mut::<6>(1).expect("in bounds");
+        h.set_raw16::<0>(u16::from_ne_bytes([0xaa, 0xbb]));
+        h.set_raw32::<2>(u32::from_ne_bytes([1, 2, 3, 4]));
+        assert!(f.header_mut::<6>(3).is_none(), "ends past the frame");
+        assert!(f.header_mut::<2>(7).is_none(), "ends past the frame");
+        assert_eq!(bytes, [0, 0xaa, 0xbb, 1, 2, 3, 4, 0]);
     }
 
     #[test]

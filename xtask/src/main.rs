@@ -59,7 +59,7 @@ enum Command {
         /// Only the eBPF programs' costs under `BPF_PROG_TEST_RUN` (seconds).
         #[arg(long)]
         cost_only: bool,
-        /// A focused run: only these workloads, e.g. crr,rr (rounds only, ratios to docker, bridge, veth).
+        /// A focused run: only these workloads, e.g. crr,rr (rounds, ratios to docker, bridge, veth; live eBPF cost).
         #[arg(long)]
         workloads: Option<String>,
         /// A focused run: only these columns, e.g. docker-nat,netd-nat.
