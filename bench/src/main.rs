@@ -134,8 +134,8 @@ fn measure(
     Ok(())
 }
 
-/// UDP passes per size for the scale section's live eBPF cost.
-const SCALE_LIVE_PASSES: u32 = 3;
+/// UDP passes per size for the scale section's live eBPF cost (each pass measures every size).
+const SCALE_LIVE_PASSES: u32 = 5;
 
 /// The order in which round `round` measures `n` columns: as listed, reversed every other
 /// round, so that a column's place in the round (what ran just before it) favours none.
@@ -176,7 +176,8 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     }
     // What the program costs per forwarded packet at each size: UDP once more per size and
     // pass, with the kernel's run-time statistics on (only that topology carries traffic).
-    let mut live = vec![(Duration::ZERO, 0u64); built.len()];
+    // ns per run, per size and pass.
+    let mut live = vec![Vec::new(); built.len()];
     {
         let _stats = cost::enable_runtime_stats()?;
         for pass in 0..SCALE_LIVE_PASSES {
@@ -184,12 +185,10 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
                 let t = &built[i].1;
                 let ((), ran) = cost::program_runs_during(|| workload::udp_rate(&t.a, &t.b, secs).map(drop))?;
                 let (time, runs) = ran.get("netd_from_conta").copied().unwrap_or_default();
-                live[i].0 += time;
-                live[i].1 += runs;
+                live[i].push(cost::ns_per_run(time, runs));
             }
         }
     }
-    let live_ns: Vec<f64> = live.iter().map(|(t, n)| cost::ns_per_run(*t, *n)).collect();
     // Per-round ratios to the first (smallest) size.
     let vs_first = |v: &[Vec<f64>], i: usize| {
         let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
@@ -198,7 +197,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     let first = sizes.first().copied().unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run over {SCALE_LIVE_PASSES} UDP passes per size after the rounds.\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|"
+        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run in {SCALE_LIVE_PASSES} UDP passes after the rounds, each pass over every size in turn (median, and median of per-pass ratios).\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|"
     );
     let mut rows = Vec::new();
     for (i, (n, t, mut create)) in built.into_iter().enumerate() {
@@ -224,12 +223,12 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
             "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
             vs_first(&udp, i),
             vs_first(&rr, i),
-            live_ns[i],
-            live_ns[i] / live_ns[0],
+            report::median(&mut live[i].clone()),
+            vs_first(&live, i),
             ops(&mut create),
             ops(&mut remove)
         );
-        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "live_ns": live_ns[i], "create_ms": create, "remove_ms": remove }));
+        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "live_ns": live[i], "create_ms": create, "remove_ms": remove }));
     }
     Ok(rows)
 }
