@@ -193,14 +193,9 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
         }
     }
     // The same path under test runs, with each size's number of endpoints in fresh maps: the
-    // lookups' share of the cost, free of the live figure's noise. Two passes, the second in
-    // reverse order; the lower figure of each size is kept, as for the other test-run costs.
-    let mut test_run = vec![f64::INFINITY; sizes.len()];
-    for pass in 0..2 {
-        for i in in_round_order(sizes.len(), pass) {
-            test_run[i] = test_run[i].min(cost::redirect_cost_with_endpoints(sizes[i], SCALE_TEST_RUN_REPEAT)?);
-        }
-    }
+    // lookups' share of the cost, free of the live figure's noise.
+    let test_run: Vec<f64> =
+        sizes.iter().map(|&n| cost::redirect_cost_with_endpoints(n, SCALE_TEST_RUN_REPEAT)).collect::<Result<_>>()?;
     // Per-round ratios to the first (smallest) size.
     let vs_first = |v: &[Vec<f64>], i: usize| {
         let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
@@ -209,7 +204,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     let first = sizes.first().copied().unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run in {SCALE_LIVE_PASSES} UDP passes after the rounds, each pass over every size in turn (median, and median of per-pass ratios); the test-run cost is the same program's redirect path under BPF_PROG_TEST_RUN with that many endpoints in its maps (the lower of two passes over the sizes, in opposite orders).\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | eBPF ns per packet (test run) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run in {SCALE_LIVE_PASSES} UDP passes after the rounds, each pass over every size in turn (median, and median of per-pass ratios); the test-run cost is the same program's redirect path under BPF_PROG_TEST_RUN with that many endpoints in its maps.\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | eBPF ns per packet (test run) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut rows = Vec::new();
     for (i, (n, t, mut create)) in built.into_iter().enumerate() {
