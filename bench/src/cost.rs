@@ -123,43 +123,6 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
     })
 }
 
-/// `netd_from_container`'s redirect path under `BPF_PROG_TEST_RUN` (median of 5 measurements of
-/// `repeat` runs) with `n` endpoints in its maps, as the control plane fills them, the two that
-/// talk among them: what the scale section's live figure measures, without the live noise.
-pub fn redirect_cost_with_endpoints(n: usize, repeat: u32) -> Result<f64> {
-    let ns = NetNs::new("nb-scale-cost");
-    let _a = Link::veth(&ns, "ha", &ns, "pa");
-    let _b = Link::veth(&ns, "hb", &ns, "pb");
-    let (ia, ib) = (ns.ifindex("ha"), ns.ifindex("hb"));
-    let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
-    let endpoint = |ifindex: u32, ip: Ipv4Addr, slot: u32| EndpointInfo {
-        ifindex,
-        ip: wire(ip),
-        mac: docker_mac(ip),
-        network: 1,
-        flags: NetworkFlags::ICC,
-        subnet: wire(Ipv4Addr::new(10, 1, 0, 0)),
-        mask: wire(Ipv4Addr::new(255, 255, 0, 0)),
-        gateway: wire(Ipv4Addr::new(10, 1, 0, 1)),
-        slot,
-        ..EndpointInfo::default()
-    };
-    let (ipa, ipb) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 3));
-    dp.set_endpoint(&endpoint(ia, ipa, 0))?;
-    dp.set_endpoint(&endpoint(ib, ipb, 1))?;
-    // The others: veths that do not exist here (the maps only hold their numbers), addresses
-    // from 10.1.1.2 on.
-    for i in 0..n.saturating_sub(2) {
-        let (hi, lo) = (1 + i / 250, 2 + i % 250);
-        let ip = Ipv4Addr::new(10, 1, u8::try_from(hi)?, u8::try_from(lo)?);
-        let index = u32::try_from(i)?;
-        dp.set_endpoint(&endpoint(ib + 1000 + index, ip, 2 + index))?;
-    }
-    let frame = Ethernet::new(docker_mac(ipa), docker_mac(ipb), ETH_P_IPV4)
-        .frame(&Ipv4::new(ipa, ipb, PROTO_UDP).packet(&udp(ipa, ipb, 5000, 6000, &[0; 18])));
-    ns.run(|| median_of_runs(dp.from_container(), ia, &frame, repeat))
-}
-
 /// Turns on the kernel's per-program run-time statistics while the returned fd lives.
 pub fn enable_runtime_stats() -> Result<OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")

@@ -134,9 +134,6 @@ fn measure(
     Ok(())
 }
 
-/// Runs per measurement of the scale section's test-run cost.
-const SCALE_TEST_RUN_REPEAT: u32 = 1_000_000;
-
 /// UDP passes per size for the scale section's live eBPF cost (each pass measures every size).
 const SCALE_LIVE_PASSES: u32 = 5;
 
@@ -192,10 +189,6 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
             }
         }
     }
-    // The same path under test runs, with each size's number of endpoints in fresh maps: the
-    // lookups' share of the cost, free of the live figure's noise.
-    let test_run: Vec<f64> =
-        sizes.iter().map(|&n| cost::redirect_cost_with_endpoints(n, SCALE_TEST_RUN_REPEAT)).collect::<Result<_>>()?;
     // Per-round ratios to the first (smallest) size.
     let vs_first = |v: &[Vec<f64>], i: usize| {
         let mut r: Vec<f64> = v[i].iter().zip(&v[0]).map(|(x, base)| x / base).collect();
@@ -204,7 +197,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     let first = sizes.first().copied().unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run in {SCALE_LIVE_PASSES} UDP passes after the rounds, each pass over every size in turn (median, and median of per-pass ratios); the test-run cost is the same program's redirect path under BPF_PROG_TEST_RUN with that many endpoints in its maps.\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | eBPF ns per packet (test run) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "\n### Scale (netd)\n\nEvery size built first, then measured interleaved ({rounds} rounds, the order of the sizes reversed every other round); the eBPF cost is `netd_from_container`'s run time per run in {SCALE_LIVE_PASSES} UDP passes after the rounds, each pass over every size in turn (median, and median of per-pass ratios).\n\n| endpoints | UDP pps (median) | vs {first} | RR trans/s (median) | vs {first} | eBPF ns per packet (live) | vs {first} | create p50 / p99 / total | remove p50 / p99 / total |\n|---|---|---|---|---|---|---|---|---|"
     );
     let mut rows = Vec::new();
     for (i, (n, t, mut create)) in built.into_iter().enumerate() {
@@ -227,17 +220,15 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
         let (udp_m, rr_m) = (report::median(&mut udp[i].clone()), report::median(&mut rr[i].clone()));
         let _ = writeln!(
             md,
-            "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
+            "| {n} | {udp_m:.0} | {:.2}× | {rr_m:.0} | {:.2}× | {:.0} | {:.2}× | {} | {} |",
             vs_first(&udp, i),
             vs_first(&rr, i),
             report::median(&mut live[i].clone()),
             vs_first(&live, i),
-            test_run[i],
-            test_run[i] / test_run[0],
             ops(&mut create),
             ops(&mut remove)
         );
-        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "live_ns": live[i], "test_run_ns": test_run[i], "create_ms": create, "remove_ms": remove }));
+        rows.push(serde_json::json!({ "endpoints": n, "udp_pps": udp[i], "rr_tps": rr[i], "live_ns": live[i], "create_ms": create, "remove_ms": remove }));
     }
     Ok(rows)
 }
