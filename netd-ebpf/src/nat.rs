@@ -607,9 +607,12 @@ pub fn snat_v4_ingress(
     }
     refresh(e, l4.nat_flags, now);
     let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.mac_half_words().0, e.ifindex);
-    let Some(old_port) = frame_raw16(frame, l4.port_off) else {
+    // Every header to write is taken (bounds-checked) before the first write, so a frame is
+    // written whole or not at all.
+    let (Some(l2), Some(port)) = (frame.header::<{ eth::HLEN }>(0), frame.header::<2>(l4.port_off)) else {
         return Reason::PassFromUplink;
     };
+    let old_port = port.raw16::<0>();
     let old_addr = p.tuple.dst_addr;
     let new_ttl_word = {
         let b = ttl_word.to_ne_bytes();
@@ -622,14 +625,8 @@ pub fn snat_v4_ingress(
     // `bpf_skb_store_bytes` (254 → 212 ns under repeated test runs). The verifier's prologue
     // for direct writes costs this program little: replies are written anyway, and a physical
     // uplink's received frames are not clones (see `store_frame_head` for the container side,
-    // where it costs). All bounds first, so a frame is written whole or not at all.
-    let (Some(l2), Some(l3), Some(port)) = (
-        frame.header_mut::<{ eth::HLEN }>(0),
-        frame.header_mut::<{ ipv4::MIN_HLEN }>(p.l3_off),
-        frame.header_mut::<2>(l4.port_off),
-    ) else {
-        return Reason::PassFromUplink;
-    };
+    // where it costs).
+    let (l2, l3, port) = (l2.writable(), ip.writable(), port.writable());
     // The source MAC stays (who sent it matters to no one); the destination is the container.
     l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
     l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);

@@ -1,5 +1,5 @@
 //! The packet parser: the only code in the datapath that reads packet bytes directly, and that
-//! writes them in place ([`Frame::header_mut`], for the one program that does: the uplink's).
+//! writes them in place ([`Header::writable`], for the one program that does: the uplink's).
 //!
 //! Every header is bounds-checked once against the end of the frame when it is taken
 //! ([`Frame::header`]); its field accessors take the field offset as a const generic that is
@@ -157,19 +157,6 @@ impl Frame {
         }
         Some(Header { ptr: start as *const u8 })
     }
-
-    /// The `N` bytes at `off` to write in place, or `None` when the frame ends before `off + N`.
-    ///
-    /// Only for a program that may write packet data directly: the verifier then gives it a
-    /// prologue that un-clones every cloned skb it sees, whether it writes or not (see `nat`).
-    #[inline(always)]
-    pub fn header_mut<const N: usize>(&self, off: usize) -> Option<HeaderMut<N>> {
-        let start = self.data + off;
-        if start + N > self.end {
-            return None;
-        }
-        Some(HeaderMut { ptr: start as *mut u8 })
-    }
 }
 
 /// `N` bytes of the frame that are known to be inside it.
@@ -209,6 +196,15 @@ impl<const N: usize> Header<N> {
         unsafe { u32::load::<OFF>(self.ptr) }
     }
 
+    /// The same bytes, to write in place: they were checked when the header was taken.
+    ///
+    /// Only for a program that may write packet data directly: the verifier then gives it a
+    /// prologue that un-clones every cloned skb it sees, whether it writes or not (see `nat`).
+    #[inline(always)]
+    pub fn writable(self) -> HeaderMut<N> {
+        HeaderMut { ptr: self.ptr.cast_mut() }
+    }
+
     /// A copy of the `N` bytes.
     #[inline(always)]
     pub fn bytes(&self) -> [u8; N] {
@@ -228,7 +224,7 @@ impl<const N: usize> HeaderMut<N> {
     #[inline(always)]
     pub fn set_raw16<const OFF: usize>(&self, v: u16) {
         const { assert!(OFF + 2 <= N) };
-        // SAFETY: `Frame::header_mut` checked that N bytes from `ptr` are inside the frame and
+        // SAFETY: `Frame::header` checked that N bytes from `ptr` are inside the frame and
         // OFF + 2 <= N.
         unsafe { v.store::<OFF>(self.ptr) }
     }
@@ -606,16 +602,16 @@ mod tests {
     }
 
     #[test]
-    fn header_mut_writes_wire_order_in_bounds_only() {
+    fn writable_headers_write_wire_order_in_bounds_only() {
         let mut bytes = std::vec![0u8; 8];
         let data = bytes.as_mut_ptr() as usize;
         let f = Frame::linear(data, data + 8);
         // An odd offset: packet fields need not be aligned.
-        let h = f.header_mut::<6>(1).expect("in bounds");
+        let h = f.header::<6>(1).expect("in bounds").writable();
         h.set_raw16::<0>(u16::from_ne_bytes([0xaa, 0xbb]));
         h.set_raw32::<2>(u32::from_ne_bytes([1, 2, 3, 4]));
-        assert!(f.header_mut::<6>(3).is_none(), "ends past the frame");
-        assert!(f.header_mut::<2>(7).is_none(), "ends past the frame");
+        assert!(f.header::<6>(3).is_none(), "ends past the frame");
+        assert!(f.header::<2>(7).is_none(), "ends past the frame");
         assert_eq!(bytes, [0, 0xaa, 0xbb, 1, 2, 3, 4, 0]);
     }
 
