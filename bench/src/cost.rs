@@ -15,8 +15,8 @@ use netd_tests::{
     packet::{docker_mac, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_SYN},
 };
 
-/// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (median of 5
-/// measurements of `repeat` runs each).
+/// Average ns per run of `netd_from_container` under `BPF_PROG_TEST_RUN` (the lowest of
+/// a few medians, [`TRIES`] in a full measurement, of 5 measurements of `repeat` runs each).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct TestRunCost {
     /// A frame from a device that is no endpoint: parse, one missed lookup, one counter (the floor).
@@ -62,8 +62,37 @@ impl NatCost {
     }
 }
 
-/// Measurements per figure of [`median_of_runs`].
+/// Measurements per median of [`median_of_runs`].
 const MEASUREMENTS: u32 = 5;
+
+/// How many medians [`lowest_medians`] takes per figure in a full measurement. This host
+/// alternates between two speeds, the slow one ~1.4× the fast one, for stretches from
+/// milliseconds to seconds (40 medians of the masquerade paths in five processes, 2026-12-01:
+/// egress ~250 or ~360 ns, ingress ~212 or ~295, in no order). Noise only adds time, so the
+/// lowest median, from tries spread over seconds, is the program's own cost: with 8 tries
+/// [`TRY_GAP`] apart, 4 of 5 `--cost-only` runs found the fast speed, against about half with
+/// one median.
+pub const TRIES: u32 = 8;
+const TRY_GAP: Duration = Duration::from_secs(1);
+
+/// The lowest of `tries` medians of [`median_of_runs`] for each `(program, ifindex, data)` of
+/// `paths`, each try measuring every path once, the tries [`TRY_GAP`] apart.
+fn lowest_medians<const N: usize>(
+    paths: [(&SchedClassifier, u32, &[u8]); N],
+    repeat: u32,
+    tries: u32,
+) -> Result<[f64; N]> {
+    let mut lowest = [f64::INFINITY; N];
+    for t in 0..tries {
+        if t > 0 {
+            std::thread::sleep(TRY_GAP);
+        }
+        for (low, (program, ifindex, data)) in lowest.iter_mut().zip(paths) {
+            *low = low.min(median_of_runs(program, ifindex, data, repeat)?);
+        }
+    }
+    Ok(lowest)
+}
 
 /// The median over [`MEASUREMENTS`] test runs of `program`, each of `repeat` runs of `data` as
 /// if it arrived on `ifindex`, in ns per run.
@@ -87,8 +116,8 @@ fn wire(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
 }
 
-/// Measures both paths with `repeat` runs each.
-pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
+/// Measures the four paths with `repeat` runs each, the lowest of `tries` medians (see [`TRIES`]).
+pub fn test_run_cost(repeat: u32, tries: u32) -> Result<TestRunCost> {
     let ns = NetNs::new("nb-cost");
     let _a = Link::veth(&ns, "ha", &ns, "pa");
     let _b = Link::veth(&ns, "hb", &ns, "pb");
@@ -112,14 +141,15 @@ pub fn test_run_cost(repeat: u32) -> Result<TestRunCost> {
         Ethernet::new(docker_mac(ipa), docker_mac(dst), ETH_P_IPV4)
             .frame(&Ipv4::new(src, dst, PROTO_UDP).packet(&udp(src, dst, 5000, 6000, &[0; 18])))
     };
-    let run = |dp: &Datapath, ifindex: u32, data: &[u8]| median_of_runs(dp.from_container(), ifindex, data, repeat);
+    let (to_peer, to_gateway, spoofed) = (frame(ipa, ipb), frame(ipa, gw), frame(Ipv4Addr::new(10, 1, 0, 50), ipb));
+    let p = dp.from_container();
     ns.run(|| -> Result<TestRunCost> {
-        Ok(TestRunCost {
-            floor_ns: run(&dp, 1, &frame(ipa, ipb))?,
-            redirect_ns: run(&dp, ia, &frame(ipa, ipb))?,
-            pass_ns: run(&dp, ia, &frame(ipa, gw))?,
-            drop_ns: run(&dp, ia, &frame(Ipv4Addr::new(10, 1, 0, 50), ipb))?,
-        })
+        let [floor_ns, redirect_ns, pass_ns, drop_ns] = lowest_medians(
+            [(p, 1, &to_peer[..]), (p, ia, &to_peer[..]), (p, ia, &to_gateway[..]), (p, ia, &spoofed[..])],
+            repeat,
+            tries,
+        )?;
+        Ok(TestRunCost { floor_ns, redirect_ns, pass_ns, drop_ns })
     })
 }
 
@@ -193,7 +223,7 @@ pub struct NatCost {
     /// `netd_from_container`'s floor path measured both ways. Subtract it from the others.
     pub single_run_overhead_ns: f64,
     /// The existing-flow paths measured like the container-to-container ones (repeated runs,
-    /// median of 5 × 200): through an endpoint whose address and port are the uplink's, so the
+    /// the lowest of [`TRIES`] medians of 5 × 200): through an endpoint whose address and port are the uplink's, so the
     /// translation rewrites every field with its own value and only the TTL changes from run
     /// to run (it starts at 255). Same work, no single-run overhead.
     pub egress_repeated_ns: f64,
@@ -203,8 +233,9 @@ pub struct NatCost {
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 1];
 const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0x99, 2];
 
-/// Measures the masquerade paths with `runs` single runs each.
-pub fn nat_cost(runs: u16) -> Result<NatCost> {
+/// Measures the masquerade paths with `runs` single runs each; the repeated-run figures are
+/// the lowest of `tries` medians (see [`TRIES`]).
+pub fn nat_cost(runs: u16, tries: u32) -> Result<NatCost> {
     let ns = NetNs::new("nb-natcost");
     let outside = NetNs::new("nb-natout");
     let _a = Link::veth(&ns, "ha", &ns, "pa");
@@ -267,7 +298,7 @@ pub fn nat_cost(runs: u16) -> Result<NatCost> {
         Ok(r.duration.as_nanos() as f64)
     };
     ns.run(|| -> Result<NatCost> {
-        let (egress_repeated_ns, ingress_repeated_ns) = identity_cost(&dp, ib, iup, up, server)?;
+        let (egress_repeated_ns, ingress_repeated_ns) = identity_cost(&dp, ib, iup, up, server, tries)?;
         let (mut new, mut hit, mut back, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut reopen = Vec::new();
         // The floor path (a device that is no endpoint) does not change the packet: it can be
@@ -323,7 +354,7 @@ fn single_run(dp: &Datapath, uplink: bool, ifindex: u32, data: &[u8]) -> Result<
 /// The existing-flow paths under repeated runs (see [`NatCost::egress_repeated_ns`]): endpoint
 /// `ib` has the uplink's address `up`; `iup` is the uplink. Checks that every run took the
 /// translation path.
-fn identity_cost(dp: &Datapath, ib: u32, iup: u32, up: Ipv4Addr, server: Ipv4Addr) -> Result<(f64, f64)> {
+fn identity_cost(dp: &Datapath, ib: u32, iup: u32, up: Ipv4Addr, server: Ipv4Addr, tries: u32) -> Result<(f64, f64)> {
     let frame = |src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, src_mac: [u8; 6], dst_mac: [u8; 6]| {
         let mut h = Ipv4::new(src, dst, PROTO_UDP);
         h.ttl = 255;
@@ -331,20 +362,20 @@ fn identity_cost(dp: &Datapath, ib: u32, iup: u32, up: Ipv4Addr, server: Ipv4Add
     };
     let out = frame(up, server, 5000, 53, UPLINK_MAC, SERVER_MAC);
     let back = frame(server, up, 53, 5000, SERVER_MAC, UPLINK_MAC);
-    // 200 runs: the TTL goes from 255 to 55, never to the 1 that would change the path.
-    let measure = |uplink: bool, ifindex: u32, data: &[u8], reason: Reason, repeat: u32| -> Result<f64> {
-        let program = if uplink { dp.from_uplink() } else { dp.from_container() };
-        let before = dp.reason_counter(reason)?.packets;
-        let ns = median_of_runs(program, ifindex, data, repeat)?;
-        let took = dp.reason_counter(reason)?.packets - before;
-        let runs = u64::from(MEASUREMENTS) * u64::from(repeat);
-        anyhow::ensure!(took == runs, "{took} of {runs} runs took {}", reason.name());
-        Ok(ns)
-    };
+    let (egress, ingress) = (dp.from_container(), dp.from_uplink());
     // The first run creates the flow.
-    measure(false, ib, &out, Reason::RedirectNat, 1)?;
-    Ok((
-        measure(false, ib, &out, Reason::RedirectNat, 200)?,
-        measure(true, iup, &back, Reason::RedirectReverseNat, 200)?,
-    ))
+    median_of_runs(egress, ib, &out, 1)?;
+    let counts = || -> Result<(u64, u64)> {
+        Ok((dp.reason_counter(Reason::RedirectNat)?.packets, dp.reason_counter(Reason::RedirectReverseNat)?.packets))
+    };
+    let before = counts()?;
+    // 200 runs: the TTL goes from 255 to 55, never to the 1 that would change the path.
+    let repeat = 200;
+    let [out_ns, back_ns] = lowest_medians([(egress, ib, &out[..]), (ingress, iup, &back[..])], repeat, tries)?;
+    let after = counts()?;
+    // Every run took the path it measures.
+    let runs = u64::from(tries * MEASUREMENTS * repeat);
+    anyhow::ensure!(after.0 - before.0 == runs, "{} of {runs} runs masqueraded", after.0 - before.0);
+    anyhow::ensure!(after.1 - before.1 == runs, "{} of {runs} runs reverse-translated", after.1 - before.1);
+    Ok((out_ns, back_ns))
 }

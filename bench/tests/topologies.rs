@@ -37,13 +37,13 @@ fn many_flows_through_both_masquerades() {
 
 #[test]
 fn the_masquerade_cost_is_measured() {
-    let c = cost::nat_cost(50).expect("test run");
+    let c = cost::nat_cost(50, 1).expect("test run");
     assert!(c.egress_ns > 0.0 && c.egress_new_ns > 0.0 && c.ingress_ns > 0.0 && c.host_ns > 0.0, "{c:?}");
     assert!(c.egress_repeated_ns > 0.0 && c.ingress_repeated_ns > 0.0, "{c:?}");
 }
 
 #[test]
 fn the_program_cost_is_measured() {
-    let c = cost::test_run_cost(1000).expect("test run");
+    let c = cost::test_run_cost(1000, 1).expect("test run");
     assert!(c.floor_ns > 0.0 && c.redirect_ns > 0.0 && c.pass_ns > 0.0 && c.drop_ns > 0.0, "{c:?}");
 }
