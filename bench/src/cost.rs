@@ -223,9 +223,9 @@ pub struct NatCost {
     /// `netd_from_container`'s floor path measured both ways. Subtract it from the others.
     pub single_run_overhead_ns: f64,
     /// The existing-flow paths measured like the container-to-container ones (repeated runs,
-    /// the lowest of [`TRIES`] medians of 5 × 200): through an endpoint whose address and port are the uplink's, so the
-    /// translation rewrites every field with its own value and only the TTL changes from run
-    /// to run (it starts at 255). Same work, no single-run overhead.
+    /// the lowest of [`TRIES`] medians of 5 × 200): through an endpoint whose address and port
+    /// are the uplink's, so the translation rewrites every field with its own value and only
+    /// the TTL changes from run to run (it starts at 255). Same work, no single-run overhead.
     pub egress_repeated_ns: f64,
     pub ingress_repeated_ns: f64,
 }
