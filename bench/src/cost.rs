@@ -73,7 +73,15 @@ const MEASUREMENTS: u32 = 5;
 /// [`TRY_GAP`] apart, 4 of 5 `--cost-only` runs found the fast speed, against about half with
 /// one median.
 pub const TRIES: u32 = 8;
+/// [`TRIES`] for a `--quick` run.
+pub const QUICK_TRIES: u32 = 2;
 const TRY_GAP: Duration = Duration::from_secs(1);
+
+/// How a test-run figure is taken, for the report.
+#[must_use]
+pub fn tries_text() -> String {
+    format!("the lowest of {TRIES} medians ({QUICK_TRIES} with `--quick`), {} s apart,", TRY_GAP.as_secs())
+}
 
 /// The lowest of `tries` medians of [`median_of_runs`] for each `(program, ifindex, data)` of
 /// `paths`, each try measuring every path once, the tries [`TRY_GAP`] apart.

@@ -236,6 +236,7 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
 /// The masquerade section: container → outside server through Docker's dataplane and netd.
 fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[FlowRow]) -> String {
     let summary = report::summarize(samples);
+    let how = cost::tries_text();
     let mut md = String::from(
         "\n### Masquerade: container → server outside (through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",
     );
@@ -257,7 +258,7 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     }
     let _ = write!(
         md,
-        "\n| masquerade cost (BPF_PROG_TEST_RUN; repeated runs: the lowest of 8 medians (2 with `--quick`), 1 s apart, of 5 × 200 runs; the lower of two such measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| egress, TCP SYN reusing a closed flow's port (a connect/close loop), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
+        "\n| masquerade cost (BPF_PROG_TEST_RUN; repeated runs: {how} of 5 × 200 runs; the lower of two such measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| egress, TCP SYN reusing a closed flow's port (a connect/close loop), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
         cost.egress_repeated_ns,
         cost.ingress_repeated_ns,
         cost.single_run_overhead_ns,
@@ -499,7 +500,7 @@ fn main() -> Result<()> {
     eprintln!("==> eBPF cost under BPF_PROG_TEST_RUN");
     let test_run_repeat = if args.quick { 20_000 } else { 125_000 };
     let nat_runs = if args.quick { 300 } else { 2000 };
-    let tries = if args.quick { 2 } else { cost::TRIES };
+    let tries = if args.quick { cost::QUICK_TRIES } else { cost::TRIES };
     let test_run = cost::test_run_cost(test_run_repeat, tries)?;
 
     eprintln!("==> masquerade cost under BPF_PROG_TEST_RUN");
@@ -558,9 +559,10 @@ fn main() -> Result<()> {
         report::ratio(&samples, "host_rr_tps", "netd", "netd-bridged-host"),
     );
     let (live_ns, live_runs) = live_container_to_container(&live);
+    let how = cost::tries_text();
     let _ = write!(
         md,
-        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN (the lowest of 8 medians (2 with `--quick`), 1 s apart, of 5 repeated measurements; the lower of two such, before and after the rounds), floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
+        "\n### eBPF cost of `netd_from_container`\n\n| measure | ns per packet |\n|---|---|\n| BPF_PROG_TEST_RUN ({how} of 5 repeated measurements; the lower of two such, before and after the rounds), floor (not an endpoint: parse, one lookup, one counter) | {:.0} |\n| BPF_PROG_TEST_RUN, redirect path | {:.0} |\n| BPF_PROG_TEST_RUN, pass-to-stack path | {:.0} |\n| BPF_PROG_TEST_RUN, drop path (spoofed source, with drop event) | {:.0} |\n| live, in a pass of its own after the measured rounds (run_time_ns / run_cnt, {live_runs} runs) | {live_ns:.0} |\n\nThe netd column's traffic was forwarded by the eBPF program: {netd_redirects} packets redirected with `bpf_redirect_peer`, against {netd_arp} ARP frames left to the kernel bridge.\n",
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
