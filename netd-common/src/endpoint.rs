@@ -100,7 +100,9 @@ pub struct EndpointReasonKey {
     pub slot: u32,
     /// A [`crate::Reason`] value.
     pub reason: u8,
-    pub pad: [u8; 3],
+    /// Padding, zero. Two fields, not `[u8; 3]`, as in [`crate::Ipv4Tuple`].
+    pub pad: u8,
+    pub pad2: u16,
 }
 
 const _: () = assert!(size_of::<EndpointReasonKey>() == 8);

@@ -195,7 +195,15 @@ pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, n
 pub const fn reply_key(egress: &Ipv4Tuple, addr: u32, port: u16) -> Ipv4Tuple {
     if egress.protocol == 1 {
         // ICMP echo: the reply carries the (translated) identifier in the same place.
-        Ipv4Tuple { src_addr: egress.dst_addr, dst_addr: addr, src_port: port, dst_port: 0, protocol: 1, pad: [0; 3] }
+        Ipv4Tuple {
+            src_addr: egress.dst_addr,
+            dst_addr: addr,
+            src_port: port,
+            dst_port: 0,
+            protocol: 1,
+            pad: 0,
+            pad2: 0,
+        }
     } else {
         Ipv4Tuple {
             src_addr: egress.dst_addr,
@@ -203,7 +211,8 @@ pub const fn reply_key(egress: &Ipv4Tuple, addr: u32, port: u16) -> Ipv4Tuple {
             src_port: egress.dst_port,
             dst_port: port,
             protocol: egress.protocol,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -220,7 +229,8 @@ pub const fn egress_key(ingress: &Ipv4Tuple, entry: &NatEntry) -> Ipv4Tuple {
             src_port: entry.port,
             dst_port: 0,
             protocol: 1,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     } else {
         Ipv4Tuple {
@@ -229,7 +239,8 @@ pub const fn egress_key(ingress: &Ipv4Tuple, entry: &NatEntry) -> Ipv4Tuple {
             src_port: entry.port,
             dst_port: ingress.src_port,
             protocol: ingress.protocol,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -256,7 +267,8 @@ mod tests {
                 src_port: 0x3412,
                 dst_port: if protocol == 1 { 0 } else { 0x5000 },
                 protocol,
-                pad: [0; 3],
+                pad: 0,
+                pad2: 0,
             };
             let rk = reply_key(&eg, 0x0100_a8c0, 0x0104);
             let entry = NatEntry { addr: eg.src_addr, port: eg.src_port, ..NatEntry::default() };

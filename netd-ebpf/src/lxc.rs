@@ -141,7 +141,7 @@ fn ipv4(
         // Most traffic to beyond the subnet belongs to a masqueraded flow, which was checked
         // against the policy when it was created: one lookup settles it (the daemon removes
         // flows that a new network or endpoint would contradict).
-        if let Some(e) = NETD_NAT.get_ptr_mut(&Ipv4Tuple { pad: [0; 3], ..*t }) {
+        if let Some(e) = NETD_NAT.get_ptr_mut(&t.key()) {
             *flow = Some(e);
             return Reason::RedirectNat;
         }

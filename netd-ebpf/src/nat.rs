@@ -111,12 +111,31 @@ struct Hop {
     l2: bool,
 }
 
+/// A route lookup's parameters, 8-byte aligned so they can be zeroed a word at a time.
+#[repr(C, align(8))]
+struct Fib(FibParams);
+
+const _: () = assert!(size_of::<Fib>() == 64);
+
+/// Zeroes `fib` in place with eight 8-byte stores: `core::mem::zeroed` makes the BPF target
+/// call a `memset` subprogram that writes one byte at a time.
+#[inline(always)]
+fn zeroed_fib(fib: &mut core::mem::MaybeUninit<Fib>) -> &mut FibParams {
+    let words = fib.as_mut_ptr().cast::<u64>();
+    for i in 0..size_of::<Fib>() / 8 {
+        // SAFETY: inside `fib`, 8-byte aligned; volatile, so the stores stay stores.
+        unsafe { words.add(i).write_volatile(0) };
+    }
+    // SAFETY: every byte is written, and all-zero is a valid value of this plain C struct.
+    unsafe { &mut fib.assume_init_mut().0 }
+}
+
 /// Looks up the route of `p` (from endpoint veth `ifindex`). `Err` carries the verdict when the
 /// packet is not to be masqueraded here: the stack answers or routes it.
 #[inline(always)]
 fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Reason> {
-    // SAFETY: all-zero is a valid value of this plain C struct.
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
+    let mut fib = core::mem::MaybeUninit::uninit();
+    let fib = zeroed_fib(&mut fib);
     fib.family = AF_INET;
     fib.l4_protocol = p.tuple.protocol;
     fib.sport = p.tuple.src_port;
@@ -125,7 +144,7 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Rea
     fib.__bindgen_anon_4.ipv4_dst = p.tuple.dst_addr;
     fib.ifindex = ifindex;
     // SAFETY: `fib` is a valid, writable lookup structure of the size passed.
-    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut fib, size_of::<FibParams>() as i32, 0) } as u32;
+    let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut *fib, size_of::<FibParams>() as i32, 0) } as u32;
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {
             Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: rc == BPF_FIB_LKUP_RET_SUCCESS })
@@ -192,7 +211,7 @@ pub fn snat_v4_egress(
 
     // SAFETY: a plain helper call.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+    let key = p.tuple.key();
     let (nat_addr, nat_port, ifindex, macs) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
@@ -573,7 +592,7 @@ pub fn snat_v4_ingress(
         // netd does not reassemble. A first fragment names its flow: one of netd's is dropped
         // and counted (the container would get a datagram without its head). Later fragments
         // name nobody: the host's stack keeps them until its reassembly gives up.
-        let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+        let key = p.tuple.key();
         if reply && p.flags & PacketFlags::FIRST_FRAGMENT != 0 && NETD_NAT.get_ptr(&key).is_some() {
             return Reason::DropNatFragment;
         }
@@ -582,7 +601,7 @@ pub fn snat_v4_ingress(
     if !reply {
         return snat_v4_icmp_error_ingress(ctx, p, target);
     }
-    let key = Ipv4Tuple { pad: [0; 3], ..p.tuple };
+    let key = p.tuple.key();
     let Some(e) = NETD_NAT.get_ptr_mut(&key) else {
         return Reason::PassFromUplink;
     };
@@ -699,9 +718,9 @@ fn embedded(ctx: &TcContext, p: &Parsed) -> Option<Embedded> {
         _ => return None,
     };
     let key = if protocol == ipv4::PROTO_ICMP {
-        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: sport, dst_port: 0, protocol, pad: [0; 3] }
+        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: sport, dst_port: 0, protocol, pad: 0, pad2: 0 }
     } else {
-        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: dport, dst_port: sport, protocol, pad: [0; 3] }
+        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: dport, dst_port: sport, protocol, pad: 0, pad2: 0 }
     };
     Some(Embedded { ip_off, l4_off, ip, key, sport_off, dport_off, csum_off, sport, dport })
 }

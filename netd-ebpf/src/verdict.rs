@@ -88,7 +88,7 @@ fn tracing() -> bool {
 
 #[inline(always)]
 fn count_endpoint_drop(slot: u32, reason: Reason, len: u64) {
-    let key = EndpointReasonKey { slot, reason: reason as u8, pad: [0; 3] };
+    let key = EndpointReasonKey { slot, reason: reason as u8, pad: 0, pad2: 0 };
     match NETD_ENDPOINT_DROPS.get_ptr_mut(&key) {
         // SAFETY: this CPU's value of a per-CPU map.
         Some(c) => add(unsafe { &mut *c }, len),
