@@ -85,6 +85,20 @@ pub static NETD_UPLINKS: HashMap<u32, UplinkInfo> = HashMap::pinned(MAX_UPLINKS,
 #[map]
 pub static NETD_NAT_CONFIG: Array<NatConfig> = Array::pinned(1, 0);
 
+/// The last `CLOCK_MONOTONIC_COARSE` reading and the jiffies it was taken at (see
+/// `nat::coarse_now`).
+#[repr(C)]
+pub struct CoarseClock {
+    pub jiffies: u64,
+    pub ns: u64,
+}
+
+/// The datapath's [`CoarseClock`], shared by all CPUs: a global is one load, where a per-CPU
+/// map's lookup lost most of the gain on egress (measured). Not pinned: each loaded object has
+/// its own, which starts empty and reads the clock on its first packet.
+#[unsafe(no_mangle)]
+pub static mut NETD_CLOCK: CoarseClock = CoarseClock { jiffies: 0, ns: 0 };
+
 /// Drop events (always) and trace events (when `NETD_TRACE` is set at load time).
 #[map]
 pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);

@@ -290,6 +290,39 @@ fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet_both_ways() 
     assert_eq!(out.output, frame, "untouched");
 }
 
+/// Whether `t` lies within `[lo, hi]`, give or take a clock tick (the datapath reads its clock
+/// from a cache that can lag by one; ticks are 10 ms at most).
+fn within_a_tick(t: u64, (lo, hi): (u64, u64)) -> bool {
+    const TICK: u64 = 10_000_000;
+    t + TICK >= lo && t <= hi + TICK
+}
+
+#[test]
+fn entry_times_are_on_the_collectors_clock_and_follow_it() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    let flow = || from_endpoint("a", PROTO_UDP, 40000, server, 53);
+    let before = netd::datapath::monotonic_ns();
+    assert_eq!(send(&mut t, "a", &flow()).reason(), Reason::RedirectNat);
+    let window = (before, netd::datapath::monotonic_ns());
+    let entries = t.dp.nat_entries().expect("entries");
+    assert_eq!(entries.len(), 2, "one flow, two entries");
+    for (k, e) in &entries {
+        assert!(within_a_tick(e.created, window), "{k:?} created at {}, not in {window:?}", e.created);
+        assert!(within_a_tick(e.last_seen, window), "{k:?} last seen at {}, not in {window:?}", e.last_seen);
+    }
+    // A packet more than the refresh interval later moves the egress entry's time on, to the
+    // clock's new reading (the datapath's cached reading follows the clock).
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let before = netd::datapath::monotonic_ns();
+    assert_eq!(send(&mut t, "a", &flow()).reason(), Reason::RedirectNat);
+    let window = (before, netd::datapath::monotonic_ns());
+    let egress = t.dp.nat_entries().expect("entries").into_iter().find(|(k, _)| k.src_addr == wire(addr_of("a")));
+    let (_, e) = egress.expect("the egress entry");
+    assert!(within_a_tick(e.last_seen, window), "last seen at {}, not in {window:?}", e.last_seen);
+    assert!(e.last_seen > e.created, "refreshed");
+}
+
 #[test]
 fn a_full_table_drops_new_flows_and_recovers_when_they_expire() {
     // Room for two flows.
