@@ -49,7 +49,7 @@ fn coarse_now() -> u64 {
     // SAFETY: a plain helper call (inlined by the verifier).
     let jiffies = unsafe { bpf_jiffies64() };
     let c = &raw mut NETD_CLOCK;
-    // SAFETY: a global of the program; CPUs that race write the same values.
+    // SAFETY: a global of the program; CPUs that race store readings at most a tick apart.
     unsafe {
         if core::ptr::read_volatile(&raw const (*c).jiffies) != jiffies {
             let ns = bpf_ktime_get_coarse_ns();
