@@ -195,25 +195,9 @@ pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, n
 pub const fn reply_key(egress: &Ipv4Tuple, addr: u32, port: u16) -> Ipv4Tuple {
     if egress.protocol == 1 {
         // ICMP echo: the reply carries the (translated) identifier in the same place.
-        Ipv4Tuple {
-            src_addr: egress.dst_addr,
-            dst_addr: addr,
-            src_port: port,
-            dst_port: 0,
-            protocol: 1,
-            pad: 0,
-            pad2: 0,
-        }
+        Ipv4Tuple::new(egress.dst_addr, addr, port, 0, 1)
     } else {
-        Ipv4Tuple {
-            src_addr: egress.dst_addr,
-            dst_addr: addr,
-            src_port: egress.dst_port,
-            dst_port: port,
-            protocol: egress.protocol,
-            pad: 0,
-            pad2: 0,
-        }
+        Ipv4Tuple::new(egress.dst_addr, addr, egress.dst_port, port, egress.protocol)
     }
 }
 
@@ -223,25 +207,9 @@ pub const fn reply_key(egress: &Ipv4Tuple, addr: u32, port: u16) -> Ipv4Tuple {
 #[inline]
 pub const fn egress_key(ingress: &Ipv4Tuple, entry: &NatEntry) -> Ipv4Tuple {
     if ingress.protocol == 1 {
-        Ipv4Tuple {
-            src_addr: entry.addr,
-            dst_addr: ingress.src_addr,
-            src_port: entry.port,
-            dst_port: 0,
-            protocol: 1,
-            pad: 0,
-            pad2: 0,
-        }
+        Ipv4Tuple::new(entry.addr, ingress.src_addr, entry.port, 0, 1)
     } else {
-        Ipv4Tuple {
-            src_addr: entry.addr,
-            dst_addr: ingress.src_addr,
-            src_port: entry.port,
-            dst_port: ingress.src_port,
-            protocol: ingress.protocol,
-            pad: 0,
-            pad2: 0,
-        }
+        Ipv4Tuple::new(entry.addr, ingress.src_addr, entry.port, ingress.src_port, ingress.protocol)
     }
 }
 
@@ -261,15 +229,8 @@ mod tests {
     #[test]
     fn reply_and_egress_keys_are_inverse() {
         for protocol in [6u8, 17, 1] {
-            let eg = Ipv4Tuple {
-                src_addr: 0x0200_12ac,
-                dst_addr: 0x0100_000a,
-                src_port: 0x3412,
-                dst_port: if protocol == 1 { 0 } else { 0x5000 },
-                protocol,
-                pad: 0,
-                pad2: 0,
-            };
+            let dst_port = if protocol == 1 { 0 } else { 0x5000 };
+            let eg = Ipv4Tuple::new(0x0200_12ac, 0x0100_000a, 0x3412, dst_port, protocol);
             let rk = reply_key(&eg, 0x0100_a8c0, 0x0104);
             let entry = NatEntry { addr: eg.src_addr, port: eg.src_port, ..NatEntry::default() };
             assert_eq!(egress_key(&rk, &entry), eg, "protocol {protocol}");

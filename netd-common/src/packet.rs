@@ -98,11 +98,18 @@ pub struct Ipv4Tuple {
 const _: () = assert!(size_of::<Ipv4Tuple>() == 16);
 
 impl Ipv4Tuple {
+    /// A tuple with its padding zeroed, as map keys need.
+    #[must_use]
+    #[inline]
+    pub const fn new(src_addr: u32, dst_addr: u32, src_port: u16, dst_port: u16, protocol: u8) -> Self {
+        Self { src_addr, dst_addr, src_port, dst_port, protocol, pad: 0, pad2: 0 }
+    }
+
     /// This tuple as a map key: its padding zeroed.
     #[must_use]
     #[inline]
     pub const fn key(&self) -> Self {
-        Self { pad: 0, pad2: 0, ..*self }
+        Self::new(self.src_addr, self.dst_addr, self.src_port, self.dst_port, self.protocol)
     }
 }
 

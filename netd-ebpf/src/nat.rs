@@ -739,9 +739,9 @@ fn embedded(ctx: &TcContext, p: &Parsed) -> Option<Embedded> {
         _ => return None,
     };
     let key = if protocol == ipv4::PROTO_ICMP {
-        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: sport, dst_port: 0, protocol, pad: 0, pad2: 0 }
+        Ipv4Tuple::new(dst, src, sport, 0, protocol)
     } else {
-        Ipv4Tuple { src_addr: dst, dst_addr: src, src_port: dport, dst_port: sport, protocol, pad: 0, pad2: 0 }
+        Ipv4Tuple::new(dst, src, dport, sport, protocol)
     };
     Some(Embedded { ip_off, l4_off, ip, key, sport_off, dport_off, csum_off, sport, dport })
 }
