@@ -13,6 +13,8 @@
 //!   else is the host's and passes untouched, except packets for a masquerading network's
 //!   containers that no flow asked for.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{
         bpf_fib_lookup as FibParams, BPF_ANY, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
@@ -140,25 +142,31 @@ struct Fib(FibParams);
 
 const _: () = assert!(size_of::<Fib>() == 64);
 
-/// Zeroes `fib` in place with eight 8-byte stores: `core::mem::zeroed` makes the BPF target
-/// call a `memset` subprogram that writes one byte at a time.
+/// Zeroes `slot` in place with 8-byte stores and returns it: `core::mem::zeroed` and
+/// `[0; N]` fields make the BPF target call a `memset` subprogram that writes one byte at a
+/// time (and spills the caller's registers around the call).
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`.
 #[inline(always)]
-fn zeroed_fib(fib: &mut core::mem::MaybeUninit<Fib>) -> &mut FibParams {
-    let words = fib.as_mut_ptr().cast::<u64>();
-    for i in 0..size_of::<Fib>() / 8 {
-        // SAFETY: inside `fib`, 8-byte aligned; volatile, so the stores stay stores.
+unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
+    const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8) };
+    let words = slot.as_mut_ptr().cast::<u64>();
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: inside `slot`, 8-byte aligned; volatile, so the stores stay stores.
         unsafe { words.add(i).write_volatile(0) };
     }
-    // SAFETY: every byte is written, and all-zero is a valid value of this plain C struct.
-    unsafe { &mut fib.assume_init_mut().0 }
+    // SAFETY: every byte is written, and the caller vouches that all-zero is a valid `T`.
+    unsafe { slot.assume_init_mut() }
 }
 
 /// Looks up the route of `p` (from endpoint veth `ifindex`). `Err` carries the verdict when the
 /// packet is not to be masqueraded here: the stack answers or routes it.
 #[inline(always)]
 fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Reason> {
-    let mut fib = core::mem::MaybeUninit::uninit();
-    let fib = zeroed_fib(&mut fib);
+    let mut fib = MaybeUninit::<Fib>::uninit();
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let fib = unsafe { &mut zeroed_in(&mut fib).0 };
     fib.family = AF_INET;
     fib.l4_protocol = p.tuple.protocol;
     fib.sport = p.tuple.src_port;
@@ -501,27 +509,30 @@ fn snat_v4_new_mapping(
     // default), and a port it reuses gets the same translation: its own TIME_WAIT rules stay
     // right for the server. Collisions (other containers) go on with random ports.
     let mut port = if own >= lo && own <= hi { own } else { lo + (u32::from(own) % span) as u16 };
-    let ingress = NatEntry {
-        addr: key.src_addr,
-        port: key.src_port,
-        flags: NatFlags::INGRESS,
-        pad: 0,
-        ifindex: src.ifindex,
-        smac: [0; 6],
-        dmac: src.mac,
-        last_seen: now,
-        created: now,
+    // Field by field on a zeroed entry: `smac: [0; 6]` (unused by replies) would be a `memset`.
+    let mut slot = MaybeUninit::<NatEntry>::uninit();
+    let ingress: &NatEntry = {
+        // SAFETY: all-zero is a valid value of this plain C struct.
+        let e = unsafe { zeroed_in(&mut slot) };
+        e.addr = key.src_addr;
+        e.port = key.src_port;
+        e.flags = NatFlags::INGRESS;
+        e.ifindex = src.ifindex;
+        e.dmac = src.mac;
+        e.last_seen = now;
+        e.created = now;
+        e
     };
     let mut claimed = false;
     for _ in 0..NAT_PORT_ATTEMPTS {
         let rk = reply_key(key, uplink.addr, port.to_be());
-        match NETD_NAT.insert(&rk, &ingress, u64::from(BPF_NOEXIST)) {
+        match NETD_NAT.insert(&rk, ingress, u64::from(BPF_NOEXIST)) {
             Ok(()) => {
                 claimed = true;
                 break;
             }
             Err(e) if e == -EEXIST => {
-                if reclaim_if_expired(&rk, &ingress, now) {
+                if reclaim_if_expired(&rk, ingress, now) {
                     claimed = true;
                     break;
                 }
