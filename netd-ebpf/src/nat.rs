@@ -35,7 +35,9 @@ use netd_ebpf::{
     parse::{eth, icmp, ipv4, tcp, udp, Frame, Parsed},
 };
 
-use crate::maps::{NETD_CLOCK, NETD_NAT, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS};
+use crate::maps::{
+    CLOSED_RING_LEN, NETD_CLOCK, NETD_NAT, NETD_NAT_CLOSED, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS,
+};
 
 const AF_INET: u8 = 2;
 const EEXIST: i32 = 17;
@@ -264,7 +266,9 @@ pub fn snat_v4_egress(
                 Err(r) => return r,
             }
         }
-        refresh(e, l4.nat_flags, now);
+        if refresh(e, l4.nat_flags, now) {
+            note_closing(&key);
+        }
         (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()))
     } else {
         let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
@@ -475,16 +479,86 @@ fn reply_expired(key: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
 }
 
 /// Records a packet on a flow's entry: new TCP flags at once, the time at most every
-/// [`NAT_REFRESH_NS`].
+/// [`NAT_REFRESH_NS`]. Returns whether the packet is this direction's first FIN or RST.
 #[inline(always)]
-fn refresh(e: &mut NatEntry, flags: u8, now: u64) {
+fn refresh(e: &mut NatEntry, flags: u8, now: u64) -> bool {
+    const CLOSING: u8 = NatFlags::TCP_FIN | NatFlags::TCP_RST;
     let want = e.flags | flags | NatFlags::SEEN;
     if want != e.flags {
+        let closing = want & CLOSING != 0 && e.flags & CLOSING == 0;
         e.flags = want;
         e.last_seen = now;
-    } else if now > e.last_seen + NAT_REFRESH_NS {
-        e.last_seen = now;
+        closing
+    } else {
+        if now > e.last_seen + NAT_REFRESH_NS {
+            e.last_seen = now;
+        }
+        false
     }
+}
+
+/// Notes that the flow of egress key `key` is closing (a FIN or RST went one way): a full table
+/// may evict it once it has closed (see [`evict_closed`]). Each direction notes it once, so the
+/// note that finds a flow closed both ways is the later one.
+#[inline(always)]
+fn note_closing(key: &Ipv4Tuple) {
+    // SAFETY: a global shared by all CPUs; racing writes lose or repeat a hint (see
+    // `NETD_NAT_CLOSED`), and a torn key matches no flow or is checked like any other.
+    let ring = unsafe { &mut *(&raw mut NETD_NAT_CLOSED) };
+    let head = ring.head;
+    if let Some(slot) = ring.keys.get_mut((head & (CLOSED_RING_LEN - 1)) as usize) {
+        *slot = *key;
+    }
+    ring.head = head.wrapping_add(1);
+}
+
+/// How many hints a new flow looks at when the table is full.
+const EVICT_ATTEMPTS: u32 = 4;
+
+/// Makes room in a full table as conntrack's early drop does: evicts a TCP flow that closed
+/// (FIN both ways, or a RST), the oldest among those noted last. Half-closed flows stay (the
+/// other way may still carry data), and so does every other flow. Returns whether one went.
+#[inline(always)]
+fn evict_closed() -> bool {
+    // SAFETY: as in `note_closing`.
+    let ring = unsafe { &mut *(&raw mut NETD_NAT_CLOSED) };
+    let head = ring.head;
+    let mut tail = ring.tail;
+    if head.wrapping_sub(tail) > CLOSED_RING_LEN {
+        // Overwritten: the oldest hints left are a ring's length behind.
+        tail = head.wrapping_sub(CLOSED_RING_LEN);
+    }
+    let mut evicted = false;
+    for _ in 0..EVICT_ATTEMPTS {
+        if tail == head {
+            break;
+        }
+        let Some(key) = ring.keys.get((tail & (CLOSED_RING_LEN - 1)) as usize).copied() else {
+            break;
+        };
+        tail = tail.wrapping_add(1);
+        // SAFETY: read-only map values.
+        let Some(e) = (unsafe { NETD_NAT.get(&key) }) else {
+            continue;
+        };
+        if key.protocol != ipv4::PROTO_TCP || e.flags & NatFlags::INGRESS != 0 {
+            continue;
+        }
+        let rk = reply_key(&key, e.addr, e.port);
+        // SAFETY: as above.
+        let closed = match unsafe { NETD_NAT.get(&rk) } {
+            Some(i) => (e.flags | i.flags) & NatFlags::TCP_RST != 0 || e.flags & i.flags & NatFlags::TCP_FIN != 0,
+            None => true,
+        };
+        if closed {
+            let _ = NETD_NAT.remove(&rk);
+            let _ = NETD_NAT.remove(&key);
+            evicted = true;
+            break;
+        }
+    }
+    ring.tail = tail;
+    evicted
 }
 
 /// Creates the entry pair of a new flow: claims a reply key (the container's port if it is in
@@ -537,7 +611,14 @@ fn snat_v4_new_mapping(
                     break;
                 }
             }
-            Err(_) => return Err(Reason::DropNatTableFull),
+            Err(_) => {
+                // Full: a closed flow makes room, else the new one is refused (counted).
+                if evict_closed() && NETD_NAT.insert(&rk, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+                    claimed = true;
+                    break;
+                }
+                return Err(Reason::DropNatTableFull);
+            }
         }
         // SAFETY: a plain helper call.
         port = lo + (unsafe { bpf_get_prandom_u32() } % span) as u16;
@@ -656,7 +737,9 @@ pub fn snat_v4_ingress(
         // An expired flow is no flow: the packet is the host's.
         return Reason::PassFromUplink;
     }
-    refresh(e, l4.nat_flags, now);
+    if refresh(e, l4.nat_flags, now) {
+        note_closing(&egress_key(&key, e));
+    }
     let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.mac_half_words().0, e.ifindex);
     // Every header to write is taken (bounds-checked) before the first write, so a frame is
     // written whole or not at all.

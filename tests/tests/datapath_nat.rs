@@ -415,9 +415,14 @@ fn what_is_never_translated() {
 
 /// A TCP segment from endpoint `from` (port `sport`) to the server's port 80 with `flags`.
 fn tcp_from(from: &str, sport: u16, flags: u8) -> Vec<u8> {
+    tcp_from_to(from, sport, 80, flags)
+}
+
+/// A TCP segment from endpoint `from` (port `sport`) to the server's port `dport` with `flags`.
+fn tcp_from_to(from: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
     let (src, dst) = (addr_of(from), ip(SERVER));
     Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4)
-        .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, sport, 80, flags, b"")))
+        .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, sport, dport, flags, b"")))
 }
 
 /// A TCP segment from the server's port 80 to the uplink's `nat_port` with `flags`.
@@ -490,6 +495,52 @@ fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
     assert_eq!((again.reason(), nat_port_of(&again.output)), (Reason::RedirectNat, a));
     assert_eq!((&again.output[..6], &again.output[6..12]), (&ROUTER_MAC[..], &UPLINK_MAC[..]), "to the next hop");
     assert_eq!(state(&mut t, 40000).as_deref(), Some("syn-sent"), "a reopened its flow after a quiet while");
+}
+
+#[test]
+fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
+    const SYN: u8 = TCP_SYN;
+    const SYN_ACK: u8 = TCP_SYN | TCP_ACK;
+    const FIN_ACK: u8 = TCP_FIN | TCP_ACK;
+    // Room for two flows: two established connections of a fill it.
+    let mut t = topology(Some(2));
+    let state = |t: &mut Topology, port: u16| {
+        let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+        flows.iter().find(|f| f.protocol == "tcp" && f.inside.1 == port).map(|f| f.state.clone())
+    };
+    let mut ports = Vec::new();
+    for sport in [40000, 40001] {
+        let port = nat_port_of(&send(&mut t, "a", &tcp_from("a", sport, SYN)).output);
+        assert_eq!(receive(&mut t, &tcp_to_uplink(port, SYN_ACK)).reason(), Reason::RedirectReverseNat);
+        ports.push(port);
+    }
+    // b connects to other server ports: the two NAT ports are free there (the table is full,
+    // not the ports).
+    let open = |t: &mut Topology, sport: u16| send(t, "b", &tcp_from_to("b", sport, sport, SYN)).reason();
+    let refused = |t: &mut Topology, sport| open(t, sport) == Reason::DropNatTableFull;
+    assert!(refused(&mut t, 40002), "full of live flows");
+
+    // Half-closed (a sent its FIN): the server may still send, so the flow stays.
+    assert_eq!(send(&mut t, "a", &tcp_from("a", 40000, FIN_ACK)).reason(), Reason::RedirectNat);
+    assert!(refused(&mut t, 40002), "a half-closed flow is not evicted");
+
+    // Closed both ways: the next new flow takes its room, and the other flow is untouched.
+    assert_eq!(receive(&mut t, &tcp_to_uplink(ports[0], FIN_ACK)).reason(), Reason::RedirectReverseNat);
+    assert_eq!(open(&mut t, 40002), Reason::RedirectNat, "a closed flow made room");
+    assert_eq!(state(&mut t, 40000), None, "the closed flow was evicted, both entries");
+    assert_eq!(t.dp.nat_entries().expect("entries").len(), 4);
+    assert_eq!(state(&mut t, 40001).as_deref(), Some("established"));
+    assert_eq!(state(&mut t, 40002).as_deref(), Some("syn-sent"));
+
+    // A reset flow makes room too.
+    assert_eq!(receive(&mut t, &tcp_to_uplink(ports[1], TCP_RST)).reason(), Reason::RedirectReverseNat);
+    assert_eq!(open(&mut t, 40003), Reason::RedirectNat);
+    assert_eq!(state(&mut t, 40001), None, "the reset flow was evicted");
+
+    // Both flows in the table are open again: nothing to evict, new flows are refused.
+    assert!(refused(&mut t, 40004), "full of live flows again");
+    assert_eq!(state(&mut t, 40002).as_deref(), Some("syn-sent"));
+    assert_eq!(state(&mut t, 40003).as_deref(), Some("syn-sent"));
 }
 
 #[test]
