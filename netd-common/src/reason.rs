@@ -35,6 +35,10 @@ pub enum Reason {
     /// Sent by the host's stack through a bridge to one of its endpoints: delivered to the
     /// endpoint's veth directly (`bpf_redirect`), skipping the bridge's forwarding.
     RedirectFromHost = 10,
+    /// Masqueraded as [`Reason::RedirectNat`], the first packet of a flow that found the
+    /// translation table full and took the room of a TCP flow that had closed, which it evicted
+    /// (conntrack's early drop).
+    RedirectNatEvicted = 11,
 
     /// The frame is shorter than an Ethernet header.
     DropShortEthernet = 64,
@@ -98,7 +102,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 38] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -110,6 +114,7 @@ impl Reason {
         Reason::RedirectReverseNat,
         Reason::PassFromUplink,
         Reason::RedirectFromHost,
+        Reason::RedirectNatEvicted,
         Reason::DropShortEthernet,
         Reason::DropShortVlan,
         Reason::DropShortArp,
@@ -165,6 +170,7 @@ impl Reason {
             Reason::RedirectReverseNat => "redirect-reverse-nat",
             Reason::PassFromUplink => "pass-from-uplink",
             Reason::RedirectFromHost => "redirect-from-host",
+            Reason::RedirectNatEvicted => "redirect-nat-evicted",
             Reason::DropShortEthernet => "drop-short-ethernet",
             Reason::DropShortVlan => "drop-short-vlan",
             Reason::DropShortArp => "drop-short-arp",

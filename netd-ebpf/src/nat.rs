@@ -194,7 +194,8 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Rea
 /// Masquerades a packet from endpoint `src` to `p.tuple.dst_addr`, an address outside every
 /// local network; `known` is the flow's egress entry as the caller looked it up (`None`: a new
 /// flow; the caller's lookup is the only one, a new flow pays for no second miss). Returns
-/// the verdict; on [`Reason::RedirectNat`] the packet is rewritten and `target` says where it
+/// the verdict; on [`Reason::RedirectNat`] (or [`Reason::RedirectNatEvicted`]: a new flow that
+/// evicted a closed one from a full table) the packet is rewritten and `target` says where it
 /// goes. [`Reason::PassToStack`] leaves it to the kernel unchanged (no route through an uplink,
 /// TTL expiring, a path MTU error the stack must report).
 ///
@@ -244,7 +245,7 @@ pub fn snat_v4_egress(
 
     let now = coarse_now();
     let key = p.tuple.key();
-    let (nat_addr, nat_port, ifindex, macs) = if let Some(e) = known {
+    let (nat_addr, nat_port, ifindex, macs, verdict) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
         let stale = now > e.last_seen + NAT_REFRESH_NS;
@@ -269,7 +270,7 @@ pub fn snat_v4_egress(
         if refresh(e, l4.nat_flags, now) {
             note_closing(&key);
         }
-        (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()))
+        (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()), Reason::RedirectNat)
     } else {
         let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
             return Reason::PassToStack;
@@ -288,9 +289,11 @@ pub fn snat_v4_egress(
             // Routed through a device that is not an uplink: the kernel routes it unchanged.
             return Reason::PassToStack;
         };
-        match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, cfg.port_min, cfg.port_max) {
+        let mut verdict = Reason::RedirectNat;
+        let range = (cfg.port_min, cfg.port_max);
+        match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, range, &mut verdict) {
             Ok((addr, port)) => {
-                (addr, port, hop.ifindex, hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac))))
+                (addr, port, hop.ifindex, hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac))), verdict)
             }
             Err(r) => return r,
         }
@@ -314,7 +317,7 @@ pub fn snat_v4_egress(
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
-    Reason::RedirectNat
+    verdict
 }
 
 /// Updates the L4 checksum for an address (`(old, new)`, in the pseudo-header of TCP and UDP)
@@ -563,7 +566,10 @@ fn evict_closed() -> bool {
 
 /// Creates the entry pair of a new flow: claims a reply key (the container's port if it is in
 /// `[lo, hi]`, else random ones; an expired flow's key is taken over), then the egress entry.
-/// Returns the NAT address and port (wire order).
+/// Returns the NAT address and port (wire order); `verdict` becomes
+/// [`Reason::RedirectNatEvicted`] when a closed flow was evicted to make room. (An out
+/// parameter: LLVM returns a tuple with a `u8` in it with undefined padding bits that it then
+/// reads, and the verifier refuses that read.)
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "one call site, every value is needed")]
 fn snat_v4_new_mapping(
@@ -573,9 +579,10 @@ fn snat_v4_new_mapping(
     hop: &Hop,
     tcp_flags: u8,
     now: u64,
-    lo: u16,
-    hi: u16,
+    range: (u16, u16),
+    verdict: &mut Reason,
 ) -> Result<(u32, u16), Reason> {
+    let (lo, hi) = range;
     let span = u32::from(hi - lo) + 1;
     let own = u16::from_be(key.src_port);
     // First choice: the container's own port, or outside the range its fixed image in it. One
@@ -615,6 +622,7 @@ fn snat_v4_new_mapping(
                 // Full: a closed flow makes room, else the new one is refused (counted).
                 if evict_closed() && NETD_NAT.insert(&rk, ingress, u64::from(BPF_NOEXIST)).is_ok() {
                     claimed = true;
+                    *verdict = Reason::RedirectNatEvicted;
                     break;
                 }
                 return Err(Reason::DropNatTableFull);

@@ -27,7 +27,8 @@ pub struct Verdict {
     pub slot: u32,
     /// The redirect target (an ifindex) for the `Redirect*` reasons.
     pub target: u32,
-    /// [`Reason::RedirectNat`]: the next hop's MAC is unknown, the kernel resolves it.
+    /// [`Reason::RedirectNat`] (and `RedirectNatEvicted`): the next hop's MAC is unknown, the
+    /// kernel resolves it.
     pub via_neigh: bool,
 }
 
@@ -46,7 +47,7 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
             let e = unsafe { &mut *e };
             match v.reason {
                 Reason::RedirectPeer => add(&mut e.forwarded, len),
-                Reason::RedirectNat => add(&mut e.masqueraded, len),
+                Reason::RedirectNat | Reason::RedirectNatEvicted => add(&mut e.masqueraded, len),
                 _ if drop => add(&mut e.dropped, len),
                 _ => add(&mut e.passed, len),
             }
@@ -65,10 +66,12 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
     // SAFETY (each helper): a plain call; an invalid ifindex makes the kernel drop the packet.
     match v.reason {
         Reason::RedirectPeer | Reason::RedirectReverseNat => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
-        Reason::RedirectNat if v.via_neigh => unsafe {
+        Reason::RedirectNat | Reason::RedirectNatEvicted if v.via_neigh => unsafe {
             bpf_redirect_neigh(v.target, core::ptr::null_mut(), 0, 0) as i32
         },
-        Reason::RedirectNat | Reason::RedirectFromHost => unsafe { bpf_redirect(v.target, 0) as i32 },
+        Reason::RedirectNat | Reason::RedirectNatEvicted | Reason::RedirectFromHost => unsafe {
+            bpf_redirect(v.target, 0) as i32
+        },
         _ => TC_ACT_OK as i32,
     }
 }

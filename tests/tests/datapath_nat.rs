@@ -526,7 +526,7 @@ fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
 
     // Closed both ways: the next new flow takes its room, and the other flow is untouched.
     assert_eq!(receive(&mut t, &tcp_to_uplink(ports[0], FIN_ACK)).reason(), Reason::RedirectReverseNat);
-    assert_eq!(open(&mut t, 40002), Reason::RedirectNat, "a closed flow made room");
+    assert_eq!(open(&mut t, 40002), Reason::RedirectNatEvicted, "a closed flow made room");
     assert_eq!(state(&mut t, 40000), None, "the closed flow was evicted, both entries");
     assert_eq!(t.dp.nat_entries().expect("entries").len(), 4);
     assert_eq!(state(&mut t, 40001).as_deref(), Some("established"));
@@ -534,13 +534,14 @@ fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
 
     // A reset flow makes room too.
     assert_eq!(receive(&mut t, &tcp_to_uplink(ports[1], TCP_RST)).reason(), Reason::RedirectReverseNat);
-    assert_eq!(open(&mut t, 40003), Reason::RedirectNat);
+    assert_eq!(open(&mut t, 40003), Reason::RedirectNatEvicted);
     assert_eq!(state(&mut t, 40001), None, "the reset flow was evicted");
 
     // Both flows in the table are open again: nothing to evict, new flows are refused.
     assert!(refused(&mut t, 40004), "full of live flows again");
     assert_eq!(state(&mut t, 40002).as_deref(), Some("syn-sent"));
     assert_eq!(state(&mut t, 40003).as_deref(), Some("syn-sent"));
+    assert_eq!(t.dp.reason_counter(Reason::RedirectNatEvicted).expect("counter").packets, 2, "evictions are counted");
 }
 
 #[test]
