@@ -180,6 +180,14 @@ pub const fn flow_lifetime_ns(protocol: u8, egress: u8, ingress: u8) -> u64 {
     }
 }
 
+/// Whether a TCP flow whose entries carry `egress` and `ingress` flags has closed: a RST either
+/// way, or a FIN each way (one FIN is half-closed: the other way may still carry data).
+#[must_use]
+#[inline]
+pub const fn tcp_closed(egress: u8, ingress: u8) -> bool {
+    (egress | ingress) & NatFlags::TCP_RST != 0 || egress & ingress & NatFlags::TCP_FIN != 0
+}
+
 /// Whether a flow whose entries are `egress` and `ingress` has expired at `now` (ns, the
 /// datapath's clock).
 #[must_use]

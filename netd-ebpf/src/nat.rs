@@ -27,7 +27,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{egress_key, flow_expired, reply_key, tcp_closed, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
     EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
 };
 use netd_ebpf::{
@@ -549,8 +549,9 @@ fn evict_closed() -> bool {
         }
         let rk = reply_key(&key, e.addr, e.port);
         // SAFETY: as above.
+        // Without its ingress half (a half-deleted pair) the flow is nobody's.
         let closed = match unsafe { NETD_NAT.get(&rk) } {
-            Some(i) => (e.flags | i.flags) & NatFlags::TCP_RST != 0 || e.flags & i.flags & NatFlags::TCP_FIN != 0,
+            Some(i) => tcp_closed(e.flags, i.flags),
             None => true,
         };
         if closed {

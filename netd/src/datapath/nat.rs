@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData};
 use netd_common::{
-    nat::{egress_key, flow_expired, reply_key},
+    nat::{egress_key, flow_expired, reply_key, tcp_closed},
     Ipv4Tuple, NatConfig, NatEntry, NatFlags, UplinkInfo,
 };
 
@@ -62,8 +62,7 @@ fn state_name(protocol: u8, egress: u8, ingress: u8) -> &'static str {
     let both = egress | ingress;
     let replied = ingress & NatFlags::SEEN != 0;
     match protocol {
-        6 if both & NatFlags::TCP_RST != 0 => "closed",
-        6 if egress & NatFlags::TCP_FIN != 0 && ingress & NatFlags::TCP_FIN != 0 => "closed",
+        6 if tcp_closed(egress, ingress) => "closed",
         6 if both & NatFlags::TCP_FIN != 0 => "fin",
         6 if replied => "established",
         6 => "syn-sent",
