@@ -12,8 +12,10 @@
 //! (the parser puts the identifier there), and `dst_port` is zero.
 //!
 //! Expiry is decided over the pair: a flow is alive until the later of both entries' `last_seen`
-//! plus the lifetime its combined flags give ([`flow_lifetime_ns`]). The datapath treats an
-//! expired pair as absent (it may reuse its port); the daemon's collector deletes expired pairs.
+//! plus its lifetime ([`flow_lifetime_ns`]: TCP by the flags of both entries, UDP by whether it is
+//! a stream). The datapath treats an expired pair as absent (it may reuse its port); the daemon's
+//! collector deletes expired pairs. A full table evicts a flow that is not [`assured`] or has
+//! closed ([`evictable`]), as conntrack's early drop does.
 
 use crate::Ipv4Tuple;
 
@@ -143,20 +145,45 @@ pub const TCP_FIN_TIMEOUT_NS: u64 = 120 * SEC;
 pub const TCP_SYN_TIMEOUT_NS: u64 = 60 * SEC;
 /// TCP established (both ways seen).
 pub const TCP_ESTABLISHED_TIMEOUT_NS: u64 = 6 * 3600 * SEC;
-/// UDP that was never answered.
+/// UDP that was never answered, or answered within [`UDP_STREAM_AFTER_NS`] of its start and
+/// quiet since (a query and its answer, as DNS): conntrack's `nf_conntrack_udp_timeout`.
 pub const UDP_TIMEOUT_NS: u64 = 30 * SEC;
-/// UDP answered at least once.
-pub const UDP_REPLIED_TIMEOUT_NS: u64 = 120 * SEC;
+/// UDP answered and still carrying packets [`UDP_STREAM_AFTER_NS`] after it started: a stream
+/// (conntrack's `nf_conntrack_udp_timeout_stream`).
+pub const UDP_STREAM_TIMEOUT_NS: u64 = 120 * SEC;
+/// How long after its start an answered UDP flow must still carry packets to be a stream
+/// (conntrack's two seconds). Seen through `last_seen`, which moves at most every
+/// [`NAT_REFRESH_NS`], so a flow is a stream from its first packet 2 to 3 s after the start.
+pub const UDP_STREAM_AFTER_NS: u64 = 2 * SEC;
 /// ICMP echo.
 pub const ICMP_TIMEOUT_NS: u64 = 30 * SEC;
 
-/// How long a flow lives after its last packet, from the flags of both entries: `egress` and
-/// `ingress` ([`NatFlags`]) and its protocol number.
+/// The later of the two entries' `last_seen`: the flow's last packet, either way.
 #[must_use]
 #[inline]
-pub const fn flow_lifetime_ns(protocol: u8, egress: u8, ingress: u8) -> u64 {
-    let both = egress | ingress;
-    let replied = ingress & NatFlags::SEEN != 0;
+const fn last_packet(egress: &NatEntry, ingress: &NatEntry) -> u64 {
+    if egress.last_seen > ingress.last_seen {
+        egress.last_seen
+    } else {
+        ingress.last_seen
+    }
+}
+
+/// Whether a UDP flow is a stream: answered, and still carrying packets
+/// [`UDP_STREAM_AFTER_NS`] after it started.
+#[must_use]
+#[inline]
+const fn udp_stream(egress: &NatEntry, ingress: &NatEntry) -> bool {
+    ingress.flags & NatFlags::SEEN != 0 && last_packet(egress, ingress) >= egress.created + UDP_STREAM_AFTER_NS
+}
+
+/// How long a flow (entries `egress` and `ingress`, protocol number `protocol`) lives after its
+/// last packet: TCP by its state (the flags of both entries), UDP by whether it is a stream.
+#[must_use]
+#[inline]
+pub const fn flow_lifetime_ns(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> u64 {
+    let both = egress.flags | ingress.flags;
+    let replied = ingress.flags & NatFlags::SEEN != 0;
     match protocol {
         6 => {
             if both & NatFlags::TCP_RST != 0 {
@@ -170,8 +197,8 @@ pub const fn flow_lifetime_ns(protocol: u8, egress: u8, ingress: u8) -> u64 {
             }
         }
         17 => {
-            if replied {
-                UDP_REPLIED_TIMEOUT_NS
+            if udp_stream(egress, ingress) {
+                UDP_STREAM_TIMEOUT_NS
             } else {
                 UDP_TIMEOUT_NS
             }
@@ -188,13 +215,34 @@ pub const fn tcp_closed(egress: u8, ingress: u8) -> bool {
     (egress | ingress) & NatFlags::TCP_RST != 0 || egress & ingress & NatFlags::TCP_FIN != 0
 }
 
+/// Whether a flow is assured, as conntrack says: TCP answered (the handshake went both ways),
+/// UDP a stream ([`UDP_STREAM_AFTER_NS`]); ICMP never.
+#[must_use]
+#[inline]
+pub const fn assured(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> bool {
+    match protocol {
+        6 => ingress.flags & NatFlags::SEEN != 0,
+        17 => udp_stream(egress, ingress),
+        _ => false,
+    }
+}
+
+/// Whether a full table may evict a flow to make room for a new one, as conntrack's early drop
+/// does: a flow that is not [`assured`] (unanswered; UDP that is no stream, as a DNS query and
+/// its answer; ICMP), or a TCP flow that has closed ([`tcp_closed`]). An established TCP flow,
+/// half-closed or not, and a UDP stream stay until they expire.
+#[must_use]
+#[inline]
+pub const fn evictable(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> bool {
+    !assured(protocol, egress, ingress) || (protocol == 6 && tcp_closed(egress.flags, ingress.flags))
+}
+
 /// Whether a flow whose entries are `egress` and `ingress` has expired at `now` (ns, the
 /// datapath's clock).
 #[must_use]
 #[inline]
 pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
-    let last = if egress.last_seen > ingress.last_seen { egress.last_seen } else { ingress.last_seen };
-    now > last + flow_lifetime_ns(protocol, egress.flags, ingress.flags)
+    now > last_packet(egress, ingress) + flow_lifetime_ns(protocol, egress, ingress)
 }
 
 /// The ingress (reply) key of a flow whose egress key is `egress`, translated to `addr:port`.
@@ -245,20 +293,55 @@ mod tests {
         }
     }
 
+    /// A pair of entries with these flags, created at 10 s, last seen `last` ns later.
+    fn pair(egress: u8, ingress: u8, last: u64) -> (NatEntry, NatEntry) {
+        let created = 10 * SEC;
+        let e = NatEntry { flags: egress, created, last_seen: created + last, ..NatEntry::default() };
+        let i = NatEntry { flags: NatFlags::INGRESS | ingress, created, last_seen: created, ..NatEntry::default() };
+        (e, i)
+    }
+
     #[test]
-    fn lifetimes_follow_tcp_state() {
+    fn lifetimes_follow_tcp_state_and_udp_streams() {
         let s = NatFlags::SEEN;
-        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, 0), TCP_SYN_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_SYN, s), TCP_ESTABLISHED_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s), TCP_FIN_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s | NatFlags::TCP_FIN, s | NatFlags::TCP_FIN), TCP_FIN_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(6, s, s | NatFlags::TCP_RST), TCP_RST_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(17, s, 0), UDP_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(17, s, s), UDP_REPLIED_TIMEOUT_NS);
-        assert_eq!(flow_lifetime_ns(1, s, 0), ICMP_TIMEOUT_NS);
+        let life = |protocol, egress, ingress, last| {
+            let (e, i) = pair(egress, ingress, last);
+            flow_lifetime_ns(protocol, &e, &i)
+        };
+        assert_eq!(life(6, s | NatFlags::TCP_SYN, 0, 0), TCP_SYN_TIMEOUT_NS);
+        assert_eq!(life(6, s | NatFlags::TCP_SYN, s, 0), TCP_ESTABLISHED_TIMEOUT_NS);
+        assert_eq!(life(6, s | NatFlags::TCP_FIN, s, 0), TCP_FIN_TIMEOUT_NS);
+        assert_eq!(life(6, s | NatFlags::TCP_FIN, s | NatFlags::TCP_FIN, 0), TCP_FIN_TIMEOUT_NS);
+        assert_eq!(life(6, s, s | NatFlags::TCP_RST, 0), TCP_RST_TIMEOUT_NS);
+        // UDP: unanswered, or a query and its answer, 30 s; a stream 120 s.
+        assert_eq!(life(17, s, 0, 5 * SEC), UDP_TIMEOUT_NS);
+        assert_eq!(life(17, s, s, SEC), UDP_TIMEOUT_NS);
+        assert_eq!(life(17, s, s, UDP_STREAM_AFTER_NS), UDP_STREAM_TIMEOUT_NS);
+        assert_eq!(life(1, s, 0, 0), ICMP_TIMEOUT_NS);
         let e = NatEntry { last_seen: 100, ..NatEntry::default() };
         let i = NatEntry { last_seen: 5 * SEC, ..NatEntry::default() };
         assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS));
         assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1));
+    }
+
+    #[test]
+    fn a_full_table_may_evict_what_conntrack_early_drops() {
+        let (s, fin, rst) = (NatFlags::SEEN, NatFlags::TCP_FIN, NatFlags::TCP_RST);
+        let evict = |protocol, egress, ingress, last| {
+            let (e, i) = pair(egress, ingress, last);
+            evictable(protocol, &e, &i)
+        };
+        // TCP: unanswered or closed goes; established or half-closed stays.
+        assert!(evict(6, s | NatFlags::TCP_SYN, 0, 0));
+        assert!(!evict(6, s, s, 0));
+        assert!(!evict(6, s | fin, s, 0));
+        assert!(evict(6, s | fin, s | fin, 0));
+        assert!(evict(6, s, s | rst, 0));
+        // UDP: unanswered or short goes; a stream stays.
+        assert!(evict(17, s, 0, 10 * SEC));
+        assert!(evict(17, s, s, SEC));
+        assert!(!evict(17, s, s, UDP_STREAM_AFTER_NS));
+        // ICMP echo is never assured.
+        assert!(evict(1, s, s, 10 * SEC));
     }
 }

@@ -36,7 +36,8 @@ pub enum Reason {
     /// endpoint's veth directly (`bpf_redirect`), skipping the bridge's forwarding.
     RedirectFromHost = 10,
     /// Masqueraded as [`Reason::RedirectNat`], the first packet of a flow that found the
-    /// translation table full and took the room of a TCP flow that had closed, which it evicted
+    /// translation table full and took the room of a flow it evicted: one not assured (an
+    /// unanswered flow, a UDP query and its answer, ICMP) or a TCP flow that had closed
     /// (conntrack's early drop).
     RedirectNatEvicted = 11,
 

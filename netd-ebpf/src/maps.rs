@@ -99,25 +99,27 @@ pub struct CoarseClock {
 #[unsafe(no_mangle)]
 pub static mut NETD_CLOCK: CoarseClock = CoarseClock { jiffies: 0, ns: 0 };
 
-/// How many closing flows [`NETD_NAT_CLOSED`] remembers (a power of two).
-pub const CLOSED_RING_LEN: u32 = 256;
+/// How many hints [`NETD_NAT_CANDIDATES`] keeps (a power of two).
+pub const CANDIDATE_RING_LEN: u32 = 1024;
 
-/// The egress keys of the TCP flows that closed last (FIN or RST), the oldest at `tail`: where a
-/// full table finds flows to evict, as conntrack's early drop does (`nat::evict_closed`).
+/// The egress keys of the flows created or started over last, and of the TCP flows that began
+/// to close last (each direction's first FIN or RST), the oldest at `tail`: where a full table
+/// looks for a flow to evict, as conntrack's early drop does (`nat::evict_one`). A flow becomes
+/// evictable only at those moments (or by expiring, which the collector handles).
 #[repr(C)]
-pub struct ClosedRing {
+pub struct CandidateRing {
     pub head: u32,
     pub tail: u32,
-    pub keys: [Ipv4Tuple; CLOSED_RING_LEN as usize],
+    pub keys: [Ipv4Tuple; CANDIDATE_RING_LEN as usize],
 }
 
-/// The datapath's [`ClosedRing`], shared by all CPUs without locks: a racing write loses or
+/// The datapath's [`CandidateRing`], shared by all CPUs without locks: a racing write loses or
 /// repeats a hint, and every hint is checked against the table before a flow is evicted. A
 /// global, as [`NETD_CLOCK`]: one load, no lookup. Not pinned: a restarted daemon's programs
-/// start with an empty ring, and flows that close later fill it.
+/// start with an empty ring, and flows created or closing later fill it.
 #[unsafe(no_mangle)]
-pub static mut NETD_NAT_CLOSED: ClosedRing =
-    ClosedRing { head: 0, tail: 0, keys: [Ipv4Tuple::new(0, 0, 0, 0, 0); CLOSED_RING_LEN as usize] };
+pub static mut NETD_NAT_CANDIDATES: CandidateRing =
+    CandidateRing { head: 0, tail: 0, keys: [Ipv4Tuple::new(0, 0, 0, 0, 0); CANDIDATE_RING_LEN as usize] };
 
 /// Drop events (always) and trace events (when `NETD_TRACE` is set at load time).
 #[map]

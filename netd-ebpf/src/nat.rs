@@ -27,7 +27,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, flow_expired, reply_key, tcp_closed, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
     EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
 };
 use netd_ebpf::{
@@ -36,7 +36,7 @@ use netd_ebpf::{
 };
 
 use crate::maps::{
-    CLOSED_RING_LEN, NETD_CLOCK, NETD_NAT, NETD_NAT_CLOSED, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS,
+    CANDIDATE_RING_LEN, NETD_CLOCK, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -195,7 +195,7 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Rea
 /// local network; `known` is the flow's egress entry as the caller looked it up (`None`: a new
 /// flow; the caller's lookup is the only one, a new flow pays for no second miss). Returns
 /// the verdict; on [`Reason::RedirectNat`] (or [`Reason::RedirectNatEvicted`]: a new flow that
-/// evicted a closed one from a full table) the packet is rewritten and `target` says where it
+/// evicted another from a full table) the packet is rewritten and `target` says where it
 /// goes. [`Reason::PassToStack`] leaves it to the kernel unchanged (no route through an uplink,
 /// TTL expiring, a path MTU error the stack must report).
 ///
@@ -268,7 +268,7 @@ pub fn snat_v4_egress(
             }
         }
         if refresh(e, l4.nat_flags, now) {
-            note_closing(&key);
+            note_candidate(&key);
         }
         (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()), Reason::RedirectNat)
     } else {
@@ -454,7 +454,8 @@ fn store_headers(ctx: &TcContext, p: &Parsed, tail: Ipv4Tail, l4: &L4, ports: (u
 /// Starts the flow of egress entry `egress` (key `key`) over, in both entries, if it is over:
 /// `syn` and the connection closed (FIN or RST either way: the container reused its port for a
 /// new one), or `stale` and the flow expired. The next hop stays: it is looked up again when
-/// stale, as for any flow.
+/// stale, as for any flow. A flow started over is a new one: unanswered, a full table may
+/// evict it (it is noted as a candidate).
 #[inline(always)]
 fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: bool, now: u64) {
     let Some(i) = NETD_NAT.get_ptr_mut(&reply_key(key, egress.addr, egress.port)) else {
@@ -466,8 +467,11 @@ fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: boo
     if closed || (stale && flow_expired(key.protocol, egress, i, now)) {
         egress.flags = NatFlags::SEEN | (egress.flags & NatFlags::L2);
         egress.last_seen = now;
+        egress.created = now;
         i.flags = NatFlags::INGRESS;
         i.last_seen = now;
+        i.created = now;
+        note_candidate(key);
     }
 }
 
@@ -500,43 +504,44 @@ fn refresh(e: &mut NatEntry, flags: u8, now: u64) -> bool {
     }
 }
 
-/// Notes that the flow of egress key `key` is closing (a FIN or RST went one way): a full table
-/// may evict it once it has closed (see [`evict_closed`]). Each direction notes it once, so the
-/// note that finds a flow closed both ways is the later one.
+/// Notes the flow of egress key `key` as a candidate for eviction: it was created or started
+/// over (unanswered yet), or a FIN or RST went one way (it may close). A full table checks the
+/// candidates oldest first (see [`evict_one`]).
 #[inline(always)]
-fn note_closing(key: &Ipv4Tuple) {
+fn note_candidate(key: &Ipv4Tuple) {
     // SAFETY: a global shared by all CPUs; racing writes lose or repeat a hint (see
-    // `NETD_NAT_CLOSED`), and a torn key matches no flow or is checked like any other.
-    let ring = unsafe { &mut *(&raw mut NETD_NAT_CLOSED) };
+    // `NETD_NAT_CANDIDATES`), and a torn key matches no flow or is checked like any other.
+    let ring = unsafe { &mut *(&raw mut NETD_NAT_CANDIDATES) };
     let head = ring.head;
-    if let Some(slot) = ring.keys.get_mut((head & (CLOSED_RING_LEN - 1)) as usize) {
+    if let Some(slot) = ring.keys.get_mut((head & (CANDIDATE_RING_LEN - 1)) as usize) {
         *slot = *key;
     }
     ring.head = head.wrapping_add(1);
 }
 
-/// How many hints a new flow looks at when the table is full.
-const EVICT_ATTEMPTS: u32 = 4;
+/// How many candidates a new flow looks at when the table is full.
+const EVICT_ATTEMPTS: u32 = 8;
 
-/// Makes room in a full table as conntrack's early drop does: evicts a TCP flow that closed
-/// (FIN both ways, or a RST), the oldest among those noted last. Half-closed flows stay (the
-/// other way may still carry data), and so does every other flow. Returns whether one went.
+/// Makes room in a full table as conntrack's early drop does: evicts the oldest of the last
+/// noted candidates that is [`evictable`] (not assured, as an unanswered flow or a DNS query
+/// and its answer; or a TCP flow that closed) or has expired. Established TCP flows, half-closed
+/// or not, and UDP streams stay. Returns whether one went.
 #[inline(always)]
-fn evict_closed() -> bool {
-    // SAFETY: as in `note_closing`.
-    let ring = unsafe { &mut *(&raw mut NETD_NAT_CLOSED) };
+fn evict_one(now: u64) -> bool {
+    // SAFETY: as in `note_candidate`.
+    let ring = unsafe { &mut *(&raw mut NETD_NAT_CANDIDATES) };
     let head = ring.head;
     let mut tail = ring.tail;
-    if head.wrapping_sub(tail) > CLOSED_RING_LEN {
+    if head.wrapping_sub(tail) > CANDIDATE_RING_LEN {
         // Overwritten: the oldest hints left are a ring's length behind.
-        tail = head.wrapping_sub(CLOSED_RING_LEN);
+        tail = head.wrapping_sub(CANDIDATE_RING_LEN);
     }
     let mut evicted = false;
     for _ in 0..EVICT_ATTEMPTS {
         if tail == head {
             break;
         }
-        let Some(key) = ring.keys.get((tail & (CLOSED_RING_LEN - 1)) as usize).copied() else {
+        let Some(key) = ring.keys.get((tail & (CANDIDATE_RING_LEN - 1)) as usize).copied() else {
             break;
         };
         tail = tail.wrapping_add(1);
@@ -544,17 +549,17 @@ fn evict_closed() -> bool {
         let Some(e) = (unsafe { NETD_NAT.get(&key) }) else {
             continue;
         };
-        if key.protocol != ipv4::PROTO_TCP || e.flags & NatFlags::INGRESS != 0 {
+        if e.flags & NatFlags::INGRESS != 0 {
             continue;
         }
         let rk = reply_key(&key, e.addr, e.port);
         // SAFETY: as above.
         // Without its ingress half (a half-deleted pair) the flow is nobody's.
-        let closed = match unsafe { NETD_NAT.get(&rk) } {
-            Some(i) => tcp_closed(e.flags, i.flags),
+        let gone = match unsafe { NETD_NAT.get(&rk) } {
+            Some(i) => evictable(key.protocol, e, i) || flow_expired(key.protocol, e, i, now),
             None => true,
         };
-        if closed {
+        if gone {
             let _ = NETD_NAT.remove(&rk);
             let _ = NETD_NAT.remove(&key);
             evicted = true;
@@ -568,7 +573,7 @@ fn evict_closed() -> bool {
 /// Creates the entry pair of a new flow: claims a reply key (the container's port if it is in
 /// `[lo, hi]`, else random ones; an expired flow's key is taken over), then the egress entry.
 /// Returns the NAT address and port (wire order); `verdict` becomes
-/// [`Reason::RedirectNatEvicted`] when a closed flow was evicted to make room. (An out
+/// [`Reason::RedirectNatEvicted`] when another flow was evicted to make room. (An out
 /// parameter: LLVM returns a tuple with a `u8` in it with undefined padding bits that it then
 /// reads, and the verifier refuses that read.)
 #[inline(always)]
@@ -620,8 +625,9 @@ fn snat_v4_new_mapping(
                 }
             }
             Err(_) => {
-                // Full: a closed flow makes room, else the new one is refused (counted).
-                if evict_closed() && NETD_NAT.insert(&rk, ingress, u64::from(BPF_NOEXIST)).is_ok() {
+                // Full: a flow that is not assured or has closed makes room, else the new one
+                // is refused (counted).
+                if evict_one(now) && NETD_NAT.insert(&rk, ingress, u64::from(BPF_NOEXIST)).is_ok() {
                     claimed = true;
                     *verdict = Reason::RedirectNatEvicted;
                     break;
@@ -648,7 +654,10 @@ fn snat_v4_new_mapping(
         created: now,
     };
     match NETD_NAT.insert(key, &egress, u64::from(BPF_NOEXIST)) {
-        Ok(()) => Ok((uplink.addr, nat_port)),
+        Ok(()) => {
+            note_candidate(key);
+            Ok((uplink.addr, nat_port))
+        }
         Err(e) => {
             let _ = NETD_NAT.remove(&reply_key(key, uplink.addr, nat_port));
             if e == -EEXIST {
@@ -747,7 +756,7 @@ pub fn snat_v4_ingress(
         return Reason::PassFromUplink;
     }
     if refresh(e, l4.nat_flags, now) {
-        note_closing(&egress_key(&key, e));
+        note_candidate(&egress_key(&key, e));
     }
     let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.mac_half_words().0, e.ifindex);
     // Every header to write is taken (bounds-checked) before the first write, so a frame is

@@ -323,28 +323,139 @@ fn entry_times_are_on_the_collectors_clock_and_follow_it() {
     assert!(e.last_seen > e.created, "refreshed");
 }
 
+/// A UDP datagram from the server's port `sport` to the uplink's `nat_port`: an answer.
+fn udp_to_uplink(sport: u16, nat_port: u16) -> Vec<u8> {
+    let (src, dst) = (ip(SERVER), ip(UPLINK_ADDR));
+    Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, src, dst, sport, nat_port, 64, 0))
+}
+
+/// Changes both entries of the flow of endpoint `from`'s port `sport` (`protocol`) with `edit`.
+fn edit_flow(t: &mut Topology, from: &str, protocol: u8, sport: u16, edit: impl Fn(&mut netd_common::NatEntry)) {
+    let (addr, port) = (wire(addr_of(from)), sport.to_be());
+    for (k, mut e) in t.dp.nat_entries().expect("entries") {
+        let egress = k.src_addr == addr && k.src_port == port;
+        let ingress = e.addr == addr && e.port == port;
+        if k.protocol == protocol && (egress || ingress) {
+            edit(&mut e);
+            t.dp.nat_set_entry(&k, &e).expect("edit");
+        }
+    }
+}
+
+/// Makes the UDP flow of endpoint `from`'s port `sport` a stream: it started 3 s ago and has
+/// just carried a packet (it was answered before).
+fn make_stream(t: &mut Topology, from: &str, sport: u16) {
+    let now = netd::datapath::monotonic_ns();
+    edit_flow(t, from, PROTO_UDP, sport, |e| {
+        e.created = now - 3_000_000_000;
+        e.last_seen = now;
+    });
+}
+
+/// `netd nat ls`'s state of endpoint `from`'s flow from port `sport` (`protocol`), if listed.
+fn state_of(t: &mut Topology, from: &str, protocol: &str, sport: u16) -> Option<String> {
+    let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+    flows.iter().find(|f| f.protocol == protocol && f.inside == (addr_of(from), sport)).map(|f| f.state.clone())
+}
+
 #[test]
 fn a_full_table_drops_new_flows_and_recovers_when_they_expire() {
-    // Room for two flows.
+    // Room for two flows, both UDP streams (assured: a full table does not evict them).
     let mut t = topology(Some(2));
     let server = ip(SERVER);
     for dport in [1, 2] {
-        let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, dport));
+        let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000 + dport, server, dport));
         assert_eq!(out.reason(), Reason::RedirectNat, "flow {dport}");
+        let back = receive(&mut t, &udp_to_uplink(dport, nat_port_of(&out.output)));
+        assert_eq!(back.reason(), Reason::RedirectReverseNat);
+        make_stream(&mut t, "a", 40000 + dport);
+        assert_eq!(state_of(&mut t, "a", "udp", 40000 + dport).as_deref(), Some("stream"));
     }
-    let full = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 3));
+    let full = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40003, server, 3));
     assert_eq!((full.reason(), full.verdict), (Reason::DropNatTableFull, TC_ACT_SHOT));
     // Live flows keep working while full.
-    let live = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 1));
+    let live = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40001, server, 1));
     assert_eq!(live.reason(), Reason::RedirectNat);
-    // Not expired yet: the collector keeps them.
+    // Not expired yet: the collector keeps them, a minute later too (a stream lives 120 s).
     let now = netd::datapath::monotonic_ns();
     assert_eq!(t.dp.nat_collect(now).expect("collect"), 0);
-    // Unreplied UDP lives 30 s: a minute later both are collected, and new flows fit again.
-    assert_eq!(t.dp.nat_collect(now + 60_000_000_000).expect("collect"), 2);
+    assert_eq!(t.dp.nat_collect(now + 60_000_000_000).expect("collect"), 0);
+    // After that both are collected, and new flows fit again.
+    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect"), 2);
     assert!(t.dp.nat_entries().expect("entries").is_empty());
-    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 3));
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40003, server, 3));
     assert_eq!(out.reason(), Reason::RedirectNat, "recovered");
+}
+
+#[test]
+fn a_query_and_its_answer_expire_after_30_s_and_a_stream_after_120_s() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    for (sport, dport) in [(40001, 53), (40002, 4500)] {
+        let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, sport, server, dport));
+        let back = receive(&mut t, &udp_to_uplink(dport, nat_port_of(&out.output)));
+        assert_eq!(back.reason(), Reason::RedirectReverseNat);
+    }
+    assert_eq!(state_of(&mut t, "a", "udp", 40001).as_deref(), Some("replied"));
+    make_stream(&mut t, "a", 40002);
+    assert_eq!(state_of(&mut t, "a", "udp", 40002).as_deref(), Some("stream"));
+    let now = netd::datapath::monotonic_ns();
+    assert_eq!(t.dp.nat_collect(now + 31_000_000_000).expect("collect"), 1, "the query and its answer");
+    assert_eq!(state_of(&mut t, "a", "udp", 40001), None);
+    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect"), 1, "the stream");
+    assert!(t.dp.nat_entries().expect("entries").is_empty());
+}
+
+#[test]
+fn a_full_table_evicts_a_flow_that_is_not_assured_as_conntrack_early_drop_does() {
+    // Room for three UDP flows of a: unanswered (port 40001), a stream (40002), a query and
+    // its answer (40003), created in that order.
+    let mut t = topology(Some(3));
+    let server = ip(SERVER);
+    let open = |t: &mut Topology, from: &str, sport: u16| {
+        let out = send(t, from, &from_endpoint(from, PROTO_UDP, sport, server, sport));
+        (out.reason(), nat_port_of(&out.output))
+    };
+    let answer = |t: &mut Topology, sport: u16, nat_port: u16| {
+        assert_eq!(receive(t, &udp_to_uplink(sport, nat_port)).reason(), Reason::RedirectReverseNat);
+    };
+    assert_eq!(open(&mut t, "a", 40001).0, Reason::RedirectNat);
+    for sport in [40002, 40003] {
+        let (reason, port) = open(&mut t, "a", sport);
+        assert_eq!(reason, Reason::RedirectNat);
+        answer(&mut t, sport, port);
+    }
+    make_stream(&mut t, "a", 40002);
+
+    // b's first new flow takes the unanswered flow's room (the oldest candidate).
+    let (reason, b1) = open(&mut t, "b", 41001);
+    assert_eq!(reason, Reason::RedirectNatEvicted);
+    assert_eq!(state_of(&mut t, "a", "udp", 40001), None, "the unanswered flow was evicted");
+    assert_eq!(t.dp.nat_entries().expect("entries").len(), 6, "both of its entries");
+    // Its next passes the stream by and takes the room of the query and its answer.
+    answer(&mut t, 41001, b1);
+    make_stream(&mut t, "b", 41001);
+    let (reason, b2) = open(&mut t, "b", 41002);
+    assert_eq!(reason, Reason::RedirectNatEvicted);
+    assert_eq!(state_of(&mut t, "a", "udp", 40002).as_deref(), Some("stream"), "a stream stays");
+    assert_eq!(state_of(&mut t, "a", "udp", 40003), None, "the query and its answer were evicted");
+
+    // Three streams: nothing to evict, a new flow is refused until one expires.
+    answer(&mut t, 41002, b2);
+    make_stream(&mut t, "b", 41002);
+    assert_eq!(open(&mut t, "b", 41003).0, Reason::DropNatTableFull);
+    for (from, sport) in [("a", 40002), ("b", 41001), ("b", 41002)] {
+        assert_eq!(state_of(&mut t, from, "udp", sport).as_deref(), Some("stream"), "{from}:{sport}");
+    }
+
+    // ICMP echo is never assured: once a stream has expired (and was collected), a ping takes
+    // its room, and the ping's flow makes room for the next new flow.
+    edit_flow(&mut t, "b", PROTO_UDP, 41002, |e| e.last_seen -= 200_000_000_000);
+    assert_eq!(t.dp.nat_collect(netd::datapath::monotonic_ns()).expect("collect"), 1);
+    let ping = send(&mut t, "c", &from_endpoint("c", PROTO_ICMP, 7, server, 0));
+    assert_eq!(ping.reason(), Reason::RedirectNat, "the expired stream's room");
+    assert_eq!(open(&mut t, "b", 41003).0, Reason::RedirectNatEvicted, "the ping's room");
+    assert_eq!(t.dp.reason_counter(Reason::RedirectNatEvicted).expect("counter").packets, 3, "evictions are counted");
 }
 
 #[test]
@@ -498,7 +609,7 @@ fn tcp_state_follows_syn_fin_rst_and_ports_come_back_when_flows_expire() {
 }
 
 #[test]
-fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
+fn a_full_table_makes_room_by_evicting_a_closed_or_unanswered_tcp_flow_as_conntrack_does() {
     const SYN: u8 = TCP_SYN;
     const SYN_ACK: u8 = TCP_SYN | TCP_ACK;
     const FIN_ACK: u8 = TCP_FIN | TCP_ACK;
@@ -516,7 +627,11 @@ fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
     }
     // b connects to other server ports: the two NAT ports are free there (the table is full,
     // not the ports).
-    let open = |t: &mut Topology, sport: u16| send(t, "b", &tcp_from_to("b", sport, sport, SYN)).reason();
+    let open_port = |t: &mut Topology, sport: u16| {
+        let out = send(t, "b", &tcp_from_to("b", sport, sport, SYN));
+        (out.reason(), nat_port_of(&out.output))
+    };
+    let open = |t: &mut Topology, sport: u16| open_port(t, sport).0;
     let refused = |t: &mut Topology, sport| open(t, sport) == Reason::DropNatTableFull;
     assert!(refused(&mut t, 40002), "full of live flows");
 
@@ -526,22 +641,38 @@ fn a_full_table_makes_room_by_evicting_a_closed_tcp_flow_as_conntrack_does() {
 
     // Closed both ways: the next new flow takes its room, and the other flow is untouched.
     assert_eq!(receive(&mut t, &tcp_to_uplink(ports[0], FIN_ACK)).reason(), Reason::RedirectReverseNat);
-    assert_eq!(open(&mut t, 40002), Reason::RedirectNatEvicted, "a closed flow made room");
+    let (reason, port_40002) = open_port(&mut t, 40002);
+    assert_eq!(reason, Reason::RedirectNatEvicted, "a closed flow made room");
     assert_eq!(state(&mut t, 40000), None, "the closed flow was evicted, both entries");
     assert_eq!(t.dp.nat_entries().expect("entries").len(), 4);
     assert_eq!(state(&mut t, 40001).as_deref(), Some("established"));
     assert_eq!(state(&mut t, 40002).as_deref(), Some("syn-sent"));
+    // The server answers b (its reply comes from the port b connected to).
+    let answer = |t: &mut Topology, sport: u16, port: u16| {
+        let (src, dst) = (ip(SERVER), ip(UPLINK_ADDR));
+        let syn_ack = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
+            .frame(&Ipv4::new(src, dst, PROTO_TCP).packet(&tcp(src, dst, sport, port, SYN_ACK, b"")));
+        assert_eq!(receive(t, &syn_ack).reason(), Reason::RedirectReverseNat);
+        assert_eq!(state(t, sport).as_deref(), Some("established"));
+    };
+    answer(&mut t, 40002, port_40002);
 
     // A reset flow makes room too.
     assert_eq!(receive(&mut t, &tcp_to_uplink(ports[1], TCP_RST)).reason(), Reason::RedirectReverseNat);
     assert_eq!(open(&mut t, 40003), Reason::RedirectNatEvicted);
     assert_eq!(state(&mut t, 40001), None, "the reset flow was evicted");
+    assert_eq!(state(&mut t, 40002).as_deref(), Some("established"), "the established one stays");
 
-    // Both flows in the table are open again: nothing to evict, new flows are refused.
-    assert!(refused(&mut t, 40004), "full of live flows again");
-    assert_eq!(state(&mut t, 40002).as_deref(), Some("syn-sent"));
-    assert_eq!(state(&mut t, 40003).as_deref(), Some("syn-sent"));
-    assert_eq!(t.dp.reason_counter(Reason::RedirectNatEvicted).expect("counter").packets, 2, "evictions are counted");
+    // An unanswered connection (SYN sent) is not assured: it makes room too.
+    let (reason, port_40004) = open_port(&mut t, 40004);
+    assert_eq!(reason, Reason::RedirectNatEvicted);
+    assert_eq!(state(&mut t, 40003), None, "the unanswered connection was evicted");
+
+    // Both connections in the table answered (established): nothing to evict, new flows are
+    // refused.
+    answer(&mut t, 40004, port_40004);
+    assert!(refused(&mut t, 40005), "full of established connections");
+    assert_eq!(t.dp.reason_counter(Reason::RedirectNatEvicted).expect("counter").packets, 3, "evictions are counted");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData};
 use netd_common::{
-    nat::{egress_key, flow_expired, reply_key, tcp_closed},
+    nat::{assured, egress_key, flow_expired, reply_key, tcp_closed},
     Ipv4Tuple, NatConfig, NatEntry, NatFlags, UplinkInfo,
 };
 
@@ -27,7 +27,9 @@ pub struct NatFlow {
     pub outside: (Ipv4Addr, u16),
     /// The remote end (ICMP: port 0).
     pub remote: (Ipv4Addr, u16),
-    /// "syn-sent", "established", "fin", "closed", "unreplied", "replied".
+    /// TCP: "syn-sent", "established", "fin", "closed"; UDP: "unreplied", "replied", "stream"
+    /// (answered and still going 2 s after its start: it lives 120 s, not 30); ICMP:
+    /// "unreplied", "replied".
     pub state: String,
     /// Seconds since the flow was created / since its last packet, and until it expires.
     pub age_secs: u64,
@@ -58,14 +60,15 @@ fn protocol_name(p: u8) -> String {
     }
 }
 
-fn state_name(protocol: u8, egress: u8, ingress: u8) -> &'static str {
-    let both = egress | ingress;
-    let replied = ingress & NatFlags::SEEN != 0;
+fn state_name(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> &'static str {
+    let both = egress.flags | ingress.flags;
+    let replied = ingress.flags & NatFlags::SEEN != 0;
     match protocol {
-        6 if tcp_closed(egress, ingress) => "closed",
+        6 if tcp_closed(egress.flags, ingress.flags) => "closed",
         6 if both & NatFlags::TCP_FIN != 0 => "fin",
         6 if replied => "established",
         6 => "syn-sent",
+        17 if assured(protocol, egress, ingress) => "stream",
         _ if replied => "replied",
         _ => "unreplied",
     }
@@ -142,14 +145,14 @@ impl Datapath {
                 continue;
             }
             let last = e.last_seen.max(i.last_seen);
-            let lifetime = netd_common::nat::flow_lifetime_ns(k.protocol, e.flags, i.flags);
+            let lifetime = netd_common::nat::flow_lifetime_ns(k.protocol, e, i);
             let secs = |ns: u64| ns / 1_000_000_000;
             out.push(NatFlow {
                 protocol: protocol_name(k.protocol),
                 inside: (addr(k.src_addr), u16::from_be(k.src_port)),
                 outside: (addr(e.addr), u16::from_be(e.port)),
                 remote: (addr(k.dst_addr), u16::from_be(k.dst_port)),
-                state: state_name(k.protocol, e.flags, i.flags).into(),
+                state: state_name(k.protocol, e, i).into(),
                 age_secs: secs(now.saturating_sub(e.created)),
                 idle_secs: secs(now.saturating_sub(last)),
                 expires_in_secs: secs((last + lifetime).saturating_sub(now)),
