@@ -444,6 +444,10 @@ fn a_full_table_evicts_a_flow_that_is_not_assured_as_conntrack_early_drop_does()
     answer(&mut t, 41002, b2);
     make_stream(&mut t, "b", 41002);
     assert_eq!(open(&mut t, "b", 41003).0, Reason::DropNatTableFull);
+    let stats = t.dp.nat_table_stats(netd::datapath::monotonic_ns()).expect("stats");
+    assert_eq!((stats.flows, stats.max_flows, stats.expired), (3, 3, 0));
+    assert_eq!(stats.states, [("udp stream".to_owned(), 3)].into());
+    assert_eq!((stats.port_min, stats.port_max), (PORT_MIN, PORT_MAX));
     for (from, sport) in [("a", 40002), ("b", 41001), ("b", 41002)] {
         assert_eq!(state_of(&mut t, from, "udp", sport).as_deref(), Some("stream"), "{from}:{sport}");
     }
@@ -451,6 +455,8 @@ fn a_full_table_evicts_a_flow_that_is_not_assured_as_conntrack_early_drop_does()
     // ICMP echo is never assured: once a stream has expired (and was collected), a ping takes
     // its room, and the ping's flow makes room for the next new flow.
     edit_flow(&mut t, "b", PROTO_UDP, 41002, |e| e.last_seen -= 200_000_000_000);
+    let stats = t.dp.nat_table_stats(netd::datapath::monotonic_ns()).expect("stats");
+    assert_eq!((stats.flows, stats.expired), (2, 1), "an expired flow is counted apart until collected");
     assert_eq!(t.dp.nat_collect(netd::datapath::monotonic_ns()).expect("collect"), 1);
     let ping = send(&mut t, "c", &from_endpoint("c", PROTO_ICMP, 7, server, 0));
     assert_eq!(ping.reason(), Reason::RedirectNat, "the expired stream's room");

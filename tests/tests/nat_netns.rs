@@ -190,6 +190,24 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     let table = d.netd(&["nat", "ls"]).ok();
     assert!(table.starts_with("PROTO"), "{table}");
 
+    // At a glance: those flows in use of the default table, by state; the default ports (below
+    // the namespace's ephemeral ports), the uplink; nothing evicted or refused.
+    let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
+    assert!(stats["flows"].as_u64().expect("flows") >= 4, "{stats}");
+    assert_eq!(stats["max_flows"], 131_072, "{stats}");
+    assert_eq!(stats["states"]["udp replied"], 1, "a query and its answers: {stats}");
+    assert!(stats["states"]["icmp replied"].as_u64() >= Some(1), "{stats}");
+    let tcp: u64 = ["syn-sent", "established", "fin", "closed"]
+        .iter()
+        .filter_map(|s| stats["states"][format!("tcp {s}")].as_u64())
+        .sum();
+    assert_eq!(tcp, 2, "{stats}");
+    assert_eq!((&stats["port_min"], &stats["port_max"]), (&1024.into(), &32767.into()), "{stats}");
+    assert_eq!(stats["uplinks"], serde_json::json!([format!("uplink0 ({UPLINK})")]), "{stats}");
+    assert_eq!((&stats["evicted"], &stats["refused_table_full"]), (&0.into(), &0.into()), "{stats}");
+    let text = d.netd(&["nat", "stats"]).ok();
+    assert!(text.starts_with("FLOWS") && text.contains("STATE"), "{text}");
+
     // The datapath carried it, both ways.
     assert!(d.count(Some("c1"), "redirect-nat") >= 2 + 2 + 3);
     assert!(d.count(None, "redirect-reverse-nat") >= 2 + 4 + 3);

@@ -182,6 +182,7 @@ const WALK_THROUGH: &[Step] = &[
     // The outside world, masqueraded through the uplink by eBPF (no iptables).
     Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"]),
     Step::Netd(&["nat", "ls"]),
+    Step::Netd(&["nat", "stats"]),
     Step::Netd(&["stats"]),
 ];
 

@@ -185,6 +185,10 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             Ok(flows) => json(StatusCode::OK, &flows),
             Err(e) => from_error(&e),
         },
+        (&Method::GET, ["netd", "v1", "nat", "stats"]) => match daemon.nat_stats() {
+            Ok(stats) => json(StatusCode::OK, &stats),
+            Err(e) => from_error(&e),
+        },
         (&Method::POST, ["netd", "v1", "sandboxes"]) => create_sandbox(daemon, req).await,
         (&Method::GET, ["netd", "v1", "sandboxes", key]) => inspect_sandbox(daemon, key).await,
         (&Method::DELETE, ["netd", "v1", "sandboxes", key]) => {

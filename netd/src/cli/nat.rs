@@ -1,10 +1,10 @@
-//! `netd nat ls`: masquerade's live translations.
+//! `netd nat ls`: masquerade's live translations; `netd nat stats`: the table at a glance.
 
 use std::process::ExitCode;
 
 use hyper::Method;
 
-use crate::{client::Client, datapath::NatFlow};
+use crate::{client::Client, daemon::nat::NatStats, datapath::NatFlow};
 
 use super::{fail, network::pretty, table};
 
@@ -17,10 +17,20 @@ pub enum NatCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The table at a glance: flows in use of how many, by state; the port range and uplinks;
+    /// how often a full table made room or refused a new flow.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
-    let NatCommand::Ls { json } = cmd;
+    let json = match cmd {
+        NatCommand::Ls { json } => json,
+        NatCommand::Stats { json } => return stats(client, json).await,
+    };
     let flows: Vec<NatFlow> = match client.call(Method::GET, "/netd/v1/nat", None::<&()>).await {
         Ok(f) => f,
         Err(e) => return fail(&e),
@@ -47,4 +57,71 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
         .collect();
     print!("{}", table::render(&["PROTO", "INSIDE", "OUTSIDE", "REMOTE", "STATE", "AGE", "IDLE", "EXPIRES IN"], &rows));
     ExitCode::SUCCESS
+}
+
+async fn stats(client: &Client, json: bool) -> ExitCode {
+    let s: NatStats = match client.call(Method::GET, "/netd/v1/nat/stats", None::<&()>).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        println!("{}", pretty(&s));
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", render_stats(&s));
+    ExitCode::SUCCESS
+}
+
+/// `netd nat stats` as text: the figures, then the live flows by state.
+fn render_stats(s: &NatStats) -> String {
+    let t = &s.table;
+    #[expect(clippy::cast_precision_loss, reason = "a percentage to one decimal")]
+    let full = if t.max_flows == 0 { 0.0 } else { t.flows as f64 * 100.0 / t.max_flows as f64 };
+    let uplinks = if s.uplinks.is_empty() { "none".to_owned() } else { s.uplinks.join(", ") };
+    let rows = vec![
+        vec!["FLOWS".into(), format!("{} of {} ({full:.1}% full)", t.flows, t.max_flows)],
+        vec!["EXPIRED".into(), format!("{} (gone at the collector's next pass)", t.expired)],
+        vec!["PORTS".into(), format!("{}-{}", t.port_min, t.port_max)],
+        vec!["UPLINKS".into(), uplinks],
+        vec!["EVICTED".into(), format!("{} (new flows that made room in a full table)", s.evicted)],
+        vec!["REFUSED".into(), format!("{} (table full), {} (no free port)", s.refused_table_full, s.refused_no_port)],
+    ];
+    let mut out = table::render(&["", ""], &rows).trim_start_matches('\n').to_owned();
+    if !t.states.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = t.states.iter().map(|(state, n)| vec![state.clone(), n.to_string()]).collect();
+        out.push_str(&table::render(&["STATE", "FLOWS"], &rows));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::NatTableStats;
+
+    #[test]
+    fn stats_render_the_figures_then_the_states() {
+        let s = NatStats {
+            table: NatTableStats {
+                flows: 3,
+                max_flows: 131_072,
+                expired: 1,
+                states: [("tcp established".to_owned(), 2), ("udp stream".to_owned(), 1)].into(),
+                port_min: 1024,
+                port_max: 32767,
+            },
+            uplinks: vec!["eth0 (192.0.2.10)".into()],
+            evicted: 4,
+            refused_table_full: 0,
+            refused_no_port: 2,
+        };
+        let text = render_stats(&s);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "FLOWS     3 of 131072 (0.0% full)");
+        assert!(lines.contains(&"PORTS     1024-32767"), "{text}");
+        assert!(lines.contains(&"UPLINKS   eth0 (192.0.2.10)"), "{text}");
+        assert!(lines.contains(&"REFUSED   0 (table full), 2 (no free port)"), "{text}");
+        assert!(text.ends_with("STATE             FLOWS\ntcp established   2\nudp stream        1\n"), "{text}");
+    }
 }

@@ -4,12 +4,30 @@
 
 use std::{fmt, net::Ipv4Addr, str::FromStr};
 
-use crate::datapath::{monotonic_ns, NatFlow};
+use netd_common::Reason;
+
+use crate::datapath::{monotonic_ns, NatFlow, NatTableStats};
 
 use super::{
     error::{Error, Result},
     Daemon,
 };
+
+/// `netd nat stats`: the translation table, the uplinks, and how often a full table made room
+/// for a new flow or refused one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NatStats {
+    #[serde(flatten)]
+    pub table: NatTableStats,
+    /// The uplinks in use, described (`eth0 (192.0.2.10)`).
+    pub uplinks: Vec<String>,
+    /// New flows since the datapath was loaded that evicted another from a full table
+    /// (`redirect-nat-evicted`), that a full table refused (`drop-nat-table-full`), and that
+    /// found no free port (`drop-nat-no-port`): packets, a refused flow counts each retry.
+    pub evicted: u64,
+    pub refused_table_full: u64,
+    pub refused_no_port: u64,
+}
 
 /// A port range, inclusive: `LO-HI`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +173,22 @@ impl Daemon {
     /// Deletes expired translations; returns how many flows went.
     pub(super) fn collect_nat(&self) -> Result<usize> {
         Ok(self.dp().nat_collect(monotonic_ns())?)
+    }
+
+    /// The table at a glance (`netd nat stats`).
+    pub fn nat_stats(&self) -> Result<NatStats> {
+        let uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let mut dp = self.dp();
+        let table = dp.nat_table_stats(monotonic_ns())?;
+        let counters = dp.reason_counters()?;
+        let packets = |r: Reason| counters.iter().find(|(c, _)| *c == r as u8).map_or(0, |(_, c)| c.packets);
+        Ok(NatStats {
+            table,
+            uplinks,
+            evicted: packets(Reason::RedirectNatEvicted),
+            refused_table_full: packets(Reason::DropNatTableFull),
+            refused_no_port: packets(Reason::DropNatNoPort),
+        })
     }
 
     /// The live translations (`netd nat ls`).

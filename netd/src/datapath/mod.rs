@@ -10,7 +10,7 @@ mod counters;
 mod nat;
 
 pub use counters::EndpointTotals;
-pub use nat::{monotonic_ns, NatFlow};
+pub use nat::{monotonic_ns, NatFlow, NatTableStats};
 
 use std::{
     net::Ipv4Addr,

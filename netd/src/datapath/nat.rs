@@ -47,6 +47,23 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// The translation table at a glance, as `netd nat stats` shows it (with the daemon's uplinks
+/// and the datapath's counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NatTableStats {
+    /// Live flows, and how many the table holds (its size when it was created: a table adopted
+    /// from a pin keeps its size).
+    pub flows: u64,
+    pub max_flows: u64,
+    /// Flows that expired and wait for the collector (the datapath treats them as gone).
+    pub expired: u64,
+    /// Live flows by protocol and state, named as `netd nat ls` names them ("tcp established").
+    pub states: std::collections::BTreeMap<String, u64>,
+    /// The ports (and ICMP identifiers) masquerade hands out, inclusive.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
 fn addr(wire: u32) -> Ipv4Addr {
     Ipv4Addr::from(wire.to_ne_bytes())
 }
@@ -72,6 +89,17 @@ fn state_name(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> &'static s
         _ if replied => "replied",
         _ => "unreplied",
     }
+}
+
+/// The flows of `entries` whose two entries are both there: egress key, egress entry and
+/// ingress entry (a pair half-created or half-deleted is left out).
+fn pairs(entries: &[(Ipv4Tuple, NatEntry)]) -> impl Iterator<Item = (&Ipv4Tuple, &NatEntry, NatEntry)> {
+    let ingress: std::collections::HashMap<Ipv4Tuple, NatEntry> =
+        entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS != 0).copied().collect();
+    entries
+        .iter()
+        .filter(|(_, e)| e.flags & NatFlags::INGRESS == 0)
+        .filter_map(move |(k, e)| ingress.get(&reply_key(k, e.addr, e.port)).map(|i| (k, e, *i)))
 }
 
 impl Datapath {
@@ -135,12 +163,9 @@ impl Datapath {
     /// The live flows, one per egress entry, at `now` (see [`monotonic_ns`]).
     pub fn nat_flows(&mut self, now: u64) -> Result<Vec<NatFlow>> {
         let entries = self.nat_entries()?;
-        let ingress: std::collections::HashMap<Ipv4Tuple, NatEntry> =
-            entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS != 0).copied().collect();
         let mut out = Vec::new();
-        for (k, e) in entries.iter().filter(|(_, e)| e.flags & NatFlags::INGRESS == 0) {
-            let rk = reply_key(k, e.addr, e.port);
-            let Some(i) = ingress.get(&rk) else { continue };
+        for (k, e, i) in pairs(&entries) {
+            let i = &i;
             if flow_expired(k.protocol, e, i, now) {
                 continue;
             }
@@ -160,6 +185,39 @@ impl Datapath {
         }
         out.sort_by(|a, b| (a.inside, a.remote, &a.protocol).cmp(&(b.inside, b.remote, &b.protocol)));
         Ok(out)
+    }
+
+    /// The table at `now`: live and expired flows, its size, the live flows' states and the
+    /// NAT port range.
+    pub fn nat_table_stats(&mut self, now: u64) -> Result<NatTableStats> {
+        let max_flows = match self.ebpf.map(NAT) {
+            Some(aya::maps::Map::HashMap(data)) => u64::from(data.info().map_err(map_err(NAT))?.max_entries() / 2),
+            _ => return Err(DatapathError::MissingMap { name: NAT }),
+        };
+        let config = {
+            let map = self.ebpf.map(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
+            Array::<_, NatConfig>::try_from(map)
+                .map_err(map_err(NAT_CONFIG))?
+                .get(&0, 0)
+                .map_err(map_err(NAT_CONFIG))?
+        };
+        let entries = self.nat_entries()?;
+        let mut stats = NatTableStats {
+            max_flows,
+            port_min: config.port_min,
+            port_max: config.port_max,
+            ..NatTableStats::default()
+        };
+        for (k, e, i) in pairs(&entries) {
+            if flow_expired(k.protocol, e, &i, now) {
+                stats.expired += 1;
+                continue;
+            }
+            stats.flows += 1;
+            let name = format!("{} {}", protocol_name(k.protocol), state_name(k.protocol, e, &i));
+            *stats.states.entry(name).or_default() += 1;
+        }
+        Ok(stats)
     }
 
     /// Deletes the flows (both entries) whose egress key and entry match `doomed`; returns how
