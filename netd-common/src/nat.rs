@@ -121,9 +121,10 @@ unsafe impl aya::Pod for UplinkInfo {}
 // SAFETY: as above.
 unsafe impl aya::Pod for NatConfig {}
 
-/// Default number of flows the table holds (two entries each); the daemon's
-/// `--nat-max-flows` changes it.
-pub const NAT_DEFAULT_FLOWS: u32 = 131_072;
+/// Default number of flows the table holds (two entries each), as many as conntrack's default
+/// `nf_conntrack_max` on hosts with 4 GiB or more; the daemon's `--nat-max-flows` changes it.
+/// Entries are allocated as flows come (see `NETD_NAT`), so an idle table costs its buckets only.
+pub const NAT_DEFAULT_FLOWS: u32 = 262_144;
 /// Entries of `NETD_UPLINKS`.
 pub const MAX_UPLINKS: u32 = 64;
 /// How often a live flow's `last_seen` is rewritten (writing it on every packet would make

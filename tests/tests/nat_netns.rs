@@ -194,7 +194,7 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     // the namespace's ephemeral ports), the uplink; nothing evicted or refused.
     let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
     assert!(stats["flows"].as_u64().expect("flows") >= 4, "{stats}");
-    assert_eq!(stats["max_flows"], 131_072, "{stats}");
+    assert_eq!(stats["max_flows"], netd_common::NAT_DEFAULT_FLOWS, "{stats}");
     assert_eq!(stats["states"]["udp replied"], 1, "a query and its answers: {stats}");
     assert!(stats["states"]["icmp replied"].as_u64() >= Some(1), "{stats}");
     let tcp: u64 = ["syn-sent", "established", "fin", "closed"]
