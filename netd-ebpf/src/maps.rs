@@ -75,7 +75,7 @@ pub static NETD_NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWOR
 /// instead of silently breaking live ones; the daemon collects expired pairs. The daemon sets
 /// its size at load (`--nat-max-flows`). Entries are allocated as flows come
 /// (`BPF_F_NO_PREALLOC`), as conntrack's are: at the default size the table takes 8 MiB of
-/// buckets when idle, where preallocated entries took 31 MiB at half the size (measured with
+/// buckets when idle, where preallocated entries took 30 MiB at half the size (measured with
 /// `bpftool map show`).
 #[map]
 pub static NETD_NAT: HashMap<Ipv4Tuple, NatEntry> =
