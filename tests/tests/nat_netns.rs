@@ -409,3 +409,44 @@ fn a_nat_port_range_overlapping_the_hosts_ports_is_refused() {
     assert!(!dir.exists(), "nothing was created");
     assert!(!std::path::Path::new("/sys/fs/bpf/netd-never-created").exists());
 }
+
+#[test]
+fn a_full_table_refuses_new_connections_says_so_and_keeps_the_live_ones() {
+    // Room for two flows.
+    let w = world(&["--nat-max-flows", "2"]);
+    let d = &w.d;
+    sandbox(d, "c1", "bridge");
+    // The server's kernel completes handshakes into the listen backlog: connections stay
+    // established without an accept.
+    let listener = w.outside.run(|| TcpListener::bind((SERVER, 8090)).expect("bind"));
+    let server = SocketAddr::from((SERVER.parse::<Ipv4Addr>().expect("addr"), 8090));
+    let (held, third) = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let held: Vec<TcpStream> =
+            (0..2).map(|_| TcpStream::connect_timeout(&server, DEADLINE).expect("connect")).collect();
+        // Both flows are established (assured): a full table may not evict them.
+        (held, TcpStream::connect_timeout(&server, Duration::from_secs(2)).map(drop))
+    })
+    .join()
+    .expect("client");
+    assert_eq!(third.map_err(|e| e.kind()), Err(std::io::ErrorKind::TimedOut), "the third SYN was dropped");
+
+    // The daemon says so within its 2 s period, as the kernel logs "nf_conntrack: table full".
+    let start = Instant::now();
+    while !d.log().contains("NAT table full") && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("masquerade: NAT table full"), "{}", d.log());
+    let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
+    assert_eq!((&stats["flows"], &stats["max_flows"]), (&2.into(), &2.into()), "{stats}");
+    assert!(stats["refused_table_full"].as_u64() >= Some(1), "{stats}");
+    assert_eq!(stats["evicted"], 0, "{stats}");
+
+    // The live connections still work.
+    let (mut a, _) = w.outside.run(|| listener.accept().expect("accept"));
+    let mut c = held.into_iter().next().expect("held");
+    c.write_all(b"still").expect("write");
+    let mut buf = [0u8; 5];
+    a.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    a.read_exact(&mut buf).expect("read");
+    assert_eq!(&buf, b"still");
+}

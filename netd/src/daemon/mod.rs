@@ -40,6 +40,9 @@ pub struct Daemon {
     pools: Vec<AddressPool>,
     /// The uplinks in use, described (`eth0 (192.0.2.10)`), as of the last sync.
     uplinks: std::sync::Mutex<Vec<String>>,
+    /// The datapath's refusals of new flows (table full, no free port) when they were last
+    /// reported (`None`: not read yet).
+    nat_refused: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl Daemon {
@@ -71,6 +74,7 @@ impl Daemon {
             datapath: std::sync::Mutex::new(datapath),
             pools,
             uplinks: std::sync::Mutex::new(Vec::new()),
+            nat_refused: std::sync::Mutex::new(None),
         });
         let state = if let Some(s) = loaded {
             s
@@ -85,6 +89,8 @@ impl Daemon {
         daemon.reconcile().await?;
         enable_ip_forwarding();
         daemon.sync_uplinks().await?;
+        // The refusals counted so far are not news (pinned counters outlive a restart).
+        daemon.report_nat_refusals()?;
         Ok(daemon)
     }
 
@@ -121,6 +127,9 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
                 if tick % 4 == 0 {
                     if let Err(e) = daemon.sync_uplinks().await {
                         eprintln!("netd: uplinks: {e}");
+                    }
+                    if let Err(e) = daemon.report_nat_refusals() {
+                        eprintln!("netd: reading masquerade's counters: {e}");
                     }
                 }
                 // Expired flows only hold memory (the datapath reuses their ports and treats

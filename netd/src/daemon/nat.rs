@@ -29,6 +29,11 @@ pub struct NatStats {
     pub refused_no_port: u64,
 }
 
+/// The packets counted for `reason` in `counters` (as `Datapath::reason_counters` gives them).
+fn packets_of(counters: &[(u8, netd_common::Counter)], reason: Reason) -> u64 {
+    counters.iter().find(|(r, _)| *r == reason as u8).map_or(0, |(_, c)| c.packets)
+}
+
 /// A port range, inclusive: `LO-HI`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -177,11 +182,11 @@ impl Daemon {
 
     /// The table at a glance (`netd nat stats`).
     pub fn nat_stats(&self) -> Result<NatStats> {
-        let uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let uplinks = self.uplinks();
         let mut dp = self.dp();
         let table = dp.nat_table_stats(monotonic_ns())?;
         let counters = dp.reason_counters()?;
-        let packets = |r: Reason| counters.iter().find(|(c, _)| *c == r as u8).map_or(0, |(_, c)| c.packets);
+        let packets = |r: Reason| packets_of(&counters, r);
         Ok(NatStats {
             table,
             uplinks,
@@ -189,6 +194,33 @@ impl Daemon {
             refused_table_full: packets(Reason::DropNatTableFull),
             refused_no_port: packets(Reason::DropNatNoPort),
         })
+    }
+
+    /// Says in the log when new flows were refused since the last call, as the kernel logs
+    /// `nf_conntrack: table full, dropping packet` for Docker: a full table
+    /// (`drop-nat-table-full`), no free port (`drop-nat-no-port`). Called at start, where it only
+    /// reads the counters (a restarted daemon's pinned counters hold older ones), then every 2 s.
+    pub(super) fn report_nat_refusals(&self) -> Result<()> {
+        let counters = self.dp().reason_counters()?;
+        let now = (packets_of(&counters, Reason::DropNatTableFull), packets_of(&counters, Reason::DropNatNoPort));
+        let mut last = self.nat_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((full, no_port)) = *last {
+            let (full, no_port) = (now.0.saturating_sub(full), now.1.saturating_sub(no_port));
+            if full > 0 {
+                eprintln!(
+                    "netd: masquerade: NAT table full, {full} packets of new flows dropped (drop-nat-table-full); \
+                     `netd nat stats` shows the table, --nat-max-flows sizes it"
+                );
+            }
+            if no_port > 0 {
+                eprintln!(
+                    "netd: masquerade: no free NAT port, {no_port} packets of new flows dropped (drop-nat-no-port); \
+                     --nat-port-range widens the range"
+                );
+            }
+        }
+        *last = Some(now);
+        Ok(())
     }
 
     /// The live translations (`netd nat ls`).
