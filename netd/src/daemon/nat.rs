@@ -29,11 +29,6 @@ pub struct NatStats {
     pub refused_no_port: u64,
 }
 
-/// The packets counted for `reason` in `counters` (as `Datapath::reason_counters` gives them).
-fn packets_of(counters: &[(u8, netd_common::Counter)], reason: Reason) -> u64 {
-    counters.iter().find(|(r, _)| *r == reason as u8).map_or(0, |(_, c)| c.packets)
-}
-
 /// A port range, inclusive: `LO-HI`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -185,14 +180,12 @@ impl Daemon {
         let uplinks = self.uplinks();
         let mut dp = self.dp();
         let table = dp.nat_table_stats(monotonic_ns())?;
-        let counters = dp.reason_counters()?;
-        let packets = |r: Reason| packets_of(&counters, r);
         Ok(NatStats {
             table,
             uplinks,
-            evicted: packets(Reason::RedirectNatEvicted),
-            refused_table_full: packets(Reason::DropNatTableFull),
-            refused_no_port: packets(Reason::DropNatNoPort),
+            evicted: dp.reason_counter(Reason::RedirectNatEvicted)?.packets,
+            refused_table_full: dp.reason_counter(Reason::DropNatTableFull)?.packets,
+            refused_no_port: dp.reason_counter(Reason::DropNatNoPort)?.packets,
         })
     }
 
@@ -201,8 +194,10 @@ impl Daemon {
     /// (`drop-nat-table-full`), no free port (`drop-nat-no-port`). Called at start, where it only
     /// reads the counters (a restarted daemon's pinned counters hold older ones), then every 2 s.
     pub(super) fn report_nat_refusals(&self) -> Result<()> {
-        let counters = self.dp().reason_counters()?;
-        let now = (packets_of(&counters, Reason::DropNatTableFull), packets_of(&counters, Reason::DropNatNoPort));
+        let now = {
+            let dp = self.dp();
+            (dp.reason_counter(Reason::DropNatTableFull)?.packets, dp.reason_counter(Reason::DropNatNoPort)?.packets)
+        };
         let mut last = self.nat_refused.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((full, no_port)) = *last {
             let (full, no_port) = (now.0.saturating_sub(full), now.1.saturating_sub(no_port));
