@@ -46,6 +46,47 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Sends a GET whose answer is a stream of lines (`/netd/v1/monitor`) and calls `on_line`
+    /// with each, as it comes, until the daemon ends the stream. `on_start` runs once the
+    /// daemon has accepted the request.
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        on_start: impl FnOnce(),
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
+        let mut resp = self.send(Method::GET, path, None).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
+            return Err(daemon_error(status, &bytes));
+        }
+        on_start();
+        let mut pending = Vec::new();
+        while let Some(frame) = resp.body_mut().frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line[..end]).as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|source| ClientError::Connect { socket: self.socket.clone(), source })?;
@@ -61,10 +102,7 @@ impl Client {
         let req = builder
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(|e| ClientError::Protocol(e.to_string()))?.to_bytes();
-        Ok((status, bytes))
+        sender.send_request(req).await.map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Sends a request with an optional JSON body; decodes a JSON answer or the daemon's error.
@@ -77,11 +115,16 @@ impl Client {
         let body = body.map(|b| serde_json::to_vec(b).expect("request types serialise"));
         let (status, bytes) = self.raw(method, path, body).await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorResponse>(&bytes)
-                .map_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned(), |e| e.message);
-            return Err(ClientError::Daemon { status: status.as_u16(), message });
+            return Err(daemon_error(status, &bytes));
         }
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"null") } else { bytes };
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("decoding the answer: {e}")))
     }
+}
+
+/// The daemon's error answer, as docker words it.
+fn daemon_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorResponse>(bytes)
+        .map_or_else(|_| String::from_utf8_lossy(bytes).trim().to_owned(), |e| e.message);
+    ClientError::Daemon { status: status.as_u16(), message }
 }

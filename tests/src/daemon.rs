@@ -63,6 +63,27 @@ impl Run {
     }
 }
 
+/// A long-running CLI command (see [`TestDaemon::netd_streaming`]): its stdout and stderr, line
+/// by line as they come (interleaved).
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    /// The next line, or `None` after `timeout`.
+    pub fn line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running daemon in a fresh namespace.
 pub struct TestDaemon {
     child: Option<Child>,
@@ -187,6 +208,35 @@ impl TestDaemon {
             .output()
             .expect("running netd");
         Run::from(&out)
+    }
+
+    /// Starts a long-running netd CLI command against this daemon (`netd monitor`): its stdout
+    /// lines arrive on [`Streaming::line`]; it is killed (by pid) when dropped.
+    #[must_use]
+    pub fn netd_streaming(&self, args: &[&str]) -> Streaming {
+        let mut child = Command::new(netd_binary())
+            .args(["-H", &self.socket])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning netd");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for out in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Streaming { child, lines }
     }
 
     /// Runs the stock docker CLI against this daemon (`None` when docker is not installed).

@@ -235,6 +235,69 @@ fn isolation_matrix() {
 }
 
 #[test]
+fn netd_monitor_shows_each_drop_with_its_endpoint_and_addresses() {
+    let d = TestDaemon::start(&[]);
+    sandbox(&d, "m1", &[]);
+    sandbox(&d, "m2", &[]);
+    // Neighbours resolved with the real addresses, so the spoofed pings below need no ARP.
+    assert!(ping(&d, "m1", "172.17.0.3"));
+    assert!(ping(&d, "m2", "172.17.0.1"));
+    d.netd(&["monitor", "--sandbox", "nosuch"]).fails_with("No such container: nosuch");
+    // A drop before anyone monitors is old news: no monitor shows it.
+    d.netd(&["exec", "m1", "--", "ip", "addr", "add", "172.17.0.199/16", "dev", "eth0"]).ok();
+    assert_ne!(d.netd(&["exec", "m1", "--", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.199", "172.17.0.3"]).code, 0);
+    assert!(d.count(Some("m1"), "drop-spoofed-ip") >= 1);
+
+    let all = d.netd_streaming(&["monitor"]);
+    let m1 = d.netd_streaming(&["monitor", "--json", "--sandbox", "m1"]);
+    for m in [&all, &m1] {
+        let first = m.line(DEADLINE).expect("the monitor starts");
+        assert!(first.contains("Listening for datapath events"), "{first}");
+    }
+    // The first line about an IPv4 packet (an ARP probe may come first).
+    let next_ipv4 = |m: &netd_tests::daemon::Streaming| loop {
+        let line = m.line(DEADLINE).expect("an event");
+        if !line.contains("arp") {
+            return line;
+        }
+    };
+
+    // m2 spoofs its source towards the gateway, then m1 towards m2.
+    d.netd(&["exec", "m2", "--", "ip", "addr", "add", "172.17.0.201/16", "dev", "eth0"]).ok();
+    assert_ne!(d.netd(&["exec", "m2", "--", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.201", "172.17.0.1"]).code, 0);
+    d.netd(&["exec", "m1", "--", "ip", "addr", "add", "172.17.0.200/16", "dev", "eth0"]).ok();
+    assert_ne!(d.netd(&["exec", "m1", "--", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.200", "172.17.0.3"]).code, 0);
+
+    // Every drop, as text, in order.
+    let (m1_veth, m2_veth) = (d.host_veth("m1", "bridge"), d.host_veth("m2", "bridge"));
+    let line = next_ipv4(&all);
+    assert!(
+        line.contains(&format!(
+            "drop-spoofed-ip        {m2_veth} (m2 172.17.0.3 on bridge): icmp 172.17.0.201 -> 172.17.0.1, 98 bytes"
+        )),
+        "{line}"
+    );
+    let line = next_ipv4(&all);
+    assert!(line.contains(&format!("{m1_veth} (m1 172.17.0.2 on bridge): icmp 172.17.0.200 -> 172.17.0.3")), "{line}");
+
+    // m1's only, as JSON: m2's drop is not about m1.
+    let e: serde_json::Value = serde_json::from_str(&next_ipv4(&m1)).expect("a JSON event");
+    assert_eq!(e["kind"], "drop");
+    assert_eq!(e["reason"], "drop-spoofed-ip");
+    assert_eq!(e["code"], 79);
+    assert_eq!(e["class"], "ipv4-icmp");
+    assert_eq!(e["interface"], m1_veth.as_str());
+    assert_eq!(e["endpoint"]["sandbox"], "m1");
+    assert_eq!(e["endpoint"]["network"], "bridge");
+    assert_eq!(e["endpoint"]["ip"], "172.17.0.2");
+    assert_eq!(
+        (e["protocol"].as_str(), e["src"].as_str(), e["dst"].as_str()),
+        (Some("icmp"), Some("172.17.0.200"), Some("172.17.0.3"))
+    );
+    assert_eq!(e["len"], 98);
+}
+
+#[test]
 fn a_daemon_restart_loses_nothing() {
     let mut d = TestDaemon::start(&[]);
     sandbox(&d, "c1", &[]);

@@ -352,7 +352,10 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     assert!(!ping(d, "i1", SERVER));
 
     // Unsolicited: even with a route to the masquerading network, the outside reaches no
-    // container (while the gateway, a host address, still answers).
+    // container (while the gateway, a host address, still answers). `netd monitor` shows
+    // those drops as about c1: they were addressed to it.
+    let monitor = d.netd_streaming(&["monitor", "--json", "--sandbox", "c1"]);
+    assert!(monitor.line(Duration::from_secs(10)).is_some_and(|l| l.contains("Listening")));
     w.outside.ip(&["route", "add", "10.201.0.0/24", "via", UPLINK]);
     let listener = spawn_in_path(&d.sandbox_netns("c1"), move || {
         let s = UdpSocket::bind((c1, 6000)).expect("bind");
@@ -370,6 +373,14 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     assert!(!listener.join().expect("listener"), "nothing reached the container");
     assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", &c1.to_string()]).status.code() != Some(0));
     assert!(d.count(None, "drop-unsolicited") >= 5);
+    let knock: serde_json::Value =
+        serde_json::from_str(&monitor.line(Duration::from_secs(10)).expect("an event")).expect("JSON");
+    assert_eq!(knock["reason"], "drop-unsolicited");
+    assert_eq!(knock["interface"], "uplink0");
+    assert!(knock.get("endpoint").is_none(), "an uplink is no endpoint: {knock}");
+    assert_eq!(knock["protocol"], "udp");
+    assert!(knock["src"].as_str().is_some_and(|s| s.starts_with("198.18.0.2:")), "{knock}");
+    assert_eq!(knock["dst"], format!("{c1}:6000"));
     assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", "10.201.0.1"]).status.success(), "the gateway answers");
 
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");

@@ -131,6 +131,8 @@ pub fn run() -> Result<()> {
 enum Step {
     Netd(&'static [&'static str]),
     HostIp(&'static [&'static str], &'static str),
+    /// A `netd` command run while `netd monitor` watches, then what the monitor saw.
+    Monitored(&'static [&'static str], &'static str),
 }
 
 /// The walk-through (Docker's networking chapter, with netd): every step is printed with its
@@ -179,6 +181,10 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["exec", "static88", "--", "ip", "a"]),
     Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
     Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
+    Step::Monitored(
+        &["exec", "static88", "--", "ping", "-c", "1", "-W", "1", "172.17.0.2"],
+        "networks are isolated: each drop, as it happens",
+    ),
     // The outside world, masqueraded through the uplink by eBPF (no iptables).
     Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"]),
     Step::Netd(&["nat", "ls"]),
@@ -195,8 +201,33 @@ fn walk_through(sb: &Sandbox) -> Result<()> {
                 c.args(["-n", &sb.host]).args(*args);
                 show(&format!("ip {}    # {why}", args.join(" ")), &mut c)?;
             }
+            Step::Monitored(args, why) => monitored(sb, args, why)?,
         }
     }
+    Ok(())
+}
+
+fn monitored(sb: &Sandbox, args: &[&str], why: &str) -> Result<()> {
+    println!("\n$ netd monitor &    # {why}");
+    let mut monitor = sb
+        .netd(&["monitor"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting netd monitor")?;
+    // Subscribed once it says it listens.
+    let mut started = String::new();
+    let stderr = monitor.stderr.take().context("monitor's stderr")?;
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut started)?;
+    print!("{started}");
+    show(&format!("netd {}", args.join(" ")), &mut sb.netd(args))?;
+    std::thread::sleep(Duration::from_millis(300));
+    // Stopped by its pid, as Ctrl-C would.
+    let _ = monitor.kill();
+    let out = monitor.wait_with_output()?;
+    println!("\n$ # what netd monitor printed meanwhile");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     Ok(())
 }
 

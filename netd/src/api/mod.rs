@@ -7,14 +7,18 @@ pub mod types;
 use std::{collections::HashMap, convert::Infallible, net::Ipv4Addr, sync::Arc};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, StreamBody};
+use hyper::{
+    body::{Frame, Incoming},
+    header, Method, Request, Response, StatusCode,
+};
 use hyper_util::rt::TokioIo;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::net::UnixStream;
 
 use crate::{
     daemon::{
+        monitor::MonitorLine,
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
         Daemon, Error,
@@ -34,7 +38,8 @@ pub const MIN_API_VERSION: &str = "1.12";
 
 const MAX_BODY: usize = 1 << 20;
 
-type Body = Full<Bytes>;
+/// A whole answer, or a stream (`/netd/v1/monitor`).
+type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Serves one connection until the client closes it.
 pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
@@ -47,7 +52,11 @@ pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
 }
 
 fn respond(status: StatusCode, body: Bytes, content_type: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(body));
+    respond_with(status, Full::new(body).boxed_unsync(), content_type)
+}
+
+fn respond_with(status: StatusCode, body: Body, content_type: &str) -> Response<Body> {
+    let mut r = Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type.parse().expect("valid header"));
@@ -189,6 +198,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             Ok(stats) => json(StatusCode::OK, &stats),
             Err(e) => from_error(&e),
         },
+        (&Method::GET, ["netd", "v1", "monitor"]) => monitor(daemon, &query(&req)).await,
         (&Method::POST, ["netd", "v1", "sandboxes"]) => create_sandbox(daemon, req).await,
         (&Method::GET, ["netd", "v1", "sandboxes", key]) => inspect_sandbox(daemon, key).await,
         (&Method::DELETE, ["netd", "v1", "sandboxes", key]) => {
@@ -210,6 +220,29 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         }
         _ => error_response(404, format!("page not found: {method} {path}")),
     }
+}
+
+/// `GET /netd/v1/monitor[?sandbox=…]`: the datapath's events from now on, one JSON
+/// [`MonitorLine`] per line, until the client goes away.
+async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let (filter, rx) = match daemon.subscribe_monitor(q.get("sandbox").map(String::as_str)).await {
+        Ok(s) => s,
+        Err(e) => return from_error(&e),
+    };
+    let lines = futures::stream::unfold((filter, rx), |(filter, mut rx)| async move {
+        let line = loop {
+            match rx.recv().await {
+                Ok(e) if filter.matches(&e) => break MonitorLine::Event(Box::new((*e).clone())),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => break MonitorLine::Lost { lost: n },
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("monitor lines serialise");
+        bytes.push(b'\n');
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), (filter, rx)))
+    });
+    respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/x-ndjson")
 }
 
 fn version_info() -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! The `netd` command line: the daemon, and a client of its API with docker's verbs and output.
 
 mod daemon;
+mod monitor;
 mod nat;
 mod network;
 mod sandbox;
@@ -43,6 +44,8 @@ enum Command {
     /// Masquerade's translations.
     #[command(subcommand)]
     Nat(nat::NatCommand),
+    /// Show the datapath's drops as they happen (reason, interface, endpoint, addresses).
+    Monitor(monitor::MonitorArgs),
     /// Show client and daemon versions.
     Version,
 }
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Rm(args) => sandbox::rm(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
             Command::Nat(cmd) => nat::exec(&client, cmd).await,
+            Command::Monitor(args) => monitor::exec(&client, args).await,
             Command::Version => version(&client).await,
         }
     })

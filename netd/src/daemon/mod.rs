@@ -8,6 +8,7 @@ mod config;
 mod datapath;
 pub mod error;
 mod kernel;
+pub mod monitor;
 pub mod nat;
 pub mod networks;
 mod reconcile;
@@ -43,6 +44,10 @@ pub struct Daemon {
     /// The datapath's refusals of new flows (table full, no free port) when they were last
     /// reported (`None`: not read yet).
     nat_refused: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The datapath's events, until [`run`] starts reading them.
+    events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
+    /// `netd monitor`'s subscribers.
+    monitor: monitor::Monitor,
 }
 
 impl Daemon {
@@ -65,6 +70,7 @@ impl Daemon {
             nat_max_flows: Some(cfg.nat_max_flows),
         })?;
         datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
+        let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");
         let daemon = Arc::new(Self {
             cfg,
@@ -75,6 +81,8 @@ impl Daemon {
             pools,
             uplinks: std::sync::Mutex::new(Vec::new()),
             nat_refused: std::sync::Mutex::new(None),
+            events: std::sync::Mutex::new(events),
+            monitor: monitor::Monitor::default(),
         });
         let state = if let Some(s) = loaded {
             s
@@ -142,6 +150,8 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
             }
         })
     };
+    let events = daemon.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let reader = events.map(|ring| tokio::spawn(daemon.clone().read_events(ring)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -156,4 +166,7 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
         }
     }
     sweeper.abort();
+    if let Some(reader) = reader {
+        reader.abort();
+    }
 }

@@ -127,7 +127,8 @@ static EPHEMERAL: AtomicU32 = AtomicU32::new(0);
 /// The loaded datapath: programs verified and loaded, maps created or adopted from pins.
 pub struct Datapath {
     ebpf: Ebpf,
-    events: RingBuf<MapData>,
+    /// `None` once [`Datapath::take_events`] handed it to a reader of its own.
+    events: Option<RingBuf<MapData>>,
     links_dir: Option<PathBuf>,
 }
 
@@ -202,7 +203,7 @@ impl Datapath {
             }
             None => None,
         };
-        Ok(Self { ebpf, events, links_dir })
+        Ok(Self { ebpf, events: Some(events), links_dir })
     }
 
     /// The program for the host side of endpoint veths.
@@ -455,14 +456,27 @@ impl Datapath {
         }
     }
 
-    /// Takes every event waiting in the ring buffer.
+    /// Takes every event waiting in the ring buffer (none once [`Datapath::take_events`] took
+    /// it).
     pub fn drain_events(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
-        while let Some(item) = self.events.next() {
-            if item.len() >= size_of::<Event>() {
-                out.push(bytemuck::pod_read_unaligned(&item[..size_of::<Event>()]));
+        if let Some(ring) = self.events.as_mut() {
+            while let Some(e) = next_event(ring) {
+                out.extend(e);
             }
         }
         out
     }
+
+    /// Hands the events' ring buffer over, e.g. to a reader that waits on its fd.
+    pub fn take_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.events.take()
+    }
+}
+
+/// The next record of `ring`: `None` when it is empty, `Some(None)` for a record too short to
+/// be an [`Event`] (written by another build).
+pub fn next_event(ring: &mut RingBuf<MapData>) -> Option<Option<Event>> {
+    let item = ring.next()?;
+    Some((item.len() >= size_of::<Event>()).then(|| bytemuck::pod_read_unaligned(&item[..size_of::<Event>()])))
 }

@@ -1,0 +1,132 @@
+//! `netd monitor`: the datapath's drops as they happen, one line each, until interrupted.
+
+use std::{io::Write as _, process::ExitCode};
+
+use crate::{
+    client::Client,
+    daemon::monitor::{MonitorEvent, MonitorLine},
+};
+
+use super::fail;
+
+#[derive(clap::Args)]
+pub struct MonitorArgs {
+    /// Only events about this sandbox: arriving on its interfaces, or from or to its addresses.
+    #[arg(long)]
+    sandbox: Option<String>,
+    /// Print each event as a line of JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn exec(client: &Client, args: MonitorArgs) -> ExitCode {
+    let path = match &args.sandbox {
+        Some(s) => format!("/netd/v1/monitor?sandbox={}", urlencoding::encode(s)),
+        None => "/netd/v1/monitor".to_owned(),
+    };
+    let started = || eprintln!("Listening for datapath events. Press Ctrl-C to quit.");
+    let mut stdout = std::io::stdout();
+    let result = client
+        .stream_lines(&path, started, |line| {
+            let out = if args.json {
+                line.to_owned()
+            } else {
+                match serde_json::from_str::<MonitorLine>(line) {
+                    Ok(l) => render(&l),
+                    Err(_) => line.to_owned(),
+                }
+            };
+            // A closed stdout (`| head`) ends the command as it would any other.
+            if writeln!(stdout, "{out}").and_then(|()| stdout.flush()).is_err() {
+                std::process::exit(0);
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            eprintln!("netd: the daemon ended the stream");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// One line of text: time, reason, where the packet arrived, what it was.
+pub fn render(line: &MonitorLine) -> String {
+    let e: &MonitorEvent = match line {
+        MonitorLine::Event(e) => e,
+        MonitorLine::Lost { lost } => return format!("… {lost} events lost (this client read too slowly)"),
+    };
+    // `2026-12-01T11:42:03.123456789Z` → `11:42:03.123`.
+    let time = e.time.get(11..23).unwrap_or(&e.time);
+    let endpoint = e.endpoint.as_ref().map(|ep| format!(" ({} {} on {})", ep.sandbox, ep.ip, ep.network));
+    let what = if e.protocol.is_empty() { e.class.clone() } else { format!("{} {} -> {}", e.protocol, e.src, e.dst) };
+    let vlan = if e.vlan == 0 { String::new() } else { format!(", vlan {}", e.vlan) };
+    let fragment = if e.fragment { ", fragment" } else { "" };
+    format!(
+        "{time} {:<22} {}{}: {what}, {} bytes{vlan}{fragment}",
+        e.reason,
+        e.interface,
+        endpoint.unwrap_or_default(),
+        e.len
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use crate::daemon::monitor::{MonitorEndpoint, MonitorEvent, MonitorLine};
+
+    fn event() -> MonitorEvent {
+        MonitorEvent {
+            time: "2026-12-01T11:42:03.123456789Z".into(),
+            kind: "drop".into(),
+            reason: "drop-spoofed-ip".into(),
+            code: 79,
+            class: "ipv4-icmp".into(),
+            interface: "veth1a2b3c4".into(),
+            ifindex: 7,
+            endpoint: Some(MonitorEndpoint {
+                sandbox: "web".into(),
+                sandbox_id: "ab".repeat(32),
+                network: "bridge".into(),
+                ip: "172.17.0.2".parse().unwrap(),
+            }),
+            protocol: "icmp".into(),
+            src: "172.17.0.200".into(),
+            dst: "172.17.0.3".into(),
+            len: 98,
+            vlan: 0,
+            fragment: false,
+        }
+    }
+
+    #[test]
+    fn a_drop_reads_as_one_line() {
+        assert_eq!(
+            render(&MonitorLine::Event(Box::new(event()))),
+            "11:42:03.123 drop-spoofed-ip        veth1a2b3c4 (web 172.17.0.2 on bridge): icmp 172.17.0.200 -> \
+             172.17.0.3, 98 bytes"
+        );
+        let arp = MonitorEvent {
+            endpoint: None,
+            interface: "uplink0".into(),
+            class: "arp".into(),
+            protocol: String::new(),
+            vlan: 5,
+            ..event()
+        };
+        assert_eq!(
+            render(&MonitorLine::Event(Box::new(arp))),
+            "11:42:03.123 drop-spoofed-ip        uplink0: arp, 98 bytes, vlan 5"
+        );
+        assert_eq!(render(&MonitorLine::Lost { lost: 3 }), "… 3 events lost (this client read too slowly)");
+    }
+
+    #[test]
+    fn lines_decode_as_events_or_losses() {
+        let json = serde_json::to_string(&MonitorLine::Event(Box::new(event()))).unwrap();
+        assert_eq!(serde_json::from_str::<MonitorLine>(&json).unwrap(), MonitorLine::Event(Box::new(event())));
+        assert_eq!(serde_json::from_str::<MonitorLine>(r#"{"lost":7}"#).unwrap(), MonitorLine::Lost { lost: 7 });
+    }
+}
