@@ -83,6 +83,18 @@ pub fn tcx_ingress_programs(ns: &crate::netns::NetNs, ifname: &str) -> Vec<Strin
     })
 }
 
+/// The `bpf` filters on `ifname`'s clsact `direction` ("ingress", "egress") inside `ns`, as
+/// `tc filter show` lists them (one line each).
+#[must_use]
+pub fn clsact_filters(ns: &crate::netns::NetNs, ifname: &str, direction: &str) -> Vec<String> {
+    let out = ns.exec("tc", &["filter", "show", "dev", ifname, direction]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" bpf ") && l.contains(" handle "))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Size of the kernel's `struct __sk_buff` (the context of an skb test run).
 pub const SK_BUFF_SIZE: usize = 192;
 /// Offset of `__sk_buff.ifindex`: a test run with it set pretends the frame arrived on that

@@ -59,7 +59,9 @@ fn topology(max_flows: Option<u32>) -> Topology {
     host.ip(&["addr", "add", "10.99.0.1/24", "dev", "up0"]);
     host.ip(&["neigh", "replace", SERVER, "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
     host.sysctl("net.ipv4.ip_forward", "1");
-    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None, nat_max_flows: max_flows }).expect("load");
+    let mut dp =
+        Datapath::load(&LoadOptions { trace: true, pin_dir: None, nat_max_flows: max_flows, ..LoadOptions::default() })
+            .expect("load");
     dp.set_nat_config(PORT_MIN, PORT_MAX).expect("nat config");
     let uplink = host.ifindex("up0");
     dp.set_uplink(uplink, ip(UPLINK_ADDR)).expect("uplink");

@@ -299,7 +299,43 @@ fn netd_monitor_shows_each_drop_with_its_endpoint_and_addresses() {
 
 #[test]
 fn a_daemon_restart_loses_nothing() {
-    let mut d = TestDaemon::start(&[]);
+    let d = restart_loses_nothing(&[]);
+    assert!(d.log().contains("programs attached with TCX links"));
+}
+
+/// The fallback for kernels without TCX, forced: each program is a clsact filter, which
+/// outlives the daemon as a pinned link does.
+#[test]
+fn a_daemon_restart_loses_nothing_with_clsact_filters() {
+    let d = restart_loses_nothing(&["--tc-attach", "clsact"]);
+    assert!(d.log().contains("programs attached as clsact filters"));
+    let filters = |dev: &str, dir: &str| netd_tests::bpf::clsact_filters(d.host(), dev, dir);
+    // One filter per device, adopted across the restart rather than added again.
+    for name in ["c1", "c2", "c3"] {
+        let veth = d.host_veth(name, "bridge");
+        let f = filters(&veth, "ingress");
+        assert_eq!(f.len(), 1, "{veth}: {f:?}");
+        assert!(f[0].contains("netd_from_container") && f[0].contains("direct-action"), "{f:?}");
+        assert!(netd_tests::bpf::tcx_ingress_programs(d.host(), &veth).is_empty(), "no TCX link on {veth}");
+    }
+    let f = filters("docker0", "egress");
+    assert!(f.len() == 1 && f[0].contains("netd_to_container"), "{f:?}");
+    // A removed sandbox takes its filter's marker along (the filter went with its veth).
+    let c3 = d.host_veth("c3", "bridge");
+    let marked = |veth: &str| {
+        std::fs::read_dir(d.bpffs().join("links"))
+            .expect("links dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&format!("{veth}@clsact-")))
+    };
+    assert!(marked(&c3));
+    d.netd(&["rm", "-f", "c3"]).ok();
+    assert!(!marked(&c3));
+    assert!(ping(&d, "c1", "172.17.0.3"));
+}
+
+fn restart_loses_nothing(flags: &[&str]) -> TestDaemon {
+    let mut d = TestDaemon::start(flags);
     sandbox(&d, "c1", &[]);
     sandbox(&d, "c2", &[]);
     assert!(ping(&d, "c1", "172.17.0.3"));
@@ -357,4 +393,5 @@ fn a_daemon_restart_loses_nothing() {
     assert!(d.host().exec("ping", &["-c", "2", "-W", "1", "172.17.0.4"]).status.success());
     assert!(d.count(None, "redirect-from-host") >= from_host + 2);
     assert!(d.log().matches("netd: listening").count() == 2);
+    d
 }

@@ -287,8 +287,22 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
 
 #[test]
 fn an_uplink_created_again_is_adopted() {
-    let w = world(&[]);
+    uplink_created_again(&[], |host| {
+        netd_tests::bpf::tcx_ingress_programs(host, "uplink0").iter().any(|p| p.starts_with("netd_from_upl"))
+    });
+}
+
+#[test]
+fn an_uplink_created_again_is_adopted_with_clsact_filters() {
+    uplink_created_again(&["--tc-attach", "clsact"], |host| {
+        netd_tests::bpf::clsact_filters(host, "uplink0", "ingress").iter().any(|f| f.contains("netd_from_uplink"))
+    });
+}
+
+fn uplink_created_again(flags: &[&str], attached: impl Fn(&NetNs) -> bool) {
+    let w = world(flags);
     let d = &w.d;
+    assert!(attached(d.host()));
     sandbox(d, "c1", "bridge");
     assert!(ping(d, "c1", SERVER));
     // The uplink goes away and comes back under the same name (a NIC driver reload, a VM's
@@ -301,7 +315,7 @@ fn an_uplink_created_again_is_adopted() {
     w.outside.ip(&["link", "set", "eth0", "up"]);
     d.host().ip(&["route", "add", "default", "via", SERVER]);
     let deadline = Instant::now() + DEADLINE;
-    while !netd_tests::bpf::tcx_ingress_programs(d.host(), "uplink0").iter().any(|p| p.starts_with("netd_from_upl")) {
+    while !attached(d.host()) {
         assert!(Instant::now() < deadline, "netd_from_uplink never came back on the new uplink0");
         std::thread::sleep(Duration::from_millis(100));
     }

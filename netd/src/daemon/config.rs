@@ -57,6 +57,10 @@ pub struct Config {
     /// on the bridge.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub host_fast_path: bool,
+    /// How programs are attached: `tcx` links (Linux 6.6 on), `clsact` filters over netlink
+    /// (older kernels), or `auto`, TCX where the kernel has it.
+    #[arg(long, default_value = "auto")]
+    pub tc_attach: crate::datapath::TcAttach,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {

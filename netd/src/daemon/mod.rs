@@ -68,7 +68,12 @@ impl Daemon {
             trace: false,
             pin_dir: Some(cfg.bpffs.clone()),
             nat_max_flows: Some(cfg.nat_max_flows),
+            tc_attach: cfg.tc_attach,
         })?;
+        eprintln!(
+            "netd: programs attached {}",
+            if datapath.uses_clsact() { "as clsact filters (netlink)" } else { "with TCX links" }
+        );
         datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
         let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");

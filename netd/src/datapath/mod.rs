@@ -4,11 +4,15 @@
 //!
 //! Pins (under the daemon's `--bpffs`): `maps/NETD_*` and `links/<host veth>`. They outlive the
 //! daemon, so traffic keeps flowing while it is stopped and a restarted daemon adopts them.
+//! Without TCX (or with `--tc-attach clsact`) programs are `clsact` filters instead, marked by
+//! `links/<host veth>@clsact-<ifindex>` (see `clsact`).
 
 mod batch;
+mod clsact;
 mod counters;
 mod nat;
 
+pub use clsact::TcAttach;
 pub use counters::EndpointTotals;
 pub use nat::{monotonic_ns, NatFlow, NatTableStats};
 
@@ -23,7 +27,7 @@ use aya::{
         lpm_trie::{Key as LpmKey, LpmTrie},
         Array, HashMap, MapData, MapError, RingBuf,
     },
-    programs::{links::FdLink, ProgramError, SchedClassifier, TcAttachType},
+    programs::{links::FdLink, tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType},
     Ebpf, EbpfError, EbpfLoader,
 };
 use netd_common::{ifindex_slot, ip_slot, EndpointInfo, Event, NetworkInfo};
@@ -120,6 +124,8 @@ pub struct LoadOptions {
     /// ([`netd_common::NAT_DEFAULT_FLOWS`]). Only applies when the table is created, not when
     /// a pinned one is adopted.
     pub nat_max_flows: Option<u32>,
+    /// TCX links, or `clsact` filters (the fallback for kernels without TCX).
+    pub tc_attach: TcAttach,
 }
 
 static EPHEMERAL: AtomicU32 = AtomicU32::new(0);
@@ -130,6 +136,8 @@ pub struct Datapath {
     /// `None` once [`Datapath::take_events`] handed it to a reader of its own.
     events: Option<RingBuf<MapData>>,
     links_dir: Option<PathBuf>,
+    /// Programs are attached as `clsact` filters, not TCX links.
+    clsact: bool,
 }
 
 /// Whether program `name` sits on `ifname`'s TCX `hook` (the kernel keeps 15 characters of a
@@ -138,6 +146,11 @@ fn program_present(ifname: &str, hook: TcAttachType, name: &str) -> bool {
     let prefix = &name[..15];
     SchedClassifier::query_tcx(ifname, hook)
         .map_or(true, |(_, programs)| programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix))))
+}
+
+/// The device a pin name is about (`uplink:eth0` → `eth0`).
+fn device_of(pin_name: &str) -> &str {
+    pin_name.strip_prefix(UPLINK_PIN_PREFIX).or_else(|| pin_name.strip_prefix(BRIDGE_PIN_PREFIX)).unwrap_or(pin_name)
 }
 
 /// Attempts per program load: the kernel stops verifying with `EAGAIN` when a signal arrives
@@ -203,7 +216,7 @@ impl Datapath {
             }
             None => None,
         };
-        Ok(Self { ebpf, events: Some(events), links_dir })
+        Ok(Self { ebpf, events: Some(events), links_dir, clsact: options.tc_attach.is_clsact() })
     }
 
     /// The program for the host side of endpoint veths.
@@ -215,9 +228,23 @@ impl Datapath {
         self.links_dir.as_ref().map(|d| d.join(ifname))
     }
 
-    /// Whether `ifname` has a pinned link (attached by this or an earlier daemon).
+    /// Whether `ifname` has a pinned link (attached by this or an earlier daemon), or the
+    /// marker of a `clsact` filter on the device that has that name now.
     pub fn is_attached(&self, ifname: &str) -> bool {
-        self.link_pin(ifname).is_some_and(|p| p.exists())
+        self.link_pin(ifname).is_some_and(|p| p.exists()) || self.has_clsact_filter(ifname)
+    }
+
+    /// Whether the device of pin name `pin_name` has netd's `clsact` filter (its marker names
+    /// the device's current ifindex).
+    fn has_clsact_filter(&self, pin_name: &str) -> bool {
+        let Some(dir) = &self.links_dir else { return false };
+        clsact::ifindex(device_of(pin_name)).is_some_and(|i| clsact::marker(dir, pin_name, i).exists())
+    }
+
+    /// Whether programs are attached as `clsact` filters (see [`TcAttach`]).
+    #[must_use]
+    pub fn uses_clsact(&self) -> bool {
+        self.clsact
     }
 
     /// The program for uplinks.
@@ -279,13 +306,15 @@ impl Datapath {
     /// device: an uplink deleted and created again under the same name has a pin but no
     /// program. When the kernel cannot say (no TCX), assume it is there.
     pub fn uplink_program_present(&self, ifname: &str) -> bool {
-        program_present(ifname, TcAttachType::Ingress, PROG_FROM_UPLINK)
+        self.has_clsact_filter(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
+            || program_present(ifname, TcAttachType::Ingress, PROG_FROM_UPLINK)
     }
 
     /// Whether `netd_to_container` really sits on bridge `ifname`'s TCX egress (see
     /// [`Datapath::uplink_program_present`]).
     pub fn bridge_program_present(&self, ifname: &str) -> bool {
-        program_present(ifname, TcAttachType::Egress, PROG_TO_CONTAINER)
+        self.has_clsact_filter(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
+            || program_present(ifname, TcAttachType::Egress, PROG_TO_CONTAINER)
     }
 
     /// Removes the pinned link of uplink `ifname` (already gone is success).
@@ -299,15 +328,40 @@ impl Datapath {
     }
 
     fn attach(&mut self, name: &'static str, ifname: &str, hook: TcAttachType, pin: Option<PathBuf>) -> Result<()> {
+        let clsact = self.clsact;
         let program: &mut SchedClassifier =
             self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
         let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
-        let id = program.attach(ifname, hook).map_err(attach_err)?;
+        let pin_err =
+            |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin { ifname: ifname.to_owned(), source: e };
+        // What an earlier daemon attached in the other mode goes first (both would run).
+        let (dir, pin_name) = match &pin {
+            Some(p) => (p.parent().map(Path::to_path_buf), p.file_name().and_then(|n| n.to_str()).map(str::to_owned)),
+            None => (None, None),
+        };
+        if let (Some(dir), Some(pin_name), Some(pin)) = (&dir, &pin_name, &pin) {
+            let markers = clsact::markers(dir, pin_name);
+            if clsact {
+                let _ = std::fs::remove_file(pin);
+            } else if !markers.is_empty() {
+                clsact::detach(ifname, hook).map_err(attach_err)?;
+            }
+            for m in markers {
+                let _ = std::fs::remove_file(m);
+            }
+        }
+        if clsact {
+            clsact::attach(program, ifname, hook, pin.is_some()).map_err(attach_err)?;
+            if let (Some(dir), Some(pin_name)) = (dir, pin_name) {
+                let ifindex = clsact::ifindex(ifname).ok_or_else(|| pin_err(format!("{ifname} is gone").into()))?;
+                program.pin(clsact::marker(&dir, &pin_name, ifindex)).map_err(|e| pin_err(Box::new(e)))?;
+            }
+            return Ok(());
+        }
+        let id = program
+            .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(attach_err)?;
         if let Some(pin) = pin {
-            let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
-                ifname: ifname.to_owned(),
-                source: e,
-            };
             let link = program.take_link(id).map_err(attach_err)?;
             let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| pin_err(Box::new(e)))?;
             let _ = std::fs::remove_file(&pin);
@@ -316,18 +370,31 @@ impl Datapath {
         Ok(())
     }
 
-    /// Removes the pinned link of `ifname` (detaching the program if the device still exists).
-    /// Already gone is success.
+    /// Removes the pinned link of `ifname` (detaching the program if the device still exists),
+    /// or its `clsact` filter and marker. Already gone is success.
     pub fn detach_from_container(&mut self, ifname: &str) -> Result<()> {
         let Some(pin) = self.link_pin(ifname) else {
             return Ok(());
         };
-        match std::fs::remove_file(&pin) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(DatapathError::Io { what: "unpinning", path: pin, source: e })
-            }
-            _ => Ok(()),
+        let markers = self.links_dir.as_deref().map(|d| clsact::markers(d, ifname)).unwrap_or_default();
+        if !markers.is_empty() {
+            let hook = if ifname.starts_with(BRIDGE_PIN_PREFIX) { TcAttachType::Egress } else { TcAttachType::Ingress };
+            let device = device_of(ifname);
+            clsact::detach(device, hook).map_err(|e| DatapathError::Attach {
+                name: "netd",
+                ifname: device.to_owned(),
+                source: Box::new(e),
+            })?;
         }
+        for path in markers.iter().chain([&pin]) {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(DatapathError::Io { what: "unpinning", path: path.clone(), source: e })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Names of the endpoint veths with pinned links (to find links of vanished endpoints).
@@ -338,13 +405,22 @@ impl Datapath {
             .collect()
     }
 
+    /// Pin names of the links and `clsact` markers in the links directory.
     fn pinned_names(&self) -> Vec<String> {
         let Some(dir) = &self.links_dir else {
             return Vec::new();
         };
-        std::fs::read_dir(dir)
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .map(|r| r.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for n in &mut names {
+            if let Some(pin_name) = clsact::pin_name_of_marker(n) {
+                *n = pin_name.to_owned();
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Adds or replaces an endpoint in both endpoint maps, then in its direct-mapped slots
