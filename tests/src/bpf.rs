@@ -83,6 +83,23 @@ pub fn tcx_ingress_programs(ns: &crate::netns::NetNs, ifname: &str) -> Vec<Strin
     })
 }
 
+/// Ids of the programs attached with TCX to `ifname`'s `hook` inside `ns`.
+#[must_use]
+pub fn tcx_program_ids(ns: &crate::netns::NetNs, ifname: &str, hook: aya::programs::TcAttachType) -> Vec<u32> {
+    ns.run(|| {
+        let (_, programs) = aya::programs::SchedClassifier::query_tcx(ifname, hook).expect("querying TCX");
+        programs.iter().map(aya::programs::ProgramInfo::id).collect()
+    })
+}
+
+/// The program id in a line of [`clsact_filters`].
+#[must_use]
+pub fn filter_program_id(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    words.by_ref().find(|w| *w == "id")?;
+    words.next()?.parse().ok()
+}
+
 /// The `bpf` filters on `ifname`'s clsact `direction` ("ingress", "egress") inside `ns`, as
 /// `tc filter show` lists them (one line each).
 #[must_use]

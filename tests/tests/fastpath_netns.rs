@@ -368,11 +368,27 @@ fn restart_loses_nothing(flags: &[&str]) -> TestDaemon {
     };
     std::thread::sleep(Duration::from_millis(500));
     let before = d.count(None, "redirect-peer");
+    let programs = |d: &TestDaemon| {
+        let veth = d.host_veth("c1", "bridge");
+        let mut ids = netd_tests::bpf::tcx_program_ids(d.host(), &veth, aya::programs::TcAttachType::Ingress);
+        ids.extend(
+            netd_tests::bpf::clsact_filters(d.host(), &veth, "ingress")
+                .iter()
+                .filter_map(|f| netd_tests::bpf::filter_program_id(f)),
+        );
+        ids
+    };
+    let old_programs = programs(&d);
+    assert_eq!(old_programs.len(), 1, "{old_programs:?}");
     d.stop();
     std::thread::sleep(Duration::from_millis(1500));
     d.restart();
     let after = d.count(None, "redirect-peer");
     assert!(after > before + 100, "the pinned program kept forwarding while the daemon was down ({before} -> {after})");
+    // The restarted daemon's own program took over (an upgrade's takes effect), swapped in
+    // with the traffic flowing: one program, not the old one.
+    let new_programs = programs(&d);
+    assert!(new_programs.len() == 1 && new_programs != old_programs, "{old_programs:?} -> {new_programs:?}");
 
     let sent = client.join().expect("client");
     let data = server.join().expect("server");

@@ -65,8 +65,8 @@ impl Daemon {
     }
 
     /// Puts network `n` (its bridge exists) into the datapath: its subnet, and
-    /// `netd_to_container` on its bridge's egress (adopted when an earlier daemon pinned it and
-    /// it is still there, attached again when the bridge was made anew; removed when
+    /// `netd_to_container` on its bridge's egress (taken over when an earlier daemon attached
+    /// it and it is still there, attached again when the bridge was made anew; removed when
     /// `--host-fast-path=false`).
     pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
         let (Some(ipam), Some(bridge)) = (&n.ipam, &n.bridge) else { return Ok(()) };
@@ -76,10 +76,10 @@ impl Daemon {
         // Its addresses are local now: flows masqueraded to them would bypass the policy.
         dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
         let name = &bridge.bridge_name;
-        if !self.cfg.host_fast_path {
-            dp.detach_from_bridge(name)?;
-        } else if !dp.is_bridge_attached(name) || !dp.bridge_program_present(name) {
+        if self.cfg.host_fast_path {
             dp.attach_to_bridge(name)?;
+        } else {
+            dp.detach_from_bridge(name)?;
         }
         Ok(())
     }
@@ -94,12 +94,11 @@ impl Daemon {
         Ok(dp.remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
     }
 
-    /// Makes an existing veth an endpoint of the datapath (attached if not yet, entries set).
+    /// Makes an existing veth an endpoint of the datapath (its program this daemon's, entries
+    /// set).
     pub(super) fn datapath_adopt_endpoint(&self, n: &Network, link: &EndpointLink, host_ifindex: u32) -> Result<()> {
         let mut dp = self.dp();
-        if !dp.is_attached(&link.host_veth) {
-            dp.attach_from_container(&link.host_veth)?;
-        }
+        dp.attach_from_container(&link.host_veth)?;
         dp.set_endpoint(&endpoint_info(n, link, host_ifindex))?;
         Ok(())
     }

@@ -141,11 +141,8 @@ impl Daemon {
                 }
             }
             for (name, ifindex, addr) in &wanted {
-                if !dp.is_uplink_attached(name) || !dp.uplink_program_present(name) {
-                    // New, or created again since it was attached: a stale pin goes first.
-                    dp.detach_from_uplink(name)?;
-                    dp.attach_from_uplink(name)?;
-                }
+                // New, created again since it was attached, or an earlier daemon's.
+                dp.attach_from_uplink(name)?;
                 if !current.contains(&(*ifindex, *addr)) {
                     dp.set_uplink(*ifindex, *addr)?;
                 }

@@ -110,6 +110,15 @@ pub fn attach(program: &mut SchedClassifier, ifname: &str, hook: TcAttachType, k
     Ok(())
 }
 
+/// Swaps `program` into netd's filter on `ifname`'s `hook`, atomically (a netlink replace).
+pub fn replace(program: &mut SchedClassifier, ifname: &str, hook: TcAttachType) -> Result<(), ProgramError> {
+    let link = SchedClassifierLink::attached(ifname, hook, PRIORITY, HANDLE, None).map_err(TcError::IoError)?;
+    let id = program.attach_to_link(link)?;
+    // Dropping the link would detach the filter.
+    std::mem::forget(program.take_link(id)?);
+    Ok(())
+}
+
 /// Detaches netd's filter from `ifname`'s `hook`. No device, no qdisc or no filter is success.
 pub fn detach(ifname: &str, hook: TcAttachType) -> Result<(), ProgramError> {
     let Ok(link) = SchedClassifierLink::attached(ifname, hook, PRIORITY, HANDLE, None) else {

@@ -7,6 +7,7 @@
 //! Without TCX (or with `--tc-attach clsact`) programs are `clsact` filters instead, marked by
 //! `links/<host veth>@clsact-<ifindex>` (see `clsact`).
 
+mod attach;
 mod batch;
 mod clsact;
 mod counters;
@@ -27,7 +28,7 @@ use aya::{
         lpm_trie::{Key as LpmKey, LpmTrie},
         Array, HashMap, MapData, MapError, RingBuf,
     },
-    programs::{links::FdLink, tc::TcAttachOptions, LinkOrder, ProgramError, SchedClassifier, TcAttachType},
+    programs::{ProgramError, SchedClassifier},
     Ebpf, EbpfError, EbpfLoader,
 };
 use netd_common::{ifindex_slot, ip_slot, EndpointInfo, Event, NetworkInfo};
@@ -41,10 +42,6 @@ pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
 pub const PROG_FROM_UPLINK: &str = "netd_from_uplink";
 /// Name of the program attached to the egress of every network's bridge.
 pub const PROG_TO_CONTAINER: &str = "netd_to_container";
-/// Prefix of an uplink's pinned link (`links/uplink:<ifname>`); endpoint veths have their name.
-const UPLINK_PIN_PREFIX: &str = "uplink:";
-/// Prefix of a bridge's pinned link (`links/bridge:<ifname>`).
-const BRIDGE_PIN_PREFIX: &str = "bridge:";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
@@ -136,21 +133,10 @@ pub struct Datapath {
     /// `None` once [`Datapath::take_events`] handed it to a reader of its own.
     events: Option<RingBuf<MapData>>,
     links_dir: Option<PathBuf>,
-    /// Programs are attached as `clsact` filters, not TCX links.
+    /// New attachments are `clsact` filters, not TCX links.
     clsact: bool,
-}
-
-/// Whether program `name` sits on `ifname`'s TCX `hook` (the kernel keeps 15 characters of a
-/// name). When the kernel cannot say (no TCX), assume it is there.
-fn program_present(ifname: &str, hook: TcAttachType, name: &str) -> bool {
-    let prefix = &name[..15];
-    SchedClassifier::query_tcx(ifname, hook)
-        .map_or(true, |(_, programs)| programs.iter().any(|p| p.name_as_str().is_some_and(|n| n.starts_with(prefix))))
-}
-
-/// The device a pin name is about (`uplink:eth0` → `eth0`).
-fn device_of(pin_name: &str) -> &str {
-    pin_name.strip_prefix(UPLINK_PIN_PREFIX).or_else(|| pin_name.strip_prefix(BRIDGE_PIN_PREFIX)).unwrap_or(pin_name)
+    /// What this datapath attached or took over (see `attach`).
+    owned: attach::Owned,
 }
 
 /// Attempts per program load: the kernel stops verifying with `EAGAIN` when a signal arrives
@@ -216,211 +202,13 @@ impl Datapath {
             }
             None => None,
         };
-        Ok(Self { ebpf, events: Some(events), links_dir, clsact: options.tc_attach.is_clsact() })
-    }
-
-    /// The program for the host side of endpoint veths.
-    pub fn from_container(&self) -> &SchedClassifier {
-        self.ebpf.program(PROG_FROM_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load")
-    }
-
-    fn link_pin(&self, ifname: &str) -> Option<PathBuf> {
-        self.links_dir.as_ref().map(|d| d.join(ifname))
-    }
-
-    /// Whether `ifname` has a pinned link (attached by this or an earlier daemon), or the
-    /// marker of a `clsact` filter on the device that has that name now.
-    pub fn is_attached(&self, ifname: &str) -> bool {
-        self.link_pin(ifname).is_some_and(|p| p.exists()) || self.has_clsact_filter(ifname)
-    }
-
-    /// Whether the device of pin name `pin_name` has netd's `clsact` filter (its marker names
-    /// the device's current ifindex).
-    fn has_clsact_filter(&self, pin_name: &str) -> bool {
-        let Some(dir) = &self.links_dir else { return false };
-        clsact::ifindex(device_of(pin_name)).is_some_and(|i| clsact::marker(dir, pin_name, i).exists())
-    }
-
-    /// Whether programs are attached as `clsact` filters (see [`TcAttach`]).
-    #[must_use]
-    pub fn uses_clsact(&self) -> bool {
-        self.clsact
-    }
-
-    /// The program for uplinks.
-    pub fn from_uplink(&self) -> &SchedClassifier {
-        self.ebpf.program(PROG_FROM_UPLINK).and_then(|p| p.try_into().ok()).expect("checked at load")
-    }
-
-    /// Attaches `netd_from_container` to the ingress of `ifname` (TCX; netlink clsact only on
-    /// kernels without TCX), looked up in the calling thread's namespace. With a pin directory
-    /// the link is pinned, so it outlives this process; otherwise it lives as long as `self`.
-    pub fn attach_from_container(&mut self, ifname: &str) -> Result<()> {
-        self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, self.link_pin(ifname))
-    }
-
-    /// The program for the egress of bridges.
-    pub fn to_container(&self) -> &SchedClassifier {
-        self.ebpf.program(PROG_TO_CONTAINER).and_then(|p| p.try_into().ok()).expect("checked at load")
-    }
-
-    /// Attaches `netd_to_container` to the egress of bridge `ifname`, pinned as
-    /// `links/bridge:<ifname>` (see [`Datapath::attach_from_container`]).
-    pub fn attach_to_bridge(&mut self, ifname: &str) -> Result<()> {
-        let pin = self.link_pin(&format!("{BRIDGE_PIN_PREFIX}{ifname}"));
-        self.attach(PROG_TO_CONTAINER, ifname, TcAttachType::Egress, pin)
-    }
-
-    /// Whether bridge `ifname` has a pinned link.
-    pub fn is_bridge_attached(&self, ifname: &str) -> bool {
-        self.is_attached(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
-    }
-
-    /// Removes the pinned link of bridge `ifname` (already gone is success).
-    pub fn detach_from_bridge(&mut self, ifname: &str) -> Result<()> {
-        self.detach_from_container(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
-    }
-
-    /// Names of the bridges with pinned links.
-    pub fn pinned_bridges(&self) -> Vec<String> {
-        self.pinned_names().into_iter().filter_map(|n| n.strip_prefix(BRIDGE_PIN_PREFIX).map(str::to_owned)).collect()
-    }
-
-    /// Attaches `netd_from_uplink` to the ingress of uplink `ifname`, pinned as
-    /// `links/uplink:<ifname>` (see [`Datapath::attach_from_container`]).
-    pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<()> {
-        self.attach(
-            PROG_FROM_UPLINK,
-            ifname,
-            TcAttachType::Ingress,
-            self.link_pin(&format!("{UPLINK_PIN_PREFIX}{ifname}")),
-        )
-    }
-
-    /// Whether uplink `ifname` has a pinned link.
-    pub fn is_uplink_attached(&self, ifname: &str) -> bool {
-        self.is_attached(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
-    }
-
-    /// Whether `netd_from_uplink` really sits on `ifname`'s TCX ingress. A pin survives its
-    /// device: an uplink deleted and created again under the same name has a pin but no
-    /// program. When the kernel cannot say (no TCX), assume it is there.
-    pub fn uplink_program_present(&self, ifname: &str) -> bool {
-        self.has_clsact_filter(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
-            || program_present(ifname, TcAttachType::Ingress, PROG_FROM_UPLINK)
-    }
-
-    /// Whether `netd_to_container` really sits on bridge `ifname`'s TCX egress (see
-    /// [`Datapath::uplink_program_present`]).
-    pub fn bridge_program_present(&self, ifname: &str) -> bool {
-        self.has_clsact_filter(&format!("{BRIDGE_PIN_PREFIX}{ifname}"))
-            || program_present(ifname, TcAttachType::Egress, PROG_TO_CONTAINER)
-    }
-
-    /// Removes the pinned link of uplink `ifname` (already gone is success).
-    pub fn detach_from_uplink(&mut self, ifname: &str) -> Result<()> {
-        self.detach_from_container(&format!("{UPLINK_PIN_PREFIX}{ifname}"))
-    }
-
-    /// Names of the uplinks with pinned links.
-    pub fn pinned_uplinks(&self) -> Vec<String> {
-        self.pinned_names().into_iter().filter_map(|n| n.strip_prefix(UPLINK_PIN_PREFIX).map(str::to_owned)).collect()
-    }
-
-    fn attach(&mut self, name: &'static str, ifname: &str, hook: TcAttachType, pin: Option<PathBuf>) -> Result<()> {
-        let clsact = self.clsact;
-        let program: &mut SchedClassifier =
-            self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
-        let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
-        let pin_err =
-            |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin { ifname: ifname.to_owned(), source: e };
-        // What an earlier daemon attached in the other mode goes first (both would run).
-        let (dir, pin_name) = match &pin {
-            Some(p) => (p.parent().map(Path::to_path_buf), p.file_name().and_then(|n| n.to_str()).map(str::to_owned)),
-            None => (None, None),
-        };
-        if let (Some(dir), Some(pin_name), Some(pin)) = (&dir, &pin_name, &pin) {
-            let markers = clsact::markers(dir, pin_name);
-            if clsact {
-                let _ = std::fs::remove_file(pin);
-            } else if !markers.is_empty() {
-                clsact::detach(ifname, hook).map_err(attach_err)?;
-            }
-            for m in markers {
-                let _ = std::fs::remove_file(m);
-            }
-        }
-        if clsact {
-            clsact::attach(program, ifname, hook, pin.is_some()).map_err(attach_err)?;
-            if let (Some(dir), Some(pin_name)) = (dir, pin_name) {
-                let ifindex = clsact::ifindex(ifname).ok_or_else(|| pin_err(format!("{ifname} is gone").into()))?;
-                program.pin(clsact::marker(&dir, &pin_name, ifindex)).map_err(|e| pin_err(Box::new(e)))?;
-            }
-            return Ok(());
-        }
-        let id = program
-            .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(attach_err)?;
-        if let Some(pin) = pin {
-            let link = program.take_link(id).map_err(attach_err)?;
-            let link: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| pin_err(Box::new(e)))?;
-            let _ = std::fs::remove_file(&pin);
-            link.pin(&pin).map_err(|e| pin_err(Box::new(e)))?;
-        }
-        Ok(())
-    }
-
-    /// Removes the pinned link of `ifname` (detaching the program if the device still exists),
-    /// or its `clsact` filter and marker. Already gone is success.
-    pub fn detach_from_container(&mut self, ifname: &str) -> Result<()> {
-        let Some(pin) = self.link_pin(ifname) else {
-            return Ok(());
-        };
-        let markers = self.links_dir.as_deref().map(|d| clsact::markers(d, ifname)).unwrap_or_default();
-        if !markers.is_empty() {
-            let hook = if ifname.starts_with(BRIDGE_PIN_PREFIX) { TcAttachType::Egress } else { TcAttachType::Ingress };
-            let device = device_of(ifname);
-            clsact::detach(device, hook).map_err(|e| DatapathError::Attach {
-                name: "netd",
-                ifname: device.to_owned(),
-                source: Box::new(e),
-            })?;
-        }
-        for path in markers.iter().chain([&pin]) {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(DatapathError::Io { what: "unpinning", path: path.clone(), source: e })
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// Names of the endpoint veths with pinned links (to find links of vanished endpoints).
-    pub fn pinned_links(&self) -> Vec<String> {
-        self.pinned_names()
-            .into_iter()
-            .filter(|n| !n.starts_with(UPLINK_PIN_PREFIX) && !n.starts_with(BRIDGE_PIN_PREFIX))
-            .collect()
-    }
-
-    /// Pin names of the links and `clsact` markers in the links directory.
-    fn pinned_names(&self) -> Vec<String> {
-        let Some(dir) = &self.links_dir else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|r| r.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-            .unwrap_or_default();
-        for n in &mut names {
-            if let Some(pin_name) = clsact::pin_name_of_marker(n) {
-                *n = pin_name.to_owned();
-            }
-        }
-        names.sort();
-        names.dedup();
-        names
+        Ok(Self {
+            ebpf,
+            events: Some(events),
+            links_dir,
+            clsact: options.tc_attach.is_clsact(),
+            owned: attach::Owned::default(),
+        })
     }
 
     /// Adds or replaces an endpoint in both endpoint maps, then in its direct-mapped slots
