@@ -42,7 +42,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
-    /// docker-nat, netd-nat, netd-nat-xdp).
+    /// docker-nat, netd-nat, netd-nat-xdp; and netd-clsact, netd with clsact filters instead of
+    /// TCX links, only when named).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
 }
@@ -407,7 +408,11 @@ fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64, fo
     let mut live = Live::new();
     let mut scratch = Vec::new();
     for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
-        for t in topologies.iter().chain(nat_topologies).filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat)) {
+        for t in topologies
+            .iter()
+            .chain(nat_topologies)
+            .filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat | Kind::NetdClsact))
+        {
             if !runs(t, metric) {
                 continue;
             }
@@ -444,7 +449,10 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
     let build = |kinds: &[Kind]| -> Result<Vec<Topology>> {
         kinds.iter().filter(|k| focus.column(**k)).map(|k| Topology::build(*k)).collect()
     };
-    let (topologies, nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
+    let (mut topologies, nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
+    for k in Kind::ON_REQUEST.into_iter().filter(|k| focus.columns.iter().any(|c| c == k.name())) {
+        topologies.push(Topology::build(k)?);
+    }
     let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, focus)?;
     for (section, samples, columns) in
         [("container to container", &samples, &topologies), ("masquerade", &nat_samples, &nat_topologies)]

@@ -34,6 +34,9 @@ pub enum Kind {
     /// `NetdNat` with a do-nothing native XDP program on the uplink: what XDP on a veth
     /// uplink costs by itself (the case for TC there).
     NetdNatXdp,
+    /// netd with `--tc-attach clsact`: the programs as clsact filters, the fallback for
+    /// kernels without TCX (focused runs only, when named).
+    NetdClsact,
 }
 
 impl Kind {
@@ -41,6 +44,8 @@ impl Kind {
         [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::NetdBridgedHost, Kind::Veth, Kind::Loopback];
     /// The masquerade comparison (container → outside server).
     pub const NAT: [Kind; 3] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp];
+    /// Columns a focused run measures only when `--columns` names them.
+    pub const ON_REQUEST: [Kind; 1] = [Kind::NetdClsact];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +58,7 @@ impl Kind {
             Kind::DockerNat => "docker-nat",
             Kind::NetdNat => "netd-nat",
             Kind::NetdNatXdp => "netd-nat-xdp",
+            Kind::NetdClsact => "netd-clsact",
         }
     }
 }
@@ -110,6 +116,7 @@ impl Topology {
             Kind::Docker => Self::bridge(true)?,
             Kind::Netd => Self::netd(&[])?,
             Kind::NetdBridgedHost => Self { kind, ..Self::netd(&["--host-fast-path=false"])? },
+            Kind::NetdClsact => Self { kind, ..Self::netd(&["--tc-attach", "clsact"])? },
             Kind::Veth => Self::veth(),
             Kind::Loopback => Self::loopback(),
             Kind::DockerNat => Self::docker_nat()?,
