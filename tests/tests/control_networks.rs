@@ -22,6 +22,11 @@ fn addrs(d: &TestDaemon, dev: &str) -> String {
 #[test]
 fn exactly_three_predefined_networks_like_docker() {
     let d = TestDaemon::start(&[]);
+    // Whoever can write to the API socket controls the host's networking: as dockerd's, it is
+    // for root and its group only, whatever the umask.
+    let socket = d.socket().trim_start_matches("unix://");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(socket).expect("socket").permissions());
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
     let ls = d.netd(&["network", "ls"]).ok();
     let lines: Vec<&str> = ls.lines().collect();
     assert_eq!(lines[0], "NETWORK ID     NAME      DRIVER    SCOPE");

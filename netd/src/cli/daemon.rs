@@ -36,6 +36,10 @@ async fn serve(cfg: Config) -> Result<(), String> {
     }
     let daemon = Daemon::start(cfg).await.map_err(|e| format!("starting: {e}"))?;
     let listener = UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
+    // Whoever can write to the socket controls the host's networking: root and its group only,
+    // as dockerd's socket (whatever the umask the daemon was started with).
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+        .map_err(|e| format!("restricting {}: {e}", socket.display()))?;
     eprintln!("netd: listening on unix://{}", socket.display());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
