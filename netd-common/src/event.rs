@@ -6,6 +6,8 @@ use crate::Ipv4Tuple;
 pub const EVENT_KIND_DROP: u8 = 1;
 /// `Event::kind` for a packet traced while tracing is enabled at load time.
 pub const EVENT_KIND_TRACE: u8 = 2;
+/// `NatEvent::kind`: a new masqueraded flow (while `NatConfig::EVENTS` is set).
+pub const EVENT_KIND_NAT_NEW: u8 = 3;
 
 /// One datapath event: what happened to one packet and why.
 #[repr(C)]
@@ -36,6 +38,32 @@ pub struct Event {
 
 const _: () = assert!(size_of::<Event>() == 40);
 
+/// A new masqueraded flow, as the datapath created it: the container's tuple and what the
+/// outside sees. Records in the ring are told apart by their first byte, `kind`.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEvent {
+    /// [`EVENT_KIND_NAT_NEW`].
+    pub kind: u8,
+    /// `RedirectNat`, or `RedirectNatEvicted` when the flow evicted another from a full table.
+    pub reason: u8,
+    pub pad: u16,
+    /// The uplink the flow leaves through.
+    pub ifindex: u32,
+    /// The flow as the container sent it (the egress key).
+    pub tuple: Ipv4Tuple,
+    /// The source the outside sees: the uplink's address and the NAT port (wire order).
+    pub nat_addr: u32,
+    pub nat_port: u16,
+    pub pad2: u16,
+}
+
+const _: () = assert!(size_of::<NatEvent>() == 32);
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern is valid.
 unsafe impl aya::Pod for Event {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for NatEvent {}

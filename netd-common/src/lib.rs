@@ -16,7 +16,7 @@ pub use endpoint::{
     ifindex_slot, ip_slot, EndpointCounters, EndpointInfo, EndpointReasonKey, NetworkFlags, NetworkInfo,
     ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS,
 };
-pub use event::{Event, EVENT_KIND_DROP, EVENT_KIND_TRACE};
+pub use event::{Event, NatEvent, EVENT_KIND_DROP, EVENT_KIND_NAT_NEW, EVENT_KIND_TRACE};
 pub use nat::{NatConfig, NatEntry, NatFlags, UplinkInfo, MAX_UPLINKS, NAT_DEFAULT_FLOWS};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
 pub use reason::Reason;

@@ -106,7 +106,13 @@ pub struct NatConfig {
     /// masquerade (the control plane has not configured it yet).
     pub port_min: u16,
     pub port_max: u16,
-    pub pad: u32,
+    /// [`NatConfig::EVENTS`] (the field was padding before; zero means no flags).
+    pub flags: u32,
+}
+
+impl NatConfig {
+    /// Report every new flow with a [`crate::NatEvent`] (set while `netd monitor` watches).
+    pub const EVENTS: u32 = 1 << 0;
 }
 
 const _: () = assert!(size_of::<NatConfig>() == 8);

@@ -28,7 +28,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
-    EndpointInfo, Ipv4Tuple, NatEntry, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason, UplinkInfo,
+    EndpointInfo, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason,
+    UplinkInfo, EVENT_KIND_NAT_NEW,
 };
 use netd_ebpf::{
     csum,
@@ -36,7 +37,8 @@ use netd_ebpf::{
 };
 
 use crate::maps::{
-    CANDIDATE_RING_LEN, NETD_CLOCK, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_UPLINKS,
+    CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS,
+    NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -293,6 +295,9 @@ pub fn snat_v4_egress(
         let range = (cfg.port_min, cfg.port_max);
         match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, range, &mut verdict) {
             Ok((addr, port)) => {
+                if cfg.flags & NatConfig::EVENTS != 0 {
+                    report_new_flow(&key, verdict, hop.ifindex, addr, port);
+                }
                 (addr, port, hop.ifindex, hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac))), verdict)
             }
             Err(r) => return r,
@@ -318,6 +323,29 @@ pub fn snat_v4_egress(
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
     verdict
+}
+
+/// Reports a new flow to `netd monitor` (a [`NatEvent`] in `NETD_EVENTS`), written in place in
+/// the ring: nothing on the stack. A full ring loses the report, never the flow.
+#[inline(always)]
+fn report_new_flow(key: &Ipv4Tuple, verdict: Reason, ifindex: u32, nat_addr: u32, nat_port: u16) {
+    let Some(mut slot) = NETD_EVENTS.reserve::<NatEvent>(0) else {
+        return;
+    };
+    let e = slot.as_mut_ptr();
+    // SAFETY: `e` points at the reserved record, `NatEvent`-sized; every field is written
+    // (plain data, no drop glue).
+    unsafe {
+        (*e).kind = EVENT_KIND_NAT_NEW;
+        (*e).reason = verdict as u8;
+        (*e).pad = 0;
+        (*e).ifindex = ifindex;
+        (*e).tuple = *key;
+        (*e).nat_addr = nat_addr;
+        (*e).nat_port = nat_port;
+        (*e).pad2 = 0;
+    }
+    slot.submit(0);
 }
 
 /// Updates the L4 checksum for an address (`(old, new)`, in the pseudo-header of TCP and UDP)

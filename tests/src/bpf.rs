@@ -6,8 +6,9 @@
 use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use aya::programs::{TestRun as _, TestRunOptions};
+use netd::datapath::Record;
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{Counter, Event, PacketClass, Reason};
+use netd_common::{Counter, Event, NatEvent, PacketClass, Reason};
 
 /// `TC_ACT_OK`: the packet continues into the kernel.
 pub const TC_ACT_OK: u32 = 0;
@@ -35,6 +36,8 @@ pub struct Outcome {
     pub output: Vec<u8>,
     /// Events emitted during the run.
     pub events: Vec<Event>,
+    /// New flows reported during the run (while the datapath's NAT reports are on).
+    pub nat_events: Vec<NatEvent>,
 }
 
 impl Outcome {
@@ -158,6 +161,12 @@ fn run_program(
         })
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));
     output.truncate(usize::try_from(result.data_size_out).expect("size"));
-    let events = dp.drain_events();
-    Outcome { verdict: result.return_value, output, events }
+    let (mut events, mut nat_events) = (Vec::new(), Vec::new());
+    for r in dp.drain_records() {
+        match r {
+            Record::Packet(e) => events.push(e),
+            Record::NatNew(e) => nat_events.push(e),
+        }
+    }
+    Outcome { verdict: result.return_value, output, events, nat_events }
 }

@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason};
+use netd_common::{EndpointInfo, Ipv4Tuple, NatEvent, NetworkFlags, NetworkInfo, Reason, EVENT_KIND_NAT_NEW};
 use netd_tests::{
     bpf::{from_container_on, from_uplink_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
@@ -202,6 +202,46 @@ fn tcp_udp_and_icmp_echo_are_rewritten_exactly_both_ways() {
 }
 
 #[test]
+fn new_flows_are_reported_while_the_daemon_asks_and_only_then() {
+    let mut t = topology(None);
+    let (a, server) = (addr_of("a"), ip(SERVER));
+    // Off, as loaded: a new flow is not reported.
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_TCP, 40000, server, 80));
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert!(out.nat_events.is_empty(), "{:?}", out.nat_events);
+
+    // On (`netd monitor --type nat` watches): each new flow, as the container sent it and as
+    // the outside sees it; a flow's later packets are not.
+    t.dp.set_nat_events(true).expect("reports on");
+    for (protocol, sport, dport) in [(PROTO_UDP, 40001, 53), (PROTO_ICMP, 40002, 0)] {
+        let out = send(&mut t, "a", &from_endpoint("a", protocol, sport, server, dport));
+        assert_eq!(out.reason(), Reason::RedirectNat, "protocol {protocol}");
+        let nat_port = nat_port_of(&out.output);
+        let expected = NatEvent {
+            kind: EVENT_KIND_NAT_NEW,
+            reason: Reason::RedirectNat as u8,
+            pad: 0,
+            ifindex: t.uplink,
+            tuple: Ipv4Tuple::new(wire(a), wire(server), sport.to_be(), dport.to_be(), protocol),
+            nat_addr: wire(ip(UPLINK_ADDR)),
+            nat_port: nat_port.to_be(),
+            pad2: 0,
+        };
+        assert_eq!(out.nat_events, vec![expected], "protocol {protocol}");
+        let again = send(&mut t, "a", &from_endpoint("a", protocol, sport, server, dport));
+        assert_eq!(again.output, out.output);
+        assert!(again.nat_events.is_empty(), "protocol {protocol}: a known flow is no news");
+    }
+
+    // Off again: not reported, and the port range was left as it was.
+    t.dp.set_nat_events(false).expect("reports off");
+    let out = send(&mut t, "b", &from_endpoint("b", PROTO_UDP, 40003, server, 53));
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert!(out.nat_events.is_empty());
+    assert!((PORT_MIN..=PORT_MAX).contains(&nat_port_of(&out.output)));
+}
+
+#[test]
 fn a_free_own_port_is_kept_and_collisions_get_another() {
     let mut t = topology(None);
     let server = ip(SERVER);
@@ -380,10 +420,10 @@ fn a_full_table_drops_new_flows_and_recovers_when_they_expire() {
     assert_eq!(live.reason(), Reason::RedirectNat);
     // Not expired yet: the collector keeps them, a minute later too (a stream lives 120 s).
     let now = netd::datapath::monotonic_ns();
-    assert_eq!(t.dp.nat_collect(now).expect("collect"), 0);
-    assert_eq!(t.dp.nat_collect(now + 60_000_000_000).expect("collect"), 0);
+    assert_eq!(t.dp.nat_collect(now).expect("collect").len(), 0);
+    assert_eq!(t.dp.nat_collect(now + 60_000_000_000).expect("collect").len(), 0);
     // After that both are collected, and new flows fit again.
-    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect"), 2);
+    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect").len(), 2);
     assert!(t.dp.nat_entries().expect("entries").is_empty());
     let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40003, server, 3));
     assert_eq!(out.reason(), Reason::RedirectNat, "recovered");
@@ -402,9 +442,9 @@ fn a_query_and_its_answer_expire_after_30_s_and_a_stream_after_120_s() {
     make_stream(&mut t, "a", 40002);
     assert_eq!(state_of(&mut t, "a", "udp", 40002).as_deref(), Some("stream"));
     let now = netd::datapath::monotonic_ns();
-    assert_eq!(t.dp.nat_collect(now + 31_000_000_000).expect("collect"), 1, "the query and its answer");
+    assert_eq!(t.dp.nat_collect(now + 31_000_000_000).expect("collect").len(), 1, "the query and its answer");
     assert_eq!(state_of(&mut t, "a", "udp", 40001), None);
-    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect"), 1, "the stream");
+    assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect").len(), 1, "the stream");
     assert!(t.dp.nat_entries().expect("entries").is_empty());
 }
 
@@ -459,7 +499,7 @@ fn a_full_table_evicts_a_flow_that_is_not_assured_as_conntrack_early_drop_does()
     edit_flow(&mut t, "b", PROTO_UDP, 41002, |e| e.last_seen -= 200_000_000_000);
     let stats = t.dp.nat_table_stats(netd::datapath::monotonic_ns()).expect("stats");
     assert_eq!((stats.flows, stats.expired), (2, 1), "an expired flow is counted apart until collected");
-    assert_eq!(t.dp.nat_collect(netd::datapath::monotonic_ns()).expect("collect"), 1);
+    assert_eq!(t.dp.nat_collect(netd::datapath::monotonic_ns()).expect("collect").len(), 1);
     let ping = send(&mut t, "c", &from_endpoint("c", PROTO_ICMP, 7, server, 0));
     assert_eq!(ping.reason(), Reason::RedirectNat, "the expired stream's room");
     assert_eq!(open(&mut t, "b", 41003).0, Reason::RedirectNatEvicted, "the ping's room");

@@ -322,6 +322,69 @@ fn uplink_created_again(flags: &[&str], attached: impl Fn(&NetNs) -> bool) {
     assert!(ping(d, "c1", SERVER), "masquerade works through the new uplink");
 }
 
+/// The flags of the daemon's pinned `NETD_NAT_CONFIG`.
+fn nat_config_flags(d: &TestDaemon) -> u32 {
+    let data = aya::maps::MapData::from_pin(d.bpffs().join("maps/NETD_NAT_CONFIG")).expect("pinned NAT config");
+    let config = aya::maps::Array::<_, netd_common::NatConfig>::try_from(aya::maps::Map::Array(data)).expect("array");
+    config.get(&0, 0).expect("config").flags
+}
+
+#[test]
+fn netd_monitor_shows_flows_come_and_go_as_conntrack_events_do() {
+    let w = world(&[]);
+    let d = &w.d;
+    sandbox(d, "c1", "bridge");
+    sandbox(d, "c2", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+    assert_eq!(nat_config_flags(d), 0, "nobody asked: new flows are not reported");
+    let json = |line: String| -> serde_json::Value { serde_json::from_str(&line).expect("a JSON event") };
+
+    let nat = d.netd_streaming(&["monitor", "--type", "nat", "--json", "--sandbox", "c1"]);
+    let drops = d.netd_streaming(&["monitor", "--type", "drop", "--json"]);
+    for m in [&nat, &drops] {
+        assert!(m.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    }
+    assert_eq!(nat_config_flags(d), netd_common::NatConfig::EVENTS);
+
+    // c2's flow is not about c1; c1's is, with what the server sees.
+    let server = tcp_echo_server(&w.outside, 7300, 2);
+    let c2 = addr_of(d, "c2", "bridge");
+    assert_eq!(
+        tcp_exchange(&d.sandbox_netns("c2"), SocketAddrV4::new(c2, 41000), 7300, b"c2").join().expect("c2"),
+        b"c2"
+    );
+    assert_eq!(
+        tcp_exchange(&d.sandbox_netns("c1"), SocketAddrV4::new(c1, 41001), 7300, b"c1").join().expect("c1"),
+        b"c1"
+    );
+    let peers = server.join().expect("server");
+    let outside_port = peers[1].port();
+    let e = json(nat.line(DEADLINE).expect("c1's new flow"));
+    assert_eq!((e["kind"].as_str(), e["reason"].as_str()), (Some("nat"), Some("nat-new")), "{e}");
+    assert_eq!(e["interface"], "uplink0");
+    assert_eq!(e["endpoint"]["sandbox"], "c1");
+    assert_eq!(e["protocol"], "tcp");
+    assert_eq!(e["src"], format!("{c1}:41001"));
+    assert_eq!(e["dst"], format!("{SERVER}:7300"));
+    assert_eq!(e["outside"], format!("{UPLINK}:{outside_port}"), "what the server saw");
+
+    // c1 goes: its flow is removed, and said so.
+    d.netd(&["rm", "-f", "c1"]).ok();
+    let e = json(nat.line(DEADLINE).expect("c1's flow removed"));
+    assert_eq!((e["reason"].as_str(), e["src"].as_str()), (Some("nat-removed"), Some(format!("{c1}:41001").as_str())));
+    assert_eq!(e["outside"], format!("{UPLINK}:{outside_port}"));
+    // A drop monitor saw none of it.
+    assert!(drops.line(Duration::from_millis(200)).is_none());
+
+    // Once the NAT monitor is gone, the datapath stops reporting (within the daemon's 2 s tick).
+    drop(nat);
+    let deadline = Instant::now() + DEADLINE;
+    while nat_config_flags(d) != 0 {
+        assert!(Instant::now() < deadline, "reports still on with no NAT subscriber");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);

@@ -186,7 +186,10 @@ const WALK_THROUGH: &[Step] = &[
         "networks are isolated: each drop, as it happens",
     ),
     // The outside world, masqueraded through the uplink by eBPF (no iptables).
-    Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"]),
+    Step::Monitored(
+        &["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"],
+        "masquerade's new flows, as conntrack -E shows Docker's",
+    ),
     Step::Netd(&["nat", "ls"]),
     Step::Netd(&["nat", "stats"]),
     Step::Netd(&["stats"]),

@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 
 use crate::{
     daemon::{
-        monitor::MonitorLine,
+        monitor::{MonitorLine, MonitorType},
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
         Daemon, Error,
@@ -222,17 +222,23 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// `GET /netd/v1/monitor[?sandbox=…]`: the datapath's events from now on, one JSON
+/// `GET /netd/v1/monitor[?sandbox=…][&type=drop,nat]`: the datapath's events from now on, one JSON
 /// [`MonitorLine`] per line, until the client goes away.
 async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
-    let (filter, rx) = match daemon.subscribe_monitor(q.get("sandbox").map(String::as_str)).await {
+    let types: Result<Vec<MonitorType>, String> =
+        q.get("type").map_or(Ok(Vec::new()), |t| t.split(',').map(str::parse).collect());
+    let types = match types {
+        Ok(t) => t,
+        Err(e) => return error_response(400, e),
+    };
+    let sub = match daemon.subscribe_monitor(q.get("sandbox").map(String::as_str), &types).await {
         Ok(s) => s,
         Err(e) => return from_error(&e),
     };
-    let lines = futures::stream::unfold((filter, rx), |(filter, mut rx)| async move {
+    let lines = futures::stream::unfold(sub, |mut sub| async move {
         let line = loop {
-            match rx.recv().await {
-                Ok(e) if filter.matches(&e) => break MonitorLine::Event(Box::new((*e).clone())),
+            match sub.events.recv().await {
+                Ok(e) if sub.filter.matches(&e) => break MonitorLine::Event(Box::new((*e).clone())),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => break MonitorLine::Lost { lost: n },
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -240,7 +246,7 @@ async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body>
         };
         let mut bytes = serde_json::to_vec(&line).expect("monitor lines serialise");
         bytes.push(b'\n');
-        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), (filter, rx)))
+        Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), sub))
     });
     respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/x-ndjson")
 }

@@ -1,10 +1,11 @@
-//! `netd monitor`: the datapath's drops as they happen, one line each, until interrupted.
+//! `netd monitor`: the datapath's drops and masquerade's flows as they happen, one line each,
+//! until interrupted.
 
 use std::{io::Write as _, process::ExitCode};
 
 use crate::{
     client::Client,
-    daemon::monitor::{MonitorEvent, MonitorLine},
+    daemon::monitor::{MonitorEvent, MonitorLine, MonitorType},
 };
 
 use super::fail;
@@ -14,16 +15,27 @@ pub struct MonitorArgs {
     /// Only events about this sandbox: arriving on its interfaces, or from or to its addresses.
     #[arg(long)]
     sandbox: Option<String>,
+    /// Only these kinds of events: `drop` (dropped packets), `nat` (masquerade's flows created
+    /// and removed, as `conntrack -E` shows). Both by default.
+    #[arg(long = "type", value_delimiter = ',')]
+    types: Vec<MonitorType>,
     /// Print each event as a line of JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn exec(client: &Client, args: MonitorArgs) -> ExitCode {
-    let path = match &args.sandbox {
-        Some(s) => format!("/netd/v1/monitor?sandbox={}", urlencoding::encode(s)),
-        None => "/netd/v1/monitor".to_owned(),
-    };
+    let mut query = Vec::new();
+    if let Some(s) = &args.sandbox {
+        query.push(format!("sandbox={}", urlencoding::encode(s)));
+    }
+    if !args.types.is_empty() {
+        let names: Vec<&str> =
+            args.types.iter().map(|t| if *t == MonitorType::Drop { "drop" } else { "nat" }).collect();
+        query.push(format!("type={}", names.join(",")));
+    }
+    let path =
+        if query.is_empty() { "/netd/v1/monitor".to_owned() } else { format!("/netd/v1/monitor?{}", query.join("&")) };
     let started = || eprintln!("Listening for datapath events. Press Ctrl-C to quit.");
     let mut stdout = std::io::stdout();
     let result = client
@@ -60,6 +72,18 @@ pub fn render(line: &MonitorLine) -> String {
     // `2026-12-01T11:42:03.123456789Z` → `11:42:03.123`.
     let time = e.time.get(11..23).unwrap_or(&e.time);
     let endpoint = e.endpoint.as_ref().map(|ep| format!(" ({} {} on {})", ep.sandbox, ep.ip, ep.network));
+    if e.kind == "nat" {
+        return format!(
+            "{time} {:<22} {}{}: {} {} -> {} as {}",
+            e.reason,
+            e.interface,
+            endpoint.unwrap_or_default(),
+            e.protocol,
+            e.src,
+            e.dst,
+            e.outside
+        );
+    }
     let what = if e.protocol.is_empty() { e.class.clone() } else { format!("{} {} -> {}", e.protocol, e.src, e.dst) };
     let vlan = if e.vlan == 0 { String::new() } else { format!(", vlan {}", e.vlan) };
     let fragment = if e.fragment { ", fragment" } else { "" };
@@ -82,7 +106,7 @@ mod tests {
             time: "2026-12-01T11:42:03.123456789Z".into(),
             kind: "drop".into(),
             reason: "drop-spoofed-ip".into(),
-            code: 79,
+            code: Some(79),
             class: "ipv4-icmp".into(),
             interface: "veth1a2b3c4".into(),
             ifindex: 7,
@@ -95,6 +119,7 @@ mod tests {
             protocol: "icmp".into(),
             src: "172.17.0.200".into(),
             dst: "172.17.0.3".into(),
+            outside: String::new(),
             len: 98,
             vlan: 0,
             fragment: false,
@@ -121,6 +146,24 @@ mod tests {
             "11:42:03.123 drop-spoofed-ip        uplink0: arp, 98 bytes, vlan 5"
         );
         assert_eq!(render(&MonitorLine::Lost { lost: 3 }), "… 3 events lost (this client read too slowly)");
+        let flow = MonitorEvent {
+            kind: "nat".into(),
+            reason: "nat-new".into(),
+            code: None,
+            class: String::new(),
+            interface: "uplink0".into(),
+            protocol: "tcp".into(),
+            src: "172.17.0.2:40000".into(),
+            dst: "10.0.0.1:80".into(),
+            outside: "10.255.0.1:40000".into(),
+            len: 0,
+            ..event()
+        };
+        assert_eq!(
+            render(&MonitorLine::Event(Box::new(flow))),
+            "11:42:03.123 nat-new                uplink0 (web 172.17.0.2 on bridge): tcp 172.17.0.2:40000 -> \
+             10.0.0.1:80 as 10.255.0.1:40000"
+        );
     }
 
     #[test]

@@ -74,7 +74,8 @@ impl Daemon {
         let mut dp = self.dp();
         dp.set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?;
         // Its addresses are local now: flows masqueraded to them would bypass the policy.
-        dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
+        let gone = dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
+        self.report_nat_gone("nat-removed", gone);
         let name = &bridge.bridge_name;
         if self.cfg.host_fast_path {
             dp.attach_to_bridge(name)?;
@@ -122,13 +123,15 @@ impl Daemon {
     /// Removes an endpoint: datapath entries and link first, then the veth pair.
     pub(super) async fn teardown_endpoint(&self, link: &EndpointLink) -> Result<()> {
         let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
-        {
+        let gone = {
             let mut dp = self.dp();
             dp.remove_endpoint(link.ip, ifindex.unwrap_or(0))?;
-            dp.nat_forget_inside(link.ip)?;
+            let gone = dp.nat_forget_inside(link.ip)?;
             dp.reset_endpoint_counters(link.slot)?;
             dp.detach_from_container(&link.host_veth)?;
-        }
+            gone
+        };
+        self.report_nat_gone("nat-removed", gone);
         kernel::delete_endpoint_veth(&self.nl, link).await
     }
 

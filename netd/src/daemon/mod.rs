@@ -144,6 +144,9 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
                     if let Err(e) = daemon.report_nat_refusals() {
                         eprintln!("netd: reading masquerade's counters: {e}");
                     }
+                    if let Err(e) = daemon.sync_nat_reports() {
+                        eprintln!("netd: monitor: turning off the reports of new flows: {e}");
+                    }
                 }
                 // Expired flows only hold memory (the datapath reuses their ports and treats
                 // them as absent), so collecting every 10 s is enough.

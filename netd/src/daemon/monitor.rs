@@ -1,65 +1,86 @@
-//! `netd monitor`: the datapath's drops as they happen, each with its reason, the interface it
-//! arrived on (and whose endpoint that is) and its addresses, as `cilium monitor --type drop`
-//! shows Cilium's. The counters (`netd stats`) say how many; this says which packets.
+//! `netd monitor`: what the datapath does, as it happens.
+//! - Drops (`--type drop`), each with its reason, the interface it arrived on (and whose
+//!   endpoint that is) and its addresses, as `cilium monitor --type drop` shows Cilium's. The
+//!   counters (`netd stats`) say how many; this says which packets.
+//! - Masquerade's flows (`--type nat`): each new translation and each one removed (expired, or
+//!   its container gone), as `conntrack -E` shows Docker's.
 //!
-//! The datapath writes an event for every drop into the `NETD_EVENTS` ring buffer (a full ring
-//! loses events, never verdicts). While anyone subscribes (API clients of `/netd/v1/monitor`),
-//! one reader task waits on the ring's fd, describes each event once and broadcasts it. Without
-//! subscribers the ring is not read; the first subscriber's reader discards what waited in it,
-//! so subscribers see what happens from then on.
+//! The datapath writes an event for every drop into the `NETD_EVENTS` ring buffer, and one for
+//! every new flow while a `nat` subscriber is there (`NatConfig::EVENTS`); a full ring loses
+//! events, never verdicts. The daemon reports the flows it removes itself. While anyone
+//! subscribes (API clients of `/netd/v1/monitor`), one reader task waits on the ring's fd,
+//! describes each event once and broadcasts it. Without subscribers the ring is not read; the
+//! first subscriber's reader discards what waited in it, so subscribers see what happens from
+//! then on.
 
 use std::{
     collections::HashMap,
     net::Ipv4Addr,
-    sync::Arc,
+    str::FromStr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, PoisonError,
+    },
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
-use netd_common::{Event, PacketClass, PacketFlags, Reason, EVENT_KIND_DROP};
+use netd_common::{Event, Ipv4Tuple, NatEntry, NatEvent, PacketClass, PacketFlags, Reason, EVENT_KIND_DROP};
 use tokio::{
     io::unix::AsyncFd,
-    sync::{broadcast, Notify},
+    sync::{broadcast, mpsc, Notify},
 };
 
 use super::{error::Result, sandboxes::no_such_container, Daemon};
-use crate::{datapath::next_event, model::ids::now_rfc3339};
+use crate::{
+    datapath::{next_record, Record},
+    model::ids::now_rfc3339,
+};
 
 /// Events a subscriber may fall behind by before it loses some (it is told how many).
 const BACKLOG: usize = 4096;
-/// How often at most the interface table is read again for an ifindex it does not know.
+/// How often at most the interface table is read again for something it does not know.
 const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 
-/// One datapath event, described (a line of `GET /netd/v1/monitor`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One event, described (a line of `GET /netd/v1/monitor`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MonitorEvent {
     /// When the daemon read it (RFC 3339, UTC).
     pub time: String,
-    /// "drop" (or "trace" when the datapath was loaded with tracing).
+    /// "drop", "nat" (or "trace" when the datapath was loaded with tracing).
     pub kind: String,
-    /// The reason's name and code, as `netd stats` shows them (`drop-spoofed-ip`, 79).
+    /// Drops: the reason's name and code, as `netd stats` shows them (`drop-spoofed-ip`, 79).
+    /// NAT: `nat-new` (`nat-new-evicting` when the flow evicted another from a full table),
+    /// `nat-expired`, `nat-removed` (its container, uplink address or remote network went).
     pub reason: String,
-    pub code: u8,
-    /// What the parser made of the frame (`ipv4-tcp`, `arp`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u8>,
+    /// What the parser made of the frame (`ipv4-tcp`, `arp`, …); empty for NAT events.
     pub class: String,
-    /// The interface the packet arrived on in the daemon's namespace (a container's host
-    /// veth, an uplink, a bridge), with its index.
+    /// The interface in the daemon's namespace: where a dropped packet arrived (a container's
+    /// host veth, an uplink, a bridge), the uplink of a NAT flow. With its index.
     pub interface: String,
     pub ifindex: u32,
-    /// When that interface is an endpoint's host veth: its sandbox (name and id), network and
-    /// address.
+    /// The endpoint behind the interface (drops) or the flow's container (NAT): its sandbox
+    /// (name and id), network and address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<MonitorEndpoint>,
     /// "tcp", "udp", "icmp", a protocol number, or "" when the frame is not IPv4.
     pub protocol: String,
-    /// Source and destination (`address:port`; the address alone without ports).
+    /// Source and destination (`address:port`; the address alone without ports). NAT: as the
+    /// container sent it.
     pub src: String,
     pub dst: String,
-    /// The frame's length in bytes.
+    /// NAT: the source the outside sees (`address:port`; ICMP: the identifier).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outside: String,
+    /// Drops: the frame's length in bytes, its 802.1Q VLAN id (0 when untagged), and whether it
+    /// is a fragment (IPv4 `MF` set or a non-zero offset).
+    #[serde(default)]
     pub len: u32,
-    /// The 802.1Q VLAN id, 0 when untagged.
+    #[serde(default)]
     pub vlan: u16,
-    /// A fragment (IPv4 `MF` set or a non-zero offset).
+    #[serde(default)]
     pub fragment: bool,
 }
 
@@ -83,11 +104,33 @@ pub enum MonitorLine {
     },
 }
 
-/// Which events a subscriber wants: those about one sandbox, or all.
+/// The kinds of events a subscriber asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonitorType {
+    /// Dropped packets (and traced ones, when the datapath traces).
+    Drop,
+    /// Masquerade's flows coming and going.
+    Nat,
+}
+
+impl FromStr for MonitorType {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "drop" => Ok(Self::Drop),
+            "nat" => Ok(Self::Nat),
+            _ => Err(format!("invalid event type {s:?}: expected drop or nat")),
+        }
+    }
+}
+
+/// Which events a subscriber wants: of which types, about one sandbox or all.
 #[derive(Clone, Debug, Default)]
 pub struct MonitorFilter {
-    /// The sandbox's host veths and addresses: an event arrived on one of them, or from or to
-    /// one of them.
+    types: Vec<MonitorType>,
+    /// The sandbox's host veths and addresses: an event arrived on one of them, or is from or
+    /// to one of them.
     interfaces: Vec<String>,
     addresses: Vec<Ipv4Addr>,
     all: bool,
@@ -97,11 +140,36 @@ impl MonitorFilter {
     /// Whether `e` passes.
     #[must_use]
     pub fn matches(&self, e: &MonitorEvent) -> bool {
+        let kind = if e.kind == "nat" { MonitorType::Nat } else { MonitorType::Drop };
         let addr = |s: &str| s.split(':').next().and_then(|a| a.parse::<Ipv4Addr>().ok());
-        self.all
-            || self.interfaces.contains(&e.interface)
-            || [addr(&e.src), addr(&e.dst)].iter().flatten().any(|a| self.addresses.contains(a))
+        self.types.contains(&kind)
+            && (self.all
+                || self.interfaces.contains(&e.interface)
+                || [addr(&e.src), addr(&e.dst)].iter().flatten().any(|a| self.addresses.contains(a)))
     }
+}
+
+/// A subscription: its filter and its events. Dropping it ends its interest in NAT events.
+pub struct Subscription {
+    pub filter: MonitorFilter,
+    pub events: broadcast::Receiver<Arc<MonitorEvent>>,
+    _nat: Option<NatInterest>,
+}
+
+/// One subscriber's interest in NAT events (the datapath reports new flows while there is any).
+struct NatInterest(Arc<AtomicUsize>);
+
+impl Drop for NatInterest {
+    fn drop(&mut self) {
+        // The daemon's 2 s tick turns the reports off once nobody wants them.
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Flows the daemon removed, and why ("nat-expired", "nat-removed").
+struct Gone {
+    why: &'static str,
+    flows: Vec<(Ipv4Tuple, NatEntry)>,
 }
 
 /// The subscribers' side: the daemon holds it, the reader sends into it.
@@ -109,27 +177,43 @@ pub(super) struct Monitor {
     tx: broadcast::Sender<Arc<MonitorEvent>>,
     /// Wakes the reader when the first subscriber comes.
     subscribed: Notify,
+    /// Subscribers that want NAT events, and whether the datapath reports new flows (changed
+    /// under its lock, so that a subscriber arriving is never left without reports).
+    nat_interest: Arc<AtomicUsize>,
+    nat_reports_on: Mutex<bool>,
+    /// Flows the daemon removed, to the reader.
+    gone_tx: mpsc::UnboundedSender<Gone>,
+    gone_rx: Mutex<Option<mpsc::UnboundedReceiver<Gone>>>,
 }
 
 impl Default for Monitor {
     fn default() -> Self {
-        Self { tx: broadcast::channel(BACKLOG).0, subscribed: Notify::new() }
+        let (gone_tx, gone_rx) = mpsc::unbounded_channel();
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+            subscribed: Notify::new(),
+            nat_interest: Arc::new(AtomicUsize::new(0)),
+            nat_reports_on: Mutex::new(false),
+            gone_tx,
+            gone_rx: Mutex::new(Some(gone_rx)),
+        }
     }
 }
 
-/// What the reader knows about the interfaces: ifindex → name and endpoint.
+/// What the reader knows about the namespace: ifindex → name and endpoint, address →
+/// endpoint.
 #[derive(Default)]
 struct Interfaces {
     by_index: HashMap<u32, (String, Option<MonitorEndpoint>)>,
+    by_ip: HashMap<Ipv4Addr, MonitorEndpoint>,
     read_at: Option<Instant>,
 }
 
 impl Daemon {
-    /// A subscription to the events about `sandbox` (all events without one).
-    pub async fn subscribe_monitor(
-        &self,
-        sandbox: Option<&str>,
-    ) -> Result<(MonitorFilter, broadcast::Receiver<Arc<MonitorEvent>>)> {
+    /// A subscription to the events of `types` (both when empty) about `sandbox` (all events
+    /// without one).
+    pub async fn subscribe_monitor(&self, sandbox: Option<&str>, types: &[MonitorType]) -> Result<Subscription> {
+        let types = if types.is_empty() { vec![MonitorType::Drop, MonitorType::Nat] } else { types.to_vec() };
         let mut filter = MonitorFilter { all: sandbox.is_none(), ..MonitorFilter::default() };
         if let Some(key) = sandbox {
             let state = self.snapshot().await;
@@ -141,12 +225,45 @@ impl Daemon {
                 }
             }
         }
-        let rx = self.monitor.tx.subscribe();
+        let nat = if types.contains(&MonitorType::Nat) {
+            let mut on = self.monitor.nat_reports_on.lock().unwrap_or_else(PoisonError::into_inner);
+            self.monitor.nat_interest.fetch_add(1, Ordering::SeqCst);
+            let interest = NatInterest(self.monitor.nat_interest.clone());
+            if !*on {
+                self.dp().set_nat_events(true)?;
+                *on = true;
+            }
+            Some(interest)
+        } else {
+            None
+        };
+        filter.types = types;
+        let events = self.monitor.tx.subscribe();
         self.monitor.subscribed.notify_one();
-        Ok((filter, rx))
+        Ok(Subscription { filter, events, _nat: nat })
     }
 
-    /// Reads the datapath's events until the task is aborted (see [`super::run`]).
+    /// Turns the datapath's reports of new flows off once no subscriber wants them (called
+    /// every 2 s).
+    pub(super) fn sync_nat_reports(&self) -> Result<()> {
+        let mut on = self.monitor.nat_reports_on.lock().unwrap_or_else(PoisonError::into_inner);
+        if *on && self.monitor.nat_interest.load(Ordering::SeqCst) == 0 {
+            self.dp().set_nat_events(false)?;
+            *on = false;
+        }
+        Ok(())
+    }
+
+    /// Tells NAT subscribers about flows the daemon removed (`why`: "nat-expired",
+    /// "nat-removed").
+    pub(super) fn report_nat_gone(&self, why: &'static str, flows: Vec<(Ipv4Tuple, NatEntry)>) {
+        if !flows.is_empty() && self.monitor.nat_interest.load(Ordering::SeqCst) > 0 {
+            let _ = self.monitor.gone_tx.send(Gone { why, flows });
+        }
+    }
+
+    /// Reads the datapath's events (and the flows the daemon removed) until the task is
+    /// aborted (see [`super::run`]).
     #[expect(unsafe_code, reason = "tokio's AsyncFd registration is unsafe: the fd must outlive it")]
     pub(super) async fn read_events(self: Arc<Self>, ring: RingBuf<MapData>) {
         // SAFETY: the ring owns its map's fd, which stays open and the same until the ring,
@@ -159,6 +276,9 @@ impl Daemon {
                 return;
             }
         };
+        let Some(mut gone) = self.monitor.gone_rx.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
         let mut interfaces = Interfaces::default();
         loop {
             // Nobody listens: the ring is left alone. It fills, and from then on the datapath's
@@ -168,33 +288,60 @@ impl Daemon {
                 self.monitor.subscribed.notified().await;
             }
             // What waited in the ring is old news.
-            while next_event(ring.get_mut()).is_some() {}
+            while next_record(ring.get_mut()).is_some() {}
+            while gone.try_recv().is_ok() {}
             // Someone listens: read events as they come, until the last subscriber has gone.
             while self.monitor.tx.receiver_count() > 0 {
-                let mut guard = match ring.readable_mut().await {
-                    Ok(g) => g,
-                    Err(e) => {
-                        eprintln!("netd: monitor: reading the events' ring buffer: {e}; `netd monitor` shows nothing");
-                        return;
+                let mut described = Vec::new();
+                tokio::select! {
+                    guard = ring.readable_mut() => {
+                        let mut guard = match guard {
+                            Ok(g) => g,
+                            Err(e) => {
+                                eprintln!("netd: monitor: reading the events' ring buffer: {e}; `netd monitor` shows nothing");
+                                return;
+                            }
+                        };
+                        let mut records = Vec::new();
+                        while let Some(r) = next_record(guard.get_inner_mut()) {
+                            records.extend(r);
+                        }
+                        guard.clear_ready();
+                        drop(guard);
+                        for r in records {
+                            let (ifindex, ip) = match &r {
+                                Record::Packet(e) => (e.ifindex, None),
+                                Record::NatNew(e) => (e.ifindex, Some(e.tuple.src_addr)),
+                            };
+                            self.know(&mut interfaces, ifindex, ip).await;
+                            described.push(match &r {
+                                Record::Packet(e) => describe_packet(e, interfaces.by_index.get(&e.ifindex)),
+                                Record::NatNew(e) => describe_new_flow(e, &interfaces),
+                            });
+                        }
                     }
-                };
-                let mut events = Vec::new();
-                while let Some(event) = next_event(guard.get_inner_mut()) {
-                    events.extend(event);
+                    Some(g) = gone.recv() => {
+                        for (key, entry) in &g.flows {
+                            self.know(&mut interfaces, entry.ifindex, Some(key.src_addr)).await;
+                            described.push(describe_gone_flow(g.why, key, entry, &interfaces));
+                        }
+                    }
                 }
-                guard.clear_ready();
-                drop(guard);
-                for event in events {
-                    if !interfaces.by_index.contains_key(&event.ifindex)
-                        && interfaces.read_at.is_none_or(|t| t.elapsed() >= RESOLVE_EVERY)
-                    {
-                        self.read_interfaces(&mut interfaces).await;
-                    }
-                    let described = describe(&event, interfaces.by_index.get(&event.ifindex));
+                for e in described {
                     // The last subscriber may have gone meanwhile.
-                    let _ = self.monitor.tx.send(Arc::new(described));
+                    let _ = self.monitor.tx.send(Arc::new(e));
                 }
             }
+        }
+    }
+
+    /// Reads the interfaces again when `ifindex` or the container at `ip` (wire order) is not
+    /// known yet, at most every [`RESOLVE_EVERY`].
+    async fn know(&self, interfaces: &mut Interfaces, ifindex: u32, ip: Option<u32>) {
+        let known = interfaces.by_index.contains_key(&ifindex)
+            && ip.is_none_or(|ip| interfaces.by_ip.contains_key(&Ipv4Addr::from(ip.to_ne_bytes())));
+        if !known && interfaces.read_at.is_none_or(|t| t.elapsed() >= RESOLVE_EVERY) {
+            self.read_interfaces(interfaces).await;
         }
     }
 
@@ -219,6 +366,7 @@ impl Daemon {
                 );
             }
         }
+        into.by_ip = endpoints.values().map(|ep| (ep.ip, ep.clone())).collect();
         into.by_index = links
             .into_iter()
             .map(|l| {
@@ -229,8 +377,27 @@ impl Daemon {
     }
 }
 
-/// `e` as a subscriber sees it, with what is known of its interface.
-fn describe(e: &Event, interface: Option<&(String, Option<MonitorEndpoint>)>) -> MonitorEvent {
+fn protocol_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        p => p.to_string(),
+    }
+}
+
+/// `address:port` (wire order) with ports, the address alone without.
+fn end(addr: u32, port: u16, ports: bool) -> String {
+    let a = Ipv4Addr::from(addr.to_ne_bytes());
+    if ports {
+        format!("{a}:{}", u16::from_be(port))
+    } else {
+        a.to_string()
+    }
+}
+
+/// A dropped (or traced) packet as a subscriber sees it, with what is known of its interface.
+fn describe_packet(e: &Event, interface: Option<&(String, Option<MonitorEndpoint>)>) -> MonitorEvent {
     let t = &e.tuple;
     let class = PacketClass::decode(e.class);
     let ipv4 = matches!(
@@ -243,34 +410,59 @@ fn describe(e: &Event, interface: Option<&(String, Option<MonitorEndpoint>)>) ->
                 | PacketClass::Ipv4Fragment
         )
     );
-    let protocol = match t.protocol {
-        _ if !ipv4 => String::new(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        p => p.to_string(),
-    };
     // Ports for TCP and UDP; a later fragment has none.
     let ports = matches!(class, Some(PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp));
-    let end = |addr: u32, port: u16| match Ipv4Addr::from(addr.to_ne_bytes()) {
-        _ if !ipv4 => String::new(),
-        a if ports => format!("{a}:{}", u16::from_be(port)),
-        a => a.to_string(),
-    };
+    let addresses = |addr, port| if ipv4 { end(addr, port, ports) } else { String::new() };
     MonitorEvent {
         time: now_rfc3339(),
         kind: if e.kind == EVENT_KIND_DROP { "drop".into() } else { "trace".into() },
         reason: Reason::decode(e.reason).map_or_else(|| format!("unknown-{}", e.reason), |r| r.name().to_owned()),
-        code: e.reason,
+        code: Some(e.reason),
         class: class.map_or_else(|| format!("unknown-{}", e.class), |c| c.name().to_owned()),
         interface: interface.map_or_else(|| format!("if{}", e.ifindex), |(name, _)| name.clone()),
         ifindex: e.ifindex,
         endpoint: interface.and_then(|(_, ep)| ep.clone()),
-        src: end(t.src_addr, t.src_port),
-        dst: end(t.dst_addr, t.dst_port),
-        protocol,
+        protocol: if ipv4 { protocol_name(t.protocol) } else { String::new() },
+        src: addresses(t.src_addr, t.src_port),
+        dst: addresses(t.dst_addr, t.dst_port),
+        outside: String::new(),
         len: e.len,
         vlan: e.vlan_id,
         fragment: e.flags & PacketFlags::FRAGMENT != 0,
     }
+}
+
+/// A flow (egress key `t` on uplink `ifindex`, seen outside as `nat_addr`:`nat_port`) as a
+/// subscriber sees it.
+fn describe_flow(
+    reason: &str,
+    t: &Ipv4Tuple,
+    ifindex: u32,
+    (nat_addr, nat_port): (u32, u16),
+    interfaces: &Interfaces,
+) -> MonitorEvent {
+    // ICMP echo: the identifier is in `src_port` and the outside's.
+    let icmp = t.protocol == 1;
+    MonitorEvent {
+        time: now_rfc3339(),
+        kind: "nat".into(),
+        reason: reason.to_owned(),
+        interface: interfaces.by_index.get(&ifindex).map_or_else(|| format!("if{ifindex}"), |(name, _)| name.clone()),
+        ifindex,
+        endpoint: interfaces.by_ip.get(&Ipv4Addr::from(t.src_addr.to_ne_bytes())).cloned(),
+        protocol: protocol_name(t.protocol),
+        src: end(t.src_addr, t.src_port, true),
+        dst: end(t.dst_addr, t.dst_port, !icmp),
+        outside: end(nat_addr, nat_port, true),
+        ..MonitorEvent::default()
+    }
+}
+
+fn describe_new_flow(e: &NatEvent, interfaces: &Interfaces) -> MonitorEvent {
+    let reason = if e.reason == Reason::RedirectNatEvicted as u8 { "nat-new-evicting" } else { "nat-new" };
+    describe_flow(reason, &e.tuple, e.ifindex, (e.nat_addr, e.nat_port), interfaces)
+}
+
+fn describe_gone_flow(why: &str, key: &Ipv4Tuple, egress: &NatEntry, interfaces: &Interfaces) -> MonitorEvent {
+    describe_flow(why, key, egress.ifindex, (egress.addr, egress.port), interfaces)
 }

@@ -127,6 +127,7 @@ impl Daemon {
                 wanted.push((name, link.index, *addr));
             }
         }
+        let mut gone = Vec::new();
         let changed = {
             let mut dp = self.dp();
             let current = dp.uplinks()?;
@@ -154,10 +155,11 @@ impl Daemon {
             if now != before {
                 // Flows masqueraded with an address the host no longer has cannot get replies.
                 let addrs: Vec<Ipv4Addr> = now.iter().map(|(_, a)| *a).collect();
-                dp.nat_forget_unless_outside_in(&addrs)?;
+                gone = dp.nat_forget_unless_outside_in(&addrs)?;
             }
             now != before
         };
+        self.report_nat_gone("nat-removed", gone);
         let described: Vec<String> = wanted.iter().map(|(n, _, a)| format!("{n} ({a})")).collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if changed || uplinks.is_empty() != described.is_empty() {
@@ -167,9 +169,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Deletes expired translations; returns how many flows went.
-    pub(super) fn collect_nat(&self) -> Result<usize> {
-        Ok(self.dp().nat_collect(monotonic_ns())?)
+    /// Deletes expired translations (and tells `netd monitor`).
+    pub(super) fn collect_nat(&self) -> Result<()> {
+        let gone = self.dp().nat_collect(monotonic_ns())?;
+        self.report_nat_gone("nat-expired", gone);
+        Ok(())
     }
 
     /// The table at a glance (`netd nat stats`).

@@ -31,7 +31,7 @@ use aya::{
     programs::{ProgramError, SchedClassifier},
     Ebpf, EbpfError, EbpfLoader,
 };
-use netd_common::{ifindex_slot, ip_slot, EndpointInfo, Event, NetworkInfo};
+use netd_common::{ifindex_slot, ip_slot, EndpointInfo, Event, NatEvent, NetworkInfo, EVENT_KIND_NAT_NEW};
 
 /// The eBPF object built by `build.rs` from `netd-ebpf`.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
@@ -320,13 +320,24 @@ impl Datapath {
         }
     }
 
-    /// Takes every event waiting in the ring buffer (none once [`Datapath::take_events`] took
-    /// it).
+    /// Takes every packet event waiting in the ring buffer (none once
+    /// [`Datapath::take_events`] took it).
     pub fn drain_events(&mut self) -> Vec<Event> {
+        self.drain_records()
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Packet(e) => Some(e),
+                Record::NatNew(_) => None,
+            })
+            .collect()
+    }
+
+    /// Takes every record waiting in the ring buffer.
+    pub fn drain_records(&mut self) -> Vec<Record> {
         let mut out = Vec::new();
         if let Some(ring) = self.events.as_mut() {
-            while let Some(e) = next_event(ring) {
-                out.extend(e);
+            while let Some(r) = next_record(ring) {
+                out.extend(r);
             }
         }
         out
@@ -338,9 +349,25 @@ impl Datapath {
     }
 }
 
-/// The next record of `ring`: `None` when it is empty, `Some(None)` for a record too short to
-/// be an [`Event`] (written by another build).
-pub fn next_event(ring: &mut RingBuf<MapData>) -> Option<Option<Event>> {
+/// A record of the events' ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A packet dropped (or traced).
+    Packet(Event),
+    /// A new masqueraded flow (while [`Datapath::set_nat_events`] is on).
+    NatNew(NatEvent),
+}
+
+/// The next record of `ring`: `None` when it is empty, `Some(None)` for one this build does not
+/// know (its first byte, the kind, tells them apart).
+pub fn next_record(ring: &mut RingBuf<MapData>) -> Option<Option<Record>> {
     let item = ring.next()?;
-    Some((item.len() >= size_of::<Event>()).then(|| bytemuck::pod_read_unaligned(&item[..size_of::<Event>()])))
+    let read = |size: usize| (item.len() >= size).then(|| &item[..size]);
+    Some(match item.first() {
+        Some(&EVENT_KIND_NAT_NEW) => {
+            read(size_of::<NatEvent>()).map(|b| Record::NatNew(bytemuck::pod_read_unaligned(b)))
+        }
+        Some(_) => read(size_of::<Event>()).map(|b| Record::Packet(bytemuck::pod_read_unaligned(b))),
+        None => None,
+    })
 }

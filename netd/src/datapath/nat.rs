@@ -176,11 +176,21 @@ impl Datapath {
     }
 
     /// Sets the ports (and ICMP identifiers) masquerade hands out, inclusive. Until it is set,
-    /// the datapath masquerades nothing.
+    /// the datapath masquerades nothing. Clears the flags: the reports of new flows are off
+    /// (a daemon killed while a monitor ran may have left them on).
     pub fn set_nat_config(&mut self, port_min: u16, port_max: u16) -> Result<()> {
         let map = self.ebpf.map_mut(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
         let mut a = Array::<_, NatConfig>::try_from(map).map_err(map_err(NAT_CONFIG))?;
-        a.set(0, NatConfig { port_min, port_max, pad: 0 }, 0).map_err(map_err(NAT_CONFIG))
+        a.set(0, NatConfig { port_min, port_max, flags: 0 }, 0).map_err(map_err(NAT_CONFIG))
+    }
+
+    /// Turns the report of every new flow (a `NatEvent` in the events' ring) on or off.
+    pub fn set_nat_events(&mut self, on: bool) -> Result<()> {
+        let map = self.ebpf.map_mut(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
+        let mut a = Array::<_, NatConfig>::try_from(map).map_err(map_err(NAT_CONFIG))?;
+        let mut cfg = a.get(&0, 0).map_err(map_err(NAT_CONFIG))?;
+        cfg.flags = if on { cfg.flags | NatConfig::EVENTS } else { cfg.flags & !NatConfig::EVENTS };
+        a.set(0, cfg, 0).map_err(map_err(NAT_CONFIG))
     }
 
     /// Makes `ifindex` an uplink that masquerades with `address`.
@@ -290,13 +300,13 @@ impl Datapath {
         Ok(stats)
     }
 
-    /// Deletes the flows (both entries) whose egress key and entry match `doomed`; returns how
-    /// many went.
-    pub fn nat_forget(&mut self, doomed: impl Fn(&Ipv4Tuple, &NatEntry) -> bool) -> Result<usize> {
+    /// Deletes the flows (both entries) whose egress key and entry match `doomed`; returns them
+    /// (egress key and entry).
+    pub fn nat_forget(&mut self, doomed: impl Fn(&Ipv4Tuple, &NatEntry) -> bool) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let entries = self.nat_entries()?;
         let flows = Flows::of(&entries);
         let mut t = self.nat_table()?;
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for (e, i) in flows.egress {
             let (k, entry) = &entries[e];
             if !doomed(k, entry) {
@@ -311,37 +321,37 @@ impl Datapath {
                     }
                 }
             }
-            removed += 1;
+            removed.push((*k, *entry));
         }
         Ok(removed)
     }
 
     /// Deletes the flows of the container at `inside` (it is gone).
-    pub fn nat_forget_inside(&mut self, inside: Ipv4Addr) -> Result<usize> {
+    pub fn nat_forget_inside(&mut self, inside: Ipv4Addr) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let wire = u32::from_ne_bytes(inside.octets());
         self.nat_forget(|k, _| k.src_addr == wire)
     }
 
     /// Deletes the flows to remotes inside `subnet/prefix` (a new local network: its addresses
     /// are no longer "outside").
-    pub fn nat_forget_remote(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<usize> {
+    pub fn nat_forget_remote(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
         let net = u32::from(subnet) & mask;
         self.nat_forget(|k, _| u32::from(addr(k.dst_addr)) & mask == net)
     }
 
     /// Deletes the flows masqueraded with an address none of `uplinks` has any more.
-    pub fn nat_forget_unless_outside_in(&mut self, uplinks: &[Ipv4Addr]) -> Result<usize> {
+    pub fn nat_forget_unless_outside_in(&mut self, uplinks: &[Ipv4Addr]) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         self.nat_forget(|_, e| !uplinks.contains(&addr(e.addr)))
     }
 
     /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
-    /// Returns how many flows were removed.
+    /// Returns the flows removed (egress key and entry).
     ///
     /// Works from a snapshot, and the datapath keeps changing the table meanwhile (a port of
     /// an expired flow may already serve a new one): each entry is read again right before it
     /// is deleted, and left alone if it changed.
-    pub fn nat_collect(&mut self, now: u64) -> Result<usize> {
+    pub fn nat_collect(&mut self, now: u64) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let entries = self.nat_entries()?;
         let flows = Flows::of(&entries);
         let mut t = self.nat_table()?;
@@ -363,7 +373,7 @@ impl Datapath {
                 }
             }
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for (e, i) in flows.egress {
             let (k, entry) = &entries[e];
             let partner = i.map(|i| &entries[i]);
@@ -377,7 +387,7 @@ impl Datapath {
                 if partner.is_some() {
                     let _ = t.remove(&rk);
                 }
-                removed += 1;
+                removed.push((*k, *entry));
             }
         }
         Ok(removed)
