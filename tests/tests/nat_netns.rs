@@ -322,6 +322,90 @@ fn uplink_created_again(flags: &[&str], attached: impl Fn(&NetNs) -> bool) {
     assert!(ping(d, "c1", SERVER), "masquerade works through the new uplink");
 }
 
+/// `GET path` over a connected stream; returns the status line and the body.
+fn http_get(mut s: impl std::io::Read + std::io::Write, path: &str) -> (String, String) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels as written) in a metrics text.
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn prometheus_metrics_on_the_api_socket_and_on_metrics_addr() {
+    let w = world(&["--metrics-addr", "127.0.0.1:9323"]);
+    let d = &w.d;
+    assert!(d.log().contains("netd: metrics on http://127.0.0.1:9323/metrics"));
+    sandbox(d, "c1", "bridge");
+    assert!(ping(d, "c1", SERVER));
+
+    // On TCP (in the daemon's namespace): the metrics, and nothing else.
+    let get = |path: &'static str| {
+        d.host().run(move || {
+            let s = TcpStream::connect("127.0.0.1:9323").expect("connect to --metrics-addr");
+            s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+            http_get(s, path)
+        })
+    };
+    let (status, text) = get("/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(text.contains("# TYPE netd_datapath_packets_total counter"), "{text}");
+    assert!(
+        sample(&text, r#"netd_datapath_packets_total{reason="redirect-nat",verdict="forward"}"#) >= Some(2),
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"netd_datapath_packets_total{reason="redirect-reverse-nat",verdict="forward"}"#) >= Some(2)
+    );
+    assert!(
+        sample(
+            &text,
+            r#"netd_endpoint_packets_total{sandbox="c1",network="bridge",interface="eth0",reason="redirect-nat"}"#
+        ) >= Some(2),
+        "{text}"
+    );
+    assert_eq!(sample(&text, r#"netd_nat_flows{state="icmp replied"}"#), Some(1), "{text}");
+    assert_eq!(sample(&text, "netd_nat_flows_max"), Some(u64::from(netd_common::NAT_DEFAULT_FLOWS)));
+    assert_eq!(sample(&text, r#"netd_nat_refused_total{cause="drop-nat-table-full"}"#), Some(0));
+    assert_eq!(sample(&text, "netd_sandboxes"), Some(1));
+    assert_eq!(sample(&text, "netd_networks"), Some(3));
+    let (status, _) = get("/networks");
+    assert!(status.contains("404"), "the API is not on TCP: {status}");
+
+    // The same on the API socket.
+    let socket = std::os::unix::net::UnixStream::connect(d.socket().trim_start_matches("unix://")).expect("socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let (status, text) = http_get(socket, "/metrics");
+    assert!(status.contains("200") && text.contains("netd_nat_flows_max"), "{status}");
+
+    // A taken address is refused before anything changes.
+    let host = NetNs::new("ndt-host");
+    let blocker = host.run(|| std::net::TcpListener::bind("127.0.0.1:9323").expect("bind"));
+    let dir = std::path::PathBuf::from("/tmp").join(netd_tests::netns::unique_name("netd-test-"));
+    let bpffs = std::path::PathBuf::from("/sys/fs/bpf").join(netd_tests::netns::unique_name("netd-test-"));
+    let out = host.run(|| {
+        std::process::Command::new(netd_tests::daemon::netd_binary())
+            .args(["daemon", "--metrics-addr", "127.0.0.1:9323", "--state-dir"])
+            .arg(dir.join("state"))
+            .arg("--exec-root")
+            .arg(dir.join("run"))
+            .arg("--bpffs")
+            .arg(&bpffs)
+            .args(["-H", &format!("unix://{}/run/netd.sock", dir.display())])
+            .output()
+            .expect("netd daemon")
+    });
+    drop(blocker);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("binding --metrics-addr 127.0.0.1:9323"));
+    assert!(!dir.exists() && !bpffs.exists(), "nothing was created");
+}
+
 /// The flags of the daemon's pinned `NETD_NAT_CONFIG`.
 fn nat_config_flags(d: &TestDaemon) -> u32 {
     let data = aya::maps::MapData::from_pin(d.bpffs().join("maps/NETD_NAT_CONFIG")).expect("pinned NAT config");

@@ -51,6 +51,27 @@ pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
     let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
 }
 
+/// Serves the metrics alone (`GET /metrics`) on one connection of `--metrics-addr`.
+pub async fn serve_metrics(daemon: Arc<Daemon>, stream: tokio::net::TcpStream) {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let daemon = daemon.clone();
+        async move {
+            Ok::<_, Infallible>(match (req.method(), req.uri().path()) {
+                (&Method::GET, "/metrics") => metrics(&daemon).await,
+                _ => error_response(404, format!("page not found: {} {}", req.method(), req.uri().path())),
+            })
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+}
+
+async fn metrics(daemon: &Daemon) -> Response<Body> {
+    match daemon.metrics().await {
+        Ok(text) => respond(StatusCode::OK, text.into(), crate::daemon::metrics::CONTENT_TYPE),
+        Err(e) => from_error(&e),
+    }
+}
+
 fn respond(status: StatusCode, body: Bytes, content_type: &str) -> Response<Body> {
     respond_with(status, Full::new(body).boxed_unsync(), content_type)
 }
@@ -172,6 +193,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             r
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
+        (&Method::GET, ["metrics"]) => metrics(daemon).await,
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
         (&Method::POST, ["networks", "create"]) => create_network(daemon, req).await,
         (&Method::POST, ["networks", "prune"]) => prune_networks(daemon, &query(&req)).await,

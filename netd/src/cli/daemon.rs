@@ -25,6 +25,13 @@ async fn serve(cfg: Config) -> Result<(), String> {
     let socket = cfg.socket_path()?;
     // Flags first: a bad one changes nothing (not even the socket's directory).
     d::nat::configured_port_range(&cfg).map_err(|e| format!("starting: {e}"))?;
+    // A taken metrics address too.
+    let metrics = match cfg.metrics_addr {
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("binding --metrics-addr {addr}: {e}"))?)
+        }
+        None => None,
+    };
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -34,7 +41,11 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
         std::fs::remove_file(&socket).map_err(|e| format!("removing stale socket {}: {e}", socket.display()))?;
     }
+    let metrics_addr = cfg.metrics_addr;
     let daemon = Daemon::start(cfg).await.map_err(|e| format!("starting: {e}"))?;
+    if let Some(addr) = metrics_addr {
+        eprintln!("netd: metrics on http://{addr}/metrics");
+    }
     let listener = UnixListener::bind(&socket).map_err(|e| format!("binding {}: {e}", socket.display()))?;
     // Whoever can write to the socket controls the host's networking: root and its group only,
     // as dockerd's socket (whatever the umask the daemon was started with).
@@ -50,7 +61,7 @@ async fn serve(cfg: Config) -> Result<(), String> {
         }
         eprintln!("netd: shutting down");
     };
-    d::run(daemon, listener, shutdown).await;
+    d::run(daemon, listener, metrics, shutdown).await;
     let _ = std::fs::remove_file(&socket);
     eprintln!("netd: stopped");
     Ok(())

@@ -61,6 +61,10 @@ pub struct Config {
     /// (older kernels), or `auto`, TCX where the kernel has it.
     #[arg(long, default_value = "auto")]
     pub tc_attach: crate::datapath::TcAttach,
+    /// Also serve the Prometheus metrics (`/metrics`, nothing else) on this TCP address, as
+    /// dockerd's `--metrics-addr` (e.g. 127.0.0.1:9323). They are always on the API socket.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {

@@ -8,6 +8,7 @@ mod config;
 mod datapath;
 pub mod error;
 mod kernel;
+pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod networks;
@@ -129,8 +130,14 @@ fn enable_ip_forwarding() {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
-pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Future<Output = ()>) {
+/// Serves the API on `listener` (and the metrics alone on `metrics`, `--metrics-addr`) until
+/// `shutdown` resolves.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
     let sweeper = {
         let daemon = daemon.clone();
         tokio::spawn(async move {
@@ -160,6 +167,19 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
     };
     let events = daemon.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     let reader = events.map(|ring| tokio::spawn(daemon.clone().read_events(ring)));
+    let metrics = metrics.map(|l| {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(crate::api::serve_metrics(daemon.clone(), stream));
+                    }
+                    Err(e) => eprintln!("netd: metrics: accept: {e}"),
+                }
+            }
+        })
+    });
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -174,7 +194,7 @@ pub async fn run(daemon: Arc<Daemon>, listener: UnixListener, shutdown: impl Fut
         }
     }
     sweeper.abort();
-    if let Some(reader) = reader {
-        reader.abort();
+    for task in [reader, metrics].into_iter().flatten() {
+        task.abort();
     }
 }
