@@ -328,6 +328,38 @@ impl TestDaemon {
         }
     }
 
+    /// Starts the daemon again with the same flags and directories, expecting it to refuse:
+    /// returns what it logged.
+    pub fn restart_refused(&mut self) -> String {
+        assert!(self.child.is_none(), "stop the daemon first");
+        let before = self.log().len();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
+        let args = self.args.clone();
+        let mut child = self.host.run(move || {
+            Command::new(netd_binary())
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("spawning netd daemon")
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting") {
+                assert!(!status.success(), "the daemon was expected to refuse to start");
+                return self.log()[before..].to_owned();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon was expected to refuse to start, but it runs:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the daemon again with the same flags and directories.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the daemon first");

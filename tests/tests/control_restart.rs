@@ -168,3 +168,38 @@ fn sigkill_at_any_moment_restarts_to_a_consistent_state() {
     let reachable: Value = serde_json::from_str(&d.netd(&["network", "inspect", "base"]).ok()).unwrap();
     assert!(reachable[0]["Containers"].is_object());
 }
+
+/// A release that changed a pinned map's layout must not adopt the old map: the daemon says
+/// which map and what to do, and changes nothing; removing the map as told lets it start.
+#[test]
+fn a_pinned_map_of_another_layout_is_refused_and_nothing_changes() {
+    let mut d = TestDaemon::start(&[]);
+    d.netd(&["run", "-d", "--name", "c1", "--", "sleep", "300"]).ok();
+    d.stop();
+    // What an older netd might have left: uplinks with 16-byte values (this one's are 8).
+    let pin = d.bpffs().join("maps/NETD_UPLINKS");
+    std::fs::remove_file(&pin).expect("unpin");
+    let made = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&pin)
+        .args(["type", "hash", "key", "4", "value", "16", "entries", "64", "name", "NETD_UPLINKS"])
+        .status()
+        .expect("bpftool");
+    assert!(made.success());
+    let links = host_links(&d, "veth");
+    let state = d.state_json();
+
+    let log = d.restart_refused();
+    assert!(
+        log.contains(&format!("the pinned map {} is a type-1 (4-byte keys, 16-byte values) map", pin.display())),
+        "{log}"
+    );
+    assert!(log.contains("this netd's datapath needs a type-1 (4-byte keys, 8-byte values) one"), "{log}");
+    assert!(log.contains("remove it"), "{log}");
+    assert_eq!(host_links(&d, "veth"), links, "no link touched");
+    assert_eq!(d.state_json(), state, "no state touched");
+
+    std::fs::remove_file(&pin).expect("removing the map as told");
+    d.restart();
+    assert!(d.netd(&["exec", "c1", "--", "ping", "-c", "1", "-W", "1", "172.17.0.1"]).code == 0);
+}

@@ -84,6 +84,12 @@ pub enum DatapathError {
         #[source]
         source: Box<MapError>,
     },
+    #[error(
+        "the pinned map {} is a {pinned} map, this netd's datapath needs a {expected} one: another netd release \
+         made it. Stop netd, remove it (what it holds is lost; for NETD_NAT, the masqueraded flows) and start again",
+        path.display()
+    )]
+    PinnedLayout { path: PathBuf, pinned: MapLayout, expected: MapLayout },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -94,6 +100,50 @@ pub enum DatapathError {
 }
 
 type Result<T> = std::result::Result<T, DatapathError>;
+
+/// What a map's entries look like to the kernel: its type and key and value sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLayout {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+}
+
+impl std::fmt::Display for MapLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "type-{} ({}-byte keys, {}-byte values)", self.map_type, self.key_size, self.value_size)
+    }
+}
+
+/// Refuses maps pinned in `maps_dir` whose layout is not the one this build's object declares
+/// (a release that changed a map's key or value type). Adopting one would let the programs
+/// read its entries as something they are not; the verifier only catches some of it.
+fn check_pinned_layouts(maps_dir: &Path) -> Result<()> {
+    let object =
+        aya_obj::Object::parse(EBPF_OBJECT).map_err(|e| DatapathError::Load(Box::new(EbpfError::ParseError(e))))?;
+    for (name, def) in &object.maps {
+        let path = maps_dir.join(name);
+        if def.pinning() != aya_obj::maps::PinningType::ByName || !path.exists() {
+            continue;
+        }
+        let unreadable = |e: MapError| DatapathError::Io {
+            what: "reading the pinned map",
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        };
+        let info = aya::maps::MapInfo::from_pin(&path).map_err(unreadable)?;
+        let pinned = MapLayout {
+            map_type: info.map_type().map_err(unreadable)? as u32,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+        };
+        let expected = MapLayout { map_type: def.map_type(), key_size: def.key_size(), value_size: def.value_size() };
+        if pinned != expected {
+            return Err(DatapathError::PinnedLayout { path, pinned, expected });
+        }
+    }
+    Ok(())
+}
 
 /// Whether a map error means "no such key" (idempotent removal).
 fn is_absent(e: &MapError) -> bool {
@@ -175,6 +225,9 @@ impl Datapath {
             let dir = PathBuf::from(format!("/sys/fs/bpf/netd-ephemeral-{}-{n}", std::process::id()));
             (dir.clone(), Some(dir))
         };
+        if ephemeral.is_none() {
+            check_pinned_layouts(&maps_dir)?;
+        }
         std::fs::create_dir_all(&maps_dir).map_err(io("creating", &maps_dir))?;
         let trace = u8::from(options.trace);
         let nat_entries = options.nat_max_flows.unwrap_or(netd_common::NAT_DEFAULT_FLOWS).saturating_mul(2);
