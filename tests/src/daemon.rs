@@ -128,13 +128,14 @@ impl TestDaemon {
         d
     }
 
-    fn spawn(&mut self) {
+    /// The daemon process, started in the host namespace, logging to `daemon.log`.
+    fn spawn_process(&self) -> Child {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
         let args = self.args.clone();
         // Only the network namespace changes (not the mount namespace), so the sandboxes the
         // daemon pins are visible to the CLI and to the test.
-        let child = self.host.run(move || {
+        self.host.run(move || {
             Command::new(netd_binary())
                 .args(&args)
                 .stdin(Stdio::null())
@@ -142,8 +143,11 @@ impl TestDaemon {
                 .stderr(log)
                 .spawn()
                 .expect("spawning netd daemon")
-        });
-        self.child = Some(child);
+        })
+    }
+
+    fn spawn(&mut self) {
+        self.child = Some(self.spawn_process());
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if self.log().contains("netd: listening on") && self.netd(&["version"]).code == 0 {
@@ -333,18 +337,7 @@ impl TestDaemon {
     pub fn restart_refused(&mut self) -> String {
         assert!(self.child.is_none(), "stop the daemon first");
         let before = self.log().len();
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
-        let args = self.args.clone();
-        let mut child = self.host.run(move || {
-            Command::new(netd_binary())
-                .args(&args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("spawning netd daemon")
-        });
+        let mut child = self.spawn_process();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = child.try_wait().expect("waiting") {
