@@ -42,8 +42,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
-    /// docker-nat, netd-nat, netd-nat-xdp; and netd-clsact, netd with clsact filters instead of
-    /// TCX links, only when named).
+    /// docker-nat, netd-nat, netd-nat-xdp; and, only when named, netd-clsact (clsact filters
+    /// instead of TCX links) and netd-nat-via-uplink (`--uplink-fast-path=false`)).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
 }
@@ -366,6 +366,7 @@ fn label(kind: Kind) -> &'static str {
         Kind::DockerNat => "docker",
         Kind::NetdNat => "netd",
         Kind::NetdNatXdp => "netd-xdp-pass",
+        Kind::NetdNatViaUplink => "netd-via-uplink",
         k => k.name(),
     }
 }
@@ -390,7 +391,7 @@ fn run_rounds(
                 if !runs(t, metric) {
                     continue;
                 }
-                let out = if Kind::NAT.contains(&t.kind) { &mut nat_samples } else { &mut samples };
+                let out = if t.kind.is_nat() { &mut nat_samples } else { &mut samples };
                 let label = label(t.kind);
                 measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
@@ -411,7 +412,7 @@ fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64, fo
         for t in topologies
             .iter()
             .chain(nat_topologies)
-            .filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat | Kind::NetdClsact))
+            .filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat | Kind::NetdClsact | Kind::NetdNatViaUplink))
         {
             if !runs(t, metric) {
                 continue;
@@ -449,9 +450,14 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
     let build = |kinds: &[Kind]| -> Result<Vec<Topology>> {
         kinds.iter().filter(|k| focus.column(**k)).map(|k| Topology::build(*k)).collect()
     };
-    let (mut topologies, nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
+    let (mut topologies, mut nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
     for k in Kind::ON_REQUEST.into_iter().filter(|k| focus.columns.iter().any(|c| c == k.name())) {
-        topologies.push(Topology::build(k)?);
+        let t = Topology::build(k)?;
+        if k.is_nat() {
+            nat_topologies.push(t);
+        } else {
+            topologies.push(t);
+        }
     }
     let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, focus)?;
     for (section, samples, columns) in

@@ -37,6 +37,9 @@ pub enum Kind {
     /// netd with `--tc-attach clsact`: the programs as clsact filters, the fallback for
     /// kernels without TCX (focused runs only, when named).
     NetdClsact,
+    /// `NetdNat` with `--uplink-fast-path=false`: masqueraded packets sent out of the veth
+    /// uplink rather than into its peer (focused runs only, when named).
+    NetdNatViaUplink,
 }
 
 impl Kind {
@@ -45,7 +48,12 @@ impl Kind {
     /// The masquerade comparison (container → outside server).
     pub const NAT: [Kind; 3] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp];
     /// Columns a focused run measures only when `--columns` names them.
-    pub const ON_REQUEST: [Kind; 1] = [Kind::NetdClsact];
+    pub const ON_REQUEST: [Kind; 2] = [Kind::NetdClsact, Kind::NetdNatViaUplink];
+
+    /// A masquerade column (container → outside server).
+    pub fn is_nat(self) -> bool {
+        Kind::NAT.contains(&self) || self == Kind::NetdNatViaUplink
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,6 +67,7 @@ impl Kind {
             Kind::NetdNat => "netd-nat",
             Kind::NetdNatXdp => "netd-nat-xdp",
             Kind::NetdClsact => "netd-clsact",
+            Kind::NetdNatViaUplink => "netd-nat-via-uplink",
         }
     }
 }
@@ -120,10 +129,11 @@ impl Topology {
             Kind::Veth => Self::veth(),
             Kind::Loopback => Self::loopback(),
             Kind::DockerNat => Self::docker_nat()?,
-            Kind::NetdNat => Self::netd_nat(false)?,
-            Kind::NetdNatXdp => Self::netd_nat(true)?,
+            Kind::NetdNat => Self::netd_nat(false, &[])?,
+            Kind::NetdNatXdp => Self::netd_nat(true, &[])?,
+            Kind::NetdNatViaUplink => Self { kind, ..Self::netd_nat(false, &["--uplink-fast-path=false"])? },
         };
-        client_sysctls(&t.a.netns, !Kind::NAT.contains(&kind))?;
+        client_sysctls(&t.a.netns, !kind.is_nat())?;
         Ok(t)
     }
 
@@ -209,13 +219,13 @@ impl Topology {
 
     /// netd with one sandbox on the default bridge, masqueraded through the uplink (with a
     /// do-nothing native XDP program on it when `xdp_pass`).
-    fn netd_nat(xdp_pass: bool) -> Result<Self> {
+    fn netd_nat(xdp_pass: bool, flags: &[&str]) -> Result<Self> {
         let host = NetNs::new("ndt-host");
         let (outside, uplink) = outside_of(&host);
         if xdp_pass {
             crate::xdp::attach_pass(&host, "uplink0")?;
         }
-        let d = TestDaemon::start_in(host, &[]);
+        let d = TestDaemon::start_in(host, flags);
         let run = d.netd(&["run", "-d", "--name", "bench-a", "--", "sleep", "86400"]);
         if run.code != 0 {
             bail!("netd run: {}", run.stderr);

@@ -36,6 +36,10 @@ impl NatFlags {
     pub const TCP_RST: u8 = 1 << 4;
     /// Egress: `smac`/`dmac` hold the next hop, as the last route lookup found it.
     pub const L2: u8 = 1 << 5;
+    /// Egress: the uplink is a veth whose peer is the next hop's side: the packet is delivered
+    /// straight into the peer (`bpf_redirect_peer`), as a container's is (see
+    /// [`UplinkInfo::PEER`]).
+    pub const PEER: u8 = 1 << 6;
 }
 
 /// A value of `NETD_NAT`: one direction of a translated flow.
@@ -92,7 +96,15 @@ impl NatEntry {
 pub struct UplinkInfo {
     /// The address masqueraded flows leave with (the uplink's primary IPv4), wire order.
     pub addr: u32,
-    pub pad: u32,
+    /// [`UplinkInfo::PEER`] (the field was padding before; zero means no flags).
+    pub flags: u32,
+}
+
+impl UplinkInfo {
+    /// The uplink is a veth (netd runs in a namespace: a container, a Kind node, the bench):
+    /// new flows through it are delivered into its peer, skipping the uplink's transmit path
+    /// and the peer's backlog queue.
+    pub const PEER: u32 = 1 << 0;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);

@@ -50,6 +50,7 @@ pub fn to_container(ctx: &TcContext) -> i32 {
         slot: NO_ENDPOINT,
         target: peer.ifindex,
         via_neigh: false,
+        via_peer: false,
     };
     exit(ctx, &v)
 }

@@ -37,6 +37,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
                 slot: NO_ENDPOINT,
                 target: 0,
                 via_neigh: false,
+                via_peer: false,
             };
             return exit(ctx, &v);
         }
@@ -50,6 +51,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         slot: NO_ENDPOINT,
         target: 0,
         via_neigh: false,
+        via_peer: false,
     };
     let Some(src) = endpoint_by_ifindex(ifindex) else {
         // Not (yet) an endpoint: classify and pass.
@@ -77,10 +79,11 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         // `flow` is the egress entry, or `None` when `ipv4` looked it up and found none: it
         // looks for every packet of a masquerading network to beyond its subnet, so every
         // packet that gets here.
-        let mut t = NatTarget { ifindex: 0, via_neigh: false };
+        let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
         v.reason = snat_v4_egress(ctx, &frame, &parsed, src, flow, &mut t);
         v.target = t.ifindex;
         v.via_neigh = t.via_neigh;
+        v.via_peer = t.via_peer;
     }
     exit(ctx, &v)
 }

@@ -72,6 +72,8 @@ pub struct NatTarget {
     pub ifindex: u32,
     /// Egress only: the next hop's MAC is unknown, let the kernel resolve it.
     pub via_neigh: bool,
+    /// Egress only: deliver into the uplink's peer (a veth uplink, [`NatFlags::PEER`]).
+    pub via_peer: bool,
 }
 
 /// What an egress packet's header says, read before anything is written.
@@ -247,7 +249,7 @@ pub fn snat_v4_egress(
 
     let now = coarse_now();
     let key = p.tuple.key();
-    let (nat_addr, nat_port, ifindex, macs, verdict) = if let Some(e) = known {
+    let (nat_addr, nat_port, ifindex, macs, verdict, peer) = if let Some(e) = known {
         // SAFETY: a live map value; concurrent writers only race on refresh fields.
         let e = unsafe { &mut *e };
         let stale = now > e.last_seen + NAT_REFRESH_NS;
@@ -272,7 +274,15 @@ pub fn snat_v4_egress(
         if refresh(e, l4.nat_flags, now) {
             note_candidate(&key);
         }
-        (e.addr, e.port, e.ifindex, (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()), Reason::RedirectNat)
+        let peer = e.flags & NatFlags::PEER != 0;
+        (
+            e.addr,
+            e.port,
+            e.ifindex,
+            (e.flags & NatFlags::L2 != 0).then(|| e.mac_half_words()),
+            Reason::RedirectNat,
+            peer,
+        )
     } else {
         let Some(cfg) = NETD_NAT_CONFIG.get(0) else {
             return Reason::PassToStack;
@@ -298,7 +308,8 @@ pub fn snat_v4_egress(
                 if cfg.flags & NatConfig::EVENTS != 0 {
                     report_new_flow(&key, verdict, hop.ifindex, addr, port);
                 }
-                (addr, port, hop.ifindex, hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac))), verdict)
+                let macs = hop.l2.then(|| (half_words(&hop.dmac), half_words(&hop.smac)));
+                (addr, port, hop.ifindex, macs, verdict, uplink.flags & UplinkInfo::PEER != 0)
             }
             Err(r) => return r,
         }
@@ -322,6 +333,8 @@ pub fn snat_v4_egress(
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
+    // Into the peer only with the next hop's MAC in place (else the kernel resolves it).
+    target.via_peer = peer && macs.is_some();
     verdict
 }
 
@@ -673,7 +686,10 @@ fn snat_v4_new_mapping(
     let egress = NatEntry {
         addr: uplink.addr,
         port: nat_port,
-        flags: NatFlags::SEEN | tcp_flags | if hop.l2 { NatFlags::L2 } else { 0 },
+        flags: NatFlags::SEEN
+            | tcp_flags
+            | if hop.l2 { NatFlags::L2 } else { 0 }
+            | if uplink.flags & UplinkInfo::PEER != 0 { NatFlags::PEER } else { 0 },
         pad: 0,
         ifindex: hop.ifindex,
         smac: hop.smac,
@@ -1018,5 +1034,6 @@ fn snat_v4_icmp_error_egress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget
     }
     target.ifindex = ifindex;
     target.via_neigh = !l2;
+    target.via_peer = false;
     Reason::RedirectNat
 }

@@ -25,6 +25,7 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
         slot: NO_ENDPOINT,
         target: 0,
         via_neigh: false,
+        via_peer: false,
     };
     // Malformed frames are the host's to judge, not netd's.
     let Ok(parsed) = parse(&frame) else {
@@ -44,7 +45,7 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
             let ifindex = unsafe { (*ctx.skb.skb).ifindex };
             // SAFETY: read-only map value, valid for the duration of the program.
             if let Some(uplink) = unsafe { NETD_UPLINKS.get(&ifindex) } {
-                let mut t = NatTarget { ifindex: 0, via_neigh: false };
+                let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
                 v.reason = snat_v4_ingress(ctx, &frame, &parsed, uplink, &mut t);
                 v.target = t.ifindex;
             }

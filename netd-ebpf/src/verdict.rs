@@ -30,6 +30,8 @@ pub struct Verdict {
     /// [`Reason::RedirectNat`] (and `RedirectNatEvicted`): the next hop's MAC is unknown, the
     /// kernel resolves it.
     pub via_neigh: bool,
+    /// [`Reason::RedirectNat`] (and `RedirectNatEvicted`) through a veth uplink: into its peer.
+    pub via_peer: bool,
 }
 
 /// Counts, reports and carries out `v`.
@@ -66,6 +68,9 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
     // SAFETY (each helper): a plain call; an invalid ifindex makes the kernel drop the packet.
     match v.reason {
         Reason::RedirectPeer | Reason::RedirectReverseNat => unsafe { bpf_redirect_peer(v.target, 0) as i32 },
+        Reason::RedirectNat | Reason::RedirectNatEvicted if v.via_peer => unsafe {
+            bpf_redirect_peer(v.target, 0) as i32
+        },
         Reason::RedirectNat | Reason::RedirectNatEvicted if v.via_neigh => unsafe {
             bpf_redirect_neigh(v.target, core::ptr::null_mut(), 0, 0) as i32
         },

@@ -64,7 +64,7 @@ fn topology(max_flows: Option<u32>) -> Topology {
             .expect("load");
     dp.set_nat_config(PORT_MIN, PORT_MAX).expect("nat config");
     let uplink = host.ifindex("up0");
-    dp.set_uplink(uplink, ip(UPLINK_ADDR)).expect("uplink");
+    dp.set_uplink(uplink, ip(UPLINK_ADDR), false).expect("uplink");
     let nets = [(1u32, "10.1.0.0", NetworkFlags::ICC | NetworkFlags::MASQUERADE), (2, "10.2.0.0", NetworkFlags::ICC)];
     for (id, subnet, flags) in nets {
         let gw = Ipv4Addr::from(u32::from(ip(subnet)) + 1);
@@ -239,6 +239,30 @@ fn new_flows_are_reported_while_the_daemon_asks_and_only_then() {
     assert_eq!(out.reason(), Reason::RedirectNat);
     assert!(out.nat_events.is_empty());
     assert!((PORT_MIN..=PORT_MAX).contains(&nat_port_of(&out.output)));
+}
+
+#[test]
+fn a_flow_through_a_veth_uplink_is_marked_for_its_peer() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    let peer_flag = |t: &mut Topology, sport: u16| {
+        let key = Ipv4Tuple::new(wire(addr_of("a")), wire(server), sport.to_be(), 53u16.to_be(), PROTO_UDP);
+        let entries = t.dp.nat_entries().expect("entries");
+        let (_, e) = entries.iter().find(|(k, _)| *k == key).expect("the flow's egress entry");
+        e.flags & netd_common::NatFlags::PEER != 0
+    };
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40010, server, 53));
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT));
+    assert!(!peer_flag(&mut t, 40010), "a plain uplink: sent out of it");
+    // The daemon found the uplink to be a veth: new flows go into its peer (the redirect
+    // itself is `bpf_redirect_peer` at the exit; a test run does not carry it out).
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), true).expect("uplink");
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40011, server, 53));
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT));
+    assert_eq!(out.event().target, t.uplink);
+    assert_eq!(out.output, translated(PROTO_UDP, nat_port_of(&out.output), server, 53), "the same bytes");
+    assert!(peer_flag(&mut t, 40011));
+    assert!(!peer_flag(&mut t, 40010), "a flow keeps the path it started with");
 }
 
 #[test]

@@ -137,7 +137,7 @@ fn addr_of(d: &TestDaemon, sandbox: &str, network: &str) -> Ipv4Addr {
 fn containers_reach_the_outside_as_the_uplink_address() {
     let w = world(&[]);
     let d = &w.d;
-    assert!(d.log().contains(&format!("netd: uplinks: uplink0 ({UPLINK})")), "{}", d.log());
+    assert!(d.log().contains(&format!("netd: uplinks: uplink0 ({UPLINK}, into its peer)")), "{}", d.log());
     d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
     sandbox(d, "c1", "n1");
     sandbox(d, "c2", "n1");
@@ -203,7 +203,7 @@ fn containers_reach_the_outside_as_the_uplink_address() {
         .sum();
     assert_eq!(tcp, 2, "{stats}");
     assert_eq!((&stats["port_min"], &stats["port_max"]), (&1024.into(), &32767.into()), "{stats}");
-    assert_eq!(stats["uplinks"], serde_json::json!([format!("uplink0 ({UPLINK})")]), "{stats}");
+    assert_eq!(stats["uplinks"], serde_json::json!([format!("uplink0 ({UPLINK}, into its peer)")]), "{stats}");
     assert_eq!((&stats["evicted"], &stats["refused_table_full"]), (&0.into(), &0.into()), "{stats}");
     let text = d.netd(&["nat", "stats"]).ok();
     assert!(text.starts_with("FLOWS") && text.contains("STATE"), "{text}");
@@ -404,6 +404,53 @@ fn prometheus_metrics_on_the_api_socket_and_on_metrics_addr() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("binding --metrics-addr 127.0.0.1:9323"));
     assert!(!dir.exists() && !bpffs.exists(), "nothing was created");
+}
+
+/// Sends `n` datagrams from sandbox `from` to the server's `port` and waits for the echo server
+/// to have answered them all; returns (uplink0's transmitted packets, the outside's eth0's
+/// received packets) while they went.
+fn udp_burst(w: &World, from: &str, port: u16, n: usize) -> (u64, u64) {
+    let d = &w.d;
+    let rx = |w: &World| {
+        let out = w.outside.ip(&["-j", "-s", "link", "show", "dev", "eth0"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+        v[0]["stats64"]["rx"]["packets"].as_u64().expect("rx packets")
+    };
+    let (tx0, rx0) = (d.tx_packets("uplink0"), rx(w));
+    let server = udp_echo_server(&w.outside, port, n);
+    spawn_in_path(&d.sandbox_netns(from), move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(1))).expect("timeout");
+        let mut buf = [0u8; 64];
+        for i in 0..n {
+            s.send_to(format!("{i}").as_bytes(), (SERVER, port)).expect("send");
+            let _ = s.recv_from(&mut buf);
+        }
+    })
+    .join()
+    .expect("client");
+    assert_eq!(server.join().expect("server").len(), n, "every datagram reached the server");
+    (d.tx_packets("uplink0") - tx0, rx(w) - rx0)
+}
+
+#[test]
+fn masquerade_through_a_veth_uplink_goes_straight_into_its_peer() {
+    let w = world(&[]);
+    sandbox(&w.d, "c1", "bridge");
+    assert!(ping(&w.d, "c1", SERVER), "the next hop's MAC is known from here on");
+    let (uplink_tx, peer_rx) = udp_burst(&w, "c1", 5400, 50);
+    assert!(peer_rx >= 50, "the outside received them: {peer_rx}");
+    assert!(uplink_tx < 5, "not sent out of the uplink: {uplink_tx} packets were");
+}
+
+#[test]
+fn uplink_fast_path_off_sends_masquerade_out_of_the_uplink() {
+    let w = world(&["--uplink-fast-path=false"]);
+    assert!(w.d.log().contains(&format!("netd: uplinks: uplink0 ({UPLINK})\n")), "{}", w.d.log());
+    sandbox(&w.d, "c1", "bridge");
+    assert!(ping(&w.d, "c1", SERVER));
+    let (uplink_tx, peer_rx) = udp_burst(&w, "c1", 5400, 50);
+    assert!(peer_rx >= 50 && uplink_tx >= 50, "out of the uplink: {uplink_tx} sent, {peer_rx} received");
 }
 
 /// The flags of the daemon's pinned `NETD_NAT_CONFIG`.

@@ -8,6 +8,7 @@ use ipnetwork::Ipv4Network;
 use crate::ipam::pools::AddressPool;
 
 #[derive(clap::Args, Clone, Debug)]
+#[expect(clippy::struct_excessive_bools, reason = "dockerd-style on/off flags, one field each")]
 pub struct Config {
     /// Device of the default `bridge` network ("none": no default bridge network).
     #[arg(long, default_value = "docker0")]
@@ -57,6 +58,11 @@ pub struct Config {
     /// on the bridge.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub host_fast_path: bool,
+    /// Deliver masqueraded traffic through a veth uplink (netd in a namespace: a container, a
+    /// Kind node) straight into the uplink's peer, as container traffic is; false sends it out
+    /// of the uplink, e.g. to watch it with tcpdump there or shape it with an egress qdisc.
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub uplink_fast_path: bool,
     /// How programs are attached: `tcx` links (Linux 6.6 on), `clsact` filters over netlink
     /// (older kernels), or `auto`, TCX where the kernel has it.
     #[arg(long, default_value = "auto")]

@@ -120,36 +120,37 @@ impl Daemon {
         } else {
             self.cfg.uplink.clone()
         };
-        let mut wanted: Vec<(String, u32, Ipv4Addr)> = Vec::new();
+        // (name, ifindex, address, new flows go into its peer: a veth with the fast path on)
+        let mut wanted: Vec<(String, u32, Ipv4Addr, bool)> = Vec::new();
         for name in names {
             let Some(link) = self.nl.link(&name).await? else { continue };
             if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
-                wanted.push((name, link.index, *addr));
+                wanted.push((name, link.index, *addr, link.veth && self.cfg.uplink_fast_path));
             }
         }
         let mut gone = Vec::new();
         let changed = {
             let mut dp = self.dp();
             let current = dp.uplinks()?;
-            for (ifindex, _) in &current {
-                if !wanted.iter().any(|(_, i, _)| i == ifindex) {
+            for (ifindex, _, _) in &current {
+                if !wanted.iter().any(|(_, i, _, _)| i == ifindex) {
                     dp.remove_uplink(*ifindex)?;
                 }
             }
             for name in dp.pinned_uplinks() {
-                if !wanted.iter().any(|(n, _, _)| *n == name) {
+                if !wanted.iter().any(|(n, _, _, _)| *n == name) {
                     dp.detach_from_uplink(&name)?;
                 }
             }
-            for (name, ifindex, addr) in &wanted {
+            for (name, ifindex, addr, peer) in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(name)?;
-                if !current.contains(&(*ifindex, *addr)) {
-                    dp.set_uplink(*ifindex, *addr)?;
+                if !current.contains(&(*ifindex, *addr, *peer)) {
+                    dp.set_uplink(*ifindex, *addr, *peer)?;
                 }
             }
-            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|(_, i, a)| (*i, *a)).collect();
-            let mut before = current;
+            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|(_, i, a, _)| (*i, *a)).collect();
+            let mut before: Vec<(u32, Ipv4Addr)> = current.iter().map(|(i, a, _)| (*i, *a)).collect();
             now.sort();
             before.sort();
             if now != before {
@@ -160,7 +161,10 @@ impl Daemon {
             now != before
         };
         self.report_nat_gone("nat-removed", gone);
-        let described: Vec<String> = wanted.iter().map(|(n, _, a)| format!("{n} ({a})")).collect();
+        let described: Vec<String> = wanted
+            .iter()
+            .map(|(n, _, a, peer)| if *peer { format!("{n} ({a}, into its peer)") } else { format!("{n} ({a})") })
+            .collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if changed || uplinks.is_empty() != described.is_empty() {
             eprintln!("netd: uplinks: {}", if described.is_empty() { "none".into() } else { described.join(", ") });

@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
 use futures::TryStreamExt as _;
 use ipnetwork::Ipv4Network;
 use netlink_packet_route::{
-    link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -54,6 +54,8 @@ pub struct LinkSummary {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
+    /// A veth (one end of a pair).
+    pub veth: bool,
 }
 
 /// What a veth pair looks like when created (see [`Netlink::create_veth`]).
@@ -275,11 +277,14 @@ impl Netlink {
 }
 
 fn summarize(msg: &LinkMessage) -> LinkSummary {
-    let mut s = LinkSummary { index: msg.header.index, name: String::new(), alias: None };
+    let mut s = LinkSummary { index: msg.header.index, name: String::new(), alias: None, veth: false };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => s.name.clone_from(n),
             LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                s.veth = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
+            }
             _ => {}
         }
     }
