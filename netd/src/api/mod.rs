@@ -258,15 +258,18 @@ async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body>
         Err(e) => return from_error(&e),
     };
     let lines = futures::stream::unfold(sub, |mut sub| async move {
-        let line = loop {
+        // An event is written as it is (a `MonitorLine::Event` serialises as its event).
+        let mut bytes = loop {
             match sub.events.recv().await {
-                Ok(e) if sub.filter.matches(&e) => break MonitorLine::Event(Box::new((*e).clone())),
+                Ok(e) if sub.filter.matches(&e) => break serde_json::to_vec(&*e),
                 Ok(_) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => break MonitorLine::Lost { lost: n },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    break serde_json::to_vec(&MonitorLine::Lost { lost: n })
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
-        };
-        let mut bytes = serde_json::to_vec(&line).expect("monitor lines serialise");
+        }
+        .expect("monitor lines serialise");
         bytes.push(b'\n');
         Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), sub))
     });

@@ -30,8 +30,7 @@ pub async fn exec(client: &Client, args: MonitorArgs) -> ExitCode {
         query.push(format!("sandbox={}", urlencoding::encode(s)));
     }
     if !args.types.is_empty() {
-        let names: Vec<&str> =
-            args.types.iter().map(|t| if *t == MonitorType::Drop { "drop" } else { "nat" }).collect();
+        let names: Vec<&str> = args.types.iter().map(|t| t.name()).collect();
         query.push(format!("type={}", names.join(",")));
     }
     let path =

@@ -31,9 +31,9 @@ use tokio::{
     sync::{broadcast, mpsc, Notify},
 };
 
-use super::{error::Result, sandboxes::no_such_container, Daemon};
+use super::{error::Result, sandboxes::no_such_container, stats::reason_name, Daemon};
 use crate::{
-    datapath::{next_record, Record},
+    datapath::{next_record, protocol_name, Record},
     model::ids::now_rfc3339,
 };
 
@@ -111,6 +111,17 @@ pub enum MonitorType {
     Drop,
     /// Masquerade's flows coming and going.
     Nat,
+}
+
+impl MonitorType {
+    /// Its name in `--type` and `?type=`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Drop => "drop",
+            Self::Nat => "nat",
+        }
+    }
 }
 
 impl FromStr for MonitorType {
@@ -377,15 +388,6 @@ impl Daemon {
     }
 }
 
-fn protocol_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        p => p.to_string(),
-    }
-}
-
 /// `address:port` (wire order) with ports, the address alone without.
 fn end(addr: u32, port: u16, ports: bool) -> String {
     let a = Ipv4Addr::from(addr.to_ne_bytes());
@@ -416,7 +418,7 @@ fn describe_packet(e: &Event, interface: Option<&(String, Option<MonitorEndpoint
     MonitorEvent {
         time: now_rfc3339(),
         kind: if e.kind == EVENT_KIND_DROP { "drop".into() } else { "trace".into() },
-        reason: Reason::decode(e.reason).map_or_else(|| format!("unknown-{}", e.reason), |r| r.name().to_owned()),
+        reason: reason_name(e.reason),
         code: Some(e.reason),
         class: class.map_or_else(|| format!("unknown-{}", e.class), |c| c.name().to_owned()),
         interface: interface.map_or_else(|| format!("if{}", e.ifindex), |(name, _)| name.clone()),

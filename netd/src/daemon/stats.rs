@@ -48,14 +48,14 @@ pub struct Stats {
     pub endpoints: Vec<EndpointStats>,
 }
 
+/// A reason code's name (`drop-spoofed-ip`), or `unknown-N` for one newer than this build.
+pub(super) fn reason_name(code: u8) -> String {
+    Reason::decode(code).map_or_else(|| format!("unknown-{code}"), |r| r.name().to_owned())
+}
+
 fn named(raw: Vec<(u8, Counter)>) -> Vec<ReasonCount> {
     raw.into_iter()
-        .map(|(code, c)| ReasonCount {
-            reason: Reason::decode(code).map_or_else(|| format!("unknown-{code}"), |r| r.name().to_owned()),
-            code,
-            packets: c.packets,
-            bytes: c.bytes,
-        })
+        .map(|(code, c)| ReasonCount { reason: reason_name(code), code, packets: c.packets, bytes: c.bytes })
         .collect()
 }
 

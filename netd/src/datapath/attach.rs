@@ -75,6 +75,10 @@ impl Datapath {
         self.ebpf.program(name).and_then(|p| p.try_into().ok()).expect("checked at load")
     }
 
+    fn program_mut(&mut self, name: &'static str) -> &mut SchedClassifier {
+        self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load")
+    }
+
     /// The program for the host side of endpoint veths.
     pub fn from_container(&self) -> &SchedClassifier {
         self.program(PROG_FROM_CONTAINER)
@@ -186,8 +190,7 @@ impl Datapath {
         let dir = self.links_dir.clone().expect("attached() needs a pin directory");
         let pin_name = hook.pin_name(ifname);
         let name = hook.program();
-        let program: &mut SchedClassifier =
-            self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
+        let program = self.program_mut(name);
         let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
         match attached {
             Attached::Tcx => {
@@ -211,8 +214,7 @@ impl Datapath {
     fn attach_new(&mut self, hook: Hook, ifname: &str) -> Result<()> {
         let (clsact, dir) = (self.clsact, self.links_dir.clone());
         let name = hook.program();
-        let program: &mut SchedClassifier =
-            self.ebpf.program_mut(name).and_then(|p| p.try_into().ok()).expect("checked at load");
+        let program = self.program_mut(name);
         let attach_err = |e| DatapathError::Attach { name, ifname: ifname.to_owned(), source: Box::new(e) };
         let pin_name = hook.pin_name(ifname);
         if clsact {

@@ -15,7 +15,7 @@ mod nat;
 
 pub use clsact::TcAttach;
 pub use counters::EndpointTotals;
-pub use nat::{monotonic_ns, NatFlow, NatTableStats};
+pub use nat::{monotonic_ns, protocol_name, NatFlow, NatTableStats};
 
 use std::{
     net::Ipv4Addr,

@@ -68,7 +68,8 @@ fn addr(wire: u32) -> Ipv4Addr {
     Ipv4Addr::from(wire.to_ne_bytes())
 }
 
-fn protocol_name(p: u8) -> String {
+/// An IP protocol's name as `netd nat ls` and `netd monitor` show it ("tcp", or its number).
+pub fn protocol_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
         17 => "udp".into(),
