@@ -257,7 +257,7 @@ pub fn nat_cost(runs: u16, tries: u32) -> Result<NatCost> {
     let mut dp = Datapath::load(&LoadOptions { trace: false, pin_dir: None, ..LoadOptions::default() })?;
     dp.set_nat_config(1024, 32767)?;
     let (up, server) = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
-    dp.set_uplink(iup, up, false)?;
+    dp.set_uplink(iup, up, 0)?;
     let (ipa, gw) = (Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 1));
     dp.set_endpoint(&EndpointInfo {
         ifindex: ia,

@@ -1,7 +1,8 @@
 //! Endpoints and networks as the datapath sees them. Written by the control plane on connect
 //! (before the veth carries its first packet) and removed on disconnect.
 
-/// Flags of an endpoint's network (`EndpointInfo::flags`, `NetworkInfo::flags`).
+/// Flags of an endpoint's network (`EndpointInfo::flags`, `NetworkInfo::flags`). An endpoint's
+/// own flags ([`EndpointInfo::TRACE`]) lie above them.
 pub struct NetworkFlags;
 
 impl NetworkFlags {
@@ -28,7 +29,7 @@ pub struct EndpointInfo {
     pub pad: [u8; 2],
     /// The network's datapath id.
     pub network: u32,
-    /// [`NetworkFlags`] of the network.
+    /// [`NetworkFlags`] of the network, and the endpoint's own ([`EndpointInfo::TRACE`]).
     pub flags: u32,
     /// Subnet address, mask and gateway of the network, wire order.
     pub subnet: u32,
@@ -44,6 +45,11 @@ const _: () = assert!(size_of::<EndpointInfo>() == 40);
 const _: () = assert!(core::mem::offset_of!(EndpointInfo, mac) % 4 == 0);
 
 impl EndpointInfo {
+    /// `netd monitor --type trace` follows this endpoint: the datapath reports every packet
+    /// it sends, and every packet delivered to it, not only drops. Set and cleared by the
+    /// daemon while a subscriber asks; never persisted.
+    pub const TRACE: u32 = 1 << 16;
+
     /// The MAC as two values, its first four bytes and its last two, as they lie in memory:
     /// equal to a packet's MAC field read the same way. Two aligned loads, where comparing
     /// bytes takes six loads and the shifts to join them.

@@ -4,7 +4,8 @@ use crate::Ipv4Tuple;
 
 /// `Event::kind` for a dropped packet (always emitted).
 pub const EVENT_KIND_DROP: u8 = 1;
-/// `Event::kind` for a packet traced while tracing is enabled at load time.
+/// `Event::kind` for a packet of a traced endpoint (`EndpointInfo::TRACE`), or any packet when
+/// tracing is enabled at load time (tests).
 pub const EVENT_KIND_TRACE: u8 = 2;
 /// `NatEvent::kind`: a new masqueraded flow (while `NatConfig::EVENTS` is set).
 pub const EVENT_KIND_NAT_NEW: u8 = 3;

@@ -96,7 +96,8 @@ impl NatEntry {
 pub struct UplinkInfo {
     /// The address masqueraded flows leave with (the uplink's primary IPv4), wire order.
     pub addr: u32,
-    /// [`UplinkInfo::PEER`] (the field was padding before; zero means no flags).
+    /// [`UplinkInfo::PEER`], [`UplinkInfo::TRACE`] (the field was padding before; zero means
+    /// no flags).
     pub flags: u32,
 }
 
@@ -105,6 +106,9 @@ impl UplinkInfo {
     /// new flows through it are delivered into its peer, skipping the uplink's transmit path
     /// and the peer's backlog queue.
     pub const PEER: u32 = 1 << 0;
+    /// Some endpoint is traced (`EndpointInfo::TRACE`): a reply translated for a container
+    /// is reported when the container is traced. Without it, replies take no endpoint lookup.
+    pub const TRACE: u32 = 1 << 1;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);

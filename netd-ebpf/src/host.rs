@@ -5,7 +5,7 @@
 //! goes through the bridge as before, uncounted (the bridge's own statistics count it).
 
 use aya_ebpf::{bindings::TC_ACT_OK, programs::TcContext};
-use netd_common::{Ipv4Tuple, PacketClass, Reason};
+use netd_common::{EndpointInfo, Ipv4Tuple, PacketClass, Reason};
 use netd_ebpf::parse::{eth, ipv4, Frame};
 
 use crate::{
@@ -51,6 +51,7 @@ pub fn to_container(ctx: &TcContext) -> i32 {
         target: peer.ifindex,
         via_neigh: false,
         via_peer: false,
+        trace: peer.flags & EndpointInfo::TRACE != 0,
     };
     exit(ctx, &v)
 }

@@ -38,6 +38,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
                 target: 0,
                 via_neigh: false,
                 via_peer: false,
+                trace: false,
             };
             return exit(ctx, &v);
         }
@@ -52,12 +53,14 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         target: 0,
         via_neigh: false,
         via_peer: false,
+        trace: false,
     };
     let Some(src) = endpoint_by_ifindex(ifindex) else {
         // Not (yet) an endpoint: classify and pass.
         return exit(ctx, &v);
     };
     v.slot = src.slot;
+    v.trace = src.flags & EndpointInfo::TRACE != 0;
     let mut peer = None;
     let mut flow = None;
     v.reason = decide(&frame, &parsed, src, &mut peer, &mut flow);
@@ -65,6 +68,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         Reason::RedirectPeer => {
             if let Some(peer) = peer {
                 v.target = peer.ifindex;
+                v.trace |= peer.flags & EndpointInfo::TRACE != 0;
                 set_dst_mac(ctx, &frame, peer);
             }
             false

@@ -2,12 +2,12 @@
 //! of masqueraded flows are netd's (see `nat`); the host's own traffic passes untouched.
 
 use aya_ebpf::programs::TcContext;
-use netd_common::{Ipv4Tuple, PacketClass, Reason};
+use netd_common::{EndpointInfo, Ipv4Tuple, PacketClass, Reason, UplinkInfo};
 use netd_ebpf::parse::{parse, Frame};
 
 use crate::{
     lxc::pull_headers,
-    maps::NETD_UPLINKS,
+    maps::{endpoint_by_ifindex, NETD_UPLINKS},
     nat::{snat_v4_ingress, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
@@ -26,6 +26,7 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
         target: 0,
         via_neigh: false,
         via_peer: false,
+        trace: false,
     };
     // Malformed frames are the host's to judge, not netd's.
     let Ok(parsed) = parse(&frame) else {
@@ -48,6 +49,10 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
                 let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
                 v.reason = snat_v4_ingress(ctx, &frame, &parsed, uplink, &mut t);
                 v.target = t.ifindex;
+                // Only while some endpoint is traced is the container looked up.
+                if uplink.flags & UplinkInfo::TRACE != 0 && v.reason == Reason::RedirectReverseNat {
+                    v.trace = endpoint_by_ifindex(t.ifindex).is_some_and(|e| e.flags & EndpointInfo::TRACE != 0);
+                }
             }
         }
         _ => {}

@@ -1,6 +1,6 @@
 //! The exits of the datapath: every packet leaves through [`exit`], which counts it (by reason
-//! and class with one lookup, and for its sending endpoint), reports drops (and everything when
-//! tracing), and returns the TC action.
+//! and class with one lookup, and for its sending endpoint), reports drops and the packets of
+//! traced endpoints (everything when tracing is on at load time), and returns the TC action.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -32,6 +32,9 @@ pub struct Verdict {
     pub via_neigh: bool,
     /// [`Reason::RedirectNat`] (and `RedirectNatEvicted`) through a veth uplink: into its peer.
     pub via_peer: bool,
+    /// From or to a traced endpoint: reported as a trace event (unless dropped: then as a
+    /// drop, as every drop is).
+    pub trace: bool,
 }
 
 /// Counts, reports and carries out `v`.
@@ -62,7 +65,7 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
         emit(ctx, EVENT_KIND_DROP, v);
         return TC_ACT_SHOT;
     }
-    if tracing() {
+    if v.trace || tracing() {
         emit(ctx, EVENT_KIND_TRACE, v);
     }
     // SAFETY (each helper): a plain call; an invalid ifindex makes the kernel drop the packet.

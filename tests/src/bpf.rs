@@ -8,7 +8,7 @@ use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 use aya::programs::{TestRun as _, TestRunOptions};
 use netd::datapath::Record;
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{Counter, Event, NatEvent, PacketClass, Reason};
+use netd_common::{Counter, EndpointInfo, Event, NatEvent, PacketClass, Reason};
 
 /// `TC_ACT_OK`: the packet continues into the kernel.
 pub const TC_ACT_OK: u32 = 0;
@@ -64,6 +64,14 @@ impl Outcome {
 /// Runs `frame` once through `netd_from_container` (arriving on loopback: no endpoint).
 pub fn from_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
     test_run(dp, None, frame)
+}
+
+/// Marks the endpoint of host veth `ifindex` traced or not, as the daemon does while `netd
+/// monitor --type trace` follows its sandbox.
+pub fn set_traced(dp: &mut Datapath, ifindex: u32, on: bool) {
+    let mut ep = dp.endpoints().expect("endpoints").into_iter().find(|e| e.ifindex == ifindex).expect("the endpoint");
+    ep.flags = if on { ep.flags | EndpointInfo::TRACE } else { ep.flags & !EndpointInfo::TRACE };
+    dp.set_endpoint(&ep).expect("endpoint");
 }
 
 /// The counter of `reason` now.

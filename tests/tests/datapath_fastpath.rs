@@ -6,9 +6,9 @@
 use std::net::Ipv4Addr;
 
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason};
+use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 use netd_tests::{
-    bpf::{from_container_on, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{from_container_on, set_traced, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
         arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP,
@@ -46,13 +46,19 @@ fn wire(a: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(a.octets())
 }
 
-/// A fresh namespace with a veth per endpoint, and a datapath whose maps know them. Dropped
-/// (namespace and links removed) at the end of each test.
+/// A fresh namespace with a veth per endpoint, and a datapath whose maps know them, traced
+/// (every packet reports its verdict). Dropped (namespace and links removed) at the end of each
+/// test.
 fn topology() -> Topology {
+    topology_with(true)
+}
+
+/// [`topology`], traced at load time (`trace`) or, as the daemon loads it, not.
+fn topology_with(trace: bool) -> Topology {
     let ns = NetNs::new("ndt-dp");
     let mut links = Vec::new();
     let mut ifindex = std::collections::BTreeMap::new();
-    let mut dp = Datapath::load(&LoadOptions { trace: true, pin_dir: None, ..LoadOptions::default() }).expect("load");
+    let mut dp = Datapath::load(&LoadOptions { trace, pin_dir: None, ..LoadOptions::default() }).expect("load");
     let nets = [
         (NET1, "10.1.0.0", NetworkFlags::ICC),
         (NET2, "10.2.0.0", 0),
@@ -191,6 +197,70 @@ fn the_hosts_unicast_to_an_endpoint_skips_the_bridge() {
         assert_eq!(out.output, frame, "untouched");
     }
     assert_eq!(netd_tests::bpf::reason_count(&t.dp, Reason::RedirectFromHost).packets, before, "not counted");
+}
+
+/// Marks endpoint `name` traced or not (`netd monitor --type trace` follows its sandbox).
+fn mark_traced(t: &mut Topology, name: &str, on: bool) {
+    set_traced(&mut t.dp, t.ifindex[name], on);
+}
+
+#[test]
+fn only_traced_endpoints_report_their_packets_and_a_drop_is_reported_once() {
+    let mut t = topology_with(false);
+    let udp_to =
+        |from: &str, src: &str, dst: &str| ipv4_frame_from(own_mac(from), src, dst, docker_mac(ip(dst)), PROTO_UDP);
+    let kinds = |out: &Outcome| out.events.iter().map(|e| (e.kind, Reason::decode(e.reason))).collect::<Vec<_>>();
+    // As the daemon loads it: a redirect and a pass say nothing, a drop is reported.
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.3"));
+    assert_eq!((out.verdict, kinds(&out)), (TC_ACT_REDIRECT, vec![]));
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.1"));
+    assert_eq!((out.verdict, kinds(&out)), (TC_ACT_OK, vec![]));
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.9", "10.1.0.3"));
+    assert_eq!(kinds(&out), vec![(EVENT_KIND_DROP, Some(Reason::DropSpoofedIp))]);
+
+    // a traced: what it sends, whatever the verdict, with where it went; a drop once, as a drop.
+    mark_traced(&mut t, "a", true);
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.3"));
+    assert_eq!((out.verdict, kinds(&out)), (TC_ACT_REDIRECT, vec![(EVENT_KIND_TRACE, Some(Reason::RedirectPeer))]));
+    let e = out.event();
+    assert_eq!((e.ifindex, e.target), (t.ifindex["a"], t.ifindex["b"]));
+    assert_eq!(
+        (e.tuple.src_addr, e.tuple.dst_addr, u16::from_be(e.tuple.dst_port)),
+        (wire(ip("10.1.0.2")), wire(ip("10.1.0.3")), 53)
+    );
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.1"));
+    assert_eq!(kinds(&out), vec![(EVENT_KIND_TRACE, Some(Reason::PassToStack))]);
+    assert_eq!(out.event().target, 0);
+    let arp = Ethernet::new(own_mac("a"), [0xff; 6], ETH_P_ARP).frame(&arp_request(
+        own_mac("a"),
+        ip("10.1.0.2"),
+        ip("10.1.0.3"),
+    ));
+    assert_eq!(kinds(&send(&mut t, "a", &arp)), vec![(EVENT_KIND_TRACE, Some(Reason::PassArp))]);
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.9", "10.1.0.3"));
+    assert_eq!(kinds(&out), vec![(EVENT_KIND_DROP, Some(Reason::DropSpoofedIp))]);
+
+    // What is delivered to a: from its peer (untraced), and from the host.
+    let out = send(&mut t, "b", &udp_to("b", "10.1.0.3", "10.1.0.2"));
+    assert_eq!(kinds(&out), vec![(EVENT_KIND_TRACE, Some(Reason::RedirectPeer))]);
+    assert_eq!(out.event().target, t.ifindex["a"]);
+    let from_host =
+        ipv4_frame_from([0x02, 0x42, 0xaa, 0xbb, 0xcc, 0xdd], "10.1.0.1", "10.1.0.2", own_mac("a"), PROTO_TCP);
+    let out = t.ns.run(|| to_container(&mut t.dp, &from_host));
+    assert_eq!(kinds(&out), vec![(EVENT_KIND_TRACE, Some(Reason::RedirectFromHost))]);
+    assert_eq!(out.event().target, t.ifindex["a"]);
+
+    // Nothing of the others: b to the gateway, the host to b, c (another network).
+    assert_eq!(kinds(&send(&mut t, "b", &udp_to("b", "10.1.0.3", "10.1.0.1"))), vec![]);
+    let to_b = ipv4_frame_from([0x02, 0x42, 0xaa, 0xbb, 0xcc, 0xdd], "10.1.0.1", "10.1.0.3", own_mac("b"), PROTO_TCP);
+    assert_eq!(kinds(&t.ns.run(|| to_container(&mut t.dp, &to_b))), vec![]);
+    assert_eq!(kinds(&send(&mut t, "c", &udp_to("c", "10.2.0.2", "10.2.0.1"))), vec![]);
+
+    // Unmarked: quiet again, and the verdicts never changed.
+    mark_traced(&mut t, "a", false);
+    let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.3"));
+    assert_eq!((out.verdict, kinds(&out)), (TC_ACT_REDIRECT, vec![]));
+    assert_eq!(kinds(&send(&mut t, "b", &udp_to("b", "10.1.0.3", "10.1.0.2"))), vec![]);
 }
 
 #[test]

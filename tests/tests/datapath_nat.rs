@@ -9,9 +9,12 @@
 use std::net::Ipv4Addr;
 
 use netd::datapath::{Datapath, LoadOptions};
-use netd_common::{EndpointInfo, Ipv4Tuple, NatEvent, NetworkFlags, NetworkInfo, Reason, EVENT_KIND_NAT_NEW};
+use netd_common::{
+    EndpointInfo, Ipv4Tuple, NatEvent, NetworkFlags, NetworkInfo, Reason, UplinkInfo, EVENT_KIND_NAT_NEW,
+    EVENT_KIND_TRACE,
+};
 use netd_tests::{
-    bpf::{from_container_on, from_uplink_on, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{from_container_on, from_uplink_on, set_traced, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
         docker_mac, icmp_echo, icmp_error, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
@@ -51,6 +54,12 @@ const UPLINK_ADDR: &str = "10.99.0.1";
 const SERVER: &str = "10.99.0.2";
 
 fn topology(max_flows: Option<u32>) -> Topology {
+    topology_with(max_flows, true)
+}
+
+/// [`topology`], traced at load time (`trace`: every packet reports its verdict) or, as the
+/// daemon loads it, not.
+fn topology_with(max_flows: Option<u32>, trace: bool) -> Topology {
     let host = NetNs::new("ndt-nat");
     let outside = NetNs::new("ndt-nato");
     let mut links = vec![Link::veth(&host, "up0", &outside, "out0")];
@@ -60,11 +69,11 @@ fn topology(max_flows: Option<u32>) -> Topology {
     host.ip(&["neigh", "replace", SERVER, "lladdr", "02:00:00:00:99:02", "dev", "up0", "nud", "permanent"]);
     host.sysctl("net.ipv4.ip_forward", "1");
     let mut dp =
-        Datapath::load(&LoadOptions { trace: true, pin_dir: None, nat_max_flows: max_flows, ..LoadOptions::default() })
+        Datapath::load(&LoadOptions { trace, pin_dir: None, nat_max_flows: max_flows, ..LoadOptions::default() })
             .expect("load");
     dp.set_nat_config(PORT_MIN, PORT_MAX).expect("nat config");
     let uplink = host.ifindex("up0");
-    dp.set_uplink(uplink, ip(UPLINK_ADDR), false).expect("uplink");
+    dp.set_uplink(uplink, ip(UPLINK_ADDR), 0).expect("uplink");
     let nets = [(1u32, "10.1.0.0", NetworkFlags::ICC | NetworkFlags::MASQUERADE), (2, "10.2.0.0", NetworkFlags::ICC)];
     for (id, subnet, flags) in nets {
         let gw = Ipv4Addr::from(u32::from(ip(subnet)) + 1);
@@ -242,6 +251,73 @@ fn new_flows_are_reported_while_the_daemon_asks_and_only_then() {
 }
 
 #[test]
+fn replies_to_a_traced_container_are_reported_while_the_uplinks_are_marked() {
+    let mut t = topology_with(None, false);
+    let server = ip(SERVER);
+    let traces = |out: &Outcome| out.events.iter().filter(|e| e.kind == EVENT_KIND_TRACE).copied().collect::<Vec<_>>();
+    let mark = |t: &mut Topology, name: &str, on: bool| set_traced(&mut t.dp, t.ifindex[name], on);
+    // a's flow, created before a was traced.
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40020, server, 53));
+    assert_eq!((out.verdict, traces(&out).len()), (TC_ACT_REDIRECT, 0));
+    let nat_port = nat_port_of(&out.output);
+    let reply = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(
+        PROTO_UDP,
+        server,
+        ip(UPLINK_ADDR),
+        53,
+        nat_port,
+        64,
+        0,
+    ));
+    mark(&mut t, "a", true);
+    let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40020, server, 53));
+    let sent = traces(&out);
+    assert_eq!(sent.len(), 1, "a's masqueraded packet: {sent:?}");
+    assert_eq!((Reason::decode(sent[0].reason), sent[0].target), (Some(Reason::RedirectNat), t.uplink));
+    // The uplinks are not marked yet: replies take no endpoint lookup, and are not reported.
+    let back = receive(&mut t, &reply);
+    assert_eq!((back.verdict, traces(&back).len()), (TC_ACT_REDIRECT, 0));
+    // Marked (someone traces): the reply to a is, with a's veth as where it went.
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::TRACE).expect("uplink");
+    let back = receive(&mut t, &reply);
+    let got = traces(&back);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (Reason::decode(got[0].reason), got[0].ifindex, got[0].target),
+        (Some(Reason::RedirectReverseNat), t.uplink, t.ifindex["a"])
+    );
+    assert_eq!(back.output[14 + 16..14 + 20], addr_of("a").octets(), "translated as ever");
+    // b's flow is not reported either way, nor is the host's own traffic.
+    let out = send(&mut t, "b", &from_endpoint("b", PROTO_UDP, 40021, server, 53));
+    assert!(traces(&out).is_empty());
+    let b_reply = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(
+        PROTO_UDP,
+        server,
+        ip(UPLINK_ADDR),
+        53,
+        nat_port_of(&out.output),
+        64,
+        0,
+    ));
+    let back = receive(&mut t, &b_reply);
+    assert_eq!((back.verdict, traces(&back).len()), (TC_ACT_REDIRECT, 0));
+    let host_own = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(
+        PROTO_UDP,
+        server,
+        ip(UPLINK_ADDR),
+        53,
+        33333,
+        64,
+        0,
+    ));
+    let back = receive(&mut t, &host_own);
+    assert_eq!((back.verdict, traces(&back).len()), (TC_ACT_OK, 0));
+    // a unmarked: its replies are quiet again though the uplink still is marked.
+    mark(&mut t, "a", false);
+    assert!(traces(&receive(&mut t, &reply)).is_empty());
+}
+
+#[test]
 fn a_flow_through_a_veth_uplink_is_marked_for_its_peer() {
     let mut t = topology(None);
     let server = ip(SERVER);
@@ -256,7 +332,7 @@ fn a_flow_through_a_veth_uplink_is_marked_for_its_peer() {
     assert!(!peer_flag(&mut t, 40010), "a plain uplink: sent out of it");
     // The daemon found the uplink to be a veth: new flows go into its peer (the redirect
     // itself is `bpf_redirect_peer` at the exit; a test run does not carry it out).
-    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), true).expect("uplink");
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::PEER).expect("uplink");
     let out = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40011, server, 53));
     assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT));
     assert_eq!(out.event().target, t.uplink);

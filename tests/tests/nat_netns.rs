@@ -516,6 +516,110 @@ fn netd_monitor_shows_flows_come_and_go_as_conntrack_events_do() {
     }
 }
 
+/// The flags of the daemon's pinned endpoint entry for `ip`, and of uplink0's entry.
+fn trace_marks(d: &TestDaemon, ip: Ipv4Addr) -> (bool, bool) {
+    use aya::maps::{HashMap, Map, MapData};
+    let pinned = |name: &str| MapData::from_pin(d.bpffs().join("maps").join(name)).expect("pinned map");
+    let endpoints =
+        HashMap::<_, u32, netd_common::EndpointInfo>::try_from(Map::HashMap(pinned("NETD_ENDPOINTS_BY_IP")))
+            .expect("endpoints");
+    let ep = endpoints.get(&u32::from_ne_bytes(ip.octets()), 0).expect("the endpoint");
+    let uplinks =
+        HashMap::<_, u32, netd_common::UplinkInfo>::try_from(Map::HashMap(pinned("NETD_UPLINKS"))).expect("uplinks");
+    let uplink = uplinks.iter().next().expect("one uplink").expect("read").1;
+    (ep.flags & netd_common::EndpointInfo::TRACE != 0, uplink.flags & netd_common::UplinkInfo::TRACE != 0)
+}
+
+#[test]
+fn netd_monitor_traces_every_packet_of_the_followed_sandbox_and_no_other() {
+    let w = world(&[]);
+    let d = &w.d;
+    sandbox(d, "t1", "bridge");
+    sandbox(d, "t2", "bridge");
+    let (t1, t2) = (addr_of(d, "t1", "bridge"), addr_of(d, "t2", "bridge"));
+    let (t1_veth, t2_veth) = (d.host_veth("t1", "bridge"), d.host_veth("t2", "bridge"));
+    // Neighbours resolved first, so that the lines below are the pings' and the datagram's.
+    assert!(ping(d, "t1", &t2.to_string()) && ping(d, "t1", SERVER) && ping(d, "t2", "172.17.0.1"));
+    assert_eq!(trace_marks(d, t1), (false, false), "nobody traces");
+    d.netd(&["monitor", "--type", "trace,bogus"])
+        .fails_with("invalid event type \"bogus\": expected drop, nat or trace");
+
+    let t1_trace = d.netd_streaming(&["monitor", "--type", "trace", "--json", "--sandbox", "t1"]);
+    assert!(t1_trace.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    assert_eq!(trace_marks(d, t1), (true, true), "t1 followed, and replies from the uplink looked at");
+    assert_eq!(trace_marks(d, t2), (false, true), "t2 is not followed");
+    let next = |m: &netd_tests::daemon::Streaming| loop {
+        let e: serde_json::Value = serde_json::from_str(&m.line(DEADLINE).expect("an event")).expect("a JSON event");
+        if e["class"] != "arp" {
+            return e;
+        }
+    };
+
+    // t2 talks to its gateway: not about t1, not reported. Then t1 pings t2: the request, and
+    // the reply t1 is delivered, each with where it went.
+    assert_eq!(d.netd(&["exec", "t2", "--", "ping", "-c", "1", "-W", "1", "172.17.0.1"]).code, 0);
+    assert_eq!(d.netd(&["exec", "t1", "--", "ping", "-c", "1", "-W", "1", &t2.to_string()]).code, 0);
+    let e = next(&t1_trace);
+    assert_eq!(
+        (e["kind"].as_str(), e["reason"].as_str(), e["code"].as_u64()),
+        (Some("trace"), Some("redirect-peer"), Some(4)),
+        "{e}"
+    );
+    assert_eq!((e["interface"].as_str(), e["endpoint"]["sandbox"].as_str()), (Some(t1_veth.as_str()), Some("t1")));
+    assert_eq!((e["src"].as_str(), e["dst"].as_str()), (Some(t1.to_string().as_str()), Some(t2.to_string().as_str())));
+    assert_eq!((e["to"].as_str(), e["to_endpoint"]["sandbox"].as_str()), (Some(t2_veth.as_str()), Some("t2")), "{e}");
+    let e = next(&t1_trace);
+    assert_eq!((e["reason"].as_str(), e["interface"].as_str()), (Some("redirect-peer"), Some(t2_veth.as_str())), "{e}");
+    assert_eq!((e["src"].as_str(), e["to"].as_str()), (Some(t2.to_string().as_str()), Some(t1_veth.as_str())));
+
+    // t1's datagram to the outside, masqueraded out, and its answer translated back in.
+    udp_burst(&w, "t1", 5500, 1);
+    let e = next(&t1_trace);
+    assert_eq!((e["reason"].as_str(), e["to"].as_str()), (Some("redirect-nat"), Some("uplink0")), "{e}");
+    assert_eq!(e["dst"], format!("{SERVER}:5500"));
+    let e = next(&t1_trace);
+    assert_eq!((e["reason"].as_str(), e["interface"].as_str()), (Some("redirect-reverse-nat"), Some("uplink0")), "{e}");
+    assert_eq!(
+        (e["src"].as_str(), e["to_endpoint"]["sandbox"].as_str()),
+        (Some(format!("{SERVER}:5500").as_str()), Some("t1"))
+    );
+    while let Some(line) = t1_trace.line(Duration::from_millis(300)) {
+        assert!(line.contains(r#""class":"arp""#), "nothing else: {line}");
+    }
+
+    // Following every sandbox marks one made meanwhile as it is made; as text, each line says
+    // where the packet went.
+    let all = d.netd_streaming(&["monitor", "--type", "trace"]);
+    assert!(all.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    sandbox(d, "t3", "bridge");
+    let t3 = addr_of(d, "t3", "bridge");
+    assert!(trace_marks(d, t3).0, "t3 is followed from its first packet");
+    assert!(trace_marks(d, t2).0);
+    assert_eq!(d.netd(&["exec", "t3", "--", "ping", "-c", "1", "-W", "1", &t2.to_string()]).code, 0);
+    let t3_veth = d.host_veth("t3", "bridge");
+    let line = loop {
+        let l = all.line(DEADLINE).expect("a line");
+        if l.contains("icmp") {
+            break l;
+        }
+    };
+    assert!(
+        line.contains(&format!(
+            "redirect-peer          {t3_veth} (t3 {t3} on bridge): icmp {t3} -> {t2}, 98 bytes, to {t2_veth} (t2 {t2} on bridge)"
+        )),
+        "{line}"
+    );
+
+    // Once the monitors go, the marks do too (the daemon's 2 s tick).
+    drop((t1_trace, all));
+    let deadline = Instant::now() + DEADLINE;
+    while [t1, t2, t3].iter().any(|ip| trace_marks(d, *ip) != (false, false)) {
+        assert!(Instant::now() < deadline, "still traced with nobody following");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ping(d, "t1", &t2.to_string()), "and the verdicts never changed");
+}
+
 #[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);

@@ -131,8 +131,9 @@ pub fn run() -> Result<()> {
 enum Step {
     Netd(&'static [&'static str]),
     HostIp(&'static [&'static str], &'static str),
-    /// A `netd` command run while `netd monitor` watches, then what the monitor saw.
-    Monitored(&'static [&'static str], &'static str),
+    /// A `netd` command run while `netd monitor` (with these arguments) watches, then what the
+    /// monitor saw.
+    Monitored(&'static [&'static str], &'static [&'static str], &'static str),
 }
 
 /// The walk-through (Docker's networking chapter, with netd): every step is printed with its
@@ -147,6 +148,11 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["exec", "d0busy1", "--", "ip", "a"]),
     Step::Netd(&["exec", "d0busy2", "--", "ip", "link", "show", "eth0"]),
     Step::Netd(&["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "172.17.0.3"]),
+    Step::Monitored(
+        &["--type", "trace", "--sandbox", "d0busy1"],
+        &["exec", "d0busy1", "--", "ping", "-c", "1", "-W", "1", "172.17.0.3"],
+        "every packet of d0busy1: straight into the peer's namespace, no bridge",
+    ),
     Step::HostIp(&["-br", "link", "show", "master", "docker0"], "bridge membership"),
     Step::Netd(&["network", "inspect", "bridge"]),
     Step::Netd(&["network", "create", "--driver", "bridge", "my_net"]),
@@ -182,11 +188,13 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
     Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
     Step::Monitored(
+        &[],
         &["exec", "static88", "--", "ping", "-c", "1", "-W", "1", "172.17.0.2"],
         "networks are isolated: each drop, as it happens",
     ),
     // The outside world, masqueraded through the uplink by eBPF (no iptables).
     Step::Monitored(
+        &[],
         &["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"],
         "masquerade's new flows, as conntrack -E shows Docker's",
     ),
@@ -204,16 +212,17 @@ fn walk_through(sb: &Sandbox) -> Result<()> {
                 c.args(["-n", &sb.host]).args(*args);
                 show(&format!("ip {}    # {why}", args.join(" ")), &mut c)?;
             }
-            Step::Monitored(args, why) => monitored(sb, args, why)?,
+            Step::Monitored(monitor, args, why) => monitored(sb, monitor, args, why)?,
         }
     }
     Ok(())
 }
 
-fn monitored(sb: &Sandbox, args: &[&str], why: &str) -> Result<()> {
-    println!("\n$ netd monitor &    # {why}");
+fn monitored(sb: &Sandbox, monitor_args: &[&str], args: &[&str], why: &str) -> Result<()> {
+    let command: Vec<&str> = std::iter::once("monitor").chain(monitor_args.iter().copied()).collect();
+    println!("\n$ netd {} &    # {why}", command.join(" "));
     let mut monitor = sb
-        .netd(&["monitor"])
+        .netd(&command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -244,7 +244,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// `GET /netd/v1/monitor[?sandbox=…][&type=drop,nat]`: the datapath's events from now on, one JSON
+/// `GET /netd/v1/monitor[?sandbox=…][&type=drop,nat,trace]`: the datapath's events from now on, one JSON
 /// [`MonitorLine`] per line, until the client goes away.
 async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
     let types: Result<Vec<MonitorType>, String> =

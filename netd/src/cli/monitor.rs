@@ -1,11 +1,11 @@
-//! `netd monitor`: the datapath's drops and masquerade's flows as they happen, one line each,
-//! until interrupted.
+//! `netd monitor`: the datapath's drops, masquerade's flows and (when asked) every packet of
+//! the followed sandboxes as they happen, one line each, until interrupted.
 
 use std::{io::Write as _, process::ExitCode};
 
 use crate::{
     client::Client,
-    daemon::monitor::{MonitorEvent, MonitorLine, MonitorType},
+    daemon::monitor::{MonitorEndpoint, MonitorEvent, MonitorLine, MonitorType},
 };
 
 use super::fail;
@@ -16,7 +16,9 @@ pub struct MonitorArgs {
     #[arg(long)]
     sandbox: Option<String>,
     /// Only these kinds of events: `drop` (dropped packets), `nat` (masquerade's flows created
-    /// and removed, as `conntrack -E` shows). Both by default.
+    /// and removed, as `conntrack -E` shows), `trace` (every packet the sandbox, or every
+    /// sandbox, sends or is delivered, with the datapath's verdict and where it went: for
+    /// debugging, each packet costs an event). `drop` and `nat` by default.
     #[arg(long = "type", value_delimiter = ',')]
     types: Vec<MonitorType>,
     /// Print each event as a line of JSON.
@@ -62,7 +64,7 @@ pub async fn exec(client: &Client, args: MonitorArgs) -> ExitCode {
     }
 }
 
-/// One line of text: time, reason, where the packet arrived, what it was.
+/// One line of text: time, reason, where the packet arrived, what it was (and where it went).
 pub fn render(line: &MonitorLine) -> String {
     let e: &MonitorEvent = match line {
         MonitorLine::Event(e) => e,
@@ -70,7 +72,8 @@ pub fn render(line: &MonitorLine) -> String {
     };
     // `2026-12-01T11:42:03.123456789Z` → `11:42:03.123`.
     let time = e.time.get(11..23).unwrap_or(&e.time);
-    let endpoint = e.endpoint.as_ref().map(|ep| format!(" ({} {} on {})", ep.sandbox, ep.ip, ep.network));
+    let described = |ep: &MonitorEndpoint| format!(" ({} {} on {})", ep.sandbox, ep.ip, ep.network);
+    let endpoint = e.endpoint.as_ref().map(described);
     if e.kind == "nat" {
         return format!(
             "{time} {:<22} {}{}: {} {} -> {} as {}",
@@ -86,8 +89,13 @@ pub fn render(line: &MonitorLine) -> String {
     let what = if e.protocol.is_empty() { e.class.clone() } else { format!("{} {} -> {}", e.protocol, e.src, e.dst) };
     let vlan = if e.vlan == 0 { String::new() } else { format!(", vlan {}", e.vlan) };
     let fragment = if e.fragment { ", fragment" } else { "" };
+    let to = if e.to.is_empty() {
+        String::new()
+    } else {
+        format!(", to {}{}", e.to, e.to_endpoint.as_ref().map(described).unwrap_or_default())
+    };
     format!(
-        "{time} {:<22} {}{}: {what}, {} bytes{vlan}{fragment}",
+        "{time} {:<22} {}{}: {what}, {} bytes{vlan}{fragment}{to}",
         e.reason,
         e.interface,
         endpoint.unwrap_or_default(),
@@ -119,6 +127,9 @@ mod tests {
             src: "172.17.0.200".into(),
             dst: "172.17.0.3".into(),
             outside: String::new(),
+            to: String::new(),
+            to_ifindex: 0,
+            to_endpoint: None,
             len: 98,
             vlan: 0,
             fragment: false,
@@ -162,6 +173,26 @@ mod tests {
             render(&MonitorLine::Event(Box::new(flow))),
             "11:42:03.123 nat-new                uplink0 (web 172.17.0.2 on bridge): tcp 172.17.0.2:40000 -> \
              10.0.0.1:80 as 10.255.0.1:40000"
+        );
+        let traced = MonitorEvent {
+            kind: "trace".into(),
+            reason: "redirect-peer".into(),
+            code: Some(4),
+            src: "172.17.0.2".into(),
+            to: "veth5d6e7f8".into(),
+            to_ifindex: 9,
+            to_endpoint: Some(MonitorEndpoint {
+                sandbox: "db".into(),
+                sandbox_id: "cd".repeat(32),
+                network: "bridge".into(),
+                ip: "172.17.0.3".parse().unwrap(),
+            }),
+            ..event()
+        };
+        assert_eq!(
+            render(&MonitorLine::Event(Box::new(traced))),
+            "11:42:03.123 redirect-peer          veth1a2b3c4 (web 172.17.0.2 on bridge): icmp 172.17.0.2 -> 172.17.0.3, \
+             98 bytes, to veth5d6e7f8 (db 172.17.0.3 on bridge)"
         );
     }
 

@@ -42,8 +42,8 @@ fn network_flags(n: &Network) -> u32 {
     flags
 }
 
-/// The datapath's view of an endpoint of `n`.
-pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> EndpointInfo {
+/// The datapath's view of an endpoint of `n` (`traced`: `netd monitor --type trace` follows it).
+pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32, traced: bool) -> EndpointInfo {
     let ipam = n.ipam.as_ref().expect("bridge networks have IPAM");
     EndpointInfo {
         ifindex: host_ifindex,
@@ -51,7 +51,7 @@ pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32) -> End
         mac: link.mac,
         pad: [0; 2],
         network: n.datapath_id,
-        flags: network_flags(n),
+        flags: network_flags(n) | if traced { EndpointInfo::TRACE } else { 0 },
         subnet: wire(ipam.subnet.network()),
         mask: wire(ipam.subnet.mask()),
         gateway: wire(ipam.gateway),
@@ -95,12 +95,19 @@ impl Daemon {
         Ok(dp.remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
     }
 
-    /// Makes an existing veth an endpoint of the datapath (its program this daemon's, entries
-    /// set).
-    pub(super) fn datapath_adopt_endpoint(&self, n: &Network, link: &EndpointLink, host_ifindex: u32) -> Result<()> {
+    /// Makes an existing veth of sandbox `sandbox_id` an endpoint of the datapath (its program
+    /// this daemon's, entries set, traced if a `netd monitor` follows the sandbox).
+    pub(super) fn datapath_adopt_endpoint(
+        &self,
+        n: &Network,
+        sandbox_id: &str,
+        link: &EndpointLink,
+        host_ifindex: u32,
+    ) -> Result<()> {
         let mut dp = self.dp();
         dp.attach_from_container(&link.host_veth)?;
-        dp.set_endpoint(&endpoint_info(n, link, host_ifindex))?;
+        dp.set_endpoint(&endpoint_info(n, link, host_ifindex, self.traced(sandbox_id)))?;
+        self.endpoints_changed();
         Ok(())
     }
 
@@ -109,13 +116,14 @@ impl Daemon {
         &self,
         n: &Network,
         netns: &Path,
+        sandbox_id: &str,
         endpoint_id: &str,
         link: &EndpointLink,
     ) -> Result<()> {
         let bridge = n.bridge.as_ref().expect("bridge network");
         let host = kernel::create_endpoint_veth(&self.nl, netns, endpoint_id, link, bridge).await?;
         self.dp().reset_endpoint_counters(link.slot)?;
-        self.datapath_adopt_endpoint(n, link, host)?;
+        self.datapath_adopt_endpoint(n, sandbox_id, link, host)?;
         let gateway = (!n.internal).then(|| n.ipam.as_ref().map(|i| i.gateway)).flatten();
         kernel::bring_up_endpoint(&self.nl, netns, host, link, gateway).await
     }
@@ -132,6 +140,7 @@ impl Daemon {
             gone
         };
         self.report_nat_gone("nat-removed", gone);
+        self.endpoints_changed();
         kernel::delete_endpoint_veth(&self.nl, link).await
     }
 

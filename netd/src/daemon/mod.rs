@@ -154,6 +154,9 @@ pub async fn run(
                     if let Err(e) = daemon.sync_nat_reports() {
                         eprintln!("netd: monitor: turning off the reports of new flows: {e}");
                     }
+                    if let Err(e) = daemon.sync_traces().await {
+                        eprintln!("netd: monitor: marking the traced endpoints: {e}");
+                    }
                 }
                 // Expired flows only hold memory (the datapath reuses their ports and treats
                 // them as absent), so collecting every 10 s is enough.

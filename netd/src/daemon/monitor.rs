@@ -4,11 +4,15 @@
 //!   counters (`netd stats`) say how many; this says which packets.
 //! - Masquerade's flows (`--type nat`): each new translation and each one removed (expired, or
 //!   its container gone), as `conntrack -E` shows Docker's.
+//! - Every packet of the followed sandboxes (`--type trace`), sent or delivered, with the
+//!   datapath's verdict and where it went, as `cilium monitor`'s trace notifications: why a
+//!   packet went to the bridge, the stack or the uplink rather than straight to its peer.
 //!
 //! The datapath writes an event for every drop into the `NETD_EVENTS` ring buffer, and one for
-//! every new flow while a `nat` subscriber is there (`NatConfig::EVENTS`); a full ring loses
-//! events, never verdicts. The daemon reports the flows it removes itself. While anyone
-//! subscribes (API clients of `/netd/v1/monitor`), one reader task waits on the ring's fd,
+//! every new flow while a `nat` subscriber is there (`NatConfig::EVENTS`), and one for every
+//! packet from or to an endpoint marked `EndpointInfo::TRACE` while a `trace` subscriber
+//! follows its sandbox (or every sandbox); a full ring loses events, never verdicts. The daemon
+//! reports the flows it removes itself. While anyone subscribes (API clients of `/netd/v1/monitor`), one reader task waits on the ring's fd,
 //! describes each event once and broadcasts it. Without subscribers the ring is not read; the
 //! first subscriber's reader discards what waited in it, so subscribers see what happens from
 //! then on.
@@ -25,7 +29,9 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netd_common::{Event, Ipv4Tuple, NatEntry, NatEvent, PacketClass, PacketFlags, Reason, EVENT_KIND_DROP};
+use netd_common::{
+    EndpointInfo, Event, Ipv4Tuple, NatEntry, NatEvent, PacketClass, PacketFlags, Reason, UplinkInfo, EVENT_KIND_DROP,
+};
 use tokio::{
     io::unix::AsyncFd,
     sync::{broadcast, mpsc, Notify},
@@ -47,9 +53,10 @@ const RESOLVE_EVERY: Duration = Duration::from_secs(1);
 pub struct MonitorEvent {
     /// When the daemon read it (RFC 3339, UTC).
     pub time: String,
-    /// "drop", "nat" (or "trace" when the datapath was loaded with tracing).
+    /// "drop", "nat" or "trace".
     pub kind: String,
-    /// Drops: the reason's name and code, as `netd stats` shows them (`drop-spoofed-ip`, 79).
+    /// Drops and traces: the reason's name and code, as `netd stats` shows them
+    /// (`drop-spoofed-ip`, 79; `redirect-peer`, 4).
     /// NAT: `nat-new` (`nat-new-evicting` when the flow evicted another from a full table),
     /// `nat-expired`, `nat-removed` (its container, uplink address or remote network went).
     pub reason: String,
@@ -57,8 +64,8 @@ pub struct MonitorEvent {
     pub code: Option<u8>,
     /// What the parser made of the frame (`ipv4-tcp`, `arp`, …); empty for NAT events.
     pub class: String,
-    /// The interface in the daemon's namespace: where a dropped packet arrived (a container's
-    /// host veth, an uplink, a bridge), the uplink of a NAT flow. With its index.
+    /// The interface in the daemon's namespace: where a dropped or traced packet arrived (a
+    /// container's host veth, an uplink, a bridge), the uplink of a NAT flow. With its index.
     pub interface: String,
     pub ifindex: u32,
     /// The endpoint behind the interface (drops) or the flow's container (NAT): its sandbox
@@ -74,8 +81,17 @@ pub struct MonitorEvent {
     /// NAT: the source the outside sees (`address:port`; ICMP: the identifier).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub outside: String,
-    /// Drops: the frame's length in bytes, its 802.1Q VLAN id (0 when untagged), and whether it
-    /// is a fragment (IPv4 `MF` set or a non-zero offset).
+    /// Traces: the interface the packet was redirected to (a container's host veth, whose
+    /// namespace it entered; an uplink), with its index and endpoint; empty when the packet
+    /// went on to the stack or the bridge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub to: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub to_ifindex: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_endpoint: Option<MonitorEndpoint>,
+    /// Drops and traces: the frame's length in bytes, its 802.1Q VLAN id (0 when untagged), and
+    /// whether it is a fragment (IPv4 `MF` set or a non-zero offset).
     #[serde(default)]
     pub len: u32,
     #[serde(default)]
@@ -104,13 +120,21 @@ pub enum MonitorLine {
     },
 }
 
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// The kinds of events a subscriber asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MonitorType {
-    /// Dropped packets (and traced ones, when the datapath traces).
+    /// Dropped packets.
     Drop,
     /// Masquerade's flows coming and going.
     Nat,
+    /// Every packet from or to the followed sandboxes, whatever the verdict (drops excepted:
+    /// they are `Drop`'s).
+    Trace,
 }
 
 impl MonitorType {
@@ -120,6 +144,7 @@ impl MonitorType {
         match self {
             Self::Drop => "drop",
             Self::Nat => "nat",
+            Self::Trace => "trace",
         }
     }
 }
@@ -131,7 +156,8 @@ impl FromStr for MonitorType {
         match s {
             "drop" => Ok(Self::Drop),
             "nat" => Ok(Self::Nat),
-            _ => Err(format!("invalid event type {s:?}: expected drop or nat")),
+            "trace" => Ok(Self::Trace),
+            _ => Err(format!("invalid event type {s:?}: expected drop, nat or trace")),
         }
     }
 }
@@ -140,8 +166,9 @@ impl FromStr for MonitorType {
 #[derive(Clone, Debug, Default)]
 pub struct MonitorFilter {
     types: Vec<MonitorType>,
-    /// The sandbox's host veths and addresses: an event arrived on one of them, or is from or
-    /// to one of them.
+    /// The sandbox (its id), its host veths and addresses: an event arrived on one of them,
+    /// went to one of them, or is from or to one of them.
+    sandbox_id: String,
     interfaces: Vec<String>,
     addresses: Vec<Ipv4Addr>,
     all: bool,
@@ -151,20 +178,30 @@ impl MonitorFilter {
     /// Whether `e` passes.
     #[must_use]
     pub fn matches(&self, e: &MonitorEvent) -> bool {
-        let kind = if e.kind == "nat" { MonitorType::Nat } else { MonitorType::Drop };
+        let kind = match e.kind.as_str() {
+            "nat" => MonitorType::Nat,
+            "trace" => MonitorType::Trace,
+            _ => MonitorType::Drop,
+        };
         let addr = |s: &str| s.split(':').next().and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let ours = |ep: &Option<MonitorEndpoint>| ep.as_ref().is_some_and(|ep| ep.sandbox_id == self.sandbox_id);
         self.types.contains(&kind)
             && (self.all
+                || ours(&e.endpoint)
+                || ours(&e.to_endpoint)
                 || self.interfaces.contains(&e.interface)
+                || self.interfaces.contains(&e.to)
                 || [addr(&e.src), addr(&e.dst)].iter().flatten().any(|a| self.addresses.contains(a)))
     }
 }
 
-/// A subscription: its filter and its events. Dropping it ends its interest in NAT events.
+/// A subscription: its filter and its events. Dropping it ends its interest in NAT events and
+/// traces.
 pub struct Subscription {
     pub filter: MonitorFilter,
     pub events: broadcast::Receiver<Arc<MonitorEvent>>,
     _nat: Option<NatInterest>,
+    _trace: Option<TraceInterest>,
 }
 
 /// One subscriber's interest in NAT events (the datapath reports new flows while there is any).
@@ -174,6 +211,36 @@ impl Drop for NatInterest {
     fn drop(&mut self) {
         // The daemon's 2 s tick turns the reports off once nobody wants them.
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What the `trace` subscribers follow, each a sandbox's id or (`None`) every sandbox, and a
+/// generation that changes with it.
+#[derive(Clone, Default)]
+struct Traces {
+    next_id: u64,
+    followed: Vec<(u64, Option<String>)>,
+    generation: u64,
+}
+
+impl Traces {
+    fn follows(&self, sandbox_id: &str) -> bool {
+        self.followed.iter().any(|(_, s)| s.as_deref().is_none_or(|s| s == sandbox_id))
+    }
+}
+
+/// One `trace` subscriber's interest.
+struct TraceInterest {
+    id: u64,
+    traces: Arc<Mutex<Traces>>,
+}
+
+impl Drop for TraceInterest {
+    fn drop(&mut self) {
+        // The daemon's 2 s tick takes the marks off what nobody follows any more.
+        let mut t = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        t.followed.retain(|(id, _)| *id != self.id);
+        t.generation += 1;
     }
 }
 
@@ -192,6 +259,12 @@ pub(super) struct Monitor {
     /// under its lock, so that a subscriber arriving is never left without reports).
     nat_interest: Arc<AtomicUsize>,
     nat_reports_on: Mutex<bool>,
+    /// What `trace` subscribers follow, and the generation of it the datapath's marks
+    /// (`EndpointInfo::TRACE`, `UplinkInfo::TRACE`) show (held while they are changed).
+    traces: Arc<Mutex<Traces>>,
+    traces_applied: tokio::sync::Mutex<u64>,
+    /// An endpoint came or went since the reader last read the interfaces.
+    endpoints_changed: std::sync::atomic::AtomicBool,
     /// Flows the daemon removed, to the reader.
     gone_tx: mpsc::UnboundedSender<Gone>,
     gone_rx: Mutex<Option<mpsc::UnboundedReceiver<Gone>>>,
@@ -205,6 +278,9 @@ impl Default for Monitor {
             subscribed: Notify::new(),
             nat_interest: Arc::new(AtomicUsize::new(0)),
             nat_reports_on: Mutex::new(false),
+            traces: Arc::default(),
+            traces_applied: tokio::sync::Mutex::new(0),
+            endpoints_changed: std::sync::atomic::AtomicBool::new(false),
             gone_tx,
             gone_rx: Mutex::new(Some(gone_rx)),
         }
@@ -221,14 +297,15 @@ struct Interfaces {
 }
 
 impl Daemon {
-    /// A subscription to the events of `types` (both when empty) about `sandbox` (all events
-    /// without one).
+    /// A subscription to the events of `types` (drops and NAT flows when empty) about
+    /// `sandbox` (all events without one).
     pub async fn subscribe_monitor(&self, sandbox: Option<&str>, types: &[MonitorType]) -> Result<Subscription> {
         let types = if types.is_empty() { vec![MonitorType::Drop, MonitorType::Nat] } else { types.to_vec() };
         let mut filter = MonitorFilter { all: sandbox.is_none(), ..MonitorFilter::default() };
         if let Some(key) = sandbox {
             let state = self.snapshot().await;
             let sb = state.find_sandbox(key).map_err(|_| no_such_container(key))?;
+            filter.sandbox_id.clone_from(&sb.id);
             for n in state.networks.values() {
                 for link in n.endpoints.values().filter(|ep| ep.sandbox_id == sb.id).filter_map(|ep| ep.link.as_ref()) {
                     filter.interfaces.push(link.host_veth.clone());
@@ -248,10 +325,68 @@ impl Daemon {
         } else {
             None
         };
+        let trace = types.contains(&MonitorType::Trace).then(|| {
+            let mut t = self.monitor.traces.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = t.next_id;
+            t.next_id += 1;
+            t.followed.push((id, sandbox.map(|_| filter.sandbox_id.clone())));
+            t.generation += 1;
+            TraceInterest { id, traces: self.monitor.traces.clone() }
+        });
         filter.types = types;
         let events = self.monitor.tx.subscribe();
         self.monitor.subscribed.notify_one();
-        Ok(Subscription { filter, events, _nat: nat })
+        if trace.is_some() {
+            self.sync_traces().await?;
+        }
+        Ok(Subscription { filter, events, _nat: nat, _trace: trace })
+    }
+
+    /// Whether a `trace` subscriber follows sandbox `sandbox_id` (its endpoints are marked).
+    pub(super) fn traced(&self, sandbox_id: &str) -> bool {
+        self.monitor.traces.lock().unwrap_or_else(PoisonError::into_inner).follows(sandbox_id)
+    }
+
+    /// Whether any `trace` subscriber is there (uplinks are marked).
+    pub(super) fn tracing_any(&self) -> bool {
+        !self.monitor.traces.lock().unwrap_or_else(PoisonError::into_inner).followed.is_empty()
+    }
+
+    /// Makes the datapath's trace marks match what `trace` subscribers follow: each endpoint
+    /// of a followed sandbox marked (`EndpointInfo::TRACE`), no other; every uplink marked
+    /// while anyone traces (`UplinkInfo::TRACE`). Called when a subscriber comes, and every
+    /// 2 s (after one went). Endpoints made meanwhile are marked as they are made.
+    pub(super) async fn sync_traces(&self) -> Result<()> {
+        let traces = || self.monitor.traces.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut applied = self.monitor.traces_applied.lock().await;
+        if *applied == traces().generation {
+            return Ok(());
+        }
+        // No endpoint comes or goes meanwhile: every change of the state holds its lock.
+        let state = self.state.lock().await;
+        let followed = traces();
+        let owners: HashMap<u32, &str> = state
+            .networks
+            .values()
+            .flat_map(|n| n.endpoints.values())
+            .filter_map(|ep| ep.link.as_ref().map(|l| (u32::from_ne_bytes(l.ip.octets()), ep.sandbox_id.as_str())))
+            .collect();
+        let any = if followed.followed.is_empty() { 0 } else { UplinkInfo::TRACE };
+        let mut dp = self.dp();
+        for mut ep in dp.endpoints()? {
+            let want = owners.get(&ep.ip).is_some_and(|s| followed.follows(s));
+            if (ep.flags & EndpointInfo::TRACE != 0) != want {
+                ep.flags ^= EndpointInfo::TRACE;
+                dp.set_endpoint(&ep)?;
+            }
+        }
+        for (ifindex, addr, flags) in dp.uplinks()? {
+            if flags & UplinkInfo::TRACE != any {
+                dp.set_uplink(ifindex, addr, flags ^ UplinkInfo::TRACE)?;
+            }
+        }
+        *applied = followed.generation;
+        Ok(())
     }
 
     /// Turns the datapath's reports of new flows off once no subscriber wants them (called
@@ -313,20 +448,28 @@ impl Daemon {
                                 return;
                             }
                         };
+                        // Cleared before reading, not after: the kernel wakes the reader
+                        // only for a record written once it has caught up, so one written
+                        // between the last read and a later clear would wait in the ring,
+                        // unseen, until the next.
+                        guard.clear_ready();
                         let mut records = Vec::new();
                         while let Some(r) = next_record(guard.get_inner_mut()) {
                             records.extend(r);
                         }
-                        guard.clear_ready();
                         drop(guard);
                         for r in records {
-                            let (ifindex, ip) = match &r {
-                                Record::Packet(e) => (e.ifindex, None),
-                                Record::NatNew(e) => (e.ifindex, Some(e.tuple.src_addr)),
-                            };
-                            self.know(&mut interfaces, ifindex, ip).await;
+                            match &r {
+                                Record::Packet(e) => {
+                                    self.know(&mut interfaces, e.ifindex, None).await;
+                                    if e.target != 0 {
+                                        self.know(&mut interfaces, e.target, None).await;
+                                    }
+                                }
+                                Record::NatNew(e) => self.know(&mut interfaces, e.ifindex, Some(e.tuple.src_addr)).await,
+                            }
                             described.push(match &r {
-                                Record::Packet(e) => describe_packet(e, interfaces.by_index.get(&e.ifindex)),
+                                Record::Packet(e) => describe_packet(e, &interfaces),
                                 Record::NatNew(e) => describe_new_flow(e, &interfaces),
                             });
                         }
@@ -346,12 +489,23 @@ impl Daemon {
         }
     }
 
+    /// Tells the reader that an endpoint came or went (its interface table is out of date).
+    pub(super) fn endpoints_changed(&self) {
+        self.monitor.endpoints_changed.store(true, Ordering::SeqCst);
+    }
+
     /// Reads the interfaces again when `ifindex` or the container at `ip` (wire order) is not
-    /// known yet, at most every [`RESOLVE_EVERY`].
+    /// known yet: at once when an endpoint came or went since the last read, else at most
+    /// every [`RESOLVE_EVERY`].
     async fn know(&self, interfaces: &mut Interfaces, ifindex: u32, ip: Option<u32>) {
         let known = interfaces.by_index.contains_key(&ifindex)
             && ip.is_none_or(|ip| interfaces.by_ip.contains_key(&Ipv4Addr::from(ip.to_ne_bytes())));
-        if !known && interfaces.read_at.is_none_or(|t| t.elapsed() >= RESOLVE_EVERY) {
+        if known {
+            return;
+        }
+        if self.monitor.endpoints_changed.swap(false, Ordering::SeqCst)
+            || interfaces.read_at.is_none_or(|t| t.elapsed() >= RESOLVE_EVERY)
+        {
             self.read_interfaces(interfaces).await;
         }
     }
@@ -398,8 +552,8 @@ fn end(addr: u32, port: u16, ports: bool) -> String {
     }
 }
 
-/// A dropped (or traced) packet as a subscriber sees it, with what is known of its interface.
-fn describe_packet(e: &Event, interface: Option<&(String, Option<MonitorEndpoint>)>) -> MonitorEvent {
+/// A dropped or traced packet as a subscriber sees it, with what is known of its interfaces.
+fn describe_packet(e: &Event, interfaces: &Interfaces) -> MonitorEvent {
     let t = &e.tuple;
     let class = PacketClass::decode(e.class);
     let ipv4 = matches!(
@@ -415,19 +569,26 @@ fn describe_packet(e: &Event, interface: Option<&(String, Option<MonitorEndpoint
     // Ports for TCP and UDP; a later fragment has none.
     let ports = matches!(class, Some(PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp));
     let addresses = |addr, port| if ipv4 { end(addr, port, ports) } else { String::new() };
+    let name =
+        |ifindex: u32| interfaces.by_index.get(&ifindex).map_or_else(|| format!("if{ifindex}"), |(n, _)| n.clone());
+    let endpoint = |ifindex: u32| interfaces.by_index.get(&ifindex).and_then(|(_, ep)| ep.clone());
+    let redirected = e.kind != EVENT_KIND_DROP && e.target != 0;
     MonitorEvent {
         time: now_rfc3339(),
         kind: if e.kind == EVENT_KIND_DROP { "drop".into() } else { "trace".into() },
         reason: reason_name(e.reason),
         code: Some(e.reason),
         class: class.map_or_else(|| format!("unknown-{}", e.class), |c| c.name().to_owned()),
-        interface: interface.map_or_else(|| format!("if{}", e.ifindex), |(name, _)| name.clone()),
+        interface: name(e.ifindex),
         ifindex: e.ifindex,
-        endpoint: interface.and_then(|(_, ep)| ep.clone()),
+        endpoint: endpoint(e.ifindex),
         protocol: if ipv4 { protocol_name(t.protocol) } else { String::new() },
         src: addresses(t.src_addr, t.src_port),
         dst: addresses(t.dst_addr, t.dst_port),
         outside: String::new(),
+        to: if redirected { name(e.target) } else { String::new() },
+        to_ifindex: if redirected { e.target } else { 0 },
+        to_endpoint: if redirected { endpoint(e.target) } else { None },
         len: e.len,
         vlan: e.vlan_id,
         fragment: e.flags & PacketFlags::FRAGMENT != 0,

@@ -4,7 +4,7 @@
 
 use std::{fmt, net::Ipv4Addr, str::FromStr};
 
-use netd_common::Reason;
+use netd_common::{Reason, UplinkInfo};
 
 use crate::datapath::{monotonic_ns, NatFlow, NatTableStats};
 
@@ -131,6 +131,8 @@ impl Daemon {
         let mut gone = Vec::new();
         let changed = {
             let mut dp = self.dp();
+            // Read under the datapath's lock, which `sync_traces` holds to change it.
+            let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 };
             let current = dp.uplinks()?;
             for (ifindex, _, _) in &current {
                 if !wanted.iter().any(|(_, i, _, _)| i == ifindex) {
@@ -145,8 +147,9 @@ impl Daemon {
             for (name, ifindex, addr, peer) in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(name)?;
-                if !current.contains(&(*ifindex, *addr, *peer)) {
-                    dp.set_uplink(*ifindex, *addr, *peer)?;
+                let flags = if *peer { UplinkInfo::PEER } else { 0 } | trace;
+                if !current.contains(&(*ifindex, *addr, flags)) {
+                    dp.set_uplink(*ifindex, *addr, flags)?;
                 }
             }
             let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|(_, i, a, _)| (*i, *a)).collect();

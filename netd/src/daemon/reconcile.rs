@@ -122,13 +122,13 @@ impl Daemon {
                     continue;
                 };
                 if let Some(host) = self.nl.link(&link.host_veth).await? {
-                    self.datapath_adopt_endpoint(n, link, host.index)?;
+                    self.datapath_adopt_endpoint(n, &ep.sandbox_id, link, host.index)?;
                 } else {
                     eprintln!(
                         "netd: reconcile: re-creating endpoint {} of {} on {}",
                         link.ifname, sandbox.name, n.name
                     );
-                    self.setup_endpoint(n, &self.netns_path(sandbox), &ep.id, link).await?;
+                    self.setup_endpoint(n, &self.netns_path(sandbox), &ep.sandbox_id, &ep.id, link).await?;
                 }
             }
         }

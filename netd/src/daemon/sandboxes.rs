@@ -212,7 +212,7 @@ impl Daemon {
 
         let netns = self.netns_path(&sandbox);
         let network = state.networks[network_id].clone();
-        if let Err(e) = self.setup_endpoint(&network, &netns, &endpoint_id, &link).await {
+        if let Err(e) = self.setup_endpoint(&network, &netns, sandbox_id, &endpoint_id, &link).await {
             let _ = self.teardown_endpoint(&link).await;
             ipam.release(addr);
             let n = state.networks.get_mut(network_id).expect("exists");

@@ -194,12 +194,12 @@ impl Datapath {
         a.set(0, cfg, 0).map_err(map_err(NAT_CONFIG))
     }
 
-    /// Makes `ifindex` an uplink that masquerades with `address`; with `into_peer` (a veth
-    /// uplink), its new flows are delivered into its peer.
-    pub fn set_uplink(&mut self, ifindex: u32, address: Ipv4Addr, into_peer: bool) -> Result<()> {
+    /// Makes `ifindex` an uplink that masquerades with `address`, with `flags`
+    /// ([`UplinkInfo::PEER`]: a veth uplink whose new flows are delivered into its peer;
+    /// [`UplinkInfo::TRACE`]: some endpoint is traced).
+    pub fn set_uplink(&mut self, ifindex: u32, address: Ipv4Addr, flags: u32) -> Result<()> {
         let map = self.ebpf.map_mut(UPLINKS).ok_or(DatapathError::MissingMap { name: UPLINKS })?;
         let mut m = HashMap::<_, u32, UplinkInfo>::try_from(map).map_err(map_err(UPLINKS))?;
-        let flags = if into_peer { UplinkInfo::PEER } else { 0 };
         m.insert(ifindex, UplinkInfo { addr: u32::from_ne_bytes(address.octets()), flags }, 0).map_err(map_err(UPLINKS))
     }
 
@@ -213,13 +213,11 @@ impl Datapath {
         }
     }
 
-    /// The uplinks in the map: (ifindex, address, delivered into the peer).
-    pub fn uplinks(&self) -> Result<Vec<(u32, Ipv4Addr, bool)>> {
+    /// The uplinks in the map: (ifindex, address, flags).
+    pub fn uplinks(&self) -> Result<Vec<(u32, Ipv4Addr, u32)>> {
         let map = self.ebpf.map(UPLINKS).ok_or(DatapathError::MissingMap { name: UPLINKS })?;
         let m = HashMap::<_, u32, UplinkInfo>::try_from(map).map_err(map_err(UPLINKS))?;
-        m.iter()
-            .map(|r| r.map(|(k, v)| (k, addr(v.addr), v.flags & UplinkInfo::PEER != 0)).map_err(map_err(UPLINKS)))
-            .collect()
+        m.iter().map(|r| r.map(|(k, v)| (k, addr(v.addr), v.flags)).map_err(map_err(UPLINKS))).collect()
     }
 
     /// Writes one entry of the translation table as is (tests and tools: e.g. ageing a flow).
