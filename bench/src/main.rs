@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
-    /// docker-nat, netd-nat, netd-nat-xdp; and, only when named, netd-clsact (clsact filters
+    /// docker-nat, netd-nat, netd-nat-xdp, veth-outside (masquerade's limit); and, only when named, netd-clsact (clsact filters
     /// instead of TCX links) and netd-nat-via-uplink (`--uplink-fast-path=false`)).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
@@ -243,7 +243,7 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     );
     for m in report::METRICS {
         let Some(cells) = summary.get(m.key) else { continue };
-        for topo in ["docker", "netd", "netd-xdp-pass"] {
+        for topo in ["docker", "netd", "netd-xdp-pass", "veth"] {
             let Some(c) = cells.get(topo) else { continue };
             let _ = writeln!(
                 md,
@@ -257,6 +257,19 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
             );
         }
     }
+    let limit = |metric| report::ratio(samples, metric, "netd", "veth");
+    let _ = writeln!(
+        md,
+        "\nnetd against veth, the limit (the container on a direct veth pair with the outside server: no host, nothing translated): packet rate {:.2}×, RR {:.2}×, connections/s {:.2}×, TCP {:.2}× (medians of per-round ratios); veth against docker: {:.2}×, {:.2}×, {:.2}×, {:.2}×.",
+        limit("udp_pps"),
+        limit("rr_tps"),
+        limit("crr_cps"),
+        limit("tcp_gbps"),
+        report::ratio(samples, "udp_pps", "veth", "docker"),
+        report::ratio(samples, "rr_tps", "veth", "docker"),
+        report::ratio(samples, "crr_cps", "veth", "docker"),
+        report::ratio(samples, "tcp_gbps", "veth", "docker"),
+    );
     let _ = write!(
         md,
         "\n| masquerade cost (BPF_PROG_TEST_RUN; repeated runs: {how} of 5 × 200 runs; the lower of two such measurements, before and after the rounds) | ns per packet |\n|---|---|\n| egress, existing flow (`netd_from_container`), repeated runs | {:.0} |\n| ingress, reply (`netd_from_uplink`), repeated runs | {:.0} |\n| egress, existing flow, single runs minus the {:.0} ns a single run adds | {:.0} |\n| egress, new flow (port allocation, two entries), single runs, same | {:.0} |\n| egress, TCP SYN reusing a closed flow's port (a connect/close loop), single runs, same | {:.0} |\n| ingress, reply, single runs, same | {:.0} |\n| ingress, the host's own traffic (no flow), single runs, same | {:.0} |\n\nRepeated runs go through an endpoint that has the uplink's own address and port, so the\ntranslation does all its work but writes every field with its own value and only the TTL\nchanges from run to run; single runs use ordinary addresses.\n",
@@ -367,6 +380,7 @@ fn label(kind: Kind) -> &'static str {
         Kind::NetdNat => "netd",
         Kind::NetdNatXdp => "netd-xdp-pass",
         Kind::NetdNatViaUplink => "netd-via-uplink",
+        Kind::VethOutside => "veth",
         k => k.name(),
     }
 }
@@ -533,7 +547,8 @@ fn main() -> Result<()> {
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();
-    for t in nat_topologies.iter().filter(|t| t.kind != Kind::NetdNatXdp) {
+    // The translation tables' columns (the limit translates nothing).
+    for t in nat_topologies.iter().filter(|t| ![Kind::NetdNatXdp, Kind::VethOutside].contains(&t.kind)) {
         let f =
             workload::udp_flows(&t.a, &t.b, sockets, ports).with_context(|| format!("flows on {}", t.kind.name()))?;
         let drops = t

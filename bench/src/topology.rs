@@ -40,13 +40,17 @@ pub enum Kind {
     /// `NetdNat` with `--uplink-fast-path=false`: masqueraded packets sent out of the veth
     /// uplink rather than into its peer (focused runs only, when named).
     NetdNatViaUplink,
+    /// Masquerade's limit: the container on a direct veth pair with the outside server's
+    /// namespace (no host between, nothing translated): what no masquerade through veths can
+    /// beat, as `Veth` is for container to container.
+    VethOutside,
 }
 
 impl Kind {
     pub const ALL: [Kind; 6] =
         [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::NetdBridgedHost, Kind::Veth, Kind::Loopback];
     /// The masquerade comparison (container → outside server).
-    pub const NAT: [Kind; 3] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp];
+    pub const NAT: [Kind; 4] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp, Kind::VethOutside];
     /// Columns a focused run measures only when `--columns` names them.
     pub const ON_REQUEST: [Kind; 2] = [Kind::NetdClsact, Kind::NetdNatViaUplink];
 
@@ -68,6 +72,7 @@ impl Kind {
             Kind::NetdNatXdp => "netd-nat-xdp",
             Kind::NetdClsact => "netd-clsact",
             Kind::NetdNatViaUplink => "netd-nat-via-uplink",
+            Kind::VethOutside => "veth-outside",
         }
     }
 }
@@ -132,6 +137,7 @@ impl Topology {
             Kind::NetdNat => Self::netd_nat(false, &[])?,
             Kind::NetdNatXdp => Self::netd_nat(true, &[])?,
             Kind::NetdNatViaUplink => Self { kind, ..Self::netd_nat(false, &["--uplink-fast-path=false"])? },
+            Kind::VethOutside => Self::veth_outside()?,
         };
         client_sysctls(&t.a.netns, !kind.is_nat())?;
         Ok(t)
@@ -255,6 +261,25 @@ impl Topology {
             daemon: None,
             _namespaces: vec![c1, c2],
         }
+    }
+
+    /// A container namespace on a veth pair with an "outside" namespace that holds the server's
+    /// address (as in the masquerade topologies).
+    fn veth_outside() -> Result<Self> {
+        let (c1, outside) = (NetNs::new("nb-c1"), NetNs::new("nb-out"));
+        let link = Link::veth(&c1, "eth0", &outside, "eth0");
+        c1.ip(&["addr", "add", "198.18.0.3/24", "dev", "eth0"]);
+        outside.ip(&["addr", "add", &format!("{OUTSIDE_SERVER}/24"), "dev", "eth0"]);
+        outside.ip(&["link", "set", "lo", "up"]);
+        Ok(Self {
+            kind: Kind::VethOutside,
+            a: Endpoint { netns: path(&c1), ip: "198.18.0.3".parse()? },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            host: None,
+            _links: vec![link],
+            daemon: None,
+            _namespaces: vec![c1, outside],
+        })
     }
 
     fn loopback() -> Self {
