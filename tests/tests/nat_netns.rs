@@ -532,7 +532,7 @@ fn trace_marks(d: &TestDaemon, ip: Ipv4Addr) -> (bool, bool) {
 
 #[test]
 fn netd_monitor_traces_every_packet_of_the_followed_sandbox_and_no_other() {
-    let w = world(&[]);
+    let mut w = world(&[]);
     let d = &w.d;
     sandbox(d, "t1", "bridge");
     sandbox(d, "t2", "bridge");
@@ -618,6 +618,18 @@ fn netd_monitor_traces_every_packet_of_the_followed_sandbox_and_no_other() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(ping(d, "t1", &t2.to_string()), "and the verdicts never changed");
+
+    // A daemon killed while tracing leaves its marks behind; the next one clears them as it
+    // starts, before anyone subscribes.
+    let again = d.netd_streaming(&["monitor", "--type", "trace"]);
+    assert!(again.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    assert_eq!(trace_marks(d, t1), (true, true));
+    w.d.kill9();
+    drop(again);
+    w.d.restart();
+    for ip in [t1, t2, t3] {
+        assert_eq!(trace_marks(&w.d, ip), (false, false), "{ip} after a restart");
+    }
 }
 
 #[test]
