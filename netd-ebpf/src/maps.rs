@@ -125,11 +125,27 @@ pub struct CandidateRing {
 pub static mut NETD_NAT_CANDIDATES: CandidateRing =
     CandidateRing { head: 0, tail: 0, keys: [Ipv4Tuple::new(0, 0, 0, 0, 0); CANDIDATE_RING_LEN as usize] };
 
-/// Drop events (always) and trace events (when `NETD_TRACE` is set at load time).
+/// Drop events (always), new flows (while `NatConfig::EVENTS` is set) and trace events (packets
+/// of endpoints marked `EndpointInfo::TRACE`; every packet when `NETD_TRACE` is set at load
+/// time).
 #[map]
 pub static NETD_EVENTS: RingBuf = RingBuf::pinned(256 * 1024, 0);
 
-/// Load-time switch: when non-zero every packet emits a trace event. Read-only data, so the
-/// verifier removes the tracing code entirely when it is off.
+/// Records that did not fit in `NETD_EVENTS` (index 0): a full ring loses events, and says how
+/// many, as `cilium monitor` says "lost events".
+#[map]
+pub static NETD_EVENTS_LOST: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+
+/// Counts one record lost to a full `NETD_EVENTS`.
+#[inline(always)]
+pub fn count_lost_event() {
+    if let Some(n) = NETD_EVENTS_LOST.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot; a program is not preempted by itself on one CPU.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Load-time switch: when non-zero every packet emits a trace event (tests). Read-only data,
+/// so the verifier removes that code when it is off.
 #[unsafe(no_mangle)]
 pub static NETD_TRACE: u8 = 0;

@@ -37,8 +37,8 @@ use netd_ebpf::{
 };
 
 use crate::maps::{
-    CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS,
-    NETD_UPLINKS,
+    count_lost_event, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG,
+    NETD_NETWORKS, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -339,10 +339,11 @@ pub fn snat_v4_egress(
 }
 
 /// Reports a new flow to `netd monitor` (a [`NatEvent`] in `NETD_EVENTS`), written in place in
-/// the ring: nothing on the stack. A full ring loses the report, never the flow.
+/// the ring: nothing on the stack. A full ring loses the report (counted), never the flow.
 #[inline(always)]
 fn report_new_flow(key: &Ipv4Tuple, verdict: Reason, ifindex: u32, nat_addr: u32, nat_port: u16) {
     let Some(mut slot) = NETD_EVENTS.reserve::<NatEvent>(0) else {
+        count_lost_event();
         return;
     };
     let e = slot.as_mut_ptr();

@@ -11,7 +11,9 @@ use netd_common::{
     Counter, EndpointReasonKey, Event, Ipv4Tuple, PacketClass, Reason, CLASS_SLOTS, EVENT_KIND_DROP, EVENT_KIND_TRACE,
 };
 
-use crate::maps::{NETD_ENDPOINT_COUNTERS, NETD_ENDPOINT_DROPS, NETD_EVENTS, NETD_TRACE, NETD_VERDICTS};
+use crate::maps::{
+    count_lost_event, NETD_ENDPOINT_COUNTERS, NETD_ENDPOINT_DROPS, NETD_EVENTS, NETD_TRACE, NETD_VERDICTS,
+};
 
 /// No sending endpoint (the frame came from a device that is not one).
 pub const NO_ENDPOINT: u32 = u32::MAX;
@@ -126,6 +128,8 @@ fn emit(ctx: &TcContext, kind: u8, v: &Verdict) {
         target: v.target,
         pad2: 0,
     };
-    // A full ring drops the event, never the verdict.
-    let _ = NETD_EVENTS.output::<Event>(&event, 0);
+    // A full ring drops the event (counted), never the verdict.
+    if NETD_EVENTS.output::<Event>(&event, 0).is_err() {
+        count_lost_event();
+    }
 }

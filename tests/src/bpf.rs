@@ -136,6 +136,14 @@ pub fn from_container_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outco
     test_run(dp, Some(&ctx), frame)
 }
 
+/// Runs `frame` `repeat` times in one test run through `netd_from_container` as if it arrived
+/// on `ifindex` (the events are read once, after the last run).
+pub fn from_container_repeated(dp: &mut Datapath, ifindex: u32, frame: &[u8], repeat: u32) -> Outcome {
+    let mut ctx = [0u8; SK_BUFF_SIZE];
+    ctx[SK_BUFF_IFINDEX_OFF..SK_BUFF_IFINDEX_OFF + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    run_program_repeated(dp, Datapath::from_container, Some(&ctx), frame, repeat)
+}
+
 /// Runs `frame` once through `netd_from_uplink` as if it arrived on `ifindex`.
 pub fn from_uplink_on(dp: &mut Datapath, ifindex: u32, frame: &[u8]) -> Outcome {
     let mut ctx = [0u8; SK_BUFF_SIZE];
@@ -158,6 +166,16 @@ fn run_program(
     ctx: Option<&[u8]>,
     frame: &[u8],
 ) -> Outcome {
+    run_program_repeated(dp, program, ctx, frame, 1)
+}
+
+fn run_program_repeated(
+    dp: &mut Datapath,
+    program: fn(&Datapath) -> &aya::programs::SchedClassifier,
+    ctx: Option<&[u8]>,
+    frame: &[u8],
+    repeat: u32,
+) -> Outcome {
     let mut output = vec![0u8; frame.len() + 256];
     let program = program(dp);
     let result = program
@@ -165,6 +183,7 @@ fn run_program(
             data_in: Some(frame),
             data_out: Some(&mut output),
             ctx_in: ctx,
+            repeat,
             ..TestRunOptions::default()
         })
         .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of a {}-byte frame: {e:?}", frame.len()));

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use netd::datapath::{Datapath, LoadOptions};
 use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 use netd_tests::{
-    bpf::{from_container_on, set_traced, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{from_container_on, from_container_repeated, set_traced, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
         arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP,
@@ -261,6 +261,26 @@ fn only_traced_endpoints_report_their_packets_and_a_drop_is_reported_once() {
     let out = send(&mut t, "a", &udp_to("a", "10.1.0.2", "10.1.0.3"));
     assert_eq!((out.verdict, kinds(&out)), (TC_ACT_REDIRECT, vec![]));
     assert_eq!(kinds(&send(&mut t, "b", &udp_to("b", "10.1.0.3", "10.1.0.2"))), vec![]);
+}
+
+#[test]
+fn every_drop_is_reported_or_counted_lost_when_the_event_ring_is_full() {
+    let mut t = topology_with(false);
+    let spoofed = ipv4_frame_from(own_mac("a"), "10.1.0.9", "10.1.0.3", own_mac("b"), PROTO_UDP);
+    let lost_before = t.dp.events_lost().expect("lost events");
+    // More drops than the 256 KiB ring holds (48 bytes each), with nobody reading meanwhile.
+    let runs = 6000;
+    let ifindex = t.ifindex["a"];
+    let Topology { dp, ns, .. } = &mut t;
+    let out = ns.run(|| from_container_repeated(dp, ifindex, &spoofed, runs));
+    assert_eq!(out.verdict, TC_ACT_SHOT, "the verdict holds with the ring full");
+    let lost = t.dp.events_lost().expect("lost events") - lost_before;
+    assert!(lost > 0 && out.events.len() < 6000, "{lost} lost, {} read", out.events.len());
+    assert_eq!(out.events.len() as u64 + lost, u64::from(runs), "each drop reported or counted");
+    // Read: room again, and nothing more lost.
+    let out = send(&mut t, "a", &spoofed);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(t.dp.events_lost().expect("lost events") - lost_before, lost);
 }
 
 #[test]

@@ -297,6 +297,48 @@ fn netd_monitor_shows_each_drop_with_its_endpoint_and_addresses() {
     assert_eq!(e["len"], 98);
 }
 
+/// Adds `n` to the datapath's count of events its full ring lost, as the programs do.
+fn add_lost_events(d: &TestDaemon, n: u64) {
+    use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
+    let data = MapData::from_pin(d.bpffs().join("maps/NETD_EVENTS_LOST")).expect("pinned lost-events counter");
+    let mut lost = PerCpuArray::<_, u64>::try_from(Map::PerCpuArray(data)).expect("per-CPU array");
+    let mut values: Vec<u64> = lost.get(&0, 0).expect("counter").iter().copied().collect();
+    values[0] += n;
+    lost.set(0, PerCpuValues::try_from(values).expect("one value per CPU"), 0).expect("set");
+}
+
+#[test]
+fn netd_monitor_says_how_many_events_the_datapath_lost() {
+    let d = TestDaemon::start(&[]);
+    sandbox(&d, "l1", &[]);
+    assert!(ping(&d, "l1", "172.17.0.1"));
+    d.netd(&["exec", "l1", "--", "ip", "addr", "add", "172.17.0.199/16", "dev", "eth0"]).ok();
+    let spoofed_ping = || {
+        let out = d.netd(&["exec", "l1", "--", "ping", "-c", "1", "-W", "1", "-I", "172.17.0.199", "172.17.0.1"]);
+        assert_ne!(out.code, 0);
+    };
+    // Losses before anyone monitors are old news.
+    add_lost_events(&d, 100);
+    let m = d.netd_streaming(&["monitor", "--type", "drop", "--json"]);
+    assert!(m.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    let next = || -> serde_json::Value { serde_json::from_str(&m.line(DEADLINE).expect("a line")).expect("JSON") };
+    spoofed_ping();
+    assert_eq!(next()["reason"], "drop-spoofed-ip", "the monitor reads the ring");
+    // The ring overflowed meanwhile (a test run fills it for real, see datapath_fastpath): the
+    // next read says how many were lost, to every subscriber.
+    add_lost_events(&d, 5);
+    spoofed_ping();
+    assert_eq!(next()["reason"], "drop-spoofed-ip");
+    assert_eq!(next(), serde_json::json!({ "lost": 5, "in_datapath": true }));
+    let text = d.netd_streaming(&["monitor", "--sandbox", "l1"]);
+    assert!(text.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
+    spoofed_ping();
+    add_lost_events(&d, 2);
+    spoofed_ping();
+    let lines: Vec<String> = (0..3).map(|_| text.line(DEADLINE).expect("a line")).collect();
+    assert!(lines[2].ends_with("… 2 events lost (the datapath's event ring was full)"), "{lines:?}");
+}
+
 #[test]
 fn a_daemon_restart_loses_nothing() {
     let d = restart_loses_nothing(&[]);

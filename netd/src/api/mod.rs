@@ -261,10 +261,10 @@ async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body>
         // An event is written as it is (a `MonitorLine::Event` serialises as its event).
         let mut bytes = loop {
             match sub.events.recv().await {
-                Ok(e) if sub.filter.matches(&e) => break serde_json::to_vec(&*e),
+                Ok(line) if sub.filter.passes(&line) => break serde_json::to_vec(&*line),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    break serde_json::to_vec(&MonitorLine::Lost { lost: n })
+                    break serde_json::to_vec(&MonitorLine::Lost { lost: n, in_datapath: false })
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

@@ -68,7 +68,12 @@ pub async fn exec(client: &Client, args: MonitorArgs) -> ExitCode {
 pub fn render(line: &MonitorLine) -> String {
     let e: &MonitorEvent = match line {
         MonitorLine::Event(e) => e,
-        MonitorLine::Lost { lost } => return format!("… {lost} events lost (this client read too slowly)"),
+        MonitorLine::Lost { lost, in_datapath: false } => {
+            return format!("… {lost} events lost (this client read too slowly)");
+        }
+        MonitorLine::Lost { lost, in_datapath: true } => {
+            return format!("… {lost} events lost (the datapath's event ring was full)");
+        }
     };
     // `2026-12-01T11:42:03.123456789Z` → `11:42:03.123`.
     let time = e.time.get(11..23).unwrap_or(&e.time);
@@ -155,7 +160,14 @@ mod tests {
             render(&MonitorLine::Event(Box::new(arp))),
             "11:42:03.123 drop-spoofed-ip        uplink0: arp, 98 bytes, vlan 5"
         );
-        assert_eq!(render(&MonitorLine::Lost { lost: 3 }), "… 3 events lost (this client read too slowly)");
+        assert_eq!(
+            render(&MonitorLine::Lost { lost: 3, in_datapath: false }),
+            "… 3 events lost (this client read too slowly)"
+        );
+        assert_eq!(
+            render(&MonitorLine::Lost { lost: 4, in_datapath: true }),
+            "… 4 events lost (the datapath's event ring was full)"
+        );
         let flow = MonitorEvent {
             kind: "nat".into(),
             reason: "nat-new".into(),
@@ -200,6 +212,12 @@ mod tests {
     fn lines_decode_as_events_or_losses() {
         let json = serde_json::to_string(&MonitorLine::Event(Box::new(event()))).unwrap();
         assert_eq!(serde_json::from_str::<MonitorLine>(&json).unwrap(), MonitorLine::Event(Box::new(event())));
-        assert_eq!(serde_json::from_str::<MonitorLine>(r#"{"lost":7}"#).unwrap(), MonitorLine::Lost { lost: 7 });
+        assert_eq!(
+            serde_json::from_str::<MonitorLine>(r#"{"lost":7}"#).unwrap(),
+            MonitorLine::Lost { lost: 7, in_datapath: false }
+        );
+        let ring = MonitorLine::Lost { lost: 8, in_datapath: true };
+        assert_eq!(serde_json::to_string(&ring).unwrap(), r#"{"lost":8,"in_datapath":true}"#);
+        assert_eq!(serde_json::from_str::<MonitorLine>(r#"{"lost":8,"in_datapath":true}"#).unwrap(), ring);
     }
 }

@@ -11,9 +11,10 @@
 //! The datapath writes an event for every drop into the `NETD_EVENTS` ring buffer, and one for
 //! every new flow while a `nat` subscriber is there (`NatConfig::EVENTS`), and one for every
 //! packet from or to an endpoint marked `EndpointInfo::TRACE` while a `trace` subscriber
-//! follows its sandbox (or every sandbox); a full ring loses events, never verdicts. The daemon
-//! reports the flows it removes itself. While anyone subscribes (API clients of `/netd/v1/monitor`), one reader task waits on the ring's fd,
-//! describes each event once and broadcasts it. Without subscribers the ring is not read; the
+//! follows its sandbox (or every sandbox); a full ring loses events, never verdicts, and counts
+//! them (`NETD_EVENTS_LOST`: subscribers are told). The daemon reports the flows it removes
+//! itself. While anyone subscribes (API clients of `/netd/v1/monitor`), one reader task waits
+//! on the ring's fd, describes each event once and broadcasts it. Without subscribers the ring is not read; the
 //! first subscriber's reader discards what waited in it, so subscribers see what happens from
 //! then on.
 
@@ -109,14 +110,18 @@ pub struct MonitorEndpoint {
     pub ip: Ipv4Addr,
 }
 
-/// A line of the monitor stream: an event, or how many the subscriber missed.
+/// A line of the monitor stream: an event, or how many were missed.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum MonitorLine {
     Event(Box<MonitorEvent>),
-    /// Events this subscriber missed because it read too slowly.
+    /// Events missed: by this subscriber, because it read too slowly; or (`in_datapath`) by
+    /// every subscriber, because the datapath's event ring was full (they may not all have
+    /// been about what this subscriber follows).
     Lost {
         lost: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        in_datapath: bool,
     },
 }
 
@@ -175,6 +180,15 @@ pub struct MonitorFilter {
 }
 
 impl MonitorFilter {
+    /// Whether `line` passes: an event the subscriber asked for, or events the datapath lost.
+    #[must_use]
+    pub fn passes(&self, line: &MonitorLine) -> bool {
+        match line {
+            MonitorLine::Event(e) => self.matches(e),
+            MonitorLine::Lost { .. } => true,
+        }
+    }
+
     /// Whether `e` passes.
     #[must_use]
     pub fn matches(&self, e: &MonitorEvent) -> bool {
@@ -199,7 +213,7 @@ impl MonitorFilter {
 /// traces.
 pub struct Subscription {
     pub filter: MonitorFilter,
-    pub events: broadcast::Receiver<Arc<MonitorEvent>>,
+    pub events: broadcast::Receiver<Arc<MonitorLine>>,
     _nat: Option<NatInterest>,
     _trace: Option<TraceInterest>,
 }
@@ -252,7 +266,7 @@ struct Gone {
 
 /// The subscribers' side: the daemon holds it, the reader sends into it.
 pub(super) struct Monitor {
-    tx: broadcast::Sender<Arc<MonitorEvent>>,
+    tx: broadcast::Sender<Arc<MonitorLine>>,
     /// Wakes the reader when the first subscriber comes.
     subscribed: Notify,
     /// Subscribers that want NAT events, and whether the datapath reports new flows (changed
@@ -433,9 +447,10 @@ impl Daemon {
             while self.monitor.tx.receiver_count() == 0 {
                 self.monitor.subscribed.notified().await;
             }
-            // What waited in the ring is old news.
+            // What waited in the ring is old news, and so is what it lost.
             while next_record(ring.get_mut()).is_some() {}
             while gone.try_recv().is_ok() {}
+            let mut lost_before = self.events_lost();
             // Someone listens: read events as they come, until the last subscriber has gone.
             while self.monitor.tx.receiver_count() > 0 {
                 let mut described = Vec::new();
@@ -483,10 +498,23 @@ impl Daemon {
                 }
                 for e in described {
                     // The last subscriber may have gone meanwhile.
-                    let _ = self.monitor.tx.send(Arc::new(e));
+                    let _ = self.monitor.tx.send(Arc::new(MonitorLine::Event(Box::new(e))));
+                }
+                // What did not fit in the ring was lost after what was read from it.
+                let lost = self.events_lost();
+                if lost > lost_before {
+                    let line = MonitorLine::Lost { lost: lost - lost_before, in_datapath: true };
+                    let _ = self.monitor.tx.send(Arc::new(line));
+                    lost_before = lost;
                 }
             }
         }
+    }
+
+    /// Records the datapath could not put in its full event ring, so far (0 when unreadable:
+    /// then no loss is reported).
+    fn events_lost(&self) -> u64 {
+        self.dp().events_lost().unwrap_or(0)
     }
 
     /// Tells the reader that an endpoint came or went (its interface table is out of date).

@@ -10,6 +10,7 @@ use super::{map_err, Datapath, DatapathError, Result};
 const VERDICTS: &str = "NETD_VERDICTS";
 const ENDPOINT_COUNTERS: &str = "NETD_ENDPOINT_COUNTERS";
 const ENDPOINT_DROPS: &str = "NETD_ENDPOINT_DROPS";
+const EVENTS_LOST: &str = "NETD_EVENTS_LOST";
 
 fn add(a: Counter, b: &Counter) -> Counter {
     Counter { packets: a.packets + b.packets, bytes: a.bytes + b.bytes }
@@ -23,6 +24,13 @@ pub struct EndpointTotals {
 }
 
 impl Datapath {
+    /// Records lost to a full event ring (`NETD_EVENTS`) since its counter was made.
+    pub fn events_lost(&self) -> Result<u64> {
+        let map = self.ebpf.map(EVENTS_LOST).ok_or(DatapathError::MissingMap { name: EVENTS_LOST })?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(map_err(EVENTS_LOST))?;
+        Ok(array.get(&0, 0).map_err(map_err(EVENTS_LOST))?.iter().sum())
+    }
+
     /// Every (reason, class) counter with traffic.
     fn verdicts(&self) -> Result<Vec<(u8, u8, Counter)>> {
         let map = self.ebpf.map(VERDICTS).ok_or(DatapathError::MissingMap { name: VERDICTS })?;
