@@ -184,6 +184,47 @@ fn user_networks_take_docker_subnets_in_order_and_get_their_bridge() {
 }
 
 #[test]
+fn network_ls_filters_as_docker_does() {
+    let d = TestDaemon::start(&[]);
+    for args in [
+        &["--label", "team=net", "--label", "tier=web", "fancy"][..],
+        &["--label", "team=db", "my_net"],
+        &["my_net2"],
+        &["second"],
+    ] {
+        let mut create = vec!["network", "create"];
+        create.extend(args);
+        d.netd(&create).ok();
+    }
+    let ls_names = |filters: &[&str]| -> Vec<String> {
+        let mut args = vec!["network", "ls"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let out = d.netd(&args);
+        assert_eq!(out.code, 0, "{filters:?}: {}", out.stderr);
+        out.stdout.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned()).collect()
+    };
+    // Labels must all match (Docker's MatchKVList); the values of other keys are alternatives.
+    assert_eq!(ls_names(&["label=team=net"]), ["fancy"]);
+    assert_eq!(ls_names(&["label=team"]), ["fancy", "my_net"]);
+    assert_eq!(ls_names(&["label=team=net", "label=tier=web"]), ["fancy"]);
+    assert_eq!(ls_names(&["label=team=net", "label=nosuch"]), Vec::<String>::new());
+    assert_eq!(ls_names(&["name=fancy", "name=second"]), ["fancy", "second"]);
+    assert_eq!(ls_names(&["scope=local", "driver=null"]), ["none"]);
+    // Dangling: the custom networks no container uses (what `prune` would remove).
+    d.netd(&["run", "-d", "--name", "user", "--network", "second", "--", "sleep", "300"]).ok();
+    assert_eq!(ls_names(&["dangling=true"]), ["fancy", "my_net", "my_net2"]);
+    assert_eq!(ls_names(&["dangling=false"]), ["bridge", "host", "none", "second"]);
+    assert_eq!(ls_names(&["dangling=1", "label=team"]), ["fancy", "my_net"]);
+    d.netd(&["network", "ls", "--filter", "dangling=maybe"]).fails_with(
+        r#"Error response from daemon: invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#,
+    );
+    d.netd(&["network", "ls", "--filter", "dangling=true", "--filter", "dangling=false"])
+        .fails_with(r#"got more than one value for filter key "dangling""#);
+}
+
+#[test]
 fn bad_input_gets_docker_errors_and_changes_nothing() {
     let d = TestDaemon::start(&[]);
     d.netd(&["network", "create", "--subnet", "172.22.16.0/24", "taken"]).ok();

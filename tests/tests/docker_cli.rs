@@ -75,6 +75,8 @@ fn docker_network_verbs_work_against_netd() {
         docker(&d, &["network", "inspect", "-f", "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}", "my_net2"])
             .ok();
     assert_eq!(members.trim(), "web=172.22.16.200/24");
+    let dangling = docker(&d, &["network", "ls", "--filter", "dangling=true", "--format", "{{.Name}}"]).ok();
+    assert_eq!(dangling.trim(), "my_net", "my_net2 has web, the predefined networks never dangle");
     let eth1 = d.netd(&["exec", "web", "--", "ip", "-o", "-4", "addr", "show", "eth1"]).ok();
     assert!(eth1.contains("172.22.16.200/24"));
     docker(&d, &["network", "rm", "my_net2"]).fails_with("has active endpoints");

@@ -41,6 +41,16 @@ impl Filters {
                 }
             }
         }
+        if let Some(dangling) = out.get("dangling") {
+            if dangling.len() > 1 {
+                return Err(r#"got more than one value for filter key "dangling""#.into());
+            }
+            if !dangling.iter().all(|v| ["0", "1", "false", "true"].contains(&v.as_str())) {
+                return Err(
+                    r#"invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#.into()
+                );
+            }
+        }
         Ok(Self(out))
     }
 
@@ -57,22 +67,25 @@ impl Filters {
             .collect()
     }
 
-    /// Whether `n` passes every filter (values of one key are alternatives).
+    /// Whether `n` passes every filter, as Docker's: the values of one key are alternatives,
+    /// except labels, which must all match; `dangling=true` keeps the custom networks no
+    /// container uses, `dangling=false` the others.
     pub fn matches(&self, n: &Network) -> bool {
         self.0.iter().all(|(key, values)| {
-            values.is_empty()
-                || values.iter().any(|v| match key.as_str() {
-                    "name" => n.name.contains(v.as_str()),
-                    "id" => n.id.starts_with(v.as_str()),
-                    "driver" => n.driver.name() == v,
-                    "scope" => v == "local",
-                    "type" => (v == "builtin") == n.predefined,
-                    "label" => match v.split_once('=') {
-                        Some((k, val)) => n.labels.get(k).is_some_and(|x| x == val),
-                        None => n.labels.contains_key(v.as_str()),
-                    },
-                    _ => false,
-                })
+            let one = |v: &String| match key.as_str() {
+                "name" => n.name.contains(v.as_str()),
+                "id" => n.id.contains(v.as_str()),
+                "driver" => n.driver.name() == v,
+                "scope" => v == "local",
+                "type" => (v == "builtin") == n.predefined,
+                "dangling" => (v == "true" || v == "1") == (!n.predefined && n.endpoints.is_empty()),
+                "label" => match v.split_once('=') {
+                    Some((k, val)) => n.labels.get(k).is_some_and(|x| x == val),
+                    None => n.labels.contains_key(v.as_str()),
+                },
+                _ => false,
+            };
+            values.is_empty() || if key == "label" { values.iter().all(one) } else { values.iter().any(one) }
         })
     }
 }

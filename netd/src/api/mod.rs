@@ -299,12 +299,13 @@ fn version_info() -> serde_json::Value {
 }
 
 async fn list_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
-    let filters =
-        match Filters::parse(q.get("filters").map(String::as_str), &["name", "id", "driver", "type", "label", "scope"])
-        {
-            Ok(f) => f,
-            Err(m) => return error_response(400, m),
-        };
+    let filters = match Filters::parse(
+        q.get("filters").map(String::as_str),
+        &["name", "id", "driver", "type", "label", "scope", "dangling"],
+    ) {
+        Ok(f) => f,
+        Err(m) => return error_response(400, m),
+    };
     let state = daemon.snapshot().await;
     let mut list: Vec<NetworkResource> = state
         .networks
