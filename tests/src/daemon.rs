@@ -218,29 +218,18 @@ impl TestDaemon {
     /// lines arrive on [`Streaming::line`]; it is killed (by pid) when dropped.
     #[must_use]
     pub fn netd_streaming(&self, args: &[&str]) -> Streaming {
-        let mut child = Command::new(netd_binary())
-            .args(["-H", &self.socket])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning netd");
-        let (tx, lines) = std::sync::mpsc::channel();
-        for out in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Streaming { child, lines }
+        let mut netd = Command::new(netd_binary());
+        netd.args(["-H", &self.socket]).args(args);
+        streaming(netd)
+    }
+
+    /// Starts the stock docker CLI against this daemon, as [`Self::netd_streaming`] (`None`
+    /// when docker is not installed).
+    #[must_use]
+    pub fn docker_streaming(&self, args: &[&str]) -> Option<Streaming> {
+        let mut docker = Command::new(docker_binary()?);
+        docker.args(args).env("DOCKER_HOST", &self.socket).env("DOCKER_CONFIG", self.dir.join("docker-config"));
+        Some(streaming(docker))
     }
 
     /// Runs the stock docker CLI against this daemon (`None` when docker is not installed).
@@ -412,4 +401,29 @@ impl Drop for TestDaemon {
         let _ = std::fs::remove_dir_all(&self.bpffs);
         // `host` drops next: its bridges and veths (and the sandboxes' peers) go with it.
     }
+}
+
+/// Runs `command` with its output lines (stdout and stderr) on a channel.
+fn streaming(mut command: Command) -> Streaming {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the command");
+    let (tx, lines) = std::sync::mpsc::channel();
+    for out in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Streaming { child, lines }
 }

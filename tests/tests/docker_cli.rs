@@ -153,3 +153,56 @@ fn docker_cli_shows_netds_errors() {
         .fails_with("no matching subnet for gateway 10.2.0.1");
     assert_eq!(docker(&d, &["network", "ls", "-q"]).ok().lines().count(), 4, "bridge, host, none, n1");
 }
+
+#[test]
+fn docker_events_shows_netds_network_events() {
+    let d = TestDaemon::start(&[]);
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    // `--since` replays from then on and the stream goes on: nothing is missed before the CLI
+    // has connected.
+    let since = (now() - 1).to_string();
+    let live = d
+        .docker_streaming(&[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .expect("the docker CLI is installed by `cargo xtask setup`");
+    d.netd(&["network", "create", "n1"]).ok();
+    d.netd(&["run", "-d", "--name", "s1", "--network", "n1", "--", "sleep", "60"]).ok();
+    d.netd(&["network", "disconnect", "n1", "s1"]).ok();
+    d.netd(&["network", "rm", "n1"]).ok();
+    let deadline = std::time::Duration::from_secs(10);
+    let lines: Vec<String> = (0..4).map(|_| live.line(deadline).expect("an event")).collect();
+    assert_eq!(lines, ["create n1", "connect n1", "disconnect n1", "destroy n1"]);
+
+    // Replayed up to `--until`, then the stream ends; as JSON, with the container connected.
+    let until = (now() + 1).to_string();
+    let out = docker(
+        &d,
+        &["events", "--since", &since, "--until", &until, "--filter", "event=connect", "--format", "{{json .}}"],
+    )
+    .ok();
+    let e: Value = serde_json::from_str(out.trim()).expect("one JSON event");
+    let sandbox = d.netd(&["ps", "-q", "--no-trunc"]).ok();
+    assert_eq!(e["Type"], "network");
+    assert_eq!(e["Action"], "connect");
+    assert_eq!(e["Actor"]["Attributes"]["name"], "n1");
+    assert_eq!(e["Actor"]["Attributes"]["type"], "bridge");
+    assert_eq!(e["Actor"]["Attributes"]["container"].as_str(), Some(sandbox.trim()));
+    assert_eq!(e["scope"], "local");
+    // By network, and nothing for filters about other kinds of objects.
+    let by_network = docker(
+        &d,
+        &["events", "--since", &since, "--until", &until, "--filter", "network=n1", "--format", "{{.Action}}"],
+    )
+    .ok();
+    assert_eq!(by_network.lines().count(), 4, "{by_network}");
+    let containers = docker(&d, &["events", "--since", &since, "--until", &until, "--filter", "container=s1"]).ok();
+    assert_eq!(containers, "");
+    docker(&d, &["events", "--filter", "bogus=1"]).fails_with("invalid filter 'bogus'");
+}

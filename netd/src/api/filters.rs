@@ -12,7 +12,31 @@ use crate::model::Network;
 pub struct Filters(BTreeMap<String, Vec<String>>);
 
 impl Filters {
+    /// Network filters: the keys in `allowed`, with Docker's checks of `type` and `dangling`.
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, String> {
+        let Self(out) = Self::parse_keys(raw, allowed)?;
+        if let Some(types) = out.get("type") {
+            for t in types {
+                if t != "custom" && t != "builtin" {
+                    return Err(format!("invalid filter: 'type'='{t}'"));
+                }
+            }
+        }
+        if let Some(dangling) = out.get("dangling") {
+            if dangling.len() > 1 {
+                return Err(r#"got more than one value for filter key "dangling""#.into());
+            }
+            if !dangling.iter().all(|v| ["0", "1", "false", "true"].contains(&v.as_str())) {
+                return Err(
+                    r#"invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#.into()
+                );
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// Any filters with keys in `allowed`; their values unchecked.
+    pub fn parse_keys(raw: Option<&str>, allowed: &[&str]) -> Result<Self, String> {
         let Some(raw) = raw.filter(|r| !r.is_empty()) else {
             return Ok(Self::default());
         };
@@ -34,24 +58,13 @@ impl Filters {
             };
             out.insert(key, list);
         }
-        if let Some(types) = out.get("type") {
-            for t in types {
-                if t != "custom" && t != "builtin" {
-                    return Err(format!("invalid filter: 'type'='{t}'"));
-                }
-            }
-        }
-        if let Some(dangling) = out.get("dangling") {
-            if dangling.len() > 1 {
-                return Err(r#"got more than one value for filter key "dangling""#.into());
-            }
-            if !dangling.iter().all(|v| ["0", "1", "false", "true"].contains(&v.as_str())) {
-                return Err(
-                    r#"invalid value for filter 'dangling', must be "true" (or "1"), or "false" (or "0")"#.into()
-                );
-            }
-        }
         Ok(Self(out))
+    }
+
+    /// Whether `key`'s values (alternatives) let something pass, by `matches`; without values,
+    /// everything passes.
+    pub fn any(&self, key: &str, matches: impl Fn(&str) -> bool) -> bool {
+        self.0.get(key).is_none_or(|values| values.is_empty() || values.iter().any(|v| matches(v)))
     }
 
     /// Label filters as (key, optional value).

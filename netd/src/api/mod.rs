@@ -18,6 +18,7 @@ use tokio::net::UnixStream;
 
 use crate::{
     daemon::{
+        events::{parse_timestamp, DockerEvent},
         monitor::{MonitorLine, MonitorType},
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
@@ -194,6 +195,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
         (&Method::GET, ["metrics"]) => metrics(daemon).await,
+        (&Method::GET, ["events"]) => events(daemon, &query(&req)),
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
         (&Method::POST, ["networks", "create"]) => create_network(daemon, req).await,
         (&Method::POST, ["networks", "prune"]) => prune_networks(daemon, &query(&req)).await,
@@ -274,6 +276,87 @@ async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body>
         Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), sub))
     });
     respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/x-ndjson")
+}
+
+/// The filter keys Docker's `GET /events` knows. netd's events are all about networks: a key
+/// about anything else, given, lets none of them through (as Docker's filter would).
+const EVENT_FILTERS: [&str; 14] = [
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+];
+
+/// `GET /events[?since=…][&until=…][&filters=…]`: Docker's event stream, one JSON object per
+/// line: the logged events since `since`, then the live ones until `until` (or the client
+/// leaves).
+fn events(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let filters = match Filters::parse_keys(q.get("filters").map(String::as_str), &EVENT_FILTERS) {
+        Ok(f) => f,
+        Err(e) => return error_response(400, e),
+    };
+    let time = |key: &str| q.get(key).filter(|s| !s.is_empty()).map(|s| parse_timestamp(s)).transpose();
+    let (since, until) = match (time("since"), time("until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => return error_response(400, e),
+    };
+    let passes = move |e: &DockerEvent| {
+        filters.any("type", |t| t == e.kind)
+            && filters.any("event", |a| a == e.action)
+            && filters.any("scope", |s| s == e.scope)
+            && filters.any("network", |n| {
+                e.actor.id.starts_with(n) || e.actor.attributes.get("name").is_some_and(|name| name == n)
+            })
+            && EVENT_FILTERS
+                .iter()
+                .filter(|k| !["type", "event", "scope", "network"].contains(k))
+                .all(|k| filters.any(k, |_| false))
+    };
+    let sub = daemon.subscribe_events(since);
+    let until_ok = move |e: &DockerEvent| until.is_none_or(|u| e.time_nano <= u);
+    let past: std::collections::VecDeque<_> = sub.past.into_iter().filter(|e| passes(e) && until_ok(e)).collect();
+    // The stream ends at `until`: at once when it is past.
+    let deadline = until.map(|u| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let left = u128::try_from(u).unwrap_or(0).saturating_sub(now.as_nanos());
+        tokio::time::Instant::now() + std::time::Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+    });
+    let passes = Arc::new(passes);
+    let lines = futures::stream::unfold((past, sub.live), move |(mut past, mut live)| {
+        let passes = passes.clone();
+        async move {
+            let event = if let Some(e) = past.pop_front() {
+                e
+            } else {
+                loop {
+                    let next = live.recv();
+                    let got = match deadline {
+                        Some(d) => tokio::time::timeout_at(d, next).await.ok()?,
+                        None => next.await,
+                    };
+                    match got {
+                        Ok(e) if passes(&e) => break e,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            };
+            let mut bytes = serde_json::to_vec(&*event).expect("events serialise");
+            bytes.push(b'\n');
+            Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), (past, live)))
+        }
+    });
+    respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/json")
 }
 
 fn version_info() -> serde_json::Value {

@@ -7,6 +7,7 @@
 mod config;
 mod datapath;
 pub mod error;
+pub mod events;
 mod kernel;
 pub mod metrics;
 pub mod monitor;
@@ -49,6 +50,8 @@ pub struct Daemon {
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
     monitor: monitor::Monitor,
+    /// Docker's `GET /events`: the log of network events and their subscribers.
+    docker_events: events::Events,
 }
 
 impl Daemon {
@@ -89,6 +92,7 @@ impl Daemon {
             nat_refused: std::sync::Mutex::new(None),
             events: std::sync::Mutex::new(events),
             monitor: monitor::Monitor::default(),
+            docker_events: events::Events::default(),
         });
         let state = if let Some(s) = loaded {
             s

@@ -141,6 +141,7 @@ impl Daemon {
         }
         state.networks.get_mut(&id).expect("just inserted").lifecycle = Lifecycle::Ready;
         self.persist(&state)?;
+        self.network_event("create", &state.networks[&id], None);
         Ok(id)
     }
 
@@ -285,6 +286,7 @@ impl Daemon {
         }
         state.networks.remove(&n.id);
         self.persist(&state)?;
+        self.network_event("destroy", &n, None);
         Ok(())
     }
 

@@ -183,6 +183,7 @@ impl Daemon {
             endpoint.lifecycle = Lifecycle::Ready;
             state.networks.get_mut(network_id).expect("exists").endpoints.insert(sandbox_id.to_owned(), endpoint);
             self.persist(state)?;
+            self.network_event("connect", &network, Some(sandbox_id));
             return Ok(());
         }
 
@@ -224,6 +225,7 @@ impl Daemon {
         let n = state.networks.get_mut(network_id).expect("exists");
         n.endpoints.get_mut(sandbox_id).expect("inserted").lifecycle = Lifecycle::Ready;
         self.persist(state)?;
+        self.network_event("connect", &network, Some(sandbox_id));
         Ok(())
     }
 
@@ -272,6 +274,7 @@ impl Daemon {
         }
         n.endpoints.remove(sandbox_id);
         self.persist(state)?;
+        self.network_event("disconnect", &state.networks[network_id], Some(sandbox_id));
         Ok(())
     }
 

@@ -1,0 +1,133 @@
+//! Docker's `GET /events`, for what netd does: networks created and destroyed, sandboxes
+//! connected to and disconnected from them, in Docker's format, so that `docker events
+//! --filter type=network` (and tools that watch the stream) see netd's networks as Docker's.
+//!
+//! The last [`LOG_LEN`] events are kept for `since` (as dockerd keeps its last 1024); an event
+//! is logged and sent under one lock, so a subscriber that replays the log and then listens
+//! misses none and sees none twice.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tokio::sync::broadcast;
+
+use super::Daemon;
+use crate::model::Network;
+
+/// Events kept for `since`.
+pub const LOG_LEN: usize = 1024;
+/// Events a subscriber may fall behind by before the stream ends (Docker's ends too).
+const BACKLOG: usize = 1024;
+
+/// One event, as Docker's API writes it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DockerEvent {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: Actor,
+    pub scope: String,
+    /// Seconds since the epoch, and nanoseconds.
+    pub time: i64,
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+}
+
+/// What the event is about: the network (id), its name and driver, and the container (the
+/// sandbox's id) of a connect or disconnect.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Actor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Attributes")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The events' log and their subscribers.
+pub(super) struct Events {
+    tx: broadcast::Sender<Arc<DockerEvent>>,
+    log: Mutex<VecDeque<Arc<DockerEvent>>>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(BACKLOG).0, log: Mutex::new(VecDeque::with_capacity(LOG_LEN)) }
+    }
+}
+
+/// A subscription: the logged events since the time asked (oldest first), then the live ones.
+pub struct EventSubscription {
+    pub past: Vec<Arc<DockerEvent>>,
+    pub live: broadcast::Receiver<Arc<DockerEvent>>,
+}
+
+impl Daemon {
+    /// Records and sends a network event: `action` is "create", "destroy", "connect" or
+    /// "disconnect"; `container` the sandbox's id for the last two.
+    pub(super) fn network_event(&self, action: &str, n: &Network, container: Option<&str>) {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let time_nano = i64::try_from(nanos).unwrap_or(i64::MAX);
+        let mut attributes =
+            BTreeMap::from([("name".to_owned(), n.name.clone()), ("type".to_owned(), n.driver.name().to_owned())]);
+        if let Some(c) = container {
+            attributes.insert("container".to_owned(), c.to_owned());
+        }
+        let event = Arc::new(DockerEvent {
+            kind: "network".into(),
+            action: action.into(),
+            actor: Actor { id: n.id.clone(), attributes },
+            scope: "local".into(),
+            time: time_nano / 1_000_000_000,
+            time_nano,
+        });
+        let mut log = self.docker_events.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.len() == LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(event.clone());
+        // Nobody listening is fine.
+        let _ = self.docker_events.tx.send(event);
+    }
+
+    /// The events from `since_nanos` on (none of the past without it), then the live ones.
+    pub fn subscribe_events(&self, since_nanos: Option<i64>) -> EventSubscription {
+        let log = self.docker_events.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = self.docker_events.tx.subscribe();
+        let past =
+            since_nanos.map_or_else(Vec::new, |since| log.iter().filter(|e| e.time_nano >= since).cloned().collect());
+        EventSubscription { past, live }
+    }
+}
+
+/// A Docker timestamp as the CLI sends it (`1700000000`, `1700000000.123456789`), in
+/// nanoseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid timestamp {s:?}: expected seconds since the epoch (with an optional fraction)");
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().map_err(|_| bad())?;
+    if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+    secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(nanos)).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timestamp;
+
+    #[test]
+    fn timestamps_parse_as_the_docker_cli_sends_them() {
+        assert_eq!(parse_timestamp("1700000000"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(parse_timestamp("1700000000.5"), Ok(1_700_000_000_500_000_000));
+        assert_eq!(parse_timestamp("1700000000.000000001"), Ok(1_700_000_000_000_000_001));
+        assert!(parse_timestamp("10m").is_err());
+        assert!(parse_timestamp("1.0000000001").is_err());
+        assert!(parse_timestamp("").is_err());
+    }
+}
