@@ -238,3 +238,29 @@ fn connect_and_disconnect_add_and_remove_interfaces() {
     d.netd(&["network", "disconnect", "back", "db"]).ok();
     d.netd(&["network", "rm", "back"]).ok();
 }
+
+#[test]
+fn a_networks_container_interface_prefix_names_its_interfaces() {
+    let d = TestDaemon::start(&[]);
+    let prefix = "com.docker.network.container_iface_prefix";
+    d.netd(&["network", "create", "-o", &format!("{prefix}=ctr"), "--subnet", "10.42.0.0/24", "pre"]).ok();
+    d.netd(&["network", "create", "-o", &format!("{prefix}=ctr"), "--subnet", "10.43.0.0/24", "pre2"]).ok();
+    d.netd(&["run", "-d", "--name", "p1", "--network", "pre", "--", "sleep", "60"]).ok();
+    let link = ip_in(&d, "p1", &["-4", "addr", "show", "ctr0"]);
+    assert!(link.contains("10.42.0.2/24"), "{link}");
+    assert!(ip_in(&d, "p1", &["route"]).contains("default via 10.42.0.1 dev ctr0"));
+    // Numbered per prefix, as Docker's: the default prefix starts at eth0 beside ctr0.
+    d.netd(&["network", "connect", "bridge", "p1"]).ok();
+    d.netd(&["network", "connect", "pre2", "p1"]).ok();
+    let links = ip_in(&d, "p1", &["-o", "link"]);
+    for name in ["ctr0", "eth0", "ctr1"] {
+        assert!(links.lines().any(|l| l.contains(&format!(" {name}@"))), "{name}: {links}");
+    }
+    assert!(ip_in(&d, "p1", &["-4", "addr", "show", "ctr1"]).contains("10.43.0.2/24"));
+    d.netd(&["exec", "p1", "--", "ping", "-c", "1", "-W", "2", "10.43.0.1"]).ok();
+    // A prefix that leaves no room for a number is refused, and nothing is created.
+    let before = d.netd(&["network", "ls", "-q"]).ok();
+    d.netd(&["network", "create", "-o", &format!("{prefix}=abcdefghijklm"), "long"])
+        .fails_with("invalid com.docker.network.container_iface_prefix value \"abcdefghijklm\"");
+    assert_eq!(d.netd(&["network", "ls", "-q"]).ok(), before);
+}

@@ -5,7 +5,10 @@
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use crate::{
-    model::{ids, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox, SandboxMode, State},
+    model::{
+        ids, options::container_iface_prefix, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox,
+        SandboxMode, State,
+    },
     netns, process,
 };
 
@@ -193,7 +196,7 @@ impl Daemon {
             crate::ipam::IpamError::InUse => Error::Forbidden(e.to_string()),
             _ => Error::InvalidParameter(e.to_string()),
         })?;
-        let ifname = next_ifname(state, sandbox_id);
+        let ifname = next_ifname(state, sandbox_id, container_iface_prefix(&network.options));
         let link = EndpointLink {
             ip: addr,
             prefix: ipam.subnet.prefix(),
@@ -360,12 +363,12 @@ fn new_host_veth_name(state: &State) -> String {
     }
 }
 
-fn next_ifname(state: &State, sandbox_id: &str) -> String {
+fn next_ifname(state: &State, sandbox_id: &str, prefix: &str) -> String {
     let used: Vec<String> = state
         .networks_of(sandbox_id)
         .iter()
         .filter_map(|n| n.endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()).map(|l| l.ifname.clone()))
         .collect();
     // One more candidate than there are interfaces: one of them is free.
-    (0..=used.len()).map(|i| format!("eth{i}")).find(|n| !used.contains(n)).expect("pigeonhole")
+    (0..=used.len()).map(|i| format!("{prefix}{i}")).find(|n| !used.contains(n)).expect("pigeonhole")
 }

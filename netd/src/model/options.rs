@@ -13,16 +13,18 @@ pub enum OptionKey {
     EnableIpMasquerade,
     HostBindingIpv4,
     Mtu,
+    ContainerIfacePrefix,
 }
 
 impl OptionKey {
-    pub const ALL: [OptionKey; 6] = [
+    pub const ALL: [OptionKey; 7] = [
         OptionKey::DefaultBridge,
         OptionKey::EnableIcc,
         OptionKey::EnableIpMasquerade,
         OptionKey::HostBindingIpv4,
         OptionKey::BridgeName,
         OptionKey::Mtu,
+        OptionKey::ContainerIfacePrefix,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +35,7 @@ impl OptionKey {
             OptionKey::EnableIpMasquerade => "com.docker.network.bridge.enable_ip_masquerade",
             OptionKey::HostBindingIpv4 => "com.docker.network.bridge.host_binding_ipv4",
             OptionKey::Mtu => "com.docker.network.driver.mtu",
+            OptionKey::ContainerIfacePrefix => "com.docker.network.container_iface_prefix",
         }
     }
 }
@@ -90,10 +93,34 @@ impl BridgeOptions {
                         .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
                 }
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
+                // Applied when an endpoint is made (see `container_iface_prefix`).
+                OptionKey::ContainerIfacePrefix => validate_iface_prefix(value)?,
             }
         }
         Ok(o)
     }
+}
+
+/// The prefix of the interfaces a network's endpoints get inside their sandboxes:
+/// `com.docker.network.container_iface_prefix` (as Docker's, e.g. `ctr` gives `ctr0`), else
+/// `eth`.
+pub fn container_iface_prefix(options: &BTreeMap<String, String>) -> &str {
+    options.get(OptionKey::ContainerIfacePrefix.as_str()).map_or("eth", String::as_str)
+}
+
+/// A prefix that leaves room for an interface's number (up to three digits) in Linux's 15.
+fn validate_iface_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty()
+        || prefix.len() > 12
+        || prefix.contains(['/', ':', '%'])
+        || prefix.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "invalid {} value {prefix:?}: 1 to 12 characters without '/', ':', '%' or spaces",
+            OptionKey::ContainerIfacePrefix.as_str()
+        ));
+    }
+    Ok(())
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
@@ -130,6 +157,19 @@ mod tests {
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn container_interface_prefixes_leave_room_for_a_number() {
+        let ok = opts(&[("com.docker.network.container_iface_prefix", "ctr")]);
+        assert!(BridgeOptions::parse(&ok, "br-x".into(), 1500).is_ok());
+        assert_eq!(container_iface_prefix(&ok), "ctr");
+        assert_eq!(container_iface_prefix(&opts(&[])), "eth");
+        for bad in ["", "abcdefghijklm", "a/b", "a b", "a%d"] {
+            let o = opts(&[("com.docker.network.container_iface_prefix", bad)]);
+            let e = BridgeOptions::parse(&o, "br-x".into(), 1500).unwrap_err();
+            assert!(e.contains("invalid com.docker.network.container_iface_prefix value"), "{bad:?}: {e}");
+        }
     }
 
     #[test]
