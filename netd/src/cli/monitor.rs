@@ -12,7 +12,8 @@ use super::fail;
 
 #[derive(clap::Args)]
 pub struct MonitorArgs {
-    /// Only events about this sandbox: arriving on its interfaces, or from or to its addresses.
+    /// Only events about this sandbox: arriving on or going to its interfaces, or from or to its
+    /// addresses.
     #[arg(long)]
     sandbox: Option<String>,
     /// Only these kinds of events: `drop` (dropped packets), `nat` (masquerade's flows created
