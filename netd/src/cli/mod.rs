@@ -44,7 +44,7 @@ enum Command {
     /// Masquerade's translations.
     #[command(subcommand)]
     Nat(nat::NatCommand),
-    /// Show the datapath's drops and masquerade's flows (with `--type trace`, every packet) as they happen.
+    /// Show the datapath's drops, NAT flows and (`--type trace`) every packet as they happen.
     Monitor(monitor::MonitorArgs),
     /// Show client and daemon versions.
     Version,
