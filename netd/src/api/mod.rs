@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 
 use crate::{
     daemon::{
-        events::{parse_timestamp, DockerEvent},
+        events::{parse_timestamp, unix_now_nanos, DockerEvent},
         monitor::{MonitorLine, MonitorType},
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
@@ -246,8 +246,8 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// `GET /netd/v1/monitor[?sandbox=…][&type=drop,nat,trace]`: the datapath's events from now on, one JSON
-/// [`MonitorLine`] per line, until the client goes away.
+/// `GET /netd/v1/monitor[?sandbox=…][&type=drop,nat,trace]`: the datapath's events from now
+/// on, one JSON [`MonitorLine`] per line, until the client goes away.
 async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
     let types: Result<Vec<MonitorType>, String> =
         q.get("type").map_or(Ok(Vec::new()), |t| t.split(',').map(str::parse).collect());
@@ -327,9 +327,8 @@ fn events(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
     let past: std::collections::VecDeque<_> = sub.past.into_iter().filter(|e| passes(e) && until_ok(e)).collect();
     // The stream ends at `until`: at once when it is past.
     let deadline = until.map(|u| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let left = u128::try_from(u).unwrap_or(0).saturating_sub(now.as_nanos());
-        tokio::time::Instant::now() + std::time::Duration::from_nanos(u64::try_from(left).unwrap_or(u64::MAX))
+        let left = u64::try_from(u.saturating_sub(unix_now_nanos())).unwrap_or(0);
+        tokio::time::Instant::now() + std::time::Duration::from_nanos(left)
     });
     let passes = Arc::new(passes);
     let lines = futures::stream::unfold((past, sub.live), move |(mut past, mut live)| {

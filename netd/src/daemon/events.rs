@@ -70,8 +70,7 @@ impl Daemon {
     /// Records and sends a network event: `action` is "create", "destroy", "connect" or
     /// "disconnect"; `container` the sandbox's id for the last two.
     pub(super) fn network_event(&self, action: &str, n: &Network, container: Option<&str>) {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let time_nano = i64::try_from(nanos).unwrap_or(i64::MAX);
+        let time_nano = unix_now_nanos();
         let mut attributes =
             BTreeMap::from([("name".to_owned(), n.name.clone()), ("type".to_owned(), n.driver.name().to_owned())]);
         if let Some(c) = container {
@@ -102,6 +101,13 @@ impl Daemon {
             since_nanos.map_or_else(Vec::new, |since| log.iter().filter(|e| e.time_nano >= since).cloned().collect());
         EventSubscription { past, live }
     }
+}
+
+/// Now, in nanoseconds since the epoch (the clock of events' `timeNano`).
+#[must_use]
+pub fn unix_now_nanos() -> i64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
 /// A Docker timestamp as the CLI sends it (`1700000000`, `1700000000.123456789`), in
