@@ -189,15 +189,18 @@ pub struct Datapath {
     owned: attach::Owned,
 }
 
-/// Attempts per program load: the kernel stops verifying with `EAGAIN` when a signal arrives
-/// meanwhile (e.g. a child's exit, where `SIGCHLD` is handled); libbpf retries the same way.
+/// Attempts per program load: the kernel stops verifying with `EAGAIN` when a signal is
+/// pending for the loading thread (e.g. a child's exit, where `SIGCHLD` is handled); libbpf
+/// retries the same way.
 const PROG_LOAD_ATTEMPTS: u32 = 5;
 
-/// Loads `program`, again when a signal interrupted the verifier.
+/// Loads `program`, with signals blocked in this thread (a process-wide signal goes to another
+/// thread or waits, instead of interrupting the verifier), and again when one still did
+/// (`SIGKILL` cannot be blocked).
 fn load_program(program: &mut SchedClassifier) -> std::result::Result<(), ProgramError> {
     let mut attempt = 1;
     loop {
-        match program.load() {
+        match with_signals_blocked(|| program.load()) {
             Err(ProgramError::LoadError { io_error, .. })
                 if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < PROG_LOAD_ATTEMPTS =>
             {
@@ -205,6 +208,25 @@ fn load_program(program: &mut SchedClassifier) -> std::result::Result<(), Progra
             }
             result => return result,
         }
+    }
+}
+
+/// Runs `f` with every blockable signal blocked in the calling thread, then restores its mask.
+/// Under many tests or sandboxes exiting at once, five loads in a row were interrupted.
+#[expect(unsafe_code, reason = "pthread_sigmask(3) has no safe std wrapper")]
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain C structs filled by sigfillset and pthread_sigmask; the old mask is restored
+    // before returning, and no signal handler state is touched.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&raw mut all);
+        let blocked = libc::pthread_sigmask(libc::SIG_BLOCK, &raw const all, &raw mut old) == 0;
+        let result = f();
+        if blocked {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+        }
+        result
     }
 }
 
