@@ -49,6 +49,9 @@ impl EndpointInfo {
     /// it sends, and every packet delivered to it, not only drops. Set and cleared by the
     /// daemon while a subscriber asks; never persisted.
     pub const TRACE: u32 = 1 << 16;
+    /// The endpoint has published ports (`netd run -p`): what it sends beyond its subnet may
+    /// answer a flow opened from outside, also on a network that does not masquerade.
+    pub const PUBLISHED: u32 = 1 << 17;
 
     /// The MAC as two values, its first four bytes and its last two, as they lie in memory:
     /// equal to a packet's MAC field read the same way. Two aligned loads, where comparing

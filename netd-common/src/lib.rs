@@ -17,7 +17,10 @@ pub use endpoint::{
     ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS,
 };
 pub use event::{Event, NatEvent, EVENT_KIND_DROP, EVENT_KIND_NAT_NEW, EVENT_KIND_TRACE};
-pub use nat::{NatConfig, NatEntry, NatFlags, UplinkInfo, MAX_UPLINKS, NAT_DEFAULT_FLOWS};
+pub use nat::{
+    NatConfig, NatEntry, NatFlags, PublishedKey, PublishedPort, UplinkInfo, MAX_PUBLISHED, MAX_UPLINKS,
+    NAT_DEFAULT_FLOWS,
+};
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
 pub use reason::Reason;
 pub use stats::Counter;

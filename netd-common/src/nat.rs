@@ -40,6 +40,19 @@ impl NatFlags {
     /// straight into the peer (`bpf_redirect_peer`), as a container's is (see
     /// [`UplinkInfo::PEER`]).
     pub const PEER: u8 = 1 << 6;
+    /// The flow was opened from outside, to a published port (both entries have it): the
+    /// ingress entry saw the first packet, and the flow is answered once the egress entry saw
+    /// one (the container's), where a masqueraded flow is answered by its first reply.
+    pub const INBOUND: u8 = 1 << 7;
+}
+
+/// Whether a flow is answered: a packet went the other way than the one that opened it (the
+/// ingress way for a masqueraded flow, the egress way for one to a published port).
+#[must_use]
+#[inline]
+pub const fn replied(egress: &NatEntry, ingress: &NatEntry) -> bool {
+    let answer = if (egress.flags | ingress.flags) & NatFlags::INBOUND != 0 { egress.flags } else { ingress.flags };
+    answer & NatFlags::SEEN != 0
 }
 
 /// A value of `NETD_NAT`: one direction of a translated flow.
@@ -109,6 +122,9 @@ impl UplinkInfo {
     /// Some endpoint is traced (`EndpointInfo::TRACE`): a reply translated for a container
     /// is reported when the container is traced. Without it, replies take no endpoint lookup.
     pub const TRACE: u32 = 1 << 1;
+    /// Some port is published (`NETD_PUBLISHED` has entries): a packet of no flow may open one.
+    /// Without it, the host's own traffic takes no lookup there.
+    pub const PUBLISHED: u32 = 1 << 2;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);
@@ -133,9 +149,54 @@ impl NatConfig {
 
 const _: () = assert!(size_of::<NatConfig>() == 8);
 
+/// A published port (`netd run -p`): key of `NETD_PUBLISHED`. What arrives on an uplink for
+/// `addr:port` (`addr` zero: any uplink address) opens a flow to the container.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublishedKey {
+    /// The host address it is published on, wire order; zero for all of them.
+    pub addr: u32,
+    /// The host port, wire order.
+    pub port: u16,
+    /// 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    pub pad: u8,
+}
+
+const _: () = assert!(size_of::<PublishedKey>() == 8);
+
+/// Where a published port leads: value of `NETD_PUBLISHED`.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// The container's address, wire order.
+    pub addr: u32,
+    /// The container's port, wire order.
+    pub port: u16,
+    pub pad: u16,
+    /// The endpoint's host-side veth (delivered into its peer).
+    pub ifindex: u32,
+    /// The container's MAC.
+    pub mac: [u8; 6],
+    pub pad2: [u8; 2],
+}
+
+const _: () = assert!(size_of::<PublishedPort>() == 20);
+
+/// Entries of `NETD_PUBLISHED` (Docker users publish ranges).
+pub const MAX_PUBLISHED: u32 = 65_536;
+
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern is valid.
 unsafe impl aya::Pod for NatEntry {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for PublishedKey {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for PublishedPort {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for UplinkInfo {}
@@ -197,7 +258,7 @@ const fn last_packet(egress: &NatEntry, ingress: &NatEntry) -> u64 {
 #[must_use]
 #[inline]
 const fn udp_stream(egress: &NatEntry, ingress: &NatEntry) -> bool {
-    ingress.flags & NatFlags::SEEN != 0 && last_packet(egress, ingress) >= egress.created + UDP_STREAM_AFTER_NS
+    replied(egress, ingress) && last_packet(egress, ingress) >= egress.created + UDP_STREAM_AFTER_NS
 }
 
 /// How long a flow (entries `egress` and `ingress`, protocol number `protocol`) lives after its
@@ -206,7 +267,7 @@ const fn udp_stream(egress: &NatEntry, ingress: &NatEntry) -> bool {
 #[inline]
 pub const fn flow_lifetime_ns(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> u64 {
     let both = egress.flags | ingress.flags;
-    let replied = ingress.flags & NatFlags::SEEN != 0;
+    let replied = replied(egress, ingress);
     match protocol {
         6 => {
             if both & NatFlags::TCP_RST != 0 {
@@ -244,7 +305,7 @@ pub const fn tcp_closed(egress: u8, ingress: u8) -> bool {
 #[inline]
 pub const fn assured(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> bool {
     match protocol {
-        6 => ingress.flags & NatFlags::SEEN != 0,
+        6 => replied(egress, ingress),
         17 => udp_stream(egress, ingress),
         _ => false,
     }
@@ -345,6 +406,24 @@ mod tests {
         let i = NatEntry { last_seen: 5 * SEC, ..NatEntry::default() };
         assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS));
         assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1));
+    }
+
+    #[test]
+    fn a_flow_to_a_published_port_is_answered_by_the_container() {
+        let (s, inb) = (NatFlags::SEEN, NatFlags::INBOUND);
+        let life = |protocol, egress, ingress, last| {
+            let (e, i) = pair(egress, ingress, last);
+            flow_lifetime_ns(protocol, &e, &i)
+        };
+        // The client's SYN came in; until the container answers, it is a SYN not answered.
+        assert_eq!(life(6, inb, inb | s | NatFlags::TCP_SYN, 0), TCP_SYN_TIMEOUT_NS);
+        assert_eq!(life(6, inb | s | NatFlags::TCP_SYN, inb | s | NatFlags::TCP_SYN, 0), TCP_ESTABLISHED_TIMEOUT_NS);
+        assert_eq!(life(17, inb, inb | s, 5 * SEC), UDP_TIMEOUT_NS);
+        assert_eq!(life(17, inb | s, inb | s, UDP_STREAM_AFTER_NS), UDP_STREAM_TIMEOUT_NS);
+        let (e, i) = pair(inb, inb | s, 0);
+        assert!(!replied(&e, &i) && evictable(6, &e, &i), "an unanswered SYN may be evicted");
+        let (e, i) = pair(inb | s, inb | s, 0);
+        assert!(replied(&e, &i) && !evictable(6, &e, &i));
     }
 
     #[test]

@@ -144,10 +144,11 @@ fn ipv4(
         return Reason::DropSpoofedIp;
     }
     let dst = t.dst_addr;
-    if src.flags & NetworkFlags::MASQUERADE != 0 && dst & src.mask != src.subnet {
+    if src.flags & (NetworkFlags::MASQUERADE | EndpointInfo::PUBLISHED) != 0 && dst & src.mask != src.subnet {
         // Most traffic to beyond the subnet belongs to a masqueraded flow, which was checked
-        // against the policy when it was created: one lookup settles it (the daemon removes
-        // flows that a new network or endpoint would contradict).
+        // against the policy when it was created, or answers a flow to a published port: one
+        // lookup settles it (the daemon removes flows that a new network or endpoint would
+        // contradict).
         if let Some(e) = NETD_NAT.get_ptr_mut(&t.key()) {
             *flow = Some(e);
             return Reason::RedirectNat;

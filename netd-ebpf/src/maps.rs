@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry,
-    NetworkInfo, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS, MAX_UPLINKS, NAT_DEFAULT_FLOWS,
-    VERDICT_SLOTS,
+    NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS, MAX_PUBLISHED,
+    MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -84,6 +84,11 @@ pub static NETD_NAT: HashMap<Ipv4Tuple, NatEntry> =
 /// Uplinks by ifindex: the address masqueraded flows leave with.
 #[map]
 pub static NETD_UPLINKS: HashMap<u32, UplinkInfo> = HashMap::pinned(MAX_UPLINKS, 0);
+
+/// Published ports (`netd run -p`) by host address (or zero: any uplink address), port and
+/// protocol: a packet from outside that opens a flow to one is translated to the container.
+#[map]
+pub static NETD_PUBLISHED: HashMap<PublishedKey, PublishedPort> = HashMap::pinned(MAX_PUBLISHED, 0);
 
 /// The NAT settings (index 0), written by the daemon.
 #[map]

@@ -28,8 +28,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
-    EndpointInfo, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass, PacketFlags, Reason,
-    UplinkInfo, EVENT_KIND_NAT_NEW,
+    EndpointInfo, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass, PacketFlags,
+    PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW,
 };
 use netd_ebpf::{
     csum,
@@ -38,7 +38,7 @@ use netd_ebpf::{
 
 use crate::maps::{
     count_lost_event, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG,
-    NETD_NETWORKS, NETD_UPLINKS,
+    NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -88,6 +88,8 @@ struct L4 {
     port_off: usize,
     /// TCP flags ([`NatFlags`] `TCP_*` bits) of this packet.
     nat_flags: u8,
+    /// The packet may open a flow to a published port: UDP, or a TCP SYN without ACK.
+    opens: bool,
 }
 
 #[inline(always)]
@@ -114,6 +116,7 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
                 pseudo: true,
                 port_off: p.l4_off + if rewrite_src { tcp::SPORT_OFF } else { tcp::DPORT_OFF },
                 nat_flags,
+                opens: f & (tcp::SYN | tcp::ACK) == tcp::SYN,
             })
         }
         PacketClass::Ipv4Udp => Ok(L4 {
@@ -122,6 +125,7 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
             pseudo: true,
             port_off: p.l4_off + if rewrite_src { udp::SPORT_OFF } else { udp::DPORT_OFF },
             nat_flags: 0,
+            opens: true,
         }),
         _ => Ok(L4 {
             csum_off: p.l4_off + icmp::CSUM_OFF,
@@ -129,6 +133,7 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
             pseudo: false,
             port_off: p.l4_off + icmp::ID_OFF,
             nat_flags: 0,
+            opens: false,
         }),
     }
 }
@@ -267,6 +272,14 @@ pub fn snat_v4_egress(
                     e.smac = h.smac;
                     e.dmac = h.dmac;
                     e.flags = if h.l2 { e.flags | NatFlags::L2 } else { e.flags & !NatFlags::L2 };
+                    if e.flags & NatFlags::INBOUND != 0 {
+                        // Answers to a published port leave by whatever the route says: into
+                        // the peer only when that is a veth uplink.
+                        // SAFETY: read-only map value.
+                        let peer =
+                            unsafe { NETD_UPLINKS.get(&h.ifindex) }.is_some_and(|u| u.flags & UplinkInfo::PEER != 0);
+                        e.flags = if peer { e.flags | NatFlags::PEER } else { e.flags & !NatFlags::PEER };
+                    }
                 }
                 Err(r) => return r,
             }
@@ -507,10 +520,16 @@ fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: boo
     let i = unsafe { &mut *i };
     let closed = syn && (egress.flags | i.flags) & (NatFlags::TCP_FIN | NatFlags::TCP_RST) != 0;
     if closed || (stale && flow_expired(key.protocol, egress, i, now)) {
-        egress.flags = NatFlags::SEEN | (egress.flags & NatFlags::L2);
+        const KEPT: u8 = NatFlags::L2 | NatFlags::PEER | NatFlags::INBOUND;
+        egress.flags = NatFlags::SEEN | (egress.flags & KEPT);
         egress.last_seen = now;
         egress.created = now;
-        i.flags = NatFlags::INGRESS;
+        // A flow to a published port starts over with the client's SYN, which came in.
+        i.flags = if i.flags & NatFlags::INBOUND != 0 {
+            NatFlags::INGRESS | NatFlags::INBOUND | NatFlags::SEEN
+        } else {
+            NatFlags::INGRESS
+        };
         i.last_seen = now;
         i.created = now;
         note_candidate(key);
@@ -746,6 +765,7 @@ pub fn snat_v4_ingress(
     frame: &Frame,
     p: &Parsed,
     uplink: &UplinkInfo,
+    ifindex: u32,
     target: &mut NatTarget,
 ) -> Reason {
     if p.tuple.dst_addr != uplink.addr {
@@ -779,11 +799,10 @@ pub fn snat_v4_ingress(
         return snat_v4_icmp_error_ingress(ctx, p, target);
     }
     let key = p.tuple.key();
-    let Some(e) = NETD_NAT.get_ptr_mut(&key) else {
+    let found = NETD_NAT.get_ptr_mut(&key);
+    if found.is_none() && !may_open(&key, uplink) {
         return Reason::PassFromUplink;
-    };
-    // SAFETY: a live map value; concurrent writers only race on refresh fields.
-    let e = unsafe { &mut *e };
+    }
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Reason::PassFromUplink;
     };
@@ -796,10 +815,19 @@ pub fn snat_v4_ingress(
         Err(_) => return Reason::PassFromUplink,
     };
     let now = coarse_now();
-    if now > e.last_seen + NAT_REFRESH_NS && reply_expired(&key, e, now) {
-        // An expired flow is no flow: the packet is the host's.
-        return Reason::PassFromUplink;
-    }
+    let e = match found {
+        // SAFETY: a live map value; concurrent writers only race on refresh fields.
+        Some(e) if !(now > unsafe { (*e).last_seen } + NAT_REFRESH_NS && reply_expired(&key, unsafe { &*e }, now)) => e,
+        // No flow (an expired flow is none): the packet is the host's, unless it opens one
+        // to a published port.
+        old => match open_published(&key, &l4, uplink, ifindex, old, now) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Reason::PassFromUplink,
+            Err(r) => return r,
+        },
+    };
+    // SAFETY: as above.
+    let e = unsafe { &mut *e };
     if refresh(e, l4.nat_flags, now) {
         note_candidate(&egress_key(&key, e));
     }
@@ -835,6 +863,96 @@ pub fn snat_v4_ingress(
     l4_csum_update(ctx, &l4, (old_addr, new_addr), (old_port, new_port));
     target.ifindex = veth;
     Reason::RedirectReverseNat
+}
+
+/// The published port `key` is addressed to (on its address, else on all), if any.
+#[inline(always)]
+fn published(key: &Ipv4Tuple) -> Option<&'static PublishedPort> {
+    if key.protocol != ipv4::PROTO_TCP && key.protocol != ipv4::PROTO_UDP {
+        return None;
+    }
+    let mut pk = PublishedKey { addr: key.dst_addr, port: key.dst_port, protocol: key.protocol, pad: 0 };
+    // SAFETY: read-only map values, valid for the duration of the program.
+    if let Some(v) = unsafe { NETD_PUBLISHED.get(&pk) } {
+        return Some(v);
+    }
+    pk.addr = 0;
+    // SAFETY: as above.
+    unsafe { NETD_PUBLISHED.get(&pk) }
+}
+
+/// Whether a packet without a flow may open one: something is published on its port. The
+/// host's own traffic pays no lookup while nothing is published ([`UplinkInfo::PUBLISHED`]).
+#[inline(always)]
+fn may_open(key: &Ipv4Tuple, uplink: &UplinkInfo) -> bool {
+    uplink.flags & UplinkInfo::PUBLISHED != 0 && published(key).is_some()
+}
+
+/// Opens a flow to a published port for the packet `key` arriving on uplink `ifindex` (UDP, or
+/// a TCP SYN without ACK: anything else of no flow is the host's), in place of `old`, the
+/// expired flow of the same key if there is one. The ingress entry gives the packet the
+/// container's address and port; the egress entry gives the container's answers the published
+/// address and port back, and learns its next hop from the route on the first answer. Returns
+/// the ingress entry; `Ok(None)` when nothing is published there.
+#[inline(always)]
+fn open_published(
+    key: &Ipv4Tuple,
+    l4: &L4,
+    uplink: &UplinkInfo,
+    ifindex: u32,
+    old: Option<*mut NatEntry>,
+    now: u64,
+) -> Result<Option<*mut NatEntry>, Reason> {
+    if !l4.opens || uplink.flags & UplinkInfo::PUBLISHED == 0 {
+        return Ok(None);
+    }
+    let Some(to) = published(key) else {
+        return Ok(None);
+    };
+    if let Some(old) = old {
+        // SAFETY: a live map value, read once.
+        let _ = NETD_NAT.remove(&egress_key(key, unsafe { &*old }));
+        let _ = NETD_NAT.remove(key);
+    }
+    let mut slot = MaybeUninit::<NatEntry>::uninit();
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let e = unsafe { zeroed_in(&mut slot) };
+    e.addr = to.addr;
+    e.port = to.port;
+    e.flags = NatFlags::INGRESS | NatFlags::INBOUND;
+    e.ifindex = to.ifindex;
+    e.dmac = to.mac;
+    e.last_seen = now;
+    e.created = now;
+    let ek = egress_key(key, e);
+    match NETD_NAT.insert(key, &*e, u64::from(BPF_NOEXIST)) {
+        Ok(()) => {}
+        // Another CPU opened it meanwhile: take its entry.
+        Err(err) if err == -EEXIST => return Ok(NETD_NAT.get_ptr_mut(key)),
+        Err(_) => {
+            if !(evict_one(now) && NETD_NAT.insert(key, &*e, u64::from(BPF_NOEXIST)).is_ok()) {
+                return Err(Reason::DropNatTableFull);
+            }
+        }
+    }
+    // The egress half, in the same slot: the published address and port, the uplink until the
+    // route says otherwise.
+    e.addr = key.dst_addr;
+    e.port = key.dst_port;
+    e.flags = NatFlags::INBOUND;
+    e.ifindex = ifindex;
+    e.dmac = [0; 6];
+    if NETD_NAT.insert(&ek, &*e, u64::from(BPF_NOEXIST)).is_err() {
+        // A flow of the container's with the same ports (or a full table): refused.
+        let _ = NETD_NAT.remove(key);
+        return Err(Reason::DropNatTableFull);
+    }
+    note_candidate(&ek);
+    if NETD_NAT_CONFIG.get(0).is_some_and(|c| c.flags & NatConfig::EVENTS != 0) {
+        // As the container answers it, and as the outside sees it.
+        report_new_flow(&ek, Reason::RedirectReverseNat, ifindex, key.dst_addr, key.dst_port);
+    }
+    Ok(NETD_NAT.get_ptr_mut(key))
 }
 
 /// Traffic from outside to an address that is not the uplink's: a masquerading (or internal)

@@ -47,7 +47,7 @@ pub fn from_uplink(ctx: &TcContext) -> i32 {
             // SAFETY: read-only map value, valid for the duration of the program.
             if let Some(uplink) = unsafe { NETD_UPLINKS.get(&ifindex) } {
                 let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
-                v.reason = snat_v4_ingress(ctx, &frame, &parsed, uplink, &mut t);
+                v.reason = snat_v4_ingress(ctx, &frame, &parsed, uplink, ifindex, &mut t);
                 v.target = t.ifindex;
                 // Only while some endpoint is traced is the container looked up.
                 if uplink.flags & UplinkInfo::TRACE != 0 && v.reason == Reason::RedirectReverseNat {

@@ -855,3 +855,126 @@ fn packets_with_ip_options_are_rewritten_exactly_too() {
         Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&with_options(server, a, 53, 40000, 63))
     );
 }
+
+/// A TCP segment from the server's (the client's, here) `sport` to `dst:dport` with `flags`.
+fn tcp_in(sport: u16, dst: Ipv4Addr, dport: u16, flags: u8, ttl: u8, dst_mac: [u8; 6]) -> Vec<u8> {
+    let src = ip(SERVER);
+    let mut h = Ipv4::new(src, dst, PROTO_TCP);
+    h.ttl = ttl;
+    Ethernet::new(ROUTER_MAC, dst_mac, ETH_P_IPV4).frame(&h.packet(&tcp(src, dst, sport, dport, flags, b"")))
+}
+
+/// Publishes `protocol` port `host_port` (on `on`, or every uplink address) to `to:port`.
+fn publish(t: &mut Topology, on: Option<Ipv4Addr>, protocol: u8, host_port: u16, to: &str, port: u16) {
+    let key = netd_common::PublishedKey { addr: on.map_or(0, wire), port: host_port.to_be(), protocol, pad: 0 };
+    let value = netd_common::PublishedPort {
+        addr: wire(addr_of(to)),
+        port: port.to_be(),
+        pad: 0,
+        ifindex: t.ifindex[to],
+        mac: docker_mac(addr_of(to)),
+        pad2: [0; 2],
+    };
+    t.dp.set_published(&key, &value).expect("publish");
+    let ep = t.dp.endpoints().expect("endpoints").into_iter().find(|e| e.ifindex == t.ifindex[to]).expect("endpoint");
+    t.dp.set_endpoint(&EndpointInfo { flags: ep.flags | EndpointInfo::PUBLISHED, ..ep }).expect("endpoint");
+}
+
+#[test]
+fn a_published_port_takes_connections_from_outside_to_the_container_and_its_answers_back() {
+    let mut t = topology(None);
+    let (server, uplink, a, r) = (ip(SERVER), ip(UPLINK_ADDR), addr_of("a"), addr_of("r"));
+    publish(&mut t, None, PROTO_TCP, 8080, "a", 80);
+    // Published, but the uplinks are not marked yet: the host's, untouched (no lookup).
+    let syn = tcp_in(50000, uplink, 8080, TCP_SYN, 64, UPLINK_MAC);
+    let out = receive(&mut t, &syn);
+    assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &syn));
+    t.dp.set_uplink(t.uplink, uplink, UplinkInfo::PUBLISHED).expect("uplink");
+
+    // The client's SYN to uplink:8080 goes to a:80, rewritten exactly, into a's namespace.
+    let out = receive(&mut t, &syn);
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT));
+    assert_eq!(out.event().target, t.ifindex["a"]);
+    assert_eq!(out.output, tcp_in(50000, a, 80, TCP_SYN, 63, docker_mac(a)), "the client's address stays");
+    // a's answer leaves as uplink:8080, exactly.
+    let syn_ack = Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(a, server, PROTO_TCP).packet(&tcp(a, server, 80, 50000, TCP_SYN | TCP_ACK, b"")));
+    let out = send(&mut t, "a", &syn_ack);
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT));
+    let expected = Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&{
+        let mut h = Ipv4::new(uplink, server, PROTO_TCP);
+        h.ttl = 63;
+        h.packet(&tcp(uplink, server, 8080, 50000, TCP_SYN | TCP_ACK, b""))
+    });
+    assert_eq!(out.output, expected);
+    // The client's next segments follow the flow.
+    let ack = receive(&mut t, &tcp_in(50000, uplink, 8080, TCP_ACK, 64, UPLINK_MAC));
+    assert_eq!(
+        (ack.reason(), ack.output),
+        (Reason::RedirectReverseNat, tcp_in(50000, a, 80, TCP_ACK, 63, docker_mac(a)))
+    );
+    let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    let f = &flows[0];
+    assert_eq!((f.inside, f.outside, f.remote), ((a, 80), (uplink, 8080), (server, 50000)));
+    assert_eq!((f.state.as_str(), f.inbound), ("established", true), "{f:?}");
+
+    // What opens nothing: a segment without SYN (no flow), another port, another protocol.
+    for frame in [
+        tcp_in(50001, uplink, 8080, TCP_ACK, 64, UPLINK_MAC),
+        tcp_in(50001, uplink, 8080, TCP_SYN | TCP_ACK, 64, UPLINK_MAC),
+        tcp_in(50001, uplink, 8081, TCP_SYN, 64, UPLINK_MAC),
+        Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, server, uplink, 50001, 8080, 64, 0)),
+    ] {
+        let out = receive(&mut t, &frame);
+        assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &frame));
+    }
+
+    // UDP published on the uplink's address, to r, on a network that does not masquerade:
+    // r's answer still leaves as the published port (r is marked as publishing).
+    publish(&mut t, Some(uplink), PROTO_UDP, 5353, "r", 53);
+    let query =
+        Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, server, uplink, 50002, 5353, 64, 0));
+    let out = receive(&mut t, &query);
+    assert_eq!(out.reason(), Reason::RedirectReverseNat);
+    assert_eq!(
+        out.output,
+        Ethernet::new(ROUTER_MAC, docker_mac(r), ETH_P_IPV4).frame(&packet(PROTO_UDP, server, r, 50002, 53, 63, 0))
+    );
+    let answer = from_endpoint("r", PROTO_UDP, 53, server, 50002);
+    let out = send(&mut t, "r", &answer);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert_eq!(
+        out.output,
+        Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, uplink, server, 5353, 50002, 63, 8))
+    );
+    // Reported while `netd monitor --type nat` watches, as the container answers it and as
+    // the outside sees it.
+    t.dp.set_nat_events(true).expect("reports on");
+    let query =
+        Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, server, uplink, 50004, 5353, 64, 0));
+    let out = receive(&mut t, &query);
+    let expected = NatEvent {
+        kind: EVENT_KIND_NAT_NEW,
+        reason: Reason::RedirectReverseNat as u8,
+        pad: 0,
+        ifindex: t.uplink,
+        tuple: Ipv4Tuple::new(wire(r), wire(server), 53u16.to_be(), 50004u16.to_be(), PROTO_UDP),
+        nat_addr: wire(uplink),
+        nat_port: 5353u16.to_be(),
+        pad2: 0,
+    };
+    assert_eq!(out.nat_events, vec![expected]);
+    t.dp.set_nat_events(false).expect("reports off");
+    // r's own traffic to the outside is still routed unchanged (it does not masquerade).
+    let frame = from_endpoint("r", PROTO_UDP, 40000, server, 53);
+    assert_eq!(send(&mut t, "r", &frame).reason(), Reason::PassToStack);
+
+    // Unpublished: a new connection is the host's; the live one goes on.
+    t.dp.remove_published(&netd_common::PublishedKey { addr: 0, port: 8080u16.to_be(), protocol: PROTO_TCP, pad: 0 })
+        .expect("unpublish");
+    let syn = tcp_in(50003, uplink, 8080, TCP_SYN, 64, UPLINK_MAC);
+    assert_eq!(receive(&mut t, &syn).reason(), Reason::PassFromUplink);
+    let ack = receive(&mut t, &tcp_in(50000, uplink, 8080, TCP_ACK, 64, UPLINK_MAC));
+    assert_eq!(ack.reason(), Reason::RedirectReverseNat);
+}

@@ -785,3 +785,146 @@ fn a_full_table_refuses_new_connections_says_so_and_keeps_the_live_ones() {
     a.read_exact(&mut buf).expect("read");
     assert_eq!(&buf, b"still");
 }
+
+/// A TCP server in a sandbox's namespace on `port`: answers each connection with the peer's
+/// address as it saw it (`ip:port`), until `n` connections were served.
+fn peer_server(netns: &str, port: u16, n: usize) -> std::thread::JoinHandle<usize> {
+    let (ready, wait) = std::sync::mpsc::channel();
+    let server = spawn_in_path(netns, move || {
+        let listener = TcpListener::bind(("0.0.0.0", port)).expect("bind in the sandbox");
+        ready.send(()).expect("ready");
+        let mut served = 0;
+        for conn in listener.incoming().take(n) {
+            let (mut s, peer) = match conn {
+                Ok(s) => {
+                    let peer = s.peer_addr().expect("peer");
+                    (s, peer)
+                }
+                Err(e) => panic!("accept: {e}"),
+            };
+            let _ = s.write_all(peer.to_string().as_bytes());
+            served += 1;
+        }
+        served
+    });
+    wait.recv_timeout(DEADLINE).expect("the server listens");
+    server
+}
+
+/// Connects to `to` and returns what the server said (its view of our address).
+fn ask(to: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&to, DEADLINE)?;
+    s.set_read_timeout(Some(DEADLINE))?;
+    let mut got = String::new();
+    s.read_to_string(&mut got)?;
+    Ok(got)
+}
+
+fn at(addr: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(addr.parse().expect("addr"), port)
+}
+
+#[test]
+fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_restart() {
+    let mut w = world(&[]);
+    let run = w.d.netd(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        "8080:80",
+        "-p",
+        "5300:53/udp",
+        "-p",
+        "127.0.0.1::80",
+        "--",
+        "sleep",
+        "300",
+    ]);
+    run.ok();
+    let ports = w.d.netd(&["port", "web"]).ok();
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 3, "{ports}");
+    assert_eq!(&lines[..2], ["53/udp -> 0.0.0.0:5300", "80/tcp -> 0.0.0.0:8080"], "{ports}");
+    let local: u16 = lines[2].strip_prefix("80/tcp -> 127.0.0.1:").and_then(|p| p.parse().ok()).expect("any port");
+    assert_eq!(w.d.netd(&["port", "web", "53/udp"]).ok().trim(), "0.0.0.0:5300");
+    w.d.netd(&["port", "web", "81"]).fails_with("No public port '81/tcp' published for web");
+    assert!(w.d.netd(&["ps"]).ok().contains("0.0.0.0:8080->80/tcp"));
+    let web = addr_of(&w.d, "web", "bridge");
+    let netns = w.d.sandbox_netns("web");
+    let server = peer_server(&netns, 80, 6);
+
+    // From outside, through the uplink: the datapath takes it to the container, which sees the
+    // client's own address (no proxy in between).
+    let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("from outside");
+    assert!(seen.starts_with(&format!("{SERVER}:")), "the container saw {seen}");
+    let flows: serde_json::Value = serde_json::from_str(&w.d.netd(&["nat", "ls", "--json"]).ok()).expect("JSON");
+    let inbound = flows.as_array().expect("list").iter().find(|f| f["inbound"] == true).expect("an inbound flow");
+    assert_eq!(
+        (&inbound["inside"], &inbound["outside"], &inbound["remote"][0]),
+        (&serde_json::json!([web.to_string(), 80]), &serde_json::json!([UPLINK, 8080]), &SERVER.into()),
+        "{inbound}"
+    );
+    assert!(w.d.count(None, "redirect-reverse-nat") >= 2, "the datapath carried it");
+    // From the host itself, to the uplink's address and to localhost (the port only published
+    // there): relayed, as Docker's proxy does; the container sees its gateway.
+    for to in [at(UPLINK, 8080), at("127.0.0.1", 8080), at("127.0.0.1", local)] {
+        let seen = w.d.host().run(|| ask(to)).unwrap_or_else(|e| panic!("from the host to {to}: {e}"));
+        assert!(seen.starts_with("172.17.0.1:"), "to {to}, the container saw {seen}");
+    }
+    // UDP from outside: the answer comes back from the published address and port.
+    let udp = spawn_in_path(&netns, || {
+        let s = UdpSocket::bind(("0.0.0.0", 53)).expect("bind");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = [0u8; 64];
+        let (n, peer) = s.recv_from(&mut buf).expect("query");
+        s.send_to(&buf[..n], peer).expect("answer");
+        peer
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let (answer, from) = w.outside.run(|| {
+        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.send_to(b"query", (UPLINK, 5300)).expect("send");
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).expect("an answer");
+        (buf[..n].to_vec(), from)
+    });
+    assert_eq!((answer.as_slice(), from), (&b"query"[..], at(UPLINK, 5300)));
+    assert_eq!(udp.join().expect("udp server").ip().to_string(), SERVER, "the client's address");
+
+    // Taken ports are refused and nothing is made: by another sandbox, and by the host.
+    let before = w.d.netd(&["network", "inspect", "bridge"]).ok();
+    w.d.netd(&["run", "-d", "--name", "web2", "-p", "8080:80", "--", "sleep", "300"])
+        .fails_with("Bind for 0.0.0.0:8080 failed: port is already allocated");
+    w.d.netd(&["run", "-d", "--name", "web2", "-p", "127.0.0.1:8080:80", "--", "sleep", "300"])
+        .fails_with("Bind for 127.0.0.1:8080 failed: port is already allocated");
+    let host_socket = w.d.host().run(|| TcpListener::bind(("0.0.0.0", 9090)).expect("the host's own port"));
+    w.d.netd(&["run", "-d", "--name", "web2", "-p", "9090:80", "--", "sleep", "300"])
+        .fails_with("Bind for 0.0.0.0:9090 failed: port is already allocated");
+    drop(host_socket);
+    w.d.netd(&["run", "-d", "--name", "web2", "--network", "none", "-p", "9090:80", "--", "sleep", "300"])
+        .fails_with("published ports need a bridge network");
+    w.d.netd(&["run", "-d", "--name", "web2", "-p", "80/sctp", "--", "sleep", "300"])
+        .fails_with("netd publishes tcp and udp ports, not sctp");
+    assert_eq!(w.d.netd(&["ps", "-q"]).ok().lines().count(), 1, "no sandbox made");
+    assert_eq!(w.d.netd(&["network", "inspect", "bridge"]).ok(), before, "no address taken");
+
+    // The daemon stopped: the datapath still takes connections from outside; restarted, the
+    // host's relays are back.
+    w.d.stop();
+    let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("from outside, the daemon stopped");
+    assert!(seen.starts_with(&format!("{SERVER}:")), "{seen}");
+    w.d.restart();
+    let seen = w.d.host().run(|| ask(at("127.0.0.1", 8080))).expect("from the host after the restart");
+    assert!(seen.starts_with("172.17.0.1:"), "{seen}");
+
+    assert_eq!(server.join().expect("server"), 6, "every connection reached the container");
+
+    // Removed with its sandbox: the host's port is free, and nothing from outside gets in.
+    w.d.netd(&["rm", "-f", "web"]).ok();
+    drop(w.d.host().run(|| TcpListener::bind(("0.0.0.0", 8080)).expect("8080 is free again")));
+    let refused = w.outside.run(|| ask(at(UPLINK, 8080)));
+    assert!(refused.is_err(), "{refused:?}");
+}

@@ -532,7 +532,15 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
             _ => return error_response(400, format!("{m} is not a valid mac address")),
         },
     };
+    let mut ports = Vec::new();
+    for spec in &r.ports {
+        match crate::model::ports::parse_publish(spec) {
+            Ok(p) => ports.extend(p),
+            Err(m) => return error_response(400, m),
+        }
+    }
     let create = CreateSandbox {
+        ports,
         name: non_empty(r.name),
         network: r.network,
         ip,

@@ -257,6 +257,9 @@ pub struct SandboxCreateRequest {
     pub auto_remove: bool,
     #[serde(rename = "Command")]
     pub command: Vec<String>,
+    /// Ports to publish, in Docker's `-p` syntax (`8080:80`, `127.0.0.1::53/udp`, …).
+    #[serde(rename = "Ports")]
+    pub ports: Vec<String>,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.
@@ -287,6 +290,19 @@ pub struct SandboxResource {
     pub auto_remove: bool,
     #[serde(rename = "Networks")]
     pub networks: BTreeMap<String, SandboxNetwork>,
+    /// Published ports as Docker's `NetworkSettings.Ports`: `"80/tcp": [{"HostIp": "0.0.0.0",
+    /// "HostPort": "8080"}]`.
+    #[serde(rename = "Ports", default)]
+    pub ports: BTreeMap<String, Vec<HostBinding>>,
+}
+
+/// Where a container port is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBinding {
+    #[serde(rename = "HostIp")]
+    pub host_ip: String,
+    #[serde(rename = "HostPort")]
+    pub host_port: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -343,6 +359,18 @@ impl SandboxResource {
             command: s.command.clone(),
             auto_remove: s.auto_remove,
             networks,
+            ports: ports_of(state, &s.id),
         }
     }
+}
+
+/// The published ports of sandbox `id`, as Docker's `NetworkSettings.Ports`.
+fn ports_of(state: &State, id: &str) -> BTreeMap<String, Vec<HostBinding>> {
+    let mut out: BTreeMap<String, Vec<HostBinding>> = BTreeMap::new();
+    for (_, _, p) in state.published().filter(|(_, s, _)| *s == id) {
+        out.entry(format!("{}/{}", p.container_port, p.protocol.name()))
+            .or_default()
+            .push(HostBinding { host_ip: p.host_ip.to_string(), host_port: p.host_port.to_string() });
+    }
+    out
 }

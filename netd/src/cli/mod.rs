@@ -37,6 +37,8 @@ enum Command {
     Exec(sandbox::ExecArgs),
     /// List sandboxes.
     Ps(sandbox::PsArgs),
+    /// List a sandbox's published ports (`docker port`).
+    Port(sandbox::PortArgs),
     /// Remove sandboxes (their endpoints, addresses and namespace).
     Rm(sandbox::RmArgs),
     /// Show the datapath's counters by reason, overall and per endpoint.
@@ -71,6 +73,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => sandbox::run(&client, args).await,
             Command::Exec(args) => sandbox::exec(&client, args).await,
             Command::Ps(args) => sandbox::ps(&client, args).await,
+            Command::Port(args) => sandbox::port(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
             Command::Nat(cmd) => nat::exec(&client, cmd).await,

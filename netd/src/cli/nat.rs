@@ -48,7 +48,7 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
                 ep(f.inside),
                 ep(f.outside),
                 ep(f.remote),
-                f.state.clone(),
+                if f.inbound { format!("{} (published)", f.state) } else { f.state.clone() },
                 format!("{}s", f.age_secs),
                 format!("{}s", f.idle_secs),
                 format!("{}s", f.expires_in_secs),

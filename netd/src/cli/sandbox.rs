@@ -34,6 +34,10 @@ pub struct RunArgs {
     ip: Option<String>,
     #[arg(long = "mac-address")]
     mac_address: Option<String>,
+    /// Publish a container port on the host, as Docker's `-p`:
+    /// `[IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp]` (repeatable).
+    #[arg(short, long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -54,6 +58,13 @@ pub struct PsArgs {
     /// Full ids.
     #[arg(long)]
     no_trunc: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PortArgs {
+    sandbox: String,
+    /// Only this container port (`80`, `53/udp`).
+    private_port: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +119,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         mac_address: a.mac_address.clone(),
         auto_remove: a.rm && a.detach,
         command: a.command.clone(),
+        ports: a.publish.clone(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,
@@ -196,10 +208,62 @@ pub async fn ps(client: &Client, a: PsArgs) -> ExitCode {
             } else {
                 "idle".to_owned()
             };
-            vec![id(s), s.name.clone(), networks.join(","), ips.join(","), status, s.command.join(" ")]
+            let ports: Vec<String> = port_lines(s).into_iter().map(|(c, h)| format!("{h}->{c}")).collect();
+            vec![
+                id(s),
+                s.name.clone(),
+                networks.join(","),
+                ips.join(","),
+                status,
+                ports.join(", "),
+                s.command.join(" "),
+            ]
         })
         .collect();
-    print!("{}", table::render(&["SANDBOX ID", "NAME", "NETWORKS", "IP ADDRESSES", "STATUS", "COMMAND"], &rows));
+    print!(
+        "{}",
+        table::render(&["SANDBOX ID", "NAME", "NETWORKS", "IP ADDRESSES", "STATUS", "PORTS", "COMMAND"], &rows)
+    );
+    ExitCode::SUCCESS
+}
+
+/// A sandbox's published ports as (`80/tcp`, `0.0.0.0:8080`), in container port order.
+fn port_lines(s: &SandboxResource) -> Vec<(String, String)> {
+    let mut lines: Vec<(u16, String, String)> = s
+        .ports
+        .iter()
+        .flat_map(|(c, hosts)| {
+            let n = c.split('/').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            hosts.iter().map(move |h| (n, c.clone(), format!("{}:{}", h.host_ip, h.host_port)))
+        })
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, c, h)| (c, h)).collect()
+}
+
+/// `netd port SANDBOX [PORT[/PROTO]]`, as `docker port`: `80/tcp -> 0.0.0.0:8080` per
+/// published port, or the host addresses of one.
+pub async fn port(client: &Client, a: PortArgs) -> ExitCode {
+    let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(&a.sandbox));
+    let s: SandboxResource = match client.call(Method::GET, &path, None::<&()>).await {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let lines = port_lines(&s);
+    let Some(want) = a.private_port else {
+        for (c, h) in lines {
+            println!("{c} -> {h}");
+        }
+        return ExitCode::SUCCESS;
+    };
+    let want = if want.contains('/') { want } else { format!("{want}/tcp") };
+    let found: Vec<String> = lines.into_iter().filter(|(c, _)| *c == want).map(|(_, h)| h).collect();
+    if found.is_empty() {
+        return fail(&format!("No public port '{want}' published for {}", a.sandbox));
+    }
+    for h in found {
+        println!("{h}");
+    }
     ExitCode::SUCCESS
 }
 

@@ -4,11 +4,11 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
 
-use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo};
+use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, PublishedKey, PublishedPort, UplinkInfo};
 
 use crate::{
-    datapath::DatapathError,
-    model::{EndpointLink, Network},
+    datapath::{Datapath, DatapathError},
+    model::{EndpointLink, Network, PortBinding},
 };
 
 use super::{
@@ -42,8 +42,20 @@ fn network_flags(n: &Network) -> u32 {
     flags
 }
 
-/// The datapath's view of an endpoint of `n` (`traced`: `netd monitor --type trace` follows it).
-pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32, traced: bool) -> EndpointInfo {
+/// The datapath's key of a published port.
+pub fn published_key(p: &PortBinding) -> PublishedKey {
+    PublishedKey { addr: wire(p.host_ip), port: p.host_port.to_be(), protocol: p.protocol.number(), pad: 0 }
+}
+
+/// The datapath's view of an endpoint of `n` (`traced`: `netd monitor --type trace` follows it;
+/// `published`: it has published ports).
+pub fn endpoint_info(
+    n: &Network,
+    link: &EndpointLink,
+    host_ifindex: u32,
+    traced: bool,
+    published: bool,
+) -> EndpointInfo {
     let ipam = n.ipam.as_ref().expect("bridge networks have IPAM");
     EndpointInfo {
         ifindex: host_ifindex,
@@ -51,7 +63,9 @@ pub fn endpoint_info(n: &Network, link: &EndpointLink, host_ifindex: u32, traced
         mac: link.mac,
         pad: [0; 2],
         network: n.datapath_id,
-        flags: network_flags(n) | if traced { EndpointInfo::TRACE } else { 0 },
+        flags: network_flags(n)
+            | if traced { EndpointInfo::TRACE } else { 0 }
+            | if published { EndpointInfo::PUBLISHED } else { 0 },
         subnet: wire(ipam.subnet.network()),
         mask: wire(ipam.subnet.mask()),
         gateway: wire(ipam.gateway),
@@ -104,11 +118,51 @@ impl Daemon {
         link: &EndpointLink,
         host_ifindex: u32,
     ) -> Result<()> {
+        let ports = n.endpoints.get(sandbox_id).map(|e| e.ports.as_slice()).unwrap_or_default();
         let mut dp = self.dp();
         dp.attach_from_container(&link.host_veth)?;
-        dp.set_endpoint(&endpoint_info(n, link, host_ifindex, self.traced(sandbox_id)))?;
+        dp.set_endpoint(&endpoint_info(n, link, host_ifindex, self.traced(sandbox_id), !ports.is_empty()))?;
+        for p in ports {
+            let to = PublishedPort {
+                addr: wire(link.ip),
+                port: p.container_port.to_be(),
+                pad: 0,
+                ifindex: host_ifindex,
+                mac: link.mac,
+                pad2: [0; 2],
+            };
+            dp.set_published(&published_key(p), &to)?;
+        }
+        if !ports.is_empty() {
+            self.publishing_changed(&mut dp)?;
+        }
         self.endpoints_changed();
         Ok(())
+    }
+
+    /// Marks the uplinks when some port is published, unmarks them when none is (see
+    /// `UplinkInfo::PUBLISHED`), now rather than at the next uplink sync.
+    pub(super) fn publishing_changed(&self, dp: &mut Datapath) -> Result<()> {
+        let any = !dp.published()?.is_empty();
+        self.publishing.store(any, std::sync::atomic::Ordering::Relaxed);
+        for (ifindex, addr, flags) in dp.uplinks()? {
+            let want = if any { flags | UplinkInfo::PUBLISHED } else { flags & !UplinkInfo::PUBLISHED };
+            if want != flags {
+                dp.set_uplink(ifindex, addr, want)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets published ports the state does not have (a crash between the two).
+    pub(super) fn datapath_forget_stale_published(&self, known: &BTreeSet<PublishedKey>) -> Result<()> {
+        let mut dp = self.dp();
+        for (key, _) in dp.published()? {
+            if !known.contains(&key) {
+                dp.remove_published(&key)?;
+            }
+        }
+        self.publishing_changed(&mut dp)
     }
 
     /// Creates an endpoint: veth pair, datapath entries and program, then the links up.
@@ -129,10 +183,16 @@ impl Daemon {
     }
 
     /// Removes an endpoint: datapath entries and link first, then the veth pair.
-    pub(super) async fn teardown_endpoint(&self, link: &EndpointLink) -> Result<()> {
+    pub(super) async fn teardown_endpoint(&self, link: &EndpointLink, ports: &[PortBinding]) -> Result<()> {
         let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
         let gone = {
             let mut dp = self.dp();
+            for p in ports {
+                dp.remove_published(&published_key(p))?;
+            }
+            if !ports.is_empty() {
+                self.publishing_changed(&mut dp)?;
+            }
             dp.remove_endpoint(link.ip, ifindex.unwrap_or(0))?;
             let gone = dp.nat_forget_inside(link.ip)?;
             dp.reset_endpoint_counters(link.slot)?;

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod networks;
+mod proxy;
 mod reconcile;
 pub mod sandboxes;
 pub mod stats;
@@ -52,6 +53,10 @@ pub struct Daemon {
     monitor: monitor::Monitor,
     /// Docker's `GET /events`: the log of network events and their subscribers.
     docker_events: events::Events,
+    /// The published ports' relays (see `proxy`), by binding.
+    relays: std::sync::Mutex<std::collections::BTreeMap<crate::model::PortBinding, proxy::Relay>>,
+    /// Some port is published (the uplinks are marked `UplinkInfo::PUBLISHED`).
+    publishing: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -93,6 +98,8 @@ impl Daemon {
             events: std::sync::Mutex::new(events),
             monitor: monitor::Monitor::default(),
             docker_events: events::Events::default(),
+            relays: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            publishing: std::sync::atomic::AtomicBool::new(false),
         });
         let state = if let Some(s) = loaded {
             s

@@ -58,7 +58,8 @@ pub struct MonitorEvent {
     pub kind: String,
     /// Drops and traces: the reason's name and code, as `netd stats` shows them
     /// (`drop-spoofed-ip`, 79; `redirect-peer`, 4).
-    /// NAT: `nat-new` (`nat-new-evicting` when the flow evicted another from a full table),
+    /// NAT: `nat-new` (`nat-new-evicting` when the flow evicted another from a full table,
+    /// `nat-new-published` when it was opened from outside, to a published port),
     /// `nat-expired`, `nat-removed` (its container, uplink address or remote network went).
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -650,7 +651,14 @@ fn describe_flow(
 }
 
 fn describe_new_flow(e: &NatEvent, interfaces: &Interfaces) -> MonitorEvent {
-    let reason = if e.reason == Reason::RedirectNatEvicted as u8 { "nat-new-evicting" } else { "nat-new" };
+    let reason = if e.reason == Reason::RedirectNatEvicted as u8 {
+        "nat-new-evicting"
+    } else if e.reason == Reason::RedirectReverseNat as u8 {
+        // Opened from outside, to a published port.
+        "nat-new-published"
+    } else {
+        "nat-new"
+    };
     describe_flow(reason, &e.tuple, e.ifindex, (e.nat_addr, e.nat_port), interfaces)
 }
 

@@ -132,7 +132,8 @@ impl Daemon {
         let changed = {
             let mut dp = self.dp();
             // Read under the datapath's lock, which `sync_traces` holds to change it.
-            let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 };
+            let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 }
+                | if self.publishing.load(std::sync::atomic::Ordering::Relaxed) { UplinkInfo::PUBLISHED } else { 0 };
             let current = dp.uplinks()?;
             for (ifindex, _, _) in &current {
                 if !wanted.iter().any(|(_, i, _, _)| i == ifindex) {

@@ -11,7 +11,7 @@ use crate::{
     netns,
 };
 
-use super::{error::Result, kernel, Daemon};
+use super::{datapath::published_key, error::Result, kernel, proxy, Daemon};
 
 impl Daemon {
     pub(super) async fn reconcile(&self) -> Result<()> {
@@ -20,8 +20,32 @@ impl Daemon {
         self.follow_default_bridge_flags(&mut state).await?;
         self.ensure_networks_and_endpoints(&state).await?;
         self.remove_orphans(&state).await?;
+        self.datapath_forget_stale_published(&state.published().map(|(_, _, p)| published_key(p)).collect())?;
+        self.relay_published(&state);
         self.persist(&state)?;
         Ok(())
+    }
+
+    /// Binds and relays every published port again (a restarted daemon; the datapath carried
+    /// the uplinks' connections meanwhile). A port the host took meanwhile stays published on
+    /// the uplinks, and the log says that the rest cannot reach it.
+    fn relay_published(&self, state: &State) {
+        let mut relays = self.relays();
+        for (n, sandbox_id, p) in state.published() {
+            if relays.contains_key(p) {
+                continue;
+            }
+            let Some(link) = n.endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()) else { continue };
+            let to = std::net::SocketAddrV4::new(link.ip, p.container_port);
+            match proxy::bind(p.protocol, p.host_ip, p.host_port).and_then(|b| proxy::start(b, to, *p)) {
+                Ok(relay) => {
+                    relays.insert(*p, relay);
+                }
+                Err(e) => {
+                    eprintln!("netd: warning: published port {p}: {e}; only connections through the uplinks reach it");
+                }
+            }
+        }
     }
 
     /// Sandboxes, endpoints and networks whose creation did not finish, sandboxes whose

@@ -6,8 +6,8 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use crate::{
     model::{
-        ids, options::container_iface_prefix, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, ProcessRef, Sandbox,
-        SandboxMode, State,
+        ids, options::container_iface_prefix, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, Network, PortBinding,
+        PortSpec, ProcessRef, Sandbox, SandboxMode, State,
     },
     netns, process,
 };
@@ -16,7 +16,7 @@ use super::{
     error::{Error, Result},
     kernel,
     networks::lookup_error,
-    Daemon,
+    proxy, Daemon,
 };
 
 /// A sandbox as requested by `netd run`.
@@ -29,6 +29,8 @@ pub struct CreateSandbox {
     pub mac: Option<[u8; 6]>,
     pub auto_remove: bool,
     pub command: Vec<String>,
+    /// Ports to publish on the network (`-p`).
+    pub ports: Vec<PortSpec>,
 }
 
 pub fn no_such_container(key: &str) -> Error {
@@ -97,6 +99,9 @@ impl Daemon {
                 return Err(Error::InvalidParameter(crate::ipam::IpamError::StaticIpNotAllowed.to_string()));
             }
         }
+        // The ports are bound first (that reserves them): one that is taken changes nothing.
+        let reserved = reserve_ports(&state, &network, &req.ports)?;
+        let ports: Vec<PortBinding> = reserved.iter().map(|(b, _)| *b).collect();
         let id = ids::new_id();
         let mode = if network.driver == Driver::Host { SandboxMode::Host } else { SandboxMode::Private };
         let netns = (mode == SandboxMode::Private).then(|| self.cfg.netns_dir().join(&id[..12]));
@@ -120,7 +125,7 @@ impl Daemon {
                 netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
                 kernel::setup_sandbox(path).await?;
             }
-            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac).await
+            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac, ports).await
         }
         .await;
         if let Err(e) = result {
@@ -131,6 +136,11 @@ impl Daemon {
             self.persist(&state)?;
             return Err(e);
         }
+        if let Err(e) = self.start_relays(&state, &network.id, &id, reserved) {
+            let s = state.sandboxes[&id].clone();
+            self.teardown_sandbox(&mut state, &s).await?;
+            return Err(e);
+        }
         let s = state.sandboxes.get_mut(&id).expect("inserted above");
         s.lifecycle = Lifecycle::Ready;
         let out = s.clone();
@@ -138,12 +148,38 @@ impl Daemon {
         Ok(out)
     }
 
+    /// Starts relaying the published ports of sandbox `sandbox_id` on network `network_id`
+    /// from their sockets (see `proxy`).
+    fn start_relays(
+        &self,
+        state: &State,
+        network_id: &str,
+        sandbox_id: &str,
+        reserved: Vec<(PortBinding, proxy::Bound)>,
+    ) -> Result<()> {
+        let Some(link) = state.networks[network_id].endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()) else {
+            return Ok(());
+        };
+        let mut relays = self.relays();
+        for (binding, bound) in reserved {
+            let to = std::net::SocketAddrV4::new(link.ip, binding.container_port);
+            let relay = proxy::start(bound, to, binding).map_err(Error::io(format!("relaying {binding}")))?;
+            relays.insert(binding, relay);
+        }
+        Ok(())
+    }
+
+    /// The published ports that are relayed, by binding.
+    pub(super) fn relays(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<PortBinding, proxy::Relay>> {
+        self.relays.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Connects a sandbox to a network (`docker network connect`).
     pub async fn connect(&self, network_key: &str, sandbox_key: &str, ip: Option<Ipv4Addr>) -> Result<()> {
         let mut state = self.state.lock().await;
         let network_id = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.id.clone();
         let sandbox_id = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.id.clone();
-        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None).await
+        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None, Vec::new()).await
     }
 
     async fn connect_locked(
@@ -153,6 +189,7 @@ impl Daemon {
         sandbox_id: &str,
         ip: Option<Ipv4Addr>,
         mac: Option<[u8; 6]>,
+        ports: Vec<PortBinding>,
     ) -> Result<()> {
         let network = state.networks[network_id].clone();
         let sandbox = state.sandboxes[sandbox_id].clone();
@@ -175,6 +212,7 @@ impl Daemon {
             sandbox_id: sandbox_id.to_owned(),
             link: None,
             lifecycle: Lifecycle::Creating,
+            ports,
         };
 
         if network.driver != Driver::Bridge {
@@ -217,7 +255,7 @@ impl Daemon {
         let netns = self.netns_path(&sandbox);
         let network = state.networks[network_id].clone();
         if let Err(e) = self.setup_endpoint(&network, &netns, sandbox_id, &endpoint_id, &link).await {
-            let _ = self.teardown_endpoint(&link).await;
+            let _ = self.teardown_endpoint(&link, &endpoint_ports(state, network_id, sandbox_id)).await;
             ipam.release(addr);
             let n = state.networks.get_mut(network_id).expect("exists");
             n.ipam = Some(ipam);
@@ -269,8 +307,15 @@ impl Daemon {
         let Some(ep) = n.endpoints.get(sandbox_id).cloned() else {
             return Ok(());
         };
+        // Its published ports are released with it.
+        {
+            let mut relays = self.relays();
+            for p in &ep.ports {
+                relays.remove(p);
+            }
+        }
         if let Some(link) = &ep.link {
-            self.teardown_endpoint(link).await?;
+            self.teardown_endpoint(link, &ep.ports).await?;
             if let Some(ipam) = n.ipam.as_mut() {
                 ipam.release(link.ip);
             }
@@ -346,6 +391,77 @@ impl Daemon {
             }
         }
     }
+}
+
+fn endpoint_ports(state: &State, network_id: &str, sandbox_id: &str) -> Vec<PortBinding> {
+    state.networks[network_id].endpoints.get(sandbox_id).map(|e| e.ports.clone()).unwrap_or_default()
+}
+
+/// Binds the ports `specs` asks to publish on `network` (see `proxy`), in order: the address
+/// given, else the network's `host_binding_ipv4`; the first free port of a range, or any free
+/// one. Refused, with nothing bound, on a network that cannot publish, or when a port is taken
+/// (by another sandbox, as Docker says it, or by the host).
+fn reserve_ports(state: &State, network: &Network, specs: &[PortSpec]) -> Result<Vec<(PortBinding, proxy::Bound)>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(bridge) = &network.bridge else {
+        return Err(Error::InvalidParameter(format!(
+            "published ports need a bridge network: the {} network has none of its own (the sandbox uses the host's ports, or none)",
+            network.name
+        )));
+    };
+    if network.internal {
+        return Err(Error::InvalidParameter(format!(
+            "published ports cannot be reached on network {}: it is internal",
+            network.name
+        )));
+    }
+    let mut out: Vec<(PortBinding, proxy::Bound)> = Vec::new();
+    for spec in specs {
+        let host_ip = spec.host_ip.unwrap_or(bridge.host_binding_ipv4);
+        let candidates: Vec<u16> = match spec.host_ports {
+            Some((lo, hi)) => (lo..=hi).collect(),
+            None => vec![0],
+        };
+        let mut last_err = None;
+        for port in candidates {
+            let mut binding =
+                PortBinding { protocol: spec.protocol, host_ip, host_port: port, container_port: spec.container_port };
+            let taken = port != 0
+                && (state.published().any(|(_, _, p)| p.overlaps(&binding))
+                    || out.iter().any(|(p, _)| p.overlaps(&binding)));
+            if taken {
+                last_err = Some(already_allocated(&binding));
+                continue;
+            }
+            match proxy::bind(spec.protocol, host_ip, port) {
+                Ok(bound) => {
+                    binding.host_port = bound.port().map_err(Error::io("reading a bound port"))?;
+                    out.push((binding, bound));
+                    last_err = None;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(already_allocated(&binding)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    last_err = Some(Error::InvalidParameter(format!(
+                        "Bind for {host_ip}:{port} failed: {host_ip} is not an address of the host"
+                    )));
+                    break;
+                }
+                Err(e) => last_err = Some(Error::io(format!("binding {host_ip}:{port}"))(e)),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Docker's words for a host port that is taken.
+fn already_allocated(b: &PortBinding) -> Error {
+    Error::Conflict(format!("Bind for {}:{} failed: port is already allocated", b.host_ip, b.host_port))
 }
 
 /// A fresh `veth<7 hex>` name for an endpoint's host end.

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{Array, HashMap, MapData};
 use netd_common::{
-    nat::{assured, egress_key, flow_expired, reply_key, tcp_closed},
-    Ipv4Tuple, NatConfig, NatEntry, NatFlags, UplinkInfo,
+    nat::{assured, egress_key, flow_expired, replied, reply_key, tcp_closed},
+    Ipv4Tuple, NatConfig, NatEntry, NatFlags, PublishedKey, PublishedPort, UplinkInfo,
 };
 
 use super::{is_absent, map_err, Datapath, DatapathError, Result};
@@ -15,6 +15,7 @@ use super::{is_absent, map_err, Datapath, DatapathError, Result};
 const NAT: &str = "NETD_NAT";
 const UPLINKS: &str = "NETD_UPLINKS";
 const NAT_CONFIG: &str = "NETD_NAT_CONFIG";
+const PUBLISHED: &str = "NETD_PUBLISHED";
 
 /// One translated flow, as `netd nat ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -35,6 +36,9 @@ pub struct NatFlow {
     pub age_secs: u64,
     pub idle_secs: u64,
     pub expires_in_secs: u64,
+    /// Opened from outside, to a published port (`remote` is the client).
+    #[serde(default)]
+    pub inbound: bool,
 }
 
 /// `CLOCK_MONOTONIC_COARSE` in ns: the clock of `bpf_ktime_get_coarse_ns`, which the datapath
@@ -80,7 +84,7 @@ pub fn protocol_name(p: u8) -> String {
 
 fn state_name(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> &'static str {
     let both = egress.flags | ingress.flags;
-    let replied = ingress.flags & NatFlags::SEEN != 0;
+    let replied = replied(egress, ingress);
     match protocol {
         6 if tcp_closed(egress.flags, ingress.flags) => "closed",
         6 if both & NatFlags::TCP_FIN != 0 => "fin",
@@ -220,6 +224,30 @@ impl Datapath {
         m.iter().map(|r| r.map(|(k, v)| (k, addr(v.addr), v.flags)).map_err(map_err(UPLINKS))).collect()
     }
 
+    /// Publishes a port: what arrives on an uplink for `key` goes to `to`.
+    pub fn set_published(&mut self, key: &PublishedKey, to: &PublishedPort) -> Result<()> {
+        let map = self.ebpf.map_mut(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
+        let mut m = HashMap::<_, PublishedKey, PublishedPort>::try_from(map).map_err(map_err(PUBLISHED))?;
+        m.insert(key, to, 0).map_err(map_err(PUBLISHED))
+    }
+
+    /// Unpublishes a port (absent is fine). Its live flows stay until they end.
+    pub fn remove_published(&mut self, key: &PublishedKey) -> Result<()> {
+        let map = self.ebpf.map_mut(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
+        let mut m = HashMap::<_, PublishedKey, PublishedPort>::try_from(map).map_err(map_err(PUBLISHED))?;
+        match m.remove(key) {
+            Err(e) if !is_absent(&e) => Err(map_err(PUBLISHED)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The published ports in the map.
+    pub fn published(&self) -> Result<Vec<(PublishedKey, PublishedPort)>> {
+        let map = self.ebpf.map(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
+        let m = HashMap::<_, PublishedKey, PublishedPort>::try_from(map).map_err(map_err(PUBLISHED))?;
+        m.iter().collect::<std::result::Result<_, _>>().map_err(map_err(PUBLISHED))
+    }
+
     /// Writes one entry of the translation table as is (tests and tools: e.g. ageing a flow).
     pub fn nat_set_entry(&mut self, key: &Ipv4Tuple, entry: &NatEntry) -> Result<()> {
         let mut t = self.nat_table()?;
@@ -260,6 +288,7 @@ impl Datapath {
                 age_secs: secs(now.saturating_sub(e.created)),
                 idle_secs: secs(now.saturating_sub(last)),
                 expires_in_secs: secs((last + lifetime).saturating_sub(now)),
+                inbound: (e.flags | i.flags) & NatFlags::INBOUND != 0,
             });
         }
         out.sort_by(|a, b| (a.inside, a.remote, &a.protocol).cmp(&(b.inside, b.remote, &b.protocol)));

@@ -3,6 +3,7 @@
 
 pub mod ids;
 pub mod options;
+pub mod ports;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ipam::Ipam;
 pub use options::BridgeOptions;
+pub use ports::{PortBinding, PortSpec, Protocol};
 
 /// Version of the persisted layout.
 pub const STATE_VERSION: u32 = 1;
@@ -84,6 +86,9 @@ pub struct Endpoint {
     /// Bridge networks only.
     pub link: Option<EndpointLink>,
     pub lifecycle: Lifecycle,
+    /// Published ports (`netd run -p`), on the network the sandbox was created on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortBinding>,
 }
 
 /// The veth pair and address of an endpoint on a bridge network.
@@ -193,6 +198,13 @@ impl State {
     /// unique id prefix.
     pub fn find_sandbox(&self, key: &str) -> Result<&Sandbox, Lookup> {
         find(&self.sandboxes, key.strip_prefix('/').unwrap_or(key), |s| &s.name)
+    }
+
+    /// Every published port, with its network and sandbox ids.
+    pub fn published(&self) -> impl Iterator<Item = (&Network, &str, &PortBinding)> {
+        self.networks
+            .values()
+            .flat_map(|n| n.endpoints.iter().flat_map(move |(s, e)| e.ports.iter().map(move |p| (n, s.as_str(), p))))
     }
 
     /// The networks a sandbox is attached to, in name order.
