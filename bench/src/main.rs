@@ -42,7 +42,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// A focused run: only these columns (bridge, docker, netd, netd-bridged-host, veth, loopback,
-    /// docker-nat, netd-nat, netd-nat-xdp, veth-outside (masquerade's limit); and, only when named, netd-clsact (clsact filters
+    /// docker-nat, netd-nat, netd-nat-xdp, veth-outside (masquerade's limit), docker-publish,
+    /// netd-publish, veth-inbound (published ports); and, only when named, netd-clsact (clsact filters
     /// instead of TCX links) and netd-nat-via-uplink (`--uplink-fast-path=false`)).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
@@ -332,6 +333,52 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
     md
 }
 
+/// The published-ports section: a client outside → a container's published port, through
+/// Docker's dataplane (DNAT) and netd (the uplink's program), against a direct veth pair.
+fn publish_section(samples: &[Sample], live: &Live) -> String {
+    let summary = report::summarize(samples);
+    let mut md = String::from(
+        "\n### Published ports: client outside → container (`-p`, through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",
+    );
+    for m in report::METRICS {
+        let Some(cells) = summary.get(m.key) else { continue };
+        for topo in ["docker", "netd", "veth"] {
+            let Some(c) = cells.get(topo) else { continue };
+            let _ = writeln!(
+                md,
+                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
+                m.label,
+                m.unit,
+                report::fmt_value(c.min),
+                report::fmt_value(c.median),
+                report::fmt_value(c.max),
+                c.vs_docker
+            );
+        }
+    }
+    let limit = |metric| report::ratio(samples, metric, "netd", "veth");
+    let _ = writeln!(
+        md,
+        "\nDocker: its DNAT and filter rules for the ports (one per protocol for the range), kernel conntrack, `br_netfilter`, its proxy off (it takes no traffic from outside). netd against veth, the limit (the client on a direct veth pair with the container): packet rate {:.2}×, RR {:.2}×, connections/s {:.2}×, TCP {:.2}× (medians of per-round ratios).",
+        limit("udp_pps"),
+        limit("rr_tps"),
+        limit("crr_cps"),
+        limit("tcp_gbps"),
+    );
+    let _ = write!(
+        md,
+        "\n| live cost (run_time / run_cnt, a pass of its own after the measured rounds) | ns per run |\n|---|---|\n"
+    );
+    for (metric, label) in [("udp", "UDP 64-byte"), ("rr", "TCP RR"), ("crr", "TCP CRR"), ("tcp", "TCP bulk")] {
+        for (program, side) in [("netd_from_uplin", "netd_from_uplink"), ("netd_from_conta", "netd_from_container")] {
+            if let Some((t, n)) = live.get(&(Kind::NetdPublish.name(), metric, program)).filter(|(_, n)| *n >= 100) {
+                let _ = writeln!(md, "| {label}: `{side}` | {:.0} ({n} runs) |", cost::ns_per_run(*t, *n));
+            }
+        }
+    }
+    md
+}
+
 /// One path's many-flows result: name, what arrived, netd's NAT drops, and the flows `netd nat
 /// ls` listed with the time it took.
 type FlowRow = (&'static str, workload::Flows, Option<u64>, Option<(usize, Duration)>);
@@ -354,6 +401,7 @@ fn netd_drops(t: &Topology) -> String {
 struct Rounds {
     samples: Vec<Sample>,
     nat_samples: Vec<Sample>,
+    publish_samples: Vec<Sample>,
 }
 
 type Live = std::collections::BTreeMap<(&'static str, &'static str, &'static str), (Duration, u64)>;
@@ -373,14 +421,15 @@ fn runs(t: &Topology, metric: &str) -> bool {
 }
 
 /// A column's name in the report: the masquerade columns are "docker", "netd" and
-/// "netd-xdp-pass" of their own table.
+/// "netd-xdp-pass" of their own table, the published-port columns "docker", "netd" and
+/// "veth" of theirs.
 fn label(kind: Kind) -> &'static str {
     match kind {
-        Kind::DockerNat => "docker",
-        Kind::NetdNat => "netd",
+        Kind::DockerNat | Kind::DockerPublish => "docker",
+        Kind::NetdNat | Kind::NetdPublish => "netd",
         Kind::NetdNatXdp => "netd-xdp-pass",
         Kind::NetdNatViaUplink => "netd-via-uplink",
-        Kind::VethOutside => "veth",
+        Kind::VethOutside | Kind::VethInbound => "veth",
         k => k.name(),
     }
 }
@@ -391,43 +440,54 @@ fn label(kind: Kind) -> &'static str {
 fn run_rounds(
     topologies: &[Topology],
     nat_topologies: &[Topology],
+    publish_topologies: &[Topology],
     rounds: u32,
     secs: f64,
     focus: &Focus,
 ) -> Result<Rounds> {
-    let (mut samples, mut nat_samples) = (Vec::new(), Vec::new());
+    let (mut samples, mut nat_samples, mut publish_samples) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let load = load1();
         eprintln!("==> round {}/{rounds} (load {load:.2})", round + 1);
-        let all: Vec<&Topology> = topologies.iter().chain(nat_topologies).collect();
+        let all: Vec<&Topology> = topologies.iter().chain(nat_topologies).chain(publish_topologies).collect();
         for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
             for t in in_round_order(all.len(), round).into_iter().map(|i| all[i]) {
                 if !runs(t, metric) {
                     continue;
                 }
-                let out = if t.kind.is_nat() { &mut nat_samples } else { &mut samples };
+                let out = if t.kind.is_nat() {
+                    &mut nat_samples
+                } else if t.kind.is_publish() {
+                    &mut publish_samples
+                } else {
+                    &mut samples
+                };
                 let label = label(t.kind);
                 measure(t, label, round, secs, load, out, metric)
                     .with_context(|| format!("{} on {}{}", metric, t.kind.name(), netd_drops(t)))?;
             }
         }
     }
-    Ok(Rounds { samples, nat_samples })
+    Ok(Rounds { samples, nat_samples, publish_samples })
 }
 
 /// What netd's programs cost live: every workload once more on the netd topologies, with the
 /// kernel's run-time statistics on (their samples are not reported).
 /// Keyed by (column, workload, program): run time and runs.
-fn live_cost(topologies: &[Topology], nat_topologies: &[Topology], secs: f64, focus: &Focus) -> Result<Live> {
+fn live_cost(
+    topologies: &[Topology],
+    nat_topologies: &[Topology],
+    publish_topologies: &[Topology],
+    secs: f64,
+    focus: &Focus,
+) -> Result<Live> {
     let _stats = cost::enable_runtime_stats()?;
     let mut live = Live::new();
     let mut scratch = Vec::new();
     for metric in WORKLOADS.into_iter().filter(|w| focus.workload(w)) {
-        for t in topologies
-            .iter()
-            .chain(nat_topologies)
-            .filter(|t| matches!(t.kind, Kind::Netd | Kind::NetdNat | Kind::NetdClsact | Kind::NetdNatViaUplink))
-        {
+        for t in topologies.iter().chain(nat_topologies).chain(publish_topologies).filter(|t| {
+            matches!(t.kind, Kind::Netd | Kind::NetdNat | Kind::NetdClsact | Kind::NetdNatViaUplink | Kind::NetdPublish)
+        }) {
             if !runs(t, metric) {
                 continue;
             }
@@ -465,6 +525,7 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
         kinds.iter().filter(|k| focus.column(**k)).map(|k| Topology::build(*k)).collect()
     };
     let (mut topologies, mut nat_topologies) = (build(&Kind::ALL)?, build(&Kind::NAT)?);
+    let publish_topologies = build(&Kind::PUBLISH)?;
     for k in Kind::ON_REQUEST.into_iter().filter(|k| focus.columns.iter().any(|c| c == k.name())) {
         let t = Topology::build(k)?;
         if k.is_nat() {
@@ -473,10 +534,13 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
             topologies.push(t);
         }
     }
-    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, focus)?;
-    for (section, samples, columns) in
-        [("container to container", &samples, &topologies), ("masquerade", &nat_samples, &nat_topologies)]
-    {
+    let Rounds { samples, nat_samples, publish_samples } =
+        run_rounds(&topologies, &nat_topologies, &publish_topologies, rounds, secs, focus)?;
+    for (section, samples, columns) in [
+        ("container to container", &samples, &topologies),
+        ("masquerade", &nat_samples, &nat_topologies),
+        ("published ports", &publish_samples, &publish_topologies),
+    ] {
         let mut metrics: Vec<&str> = samples.iter().map(|s| s.metric.as_str()).collect();
         metrics.sort_unstable();
         metrics.dedup();
@@ -498,7 +562,9 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
     }
     // What the programs cost live on these workloads: a test run cannot show what depends on
     // real traffic (cloned TCP segments, cold caches).
-    for ((column, metric, program), (time, runs)) in live_cost(&topologies, &nat_topologies, secs, focus)? {
+    for ((column, metric, program), (time, runs)) in
+        live_cost(&topologies, &nat_topologies, &publish_topologies, secs, focus)?
+    {
         if runs == 0 {
             continue;
         }
@@ -507,6 +573,22 @@ fn focused(focus: &Focus, rounds: u32, secs: f64) -> Result<()> {
             cost::ns_per_run(time, runs)
         );
     }
+    Ok(())
+}
+
+/// `runs.jsonl`: every sample (container to container as is, the other sections tagged), then
+/// the costs.
+fn write_runs(path: &std::path::Path, rounds: &Rounds, costs: &serde_json::Value) -> Result<()> {
+    let mut runs = std::fs::File::create(path)?;
+    for s in &rounds.samples {
+        writeln!(runs, "{}", serde_json::to_string(s)?)?;
+    }
+    for (section, samples) in [("masquerade", &rounds.nat_samples), ("publish", &rounds.publish_samples)] {
+        for s in samples {
+            writeln!(runs, "{}", serde_json::json!({ "section": section, "sample": s }))?;
+        }
+    }
+    writeln!(runs, "{costs}")?;
     Ok(())
 }
 
@@ -541,9 +623,12 @@ fn main() -> Result<()> {
     eprintln!("==> building the topologies");
     let topologies: Vec<Topology> = Kind::ALL.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
     let nat_topologies: Vec<Topology> = Kind::NAT.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
-    let Rounds { samples, nat_samples } = run_rounds(&topologies, &nat_topologies, rounds, secs, &Focus::default())?;
+    let publish_topologies: Vec<Topology> = Kind::PUBLISH.iter().map(|k| Topology::build(*k)).collect::<Result<_>>()?;
+    let Rounds { samples, nat_samples, publish_samples } =
+        run_rounds(&topologies, &nat_topologies, &publish_topologies, rounds, secs, &Focus::default())?;
     eprintln!("==> live cost (run-time statistics on)");
-    let live = live_cost(&topologies, &nat_topologies, secs, &Focus::default())?;
+    let live = live_cost(&topologies, &nat_topologies, &publish_topologies, secs, &Focus::default())?;
+    drop(publish_topologies);
     let (sockets, ports) = if args.quick { (1024, 16) } else { (4096, 16) };
     eprintln!("==> {} concurrent masqueraded flows", sockets * ports);
     let mut flow_rows = Vec::new();
@@ -595,24 +680,16 @@ fn main() -> Result<()> {
         test_run.floor_ns, test_run.redirect_ns, test_run.pass_ns, test_run.drop_ns
     );
     md.push_str(&nat_section(&nat_samples, &nat_cost, &live, &flow_rows));
+    md.push_str(&publish_section(&publish_samples, &live));
     eprintln!("==> scale: {sizes:?} endpoints");
     // Twice the rounds: the sizes differ by less than the machine's noise, and a median's
     // noise falls with the square root of the rounds.
     let scale_rows = scale(sizes, secs, 2 * rounds, &mut md)?;
     let _ = writeln!(md, "\nTotal bench time: {:.0} s.", started.elapsed().as_secs_f64());
 
-    let mut runs = std::fs::File::create(args.out.join("runs.jsonl"))?;
-    for s in &samples {
-        writeln!(runs, "{}", serde_json::to_string(s)?)?;
-    }
-    for s in &nat_samples {
-        writeln!(runs, "{}", serde_json::json!({ "section": "masquerade", "sample": s }))?;
-    }
-    writeln!(
-        runs,
-        "{}",
-        serde_json::json!({ "cost": test_run, "live_ns": live_ns, "nat_cost": nat_cost, "scale": scale_rows, "machine": machine })
-    )?;
+    let rounds = Rounds { samples, nat_samples, publish_samples };
+    let costs = serde_json::json!({ "cost": test_run, "live_ns": live_ns, "nat_cost": nat_cost, "scale": scale_rows, "machine": machine });
+    write_runs(&args.out.join("runs.jsonl"), &rounds, &costs)?;
     std::fs::write(args.out.join("bench.md"), &md)?;
     // The chart shows the container-to-container workloads, where netd-bridged-host is netd.
     let chart_order: Vec<&str> = order.iter().copied().filter(|t| *t != Kind::NetdBridgedHost.name()).collect();

@@ -4,6 +4,8 @@
 use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{bail, Context as _, Result};
+
+use crate::workload;
 use netd_tests::{
     daemon::TestDaemon,
     netns::{Link, NetNs},
@@ -44,6 +46,13 @@ pub enum Kind {
     /// namespace (no host between, nothing translated): what no masquerade through veths can
     /// beat, as `Veth` is for container to container.
     VethOutside,
+    /// Published ports: a client outside connecting to a port Docker's dataplane publishes
+    /// (iptables DNAT in `PREROUTING`, kernel conntrack) for a container behind the host.
+    DockerPublish,
+    /// The same through netd (`netd run -p`: the uplink's program opens the flow).
+    NetdPublish,
+    /// Published ports' limit: the client outside on a direct veth pair with the container.
+    VethInbound,
 }
 
 impl Kind {
@@ -51,12 +60,19 @@ impl Kind {
         [Kind::Bridge, Kind::Docker, Kind::Netd, Kind::NetdBridgedHost, Kind::Veth, Kind::Loopback];
     /// The masquerade comparison (container → outside server).
     pub const NAT: [Kind; 4] = [Kind::DockerNat, Kind::NetdNat, Kind::NetdNatXdp, Kind::VethOutside];
+    /// The published-port comparison (outside client → container).
+    pub const PUBLISH: [Kind; 3] = [Kind::DockerPublish, Kind::NetdPublish, Kind::VethInbound];
     /// Columns a focused run measures only when `--columns` names them.
     pub const ON_REQUEST: [Kind; 2] = [Kind::NetdClsact, Kind::NetdNatViaUplink];
 
     /// A masquerade column (container → outside server).
     pub fn is_nat(self) -> bool {
         Kind::NAT.contains(&self) || self == Kind::NetdNatViaUplink
+    }
+
+    /// A published-port column (outside client → container).
+    pub fn is_publish(self) -> bool {
+        Kind::PUBLISH.contains(&self)
     }
 
     pub fn name(self) -> &'static str {
@@ -73,6 +89,9 @@ impl Kind {
             Kind::NetdClsact => "netd-clsact",
             Kind::NetdNatViaUplink => "netd-nat-via-uplink",
             Kind::VethOutside => "veth-outside",
+            Kind::DockerPublish => "docker-publish",
+            Kind::NetdPublish => "netd-publish",
+            Kind::VethInbound => "veth-inbound",
         }
     }
 }
@@ -82,6 +101,9 @@ impl Kind {
 pub struct Endpoint {
     pub netns: String,
     pub ip: Ipv4Addr,
+    /// Where clients connect when that is not `ip`: the host's address of a published port
+    /// (the server binds `ip`, the port is the same on both, see `workload::PUBLISHED_PORTS`).
+    pub dial: Option<Ipv4Addr>,
 }
 
 /// A built topology. Dropping it removes everything it made.
@@ -138,6 +160,12 @@ impl Topology {
             Kind::NetdNatXdp => Self::netd_nat(true, &[])?,
             Kind::NetdNatViaUplink => Self { kind, ..Self::netd_nat(false, &["--uplink-fast-path=false"])? },
             Kind::VethOutside => Self::veth_outside()?,
+            Kind::DockerPublish => Self::docker_publish()?,
+            Kind::NetdPublish => Self::netd_publish()?,
+            Kind::VethInbound => {
+                let t = Self::veth_outside()?;
+                Self { kind, a: t.b.clone(), b: t.a.clone(), ..t }
+            }
         };
         client_sysctls(&t.a.netns, !kind.is_nat())?;
         Ok(t)
@@ -169,9 +197,9 @@ impl Topology {
         }
         Ok(Self {
             kind: if docker { Kind::Docker } else { Kind::Bridge },
-            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
-            b: Endpoint { netns: path(&c2), ip: "10.90.0.3".parse()? },
-            host: Some(Endpoint { netns: path(&host), ip: "10.90.0.1".parse()? }),
+            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()?, dial: None },
+            b: Endpoint { netns: path(&c2), ip: "10.90.0.3".parse()?, dial: None },
+            host: Some(Endpoint { netns: path(&host), ip: "10.90.0.1".parse()?, dial: None }),
             _links: links,
             daemon: None,
             _namespaces: vec![c1, c2, host],
@@ -189,9 +217,9 @@ impl Topology {
         }
         Ok(Self {
             kind: Kind::Netd,
-            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
-            b: Endpoint { netns: d.sandbox_netns("bench-b"), ip: "172.17.0.3".parse()? },
-            host: Some(Endpoint { netns: path(d.host()), ip: "172.17.0.1".parse()? }),
+            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()?, dial: None },
+            b: Endpoint { netns: d.sandbox_netns("bench-b"), ip: "172.17.0.3".parse()?, dial: None },
+            host: Some(Endpoint { netns: path(d.host()), ip: "172.17.0.1".parse()?, dial: None }),
             _links: Vec::new(),
             daemon: Some(d),
             _namespaces: Vec::new(),
@@ -200,6 +228,11 @@ impl Topology {
 
     /// Docker's dataplane with one container (10.90.0.2) masqueraded through the uplink.
     fn docker_nat() -> Result<Self> {
+        Self::docker_nat_with(|_| Ok(()))
+    }
+
+    /// [`Self::docker_nat`], with `extra` rules added in the host namespace.
+    fn docker_nat_with(extra: fn(&NetNs) -> Result<()>) -> Result<Self> {
         let host = NetNs::new("nb-host");
         host.sysctl("net.bridge.bridge-nf-call-iptables", "1");
         host.sysctl("net.ipv4.ip_forward", "1");
@@ -212,10 +245,11 @@ impl Topology {
         c1.ip(&["route", "add", "default", "via", "10.90.0.1"]);
         let (outside, uplink) = outside_of(&host);
         docker_rules(&host).context("Docker's iptables rules")?;
+        extra(&host)?;
         Ok(Self {
             kind: Kind::DockerNat,
-            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()? },
-            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            a: Endpoint { netns: path(&c1), ip: "10.90.0.2".parse()?, dial: None },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()?, dial: None },
             host: None,
             _links: vec![veth, bridge, uplink],
             daemon: None,
@@ -238,8 +272,50 @@ impl Topology {
         }
         Ok(Self {
             kind: if xdp_pass { Kind::NetdNatXdp } else { Kind::NetdNat },
-            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()? },
-            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            a: Endpoint { netns: d.sandbox_netns("bench-a"), ip: "172.17.0.2".parse()?, dial: None },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()?, dial: None },
+            host: None,
+            _links: vec![uplink],
+            daemon: Some(d),
+            _namespaces: vec![outside],
+        })
+    }
+
+    /// Docker's dataplane publishing `PUBLISHED_PORTS` (TCP and UDP) of one container
+    /// (10.90.0.2) on the host: Docker's DNAT and filter rules for `-p`, one per protocol for
+    /// the whole range (Docker writes one per port: fewer rules to walk here), its proxy off.
+    /// The client is outside, behind the uplink.
+    fn docker_publish() -> Result<Self> {
+        let t = Self::docker_nat_with(publish_rules)?;
+        let (container, outside) = (t.a.clone(), t.b.clone());
+        Ok(Self {
+            kind: Kind::DockerPublish,
+            a: outside,
+            b: Endpoint { dial: Some(UPLINK_ADDR.parse()?), ..container },
+            ..t
+        })
+    }
+
+    /// netd with one sandbox publishing `PUBLISHED_PORTS` (TCP and UDP); the client is outside,
+    /// behind the uplink.
+    fn netd_publish() -> Result<Self> {
+        let host = NetNs::new("ndt-host");
+        let (outside, uplink) = outside_of(&host);
+        let d = TestDaemon::start_in(host, &[]);
+        let (lo, hi) = (workload::PUBLISHED_PORTS.start, workload::PUBLISHED_PORTS.end - 1);
+        let (tcp, udp) = (format!("{lo}-{hi}:{lo}-{hi}"), format!("{lo}-{hi}:{lo}-{hi}/udp"));
+        let run = d.netd(&["run", "-d", "--name", "bench-a", "-p", &tcp, "-p", &udp, "--", "sleep", "86400"]);
+        if run.code != 0 {
+            bail!("netd run: {}", run.stderr);
+        }
+        Ok(Self {
+            kind: Kind::NetdPublish,
+            a: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()?, dial: None },
+            b: Endpoint {
+                netns: d.sandbox_netns("bench-a"),
+                ip: "172.17.0.2".parse()?,
+                dial: Some(UPLINK_ADDR.parse()?),
+            },
             host: None,
             _links: vec![uplink],
             daemon: Some(d),
@@ -254,8 +330,8 @@ impl Topology {
         c2.ip(&["addr", "add", "10.91.0.2/24", "dev", "eth0"]);
         Self {
             kind: Kind::Veth,
-            a: Endpoint { netns: path(&c1), ip: Ipv4Addr::new(10, 91, 0, 1) },
-            b: Endpoint { netns: path(&c2), ip: Ipv4Addr::new(10, 91, 0, 2) },
+            a: Endpoint { netns: path(&c1), ip: Ipv4Addr::new(10, 91, 0, 1), dial: None },
+            b: Endpoint { netns: path(&c2), ip: Ipv4Addr::new(10, 91, 0, 2), dial: None },
             host: None,
             _links: vec![link],
             daemon: None,
@@ -273,8 +349,8 @@ impl Topology {
         outside.ip(&["link", "set", "lo", "up"]);
         Ok(Self {
             kind: Kind::VethOutside,
-            a: Endpoint { netns: path(&c1), ip: "198.18.0.3".parse()? },
-            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()? },
+            a: Endpoint { netns: path(&c1), ip: "198.18.0.3".parse()?, dial: None },
+            b: Endpoint { netns: path(&outside), ip: OUTSIDE_SERVER.parse()?, dial: None },
             host: None,
             _links: vec![link],
             daemon: None,
@@ -284,7 +360,7 @@ impl Topology {
 
     fn loopback() -> Self {
         let ns = NetNs::new("nb-lo");
-        let e = Endpoint { netns: path(&ns), ip: Ipv4Addr::LOCALHOST };
+        let e = Endpoint { netns: path(&ns), ip: Ipv4Addr::LOCALHOST, dial: None };
         Self {
             kind: Kind::Loopback,
             a: e.clone(),
@@ -299,6 +375,8 @@ impl Topology {
 
 /// The server's address in the "outside" namespace.
 pub const OUTSIDE_SERVER: &str = "198.18.0.2";
+/// The host's address on its uplink to the "outside" namespace.
+pub const UPLINK_ADDR: &str = "198.18.0.1";
 
 /// An "outside" namespace behind `host`'s uplink `uplink0` (198.18.0.1/24, the host's default
 /// route); it knows no route to any container network, so only masquerade gets answers back.
@@ -310,6 +388,38 @@ fn outside_of(host: &NetNs) -> (NetNs, Link) {
     outside.ip(&["addr", "add", &format!("{OUTSIDE_SERVER}/24"), "dev", "eth0"]);
     outside.ip(&["link", "set", "lo", "up"]);
     (outside, uplink)
+}
+
+/// Docker's rules for publishing `PUBLISHED_PORTS` of 10.90.0.2 (TCP and UDP), one per
+/// protocol for the range.
+fn publish_rules(host: &NetNs) -> Result<()> {
+    let range = format!("{}:{}", workload::PUBLISHED_PORTS.start, workload::PUBLISHED_PORTS.end - 1);
+    for proto in ["tcp", "udp"] {
+        let to = ["-p", proto, "-m", proto, "--dport", &range];
+        let rules: [Vec<&str>; 3] = [
+            [
+                &["-t", "nat", "-A", "DOCKER", "!", "-i", "br0"][..],
+                &to,
+                &["-j", "DNAT", "--to-destination", "10.90.0.2"],
+            ]
+            .concat(),
+            [&["-A", "DOCKER", "-d", "10.90.0.2/32", "!", "-i", "br0", "-o", "br0"][..], &to, &["-j", "ACCEPT"]]
+                .concat(),
+            [
+                &["-t", "nat", "-A", "POSTROUTING", "-s", "10.90.0.2/32", "-d", "10.90.0.2/32"][..],
+                &to,
+                &["-j", "MASQUERADE"],
+            ]
+            .concat(),
+        ];
+        for rule in rules {
+            let out = host.exec("iptables", &rule);
+            if !out.status.success() {
+                bail!("iptables {}: {}", rule.join(" "), String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Docker 20.10's rules for one bridge network, as `iptables-save` shows them on a Docker host.

@@ -33,6 +33,23 @@ fn port() -> u16 {
     SERVER_PORTS.start + PORT.fetch_add(1, Ordering::Relaxed) % span
 }
 
+/// The ports the published-port topologies publish (TCP and UDP, the same on the host and in
+/// the container), below `SERVER_PORTS`. Servers behind them cycle through them.
+pub const PUBLISHED_PORTS: std::ops::Range<u16> = 9_000..9_064;
+static PUBLISHED_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// Where a server in `b` listens and where clients reach it: the same address, or (a published
+/// port) the host's address and the same port.
+fn server_addrs(b: &Endpoint) -> (SocketAddr, SocketAddr) {
+    let port = if b.dial.is_some() {
+        let span = PUBLISHED_PORTS.end - PUBLISHED_PORTS.start;
+        PUBLISHED_PORTS.start + PUBLISHED_PORT.fetch_add(1, Ordering::Relaxed) % span
+    } else {
+        port()
+    };
+    (SocketAddr::from((b.ip, port)), SocketAddr::from((b.dial.unwrap_or(b.ip), port)))
+}
+
 fn pin_this_thread(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity(0 = this thread) only
     // touch the set we own.
@@ -59,13 +76,14 @@ impl Drop for Proc {
 
 /// Single-stream TCP throughput a → b in Gbit/s (iperf3, whole seconds: at least one).
 pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
-    let port = port().to_string();
+    let (bind, dial) = server_addrs(b);
+    let port = bind.port().to_string();
     #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "a few seconds")]
     let whole = secs.round().max(1.0) as u32;
     let _server = Proc(
         Command::new("nsenter")
             .arg(format!("--net={}", b.netns))
-            .args(["iperf3", "-s", "-1", "-p", &port, "-B", &b.ip.to_string()])
+            .args(["iperf3", "-s", "-1", "-p", &port, "-B", &bind.ip().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -75,7 +93,7 @@ pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
     for _ in 0..50 {
         let out = Command::new("nsenter")
             .arg(format!("--net={}", a.netns))
-            .args(["iperf3", "-c", &b.ip.to_string(), "-p", &port, "-t", &whole.to_string(), "-J"])
+            .args(["iperf3", "-c", &dial.ip().to_string(), "-p", &port, "-t", &whole.to_string(), "-J"])
             .output()
             .context("iperf3 client")?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -90,14 +108,13 @@ pub fn tcp_throughput(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
 
 /// 64-byte frames (18-byte UDP payload) received per second, a → b.
 pub fn udp_rate(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
-    let port = port();
-    let dst = SocketAddr::from((b.ip, port));
+    let (bind, dst) = server_addrs(b);
     let done = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (done, ready) = (done.clone(), ready.clone());
         spawn_in_path(&b.netns, move || -> Result<u64> {
-            let s = UdpSocket::bind(dst)?;
+            let s = UdpSocket::bind(bind)?;
             s.set_read_timeout(Some(Duration::from_millis(200)))?;
             ready.store(true, Ordering::Release);
             let mut buf = [0u8; 64];
@@ -151,8 +168,8 @@ pub struct Rr {
 
 /// 1-byte request, 1-byte response over one TCP connection, both ends pinned to one CPU.
 pub fn tcp_rr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<Rr> {
-    let addr = SocketAddr::from((b.ip, port()));
-    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr)).join().map_err(|_| anyhow!("bind"))??;
+    let (bind, addr) = server_addrs(b);
+    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(bind)).join().map_err(|_| anyhow!("bind"))??;
     let server = std::thread::spawn(move || -> Result<()> {
         pin_this_thread(PINNED_CPU);
         let (mut c, _) = listener.accept()?;
@@ -193,8 +210,8 @@ pub fn tcp_rr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<Rr> {
 
 /// TCP connections per second (connect, 1-byte exchange, close), both ends pinned to one CPU.
 pub fn tcp_crr(a: &Endpoint, b: &Endpoint, secs: f64) -> Result<f64> {
-    let addr = SocketAddr::from((b.ip, port()));
-    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(addr)).join().map_err(|_| anyhow!("bind"))??;
+    let (bind, addr) = server_addrs(b);
+    let listener = spawn_in_path(&b.netns, move || TcpListener::bind(bind)).join().map_err(|_| anyhow!("bind"))??;
     let server = std::thread::spawn(move || -> Result<()> {
         pin_this_thread(PINNED_CPU);
         loop {

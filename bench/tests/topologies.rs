@@ -9,9 +9,13 @@ use netd_bench::{
 
 #[test]
 fn every_topology_carries_every_workload() {
-    for kind in Kind::ALL.into_iter().chain(Kind::NAT) {
+    for kind in Kind::ALL.into_iter().chain(Kind::NAT).chain(Kind::PUBLISH) {
         let t = Topology::build(kind).unwrap_or_else(|e| panic!("building {kind:?}: {e:#}"));
-        let counted = if matches!(kind, Kind::NetdNat | Kind::NetdNatXdp) { "redirect-nat" } else { "redirect-peer" };
+        let counted = match kind {
+            Kind::NetdNat | Kind::NetdNatXdp => "redirect-nat",
+            Kind::NetdPublish => "redirect-reverse-nat",
+            _ => "redirect-peer",
+        };
         let before = t.daemon().map(|d| d.count(None, counted));
         let tcp = workload::tcp_throughput(&t.a, &t.b, 0.3).expect("tcp");
         let udp = workload::udp_rate(&t.a, &t.b, 0.2).expect("udp");
