@@ -240,17 +240,23 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
     let listener = w.outside.run(|| TcpListener::bind((SERVER, 8443)).expect("bind"));
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        // The restart happens between two messages: under a full test run it may take a few
+        // seconds.
+        s.set_read_timeout(Some(3 * DEADLINE)).expect("timeout");
         let mut buf = [0u8; 16];
         let mut echoed = 0;
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 {
-                break;
+        // Why the connection ended, for the assertion below.
+        let ended = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break "the client closed".to_owned(),
+                Ok(n) => {
+                    s.write_all(&buf[..n]).expect("echo");
+                    echoed += n;
+                }
+                Err(e) => break format!("read: {e}"),
             }
-            s.write_all(&buf[..n]).expect("echo");
-            echoed += n;
-        }
-        (peer, echoed)
+        };
+        (peer, echoed, ended)
     });
     let (to_client, from_test) = std::sync::mpsc::channel::<()>();
     let client = spawn_in_path(&w.d.sandbox_netns("c1"), move || {
@@ -270,11 +276,17 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
     std::thread::sleep(Duration::from_millis(300));
     let before = w.d.netd(&["nat", "ls", "--json"]).ok();
     assert!(before.contains("established"), "{before}");
+    let restart = Instant::now();
     w.d.stop();
     w.d.restart();
+    let restart = restart.elapsed();
     to_client.send(()).expect("client");
-    client.join().expect("the connection survived the restart");
-    let (peer, echoed) = server.join().expect("server");
+    let survived = client.join();
+    let (peer, echoed, ended) = server.join().expect("server");
+    assert!(
+        survived.is_ok(),
+        "the connection did not survive a restart of {restart:?}: the server's side ended: {ended}"
+    );
     assert_eq!((peer.ip().to_string().as_str(), echoed), (UPLINK, b"beforeafter".len()));
 
     // A removed container's translations go with it.
@@ -877,22 +889,33 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
     let udp = spawn_in_path(&netns, || {
         let s = UdpSocket::bind(("0.0.0.0", 53)).expect("bind");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let mut buf = [0u8; 64];
-        let (n, peer) = s.recv_from(&mut buf).expect("query");
-        s.send_to(&buf[..n], peer).expect("answer");
-        peer
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            let mut buf = [0u8; 64];
+            let (n, peer) = s.recv_from(&mut buf).expect("query");
+            s.send_to(&buf[..n], peer).expect("answer");
+            peers.push(peer);
+        }
+        peers
     });
     std::thread::sleep(Duration::from_millis(100));
-    let (answer, from) = w.outside.run(|| {
-        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        s.send_to(b"query", (UPLINK, 5300)).expect("send");
-        let mut buf = [0u8; 64];
-        let (n, from) = s.recv_from(&mut buf).expect("an answer");
-        (buf[..n].to_vec(), from)
-    });
+    let query = |to: SocketAddr| {
+        move || {
+            let s = UdpSocket::bind(("0.0.0.0", 0)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            s.send_to(b"query", to).expect("send");
+            let mut buf = [0u8; 64];
+            let (n, from) = s.recv_from(&mut buf).expect("an answer");
+            (buf[..n].to_vec(), from)
+        }
+    };
+    let (answer, from) = w.outside.run(query(at(UPLINK, 5300)));
     assert_eq!((answer.as_slice(), from), (&b"query"[..], at(UPLINK, 5300)));
-    assert_eq!(udp.join().expect("udp server").ip().to_string(), SERVER, "the client's address");
+    // From the host, through the relay (a socket of its own towards the container).
+    let (answer, from) = w.d.host().run(query(at("127.0.0.1", 5300)));
+    assert_eq!((answer.as_slice(), from), (&b"query"[..], at("127.0.0.1", 5300)));
+    let peers: Vec<String> = udp.join().expect("udp server").iter().map(|p| p.ip().to_string()).collect();
+    assert_eq!(peers, [SERVER, "172.17.0.1"], "the client's address, then the relay's");
 
     // Taken ports are refused and nothing is made: by another sandbox, and by the host.
     let before = w.d.netd(&["network", "inspect", "bridge"]).ok();
