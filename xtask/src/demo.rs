@@ -131,6 +131,8 @@ pub fn run() -> Result<()> {
 enum Step {
     Netd(&'static [&'static str]),
     HostIp(&'static [&'static str], &'static str),
+    /// A command in the outside namespace (a client out there).
+    Outside(&'static [&'static str], &'static str),
     /// A `netd` command run while `netd monitor` (with these arguments) watches, then what the
     /// monitor saw.
     Monitored(&'static [&'static str], &'static [&'static str], &'static str),
@@ -198,6 +200,14 @@ const WALK_THROUGH: &[Step] = &[
         &["exec", "d0busy1", "--", "ping", "-c", "2", "-W", "2", "10.255.0.2"],
         "masquerade's new flows, as conntrack -E shows Docker's",
     ),
+    // A published port (`-p`, as `docker run -p`): reached from outside, in eBPF.
+    Step::Netd(&["run", "-d", "--name", "web", "-p", "8080:5201", "--", "iperf3", "-s"]),
+    Step::Netd(&["port", "web"]),
+    Step::Netd(&["ps"]),
+    Step::Outside(
+        &["iperf3", "-c", "10.255.0.1", "-p", "8080", "-t", "1"],
+        "from outside to the uplink's address: straight to the container",
+    ),
     Step::Netd(&["nat", "ls"]),
     Step::Netd(&["nat", "stats"]),
     Step::Netd(&["stats"]),
@@ -211,6 +221,11 @@ fn walk_through(sb: &Sandbox) -> Result<()> {
                 let mut c = Command::new("ip");
                 c.args(["-n", &sb.host]).args(*args);
                 show(&format!("ip {}    # {why}", args.join(" ")), &mut c)?;
+            }
+            Step::Outside(args, why) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{}", sb.outside)).args(*args);
+                show(&format!("(outside) {}    # {why}", args.join(" ")), &mut c)?;
             }
             Step::Monitored(monitor, args, why) => monitored(sb, monitor, args, why)?,
         }
