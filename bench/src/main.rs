@@ -239,25 +239,8 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
 fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[FlowRow]) -> String {
     let summary = report::summarize(samples);
     let how = cost::tries_text();
-    let mut md = String::from(
-        "\n### Masquerade: container → server outside (through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",
-    );
-    for m in report::METRICS {
-        let Some(cells) = summary.get(m.key) else { continue };
-        for topo in ["docker", "netd", "netd-xdp-pass", "veth"] {
-            let Some(c) = cells.get(topo) else { continue };
-            let _ = writeln!(
-                md,
-                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
-                m.label,
-                m.unit,
-                report::fmt_value(c.min),
-                report::fmt_value(c.median),
-                report::fmt_value(c.max),
-                c.vs_docker
-            );
-        }
-    }
+    let mut md = String::from("\n### Masquerade: container → server outside (through the uplink)\n\n");
+    md.push_str(&report::markdown_vs_docker(&summary, &["docker", "netd", "netd-xdp-pass", "veth"]));
     let limit = |metric| report::ratio(samples, metric, "netd", "veth");
     let _ = writeln!(
         md,
@@ -337,25 +320,8 @@ fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[F
 /// Docker's dataplane (DNAT) and netd (the uplink's program), against a direct veth pair.
 fn publish_section(samples: &[Sample], live: &Live) -> String {
     let summary = report::summarize(samples);
-    let mut md = String::from(
-        "\n### Published ports: client outside → container (`-p`, through the uplink)\n\n| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n",
-    );
-    for m in report::METRICS {
-        let Some(cells) = summary.get(m.key) else { continue };
-        for topo in ["docker", "netd", "veth"] {
-            let Some(c) = cells.get(topo) else { continue };
-            let _ = writeln!(
-                md,
-                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
-                m.label,
-                m.unit,
-                report::fmt_value(c.min),
-                report::fmt_value(c.median),
-                report::fmt_value(c.max),
-                c.vs_docker
-            );
-        }
-    }
+    let mut md = String::from("\n### Published ports: client outside → container (`-p`, through the uplink)\n\n");
+    md.push_str(&report::markdown_vs_docker(&summary, &["docker", "netd", "veth"]));
     let limit = |metric| report::ratio(samples, metric, "netd", "veth");
     let _ = writeln!(
         md,

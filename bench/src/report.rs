@@ -183,6 +183,29 @@ pub fn markdown(summary: &Summary, order: &[&str]) -> String {
     s
 }
 
+/// The markdown table of a section measured against Docker alone (masquerade, published
+/// ports): one row per metric and topology, in `order`.
+pub fn markdown_vs_docker(summary: &Summary, order: &[&str]) -> String {
+    let mut s = String::from("| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n");
+    for m in METRICS {
+        let Some(cells) = summary.get(m.key) else { continue };
+        for topo in order {
+            let Some(c) = cells.get(*topo) else { continue };
+            let _ = writeln!(
+                s,
+                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
+                m.label,
+                m.unit,
+                fmt_value(c.min),
+                fmt_value(c.median),
+                fmt_value(c.max),
+                c.vs_docker
+            );
+        }
+    }
+    s
+}
+
 /// Grouped bars: per charted metric, each path's median ratio to the kernel bridge.
 #[expect(clippy::many_single_char_names, reason = "SVG coordinates read best as x, y, w, h")]
 pub fn svg(summary: &Summary, order: &[&str]) -> String {
