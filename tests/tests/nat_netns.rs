@@ -933,6 +933,12 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
         .fails_with("netd publishes tcp and udp ports, not sctp");
     assert_eq!(w.d.netd(&["ps", "-q"]).ok().lines().count(), 1, "no sandbox made");
     assert_eq!(w.d.netd(&["network", "inspect", "bridge"]).ok(), before, "no address taken");
+    // Without an address, a network's `host_binding_ipv4` is where its ports are published.
+    w.d.netd(&["network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1", "local"]).ok();
+    w.d.netd(&["run", "-d", "--name", "web3", "--network", "local", "-p", "8088:80", "--", "sleep", "300"]).ok();
+    assert_eq!(w.d.netd(&["port", "web3"]).ok().trim(), "80/tcp -> 127.0.0.1:8088");
+    w.d.netd(&["rm", "-f", "web3"]).ok();
+    w.d.netd(&["network", "rm", "local"]).ok();
 
     // The daemon stopped: the datapath still takes connections from outside; restarted, the
     // host's relays are back.
