@@ -917,6 +917,30 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
     let peers: Vec<String> = udp.join().expect("udp server").iter().map(|p| p.ip().to_string()).collect();
     assert_eq!(peers, [SERVER, "172.17.0.1"], "the client's address, then the relay's");
 
+    refusals_change_nothing(&w);
+
+    // The daemon stopped: the datapath still takes connections from outside; restarted, the
+    // host's relays are back.
+    w.d.stop();
+    let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("from outside, the daemon stopped");
+    assert!(seen.starts_with(&format!("{SERVER}:")), "{seen}");
+    w.d.restart();
+    let seen = w.d.host().run(|| ask(at("127.0.0.1", 8080))).expect("from the host after the restart");
+    assert!(seen.starts_with("172.17.0.1:"), "{seen}");
+
+    assert_eq!(server.join().expect("server"), 6, "every connection reached the container");
+
+    // Removed with its sandbox: the host's port is free, and nothing from outside gets in.
+    w.d.netd(&["rm", "-f", "web"]).ok();
+    drop(w.d.host().run(|| TcpListener::bind(("0.0.0.0", 8080)).expect("8080 is free again")));
+    let refused = w.outside.run(|| ask(at(UPLINK, 8080)));
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+/// With `web` publishing 0.0.0.0:8080: taken ports are refused and nothing is made, by another
+/// sandbox and by the host; networks that cannot publish and bad protocols are refused too;
+/// a network's `host_binding_ipv4` is used when no address is given.
+fn refusals_change_nothing(w: &World) {
     // Taken ports are refused and nothing is made: by another sandbox, and by the host.
     let before = w.d.netd(&["network", "inspect", "bridge"]).ok();
     w.d.netd(&["run", "-d", "--name", "web2", "-p", "8080:80", "--", "sleep", "300"])
@@ -939,21 +963,4 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
     assert_eq!(w.d.netd(&["port", "web3"]).ok().trim(), "80/tcp -> 127.0.0.1:8088");
     w.d.netd(&["rm", "-f", "web3"]).ok();
     w.d.netd(&["network", "rm", "local"]).ok();
-
-    // The daemon stopped: the datapath still takes connections from outside; restarted, the
-    // host's relays are back.
-    w.d.stop();
-    let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("from outside, the daemon stopped");
-    assert!(seen.starts_with(&format!("{SERVER}:")), "{seen}");
-    w.d.restart();
-    let seen = w.d.host().run(|| ask(at("127.0.0.1", 8080))).expect("from the host after the restart");
-    assert!(seen.starts_with("172.17.0.1:"), "{seen}");
-
-    assert_eq!(server.join().expect("server"), 6, "every connection reached the container");
-
-    // Removed with its sandbox: the host's port is free, and nothing from outside gets in.
-    w.d.netd(&["rm", "-f", "web"]).ok();
-    drop(w.d.host().run(|| TcpListener::bind(("0.0.0.0", 8080)).expect("8080 is free again")));
-    let refused = w.outside.run(|| ask(at(UPLINK, 8080)));
-    assert!(refused.is_err(), "{refused:?}");
 }
