@@ -18,7 +18,7 @@ pub use endpoint::{
 };
 pub use event::{Event, NatEvent, EVENT_KIND_DROP, EVENT_KIND_NAT_NEW, EVENT_KIND_TRACE};
 pub use nat::{
-    NatConfig, NatEntry, NatFlags, PublishedKey, PublishedPort, UplinkInfo, MAX_PUBLISHED, MAX_UPLINKS,
+    NatConfig, NatEntry, NatFlags, PublishedKey, PublishedPort, UplinkInfo, MAX_HOST_ADDRS, MAX_PUBLISHED, MAX_UPLINKS,
     NAT_DEFAULT_FLOWS,
 };
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};

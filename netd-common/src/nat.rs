@@ -187,6 +187,8 @@ const _: () = assert!(size_of::<PublishedPort>() == 20);
 
 /// Entries of `NETD_PUBLISHED` (Docker users publish ranges).
 pub const MAX_PUBLISHED: u32 = 65_536;
+/// Entries of `NETD_HOST_ADDRS`: the host's own addresses.
+pub const MAX_HOST_ADDRS: u32 = 1_024;
 
 #[cfg(feature = "user")]
 // SAFETY: repr(C), explicit padding, every bit pattern is valid.

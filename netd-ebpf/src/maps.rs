@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry,
-    NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_NETWORKS, MAX_PUBLISHED,
-    MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
+    NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
+    MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -89,6 +89,12 @@ pub static NETD_UPLINKS: HashMap<u32, UplinkInfo> = HashMap::pinned(MAX_UPLINKS,
 /// protocol: a packet from outside that opens a flow to one is translated to the container.
 #[map]
 pub static NETD_PUBLISHED: HashMap<PublishedKey, PublishedPort> = HashMap::pinned(MAX_PUBLISHED, 0);
+
+/// The host's own IPv4 addresses (wire order; the value is unused), every interface's, as the
+/// daemon last listed them (every 2 s): a published port is reached on each, as Docker's rules
+/// match `--dst-type LOCAL`.
+#[map]
+pub static NETD_HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(MAX_HOST_ADDRS, 0);
 
 /// The NAT settings (index 0), written by the daemon.
 #[map]

@@ -37,8 +37,8 @@ use netd_ebpf::{
 };
 
 use crate::maps::{
-    count_lost_event, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_NAT, NETD_NAT_CANDIDATES, NETD_NAT_CONFIG,
-    NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
+    count_lost_event, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT, NETD_NAT_CANDIDATES,
+    NETD_NAT_CONFIG, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -268,18 +268,15 @@ pub fn snat_v4_egress(
             // Follow route and neighbour changes, once a second per flow.
             match route(ctx, p, src.ifindex, df) {
                 Ok(h) => {
+                    if h.ifindex != e.ifindex {
+                        // The route moved to another device: into its peer no more (the mark
+                        // was the first device's, a veth uplink's).
+                        e.flags &= !NatFlags::PEER;
+                    }
                     e.ifindex = h.ifindex;
                     e.smac = h.smac;
                     e.dmac = h.dmac;
                     e.flags = if h.l2 { e.flags | NatFlags::L2 } else { e.flags & !NatFlags::L2 };
-                    if e.flags & NatFlags::INBOUND != 0 {
-                        // Answers to a published port leave by whatever the route says: into
-                        // the peer only when that is a veth uplink.
-                        // SAFETY: read-only map value.
-                        let peer =
-                            unsafe { NETD_UPLINKS.get(&h.ifindex) }.is_some_and(|u| u.flags & UplinkInfo::PEER != 0);
-                        e.flags = if peer { e.flags | NatFlags::PEER } else { e.flags & !NatFlags::PEER };
-                    }
                 }
                 Err(r) => return r,
             }
@@ -768,7 +765,15 @@ pub fn snat_v4_ingress(
     ifindex: u32,
     target: &mut NatTarget,
 ) -> Reason {
-    if p.tuple.dst_addr != uplink.addr {
+    // Another address than the uplink's is the host's business, except (while ports are
+    // published) TCP and UDP that may be for a published port: those are reached on every
+    // address of the host, as Docker's rules match `--dst-type LOCAL`.
+    let other = p.tuple.dst_addr != uplink.addr;
+    if other
+        && (uplink.flags & UplinkInfo::PUBLISHED == 0
+            || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp)
+            || p.flags & PacketFlags::FRAGMENT != 0)
+    {
         return unsolicited_or_pass(p.tuple.dst_addr);
     }
     let reply = match p.class {
@@ -799,9 +804,11 @@ pub fn snat_v4_ingress(
         return snat_v4_icmp_error_ingress(ctx, p, target);
     }
     let key = p.tuple.key();
+    // What a packet of no flow gets.
+    let none = || if other { unsolicited_or_pass(p.tuple.dst_addr) } else { Reason::PassFromUplink };
     let found = NETD_NAT.get_ptr_mut(&key);
     if found.is_none() && !may_open(&key, uplink) {
-        return Reason::PassFromUplink;
+        return none();
     }
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Reason::PassFromUplink;
@@ -820,9 +827,9 @@ pub fn snat_v4_ingress(
         Some(e) if !(now > unsafe { (*e).last_seen } + NAT_REFRESH_NS && reply_expired(&key, unsafe { &*e }, now)) => e,
         // No flow (an expired flow is none): the packet is the host's, unless it opens one
         // to a published port.
-        old => match open_published(&key, &l4, uplink, ifindex, old, now) {
+        old => match open_published(&key, &l4, uplink, ifindex, other, old, now) {
             Ok(Some(e)) => e,
-            Ok(None) => return Reason::PassFromUplink,
+            Ok(None) => return none(),
             Err(r) => return r,
         },
     };
@@ -900,6 +907,7 @@ fn open_published(
     l4: &L4,
     uplink: &UplinkInfo,
     ifindex: u32,
+    other: bool,
     old: Option<*mut NatEntry>,
     now: u64,
 ) -> Result<Option<*mut NatEntry>, Reason> {
@@ -909,6 +917,11 @@ fn open_published(
     let Some(to) = published(key) else {
         return Ok(None);
     };
+    // SAFETY: read-only map value.
+    if other && unsafe { NETD_HOST_ADDRS.get(&key.dst_addr) }.is_none() {
+        // Not the host's: routed through it, or a container's (unsolicited).
+        return Ok(None);
+    }
     if let Some(old) = old {
         // SAFETY: a live map value, read once.
         let _ = NETD_NAT.remove(&egress_key(key, unsafe { &*old }));
@@ -939,7 +952,9 @@ fn open_published(
     // route says otherwise.
     e.addr = key.dst_addr;
     e.port = key.dst_port;
-    e.flags = NatFlags::INBOUND;
+    // Answers leave by the uplink it came in by (into its peer when that is a veth uplink),
+    // until the route says otherwise.
+    e.flags = NatFlags::INBOUND | if uplink.flags & UplinkInfo::PEER != 0 { NatFlags::PEER } else { 0 };
     e.ifindex = ifindex;
     e.dmac = [0; 6];
     if NETD_NAT.insert(&ek, &*e, u64::from(BPF_NOEXIST)).is_err() {

@@ -978,3 +978,43 @@ fn a_published_port_takes_connections_from_outside_to_the_container_and_its_answ
     let ack = receive(&mut t, &tcp_in(50000, uplink, 8080, TCP_ACK, 64, UPLINK_MAC));
     assert_eq!(ack.reason(), Reason::RedirectReverseNat);
 }
+
+#[test]
+fn a_published_port_is_reached_on_every_address_of_the_host_and_only_there() {
+    let mut t = topology(None);
+    let (server, uplink) = (ip(SERVER), ip(UPLINK_ADDR));
+    t.dp.set_uplink(t.uplink, uplink, UplinkInfo::PUBLISHED).expect("uplink");
+    // Every address of the host, as Docker's `--dst-type LOCAL`: a second one on the uplink
+    // reaches b's published port, and b answers as that address; an address the host routes
+    // elsewhere, or a container's, is not the host's; an address the host had and no longer
+    // has neither.
+    t.host.ip(&["addr", "add", "10.99.0.5/24", "dev", "up0"]);
+    let second = ip("10.99.0.5");
+    // The daemon lists the host's addresses every 2 s; here, the test does.
+    t.dp.set_host_addrs(&[uplink, second, ip("10.1.0.1")]).expect("host addresses");
+    let b = addr_of("b");
+    publish(&mut t, None, PROTO_TCP, 9090, "b", 80);
+    let out = receive(&mut t, &tcp_in(50010, second, 9090, TCP_SYN, 64, UPLINK_MAC));
+    assert_eq!(
+        (out.reason(), out.output),
+        (Reason::RedirectReverseNat, tcp_in(50010, b, 80, TCP_SYN, 63, docker_mac(b)))
+    );
+    let syn_ack = Ethernet::new(docker_mac(b), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(b, server, PROTO_TCP).packet(&tcp(b, server, 80, 50010, TCP_SYN | TCP_ACK, b"")));
+    let out = send(&mut t, "b", &syn_ack);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert_eq!(out.output[14 + 12..14 + 16], second.octets(), "answered as the address it was reached on");
+    t.dp.set_host_addrs(&[uplink, ip("10.1.0.1")]).expect("host addresses");
+    for (dst, reason) in [
+        (ip("10.99.0.77"), Reason::PassFromUplink),
+        (addr_of("c"), Reason::DropUnsolicited),
+        (second, Reason::PassFromUplink),
+    ] {
+        let frame = tcp_in(50011, dst, 9090, TCP_SYN, 64, UPLINK_MAC);
+        let out = receive(&mut t, &frame);
+        assert_eq!(out.reason(), reason, "to {dst}");
+        if reason == Reason::PassFromUplink {
+            assert_eq!(out.output, frame, "untouched");
+        }
+    }
+}

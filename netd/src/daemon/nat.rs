@@ -128,9 +128,12 @@ impl Daemon {
                 wanted.push((name, link.index, *addr, link.veth && self.cfg.uplink_fast_path));
             }
         }
+        // Published ports are reached on every address of the host.
+        let host_addrs = self.nl.all_ipv4_addresses().await?;
         let mut gone = Vec::new();
         let changed = {
             let mut dp = self.dp();
+            dp.set_host_addrs(&host_addrs)?;
             // Read under the datapath's lock, which `sync_traces` holds to change it.
             let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 }
                 | if self.publishing.load(std::sync::atomic::Ordering::Relaxed) { UplinkInfo::PUBLISHED } else { 0 };

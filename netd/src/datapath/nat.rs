@@ -16,6 +16,7 @@ const NAT: &str = "NETD_NAT";
 const UPLINKS: &str = "NETD_UPLINKS";
 const NAT_CONFIG: &str = "NETD_NAT_CONFIG";
 const PUBLISHED: &str = "NETD_PUBLISHED";
+const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
 
 /// One translated flow, as `netd nat ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -239,6 +240,26 @@ impl Datapath {
             Err(e) if !is_absent(&e) => Err(map_err(PUBLISHED)(e)),
             _ => Ok(()),
         }
+    }
+
+    /// Makes the host's addresses in the map `addrs` (published ports are reached on each);
+    /// writes only what changed.
+    pub fn set_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
+        let map = self.ebpf.map_mut(HOST_ADDRS).ok_or(DatapathError::MissingMap { name: HOST_ADDRS })?;
+        let mut m = HashMap::<_, u32, u32>::try_from(map).map_err(map_err(HOST_ADDRS))?;
+        let wanted: std::collections::BTreeSet<u32> = addrs.iter().map(|a| u32::from_ne_bytes(a.octets())).collect();
+        let current: std::collections::BTreeSet<u32> =
+            m.keys().collect::<std::result::Result<_, _>>().map_err(map_err(HOST_ADDRS))?;
+        for gone in current.difference(&wanted) {
+            match m.remove(gone) {
+                Err(e) if !is_absent(&e) => return Err(map_err(HOST_ADDRS)(e)),
+                _ => {}
+            }
+        }
+        for new in wanted.difference(&current) {
+            m.insert(new, 1, 0).map_err(map_err(HOST_ADDRS))?;
+        }
+        Ok(())
     }
 
     /// The published ports in the map.

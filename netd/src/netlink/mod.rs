@@ -219,6 +219,21 @@ impl Netlink {
         Ok(out.into_iter().map(|(_, ip, prefix)| (ip, prefix)).collect())
     }
 
+    /// Every IPv4 address of the namespace, of every link.
+    pub async fn all_ipv4_addresses(&self) -> Result<Vec<Ipv4Addr>> {
+        use netlink_packet_route::address::AddressAttribute;
+        let msgs: Vec<netlink_packet_route::address::AddressMessage> =
+            self.handle.address().get().execute().try_collect().await.map_err(req("listing addresses".to_owned()))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| m.attributes.iter())
+            .filter_map(|a| match a {
+                AddressAttribute::Local(std::net::IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
         let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
