@@ -88,8 +88,6 @@ struct L4 {
     port_off: usize,
     /// TCP flags ([`NatFlags`] `TCP_*` bits) of this packet.
     nat_flags: u8,
-    /// The packet may open a flow to a published port: UDP, or a TCP SYN without ACK.
-    opens: bool,
 }
 
 #[inline(always)]
@@ -116,7 +114,6 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
                 pseudo: true,
                 port_off: p.l4_off + if rewrite_src { tcp::SPORT_OFF } else { tcp::DPORT_OFF },
                 nat_flags,
-                opens: f & (tcp::SYN | tcp::ACK) == tcp::SYN,
             })
         }
         PacketClass::Ipv4Udp => Ok(L4 {
@@ -125,7 +122,6 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
             pseudo: true,
             port_off: p.l4_off + if rewrite_src { udp::SPORT_OFF } else { udp::DPORT_OFF },
             nat_flags: 0,
-            opens: true,
         }),
         _ => Ok(L4 {
             csum_off: p.l4_off + icmp::CSUM_OFF,
@@ -133,7 +129,6 @@ fn l4_of(frame: &Frame, p: &Parsed, rewrite_src: bool) -> Result<L4, Reason> {
             pseudo: false,
             port_off: p.l4_off + icmp::ID_OFF,
             nat_flags: 0,
-            opens: false,
         }),
     }
 }
@@ -827,7 +822,7 @@ pub fn snat_v4_ingress(
         Some(e) if !(now > unsafe { (*e).last_seen } + NAT_REFRESH_NS && reply_expired(&key, unsafe { &*e }, now)) => e,
         // No flow (an expired flow is none): the packet is the host's, unless it opens one
         // to a published port.
-        old => match open_published(&key, &l4, uplink, ifindex, other, old, now) {
+        old => match open_published(frame, p, &key, uplink, ifindex, other, old, now) {
             Ok(Some(e)) => e,
             Ok(None) => return none(),
             Err(r) => return r,
@@ -872,6 +867,19 @@ pub fn snat_v4_ingress(
     Reason::RedirectReverseNat
 }
 
+/// Whether a packet of no flow may open one to a published port: UDP, or a TCP SYN without
+/// ACK. Read only then, not on every packet of a flow.
+#[inline(always)]
+fn opens_flow(frame: &Frame, p: &Parsed) -> bool {
+    match p.class {
+        PacketClass::Ipv4Udp => true,
+        PacketClass::Ipv4Tcp => frame
+            .header::<{ tcp::MIN_HLEN }>(p.l4_off)
+            .is_some_and(|t| t.u8::<{ tcp::FLAGS_OFF }>() & (tcp::SYN | tcp::ACK) == tcp::SYN),
+        _ => false,
+    }
+}
+
 /// The published port `key` is addressed to (on its address, else on all), if any.
 #[inline(always)]
 fn published(key: &Ipv4Tuple) -> Option<&'static PublishedPort> {
@@ -902,16 +910,18 @@ fn may_open(key: &Ipv4Tuple, uplink: &UplinkInfo) -> bool {
 /// address and port back, and learns its next hop from the route on the first answer. Returns
 /// the ingress entry; `Ok(None)` when nothing is published there.
 #[inline(always)]
+#[expect(clippy::too_many_arguments, reason = "one call site, every value is needed")]
 fn open_published(
+    frame: &Frame,
+    p: &Parsed,
     key: &Ipv4Tuple,
-    l4: &L4,
     uplink: &UplinkInfo,
     ifindex: u32,
     other: bool,
     old: Option<*mut NatEntry>,
     now: u64,
 ) -> Result<Option<*mut NatEntry>, Reason> {
-    if !l4.opens || uplink.flags & UplinkInfo::PUBLISHED == 0 {
+    if uplink.flags & UplinkInfo::PUBLISHED == 0 || !opens_flow(frame, p) {
         return Ok(None);
     }
     let Some(to) = published(key) else {
