@@ -34,8 +34,7 @@ pub struct RunArgs {
     ip: Option<String>,
     #[arg(long = "mac-address")]
     mac_address: Option<String>,
-    /// Publish a container port on the host, as Docker's `-p`:
-    /// `[IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END][/tcp|udp]` (repeatable).
+    /// Publish a port, as docker -p: [IP:][HOST_PORT:]PORT[/udp] (N-M ranges too)
     #[arg(short, long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
     /// The command and its arguments.
