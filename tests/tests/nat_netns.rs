@@ -870,6 +870,10 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
     assert_eq!(w.d.netd(&["port", "web", "53/udp"]).ok().trim(), "0.0.0.0:5300");
     w.d.netd(&["port", "web", "81"]).fails_with("No public port '81/tcp' published for web");
     assert!(w.d.netd(&["ps"]).ok().contains("0.0.0.0:8080->80/tcp"));
+    let socket = std::os::unix::net::UnixStream::connect(w.d.socket().trim_start_matches("unix://")).expect("socket");
+    let (_, metrics) = http_get(socket, "/metrics");
+    assert_eq!(sample(&metrics, r#"netd_published_ports{protocol="tcp"}"#), Some(2), "{metrics}");
+    assert_eq!(sample(&metrics, r#"netd_published_ports{protocol="udp"}"#), Some(1), "{metrics}");
     let web = addr_of(&w.d, "web", "bridge");
     let netns = w.d.sandbox_netns("web");
     let server = peer_server(&netns, 80);

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`GET /metrics`, and on TCP with `--metrics-addr`, as dockerd's): the
 //! datapath's counters by reason, each endpoint's, masquerade's table, and how many networks,
-//! sandboxes and endpoints there are. Text exposition format 0.0.4.
+//! sandboxes, endpoints and published ports there are. Text exposition format 0.0.4.
 
 use std::fmt::Write as _;
 
@@ -106,6 +106,13 @@ impl Daemon {
             Family::new(&mut out, "netd_nat_refused_total", "counter", "Packets of new flows refused, by cause.");
         f.sample("netd_nat_refused_total", &[("cause", Reason::DropNatTableFull.name())], nat.refused_table_full);
         f.sample("netd_nat_refused_total", &[("cause", Reason::DropNatNoPort.name())], nat.refused_no_port);
+
+        let mut f =
+            Family::new(&mut out, "netd_published_ports", "gauge", "Published ports (netd run -p), by protocol.");
+        for protocol in [crate::model::Protocol::Tcp, crate::model::Protocol::Udp] {
+            let n = state.published().filter(|(_, _, p)| p.protocol == protocol).count();
+            f.sample("netd_published_ports", &[("protocol", protocol.name())], n as u64);
+        }
 
         let endpoints: usize = state.networks.values().map(|n| n.endpoints.len()).sum();
         for (name, help, value) in [
