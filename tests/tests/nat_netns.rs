@@ -941,6 +941,7 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
     assert_eq!(peers, [SERVER, "172.17.0.1"], "the client's address, then the relay's");
 
     refusals_change_nothing(&w);
+    hairpin_is_relayed(&w);
 
     // The daemon stopped: the datapath still takes connections from outside; restarted, the
     // host's relays are back.
@@ -987,4 +988,15 @@ fn refusals_change_nothing(w: &World) {
     assert_eq!(w.d.netd(&["port", "web3"]).ok().trim(), "80/tcp -> 127.0.0.1:8088");
     w.d.netd(&["rm", "-f", "web3"]).ok();
     w.d.netd(&["network", "rm", "local"]).ok();
+}
+
+/// With `web` publishing 0.0.0.0:8080: containers reach it at the host's address (hairpin, as
+/// with Docker's default proxy), also the publishing container itself; the relay carries it.
+fn hairpin_is_relayed(w: &World) {
+    sandbox(&w.d, "cli", "bridge");
+    for from in ["cli", "web"] {
+        let seen = spawn_in_path(&w.d.sandbox_netns(from), || ask(at(UPLINK, 8080))).join().expect("client");
+        assert!(seen.as_deref().is_ok_and(|s| s.starts_with("172.17.0.1:")), "from {from}: {seen:?}");
+    }
+    w.d.netd(&["rm", "-f", "cli"]).ok();
 }
