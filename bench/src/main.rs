@@ -235,24 +235,30 @@ fn scale(sizes: &[usize], secs: f64, rounds: u32, md: &mut String) -> Result<Vec
     Ok(rows)
 }
 
+/// `topo`'s median per-round ratios to `base` on packet rate, RR, connections/s and TCP, as
+/// the sections' prose gives them.
+fn four_ratios(samples: &[Sample], topo: &str, base: &str) -> String {
+    let r = |metric| report::ratio(samples, metric, topo, base);
+    format!(
+        "packet rate {:.2}×, RR {:.2}×, connections/s {:.2}×, TCP {:.2}×",
+        r("udp_pps"),
+        r("rr_tps"),
+        r("crr_cps"),
+        r("tcp_gbps")
+    )
+}
+
 /// The masquerade section: container → outside server through Docker's dataplane and netd.
 fn nat_section(samples: &[Sample], cost: &cost::NatCost, live: &Live, flows: &[FlowRow]) -> String {
     let summary = report::summarize(samples);
     let how = cost::tries_text();
     let mut md = String::from("\n### Masquerade: container → server outside (through the uplink)\n\n");
     md.push_str(&report::markdown_vs_docker(&summary, &["docker", "netd", "netd-xdp-pass", "veth"]));
-    let limit = |metric| report::ratio(samples, metric, "netd", "veth");
     let _ = writeln!(
         md,
-        "\nnetd against veth, the limit (the container on a direct veth pair with the outside server: no host, nothing translated): packet rate {:.2}×, RR {:.2}×, connections/s {:.2}×, TCP {:.2}× (medians of per-round ratios); veth against docker: {:.2}×, {:.2}×, {:.2}×, {:.2}×.",
-        limit("udp_pps"),
-        limit("rr_tps"),
-        limit("crr_cps"),
-        limit("tcp_gbps"),
-        report::ratio(samples, "udp_pps", "veth", "docker"),
-        report::ratio(samples, "rr_tps", "veth", "docker"),
-        report::ratio(samples, "crr_cps", "veth", "docker"),
-        report::ratio(samples, "tcp_gbps", "veth", "docker"),
+        "\nnetd against veth, the limit (the container on a direct veth pair with the outside server: no host, nothing translated): {} (medians of per-round ratios); veth against docker: {}.",
+        four_ratios(samples, "netd", "veth"),
+        four_ratios(samples, "veth", "docker"),
     );
     let _ = write!(
         md,
@@ -322,14 +328,10 @@ fn publish_section(samples: &[Sample], live: &Live) -> String {
     let summary = report::summarize(samples);
     let mut md = String::from("\n### Published ports: client outside → container (`-p`, through the uplink)\n\n");
     md.push_str(&report::markdown_vs_docker(&summary, &["docker", "netd", "veth"]));
-    let limit = |metric| report::ratio(samples, metric, "netd", "veth");
     let _ = writeln!(
         md,
-        "\nDocker: its DNAT and filter rules for the ports (one per protocol for the range), kernel conntrack, `br_netfilter`, its proxy off (it takes no traffic from outside). netd against veth, the limit (the client on a direct veth pair with the container): packet rate {:.2}×, RR {:.2}×, connections/s {:.2}×, TCP {:.2}× (medians of per-round ratios).",
-        limit("udp_pps"),
-        limit("rr_tps"),
-        limit("crr_cps"),
-        limit("tcp_gbps"),
+        "\nDocker: its DNAT and filter rules for the ports (one per protocol for the range), kernel conntrack, `br_netfilter`, its proxy off (it takes no traffic from outside). netd against veth, the limit (the client on a direct veth pair with the container): {} (medians of per-round ratios).",
+        four_ratios(samples, "netd", "veth"),
     );
     let _ = write!(
         md,

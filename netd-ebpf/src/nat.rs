@@ -802,8 +802,13 @@ pub fn snat_v4_ingress(
     // What a packet of no flow gets.
     let none = || if other { unsolicited_or_pass(p.tuple.dst_addr) } else { Reason::PassFromUplink };
     let found = NETD_NAT.get_ptr_mut(&key);
-    if found.is_none() && !may_open(&key, uplink) {
-        return none();
+    // Without a flow, what is published there (looked up once: `open_published` takes it).
+    let mut to = None;
+    if found.is_none() {
+        to = publishable(&key, uplink);
+        if to.is_none() {
+            return none();
+        }
     }
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Reason::PassFromUplink;
@@ -822,7 +827,7 @@ pub fn snat_v4_ingress(
         Some(e) if !(now > unsafe { (*e).last_seen } + NAT_REFRESH_NS && reply_expired(&key, unsafe { &*e }, now)) => e,
         // No flow (an expired flow is none): the packet is the host's, unless it opens one
         // to a published port.
-        old => match open_published(frame, p, &key, uplink, ifindex, other, old, now) {
+        old => match open_published(frame, p, &key, uplink, ifindex, other, old, to, now) {
             Ok(Some(e)) => e,
             Ok(None) => return none(),
             Err(r) => return r,
@@ -896,19 +901,23 @@ fn published(key: &Ipv4Tuple) -> Option<&'static PublishedPort> {
     unsafe { NETD_PUBLISHED.get(&pk) }
 }
 
-/// Whether a packet without a flow may open one: something is published on its port. The
+/// What a packet without a flow may open a flow to: the port published where it goes. The
 /// host's own traffic pays no lookup while nothing is published ([`UplinkInfo::PUBLISHED`]).
 #[inline(always)]
-fn may_open(key: &Ipv4Tuple, uplink: &UplinkInfo) -> bool {
-    uplink.flags & UplinkInfo::PUBLISHED != 0 && published(key).is_some()
+fn publishable(key: &Ipv4Tuple, uplink: &UplinkInfo) -> Option<&'static PublishedPort> {
+    if uplink.flags & UplinkInfo::PUBLISHED == 0 {
+        return None;
+    }
+    published(key)
 }
 
 /// Opens a flow to a published port for the packet `key` arriving on uplink `ifindex` (UDP, or
 /// a TCP SYN without ACK: anything else of no flow is the host's), in place of `old`, the
 /// expired flow of the same key if there is one. The ingress entry gives the packet the
 /// container's address and port; the egress entry gives the container's answers the published
-/// address and port back, and learns its next hop from the route on the first answer. Returns
-/// the ingress entry; `Ok(None)` when nothing is published there.
+/// address and port back, and learns its next hop from the route on the first answer. `to` is
+/// what the caller found published there, if it looked. Returns the ingress entry; `Ok(None)`
+/// when nothing is published there.
 #[inline(always)]
 #[expect(clippy::too_many_arguments, reason = "one call site, every value is needed")]
 fn open_published(
@@ -919,12 +928,14 @@ fn open_published(
     ifindex: u32,
     other: bool,
     old: Option<*mut NatEntry>,
+    to: Option<&'static PublishedPort>,
     now: u64,
 ) -> Result<Option<*mut NatEntry>, Reason> {
-    if uplink.flags & UplinkInfo::PUBLISHED == 0 || !opens_flow(frame, p) {
+    if !opens_flow(frame, p) {
         return Ok(None);
     }
-    let Some(to) = published(key) else {
+    // Looked up by the caller when there was no flow; not when an expired one was found.
+    let Some(to) = to.or_else(|| publishable(key, uplink)) else {
         return Ok(None);
     };
     // SAFETY: read-only map value.

@@ -143,7 +143,7 @@ impl Daemon {
     /// Marks the uplinks when some port is published, unmarks them when none is (see
     /// `UplinkInfo::PUBLISHED`), now rather than at the next uplink sync.
     pub(super) fn publishing_changed(&self, dp: &mut Datapath) -> Result<()> {
-        let any = !dp.published()?.is_empty();
+        let any = dp.any_published()?;
         self.publishing.store(any, std::sync::atomic::Ordering::Relaxed);
         for (ifindex, addr, flags) in dp.uplinks()? {
             let want = if any { flags | UplinkInfo::PUBLISHED } else { flags & !UplinkInfo::PUBLISHED };

@@ -262,6 +262,13 @@ impl Datapath {
         Ok(())
     }
 
+    /// Whether any port is published (the first key settles it).
+    pub fn any_published(&self) -> Result<bool> {
+        let map = self.ebpf.map(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
+        let m = HashMap::<_, PublishedKey, PublishedPort>::try_from(map).map_err(map_err(PUBLISHED))?;
+        m.keys().next().transpose().map(|k| k.is_some()).map_err(map_err(PUBLISHED))
+    }
+
     /// The published ports in the map.
     pub fn published(&self) -> Result<Vec<(PublishedKey, PublishedPort)>> {
         let map = self.ebpf.map(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
