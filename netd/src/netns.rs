@@ -1,6 +1,7 @@
 //! Named network namespaces: files bind-mounted from `/proc/thread-self/ns/net`, like
 //! `ip netns` and Docker's sandbox keys. The only module that calls `unshare`, `setns` or
-//! `mount`; each call runs on a thread of its own so no runtime thread changes namespace.
+//! `mount`; each call runs on a thread of its own (or in a child before exec) so no runtime
+//! thread changes namespace.
 #![expect(unsafe_code, reason = "unshare/setns/mount/umount2 have no safe std wrappers")]
 
 use std::{
@@ -60,14 +61,51 @@ pub fn create(path: &Path) -> io::Result<()> {
 /// `/proc/sys/net` shows the namespace of the thread that opens it, so a thread of its own
 /// enters the namespace first.
 pub fn write_net_sysctl(path: &Path, key: &str, value: &str) -> io::Result<()> {
+    run_in(path, || std::fs::write(format!("/proc/sys/net/{key}"), value))
+}
+
+/// Runs `f` on a thread of its own inside the namespace at `path` (sockets it creates stay in
+/// that namespace wherever they are used afterwards).
+pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             enter_this_thread(path)?;
-            std::fs::write(format!("/proc/sys/net/{key}"), value)
+            f()
         })
         .join()
         .expect("netns thread panicked")
     })
+}
+
+/// Makes `cmd`'s child see `resolv_conf` as `/etc/resolv.conf`, as `ip netns exec` shows
+/// `/etc/netns/NAME/resolv.conf`: the child gets a mount namespace of its own (a slave of the
+/// caller's, so mounts made later on the host still show) with the file bind-mounted there.
+/// Nothing changes for the caller, and the mount goes with the child's last process. A host
+/// without `/etc/resolv.conf` leaves the child as it is.
+pub fn with_resolv_conf(cmd: &mut std::process::Command, resolv_conf: &Path) -> io::Result<()> {
+    let target = Path::new("/etc/resolv.conf");
+    if !target.exists() {
+        return Ok(());
+    }
+    let (source, target, root) = (cstring(resolv_conf)?, cstring(target)?, cstring(Path::new("/"))?);
+    let pre_exec = move || {
+        // SAFETY: between fork and exec only async-signal-safe calls are made: unshare and
+        // mount, with NUL-terminated paths prepared before the fork.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))
+        }
+    };
+    // SAFETY: `pre_exec` only makes the async-signal-safe calls above.
+    unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, pre_exec) };
+    Ok(())
 }
 
 /// Unpins and removes a namespace created by [`create`]. Already gone is success. The namespace

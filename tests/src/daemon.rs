@@ -122,6 +122,11 @@ impl TestDaemon {
             "-H".into(),
             socket.clone(),
         ];
+        // DNS questions the embedded resolvers forward go to the test's own namespaces (the
+        // host namespace's loopback unless a test names its server), never to the machine's.
+        if !extra.contains(&"--dns") {
+            args.extend(["--dns".into(), "127.0.0.1".into()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut d = Self { child: None, dir, bpffs, socket, args, host };
         d.spawn();

@@ -113,6 +113,8 @@ pub fn run() -> Result<()> {
         .arg("--exec-root")
         .arg(sb.dir.join("run"))
         .args(["--bpffs", &sb.bpffs.display().to_string(), "-H", &sb.socket()])
+        // DNS questions the containers' resolvers cannot answer stay in the outside namespace.
+        .args(["--dns", "10.255.0.2"])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -188,6 +190,9 @@ const WALK_THROUGH: &[Step] = &[
     ]),
     Step::Netd(&["exec", "static88", "--", "ip", "a"]),
     Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
+    // User-defined networks resolve their containers' names (the embedded DNS server).
+    Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "cat", "/etc/resolv.conf"]),
+    Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "getent", "hosts", "static88"]),
     Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
     Step::Monitored(
         &[],

@@ -470,7 +470,9 @@ async fn connect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Respon
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let ip = r.endpoint_config.and_then(|e| e.ipam_config).map(|c| c.ipv4_address).unwrap_or_default();
+    let config = r.endpoint_config.unwrap_or_default();
+    let aliases = config.aliases.unwrap_or_default();
+    let ip = config.ipam_config.map(|c| c.ipv4_address).unwrap_or_default();
     let ip = match parse_ipv4(&ip) {
         Ok(ip) => ip,
         Err(m) => return error_response(400, m),
@@ -478,7 +480,7 @@ async fn connect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Respon
     if r.container.is_empty() {
         return from_error(&no_such_container(""));
     }
-    match daemon.connect(&key, &r.container, ip).await {
+    match daemon.connect(&key, &r.container, ip, aliases).await {
         Ok(()) => empty(StatusCode::OK),
         Err(e) => from_error(&e),
     }
@@ -547,6 +549,7 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         mac,
         auto_remove: r.auto_remove,
         command: r.command,
+        aliases: r.aliases,
     };
     match daemon.create_sandbox(create).await {
         Ok(s) => {

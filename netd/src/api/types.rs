@@ -209,6 +209,9 @@ pub struct NetworkConnectRequest {
 pub struct EndpointSettings {
     #[serde(rename = "IPAMConfig")]
     pub ipam_config: Option<EndpointIpamConfig>,
+    /// Names on the network's DNS besides the container's (`--alias`).
+    #[serde(rename = "Aliases")]
+    pub aliases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,6 +263,9 @@ pub struct SandboxCreateRequest {
     /// Ports to publish, in Docker's `-p` syntax (`8080:80`, `127.0.0.1::53/udp`, …).
     #[serde(rename = "Ports")]
     pub ports: Vec<String>,
+    /// Names on the network's DNS besides the sandbox's (`--network-alias`).
+    #[serde(rename = "Aliases")]
+    pub aliases: Vec<String>,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.
@@ -294,6 +300,10 @@ pub struct SandboxResource {
     /// "HostPort": "8080"}]`.
     #[serde(rename = "Ports", default)]
     pub ports: BTreeMap<String, Vec<HostBinding>>,
+    /// The file its processes see as `/etc/resolv.conf` (Docker's `ResolvConfPath`; empty
+    /// when they see the host's).
+    #[serde(rename = "ResolvConfPath", default)]
+    pub resolv_conf_path: String,
 }
 
 /// Where a container port is published.
@@ -321,6 +331,8 @@ pub struct SandboxNetwork {
     pub gateway: String,
     #[serde(rename = "MacAddress")]
     pub mac_address: String,
+    #[serde(rename = "Aliases", default)]
+    pub aliases: Vec<String>,
 }
 
 impl SandboxResource {
@@ -345,6 +357,7 @@ impl SandboxResource {
                             _ => String::new(),
                         },
                         mac_address: l.map(|l| ids::format_mac(l.mac)).unwrap_or_default(),
+                        aliases: e.aliases.clone(),
                     },
                 )
             })
@@ -360,6 +373,7 @@ impl SandboxResource {
             auto_remove: s.auto_remove,
             networks,
             ports: ports_of(state, &s.id),
+            resolv_conf_path: s.resolv_conf.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         }
     }
 }

@@ -37,6 +37,9 @@ pub enum NetworkCommand {
     Connect {
         #[arg(long)]
         ip: Option<String>,
+        /// Another name for the sandbox on the network's DNS (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
         network: String,
         sandbox: String,
     },
@@ -137,10 +140,10 @@ pub async fn exec(client: &Client, cmd: NetworkCommand) -> ExitCode {
             }
             code
         }
-        NetworkCommand::Connect { ip, network, sandbox } => {
+        NetworkCommand::Connect { ip, aliases, network, sandbox } => {
             let body = serde_json::json!({
                 "Container": sandbox,
-                "EndpointConfig": { "IPAMConfig": { "IPv4Address": ip.unwrap_or_default() } },
+                "EndpointConfig": { "IPAMConfig": { "IPv4Address": ip.unwrap_or_default() }, "Aliases": aliases },
             });
             let path = format!("/networks/{}/connect", urlencoding::encode(&network));
             match client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {

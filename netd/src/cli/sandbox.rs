@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Publish a port, as docker -p: [IP:][HOST_PORT:]PORT[/udp] (N-M ranges too)
     #[arg(short, long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
+    /// Another name for the sandbox on the network's DNS (user-defined networks; repeatable).
+    #[arg(long = "network-alias", value_name = "NAME")]
+    network_alias: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -75,15 +78,20 @@ pub struct RmArgs {
     sandboxes: Vec<String>,
 }
 
-/// Spawns `command` inside the namespace at `netns_path`. The spawning thread enters the
-/// namespace and the child inherits it; the CLI's other threads never change namespace.
-fn spawn_in(netns_path: &str, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
-    let path = PathBuf::from(netns_path);
+/// Spawns `command` in sandbox `s`: inside its namespace (the spawning thread enters it and
+/// the child inherits it; the CLI's other threads never change namespace), seeing its
+/// `resolv.conf` as `/etc/resolv.conf`.
+fn spawn_in(s: &SandboxResource, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
+    let path = PathBuf::from(&s.netns_path);
+    let resolv_conf = Some(PathBuf::from(&s.resolv_conf_path)).filter(|p| !p.as_os_str().is_empty());
     let command = command.to_vec();
     std::thread::spawn(move || {
         netns::enter_this_thread(&path)?;
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
+        if let Some(r) = &resolv_conf {
+            netns::with_resolv_conf(&mut cmd, r)?;
+        }
         if detach {
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -119,6 +127,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         auto_remove: a.rm && a.detach,
         command: a.command.clone(),
         ports: a.publish.clone(),
+        aliases: a.network_alias.clone(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,
@@ -128,7 +137,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         let path = format!("/netd/v1/sandboxes/{id}?force=1");
         let _ = client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await;
     };
-    let mut child = match spawn_in(&s.netns_path, &a.command, a.detach) {
+    let mut child = match spawn_in(&s, &a.command, a.detach) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran: leave nothing behind.
@@ -164,7 +173,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut child = match spawn_in(&s.netns_path, &a.command, false) {
+    let mut child = match spawn_in(&s, &a.command, false) {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };

@@ -32,7 +32,8 @@ pub struct Config {
     /// Where networks, endpoints and sandboxes are persisted.
     #[arg(long, default_value = "/var/lib/netd")]
     pub state_dir: PathBuf,
-    /// Runtime files: sandbox namespaces (netns/), the default socket.
+    /// Runtime files: sandbox namespaces (netns/), their `resolv.conf` (containers/), the
+    /// default socket.
     #[arg(long, default_value = "/run/netd")]
     pub exec_root: PathBuf,
     /// bpffs directory for the datapath's pinned maps and links.
@@ -71,6 +72,11 @@ pub struct Config {
     /// dockerd's `--metrics-addr` (e.g. 127.0.0.1:9323). They are always on the API socket.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// DNS server for containers (repeatable; replaces the host's `resolv.conf` servers): in the
+    /// `resolv.conf` of default-bridge containers, asked by the embedded resolver of
+    /// user-defined networks for names that are not containers'.
+    #[arg(long)]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {
@@ -85,6 +91,11 @@ impl Config {
 
     pub fn netns_dir(&self) -> PathBuf {
         self.exec_root.join("netns")
+    }
+
+    /// A sandbox's own files (its `resolv.conf`), as Docker's `containers/<id>/`.
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("containers").join(id)
     }
 }
 

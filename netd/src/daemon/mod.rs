@@ -6,6 +6,7 @@
 
 mod config;
 mod datapath;
+pub mod dns;
 pub mod error;
 pub mod events;
 mod kernel;
@@ -57,6 +58,12 @@ pub struct Daemon {
     relays: std::sync::Mutex<std::collections::BTreeMap<crate::model::PortBinding, proxy::Relay>>,
     /// Some port is published (the uplinks are marked `UplinkInfo::PUBLISHED`).
     publishing: std::sync::atomic::AtomicBool,
+    /// Who the embedded resolvers find under which name (rebuilt on every change of state).
+    names: Arc<dns::Directory>,
+    /// The embedded resolvers, by sandbox id.
+    resolvers: std::sync::Mutex<std::collections::BTreeMap<String, dns::Resolver>>,
+    /// The DNS servers beyond netd, and what sandboxes' `resolv.conf` say.
+    upstreams: dns::Upstreams,
 }
 
 impl Daemon {
@@ -86,6 +93,7 @@ impl Daemon {
         datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
         let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");
+        let upstreams = dns::Upstreams::new(&cfg.dns, dns::HostResolvConf::read());
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),
@@ -100,6 +108,9 @@ impl Daemon {
             docker_events: events::Events::default(),
             relays: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             publishing: std::sync::atomic::AtomicBool::new(false),
+            names: Arc::new(dns::Directory::default()),
+            resolvers: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            upstreams,
         });
         let state = if let Some(s) = loaded {
             s
@@ -125,7 +136,9 @@ impl Daemon {
     }
 
     pub(crate) fn persist(&self, state: &State) -> Result<()> {
-        Ok(self.store.save(state)?)
+        self.store.save(state)?;
+        self.names.update(state);
+        Ok(())
     }
 
     /// A snapshot of the state.

@@ -11,7 +11,7 @@ use crate::{
     netns,
 };
 
-use super::{datapath::published_key, error::Result, kernel, proxy, Daemon};
+use super::{datapath::published_key, dns, error::Result, kernel, proxy, Daemon};
 
 impl Daemon {
     pub(super) async fn reconcile(&self) -> Result<()> {
@@ -23,7 +23,26 @@ impl Daemon {
         self.datapath_forget_stale_published(&state.published().map(|(_, _, p)| published_key(p)).collect())?;
         self.relay_published(&state);
         self.persist(&state)?;
+        self.serve_dns(&state);
         Ok(())
+    }
+
+    /// Writes the sandboxes' `resolv.conf` again (the flags may have changed) and starts their
+    /// resolvers (the last daemon's sockets went with it).
+    fn serve_dns(&self, state: &State) {
+        for s in state.sandboxes.values().filter(|s| s.resolv_conf.is_some()) {
+            let started = self.prepare_dns(s).and_then(|sockets| match sockets {
+                Some(sockets) => dns::start(sockets, &s.id, self.names.clone(), &self.upstreams)
+                    .map(|r| {
+                        self.resolvers().insert(s.id.clone(), r);
+                    })
+                    .map_err(super::Error::io("starting the DNS resolver")),
+                None => Ok(()),
+            });
+            if let Err(e) = started {
+                eprintln!("netd: warning: DNS of sandbox {}: {e}", s.name);
+            }
+        }
     }
 
     /// Binds and relays every published port again (a restarted daemon; the datapath carried
@@ -191,6 +210,15 @@ impl Daemon {
                 if !known_netns.contains(&path) {
                     eprintln!("netd: reconcile: removing orphan namespace {}", path.display());
                     let _ = netns::remove(&path);
+                }
+            }
+        }
+        // The files of sandboxes it does not know (their namespaces went above).
+        if let Ok(dir) = std::fs::read_dir(self.cfg.exec_root.join("containers")) {
+            for entry in dir.flatten() {
+                let name = entry.file_name();
+                if !state.sandboxes.contains_key(name.to_string_lossy().as_ref()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
                 }
             }
         }

@@ -13,6 +13,7 @@ use crate::{
 };
 
 use super::{
+    dns,
     error::{Error, Result},
     kernel,
     networks::lookup_error,
@@ -31,6 +32,8 @@ pub struct CreateSandbox {
     pub command: Vec<String>,
     /// Ports to publish on the network (`-p`).
     pub ports: Vec<PortSpec>,
+    /// More names on the network's DNS (`--network-alias`).
+    pub aliases: Vec<String>,
 }
 
 pub fn no_such_container(key: &str) -> Error {
@@ -69,23 +72,7 @@ impl Daemon {
         let mut state = self.state.lock().await;
         let network_key = if req.network.is_empty() { "bridge" } else { req.network.as_str() };
         let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.clone();
-        let name = match req.name {
-            Some(n) => {
-                if !valid_name(&n) {
-                    return Err(Error::InvalidParameter(format!(
-                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                    )));
-                }
-                if let Some(other) = state.sandboxes.values().find(|s| s.name == n) {
-                    return Err(Error::Conflict(format!(
-                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                        other.id
-                    )));
-                }
-                n
-            }
-            None => ids::generate_name(|n| state.sandboxes.values().any(|s| s.name == n)),
-        };
+        let name = sandbox_name(&state, req.name)?;
         if network.driver != Driver::Bridge && req.mac.is_some() {
             return Err(Error::InvalidParameter("conflicting options: mac-address and the network mode".into()));
         }
@@ -99,12 +86,17 @@ impl Daemon {
                 return Err(Error::InvalidParameter(crate::ipam::IpamError::StaticIpNotAllowed.to_string()));
             }
         }
+        check_aliases(&network, &req.aliases)?;
         // The ports are bound first (that reserves them): one that is taken changes nothing.
         let reserved = reserve_ports(&state, &network, &req.ports)?;
         let ports: Vec<PortBinding> = reserved.iter().map(|(b, _)| *b).collect();
         let id = ids::new_id();
         let mode = if network.driver == Driver::Host { SandboxMode::Host } else { SandboxMode::Private };
         let netns = (mode == SandboxMode::Private).then(|| self.cfg.netns_dir().join(&id[..12]));
+        // Bridge networks get a `resolv.conf`; user-defined ones a resolver of their own.
+        let bridged = network.driver == Driver::Bridge;
+        let embedded_dns = bridged && !network.predefined;
+        let resolv_conf = bridged.then(|| self.cfg.sandbox_dir(&id).join("resolv.conf"));
         let sandbox = Sandbox {
             id: id.clone(),
             name,
@@ -115,8 +107,10 @@ impl Daemon {
             auto_remove: req.auto_remove,
             command: req.command,
             lifecycle: Lifecycle::Creating,
+            resolv_conf,
+            embedded_dns,
         };
-        state.sandboxes.insert(id.clone(), sandbox);
+        state.sandboxes.insert(id.clone(), sandbox.clone());
         self.persist(&state)?;
 
         let result = async {
@@ -125,16 +119,34 @@ impl Daemon {
                 netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
                 kernel::setup_sandbox(path).await?;
             }
-            self.connect_locked(&mut state, &network.id, &id, req.ip, req.mac, ports).await
+            let resolver = self.prepare_dns(&sandbox)?;
+            let attach = Attach { ip: req.ip, mac: req.mac, ports, aliases: req.aliases };
+            self.connect_locked(&mut state, &network.id, &id, attach).await?;
+            Ok(resolver)
         }
         .await;
-        if let Err(e) = result {
-            if let Some(path) = &netns {
-                let _ = netns::remove(path);
+        let resolver = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(path) = &netns {
+                    let _ = netns::remove(path);
+                }
+                let _ = std::fs::remove_dir_all(self.cfg.sandbox_dir(&id));
+                state.sandboxes.remove(&id);
+                self.persist(&state)?;
+                return Err(e);
             }
-            state.sandboxes.remove(&id);
-            self.persist(&state)?;
-            return Err(e);
+        };
+        if let Some(sockets) = resolver {
+            match dns::start(sockets, &id, self.names.clone(), &self.upstreams) {
+                Ok(r) => {
+                    self.resolvers().insert(id.clone(), r);
+                }
+                Err(e) => {
+                    self.teardown_sandbox(&mut state, &sandbox).await?;
+                    return Err(Error::io("starting the DNS resolver")(e));
+                }
+            }
         }
         if let Err(e) = self.start_relays(&state, &network.id, &id, reserved) {
             let s = state.sandboxes[&id].clone();
@@ -169,17 +181,50 @@ impl Daemon {
         Ok(())
     }
 
+    /// Writes sandbox `s`'s `resolv.conf` and, when it has the embedded resolver, binds the
+    /// resolver's sockets in its namespace (port 53 of `127.0.0.11`).
+    pub(super) fn prepare_dns(&self, s: &Sandbox) -> Result<Option<dns::Sockets>> {
+        let Some(path) = &s.resolv_conf else {
+            return Ok(None);
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io("creating the sandbox's directory"))?;
+        }
+        // Written in place: processes that run see the file they bind-mounted change.
+        std::fs::write(path, self.upstreams.resolv_conf(s.embedded_dns))
+            .map_err(Error::io(format!("writing {}", path.display())))?;
+        if !s.embedded_dns {
+            return Ok(None);
+        }
+        let netns = self.netns_path(s);
+        dns::bind(&netns).map(Some).map_err(Error::io(format!("binding the DNS resolver at {}:53", dns::ADDRESS)))
+    }
+
+    /// The embedded resolvers, by sandbox id.
+    pub(super) fn resolvers(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, dns::Resolver>> {
+        self.resolvers.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The published ports that are relayed, by binding.
     pub(super) fn relays(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<PortBinding, proxy::Relay>> {
         self.relays.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Connects a sandbox to a network (`docker network connect`).
-    pub async fn connect(&self, network_key: &str, sandbox_key: &str, ip: Option<Ipv4Addr>) -> Result<()> {
+    pub async fn connect(
+        &self,
+        network_key: &str,
+        sandbox_key: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> Result<()> {
         let mut state = self.state.lock().await;
-        let network_id = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?.id.clone();
+        let network = state.find_network(network_key).map_err(|e| lookup_error(network_key, e))?;
+        check_aliases(network, &aliases)?;
+        let network_id = network.id.clone();
         let sandbox_id = state.find_sandbox(sandbox_key).map_err(|e| sandbox_lookup_error(sandbox_key, e))?.id.clone();
-        self.connect_locked(&mut state, &network_id, &sandbox_id, ip, None, Vec::new()).await
+        let attach = Attach { ip, mac: None, ports: Vec::new(), aliases };
+        self.connect_locked(&mut state, &network_id, &sandbox_id, attach).await
     }
 
     async fn connect_locked(
@@ -187,10 +232,9 @@ impl Daemon {
         state: &mut State,
         network_id: &str,
         sandbox_id: &str,
-        ip: Option<Ipv4Addr>,
-        mac: Option<[u8; 6]>,
-        ports: Vec<PortBinding>,
+        attach: Attach,
     ) -> Result<()> {
+        let Attach { ip, mac, ports, aliases } = attach;
         let network = state.networks[network_id].clone();
         let sandbox = state.sandboxes[sandbox_id].clone();
         if network.endpoints.contains_key(sandbox_id) {
@@ -213,6 +257,7 @@ impl Daemon {
             link: None,
             lifecycle: Lifecycle::Creating,
             ports,
+            aliases,
         };
 
         if network.driver != Driver::Bridge {
@@ -358,8 +403,15 @@ impl Daemon {
         for network_id in networks {
             self.remove_endpoint(state, &network_id, &s.id).await?;
         }
+        self.resolvers().remove(&s.id);
         if let Some(path) = &s.netns {
             netns::remove(path).map_err(Error::io(format!("removing namespace {}", path.display())))?;
+        }
+        match std::fs::remove_dir_all(self.cfg.sandbox_dir(&s.id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("removing the sandbox's directory")(e));
+            }
+            _ => {}
         }
         state.sandboxes.remove(&s.id);
         self.persist(state)?;
@@ -391,6 +443,60 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The name a new sandbox gets: `name` if it is valid and free (Docker's rules and
+/// messages), else a generated one.
+fn sandbox_name(state: &State, name: Option<String>) -> Result<String> {
+    match name {
+        Some(n) => {
+            if !valid_name(&n) {
+                return Err(Error::InvalidParameter(format!(
+                    "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                )));
+            }
+            if let Some(other) = state.sandboxes.values().find(|s| s.name == n) {
+                return Err(Error::Conflict(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+            Ok(n)
+        }
+        None => Ok(ids::generate_name(|n| state.sandboxes.values().any(|s| s.name == n))),
+    }
+}
+
+/// How a sandbox is attached to a network.
+struct Attach {
+    ip: Option<Ipv4Addr>,
+    mac: Option<[u8; 6]>,
+    ports: Vec<PortBinding>,
+    aliases: Vec<String>,
+}
+
+/// Aliases are names on a user-defined network's DNS (Docker's rule and message), and must be
+/// names a DNS label can carry.
+fn check_aliases(network: &Network, aliases: &[String]) -> Result<()> {
+    if aliases.is_empty() {
+        return Ok(());
+    }
+    if network.driver != Driver::Bridge || network.predefined {
+        return Err(Error::InvalidParameter(
+            "network-scoped alias is supported only for containers in user defined networks".into(),
+        ));
+    }
+    for a in aliases {
+        let valid = !a.is_empty()
+            && a.len() <= 253
+            && a.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            });
+        if !valid {
+            return Err(Error::InvalidParameter(format!("invalid network alias {a:?}: not a DNS name")));
+        }
+    }
+    Ok(())
 }
 
 fn endpoint_ports(state: &State, network_id: &str, sandbox_id: &str) -> Vec<PortBinding> {

@@ -89,6 +89,10 @@ pub struct Endpoint {
     /// Published ports (`netd run -p`), on the network the sandbox was created on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortBinding>,
+    /// More names the sandbox is found by on this network's DNS (`--network-alias`,
+    /// `network connect --alias`), as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// The veth pair and address of an endpoint on a bridge network.
@@ -133,6 +137,13 @@ pub struct Sandbox {
     /// The command it was started with, for `netd ps`.
     pub command: Vec<String>,
     pub lifecycle: Lifecycle,
+    /// The `resolv.conf` its processes see (bridge networks; none for sandboxes of older
+    /// releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<PathBuf>,
+    /// Served by the embedded DNS server (`127.0.0.11`): created on a user-defined network.
+    #[serde(default)]
+    pub embedded_dns: bool,
 }
 
 /// A process, identified by pid and start time so a recycled pid is never mistaken for it.

@@ -1,0 +1,263 @@
+//! Name resolution, in namespaces: containers of a user-defined network find each other by
+//! name, short id and alias through the embedded resolver (`127.0.0.11`, UDP and TCP), and the
+//! reverse names of their addresses; other names go to the upstream server (`--dns`), here a
+//! fake one in an "outside" namespace behind the daemon's uplink; the default bridge's
+//! containers ask that server themselves, as in Docker.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, TcpStream, UdpSocket},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use netd_tests::{
+    daemon::TestDaemon,
+    netns::{spawn_in_path, Link, NetNs},
+};
+
+const UPLINK: &str = "198.18.0.1";
+const UPSTREAM: &str = "198.18.0.2";
+/// What the fake upstream server answers for every name.
+const FORWARDED: &str = "192.0.2.99";
+
+/// A DNS server in the outside namespace answering every question with an A record of
+/// [`FORWARDED`] (a stub takes it for "no AAAA" when it asked for that), and noting the names
+/// of the A questions it was asked, until dropped.
+struct Upstream {
+    asked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(outside: &NetNs) -> Self {
+        let socket = outside.run(|| UdpSocket::bind((UPSTREAM, 53)).expect("bind upstream"));
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+        let (asked, stop) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicBool::new(false)));
+        let (names, done) = (asked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !done.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                let (name, end) = read_name(&buf[..n]);
+                if buf[end..end + 2] == [0, 1] {
+                    names.lock().unwrap().push(name);
+                }
+                // The question, then one A record pointing at it.
+                let mut answer = buf[..2].to_vec();
+                answer.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+                answer.extend_from_slice(&buf[12..end + 4]);
+                answer.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                answer.extend_from_slice(&FORWARDED.parse::<Ipv4Addr>().unwrap().octets());
+                socket.send_to(&answer, from).expect("answer");
+            }
+        });
+        Self { asked, stop, thread: Some(thread) }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The question's name of a DNS message, and where it ends.
+fn read_name(msg: &[u8]) -> (String, usize) {
+    let (mut at, mut labels) = (12, Vec::new());
+    while msg[at] != 0 {
+        let len = usize::from(msg[at]);
+        labels.push(String::from_utf8_lossy(&msg[at + 1..=at + len]).into_owned());
+        at += len + 1;
+    }
+    (labels.join("."), at + 1)
+}
+
+/// A query for `name` (labels of up to 63 bytes) of type `qtype`.
+fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut m = id.to_be_bytes().to_vec();
+    m.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        m.push(u8::try_from(label.len()).expect("a label"));
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.push(0);
+    m.extend_from_slice(&qtype.to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    m
+}
+
+/// Sends `msg` to the sandbox's resolver over UDP or TCP (from inside its namespace); returns
+/// the answer.
+fn ask_resolver(netns: &str, msg: Vec<u8>, tcp: bool) -> Vec<u8> {
+    spawn_in_path(netns, move || {
+        let timeout = Some(Duration::from_secs(5));
+        if tcp {
+            let mut s = TcpStream::connect("127.0.0.11:53").expect("connect");
+            s.set_read_timeout(timeout).unwrap();
+            let mut framed = u16::try_from(msg.len()).expect("a query").to_be_bytes().to_vec();
+            framed.extend_from_slice(&msg);
+            s.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).unwrap();
+            let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut answer).unwrap();
+            answer
+        } else {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            s.set_read_timeout(timeout).unwrap();
+            s.send_to(&msg, "127.0.0.11:53").unwrap();
+            let mut buf = [0u8; 512];
+            let n = s.recv(&mut buf).expect("an answer");
+            buf[..n].to_vec()
+        }
+    })
+    .join()
+    .expect("resolver thread")
+}
+
+struct World {
+    d: TestDaemon,
+    upstream: Upstream,
+    _outside: NetNs,
+    _uplink: Link,
+}
+
+fn world() -> World {
+    let host = NetNs::new("ndt-host");
+    let outside = NetNs::new("ndt-out");
+    let uplink = Link::veth(&host, "uplink0", &outside, "eth0");
+    host.ip(&["addr", "add", &format!("{UPLINK}/24"), "dev", "uplink0"]);
+    host.ip(&["route", "add", "default", "via", UPSTREAM]);
+    outside.ip(&["addr", "add", &format!("{UPSTREAM}/24"), "dev", "eth0"]);
+    outside.ip(&["link", "set", "lo", "up"]);
+    let upstream = Upstream::start(&outside);
+    let d = TestDaemon::start_in(host, &["--dns", UPSTREAM]);
+    World { d, upstream, _outside: outside, _uplink: uplink }
+}
+
+/// `getent hosts KEY` in a sandbox: `(address, name)` of its first line.
+fn getent(d: &TestDaemon, sandbox: &str, key: &str) -> (String, String) {
+    let out = d.netd(&["exec", sandbox, "--", "getent", "hosts", key]).ok();
+    let mut words = out.split_whitespace();
+    (words.next().unwrap_or_default().to_owned(), words.next().unwrap_or_default().to_owned())
+}
+
+fn addr(a: &str) -> (String, String) {
+    let (ip, name) = a.split_once(' ').unwrap();
+    (ip.to_owned(), name.to_owned())
+}
+
+#[test]
+fn containers_of_a_user_network_find_each_other_and_ask_upstream_for_the_rest() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.50.0.0/24", "mynet"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.51.0.0/24", "other"]).ok();
+    let run = |name: &str, net: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", net];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sleep", "300"]);
+        d.netd(&args).ok().trim().to_owned()
+    };
+    let web = run("web", "mynet", &["--network-alias", "www", "--network-alias", "Front"]);
+    run("db", "mynet", &[]);
+    run("lonely", "other", &[]);
+    run("old", "bridge", &[]);
+
+    // The file their processes see.
+    let conf = d.netd(&["exec", "db", "--", "cat", "/etc/resolv.conf"]).ok();
+    assert!(conf.contains("nameserver 127.0.0.11\n") && conf.contains("options ndots:0"), "{conf}");
+    let conf = d.netd(&["exec", "old", "--", "cat", "/etc/resolv.conf"]).ok();
+    assert!(conf.contains(&format!("nameserver {UPSTREAM}\n")) && !conf.contains("127.0.0.11"), "{conf}");
+
+    // By name, alias (any case), short id, qualified by the network; itself too; and back.
+    assert_eq!(getent(d, "db", "web"), addr("10.50.0.2 web"));
+    assert_eq!(getent(d, "db", "WWW"), addr("10.50.0.2 WWW"));
+    assert_eq!(getent(d, "db", "front"), addr("10.50.0.2 front"));
+    assert_eq!(getent(d, "db", &web[..12]).0, "10.50.0.2");
+    assert_eq!(getent(d, "db", "web.mynet"), addr("10.50.0.2 web.mynet"));
+    assert_eq!(getent(d, "web", "web"), addr("10.50.0.2 web"));
+    assert_eq!(getent(d, "web", "db"), addr("10.50.0.3 db"));
+    assert_eq!(getent(d, "db", "10.50.0.2"), addr("10.50.0.2 web.mynet"));
+    assert!(w.upstream.asked().is_empty(), "answered by the resolver: {:?}", w.upstream.asked());
+
+    // Anything else is the upstream server's: other names, and containers of other networks.
+    assert_eq!(getent(d, "db", "example.test"), addr(&format!("{FORWARDED} example.test")));
+    assert_eq!(getent(d, "lonely", "web").0, FORWARDED);
+    // The default bridge's containers ask it themselves (through masquerade).
+    assert_eq!(getent(d, "old", "web").0, FORWARDED);
+    assert_eq!(w.upstream.asked(), ["example.test", "web", "web"]);
+
+    // The resolver itself, over UDP and TCP: A, and a name without IPv6 (no record, no error).
+    let netns = d.sandbox_netns("db");
+    for tcp in [false, true] {
+        let a = ask_resolver(&netns, query(0x4242, "web", 1), tcp);
+        assert_eq!((&a[..2], a[3] & 0x0f, &a[6..8]), (&[0x42, 0x42][..], 0, &[0, 1][..]), "{a:?}");
+        assert_eq!(&a[a.len() - 4..], &[10, 50, 0, 2]);
+        let aaaa = ask_resolver(&netns, query(7, "web", 28), tcp);
+        assert_eq!((aaaa[3] & 0x0f, &aaaa[6..8]), (0, &[0, 0][..]), "{aaaa:?}");
+    }
+    assert_eq!(w.upstream.asked().len(), 3, "nothing more forwarded");
+}
+
+#[test]
+fn names_follow_connect_disconnect_restart_and_removal() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.52.0.0/24", "front"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.53.0.0/24", "back"]).ok();
+    d.netd(&["run", "-d", "--name", "web", "--network", "front", "--", "sleep", "300"]).ok();
+    d.netd(&["run", "-d", "--name", "api", "--network", "back", "--", "sleep", "300"]).ok();
+    assert_eq!(getent(d, "web", "api").0, FORWARDED);
+
+    // Connected with an alias: found on that network, under its name and the alias.
+    d.netd(&["network", "connect", "--alias", "service", "front", "api"]).ok();
+    assert_eq!(getent(d, "web", "api"), addr("10.52.0.3 api"));
+    assert_eq!(getent(d, "web", "service"), addr("10.52.0.3 service"));
+    if let Some(out) = d.docker(&["network", "connect", "--alias", "web-alias", "back", "web"]) {
+        out.ok();
+        assert_eq!(getent(d, "api", "web-alias"), addr("10.53.0.3 web-alias"));
+        d.netd(&["network", "disconnect", "back", "web"]).ok();
+    }
+
+    // Aliases only on user-defined networks, and only DNS names; refused, nothing made.
+    let before = d.netd(&["ps", "-q"]).ok();
+    d.netd(&["run", "--rm", "--network-alias", "x", "--", "true"])
+        .fails_with("network-scoped alias is supported only for containers in user defined networks");
+    d.netd(&["run", "--rm", "--network", "front", "--network-alias", "a b", "--", "true"])
+        .fails_with("invalid network alias \"a b\": not a DNS name");
+    d.netd(&["network", "connect", "--alias", "x", "bridge", "web"])
+        .fails_with("network-scoped alias is supported only for containers in user defined networks");
+    assert_eq!(d.netd(&["ps", "-q"]).ok(), before);
+
+    // Disconnected: not found there any more.
+    d.netd(&["network", "disconnect", "front", "api"]).ok();
+    assert_eq!(getent(d, "web", "service").0, FORWARDED);
+
+    // A restarted daemon serves the names again (its resolvers went with the last one).
+    let mut w = w;
+    w.d.stop();
+    w.d.restart();
+    let d = &w.d;
+    assert_eq!(getent(d, "web", "web"), addr("10.52.0.2 web"));
+    d.netd(&["network", "connect", "front", "api"]).ok();
+    assert_eq!(getent(d, "web", "api"), addr("10.52.0.3 api"));
+
+    // Removed: gone from the names, and its files with it.
+    d.netd(&["rm", "-f", "api"]).ok();
+    assert_eq!(getent(d, "web", "api").0, FORWARDED);
+    let dirs: Vec<_> = std::fs::read_dir(d.exec_root().join("containers")).unwrap().flatten().collect();
+    assert_eq!(dirs.len(), 1, "only web's is left: {dirs:?}");
+}
