@@ -34,6 +34,9 @@ pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 const TTL: u32 = 600;
 /// How long an upstream server has to answer before the next one is asked.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Questions forwarded at once by one resolver; more get `SERVFAIL` at once (a flood of
+/// unanswerable questions must not pile up tasks).
+const MAX_FORWARDS: usize = 256;
 /// A TCP client's connection is closed after this long without a query.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// What a container on the default bridge is given when the host names no usable server
@@ -298,7 +301,8 @@ impl Context {
 
 async fn serve_udp(socket: Arc<UdpSocket>, ctx: Arc<Context>) {
     let mut forwards = JoinSet::new();
-    let mut buf = vec![0u8; 65_536];
+    // Queries are small (a question, an EDNS record); one buffer per resolver.
+    let mut buf = vec![0u8; 4096];
     loop {
         tokio::select! {
             got = socket.recv_from(&mut buf) => {
@@ -309,6 +313,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, ctx: Arc<Context>) {
                 match ctx.handle(&buf[..n], dns::UDP_MAX) {
                     Handled::Answer(a) => {
                         let _ = socket.send_to(&a, client).await;
+                    }
+                    Handled::Forward(q) if forwards.len() >= MAX_FORWARDS => {
+                        let _ = socket.send_to(&q.answer(dns::SERVFAIL, &[], 0, dns::UDP_MAX), client).await;
                     }
                     Handled::Forward(q) => {
                         let (socket, servers, msg) = (socket.clone(), ctx.servers.clone(), buf[..n].to_vec());

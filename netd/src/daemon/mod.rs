@@ -71,6 +71,7 @@ impl Daemon {
     pub async fn start(cfg: Config) -> Result<Arc<Self>> {
         // Flags first: a bad one changes nothing.
         let (nat_ports, local) = nat::configured_port_range(&cfg)?;
+        crate::process::raise_open_files_limit();
         let store = Store::open(&cfg.state_dir)?;
         std::fs::create_dir_all(cfg.netns_dir()).map_err(Error::io("creating the exec root"))?;
         let nl = Netlink::current()?;
