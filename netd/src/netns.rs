@@ -77,31 +77,48 @@ pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> io::Result<T> + Send) ->
     })
 }
 
-/// Makes `cmd`'s child see `resolv_conf` as `/etc/resolv.conf`, as `ip netns exec` shows
-/// `/etc/netns/NAME/resolv.conf`: the child gets a mount namespace of its own (a slave of the
-/// caller's, so mounts made later on the host still show) with the file bind-mounted there.
-/// Nothing changes for the caller, and the mount goes with the child's last process. A host
-/// without `/etc/resolv.conf` leaves the child as it is.
-pub fn with_resolv_conf(cmd: &mut std::process::Command, resolv_conf: &Path) -> io::Result<()> {
-    let target = Path::new("/etc/resolv.conf");
-    if !target.exists() {
-        return Ok(());
-    }
-    let (source, target, root) = (cstring(resolv_conf)?, cstring(target)?, cstring(Path::new("/"))?);
-    let pre_exec = move || {
-        // SAFETY: between fork and exec only async-signal-safe calls are made: unshare and
-        // mount, with NUL-terminated paths prepared before the fork.
-        unsafe {
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(
-                std::ptr::null(),
-                root.as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_SLAVE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()))
+/// What a sandbox's processes see of it besides its network namespace: files bind-mounted
+/// over the host's (`/etc/resolv.conf`, `/etc/hosts`) and a host name.
+#[derive(Debug, Default)]
+pub struct SandboxView {
+    /// (the sandbox's file, the path it is shown at).
+    pub files: Vec<(std::path::PathBuf, &'static str)>,
+    pub hostname: Option<String>,
+}
+
+/// Makes `cmd`'s child see `view`, as `ip netns exec` shows `/etc/netns/NAME/resolv.conf`:
+/// the child gets a mount namespace of its own (a slave of the caller's, so mounts made later
+/// on the host still show) with the files bind-mounted there, and a UTS namespace of its own
+/// with the host name. Nothing changes for the caller; the mounts go with the child's last
+/// process. A file the host lacks (`/etc/hosts`) is not shown.
+pub fn with_view(cmd: &mut std::process::Command, view: &SandboxView) -> io::Result<()> {
+    let mut mounts = Vec::new();
+    for (source, target) in &view.files {
+        if Path::new(target).exists() {
+            mounts.push((cstring(source)?, cstring(Path::new(target))?));
         }
+    }
+    let root = cstring(Path::new("/"))?;
+    let hostname = view.hostname.clone().map(String::into_bytes);
+    let pre_exec = move || {
+        // SAFETY: between fork and exec only async-signal-safe calls are made (unshare, mount,
+        // sethostname), with buffers prepared before the fork.
+        unsafe {
+            if !mounts.is_empty() {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                let flags = libc::MS_REC | libc::MS_SLAVE;
+                check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                for (source, target) in &mounts {
+                    let (s, t) = (source.as_ptr(), target.as_ptr());
+                    check(libc::mount(s, t, std::ptr::null(), libc::MS_BIND, std::ptr::null()))?;
+                }
+            }
+            if let Some(name) = &hostname {
+                check(libc::unshare(libc::CLONE_NEWUTS))?;
+                check(libc::sethostname(name.as_ptr().cast(), name.len()))?;
+            }
+        }
+        Ok(())
     };
     // SAFETY: `pre_exec` only makes the async-signal-safe calls above.
     unsafe { std::os::unix::process::CommandExt::pre_exec(cmd, pre_exec) };

@@ -264,3 +264,53 @@ fn a_networks_container_interface_prefix_names_its_interfaces() {
         .fails_with("invalid com.docker.network.container_iface_prefix value \"abcdefghijklm\"");
     assert_eq!(d.netd(&["network", "ls", "-q"]).ok(), before);
 }
+
+#[test]
+fn a_sandbox_has_its_host_name_and_hosts_file_as_a_docker_container() {
+    let d = TestDaemon::start(&[]);
+    d.netd(&["network", "create", "--subnet", "10.44.0.0/24", "app"]).ok();
+    let id = d.netd(&["run", "-d", "--name", "h1", "--", "sleep", "60"]).ok().trim().to_owned();
+    let sh = |sandbox: &str, script: &str| d.netd(&["exec", sandbox, "--", "sh", "-c", script]).ok();
+    // Docker's defaults: the short id as host name, found at the sandbox's address.
+    assert_eq!(sh("h1", "hostname"), format!("{}\n", &id[..12]));
+    assert_eq!(sh("h1", "cat /etc/hosts"), format!("127.0.0.1\tlocalhost\n172.17.0.2\t{}\n", &id[..12]));
+    assert_eq!(sh("h1", "getent hosts $(hostname)"), format!("172.17.0.2      {}\n", &id[..12]));
+
+    // Given: a host name, more lines (`host-gateway` is the default bridge's address).
+    let args = ["--hostname", "web.local", "--add-host", "db.example:10.9.9.9", "--add-host", "gw:host-gateway"];
+    let mut run = vec!["run", "-d", "--name", "h2", "--network", "app"];
+    run.extend_from_slice(&args);
+    run.extend_from_slice(&["--", "sleep", "60"]);
+    d.netd(&run).ok();
+    assert_eq!(sh("h2", "hostname"), "web.local\n");
+    let base = "127.0.0.1\tlocalhost\n10.9.9.9\tdb.example\n172.17.0.1\tgw\n10.44.0.2\tweb.local\n";
+    assert_eq!(sh("h2", "cat /etc/hosts"), base);
+    let none = d.netd(&["run", "--rm", "--network", "none", "--", "cat", "/etc/hosts"]).ok();
+    assert_eq!(none, "127.0.0.1\tlocalhost\n", "no address, no line of its own");
+
+    // The file follows the networks, while the sandbox runs.
+    d.netd(&["network", "connect", "bridge", "h2"]).ok();
+    assert_eq!(sh("h2", "cat /etc/hosts"), format!("{base}172.17.0.3\tweb.local\n"));
+    d.netd(&["network", "disconnect", "bridge", "h2"]).ok();
+    assert_eq!(sh("h2", "cat /etc/hosts"), base);
+
+    // The host's own name and files are untouched; host mode sees them.
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(d.netd(&["run", "--rm", "--network", "host", "--", "hostname"]).ok(), host_name);
+    assert!(!std::fs::read_to_string("/etc/hosts").unwrap_or_default().contains("web.local"));
+
+    // Refused, nothing made.
+    let before = d.netd(&["ps", "-q"]).ok();
+    d.netd(&["run", "--rm", "--hostname", "bad_name", "--", "true"]).fails_with("invalid hostname format: bad_name");
+    d.netd(&["run", "--rm", "--network", "host", "--hostname", "x", "--", "true"])
+        .fails_with("conflicting options: hostname and the network mode");
+    d.netd(&["run", "--rm", "--add-host", "nocolon", "--", "true"]).fails_with("bad format for add-host: \"nocolon\"");
+    d.netd(&["run", "--rm", "--add-host", "a:999.1.1.1", "--", "true"])
+        .fails_with("invalid IP address in add-host: \"999.1.1.1\"");
+    assert_eq!(d.netd(&["ps", "-q"]).ok(), before);
+
+    // Removed with the sandbox.
+    d.netd(&["rm", "-f", "h1", "h2"]).ok();
+    let left: Vec<_> = std::fs::read_dir(d.exec_root().join("containers")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -550,6 +550,8 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         auto_remove: r.auto_remove,
         command: r.command,
         aliases: r.aliases,
+        hostname: non_empty(r.hostname),
+        extra_hosts: r.extra_hosts,
     };
     match daemon.create_sandbox(create).await {
         Ok(s) => {

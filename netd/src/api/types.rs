@@ -266,6 +266,12 @@ pub struct SandboxCreateRequest {
     /// Names on the network's DNS besides the sandbox's (`--network-alias`).
     #[serde(rename = "Aliases")]
     pub aliases: Vec<String>,
+    /// Its host name (default: the short id, as Docker's).
+    #[serde(rename = "Hostname")]
+    pub hostname: Option<String>,
+    /// More lines of its `/etc/hosts`, as Docker's `HostConfig.ExtraHosts` (`NAME:IP`).
+    #[serde(rename = "ExtraHosts")]
+    pub extra_hosts: Vec<String>,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.
@@ -304,6 +310,13 @@ pub struct SandboxResource {
     /// when they see the host's).
     #[serde(rename = "ResolvConfPath", default)]
     pub resolv_conf_path: String,
+    /// The file its processes see as `/etc/hosts` (Docker's `HostsPath`; empty when they see
+    /// the host's).
+    #[serde(rename = "HostsPath", default)]
+    pub hosts_path: String,
+    /// Its host name (empty: the host's).
+    #[serde(rename = "Hostname", default)]
+    pub hostname: String,
 }
 
 /// Where a container port is published.
@@ -374,6 +387,8 @@ impl SandboxResource {
             networks,
             ports: ports_of(state, &s.id),
             resolv_conf_path: s.resolv_conf.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            hosts_path: s.hosts.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            hostname: s.hostname.clone(),
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// Another name for the sandbox on the network's DNS (user-defined networks; repeatable).
     #[arg(long = "network-alias", value_name = "NAME")]
     network_alias: Vec<String>,
+    /// Its host name (default: the short id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A line of its /etc/hosts: NAME:IP (host-gateway: the default bridge's address; repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -80,18 +86,22 @@ pub struct RmArgs {
 
 /// Spawns `command` in sandbox `s`: inside its namespace (the spawning thread enters it and
 /// the child inherits it; the CLI's other threads never change namespace), seeing its
-/// `resolv.conf` as `/etc/resolv.conf`.
+/// `resolv.conf`, `/etc/hosts` and host name.
 fn spawn_in(s: &SandboxResource, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
     let path = PathBuf::from(&s.netns_path);
-    let resolv_conf = Some(PathBuf::from(&s.resolv_conf_path)).filter(|p| !p.as_os_str().is_empty());
+    let mut view = netns::SandboxView::default();
+    for (file, at) in [(&s.resolv_conf_path, "/etc/resolv.conf"), (&s.hosts_path, "/etc/hosts")] {
+        if !file.is_empty() {
+            view.files.push((PathBuf::from(file), at));
+        }
+    }
+    view.hostname = Some(s.hostname.clone()).filter(|h| !h.is_empty());
     let command = command.to_vec();
     std::thread::spawn(move || {
         netns::enter_this_thread(&path)?;
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
-        if let Some(r) = &resolv_conf {
-            netns::with_resolv_conf(&mut cmd, r)?;
-        }
+        netns::with_view(&mut cmd, &view)?;
         if detach {
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -128,6 +138,8 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         command: a.command.clone(),
         ports: a.publish.clone(),
         aliases: a.network_alias.clone(),
+        hostname: a.hostname.clone(),
+        extra_hosts: a.add_host.clone(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,

@@ -461,6 +461,9 @@ mod tests {
             lifecycle: Lifecycle::Ready,
             resolv_conf: None,
             embedded_dns: true,
+            hosts: None,
+            hostname: String::new(),
+            extra_hosts: Vec::new(),
         });
         let link = EndpointLink {
             ip: Ipv4Addr::from(ip),

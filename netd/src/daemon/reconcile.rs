@@ -27,11 +27,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Writes the sandboxes' `resolv.conf` again (the flags may have changed) and starts their
-    /// resolvers (the last daemon's sockets went with it).
+    /// Writes the sandboxes' `resolv.conf` and `/etc/hosts` again (the flags may have changed,
+    /// a reboot emptied `--exec-root`) and starts their resolvers (the last daemon's sockets
+    /// went with it).
     fn serve_dns(&self, state: &State) {
+        for s in state.sandboxes.values() {
+            if let Err(e) = super::sandboxes::write_hosts(state, &s.id) {
+                eprintln!("netd: warning: sandbox {}: {e}", s.name);
+            }
+        }
         for s in state.sandboxes.values().filter(|s| s.resolv_conf.is_some()) {
-            let started = self.prepare_dns(s).and_then(|sockets| match sockets {
+            let started = self.prepare_resolv_conf(s).and_then(|sockets| match sockets {
                 Some(sockets) => dns::start(sockets, &s.id, self.names.clone(), &self.upstreams)
                     .map(|r| {
                         self.resolvers().insert(s.id.clone(), r);

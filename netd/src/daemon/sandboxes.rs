@@ -34,6 +34,10 @@ pub struct CreateSandbox {
     pub ports: Vec<PortSpec>,
     /// More names on the network's DNS (`--network-alias`).
     pub aliases: Vec<String>,
+    /// `--hostname` (default: the short id).
+    pub hostname: Option<String>,
+    /// `--add-host NAME:IP` (`host-gateway` for the default bridge's address).
+    pub extra_hosts: Vec<String>,
 }
 
 pub fn no_such_container(key: &str) -> Error {
@@ -87,6 +91,7 @@ impl Daemon {
             }
         }
         check_aliases(&network, &req.aliases)?;
+        let extra_hosts = check_identity(&network, req.hostname.as_deref(), &req.extra_hosts, self.cfg.bip.ip())?;
         // The ports are bound first (that reserves them): one that is taken changes nothing.
         let reserved = reserve_ports(&state, &network, &req.ports)?;
         let ports: Vec<PortBinding> = reserved.iter().map(|(b, _)| *b).collect();
@@ -97,6 +102,7 @@ impl Daemon {
         let bridged = network.driver == Driver::Bridge;
         let embedded_dns = bridged && !network.predefined;
         let resolv_conf = bridged.then(|| self.cfg.sandbox_dir(&id).join("resolv.conf"));
+        let private = mode == SandboxMode::Private;
         let sandbox = Sandbox {
             id: id.clone(),
             name,
@@ -109,6 +115,9 @@ impl Daemon {
             lifecycle: Lifecycle::Creating,
             resolv_conf,
             embedded_dns,
+            hosts: private.then(|| self.cfg.sandbox_dir(&id).join("hosts")),
+            hostname: if private { req.hostname.unwrap_or_else(|| id[..12].to_owned()) } else { String::new() },
+            extra_hosts,
         };
         state.sandboxes.insert(id.clone(), sandbox.clone());
         self.persist(&state)?;
@@ -119,7 +128,7 @@ impl Daemon {
                 netns::create(path).map_err(Error::io(format!("creating namespace {}", path.display())))?;
                 kernel::setup_sandbox(path).await?;
             }
-            let resolver = self.prepare_dns(&sandbox)?;
+            let resolver = self.prepare_resolv_conf(&sandbox)?;
             let attach = Attach { ip: req.ip, mac: req.mac, ports, aliases: req.aliases };
             self.connect_locked(&mut state, &network.id, &id, attach).await?;
             Ok(resolver)
@@ -147,6 +156,10 @@ impl Daemon {
                     return Err(Error::io("starting the DNS resolver")(e));
                 }
             }
+        }
+        if let Err(e) = write_hosts(&state, &id) {
+            self.teardown_sandbox(&mut state, &sandbox).await?;
+            return Err(e);
         }
         if let Err(e) = self.start_relays(&state, &network.id, &id, reserved) {
             let s = state.sandboxes[&id].clone();
@@ -183,7 +196,7 @@ impl Daemon {
 
     /// Writes sandbox `s`'s `resolv.conf` and, when it has the embedded resolver, binds the
     /// resolver's sockets in its namespace (port 53 of `127.0.0.11`).
-    pub(super) fn prepare_dns(&self, s: &Sandbox) -> Result<Option<dns::Sockets>> {
+    pub(super) fn prepare_resolv_conf(&self, s: &Sandbox) -> Result<Option<dns::Sockets>> {
         let Some(path) = &s.resolv_conf else {
             return Ok(None);
         };
@@ -311,6 +324,9 @@ impl Daemon {
         let n = state.networks.get_mut(network_id).expect("exists");
         n.endpoints.get_mut(sandbox_id).expect("inserted").lifecycle = Lifecycle::Ready;
         self.persist(state)?;
+        if let Err(e) = write_hosts(state, sandbox_id) {
+            eprintln!("netd: warning: {e}");
+        }
         self.network_event("connect", &network, Some(sandbox_id));
         Ok(())
     }
@@ -367,6 +383,9 @@ impl Daemon {
         }
         n.endpoints.remove(sandbox_id);
         self.persist(state)?;
+        if let Err(e) = write_hosts(state, sandbox_id) {
+            eprintln!("netd: warning: {e}");
+        }
         self.network_event("disconnect", &state.networks[network_id], Some(sandbox_id));
         Ok(())
     }
@@ -465,6 +484,76 @@ fn sandbox_name(state: &State, name: Option<String>) -> Result<String> {
         }
         None => Ok(ids::generate_name(|n| state.sandboxes.values().any(|s| s.name == n))),
     }
+}
+
+/// Writes sandbox `id`'s `/etc/hosts` (Docker's: `localhost`, the `--add-host` lines, then
+/// its host name at each of its addresses, the first network's first), in place: running
+/// processes see it change as networks are connected and disconnected.
+pub(super) fn write_hosts(state: &State, id: &str) -> Result<()> {
+    let Some(s) = state.sandboxes.get(id) else { return Ok(()) };
+    let Some(path) = &s.hosts else { return Ok(()) };
+    let mut addresses: Vec<&EndpointLink> =
+        state.networks_of(id).iter().filter_map(|n| n.endpoints[id].link.as_ref()).collect();
+    addresses.sort_by_key(|l| l.slot);
+    let mut lines = vec!["127.0.0.1\tlocalhost".to_owned()];
+    lines.extend(s.extra_hosts.iter().map(|(name, ip)| format!("{ip}\t{name}")));
+    lines.extend(addresses.iter().map(|l| format!("{}\t{}", l.ip, s.hostname)));
+    let text = lines.join("\n") + "\n";
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("creating the sandbox's directory"))?;
+    }
+    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Checks a new sandbox's `--hostname` on `network` and parses its `--add-host` lines.
+fn check_identity(
+    network: &Network,
+    hostname: Option<&str>,
+    extra_hosts: &[String],
+    host_gateway: Ipv4Addr,
+) -> Result<Vec<(String, std::net::IpAddr)>> {
+    if let Some(h) = hostname {
+        if network.driver == Driver::Host {
+            return Err(Error::InvalidParameter("conflicting options: hostname and the network mode".into()));
+        }
+        if !valid_hostname(h) {
+            return Err(Error::InvalidParameter(format!("invalid hostname format: {h}")));
+        }
+    }
+    extra_hosts.iter().map(|h| parse_extra_host(h, host_gateway)).collect()
+}
+
+/// A host name as Linux takes it (at most 64 bytes) and RFC 1123 allows it: labels of letters,
+/// digits and hyphens, neither starting nor ending with a hyphen.
+fn valid_hostname(h: &str) -> bool {
+    h.len() <= 64
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`, as newer Docker takes IPv6 addresses): `host-gateway`
+/// stands for the default bridge's address, as Docker's.
+fn parse_extra_host(s: &str, host_gateway: Ipv4Addr) -> Result<(String, std::net::IpAddr)> {
+    let Some((name, ip)) = s.split_once('=').or_else(|| s.split_once(':')) else {
+        return Err(Error::InvalidParameter(format!("bad format for add-host: {s:?}")));
+    };
+    if name.is_empty() || name.len() > 253 || name.bytes().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+        return Err(Error::InvalidParameter(format!("bad format for add-host: {s:?}")));
+    }
+    let ip = if ip == "host-gateway" {
+        std::net::IpAddr::V4(host_gateway)
+    } else {
+        ip.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| Error::InvalidParameter(format!("invalid IP address in add-host: {ip:?}")))?
+    };
+    Ok((name.to_owned(), ip))
 }
 
 /// How a sandbox is attached to a network.

@@ -144,6 +144,16 @@ pub struct Sandbox {
     /// Served by the embedded DNS server (`127.0.0.11`): created on a user-defined network.
     #[serde(default)]
     pub embedded_dns: bool,
+    /// The `/etc/hosts` its processes see (private sandboxes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<PathBuf>,
+    /// Its host name (`--hostname`, else the short id as Docker's; empty: the host's, for
+    /// sandboxes of older releases and `--network host`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hostname: String,
+    /// More lines of its `/etc/hosts` (`--add-host NAME:IP`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// A process, identified by pid and start time so a recycled pid is never mistaken for it.
