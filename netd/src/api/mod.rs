@@ -541,7 +541,16 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
             Err(m) => return error_response(400, m),
         }
     }
+    let mut servers = Vec::new();
+    for d in &r.dns {
+        match d.parse() {
+            Ok(ip) => servers.push(ip),
+            Err(_) => return error_response(400, format!("{d} is not an ip address")),
+        }
+    }
+    let dns = crate::model::DnsSettings { servers, search: r.dns_search, options: r.dns_options };
     let create = CreateSandbox {
+        dns,
         ports,
         name: non_empty(r.name),
         network: r.network,

@@ -272,6 +272,14 @@ pub struct SandboxCreateRequest {
     /// More lines of its `/etc/hosts`, as Docker's `HostConfig.ExtraHosts` (`NAME:IP`).
     #[serde(rename = "ExtraHosts")]
     pub extra_hosts: Vec<String>,
+    /// Its own DNS servers, search domains and options (Docker's `HostConfig.Dns`,
+    /// `DnsSearch`, `DnsOptions`).
+    #[serde(rename = "Dns")]
+    pub dns: Vec<String>,
+    #[serde(rename = "DnsSearch")]
+    pub dns_search: Vec<String>,
+    #[serde(rename = "DnsOptions")]
+    pub dns_options: Vec<String>,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.

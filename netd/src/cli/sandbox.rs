@@ -46,6 +46,15 @@ pub struct RunArgs {
     /// A line of its /etc/hosts: NAME:IP (host-gateway: the default bridge's address; repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_host: Vec<String>,
+    /// Its own DNS server (repeatable; over the daemon's).
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Its own DNS search domain (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Its own DNS resolver option (repeatable).
+    #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+    dns_option: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -140,6 +149,9 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         aliases: a.network_alias.clone(),
         hostname: a.hostname.clone(),
         extra_hosts: a.add_host.clone(),
+        dns: a.dns.clone(),
+        dns_search: a.dns_search.clone(),
+        dns_options: a.dns_option.clone(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,

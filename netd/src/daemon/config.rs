@@ -77,6 +77,12 @@ pub struct Config {
     /// user-defined networks for names that are not containers'.
     #[arg(long)]
     pub dns: Vec<std::net::IpAddr>,
+    /// DNS search domain for containers (repeatable; replaces the host's `search` line).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// DNS resolver option for containers (repeatable; replaces the host's `options` line).
+    #[arg(long = "dns-opt", value_name = "OPTION")]
+    pub dns_opt: Vec<String>,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {
@@ -87,6 +93,15 @@ impl Config {
     /// The socket path of `-H unix://PATH`.
     pub fn socket_path(&self) -> Result<PathBuf, String> {
         socket_path(&self.host)
+    }
+
+    /// `--dns`, `--dns-search`, `--dns-opt`.
+    pub fn dns_settings(&self) -> crate::model::DnsSettings {
+        crate::model::DnsSettings {
+            servers: self.dns.clone(),
+            search: self.dns_search.clone(),
+            options: self.dns_opt.clone(),
+        }
     }
 
     pub fn netns_dir(&self) -> PathBuf {

@@ -71,6 +71,8 @@ impl Daemon {
     pub async fn start(cfg: Config) -> Result<Arc<Self>> {
         // Flags first: a bad one changes nothing.
         let (nat_ports, local) = nat::configured_port_range(&cfg)?;
+        let dns_settings = cfg.dns_settings();
+        dns_settings.check().map_err(Error::InvalidParameter)?;
         crate::process::raise_open_files_limit();
         let store = Store::open(&cfg.state_dir)?;
         std::fs::create_dir_all(cfg.netns_dir()).map_err(Error::io("creating the exec root"))?;
@@ -94,7 +96,7 @@ impl Daemon {
         datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
         let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");
-        let upstreams = dns::Upstreams::new(&cfg.dns, dns::HostResolvConf::read());
+        let upstreams = dns::Upstreams::new(&dns_settings, dns::HostResolvConf::read());
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),

@@ -38,7 +38,7 @@ impl Daemon {
         }
         for s in state.sandboxes.values().filter(|s| s.resolv_conf.is_some()) {
             let started = self.prepare_resolv_conf(s).and_then(|sockets| match sockets {
-                Some(sockets) => dns::start(sockets, &s.id, self.names.clone(), &self.upstreams)
+                Some(sockets) => dns::start(sockets, &s.id, self.names.clone(), &self.upstreams.with(&s.dns))
                     .map(|r| {
                         self.resolvers().insert(s.id.clone(), r);
                     })

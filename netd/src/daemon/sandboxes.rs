@@ -38,6 +38,8 @@ pub struct CreateSandbox {
     pub hostname: Option<String>,
     /// `--add-host NAME:IP` (`host-gateway` for the default bridge's address).
     pub extra_hosts: Vec<String>,
+    /// Its own `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: crate::model::DnsSettings,
 }
 
 pub fn no_such_container(key: &str) -> Error {
@@ -92,6 +94,7 @@ impl Daemon {
         }
         check_aliases(&network, &req.aliases)?;
         let extra_hosts = check_identity(&network, req.hostname.as_deref(), &req.extra_hosts, self.cfg.bip.ip())?;
+        req.dns.check().map_err(Error::InvalidParameter)?;
         // The ports are bound first (that reserves them): one that is taken changes nothing.
         let reserved = reserve_ports(&state, &network, &req.ports)?;
         let ports: Vec<PortBinding> = reserved.iter().map(|(b, _)| *b).collect();
@@ -118,6 +121,7 @@ impl Daemon {
             hosts: private.then(|| self.cfg.sandbox_dir(&id).join("hosts")),
             hostname: if private { req.hostname.unwrap_or_else(|| id[..12].to_owned()) } else { String::new() },
             extra_hosts,
+            dns: req.dns,
         };
         state.sandboxes.insert(id.clone(), sandbox.clone());
         self.persist(&state)?;
@@ -147,7 +151,7 @@ impl Daemon {
             }
         };
         if let Some(sockets) = resolver {
-            match dns::start(sockets, &id, self.names.clone(), &self.upstreams) {
+            match dns::start(sockets, &id, self.names.clone(), &self.upstreams.with(&sandbox.dns)) {
                 Ok(r) => {
                     self.resolvers().insert(id.clone(), r);
                 }
@@ -204,7 +208,7 @@ impl Daemon {
             std::fs::create_dir_all(dir).map_err(Error::io("creating the sandbox's directory"))?;
         }
         // Written in place: processes that run see the file they bind-mounted change.
-        std::fs::write(path, self.upstreams.resolv_conf(s.embedded_dns))
+        std::fs::write(path, self.upstreams.with(&s.dns).resolv_conf(s.embedded_dns))
             .map_err(Error::io(format!("writing {}", path.display())))?;
         if !s.embedded_dns {
             return Ok(None);

@@ -154,6 +154,43 @@ pub struct Sandbox {
     /// More lines of its `/etc/hosts` (`--add-host NAME:IP`), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// Its own DNS settings (`netd run --dns …`), over the daemon's.
+    #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
+    pub dns: DnsSettings,
+}
+
+/// DNS servers, search domains and resolver options, as `resolv.conf` lines (dockerd's and
+/// `docker run`'s `--dns`, `--dns-search`, `--dns-opt`); each replaces the line it names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<std::net::IpAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+
+    /// Search domains and options are single words of a `resolv.conf` line.
+    pub fn check(&self) -> Result<(), String> {
+        for d in &self.search {
+            if d.is_empty() || d.len() > 253 || !d.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_".contains(&c)) {
+                return Err(format!("{d:?} is not a valid domain"));
+            }
+        }
+        for o in &self.options {
+            if o.is_empty() || o.bytes().any(|c| c.is_ascii_whitespace() || c.is_ascii_control()) {
+                return Err(format!("invalid DNS option {o:?}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A process, identified by pid and start time so a recycled pid is never mistaken for it.
