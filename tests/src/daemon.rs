@@ -196,6 +196,13 @@ impl TestDaemon {
         serde_json::from_str(&text).expect("state.json parses")
     }
 
+    /// Replaces the persisted state document (the daemon stopped), as an older release would
+    /// have left it.
+    pub fn replace_state_json(&self, state: &serde_json::Value) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        std::fs::write(self.dir.join("state/state.json"), state.to_string()).expect("state.json");
+    }
+
     /// The daemon's bpffs directory (pinned maps and links).
     #[must_use]
     pub fn bpffs(&self) -> &Path {

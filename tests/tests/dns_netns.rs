@@ -299,3 +299,29 @@ fn a_sandboxs_own_dns_settings_replace_the_daemons() {
     d.netd(&["run", "--rm", "--dns-search", "a b", "--", "true"]).fails_with("\"a b\" is not a valid domain");
     assert_eq!(d.netd(&["ps", "-q"]).ok().lines().count(), 2);
 }
+
+#[test]
+fn sandboxes_of_a_release_without_names_get_them_when_the_daemon_is_upgraded() {
+    let mut w = world();
+    w.d.netd(&["network", "create", "--subnet", "10.55.0.0/24", "mynet"]).ok();
+    let web = w.d.netd(&["run", "-d", "--name", "web", "--network", "mynet", "--", "sleep", "300"]).ok();
+    w.d.netd(&["run", "-d", "--name", "db", "--network", "mynet", "--", "sleep", "300"]).ok();
+    w.d.netd(&["run", "-d", "--name", "old", "--", "sleep", "300"]).ok();
+    w.d.stop();
+    // What the last release persisted: sandboxes without their files, host name or resolver.
+    let mut state = w.d.state_json();
+    for s in state["sandboxes"].as_object_mut().unwrap().values_mut() {
+        for key in ["resolv_conf", "embedded_dns", "hosts", "hostname"] {
+            s.as_object_mut().unwrap().remove(key);
+        }
+    }
+    w.d.replace_state_json(&state);
+    std::fs::remove_dir_all(w.d.exec_root().join("containers")).unwrap();
+    w.d.restart();
+    let d = &w.d;
+    assert_eq!(getent(d, "db", "web"), addr("10.55.0.2 web"));
+    assert_eq!(d.netd(&["exec", "web", "--", "hostname"]).ok(), format!("{}\n", &web[..12]));
+    let conf = d.netd(&["exec", "old", "--", "cat", "/etc/resolv.conf"]).ok();
+    assert!(conf.contains(&format!("nameserver {UPSTREAM}\n")), "{conf}");
+    assert!(d.state_json()["sandboxes"].as_object().unwrap().values().all(|s| s["hosts"].is_string()));
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    model::{Lifecycle, SandboxMode, State},
+    model::{Driver, Lifecycle, SandboxMode, State},
     netns,
 };
 
@@ -22,9 +22,34 @@ impl Daemon {
         self.remove_orphans(&state).await?;
         self.datapath_forget_stale_published(&state.published().map(|(_, _, p)| published_key(p)).collect())?;
         self.relay_published(&state);
+        self.adopt_older_sandboxes(&mut state);
         self.persist(&state)?;
         self.serve_dns(&state);
         Ok(())
+    }
+
+    /// Sandboxes made by a release without names (no `/etc/hosts` of their own) get what a new
+    /// one gets: the short id as host name, their own `/etc/hosts`, on a bridge network a
+    /// `resolv.conf`, and on a user-defined one the embedded resolver. Processes already
+    /// running keep the host's files; those `netd exec` starts see the new ones.
+    fn adopt_older_sandboxes(&self, state: &mut State) {
+        let older: Vec<String> = state
+            .sandboxes
+            .values()
+            .filter(|s| s.mode == SandboxMode::Private && s.hosts.is_none())
+            .map(|s| s.id.clone())
+            .collect();
+        for id in older {
+            let networks = state.networks_of(&id);
+            let bridged = networks.iter().any(|n| n.driver == Driver::Bridge);
+            let embedded = networks.iter().any(|n| n.driver == Driver::Bridge && !n.predefined);
+            let dir = self.cfg.sandbox_dir(&id);
+            let s = state.sandboxes.get_mut(&id).expect("listed");
+            s.hosts = Some(dir.join("hosts"));
+            id[..12].clone_into(&mut s.hostname);
+            s.resolv_conf = bridged.then(|| dir.join("resolv.conf"));
+            s.embedded_dns = embedded;
+        }
     }
 
     /// Writes the sandboxes' `resolv.conf` and `/etc/hosts` again (the flags may have changed,
