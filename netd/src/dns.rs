@@ -189,6 +189,79 @@ impl Query {
     }
 }
 
+/// A record type's name (`A`, `AAAA`, …; `TYPE65` for those it does not know).
+#[must_use]
+pub fn type_name(t: u16) -> String {
+    let known = [(1, "A"), (2, "NS"), (5, "CNAME"), (6, "SOA"), (12, "PTR"), (15, "MX"), (16, "TXT"), (28, "AAAA")];
+    known.iter().find(|(n, _)| *n == t).map_or_else(|| format!("TYPE{t}"), |(_, name)| (*name).to_owned())
+}
+
+/// A response code's name.
+#[must_use]
+pub fn rcode_name(rcode: u8) -> String {
+    let known = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+    known.get(usize::from(rcode)).map_or_else(|| format!("RCODE{rcode}"), |n| (*n).to_owned())
+}
+
+/// Reads a name anywhere in a message, following compression pointers (a bounded number);
+/// returns it and the offset just past it where it started.
+fn read_name_at(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
+    let mut labels: Vec<String> = Vec::new();
+    let mut end = None;
+    for _ in 0..32 {
+        let len = *msg.get(at)?;
+        if len & 0xc0 == 0xc0 {
+            end.get_or_insert(at + 2);
+            at = usize::from(u16::from_be_bytes([len & 0x3f, *msg.get(at + 1)?]));
+            continue;
+        }
+        if len == 0 {
+            return Some((labels.join("."), end.unwrap_or(at + 1)));
+        }
+        let label = msg.get(at + 1..at + 1 + usize::from(len))?;
+        labels.push(String::from_utf8_lossy(label).into_owned());
+        at += 1 + usize::from(len);
+    }
+    None
+}
+
+/// What an answer says, in a few words: its addresses and names (A, AAAA, PTR, CNAME records),
+/// or its response code when it has none.
+#[must_use]
+pub fn summary(msg: &[u8]) -> String {
+    let (Some(rcode), Some(qd), Some(an)) = (msg.get(3).map(|b| b & 0x0f), be16(msg, 4), be16(msg, 6)) else {
+        return "malformed".into();
+    };
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        let Some((_, end)) = read_name_at(msg, at) else { return rcode_name(rcode) };
+        at = end + 4;
+    }
+    let mut found = Vec::new();
+    for _ in 0..an {
+        let Some((_, end)) = read_name_at(msg, at) else { break };
+        let (Some(rtype), Some(len)) = (be16(msg, end), be16(msg, end + 8)) else { break };
+        let rdata_at = end + 10;
+        let Some(rdata) = msg.get(rdata_at..rdata_at + usize::from(len)) else { break };
+        match (rtype, rdata.len()) {
+            (TYPE_A, 4) => found.push(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).to_string()),
+            (28, 16) => {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(rdata);
+                found.push(std::net::Ipv6Addr::from(b).to_string());
+            }
+            (5 | TYPE_PTR, _) => found.extend(read_name_at(msg, rdata_at).map(|(n, _)| n)),
+            _ => {}
+        }
+        at = rdata_at + usize::from(len);
+    }
+    if found.is_empty() {
+        rcode_name(rcode)
+    } else {
+        found.join(",")
+    }
+}
+
 /// The address a reverse name (`4.3.2.1.in-addr.arpa`) stands for.
 #[must_use]
 pub fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
@@ -297,6 +370,23 @@ mod tests {
         let mut m = query(2, "web", TYPE_A);
         m[13] = b'.';
         assert_eq!(parse(&m).unwrap().question.name, "\\046eb");
+    }
+
+    #[test]
+    fn a_summary_gives_addresses_names_or_the_response_code() {
+        let q = parse(&query(7, "web", TYPE_A)).unwrap();
+        let ips = [Record::A(Ipv4Addr::new(10, 0, 0, 2)), Record::A(Ipv4Addr::new(10, 0, 0, 3))];
+        assert_eq!(summary(&q.answer(NOERROR, &ips, 600, UDP_MAX)), "10.0.0.2,10.0.0.3");
+        assert_eq!(summary(&q.answer(NXDOMAIN, &[], 0, UDP_MAX)), "NXDOMAIN");
+        assert_eq!(summary(&q.answer(NOERROR, &[], 0, UDP_MAX)), "NOERROR");
+        assert_eq!(summary(&q.answer(NOERROR, &[Record::Ptr("web.mynet".into())], 600, UDP_MAX)), "web.mynet");
+        // A name compressed against the question's (as servers write them).
+        let mut ptr = q.answer(NOERROR, &[], 0, UDP_MAX);
+        ptr[7] = 1;
+        ptr.extend_from_slice(&[0xc0, 12, 0, 12, 0, 1, 0, 0, 0, 60, 0, 6, 3, b'a', b'p', b'i', 0xc0, 12]);
+        assert_eq!(summary(&ptr), "api.web");
+        assert_eq!(summary(&[0; 3]), "malformed");
+        assert_eq!((type_name(28), type_name(65), rcode_name(3)), ("AAAA".into(), "TYPE65".into(), "NXDOMAIN".into()));
     }
 
     #[test]

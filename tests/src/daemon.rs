@@ -439,3 +439,31 @@ fn streaming(mut command: Command) -> Streaming {
     }
     Streaming { child, lines }
 }
+
+/// `GET path` over a connected stream; returns the status line and the body.
+pub fn http_get(mut s: impl std::io::Read + std::io::Write, path: &str) -> (String, String) {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels as written) in a metrics text.
+#[must_use]
+pub fn metric_sample(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+impl TestDaemon {
+    /// The daemon's metrics (`GET /metrics` on its API socket).
+    #[must_use]
+    pub fn metrics(&self) -> String {
+        let socket =
+            std::os::unix::net::UnixStream::connect(self.socket().trim_start_matches("unix://")).expect("socket");
+        socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let (status, text) = http_get(socket, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        text
+    }
+}

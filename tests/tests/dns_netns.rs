@@ -15,7 +15,7 @@ use std::{
 };
 
 use netd_tests::{
-    daemon::TestDaemon,
+    daemon::{metric_sample, TestDaemon},
     netns::{spawn_in_path, Link, NetNs},
 };
 
@@ -324,4 +324,44 @@ fn sandboxes_of_a_release_without_names_get_them_when_the_daemon_is_upgraded() {
     let conf = d.netd(&["exec", "old", "--", "cat", "/etc/resolv.conf"]).ok();
     assert!(conf.contains(&format!("nameserver {UPSTREAM}\n")), "{conf}");
     assert!(d.state_json()["sandboxes"].as_object().unwrap().values().all(|s| s["hosts"].is_string()));
+}
+
+#[test]
+fn questions_show_in_netd_monitor_and_the_metrics() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.56.0.0/24", "mynet"]).ok();
+    d.netd(&["run", "-d", "--name", "web", "--network", "mynet", "--", "sleep", "300"]).ok();
+    d.netd(&["run", "-d", "--name", "db", "--network", "mynet", "--", "sleep", "300"]).ok();
+    let monitor = d.netd_streaming(&["monitor", "--type", "dns", "--json", "--sandbox", "db"]);
+    assert!(monitor.line(Duration::from_secs(10)).is_some_and(|l| l.contains("Listening")));
+
+    assert_eq!(getent(d, "web", "db").0, "10.56.0.3", "not db's question");
+    assert_eq!(getent(d, "db", "web").0, "10.56.0.2");
+    assert_eq!(getent(d, "db", "example.test").0, FORWARDED);
+    let mut seen = Vec::new();
+    while let Some(line) = monitor.line(Duration::from_millis(500)) {
+        let e: serde_json::Value = serde_json::from_str(&line).expect("a JSON event");
+        assert_eq!((e["kind"].as_str(), e["endpoint"]["sandbox"].as_str()), (Some("dns"), Some("db")), "{e}");
+        assert_eq!(e["dst"], "127.0.0.11:53");
+        assert!(e["micros"].as_u64().is_some_and(|us| us > 0), "{e}");
+        let upstream = e["upstream"].as_str().unwrap_or_default().to_owned();
+        let what = [&e["reason"], &e["question"], &e["answer"]].map(|v| v.as_str().unwrap_or_default().to_owned());
+        seen.push((what, upstream));
+    }
+    let find = |question: &str| seen.iter().find(|(w, _)| w[1] == question).cloned();
+    let answered = |answer: &str| Some((["dns-answered".into(), "web A".into(), answer.into()], String::new()));
+    assert_eq!(find("web A"), answered("10.56.0.2"), "{seen:?}");
+    assert_eq!(find("web AAAA").map(|(w, _)| w[2].clone()), Some("NOERROR".into()), "{seen:?}");
+    let forwarded = find("example.test A").expect("the forwarded question");
+    assert_eq!((forwarded.0[0].as_str(), forwarded.0[2].as_str()), ("dns-forwarded", FORWARDED));
+    assert_eq!(forwarded.1, format!("{UPSTREAM}:53"));
+    assert!(seen.iter().all(|(w, _)| !w[1].starts_with("db ")), "web's questions are not db's: {seen:?}");
+
+    let text = d.metrics();
+    let count = |outcome: &str| metric_sample(&text, &format!("netd_dns_questions_total{{outcome=\"{outcome}\"}}"));
+    assert!(count("answered") >= Some(4), "{text}");
+    assert!(count("forwarded") >= Some(1), "{text}");
+    assert_eq!(count("failed"), Some(0));
+    assert_eq!(metric_sample(&text, "netd_dns_resolvers"), Some(2));
 }

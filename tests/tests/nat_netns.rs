@@ -12,7 +12,7 @@ use std::{
 };
 
 use netd_tests::{
-    daemon::TestDaemon,
+    daemon::{http_get, metric_sample as sample, TestDaemon},
     netns::{spawn_in_path, Link, NetNs},
 };
 
@@ -334,20 +334,6 @@ fn uplink_created_again(flags: &[&str], attached: impl Fn(&NetNs) -> bool) {
     assert!(ping(d, "c1", SERVER), "masquerade works through the new uplink");
 }
 
-/// `GET path` over a connected stream; returns the status line and the body.
-fn http_get(mut s: impl std::io::Read + std::io::Write, path: &str) -> (String, String) {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: netd\r\nConnection: close\r\n\r\n").expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
-}
-
-/// The value of the sample `name{labels}` (labels as written) in a metrics text.
-fn sample(text: &str, series: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[test]
 fn prometheus_metrics_on_the_api_socket_and_on_metrics_addr() {
     let w = world(&["--metrics-addr", "127.0.0.1:9323"]);
@@ -554,7 +540,7 @@ fn netd_monitor_traces_every_packet_of_the_followed_sandbox_and_no_other() {
     assert!(ping(d, "t1", &t2.to_string()) && ping(d, "t1", SERVER) && ping(d, "t2", "172.17.0.1"));
     assert_eq!(trace_marks(d, t1), (false, false), "nobody traces");
     d.netd(&["monitor", "--type", "trace,bogus"])
-        .fails_with("invalid event type \"bogus\": expected drop, nat or trace");
+        .fails_with("invalid event type \"bogus\": expected drop, nat, trace or dns");
 
     let t1_trace = d.netd_streaming(&["monitor", "--type", "trace", "--json", "--sandbox", "t1"]);
     assert!(t1_trace.line(DEADLINE).is_some_and(|l| l.contains("Listening")));

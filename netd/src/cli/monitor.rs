@@ -19,7 +19,8 @@ pub struct MonitorArgs {
     /// Only these kinds of events: `drop` (dropped packets), `nat` (masquerade's flows created
     /// and removed, as `conntrack -E` shows), `trace` (every packet the sandbox, or every
     /// sandbox, sends or is delivered, with the datapath's verdict and where it went: for
-    /// debugging, each packet costs an event). `drop` and `nat` by default.
+    /// debugging, each packet costs an event), `dns` (the questions sandboxes ask their
+    /// embedded resolvers, with the answers and who gave them). `drop` and `nat` by default.
     #[arg(long = "type", value_delimiter = ',')]
     types: Vec<MonitorType>,
     /// Print each event as a line of JSON.
@@ -80,6 +81,22 @@ pub fn render(line: &MonitorLine) -> String {
     let time = e.time.get(11..23).unwrap_or(&e.time);
     let described = |ep: &MonitorEndpoint| format!(" ({} {} on {})", ep.sandbox, ep.ip, ep.network);
     let endpoint = e.endpoint.as_ref().map(described);
+    if e.kind == "dns" {
+        let via = if e.upstream.is_empty() { String::new() } else { format!(" via {}", e.upstream) };
+        // Microseconds, shown as milliseconds with three decimals.
+        let ms = format!("{}.{:03}", e.micros / 1000, e.micros % 1000);
+        return format!(
+            "{time} {:<22} {}: {} {} -> {}{via} ({ms} ms, {})",
+            e.reason,
+            e.endpoint
+                .as_ref()
+                .map_or_else(|| "?".to_owned(), |ep| format!("{} {} on {}", ep.sandbox, ep.ip, ep.network)),
+            e.protocol,
+            e.question,
+            e.answer,
+            e.src
+        );
+    }
     if e.kind == "nat" {
         return format!(
             "{time} {:<22} {}{}: {} {} -> {} as {}",
@@ -139,7 +156,30 @@ mod tests {
             len: 98,
             vlan: 0,
             fragment: false,
+            ..MonitorEvent::default()
         }
+    }
+
+    #[test]
+    fn a_dns_question_reads_as_one_line() {
+        let dns = MonitorEvent {
+            kind: "dns".into(),
+            reason: "dns-forwarded".into(),
+            code: None,
+            protocol: "udp".into(),
+            src: "127.0.0.1:40000".into(),
+            dst: "127.0.0.11:53".into(),
+            question: "example.com A".into(),
+            answer: "192.0.2.99".into(),
+            upstream: "198.18.0.2:53".into(),
+            micros: 1234,
+            ..event()
+        };
+        assert_eq!(
+            render(&MonitorLine::Event(Box::new(dns))),
+            "11:42:03.123 dns-forwarded          web 172.17.0.2 on bridge: udp example.com A -> 192.0.2.99 via \
+             198.18.0.2:53 (1.234 ms, 127.0.0.1:40000)"
+        );
     }
 
     #[test]

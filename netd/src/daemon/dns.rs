@@ -13,19 +13,24 @@ use std::{
     io,
     net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4},
     path::Path,
-    sync::{Arc, RwLock},
-    time::Duration,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, Instant},
 };
 
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream, UdpSocket},
+    sync::broadcast,
     task::{AbortHandle, JoinSet},
 };
 
+use super::monitor::{MonitorEndpoint, MonitorEvent, MonitorLine};
 use crate::{
     dns::{self, Query, Record, Refused},
-    model::{DnsSettings, Driver, Lifecycle, State},
+    model::{ids::now_rfc3339, DnsSettings, Driver, Lifecycle, State},
 };
 
 /// Where containers on user-defined networks find the resolver (Docker's address).
@@ -63,6 +68,8 @@ pub struct Names {
     networks: HashMap<String, NetworkNames>,
     /// Each sandbox's user-defined networks (ids), in name order.
     of_sandbox: HashMap<String, Vec<String>>,
+    /// Each sandbox on a bridge network, as `netd monitor` describes it (its first address).
+    about: HashMap<String, MonitorEndpoint>,
 }
 
 /// Whether containers on `n` find each other by name: user-defined bridge networks.
@@ -74,6 +81,23 @@ impl Names {
     #[must_use]
     pub fn from_state(state: &State) -> Self {
         let mut names = Self::default();
+        let mut first: HashMap<&str, (u32, MonitorEndpoint)> = HashMap::new();
+        for n in state.networks.values() {
+            for (sandbox_id, ep) in &n.endpoints {
+                let (Some(link), Some(s)) = (&ep.link, state.sandboxes.get(sandbox_id)) else { continue };
+                let about = MonitorEndpoint {
+                    sandbox: s.name.clone(),
+                    sandbox_id: s.id.clone(),
+                    network: n.name.clone(),
+                    ip: link.ip,
+                };
+                let entry = first.entry(sandbox_id.as_str()).or_insert((link.slot, about.clone()));
+                if link.slot < entry.0 {
+                    *entry = (link.slot, about);
+                }
+            }
+        }
+        names.about = first.into_iter().map(|(id, (_, about))| (id.to_owned(), about)).collect();
         let mut networks: Vec<_> = state.networks.values().filter(|n| resolves(n)).collect();
         networks.sort_by(|a, b| a.name.cmp(&b.name));
         for n in networks {
@@ -139,6 +163,70 @@ impl Directory {
     fn get(&self) -> Arc<Names> {
         self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
+}
+
+/// How a question went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// The resolver answered (a container's name).
+    Answered,
+    /// An upstream server answered.
+    Forwarded(SocketAddr),
+    /// No upstream server answered: `SERVFAIL`.
+    Failed,
+    /// Not a standard query with one question: a server's error (`FORMERR`, `NOTIMP`).
+    Malformed,
+}
+
+impl Outcome {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Answered => "dns-answered",
+            Self::Forwarded(_) => "dns-forwarded",
+            Self::Failed => "dns-failed",
+            Self::Malformed => "dns-malformed",
+        }
+    }
+}
+
+/// What every resolver reports: counts of its outcomes (the metrics), and, while `netd monitor
+/// --type dns` listens, each question and its answer.
+pub struct Observer {
+    counts: [AtomicU64; 4],
+    events: broadcast::Sender<Arc<MonitorLine>>,
+}
+
+impl Observer {
+    pub(super) fn new(events: broadcast::Sender<Arc<MonitorLine>>) -> Self {
+        Self { counts: Default::default(), events }
+    }
+
+    /// Questions so far, by outcome (`dns-answered`, …), as the metrics name them.
+    #[must_use]
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        let outcomes =
+            [Outcome::Answered, Outcome::Forwarded(SocketAddr::from(([0; 4], 0))), Outcome::Failed, Outcome::Malformed];
+        outcomes.map(|o| (o.reason().trim_start_matches("dns-"), self.counts[Self::slot(o)].load(Ordering::Relaxed)))
+    }
+
+    fn slot(o: Outcome) -> usize {
+        match o {
+            Outcome::Answered => 0,
+            Outcome::Forwarded(_) => 1,
+            Outcome::Failed => 2,
+            Outcome::Malformed => 3,
+        }
+    }
+}
+
+/// One question handled, for the [`Observer`].
+struct Handled<'a> {
+    query: Option<&'a Query>,
+    transport: &'static str,
+    client: SocketAddr,
+    outcome: Outcome,
+    answer: &'a [u8],
+    started: Instant,
 }
 
 /// The host's `resolv.conf`, the parts containers inherit.
@@ -291,12 +379,19 @@ impl Drop for Resolver {
 }
 
 /// Starts serving sandbox `sandbox_id` on `sockets`.
-pub fn start(sockets: Sockets, sandbox_id: &str, names: Arc<Directory>, upstreams: &Upstreams) -> io::Result<Resolver> {
+pub fn start(
+    sockets: Sockets,
+    sandbox_id: &str,
+    names: Arc<Directory>,
+    upstreams: &Upstreams,
+    observer: Arc<Observer>,
+) -> io::Result<Resolver> {
     sockets.udp.set_nonblocking(true)?;
     sockets.tcp.set_nonblocking(true)?;
     let udp = UdpSocket::from_std(sockets.udp)?;
     let tcp = TcpListener::from_std(sockets.tcp)?;
-    let ctx = Arc::new(Context { sandbox_id: sandbox_id.to_owned(), names, servers: upstreams.servers.clone() });
+    let ctx =
+        Arc::new(Context { sandbox_id: sandbox_id.to_owned(), names, servers: upstreams.servers.clone(), observer });
     let tasks = vec![
         tokio::spawn(serve_udp(Arc::new(udp), ctx.clone())).abort_handle(),
         tokio::spawn(serve_tcp(tcp, ctx)).abort_handle(),
@@ -308,26 +403,55 @@ struct Context {
     sandbox_id: String,
     names: Arc<Directory>,
     servers: Arc<[SocketAddr]>,
+    observer: Arc<Observer>,
 }
 
 /// What to do with a message.
-enum Handled {
-    Answer(Vec<u8>),
+enum Next {
+    /// Send this answer: the resolver's own (to this query), or a server's error.
+    Answer(Vec<u8>, Outcome, Option<Query>),
     Forward(Query),
     Ignore,
 }
 
 impl Context {
-    fn handle(&self, msg: &[u8], max: usize) -> Handled {
+    fn handle(&self, msg: &[u8], max: usize) -> Next {
         let q = match dns::parse(msg) {
             Ok(q) => q,
-            Err(Refused::Reply(r)) => return Handled::Answer(r),
-            Err(Refused::Ignore) => return Handled::Ignore,
+            Err(Refused::Reply(r)) => return Next::Answer(r, Outcome::Malformed, None),
+            Err(Refused::Ignore) => return Next::Ignore,
         };
         match self.names.get().resolve(&self.sandbox_id, &q.question) {
-            Some(records) => Handled::Answer(q.answer(dns::NOERROR, &records, TTL, max)),
-            None => Handled::Forward(q),
+            Some(records) => Next::Answer(q.answer(dns::NOERROR, &records, TTL, max), Outcome::Answered, Some(q)),
+            None => Next::Forward(q),
         }
+    }
+
+    /// Counts a question, and describes it to `netd monitor` subscribers if there are any.
+    fn report(&self, h: &Handled<'_>) {
+        self.observer.counts[Observer::slot(h.outcome)].fetch_add(1, Ordering::Relaxed);
+        if self.observer.events.receiver_count() == 0 {
+            return;
+        }
+        let question = h.query.map(|q| format!("{} {}", q.question.name, dns::type_name(q.question.qtype)));
+        let event = MonitorEvent {
+            time: now_rfc3339(),
+            kind: "dns".into(),
+            reason: h.outcome.reason().into(),
+            endpoint: self.names.get().about.get(&self.sandbox_id).cloned(),
+            protocol: h.transport.into(),
+            src: h.client.to_string(),
+            dst: format!("{ADDRESS}:53"),
+            question: question.unwrap_or_default(),
+            answer: dns::summary(h.answer),
+            upstream: match h.outcome {
+                Outcome::Forwarded(server) => server.to_string(),
+                _ => String::new(),
+            },
+            micros: u64::try_from(h.started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1),
+            ..MonitorEvent::default()
+        };
+        let _ = self.observer.events.send(Arc::new(MonitorLine::Event(Box::new(event))));
     }
 }
 
@@ -342,24 +466,31 @@ async fn serve_udp(socket: Arc<UdpSocket>, ctx: Arc<Context>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
+                let started = Instant::now();
                 match ctx.handle(&buf[..n], dns::UDP_MAX) {
-                    Handled::Answer(a) => {
+                    Next::Answer(a, outcome, q) => {
                         let _ = socket.send_to(&a, client).await;
+                        ctx.report(&Handled { query: q.as_ref(), transport: "udp", client, outcome, answer: &a, started });
                     }
-                    Handled::Forward(q) if forwards.len() >= MAX_FORWARDS => {
-                        let _ = socket.send_to(&q.answer(dns::SERVFAIL, &[], 0, dns::UDP_MAX), client).await;
+                    Next::Forward(q) if forwards.len() >= MAX_FORWARDS => {
+                        let a = q.answer(dns::SERVFAIL, &[], 0, dns::UDP_MAX);
+                        let _ = socket.send_to(&a, client).await;
+                        let outcome = Outcome::Failed;
+                        ctx.report(&Handled { query: Some(&q), transport: "udp", client, outcome, answer: &a, started });
                     }
-                    Handled::Forward(q) => {
-                        let (socket, servers, msg) = (socket.clone(), ctx.servers.clone(), buf[..n].to_vec());
+                    Next::Forward(q) => {
+                        let (socket, ctx, msg) = (socket.clone(), ctx.clone(), buf[..n].to_vec());
                         forwards.spawn(async move {
-                            let answer = match forward_udp(&servers, &msg).await {
-                                Some(a) => a,
-                                None => q.answer(dns::SERVFAIL, &[], 0, dns::UDP_MAX),
+                            let (a, outcome) = match forward_udp(&ctx.servers, &msg).await {
+                                Some((a, server)) => (a, Outcome::Forwarded(server)),
+                                None => (q.answer(dns::SERVFAIL, &[], 0, dns::UDP_MAX), Outcome::Failed),
                             };
-                            let _ = socket.send_to(&answer, client).await;
+                            let _ = socket.send_to(&a, client).await;
+                            let h = Handled { query: Some(&q), transport: "udp", client, outcome, answer: &a, started };
+                            ctx.report(&h);
                         });
                     }
-                    Handled::Ignore => {}
+                    Next::Ignore => {}
                 }
             }
             Some(_) = forwards.join_next(), if !forwards.is_empty() => {}
@@ -385,17 +516,26 @@ async fn serve_tcp(listener: TcpListener, ctx: Arc<Context>) {
 
 /// Answers the queries of one TCP connection (each prefixed by its length) in turn.
 async fn serve_tcp_client(mut stream: TcpStream, ctx: Arc<Context>) {
+    let Ok(client) = stream.peer_addr() else { return };
     loop {
         let Ok(Some(msg)) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await else { return };
-        let answer = match ctx.handle(&msg, usize::from(u16::MAX)) {
-            Handled::Answer(a) => a,
-            Handled::Forward(q) => match forward_tcp(&ctx.servers, &msg).await {
-                Some(a) => a,
-                None => q.answer(dns::SERVFAIL, &[], 0, usize::from(u16::MAX)),
-            },
-            Handled::Ignore => return,
+        let started = Instant::now();
+        let max = usize::from(u16::MAX);
+        let (query, answer, outcome) = match ctx.handle(&msg, max) {
+            Next::Answer(a, outcome, q) => (q, a, outcome),
+            Next::Forward(q) => {
+                if let Some((a, server)) = forward_tcp(&ctx.servers, &msg).await {
+                    (Some(q), a, Outcome::Forwarded(server))
+                } else {
+                    let a = q.answer(dns::SERVFAIL, &[], 0, max);
+                    (Some(q), a, Outcome::Failed)
+                }
+            }
+            Next::Ignore => return,
         };
-        if write_framed(&mut stream, &answer).await.is_err() {
+        let sent = write_framed(&mut stream, &answer).await;
+        ctx.report(&Handled { query: query.as_ref(), transport: "tcp", client, outcome, answer: &answer, started });
+        if sent.is_err() {
             return;
         }
     }
@@ -416,8 +556,9 @@ async fn write_framed(stream: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
     stream.write_all(&framed).await
 }
 
-/// Asks the servers in turn over UDP; the first answer to this query wins.
-async fn forward_udp(servers: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
+/// Asks the servers in turn over UDP; the first answer to this query wins (with the server
+/// that gave it).
+async fn forward_udp(servers: &[SocketAddr], msg: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
     let mut buf = vec![0u8; 65_536];
     for server in servers {
         let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
@@ -429,7 +570,7 @@ async fn forward_udp(servers: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
         // A late answer to an earlier query (another id) is skipped.
         while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
             if n >= 2 && buf[..2] == msg[..2] {
-                return Some(buf[..n].to_vec());
+                return Some((buf[..n].to_vec(), *server));
             }
         }
     }
@@ -437,7 +578,7 @@ async fn forward_udp(servers: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Asks the servers in turn over TCP.
-async fn forward_tcp(servers: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
+async fn forward_tcp(servers: &[SocketAddr], msg: &[u8]) -> Option<(Vec<u8>, SocketAddr)> {
     for server in servers {
         let ask = async {
             let mut stream = TcpStream::connect(server).await.ok()?;
@@ -445,7 +586,7 @@ async fn forward_tcp(servers: &[SocketAddr], msg: &[u8]) -> Option<Vec<u8>> {
             read_framed(&mut stream).await
         };
         if let Ok(Some(answer)) = tokio::time::timeout(UPSTREAM_TIMEOUT, ask).await {
-            return Some(answer);
+            return Some((answer, *server));
         }
     }
     None

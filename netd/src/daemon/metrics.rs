@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, and on TCP with `--metrics-addr`, as dockerd's): the
-//! datapath's counters by reason, each endpoint's, masquerade's table, and how many networks,
-//! sandboxes, endpoints and published ports there are. Text exposition format 0.0.4.
+//! datapath's counters by reason, each endpoint's, masquerade's table, the embedded resolvers'
+//! questions, and how many networks, sandboxes, endpoints, published ports and resolvers there
+//! are. Text exposition format 0.0.4.
 
 use std::fmt::Write as _;
 
@@ -114,8 +115,21 @@ impl Daemon {
             f.sample("netd_published_ports", &[("protocol", protocol.name())], n as u64);
         }
 
+        let name = "netd_dns_questions_total";
+        let help = "Questions the sandboxes' embedded resolvers were asked, by outcome: answered (a container's name), forwarded (an upstream server answered), failed (none did: SERVFAIL), malformed.";
+        let mut f = Family::new(&mut out, name, "counter", help);
+        for (outcome, n) in self.dns_observer.counts() {
+            f.sample(name, &[("outcome", outcome)], n);
+        }
+        let resolvers = self.resolvers().len();
+
         let endpoints: usize = state.networks.values().map(|n| n.endpoints.len()).sum();
         for (name, help, value) in [
+            (
+                "netd_dns_resolvers",
+                "Embedded DNS resolvers serving (one a sandbox of a user-defined network).",
+                resolvers,
+            ),
             ("netd_networks", "Networks, the predefined ones included.", state.networks.len()),
             ("netd_sandboxes", "Sandboxes.", state.sandboxes.len()),
             ("netd_endpoints", "Endpoints (a sandbox's connection to a network).", endpoints),

@@ -64,6 +64,8 @@ pub struct Daemon {
     resolvers: std::sync::Mutex<std::collections::BTreeMap<String, dns::Resolver>>,
     /// The DNS servers beyond netd, and what sandboxes' `resolv.conf` say.
     upstreams: dns::Upstreams,
+    /// The resolvers' counts and events.
+    dns_observer: Arc<dns::Observer>,
 }
 
 impl Daemon {
@@ -97,6 +99,8 @@ impl Daemon {
         let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");
         let upstreams = dns::Upstreams::new(&dns_settings, dns::HostResolvConf::read());
+        let monitor = monitor::Monitor::default();
+        let dns_observer = Arc::new(dns::Observer::new(monitor.sender()));
         let daemon = Arc::new(Self {
             cfg,
             state: Mutex::new(State::default()),
@@ -107,13 +111,14 @@ impl Daemon {
             uplinks: std::sync::Mutex::new(Vec::new()),
             nat_refused: std::sync::Mutex::new(None),
             events: std::sync::Mutex::new(events),
-            monitor: monitor::Monitor::default(),
+            monitor,
             docker_events: events::Events::default(),
             relays: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             publishing: std::sync::atomic::AtomicBool::new(false),
             names: Arc::new(dns::Directory::default()),
             resolvers: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             upstreams,
+            dns_observer,
         });
         let state = if let Some(s) = loaded {
             s

@@ -7,6 +7,10 @@
 //! - Every packet of the followed sandboxes (`--type trace`), sent or delivered, with the
 //!   datapath's verdict and where it went, as `cilium monitor`'s trace notifications: why a
 //!   packet went to the bridge, the stack or the uplink rather than straight to its peer.
+//! - The questions the sandboxes ask their embedded resolvers (`--type dns`): each with its
+//!   answer, whether the resolver answered it or an upstream server did, and how long it took,
+//!   as Hubble shows Cilium's DNS traffic. The resolvers send these themselves, only while
+//!   someone subscribes.
 //!
 //! The datapath writes an event for every drop into the `NETD_EVENTS` ring buffer, and one for
 //! every new flow while a `nat` subscriber is there (`NatConfig::EVENTS`), and one for every
@@ -100,6 +104,17 @@ pub struct MonitorEvent {
     pub vlan: u16,
     #[serde(default)]
     pub fragment: bool,
+    /// DNS: the question (`web A`), the answer (its addresses, or its response code when it
+    /// has none: `NXDOMAIN`, `NOERROR`), the upstream server that gave it (empty when the
+    /// resolver answered), and how long it took in microseconds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub question: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub answer: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub micros: u64,
 }
 
 /// The endpoint behind an interface.
@@ -131,6 +146,11 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if passes a reference")]
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The kinds of events a subscriber asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MonitorType {
@@ -141,6 +161,8 @@ pub enum MonitorType {
     /// Every packet from or to the followed sandboxes, whatever the verdict (drops excepted:
     /// they are `Drop`'s).
     Trace,
+    /// The questions sandboxes ask their embedded resolvers, and the answers.
+    Dns,
 }
 
 impl MonitorType {
@@ -151,6 +173,7 @@ impl MonitorType {
             Self::Drop => "drop",
             Self::Nat => "nat",
             Self::Trace => "trace",
+            Self::Dns => "dns",
         }
     }
 }
@@ -163,7 +186,8 @@ impl FromStr for MonitorType {
             "drop" => Ok(Self::Drop),
             "nat" => Ok(Self::Nat),
             "trace" => Ok(Self::Trace),
-            _ => Err(format!("invalid event type {s:?}: expected drop, nat or trace")),
+            "dns" => Ok(Self::Dns),
+            _ => Err(format!("invalid event type {s:?}: expected drop, nat, trace or dns")),
         }
     }
 }
@@ -196,6 +220,7 @@ impl MonitorFilter {
         let kind = match e.kind.as_str() {
             "nat" => MonitorType::Nat,
             "trace" => MonitorType::Trace,
+            "dns" => MonitorType::Dns,
             _ => MonitorType::Drop,
         };
         let addr = |s: &str| s.split(':').next().and_then(|a| a.parse::<Ipv4Addr>().ok());
@@ -309,6 +334,13 @@ struct Interfaces {
     by_index: HashMap<u32, (String, Option<MonitorEndpoint>)>,
     by_ip: HashMap<Ipv4Addr, MonitorEndpoint>,
     read_at: Option<Instant>,
+}
+
+impl Monitor {
+    /// Where the embedded resolvers send their events.
+    pub(super) fn sender(&self) -> broadcast::Sender<Arc<MonitorLine>> {
+        self.tx.clone()
+    }
 }
 
 impl Daemon {
@@ -621,6 +653,7 @@ fn describe_packet(e: &Event, interfaces: &Interfaces) -> MonitorEvent {
         len: e.len,
         vlan: e.vlan_id,
         fragment: e.flags & PacketFlags::FRAGMENT != 0,
+        ..MonitorEvent::default()
     }
 }
 

@@ -63,11 +63,17 @@ impl Daemon {
         }
         for s in state.sandboxes.values().filter(|s| s.resolv_conf.is_some()) {
             let started = self.prepare_resolv_conf(s).and_then(|sockets| match sockets {
-                Some(sockets) => dns::start(sockets, &s.id, self.names.clone(), &self.upstreams.with(&s.dns))
-                    .map(|r| {
-                        self.resolvers().insert(s.id.clone(), r);
-                    })
-                    .map_err(super::Error::io("starting the DNS resolver")),
+                Some(sockets) => dns::start(
+                    sockets,
+                    &s.id,
+                    self.names.clone(),
+                    &self.upstreams.with(&s.dns),
+                    self.dns_observer.clone(),
+                )
+                .map(|r| {
+                    self.resolvers().insert(s.id.clone(), r);
+                })
+                .map_err(super::Error::io("starting the DNS resolver")),
                 None => Ok(()),
             });
             if let Err(e) = started {

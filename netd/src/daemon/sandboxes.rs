@@ -150,18 +150,7 @@ impl Daemon {
                 return Err(e);
             }
         };
-        if let Some(sockets) = resolver {
-            match dns::start(sockets, &id, self.names.clone(), &self.upstreams.with(&sandbox.dns)) {
-                Ok(r) => {
-                    self.resolvers().insert(id.clone(), r);
-                }
-                Err(e) => {
-                    self.teardown_sandbox(&mut state, &sandbox).await?;
-                    return Err(Error::io("starting the DNS resolver")(e));
-                }
-            }
-        }
-        if let Err(e) = write_hosts(&state, &id) {
+        if let Err(e) = self.serve_names(&state, &sandbox, resolver) {
             self.teardown_sandbox(&mut state, &sandbox).await?;
             return Err(e);
         }
@@ -196,6 +185,18 @@ impl Daemon {
             relays.insert(binding, relay);
         }
         Ok(())
+    }
+
+    /// Starts a new sandbox's resolver on `sockets` (when it has one) and writes its
+    /// `/etc/hosts`.
+    fn serve_names(&self, state: &State, sandbox: &Sandbox, sockets: Option<dns::Sockets>) -> Result<()> {
+        if let Some(sockets) = sockets {
+            let upstreams = self.upstreams.with(&sandbox.dns);
+            let r = dns::start(sockets, &sandbox.id, self.names.clone(), &upstreams, self.dns_observer.clone())
+                .map_err(Error::io("starting the DNS resolver"))?;
+            self.resolvers().insert(sandbox.id.clone(), r);
+        }
+        write_hosts(state, &sandbox.id)
     }
 
     /// Writes sandbox `s`'s `resolv.conf` and, when it has the embedded resolver, binds the
