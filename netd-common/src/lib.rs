@@ -34,3 +34,12 @@ pub const CLASS_SLOTS: u32 = 32;
 
 /// Entries of `NETD_VERDICTS`: one counter per (reason, class), counted with one lookup.
 pub const VERDICT_SLOTS: u32 = REASON_SLOTS * CLASS_SLOTS;
+
+/// Where a sandbox's processes find the embedded DNS resolver: Docker's `127.0.0.11`, port 53.
+pub const DNS_RESOLVER_ADDR: [u8; 4] = [127, 0, 0, 11];
+
+/// The port the resolver's sockets are bound to in a sandbox (on [`DNS_RESOLVER_ADDR`]); the
+/// program on the sandbox's `lo` moves port 53 there and back, which leaves port 53 to the
+/// sandbox's own servers. Above Linux's default ephemeral ports (32768–60999), so no socket of
+/// the sandbox is given it by chance.
+pub const DNS_RESOLVER_PORT: u16 = 61053;

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod dns;
 mod host;
 mod lxc;
 mod maps;
@@ -37,6 +38,13 @@ pub fn netd_from_uplink(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_to_container(ctx: TcContext) -> i32 {
     host::to_container(&ctx)
+}
+
+/// Attached (TCX ingress) to the `lo` of every sandbox with the embedded DNS resolver: moves
+/// port 53 of `127.0.0.11` to the port the resolver is bound to, and back for its answers.
+#[classifier]
+pub fn netd_dns_redirect(ctx: TcContext) -> i32 {
+    dns::to_resolver(&ctx)
 }
 
 #[cfg(not(test))]

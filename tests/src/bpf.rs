@@ -156,6 +156,11 @@ pub fn to_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
     run_program(dp, Datapath::to_container, None, frame)
 }
 
+/// Runs `frame` once through `netd_dns_redirect` (a sandbox's `lo`).
+pub fn dns_redirect(dp: &mut Datapath, frame: &[u8]) -> Outcome {
+    run_program(dp, Datapath::dns_redirect, None, frame)
+}
+
 fn test_run(dp: &mut Datapath, ctx: Option<&[u8]>, frame: &[u8]) -> Outcome {
     run_program(dp, Datapath::from_container, ctx, frame)
 }

@@ -365,3 +365,39 @@ fn questions_show_in_netd_monitor_and_the_metrics() {
     assert_eq!(count("failed"), Some(0));
     assert_eq!(metric_sample(&text, "netd_dns_resolvers"), Some(2));
 }
+
+#[test]
+fn port_53_stays_the_sandboxs_own_for_its_servers() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.57.0.0/24", "mynet"]).ok();
+    d.netd(&["run", "-d", "--name", "ns1", "--network", "mynet", "--", "sleep", "300"]).ok();
+    d.netd(&["run", "-d", "--name", "web", "--network", "mynet", "--", "sleep", "300"]).ok();
+    // A DNS server of its own in ns1, on every address, UDP and TCP: it binds (the resolver
+    // is elsewhere), and it echoes what it gets.
+    let netns = d.sandbox_netns("ns1");
+    let (udp, _tcp) = spawn_in_path(&netns, || {
+        (
+            UdpSocket::bind("0.0.0.0:53").expect("port 53 is free"),
+            std::net::TcpListener::bind("0.0.0.0:53").expect("TCP too"),
+        )
+    })
+    .join()
+    .expect("binding");
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let (n, from) = udp.recv_from(&mut buf).expect("a datagram");
+        udp.send_to(&buf[..n], from).expect("echo");
+    });
+
+    // The resolver still answers in ns1, over UDP and TCP.
+    assert_eq!(getent(d, "ns1", "web"), addr("10.57.0.3 web"));
+    let a = ask_resolver(&netns, query(9, "web", 1), true);
+    assert_eq!(&a[a.len() - 4..], &[10, 57, 0, 3]);
+    // And ns1's own server is reached on port 53 from web, by name.
+    let echo = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5); \
+                s.sendto(b'own', ('ns1', 53)); print(s.recv(64).decode())";
+    assert_eq!(d.netd(&["exec", "web", "--", "python3", "-c", echo]).ok(), "own\n");
+    server.join().expect("ns1's server");
+}

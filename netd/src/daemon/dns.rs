@@ -359,10 +359,10 @@ pub struct Sockets {
     tcp: std::net::TcpListener,
 }
 
-/// Binds `127.0.0.11:53`, UDP and TCP, in the namespace at `netns`.
-pub fn bind(netns: &Path) -> io::Result<Sockets> {
+/// Binds `127.0.0.11:port`, UDP and TCP, in the namespace at `netns`.
+pub fn bind(netns: &Path, port: u16) -> io::Result<Sockets> {
     crate::netns::run_in(netns, || {
-        let at = SocketAddrV4::new(ADDRESS, 53);
+        let at = SocketAddrV4::new(ADDRESS, port);
         Ok(Sockets { udp: std::net::UdpSocket::bind(at)?, tcp: std::net::TcpListener::bind(at)? })
     })
 }

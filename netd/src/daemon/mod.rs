@@ -62,6 +62,8 @@ pub struct Daemon {
     names: Arc<dns::Directory>,
     /// The embedded resolvers, by sandbox id.
     resolvers: std::sync::Mutex<std::collections::BTreeMap<String, dns::Resolver>>,
+    /// Their sandboxes' `lo` programs (`netd_dns_redirect`), by sandbox id.
+    dns_redirects: std::sync::Mutex<std::collections::BTreeMap<String, aya::programs::tc::SchedClassifierLinkId>>,
     /// The DNS servers beyond netd, and what sandboxes' `resolv.conf` say.
     upstreams: dns::Upstreams,
     /// The resolvers' counts and events.
@@ -117,6 +119,7 @@ impl Daemon {
             publishing: std::sync::atomic::AtomicBool::new(false),
             names: Arc::new(dns::Directory::default()),
             resolvers: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            dns_redirects: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             upstreams,
             dns_observer,
         });

@@ -12,6 +12,8 @@ use crate::{
     netns, process,
 };
 
+use netd_common::DNS_RESOLVER_PORT;
+
 use super::{
     dns,
     error::{Error, Result},
@@ -141,6 +143,7 @@ impl Daemon {
         let resolver = match result {
             Ok(r) => r,
             Err(e) => {
+                self.stop_resolver(&id);
                 if let Some(path) = &netns {
                     let _ = netns::remove(path);
                 }
@@ -214,8 +217,43 @@ impl Daemon {
         if !s.embedded_dns {
             return Ok(None);
         }
+        self.bind_resolver(s).map(Some)
+    }
+
+    /// Binds the resolver's sockets in sandbox `s`'s namespace: on [`DNS_RESOLVER_PORT`], with
+    /// `netd_dns_redirect` on the sandbox's `lo` moving port 53 there (port 53 stays the
+    /// sandbox's), or on port 53 itself where that program cannot be attached (`clsact` mode:
+    /// no TCX link to hold).
+    fn bind_resolver(&self, s: &Sandbox) -> Result<dns::Sockets> {
         let netns = self.netns_path(s);
-        dns::bind(&netns).map(Some).map_err(Error::io(format!("binding the DNS resolver at {}:53", dns::ADDRESS)))
+        let port = if self.dp().uses_clsact() {
+            53
+        } else {
+            let mut guard = self.dp();
+            let dp: &mut crate::datapath::Datapath = &mut guard;
+            let link = netns::run_in(&netns, || Ok(dp.attach_dns_redirect()))
+                .map_err(Error::io("entering the sandbox's namespace"))??;
+            drop(guard);
+            self.dns_redirects().insert(s.id.clone(), link);
+            DNS_RESOLVER_PORT
+        };
+        dns::bind(&netns, port).map_err(Error::io(format!("binding the DNS resolver at {}:{port}", dns::ADDRESS)))
+    }
+
+    /// The `lo` programs of the sandboxes' resolvers, by sandbox id.
+    pub(super) fn dns_redirects(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, aya::programs::tc::SchedClassifierLinkId>> {
+        self.dns_redirects.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops sandbox `id`'s resolver and detaches its `lo` program.
+    fn stop_resolver(&self, id: &str) {
+        self.resolvers().remove(id);
+        let link = self.dns_redirects().remove(id);
+        if let Some(link) = link {
+            self.dp().detach_dns_redirect(link);
+        }
     }
 
     /// The embedded resolvers, by sandbox id.
@@ -427,7 +465,7 @@ impl Daemon {
         for network_id in networks {
             self.remove_endpoint(state, &network_id, &s.id).await?;
         }
-        self.resolvers().remove(&s.id);
+        self.stop_resolver(&s.id);
         if let Some(path) = &s.netns {
             netns::remove(path).map_err(Error::io(format!("removing namespace {}", path.display())))?;
         }

@@ -19,7 +19,10 @@ use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType,
 };
 
-use super::{clsact, Datapath, DatapathError, Result, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER};
+use super::{
+    clsact, Datapath, DatapathError, Result, PROG_DNS_REDIRECT, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
+    PROG_TO_CONTAINER,
+};
 
 /// Prefix of an uplink's pin name (`uplink:<ifname>`); endpoint veths have their name.
 const UPLINK_PIN_PREFIX: &str = "uplink:";
@@ -92,6 +95,28 @@ impl Datapath {
     /// The program for the egress of bridges.
     pub fn to_container(&self) -> &SchedClassifier {
         self.program(PROG_TO_CONTAINER)
+    }
+
+    /// The program for the `lo` of sandboxes with the embedded resolver.
+    pub fn dns_redirect(&self) -> &SchedClassifier {
+        self.program(PROG_DNS_REDIRECT)
+    }
+
+    /// Attaches `netd_dns_redirect` to the ingress of `lo` in the calling thread's namespace (a
+    /// sandbox's), with a TCX link this datapath holds: it goes when detached, when the daemon
+    /// exits (a restarted daemon attaches it again, with the resolver it redirects to) or with
+    /// the namespace. Never pinned: nothing of it outlives its resolver.
+    pub fn attach_dns_redirect(&mut self) -> Result<aya::programs::tc::SchedClassifierLinkId> {
+        let program = self.program_mut(PROG_DNS_REDIRECT);
+        program
+            .attach_with_options("lo", TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(|e| DatapathError::Attach { name: PROG_DNS_REDIRECT, ifname: "lo".into(), source: Box::new(e) })
+    }
+
+    /// Detaches the link [`Datapath::attach_dns_redirect`] made. A link whose namespace went
+    /// already is released all the same.
+    pub fn detach_dns_redirect(&mut self, id: aya::programs::tc::SchedClassifierLinkId) {
+        let _ = self.program_mut(PROG_DNS_REDIRECT).detach(id);
     }
 
     /// Whether new attachments are `clsact` filters (see [`super::TcAttach`]).

@@ -42,6 +42,8 @@ pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
 pub const PROG_FROM_UPLINK: &str = "netd_from_uplink";
 /// Name of the program attached to the egress of every network's bridge.
 pub const PROG_TO_CONTAINER: &str = "netd_to_container";
+/// Name of the program attached to the `lo` of sandboxes with the embedded DNS resolver.
+pub const PROG_DNS_REDIRECT: &str = "netd_dns_redirect";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
@@ -262,7 +264,7 @@ impl Datapath {
             std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
         }
         let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
-        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER] {
+        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG_DNS_REDIRECT] {
             let program: &mut SchedClassifier =
                 ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
             load_program(program).map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
