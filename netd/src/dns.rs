@@ -20,6 +20,7 @@ pub const FORMERR: u8 = 1;
 pub const SERVFAIL: u8 = 2;
 pub const NXDOMAIN: u8 = 3;
 pub const NOTIMP: u8 = 4;
+pub const REFUSED: u8 = 5;
 
 const QR: u16 = 0x8000;
 const OPCODE: u16 = 0x7800;

@@ -401,3 +401,33 @@ fn port_53_stays_the_sandboxs_own_for_its_servers() {
     assert_eq!(d.netd(&["exec", "web", "--", "python3", "-c", echo]).ok(), "own\n");
     server.join().expect("ns1's server");
 }
+
+#[test]
+fn internal_networks_resolve_their_names_and_nothing_beyond() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--internal", "--subnet", "10.58.0.0/24", "priv"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.59.0.0/24", "pub"]).ok();
+    for (name, alias) in [("a1", "front"), ("b1", "front")] {
+        d.netd(&["run", "-d", "--name", name, "--network", "priv", "--network-alias", alias, "--", "sleep", "300"])
+            .ok();
+    }
+    assert_eq!(getent(d, "a1", "b1"), addr("10.58.0.3 b1"));
+    // Nothing is forwarded for a sandbox only on internal networks (Docker 26 on): REFUSED.
+    assert_eq!(d.netd(&["exec", "a1", "--", "getent", "hosts", "example.test"]).code, 2);
+    let netns = d.sandbox_netns("a1");
+    let refused = ask_resolver(&netns, query(3, "example.test", 1), false);
+    assert_eq!((refused[3] & 0x0f, &refused[6..8]), (5, &[0, 0][..]), "{refused:?}");
+    assert!(w.upstream.asked().is_empty(), "{:?}", w.upstream.asked());
+    // An alias of two containers: both, in either order (round-robin, as Docker's).
+    let mut orders = std::collections::BTreeSet::new();
+    for id in 0..20 {
+        let a = ask_resolver(&netns, query(id, "front", 1), false);
+        assert_eq!(&a[6..8], &[0, 2]);
+        orders.insert((a[a.len() - 17], a[a.len() - 1]));
+    }
+    assert_eq!(orders, [(2, 3), (3, 2)].into_iter().collect(), "both orders");
+    // Connected to a network that reaches beyond: forwarded.
+    d.netd(&["network", "connect", "pub", "a1"]).ok();
+    assert_eq!(getent(d, "a1", "example.test").0, FORWARDED);
+}

@@ -70,6 +70,10 @@ pub struct Names {
     of_sandbox: HashMap<String, Vec<String>>,
     /// Each sandbox on a bridge network, as `netd monitor` describes it (its first address).
     about: HashMap<String, MonitorEndpoint>,
+    /// Sandboxes that reach beyond their networks (one of them is not `--internal`): only their
+    /// questions are forwarded, as Docker's resolver does since 26.0, so that an internal
+    /// network's containers cannot reach the outside through the resolver either.
+    forwards: std::collections::HashSet<String>,
 }
 
 /// Whether containers on `n` find each other by name: user-defined bridge networks.
@@ -91,6 +95,9 @@ impl Names {
                     network: n.name.clone(),
                     ip: link.ip,
                 };
+                if !n.internal {
+                    names.forwards.insert(sandbox_id.clone());
+                }
                 let entry = first.entry(sandbox_id.as_str()).or_insert((link.slot, about.clone()));
                 if link.slot < entry.0 {
                     *entry = (link.slot, about);
@@ -176,6 +183,9 @@ enum Outcome {
     Failed,
     /// Not a standard query with one question: a server's error (`FORMERR`, `NOTIMP`).
     Malformed,
+    /// Not a container's name, from a sandbox only on `--internal` networks: `REFUSED`, not
+    /// forwarded.
+    Refused,
 }
 
 impl Outcome {
@@ -185,6 +195,7 @@ impl Outcome {
             Self::Forwarded(_) => "dns-forwarded",
             Self::Failed => "dns-failed",
             Self::Malformed => "dns-malformed",
+            Self::Refused => "dns-refused",
         }
     }
 }
@@ -192,7 +203,7 @@ impl Outcome {
 /// What every resolver reports: counts of its outcomes (the metrics), and, while `netd monitor
 /// --type dns` listens, each question and its answer.
 pub struct Observer {
-    counts: [AtomicU64; 4],
+    counts: [AtomicU64; 5],
     events: broadcast::Sender<Arc<MonitorLine>>,
 }
 
@@ -215,6 +226,7 @@ impl Observer {
             Outcome::Forwarded(_) => 1,
             Outcome::Failed => 2,
             Outcome::Malformed => 3,
+            Outcome::Refused => 4,
         }
     }
 }
@@ -421,9 +433,16 @@ impl Context {
             Err(Refused::Reply(r)) => return Next::Answer(r, Outcome::Malformed, None),
             Err(Refused::Ignore) => return Next::Ignore,
         };
-        match self.names.get().resolve(&self.sandbox_id, &q.question) {
-            Some(records) => Next::Answer(q.answer(dns::NOERROR, &records, TTL, max), Outcome::Answered, Some(q)),
-            None => Next::Forward(q),
+        let names = self.names.get();
+        match names.resolve(&self.sandbox_id, &q.question) {
+            Some(mut records) => {
+                // Several containers under one name: in another order each time, as Docker's
+                // resolver gives them (round-robin DNS over an alias).
+                rand::seq::SliceRandom::shuffle(records.as_mut_slice(), &mut rand::rng());
+                Next::Answer(q.answer(dns::NOERROR, &records, TTL, max), Outcome::Answered, Some(q))
+            }
+            None if names.forwards.contains(&self.sandbox_id) => Next::Forward(q),
+            None => Next::Answer(q.answer(dns::REFUSED, &[], 0, max), Outcome::Refused, Some(q)),
         }
     }
 

@@ -116,7 +116,7 @@ impl Daemon {
         }
 
         let name = "netd_dns_questions_total";
-        let help = "Questions the sandboxes' embedded resolvers were asked, by outcome: answered (a container's name), forwarded (an upstream server answered), failed (none did: SERVFAIL), malformed.";
+        let help = "Questions the sandboxes' embedded resolvers were asked, by outcome: answered (a container's name), forwarded (an upstream server answered), failed (none did: SERVFAIL), malformed, refused (not forwarded for a sandbox only on internal networks).";
         let mut f = Family::new(&mut out, name, "counter", help);
         for (outcome, n) in self.dns_observer.counts() {
             f.sample(name, &[("outcome", outcome)], n);
