@@ -220,23 +220,20 @@ impl Daemon {
         self.bind_resolver(s).map(Some)
     }
 
-    /// Binds the resolver's sockets in sandbox `s`'s namespace: on [`DNS_RESOLVER_PORT`], with
+    /// Binds the resolver's sockets in sandbox `s`'s namespace, on [`DNS_RESOLVER_PORT`], with
     /// `netd_dns_redirect` on the sandbox's `lo` moving port 53 there (port 53 stays the
-    /// sandbox's), or on port 53 itself where that program cannot be attached (`clsact` mode:
-    /// no TCX link to hold).
+    /// sandbox's).
     fn bind_resolver(&self, s: &Sandbox) -> Result<dns::Sockets> {
         let netns = self.netns_path(s);
-        let port = if self.dp().uses_clsact() {
-            53
-        } else {
-            let mut guard = self.dp();
-            let dp: &mut crate::datapath::Datapath = &mut guard;
-            let link = netns::run_in(&netns, || Ok(dp.attach_dns_redirect()))
-                .map_err(Error::io("entering the sandbox's namespace"))??;
-            drop(guard);
+        let mut guard = self.dp();
+        let dp: &mut crate::datapath::Datapath = &mut guard;
+        let link = netns::run_in(&netns, || Ok(dp.attach_dns_redirect()))
+            .map_err(Error::io("entering the sandbox's namespace"))??;
+        drop(guard);
+        if let Some(link) = link {
             self.dns_redirects().insert(s.id.clone(), link);
-            DNS_RESOLVER_PORT
-        };
+        }
+        let port = DNS_RESOLVER_PORT;
         dns::bind(&netns, port).map_err(Error::io(format!("binding the DNS resolver at {}:{port}", dns::ADDRESS)))
     }
 

@@ -103,14 +103,21 @@ impl Datapath {
     }
 
     /// Attaches `netd_dns_redirect` to the ingress of `lo` in the calling thread's namespace (a
-    /// sandbox's), with a TCX link this datapath holds: it goes when detached, when the daemon
-    /// exits (a restarted daemon attaches it again, with the resolver it redirects to) or with
-    /// the namespace. Never pinned: nothing of it outlives its resolver.
-    pub fn attach_dns_redirect(&mut self) -> Result<aya::programs::tc::SchedClassifierLinkId> {
+    /// sandbox's). With TCX, a link this datapath holds (returned): it goes when detached, when
+    /// the daemon exits (a restarted daemon attaches it again, with the resolver it redirects
+    /// to) or with the namespace; never pinned. As a `clsact` filter (no link to hold), it
+    /// stays with the device and replaces the one a former daemon left.
+    pub fn attach_dns_redirect(&mut self) -> Result<Option<aya::programs::tc::SchedClassifierLinkId>> {
+        let clsact = self.clsact;
         let program = self.program_mut(PROG_DNS_REDIRECT);
-        program
-            .attach_with_options("lo", TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(|e| DatapathError::Attach { name: PROG_DNS_REDIRECT, ifname: "lo".into(), source: Box::new(e) })
+        let attach_err =
+            |e| DatapathError::Attach { name: PROG_DNS_REDIRECT, ifname: "lo".into(), source: Box::new(e) };
+        if clsact {
+            clsact::attach(program, "lo", TcAttachType::Ingress, true).map_err(attach_err)?;
+            return Ok(None);
+        }
+        let options = TcAttachOptions::TcxOrder(LinkOrder::default());
+        program.attach_with_options("lo", TcAttachType::Ingress, options).map(Some).map_err(attach_err)
     }
 
     /// Detaches the link [`Datapath::attach_dns_redirect`] made. A link whose namespace went
