@@ -6,3 +6,15 @@ pub mod bpf;
 pub mod daemon;
 pub mod netns;
 pub mod packet;
+
+/// Runs a socket call again while a signal interrupts it: a receive with a timeout
+/// (`SO_RCVTIMEO`) is never restarted after a signal, whatever `SA_RESTART` says (signal(7)),
+/// and tests run beside each other in one process.
+pub fn uninterrupted<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}

@@ -17,6 +17,7 @@ use std::{
 use netd_tests::{
     daemon::{metric_sample, TestDaemon},
     netns::{spawn_in_path, Link, NetNs},
+    uninterrupted,
 };
 
 const UPLINK: &str = "198.18.0.1";
@@ -42,7 +43,7 @@ impl Upstream {
         let thread = std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             while !done.load(Ordering::Relaxed) {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                let Ok((n, from)) = uninterrupted(|| socket.recv_from(&mut buf)) else { continue };
                 let (name, end) = read_name(&buf[..n]);
                 if buf[end..end + 2] == [0, 1] {
                     names.lock().unwrap().push(name);
@@ -119,13 +120,8 @@ fn ask_resolver(netns: &str, msg: Vec<u8>, tcp: bool) -> Vec<u8> {
             s.set_read_timeout(timeout).unwrap();
             s.send_to(&msg, "127.0.0.11:53").unwrap();
             let mut buf = [0u8; 512];
-            loop {
-                // A receive with a timeout is not restarted after a signal (signal(7)).
-                match s.recv(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    got => break buf[..got.expect("an answer")].to_vec(),
-                }
-            }
+            let n = uninterrupted(|| s.recv(&mut buf)).expect("an answer");
+            buf[..n].to_vec()
         }
     })
     .join()
@@ -401,12 +397,7 @@ fn port_53_stays_free(w: &World) {
     udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let server = std::thread::spawn(move || {
         let mut buf = [0u8; 64];
-        let (n, from) = loop {
-            match udp.recv_from(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                got => break got.expect("a datagram"),
-            }
-        };
+        let (n, from) = uninterrupted(|| udp.recv_from(&mut buf)).expect("a datagram");
         udp.send_to(&buf[..n], from).expect("echo");
     });
 

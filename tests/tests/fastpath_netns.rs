@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netd_tests::{daemon::TestDaemon, netns::spawn_in_path};
+use netd_tests::{daemon::TestDaemon, netns::spawn_in_path, uninterrupted};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -69,7 +69,7 @@ fn container_traffic_takes_the_fast_path_not_the_bridge() {
         let mut got = 0;
         let mut buf = [0u8; 2048];
         while got < 100 {
-            match udp.recv(&mut buf) {
+            match uninterrupted(|| udp.recv(&mut buf)) {
                 Ok(_) => got += 1,
                 Err(_) => break,
             }
@@ -120,7 +120,7 @@ fn the_hosts_traffic_to_a_container_skips_the_bridge() {
         let tcp = TcpListener::bind("172.17.0.2:7002").expect("bind tcp");
         let mut got = 0;
         let mut buf = [0u8; 2048];
-        while got < 100 && udp.recv(&mut buf).is_ok() {
+        while got < 100 && uninterrupted(|| udp.recv(&mut buf)).is_ok() {
             got += 1;
         }
         let mut data = Vec::new();

@@ -14,6 +14,7 @@ use std::{
 use netd_tests::{
     daemon::{http_get, metric_sample as sample, TestDaemon},
     netns::{spawn_in_path, Link, NetNs},
+    uninterrupted,
 };
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -61,7 +62,7 @@ fn tcp_echo_server(outside: &NetNs, port: u16, n: usize) -> std::thread::JoinHan
                     s.set_nonblocking(false).expect("blocking");
                     s.set_read_timeout(Some(DEADLINE)).expect("timeout");
                     let mut buf = [0u8; 64];
-                    let got = s.read(&mut buf).expect("read");
+                    let got = uninterrupted(|| s.read(&mut buf)).expect("read");
                     s.write_all(&buf[..got]).expect("echo");
                     peers.push(peer);
                 }
@@ -82,7 +83,7 @@ fn udp_echo_server(outside: &NetNs, port: u16, n: usize) -> std::thread::JoinHan
         let mut peers = Vec::new();
         let mut buf = [0u8; 1500];
         while peers.len() < n && start.elapsed() < DEADLINE {
-            if let Ok((got, peer)) = sock.recv_from(&mut buf) {
+            if let Ok((got, peer)) = uninterrupted(|| sock.recv_from(&mut buf)) {
                 sock.send_to(&buf[..got], peer).expect("echo");
                 peers.push(peer);
             }
@@ -165,7 +166,7 @@ fn containers_reach_the_outside_as_the_uplink_address() {
         for _ in 0..3 {
             s.send_to(b"query", (SERVER, 5353)).expect("send");
             let mut buf = [0u8; 64];
-            if matches!(s.recv_from(&mut buf), Ok((5, _))) {
+            if matches!(uninterrupted(|| s.recv_from(&mut buf)), Ok((5, _))) {
                 answers += 1;
             }
         }
@@ -247,15 +248,14 @@ fn flows_survive_a_daemon_restart_and_go_with_their_container() {
         let mut echoed = 0;
         // Why the connection ended, for the assertion below.
         let ended = loop {
-            match s.read(&mut buf) {
+            // Interrupted by a signal, a read with a timeout is not restarted (signal(7)): that
+            // once ended the connection here, mid-restart.
+            match uninterrupted(|| s.read(&mut buf)) {
                 Ok(0) => break "the client closed".to_owned(),
                 Ok(n) => {
                     s.write_all(&buf[..n]).expect("echo");
                     echoed += n;
                 }
-                // A read with a timeout is not restarted after a signal (signal(7)): once it
-                // ended the connection here, mid-restart, and the test failed.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => break format!("read: {e}"),
             }
         };
@@ -425,7 +425,7 @@ fn udp_burst(w: &World, from: &str, port: u16, n: usize) -> (u64, u64) {
         let mut buf = [0u8; 64];
         for i in 0..n {
             s.send_to(format!("{i}").as_bytes(), (SERVER, port)).expect("send");
-            let _ = s.recv_from(&mut buf);
+            let _ = uninterrupted(|| s.recv_from(&mut buf));
         }
     })
     .join()
@@ -663,7 +663,7 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
         s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
         s.send_to(b"query", (SERVER, 5353)).expect("send");
         let mut buf = [0u8; 64];
-        s.recv_from(&mut buf).is_ok()
+        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
     })
     .join()
     .expect("client");
@@ -686,7 +686,7 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
         let s = UdpSocket::bind((c1, 6000)).expect("bind");
         s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
         let mut buf = [0u8; 64];
-        s.recv_from(&mut buf).is_ok()
+        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
     });
     std::thread::sleep(Duration::from_millis(100));
     w.outside.run(move || {
@@ -801,7 +801,7 @@ fn peer_server(netns: &str, port: u16) -> std::thread::JoinHandle<usize> {
             // A client that speaks first ends the server.
             s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
             let mut word = [0u8; 4];
-            if matches!(s.read(&mut word), Ok(4)) && &word == b"stop" {
+            if matches!(uninterrupted(|| s.read(&mut word)), Ok(4)) && &word == b"stop" {
                 return served;
             }
             let _ = s.write_all(peer.to_string().as_bytes());
@@ -904,7 +904,7 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
         let mut peers = Vec::new();
         for _ in 0..2 {
             let mut buf = [0u8; 64];
-            let (n, peer) = s.recv_from(&mut buf).expect("query");
+            let (n, peer) = uninterrupted(|| s.recv_from(&mut buf)).expect("query");
             s.send_to(&buf[..n], peer).expect("answer");
             peers.push(peer);
         }
@@ -917,7 +917,7 @@ fn published_ports_reach_the_container_with_the_clients_address_and_survive_a_re
             s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
             s.send_to(b"query", to).expect("send");
             let mut buf = [0u8; 64];
-            let (n, from) = s.recv_from(&mut buf).expect("an answer");
+            let (n, from) = uninterrupted(|| s.recv_from(&mut buf)).expect("an answer");
             (buf[..n].to_vec(), from)
         }
     };

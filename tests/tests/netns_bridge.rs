@@ -11,6 +11,7 @@ use netd_common::{PacketClass, Reason};
 use netd_tests::{
     bpf::tcx_ingress_programs,
     netns::{Link, NetNs},
+    uninterrupted,
 };
 
 /// A "host" namespace with a bridge and two container namespaces on veth pairs.
@@ -68,7 +69,7 @@ fn tcp_and_udp_cross_the_bridge() {
     let server = std::thread::spawn(move || {
         let (mut conn, peer) = listener.accept().expect("accept");
         let mut buf = [0u8; 64];
-        let n = conn.read(&mut buf).expect("read");
+        let n = uninterrupted(|| conn.read(&mut buf)).expect("read");
         conn.write_all(&buf[..n]).expect("echo");
         peer
     });
@@ -77,7 +78,7 @@ fn tcp_and_udp_cross_the_bridge() {
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         s.write_all(b"over the bridge").expect("write");
         let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).expect("read");
+        let n = uninterrupted(|| s.read(&mut buf)).expect("read");
         buf[..n].to_vec()
     });
     assert_eq!(reply, b"over the bridge");
@@ -90,10 +91,10 @@ fn tcp_and_udp_cross_the_bridge() {
     client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     client.send_to(b"datagram", server_addr).expect("send");
     let mut buf = [0u8; 64];
-    let (n, from) = server.recv_from(&mut buf).expect("server recv");
+    let (n, from) = uninterrupted(|| server.recv_from(&mut buf)).expect("server recv");
     assert_eq!(&buf[..n], b"datagram");
     server.send_to(b"reply", from).expect("reply");
-    let (n, _) = client.recv_from(&mut buf).expect("client recv");
+    let (n, _) = uninterrupted(|| client.recv_from(&mut buf)).expect("client recv");
     assert_eq!(&buf[..n], b"reply");
 }
 
@@ -125,7 +126,7 @@ fn a_9000_byte_frame_through_the_attached_program() {
         s.send_to(&payload, "10.252.0.2:9000").expect("send");
     });
     let mut buf = vec![0u8; 10000];
-    let (n, _) = receiver.recv_from(&mut buf).expect("the jumbo datagram arrives");
+    let (n, _) = uninterrupted(|| receiver.recv_from(&mut buf)).expect("the jumbo datagram arrives");
     assert_eq!(n, payload.len());
 
     // The frame (9000 bytes of IP + 14 of Ethernet) was parsed as one UDP packet, not dropped.
