@@ -441,3 +441,47 @@ fn internal_networks_resolve_their_names_and_nothing_beyond() {
     d.netd(&["network", "connect", "pub", "a1"]).ok();
     assert_eq!(getent(d, "a1", "example.test").0, FORWARDED);
 }
+
+#[test]
+fn netd_inspect_shows_a_sandboxs_names_and_files() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.60.0.0/24", "mynet"]).ok();
+    let id = d
+        .netd(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "mynet",
+            "--network-alias",
+            "www",
+            "--hostname",
+            "w1",
+            "--",
+            "sleep",
+            "300",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    let out = d.netd(&["inspect", "web"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let s = &v[0];
+    assert_eq!(
+        (s["Id"].as_str(), s["Name"].as_str(), s["Hostname"].as_str()),
+        (Some(id.as_str()), Some("web"), Some("w1"))
+    );
+    assert_eq!(s["Networks"]["mynet"]["IPAddress"], "10.60.0.2");
+    assert_eq!(s["Networks"]["mynet"]["Aliases"], serde_json::json!(["www"]));
+    let conf = std::fs::read_to_string(s["ResolvConfPath"].as_str().unwrap()).unwrap();
+    assert!(conf.contains("nameserver 127.0.0.11"), "{conf}");
+    let hosts = std::fs::read_to_string(s["HostsPath"].as_str().unwrap()).unwrap();
+    assert!(hosts.contains("10.60.0.2\tw1"), "{hosts}");
+    // As docker inspect: the ones found, and an error for the others.
+    let both = d.netd(&["inspect", "web", "nothere"]);
+    assert_eq!(both.code, 1);
+    assert!(both.stderr.contains("Error: No such object: nothere"), "{}", both.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&both.stdout).unwrap().as_array().map(Vec::len), Some(1));
+}

@@ -39,6 +39,8 @@ enum Command {
     Ps(sandbox::PsArgs),
     /// List a sandbox's published ports (`docker port`).
     Port(sandbox::PortArgs),
+    /// Show sandboxes as JSON (`docker inspect`): networks, addresses, aliases, ports, files.
+    Inspect(sandbox::InspectArgs),
     /// Remove sandboxes (their endpoints, addresses and namespace).
     Rm(sandbox::RmArgs),
     /// Show the datapath's counters by reason, overall and per endpoint.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
             Command::Exec(args) => sandbox::exec(&client, args).await,
             Command::Ps(args) => sandbox::ps(&client, args).await,
             Command::Port(args) => sandbox::port(&client, args).await,
+            Command::Inspect(args) => sandbox::inspect(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
             Command::Nat(cmd) => nat::exec(&client, cmd).await,

@@ -85,6 +85,12 @@ pub struct PortArgs {
 }
 
 #[derive(clap::Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    sandboxes: Vec<String>,
+}
+
+#[derive(clap::Args)]
 pub struct RmArgs {
     /// Kill running processes first.
     #[arg(short, long)]
@@ -297,6 +303,26 @@ pub async fn port(client: &Client, a: PortArgs) -> ExitCode {
         println!("{h}");
     }
     ExitCode::SUCCESS
+}
+
+/// Prints the sandboxes found as a JSON array, as `docker inspect` does, and says which were
+/// not (`Error: No such object: …`, exit status 1).
+pub async fn inspect(client: &Client, a: InspectArgs) -> ExitCode {
+    let mut found = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for key in &a.sandboxes {
+        let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(key));
+        match client.call::<serde_json::Value>(Method::GET, &path, None::<&()>).await {
+            Ok(s) => found.push(s),
+            Err(crate::client::ClientError::Daemon { status: 404, .. }) => {
+                eprintln!("Error: No such object: {key}");
+                code = ExitCode::from(1);
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&found).unwrap_or_else(|_| "[]".into()));
+    code
 }
 
 pub async fn rm(client: &Client, a: RmArgs) -> ExitCode {
