@@ -485,3 +485,39 @@ fn netd_inspect_shows_a_sandboxs_names_and_files() {
     assert!(both.stderr.contains("Error: No such object: nothere"), "{}", both.stderr);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&both.stdout).unwrap().as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn a_resolver_holds_at_most_64_tcp_clients_at_once() {
+    let w = world();
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.61.0.0/24", "mynet"]).ok();
+    d.netd(&["run", "-d", "--name", "web", "--network", "mynet", "--", "sleep", "300"]).ok();
+    let netns = d.sandbox_netns("web");
+    let refused = spawn_in_path(&netns, || {
+        let connect = || {
+            let s = TcpStream::connect("127.0.0.11:53").expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s
+        };
+        let held: Vec<TcpStream> = (0..64).map(|_| connect()).collect();
+        // Served: a question on the last one is answered.
+        let mut last = held.last().unwrap().try_clone().unwrap();
+        let q = query(1, "web", 1);
+        last.write_all(&[&u16::try_from(q.len()).unwrap().to_be_bytes()[..], &q].concat()).unwrap();
+        let mut len = [0u8; 2];
+        last.read_exact(&mut len).expect("the 64th is served");
+        // The 65th is closed at once.
+        let mut extra = connect();
+        let mut byte = [0u8; 1];
+        let refused = matches!(uninterrupted(|| extra.read(&mut byte)), Ok(0));
+        drop(held);
+        refused
+    })
+    .join()
+    .expect("clients");
+    assert!(refused, "the 65th connection was closed");
+    // Once they are gone, TCP questions are answered again.
+    std::thread::sleep(Duration::from_millis(200));
+    let a = ask_resolver(&netns, query(2, "web", 1), true);
+    assert_eq!(&a[a.len() - 4..], &[10, 61, 0, 2]);
+}

@@ -42,6 +42,8 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Questions forwarded at once by one resolver; more get `SERVFAIL` at once (a flood of
 /// unanswerable questions must not pile up tasks).
 const MAX_FORWARDS: usize = 256;
+/// TCP connections one resolver serves at once.
+const MAX_TCP_CLIENTS: usize = 64;
 /// A TCP client's connection is closed after this long without a query.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// What a container on the default bridge is given when the host names no usable server
@@ -523,9 +525,12 @@ async fn serve_tcp(listener: TcpListener, ctx: Arc<Context>) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                // Beyond the limit a connection is closed at once: a sandbox cannot make its
+                // resolver hold more sockets than that.
+                Ok((stream, _)) if conns.len() < MAX_TCP_CLIENTS => {
                     conns.spawn(serve_tcp_client(stream, ctx.clone()));
                 }
+                Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
