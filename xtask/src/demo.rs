@@ -192,7 +192,11 @@ const WALK_THROUGH: &[Step] = &[
     Step::Netd(&["run", "--network", "my_net", "--ip", "172.22.16.88", "--", "true"]),
     // User-defined networks resolve their containers' names (the embedded DNS server).
     Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "cat", "/etc/resolv.conf"]),
-    Step::Netd(&["run", "--rm", "--network", "my_net2", "--", "getent", "hosts", "static88"]),
+    Step::Monitored(
+        &["--type", "dns"],
+        &["run", "--rm", "--network", "my_net2", "--", "getent", "hosts", "static88"],
+        "each question and its answer, as Hubble shows DNS",
+    ),
     Step::HostIp(&["-o", "link", "show", "type", "veth"], "host ends and their bridges"),
     Step::Monitored(
         &[],
