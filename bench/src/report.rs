@@ -159,41 +159,31 @@ pub fn fmt_value(v: f64) -> String {
 
 /// The markdown table: one row per metric and topology.
 pub fn markdown(summary: &Summary, order: &[&str]) -> String {
-    let mut s = String::new();
-    s.push_str("| metric | path | min | median | max | vs bridge | vs docker |\n|---|---|---|---|---|---|---|\n");
-    for m in METRICS {
-        let Some(cells) = summary.get(m.key) else {
-            continue;
-        };
-        for topo in order {
-            let Some(c) = cells.get(*topo) else { continue };
-            let _ = writeln!(
-                s,
-                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× | {:.2}× |",
-                m.label,
-                m.unit,
-                fmt_value(c.min),
-                fmt_value(c.median),
-                fmt_value(c.max),
-                c.vs_bridge,
-                c.vs_docker
-            );
-        }
-    }
-    s
+    table(summary, order, true)
 }
 
 /// The markdown table of a section measured against Docker alone (masquerade, published
 /// ports): one row per metric and topology, in `order`.
 pub fn markdown_vs_docker(summary: &Summary, order: &[&str]) -> String {
-    let mut s = String::from("| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n");
+    table(summary, order, false)
+}
+
+/// One row per metric and topology, in `order`: min, median, max, then the ratios to the
+/// bridge (`vs_bridge`) and to Docker.
+fn table(summary: &Summary, order: &[&str], vs_bridge: bool) -> String {
+    let mut s = if vs_bridge {
+        String::from("| metric | path | min | median | max | vs bridge | vs docker |\n|---|---|---|---|---|---|---|\n")
+    } else {
+        String::from("| metric | path | min | median | max | vs docker |\n|---|---|---|---|---|---|\n")
+    };
     for m in METRICS {
         let Some(cells) = summary.get(m.key) else { continue };
         for topo in order {
             let Some(c) = cells.get(*topo) else { continue };
+            let bridge = if vs_bridge { format!(" {:.2}× |", c.vs_bridge) } else { String::new() };
             let _ = writeln!(
                 s,
-                "| {} ({}) | {topo} | {} | {} | {} | {:.2}× |",
+                "| {} ({}) | {topo} | {} | {} | {} |{bridge} {:.2}× |",
                 m.label,
                 m.unit,
                 fmt_value(c.min),

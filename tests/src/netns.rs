@@ -272,3 +272,19 @@ impl Drop for Child {
         }
     }
 }
+
+/// A new "host" namespace with uplink `uplink0` (`host_addr`/24, its default route via
+/// `outside_addr`) to an "outside" namespace's `eth0` (`outside_addr`/24, `lo` up), which
+/// knows no route beyond: the world of the masquerade and DNS tests. Returns (host, outside,
+/// the uplink's guard).
+#[must_use]
+pub fn uplinked(host_addr: &str, outside_addr: &str) -> (NetNs, NetNs, Link) {
+    let host = NetNs::new("ndt-host");
+    let outside = NetNs::new("ndt-out");
+    let uplink = Link::veth(&host, "uplink0", &outside, "eth0");
+    host.ip(&["addr", "add", &format!("{host_addr}/24"), "dev", "uplink0"]);
+    host.ip(&["route", "add", "default", "via", outside_addr]);
+    outside.ip(&["addr", "add", &format!("{outside_addr}/24"), "dev", "eth0"]);
+    outside.ip(&["link", "set", "lo", "up"]);
+    (host, outside, uplink)
+}

@@ -13,7 +13,7 @@ use std::{
 
 use netd_tests::{
     daemon::{http_get, metric_sample as sample, TestDaemon},
-    netns::{spawn_in_path, Link, NetNs},
+    netns::{spawn_in_path, uplinked, Link, NetNs},
     uninterrupted,
 };
 
@@ -30,13 +30,7 @@ struct World {
 }
 
 fn world(extra: &[&str]) -> World {
-    let host = NetNs::new("ndt-host");
-    let outside = NetNs::new("ndt-out");
-    let uplink = Link::veth(&host, "uplink0", &outside, "eth0");
-    host.ip(&["addr", "add", &format!("{UPLINK}/24"), "dev", "uplink0"]);
-    host.ip(&["route", "add", "default", "via", SERVER]);
-    outside.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "eth0"]);
-    outside.ip(&["link", "set", "lo", "up"]);
+    let (host, outside, uplink) = uplinked(UPLINK, SERVER);
     let d = TestDaemon::start_in(host, extra);
     World { d, outside, _uplink: uplink }
 }

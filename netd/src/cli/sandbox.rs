@@ -197,9 +197,14 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
     }
 }
 
+/// Sandbox `key` (id, name or id prefix) as the daemon's API shows it.
+async fn get<T: serde::de::DeserializeOwned>(client: &Client, key: &str) -> Result<T, crate::client::ClientError> {
+    let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(key));
+    client.call(Method::GET, &path, None::<&()>).await
+}
+
 pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
-    let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(&a.sandbox));
-    let s: SandboxResource = match client.call(Method::GET, &path, None::<&()>).await {
+    let s: SandboxResource = match get(client, &a.sandbox).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -282,8 +287,7 @@ fn port_lines(s: &SandboxResource) -> Vec<(String, String)> {
 /// `netd port SANDBOX [PORT[/PROTO]]`, as `docker port`: `80/tcp -> 0.0.0.0:8080` per
 /// published port, or the host addresses of one.
 pub async fn port(client: &Client, a: PortArgs) -> ExitCode {
-    let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(&a.sandbox));
-    let s: SandboxResource = match client.call(Method::GET, &path, None::<&()>).await {
+    let s: SandboxResource = match get(client, &a.sandbox).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
@@ -311,8 +315,8 @@ pub async fn inspect(client: &Client, a: InspectArgs) -> ExitCode {
     let mut found = Vec::new();
     let mut code = ExitCode::SUCCESS;
     for key in &a.sandboxes {
-        let path = format!("/netd/v1/sandboxes/{}", urlencoding::encode(key));
-        match client.call::<serde_json::Value>(Method::GET, &path, None::<&()>).await {
+        // As the daemon wrote it, every field.
+        match get::<serde_json::Value>(client, key).await {
             Ok(s) => found.push(s),
             Err(crate::client::ClientError::Daemon { status: 404, .. }) => {
                 eprintln!("Error: No such object: {key}");

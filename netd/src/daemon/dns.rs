@@ -1,6 +1,7 @@
 //! Name resolution for containers, as Docker's embedded DNS server. A sandbox created on a
 //! user-defined network has a resolver of its own at `127.0.0.11:53` (UDP and TCP, sockets the
-//! daemon binds inside the sandbox's namespace) and a `resolv.conf` naming it. The resolver
+//! daemon binds inside the sandbox's namespace, on `DNS_RESOLVER_PORT`, where the sandbox's
+//! `lo` program moves port 53) and a `resolv.conf` naming it. The resolver
 //! answers for the containers of the networks the sandbox is on: their names, short ids and
 //! aliases, also qualified by the network (`web.mynet`), with their address on that network,
 //! and the reverse names of those addresses; it forwards every other question to the upstream
@@ -27,6 +28,8 @@ use tokio::{
     task::{AbortHandle, JoinSet},
 };
 
+use netd_common::DNS_RESOLVER_ADDR;
+
 use super::monitor::{MonitorEndpoint, MonitorEvent, MonitorLine};
 use crate::{
     dns::{self, Query, Record, Refused},
@@ -34,7 +37,8 @@ use crate::{
 };
 
 /// Where containers on user-defined networks find the resolver (Docker's address).
-pub const ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+pub const ADDRESS: Ipv4Addr =
+    Ipv4Addr::new(DNS_RESOLVER_ADDR[0], DNS_RESOLVER_ADDR[1], DNS_RESOLVER_ADDR[2], DNS_RESOLVER_ADDR[3]);
 /// The TTL of the resolver's own answers (Docker's).
 const TTL: u32 = 600;
 /// How long an upstream server has to answer before the next one is asked.
@@ -191,21 +195,30 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn reason(self) -> &'static str {
+    /// Its index in [`Observer`]'s counts and [`OUTCOMES`].
+    fn slot(self) -> usize {
         match self {
-            Self::Answered => "dns-answered",
-            Self::Forwarded(_) => "dns-forwarded",
-            Self::Failed => "dns-failed",
-            Self::Malformed => "dns-malformed",
-            Self::Refused => "dns-refused",
+            Self::Answered => 0,
+            Self::Forwarded(_) => 1,
+            Self::Failed => 2,
+            Self::Malformed => 3,
+            Self::Refused => 4,
         }
     }
+
+    /// Its name in `netd monitor` (`dns-answered`, …).
+    fn reason(self) -> &'static str {
+        ["dns-answered", "dns-forwarded", "dns-failed", "dns-malformed", "dns-refused"][self.slot()]
+    }
 }
+
+/// The outcomes as the metrics name them, by [`Outcome::slot`].
+const OUTCOMES: [&str; 5] = ["answered", "forwarded", "failed", "malformed", "refused"];
 
 /// What every resolver reports: counts of its outcomes (the metrics), and, while `netd monitor
 /// --type dns` listens, each question and its answer.
 pub struct Observer {
-    counts: [AtomicU64; 5],
+    counts: [AtomicU64; OUTCOMES.len()],
     events: broadcast::Sender<Arc<MonitorLine>>,
 }
 
@@ -214,22 +227,10 @@ impl Observer {
         Self { counts: Default::default(), events }
     }
 
-    /// Questions so far, by outcome (`dns-answered`, …), as the metrics name them.
+    /// Questions so far, by outcome (`answered`, `forwarded`, …).
     #[must_use]
-    pub fn counts(&self) -> [(&'static str, u64); 4] {
-        let outcomes =
-            [Outcome::Answered, Outcome::Forwarded(SocketAddr::from(([0; 4], 0))), Outcome::Failed, Outcome::Malformed];
-        outcomes.map(|o| (o.reason().trim_start_matches("dns-"), self.counts[Self::slot(o)].load(Ordering::Relaxed)))
-    }
-
-    fn slot(o: Outcome) -> usize {
-        match o {
-            Outcome::Answered => 0,
-            Outcome::Forwarded(_) => 1,
-            Outcome::Failed => 2,
-            Outcome::Malformed => 3,
-            Outcome::Refused => 4,
-        }
+    pub fn counts(&self) -> [(&'static str, u64); OUTCOMES.len()] {
+        std::array::from_fn(|i| (OUTCOMES[i], self.counts[i].load(Ordering::Relaxed)))
     }
 }
 
@@ -450,7 +451,7 @@ impl Context {
 
     /// Counts a question, and describes it to `netd monitor` subscribers if there are any.
     fn report(&self, h: &Handled<'_>) {
-        self.observer.counts[Observer::slot(h.outcome)].fetch_add(1, Ordering::Relaxed);
+        self.observer.counts[h.outcome.slot()].fetch_add(1, Ordering::Relaxed);
         if self.observer.events.receiver_count() == 0 {
             return;
         }

@@ -7,11 +7,11 @@
 use std::collections::BTreeSet;
 
 use crate::{
-    model::{Driver, Lifecycle, SandboxMode, State},
+    model::{Lifecycle, Sandbox, SandboxMode, State},
     netns,
 };
 
-use super::{datapath::published_key, dns, error::Result, kernel, proxy, Daemon};
+use super::{datapath::published_key, error::Result, kernel, proxy, Daemon};
 
 impl Daemon {
     pub(super) async fn reconcile(&self) -> Result<()> {
@@ -33,22 +33,12 @@ impl Daemon {
     /// `resolv.conf`, and on a user-defined one the embedded resolver. Processes already
     /// running keep the host's files; those `netd exec` starts see the new ones.
     fn adopt_older_sandboxes(&self, state: &mut State) {
-        let older: Vec<String> = state
-            .sandboxes
-            .values()
-            .filter(|s| s.mode == SandboxMode::Private && s.hosts.is_none())
-            .map(|s| s.id.clone())
-            .collect();
-        for id in older {
-            let networks = state.networks_of(&id);
-            let bridged = networks.iter().any(|n| n.driver == Driver::Bridge);
-            let embedded = networks.iter().any(|n| n.driver == Driver::Bridge && !n.predefined);
-            let dir = self.cfg.sandbox_dir(&id);
-            let s = state.sandboxes.get_mut(&id).expect("listed");
-            s.hosts = Some(dir.join("hosts"));
-            id[..12].clone_into(&mut s.hostname);
-            s.resolv_conf = bridged.then(|| dir.join("resolv.conf"));
-            s.embedded_dns = embedded;
+        let older: Vec<Sandbox> =
+            state.sandboxes.values().filter(|s| s.mode == SandboxMode::Private && s.hosts.is_none()).cloned().collect();
+        for mut s in older {
+            let networks = state.networks_of(&s.id);
+            self.give_names(&mut s, &networks, None);
+            state.sandboxes.insert(s.id.clone(), s);
         }
     }
 
@@ -56,28 +46,15 @@ impl Daemon {
     /// a reboot emptied `--exec-root`) and starts their resolvers (the last daemon's sockets
     /// went with it).
     fn serve_dns(&self, state: &State) {
+        let warn = |s: &Sandbox, e: &super::Error| eprintln!("netd: warning: names of sandbox {}: {e}", s.name);
         for s in state.sandboxes.values() {
-            if let Err(e) = super::sandboxes::write_hosts(state, &s.id) {
-                eprintln!("netd: warning: sandbox {}: {e}", s.name);
-            }
-        }
-        for s in state.sandboxes.values().filter(|s| s.resolv_conf.is_some()) {
-            let started = self.prepare_resolv_conf(s).and_then(|sockets| match sockets {
-                Some(sockets) => dns::start(
-                    sockets,
-                    &s.id,
-                    self.names.clone(),
-                    &self.upstreams.with(&s.dns),
-                    self.dns_observer.clone(),
-                )
-                .map(|r| {
-                    self.resolvers().insert(s.id.clone(), r);
-                })
-                .map_err(super::Error::io("starting the DNS resolver")),
-                None => Ok(()),
+            // Without its resolver, a sandbox still gets its `/etc/hosts`.
+            let sockets = self.prepare_resolv_conf(s).unwrap_or_else(|e| {
+                warn(s, &e);
+                None
             });
-            if let Err(e) = started {
-                eprintln!("netd: warning: DNS of sandbox {}: {e}", s.name);
+            if let Err(e) = self.serve_names(state, s, sockets) {
+                warn(s, &e);
             }
         }
     }

@@ -103,12 +103,7 @@ impl Daemon {
         let id = ids::new_id();
         let mode = if network.driver == Driver::Host { SandboxMode::Host } else { SandboxMode::Private };
         let netns = (mode == SandboxMode::Private).then(|| self.cfg.netns_dir().join(&id[..12]));
-        // Bridge networks get a `resolv.conf`; user-defined ones a resolver of their own.
-        let bridged = network.driver == Driver::Bridge;
-        let embedded_dns = bridged && !network.predefined;
-        let resolv_conf = bridged.then(|| self.cfg.sandbox_dir(&id).join("resolv.conf"));
-        let private = mode == SandboxMode::Private;
-        let sandbox = Sandbox {
+        let mut sandbox = Sandbox {
             id: id.clone(),
             name,
             created: ids::now_rfc3339(),
@@ -118,13 +113,16 @@ impl Daemon {
             auto_remove: req.auto_remove,
             command: req.command,
             lifecycle: Lifecycle::Creating,
-            resolv_conf,
-            embedded_dns,
-            hosts: private.then(|| self.cfg.sandbox_dir(&id).join("hosts")),
-            hostname: if private { req.hostname.unwrap_or_else(|| id[..12].to_owned()) } else { String::new() },
+            resolv_conf: None,
+            embedded_dns: false,
+            hosts: None,
+            hostname: String::new(),
             extra_hosts,
             dns: req.dns,
         };
+        if mode == SandboxMode::Private {
+            self.give_names(&mut sandbox, &[&network], req.hostname);
+        }
         state.sandboxes.insert(id.clone(), sandbox.clone());
         self.persist(&state)?;
 
@@ -190,9 +188,21 @@ impl Daemon {
         Ok(())
     }
 
-    /// Starts a new sandbox's resolver on `sockets` (when it has one) and writes its
+    /// Gives private sandbox `s`, on `networks`, what names it has: its host name (`hostname`,
+    /// else the short id, as Docker's), its own `/etc/hosts`, on a bridge network a
+    /// `resolv.conf`, and on a user-defined one the embedded resolver.
+    pub(super) fn give_names(&self, s: &mut Sandbox, networks: &[&Network], hostname: Option<String>) {
+        let dir = self.cfg.sandbox_dir(&s.id);
+        let bridged = networks.iter().any(|n| n.driver == Driver::Bridge);
+        s.hosts = Some(dir.join("hosts"));
+        s.hostname = hostname.unwrap_or_else(|| s.id[..12].to_owned());
+        s.resolv_conf = bridged.then(|| dir.join("resolv.conf"));
+        s.embedded_dns = networks.iter().any(|n| n.driver == Driver::Bridge && !n.predefined);
+    }
+
+    /// Starts sandbox `sandbox`'s resolver on `sockets` (when it has one) and writes its
     /// `/etc/hosts`.
-    fn serve_names(&self, state: &State, sandbox: &Sandbox, sockets: Option<dns::Sockets>) -> Result<()> {
+    pub(super) fn serve_names(&self, state: &State, sandbox: &Sandbox, sockets: Option<dns::Sockets>) -> Result<()> {
         if let Some(sockets) = sockets {
             let upstreams = self.upstreams.with(&sandbox.dns);
             let r = dns::start(sockets, &sandbox.id, self.names.clone(), &upstreams, self.dns_observer.clone())
@@ -203,7 +213,7 @@ impl Daemon {
     }
 
     /// Writes sandbox `s`'s `resolv.conf` and, when it has the embedded resolver, binds the
-    /// resolver's sockets in its namespace (port 53 of `127.0.0.11`).
+    /// resolver's sockets in its namespace (see [`Daemon::bind_resolver`]).
     pub(super) fn prepare_resolv_conf(&self, s: &Sandbox) -> Result<Option<dns::Sockets>> {
         let Some(path) = &s.resolv_conf else {
             return Ok(None);
