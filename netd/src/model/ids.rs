@@ -5,9 +5,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::RngExt as _;
 
 /// A random 64-hex-digit id (256 bits), like Docker's network, endpoint and container ids.
+/// Its short form (12 digits) is never all decimal digits, as Docker's: it is a sandbox's host
+/// name, and a resolver takes an all-digit name for an address (`getent hosts 123456789012`
+/// finds nothing, whatever `/etc/hosts` says).
 pub fn new_id() -> String {
-    let bytes: [u8; 32] = rand::rng().random();
-    hex(&bytes)
+    loop {
+        let bytes: [u8; 32] = rand::rng().random();
+        let id = hex(&bytes);
+        if usable_short_id(&id[..12]) {
+            return id;
+        }
+    }
+}
+
+fn usable_short_id(short: &str) -> bool {
+    !short.bytes().all(|c| c.is_ascii_digit())
 }
 
 /// `n` random hex digits.
@@ -210,6 +222,13 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_498_814_441, 715_140_335), "2017-06-30T09:20:41.715140335Z");
         assert_eq!(rfc3339(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
+    }
+
+    #[test]
+    fn short_ids_are_never_all_digits() {
+        assert!(!super::usable_short_id("123456789012"));
+        assert!(super::usable_short_id("12345678901a"));
+        assert!((0..2000).all(|_| super::usable_short_id(&super::new_id()[..12])));
     }
 
     #[test]
