@@ -12,6 +12,9 @@ impl NetworkFlags {
     pub const MASQUERADE: u32 = 1 << 1;
     /// `--internal`: nothing outside the subnet is reachable.
     pub const INTERNAL: u32 = 1 << 2;
+    /// `com.docker.network.host_ipv4`: the network masquerades with an address of its own
+    /// ([`NetworkInfo::snat_addr`]), not its uplink's. New flows look it up; known ones carry it.
+    pub const SNAT_ADDR: u32 = 1 << 3;
 }
 
 /// An endpoint: value of `NETD_ENDPOINTS_BY_IP` (key: its IPv4 address, wire order) and of
@@ -78,7 +81,10 @@ pub struct NetworkInfo {
     /// Gateway, wire order.
     pub gateway: u32,
     pub flags: u32,
-    pub pad: u32,
+    /// The address the network's flows are masqueraded with (`com.docker.network.host_ipv4`,
+    /// with [`NetworkFlags::SNAT_ADDR`]), wire order; 0: the uplink's. (Padding before: a map
+    /// pinned by an earlier release holds zeros here.)
+    pub snat_addr: u32,
 }
 
 const _: () = assert!(size_of::<NetworkInfo>() == 16);

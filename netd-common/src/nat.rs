@@ -125,6 +125,10 @@ impl UplinkInfo {
     /// Some port is published (`NETD_PUBLISHED` has entries): a packet of no flow may open one.
     /// Without it, the host's own traffic takes no lookup there.
     pub const PUBLISHED: u32 = 1 << 2;
+    /// Some network masquerades with an address of its own (`NetworkFlags::SNAT_ADDR`): replies
+    /// may come to another address than the uplink's. Without it, the host's traffic to its
+    /// other addresses takes no lookup.
+    pub const SNAT_ADDRS: u32 = 1 << 3;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);

@@ -306,9 +306,11 @@ pub fn snat_v4_egress(
             // Routed through a device that is not an uplink: the kernel routes it unchanged.
             return Reason::PassToStack;
         };
+        // The uplink as this flow leaves by it: with the network's own address, if it has one.
+        let via = UplinkInfo { addr: snat_addr(src).unwrap_or(uplink.addr), flags: uplink.flags };
         let mut verdict = Reason::RedirectNat;
         let range = (cfg.port_min, cfg.port_max);
-        match snat_v4_new_mapping(&key, src, uplink, &hop, l4.nat_flags, now, range, &mut verdict) {
+        match snat_v4_new_mapping(&key, src, &via, &hop, l4.nat_flags, now, range, &mut verdict) {
             Ok((addr, port)) => {
                 if cfg.flags & NatConfig::EVENTS != 0 {
                     report_new_flow(&key, verdict, hop.ifindex, addr, port);
@@ -341,6 +343,17 @@ pub fn snat_v4_egress(
     // Into the peer only with the next hop's MAC in place (else the kernel resolves it).
     target.via_peer = peer && macs.is_some();
     verdict
+}
+
+/// The address endpoint `src`'s network masquerades with when it has one of its own
+/// (`com.docker.network.host_ipv4`): looked up for new flows of such networks only.
+#[inline(always)]
+fn snat_addr(src: &EndpointInfo) -> Option<u32> {
+    if src.flags & NetworkFlags::SNAT_ADDR == 0 {
+        return None;
+    }
+    let key = aya_ebpf::maps::lpm_trie::Key::new(32, src.ip);
+    NETD_NETWORKS.get(&key).map(|n| n.snat_addr).filter(|a| *a != 0)
 }
 
 /// Reports a new flow to `netd monitor` (a [`NatEvent`] in `NETD_EVENTS`), written in place in
@@ -760,30 +773,34 @@ pub fn snat_v4_ingress(
     ifindex: u32,
     target: &mut NatTarget,
 ) -> Reason {
-    // Another address than the uplink's is the host's business, except (while ports are
-    // published) TCP and UDP that may be for a published port: those are reached on every
-    // address of the host, as Docker's rules match `--dst-type LOCAL`.
+    // Another address than the uplink's is the host's business, except replies to the
+    // address a network masquerades with (`com.docker.network.host_ipv4`, while one has one),
+    // and (while ports are published) TCP and UDP that may be for a published port: those are
+    // reached on every address of the host, as Docker's rules match `--dst-type LOCAL`.
     let other = p.tuple.dst_addr != uplink.addr;
     if other
+        && uplink.flags & UplinkInfo::SNAT_ADDRS == 0
         && (uplink.flags & UplinkInfo::PUBLISHED == 0
             || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp)
             || p.flags & PacketFlags::FRAGMENT != 0)
     {
         return unsolicited_or_pass(p.tuple.dst_addr);
     }
+    // What a packet of no flow gets.
+    let none = || if other { unsolicited_or_pass(p.tuple.dst_addr) } else { Reason::PassFromUplink };
     let reply = match p.class {
         PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => true,
         PacketClass::Ipv4Icmp => {
             let Some(h) = frame.header::<{ icmp::HLEN }>(p.l4_off) else {
-                return Reason::PassFromUplink;
+                return none();
             };
             match h.u8::<{ icmp::TYPE_OFF }>() {
                 icmp::ECHO_REPLY => true,
                 icmp::DEST_UNREACH | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM => false,
-                _ => return Reason::PassFromUplink,
+                _ => return none(),
             }
         }
-        _ => return Reason::PassFromUplink,
+        _ => return none(),
     };
     if p.flags & PacketFlags::FRAGMENT != 0 {
         // netd does not reassemble. A first fragment names its flow: one of netd's is dropped
@@ -793,14 +810,15 @@ pub fn snat_v4_ingress(
         if reply && p.flags & PacketFlags::FIRST_FRAGMENT != 0 && NETD_NAT.get_ptr(&key).is_some() {
             return Reason::DropNatFragment;
         }
-        return Reason::PassFromUplink;
+        return none();
     }
     if !reply {
-        return snat_v4_icmp_error_ingress(ctx, p, target);
+        return match snat_v4_icmp_error_ingress(ctx, p, target) {
+            Reason::PassFromUplink => none(),
+            r => r,
+        };
     }
     let key = p.tuple.key();
-    // What a packet of no flow gets.
-    let none = || if other { unsolicited_or_pass(p.tuple.dst_addr) } else { Reason::PassFromUplink };
     let found = NETD_NAT.get_ptr_mut(&key);
     // Without a flow, what is published there (looked up once: `open_published` takes it).
     let mut to = None;
@@ -811,7 +829,7 @@ pub fn snat_v4_ingress(
         }
     }
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
-        return Reason::PassFromUplink;
+        return none();
     };
     let ttl_word = ip.raw16::<{ ipv4::TTL_OFF }>();
     if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {

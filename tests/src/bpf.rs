@@ -66,6 +66,32 @@ pub fn from_container(dp: &mut Datapath, frame: &[u8]) -> Outcome {
     test_run(dp, None, frame)
 }
 
+/// Endpoint `addr` (host veth `ifindex`, counter slot `slot`) of network `network`, a /24
+/// `subnet` with its gateway at `.1`, as the daemon writes it, with the network's `flags`.
+#[must_use]
+pub fn endpoint_on_24(
+    ifindex: u32,
+    addr: std::net::Ipv4Addr,
+    network: u32,
+    flags: u32,
+    subnet: std::net::Ipv4Addr,
+    slot: u32,
+) -> EndpointInfo {
+    let wire = |a: std::net::Ipv4Addr| u32::from_ne_bytes(a.octets());
+    EndpointInfo {
+        ifindex,
+        ip: wire(addr),
+        mac: crate::packet::docker_mac(addr),
+        pad: [0; 2],
+        network,
+        flags,
+        subnet: wire(subnet),
+        mask: wire(std::net::Ipv4Addr::new(255, 255, 255, 0)),
+        gateway: wire(std::net::Ipv4Addr::from(u32::from(subnet) + 1)),
+        slot,
+    }
+}
+
 /// Marks the endpoint of host veth `ifindex` traced or not, as the daemon does while `netd
 /// monitor --type trace` follows its sandbox.
 pub fn set_traced(dp: &mut Datapath, ifindex: u32, on: bool) {

@@ -8,7 +8,10 @@ use std::net::Ipv4Addr;
 use netd::datapath::{Datapath, LoadOptions};
 use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, Reason, EVENT_KIND_DROP, EVENT_KIND_TRACE};
 use netd_tests::{
-    bpf::{from_container_on, from_container_repeated, set_traced, to_container, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{
+        endpoint_on_24, from_container_on, from_container_repeated, set_traced, to_container, Outcome, TC_ACT_OK,
+        TC_ACT_SHOT,
+    },
     netns::{Link, NetNs},
     packet::{
         arp_request, docker_mac, icmp_echo, tcp, udp, Ethernet, Ipv4, ETH_P_ARP, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP,
@@ -66,7 +69,7 @@ fn topology_with(trace: bool) -> Topology {
     ];
     for (id, subnet, flags) in nets {
         let gw = ip(&subnet.replace(".0.0", ".0.1"));
-        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, pad: 0 })
+        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, snat_addr: 0 })
             .expect("network");
     }
     for (slot, (name, addr, net)) in (1u32..).zip(ENDPOINTS) {
@@ -74,20 +77,7 @@ fn topology_with(trace: bool) -> Topology {
         links.push(Link::veth(&ns, &host, &ns, &format!("p{name}")));
         let index = ns.ifindex(&host);
         let (subnet, flags) = nets.iter().find(|n| n.0 == net).map(|n| (ip(n.1), n.2)).expect("net");
-        let gw = Ipv4Addr::from(u32::from(subnet) + 1);
-        dp.set_endpoint(&EndpointInfo {
-            ifindex: index,
-            ip: wire(ip(addr)),
-            mac: docker_mac(ip(addr)),
-            pad: [0; 2],
-            network: net,
-            flags,
-            subnet: wire(subnet),
-            mask: wire(ip("255.255.255.0")),
-            gateway: wire(gw),
-            slot,
-        })
-        .expect("endpoint");
+        dp.set_endpoint(&endpoint_on_24(index, ip(addr), net, flags, subnet, slot)).expect("endpoint");
         ifindex.insert(name, index);
     }
     Topology { dp, ns, _links: links, ifindex }

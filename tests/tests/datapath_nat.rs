@@ -14,7 +14,7 @@ use netd_common::{
     EVENT_KIND_TRACE,
 };
 use netd_tests::{
-    bpf::{from_container_on, from_uplink_on, set_traced, Outcome, TC_ACT_OK, TC_ACT_SHOT},
+    bpf::{endpoint_on_24, from_container_on, from_uplink_on, set_traced, Outcome, TC_ACT_OK, TC_ACT_SHOT},
     netns::{Link, NetNs},
     packet::{
         docker_mac, icmp_echo, icmp_error, tcp, udp, Ethernet, Ipv4, ETH_P_IPV4, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
@@ -77,31 +77,26 @@ fn topology_with(max_flows: Option<u32>, trace: bool) -> Topology {
     let nets = [(1u32, "10.1.0.0", NetworkFlags::ICC | NetworkFlags::MASQUERADE), (2, "10.2.0.0", NetworkFlags::ICC)];
     for (id, subnet, flags) in nets {
         let gw = Ipv4Addr::from(u32::from(ip(subnet)) + 1);
-        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, pad: 0 }).expect("net");
+        dp.set_network(ip(subnet), 24, &NetworkInfo { network: id, gateway: wire(gw), flags, snat_addr: 0 })
+            .expect("net");
     }
     let mut ifindex = std::collections::BTreeMap::new();
-    for (slot, (name, addr)) in (1u32..).zip(ENDPOINTS) {
+    for (name, _) in ENDPOINTS {
         let h = format!("h{name}");
         links.push(Link::veth(&host, &h, &host, &format!("p{name}")));
         let index = host.ifindex(&h);
-        let (net, subnet, flags) = if name == "r" { nets[1] } else { nets[0] };
-        let subnet = ip(subnet);
-        dp.set_endpoint(&EndpointInfo {
-            ifindex: index,
-            ip: wire(ip(addr)),
-            mac: docker_mac(ip(addr)),
-            pad: [0; 2],
-            network: net,
-            flags,
-            subnet: wire(subnet),
-            mask: wire(ip("255.255.255.0")),
-            gateway: wire(Ipv4Addr::from(u32::from(subnet) + 1)),
-            slot,
-        })
-        .expect("endpoint");
+        let (_, _, flags) = if name == "r" { nets[1] } else { nets[0] };
+        set_endpoint(&mut dp, name, index, flags);
         ifindex.insert(name, index);
     }
     Topology { dp, host, _outside: outside, _links: links, uplink, ifindex }
+}
+
+/// Puts endpoint `name` (host veth `ifindex`) into the datapath with its network's `flags`.
+fn set_endpoint(dp: &mut Datapath, name: &str, ifindex: u32, flags: u32) {
+    let (slot, (_, addr)) = (1u32..).zip(ENDPOINTS).find(|(_, e)| e.0 == name).expect("endpoint");
+    let (net, subnet) = if name == "r" { (2, ip("10.2.0.0")) } else { (1, ip("10.1.0.0")) };
+    dp.set_endpoint(&endpoint_on_24(ifindex, ip(addr), net, flags, subnet, slot)).expect("endpoint");
 }
 
 fn addr_of(name: &str) -> Ipv4Addr {
@@ -430,6 +425,83 @@ fn icmp_errors_about_a_flow_are_translated_with_the_embedded_packet_both_ways() 
     let out = receive(&mut t, &frame);
     assert_eq!((out.reason(), out.verdict), (Reason::PassFromUplink, TC_ACT_OK));
     assert_eq!(out.output, frame, "untouched");
+}
+
+/// Gives the masquerading network (a, b, c) an address of its own (`com.docker.network.host_ipv4`)
+/// as the daemon does: in its trie entry and its endpoints' flags, the uplink marked.
+fn masquerade_with(t: &mut Topology, addr: Ipv4Addr) {
+    let flags = NetworkFlags::ICC | NetworkFlags::MASQUERADE | NetworkFlags::SNAT_ADDR;
+    let info = NetworkInfo { network: 1, gateway: wire(ip("10.1.0.1")), flags, snat_addr: wire(addr) };
+    t.dp.set_network(ip("10.1.0.0"), 24, &info).expect("net");
+    for name in ["a", "b", "c"] {
+        set_endpoint(&mut t.dp, name, t.ifindex[name], flags);
+    }
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::SNAT_ADDRS).expect("uplink");
+}
+
+#[test]
+fn a_network_with_an_address_of_its_own_masquerades_with_it_both_ways() {
+    let mut t = topology(None);
+    let own = ip("10.99.0.50");
+    masquerade_with(&mut t, own);
+    let (server, a) = (ip(SERVER), addr_of("a"));
+    for (protocol, dport) in [(PROTO_TCP, 80), (PROTO_UDP, 53), (PROTO_ICMP, 0)] {
+        let out = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
+        assert_eq!((out.reason(), out.event().target), (Reason::RedirectNat, t.uplink), "protocol {protocol}");
+        let nat_port = nat_port_of(&out.output);
+        let expected = Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4)
+            .frame(&packet(protocol, own, server, nat_port, dport, 63, 8));
+        assert_eq!(out.output, expected, "protocol {protocol}: from the network's address");
+
+        // The reply to that address comes back to the container (an echo reply carries the
+        // identifier where the others carry the destination port).
+        let reply_to = |dst: Ipv4Addr, port: u16, ttl: u8| {
+            if protocol == PROTO_ICMP {
+                let mut h = Ipv4::new(server, dst, PROTO_ICMP);
+                h.ttl = ttl;
+                h.packet(&icmp_echo(0, port, 9, b"hello"))
+            } else {
+                packet(protocol, server, dst, dport, port, ttl, 0)
+            }
+        };
+        let back =
+            receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply_to(own, nat_port, 64)));
+        assert_eq!((back.reason(), back.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT), "protocol {protocol}");
+        assert_eq!(back.event().target, t.ifindex["a"]);
+        let expected = Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&reply_to(a, 40000, 63));
+        assert_eq!(back.output, expected, "protocol {protocol}: back to the container");
+
+        // An ICMP error about the translated packet is translated too.
+        let mut outer = Ipv4::new(server, own, PROTO_ICMP);
+        outer.ttl = 64;
+        let error = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&outer.packet(&icmp_error(
+            3,
+            3,
+            &out.output[14..],
+        )));
+        let back = receive(&mut t, &error);
+        assert_eq!((back.reason(), back.event().target), (Reason::RedirectReverseNat, t.ifindex["a"]));
+    }
+    // The host's own traffic to that address and to the uplink's is the host's, untouched.
+    for dst in [own, ip(UPLINK_ADDR)] {
+        let frame =
+            Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_TCP, server, dst, 22, 40001, 64, 0));
+        let out = receive(&mut t, &frame);
+        assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &frame), "to {dst}");
+    }
+    // Straight to a container, whatever the protocol: still refused.
+    for protocol in [PROTO_TCP, 47] {
+        let l3 = Ipv4::new(server, a, protocol).packet(&l4(protocol, server, a, 80, 40000, 0));
+        let out = receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&l3));
+        assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT), "protocol {protocol}");
+    }
+    // Unmarked (as before any network had an address of its own), the uplink leaves other
+    // addresses to the host without a look.
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), 0).expect("uplink");
+    let out = send(&mut t, "b", &from_endpoint("b", PROTO_UDP, 40002, server, 53));
+    let reply = packet(PROTO_UDP, server, own, 53, nat_port_of(&out.output), 64, 0);
+    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply);
+    assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
 }
 
 /// Whether `t` lies within `[lo, hi]`, give or take a clock tick (the datapath reads its clock

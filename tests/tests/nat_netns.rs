@@ -627,6 +627,110 @@ fn netd_monitor_traces_every_packet_of_the_followed_sandbox_and_no_other() {
     }
 }
 
+/// One query from sandbox `name` (address `from`) to the server's UDP port 5353: whether an
+/// answer came back within 2 s.
+fn udp_query(d: &TestDaemon, name: &str, from: Ipv4Addr) -> bool {
+    spawn_in_path(&d.sandbox_netns(name), move || {
+        let s = UdpSocket::bind((from, 0)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        s.send_to(b"query", (SERVER, 5353)).expect("send");
+        let mut buf = [0u8; 64];
+        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
+    })
+    .join()
+    .expect("udp client")
+}
+
+/// A TCP exchange with the server from sandbox `name` (any port): what came back.
+fn tcp_from(d: &TestDaemon, name: &str, network: &str, port: u16) -> Vec<u8> {
+    let local = SocketAddrV4::new(addr_of(d, name, network), 0);
+    tcp_exchange(&d.sandbox_netns(name), local, port, b"hello").join().expect("client")
+}
+
+#[test]
+fn a_network_with_host_ipv4_reaches_the_outside_from_that_address_as_dockers_snat() {
+    const OWN: &str = "198.18.0.50";
+    let mut w = world(&[]);
+    w.d.host().ip(&["addr", "add", &format!("{OWN}/24"), "dev", "uplink0"]);
+    let d = &w.d;
+    let option = format!("com.docker.network.host_ipv4={OWN}");
+    d.netd(&["network", "create", "--subnet", "10.204.0.0/24", "-o", &option, "own"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
+    sandbox(d, "o1", "own");
+    sandbox(d, "c1", "n1");
+    let inspect: serde_json::Value = serde_json::from_str(&d.netd(&["network", "inspect", "own"]).ok()).expect("JSON");
+    assert_eq!(inspect[0]["Options"]["com.docker.network.host_ipv4"], OWN, "{inspect}");
+
+    // TCP, UDP and ping from the network leave from its address; the other network's from
+    // the uplink's.
+    let server = tcp_echo_server(&w.outside, 8080, 2);
+    assert_eq!(tcp_from(d, "o1", "own", 8080), b"hello");
+    assert_eq!(tcp_from(d, "c1", "n1", 8080), b"hello");
+    let peers: Vec<String> = server.join().expect("server").iter().map(|p| p.ip().to_string()).collect();
+    assert_eq!(peers, [OWN, UPLINK], "the server sees each network's address");
+    let server = udp_echo_server(&w.outside, 5353, 1);
+    let o1 = addr_of(d, "o1", "own");
+    assert!(udp_query(d, "o1", o1), "the UDP answer came back");
+    assert_eq!(server.join().expect("server").iter().map(|p| p.ip().to_string()).collect::<Vec<_>>(), [OWN]);
+    assert!(ping(d, "o1", SERVER), "ping from the network's address");
+    let flows: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "ls", "--json"]).ok()).expect("JSON");
+    for proto in ["tcp", "udp", "icmp"] {
+        let listed = flows
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|f| f["protocol"] == proto && f["inside"][0] == o1.to_string() && f["outside"][0] == OWN);
+        assert!(listed, "{proto} flow of o1 from {OWN}: {flows}");
+    }
+
+    // The host's own connection from that address is its own, untouched.
+    let server = tcp_echo_server(&w.outside, 8081, 1);
+    let echoed = d.host().run(|| {
+        let mut s = socket2_connect(SocketAddrV4::new(OWN.parse().expect("addr"), 0), 8081);
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        s.write_all(b"host").expect("write");
+        let mut buf = [0u8; 4];
+        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
+        buf
+    });
+    assert_eq!(&echoed, b"host");
+    assert_eq!(server.join().expect("server").iter().map(|p| p.ip().to_string()).collect::<Vec<_>>(), [OWN]);
+
+    // Bad addresses are refused with Docker's wording, and nothing is made.
+    let bridges = || {
+        String::from_utf8_lossy(&d.host().exec_ok("ip", &["-br", "link", "show", "type", "bridge"]).stdout).into_owned()
+    };
+    let before = bridges();
+    for (bad, message) in [
+        ("nope", "failed to parse com.docker.network.host_ipv4 value: nope (nil ip)"),
+        ("0.0.0.0", "must be a unicast address"),
+    ] {
+        let option = format!("com.docker.network.host_ipv4={bad}");
+        d.netd(&["network", "create", "-o", &option, "bad"]).fails_with(message);
+    }
+    assert!(!d.netd(&["network", "ls"]).ok().contains("bad"));
+    assert_eq!(bridges(), before, "no bridge made");
+    // The stock docker CLI sets and shows it the same way.
+    if let Some(out) = d.docker(&["network", "create", "--subnet", "10.205.0.0/24", "-o", &option, "viadocker"]) {
+        out.ok();
+        let format = "{{index .Options \"com.docker.network.host_ipv4\"}}";
+        let shown = d.docker(&["network", "inspect", "-f", format, "viadocker"]).expect("docker").ok();
+        assert_eq!(shown.trim(), OWN);
+        let refused =
+            d.docker(&["network", "create", "-o", "com.docker.network.host_ipv4=nope", "bad"]).expect("docker");
+        assert!(refused.code != 0 && refused.stderr.contains("(nil ip)"), "{}", refused.stderr);
+    }
+
+    // After a restart the network still leaves from its address.
+    w.d.stop();
+    w.d.restart();
+    let d = &w.d;
+    let server = tcp_echo_server(&w.outside, 8082, 1);
+    assert_eq!(tcp_from(d, "o1", "own", 8082), b"hello");
+    assert_eq!(server.join().expect("server").iter().map(|p| p.ip().to_string()).collect::<Vec<_>>(), [OWN]);
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
 #[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);
@@ -652,15 +756,7 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     // address, and answers reach it once the outside has a route back.
     w.outside.ip(&["route", "add", "10.202.0.0/24", "via", UPLINK]);
     let server = udp_echo_server(&w.outside, 5353, 1);
-    let answered = spawn_in_path(&d.sandbox_netns("p1"), move || {
-        let s = UdpSocket::bind((p1, 0)).expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        s.send_to(b"query", (SERVER, 5353)).expect("send");
-        let mut buf = [0u8; 64];
-        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
-    })
-    .join()
-    .expect("client");
+    let answered = udp_query(d, "p1", p1);
     let peers = server.join().expect("server");
     assert_eq!(peers.iter().map(SocketAddr::ip).collect::<Vec<_>>(), vec![std::net::IpAddr::V4(p1)], "routed as is");
     assert!(answered, "the answer came back by routing");

@@ -34,6 +34,9 @@ fn network_flags(n: &Network) -> u32 {
         }
         if b.enable_ip_masquerade {
             flags |= NetworkFlags::MASQUERADE;
+            if b.host_ipv4.is_some() {
+                flags |= NetworkFlags::SNAT_ADDR;
+            }
         }
     }
     if n.internal {
@@ -84,9 +87,15 @@ impl Daemon {
     /// `--host-fast-path=false`).
     pub(super) fn datapath_set_network(&self, n: &Network) -> Result<()> {
         let (Some(ipam), Some(bridge)) = (&n.ipam, &n.bridge) else { return Ok(()) };
-        let info = NetworkInfo { network: n.datapath_id, gateway: wire(ipam.gateway), flags: network_flags(n), pad: 0 };
+        let info = NetworkInfo {
+            network: n.datapath_id,
+            gateway: wire(ipam.gateway),
+            flags: network_flags(n),
+            snat_addr: bridge.host_ipv4.map_or(0, wire),
+        };
         let mut dp = self.dp();
         dp.set_network(ipam.subnet.network(), ipam.subnet.prefix(), &info)?;
+        self.uplink_marks_changed(&mut dp)?;
         // Its addresses are local now: flows masqueraded to them would bypass the policy.
         let gone = dp.nat_forget_remote(ipam.subnet.network(), ipam.subnet.prefix())?;
         self.report_nat_gone("nat-removed", gone);
@@ -106,7 +115,8 @@ impl Daemon {
         if let Some(bridge) = &n.bridge {
             dp.detach_from_bridge(&bridge.bridge_name)?;
         }
-        Ok(dp.remove_network(ipam.subnet.network(), ipam.subnet.prefix())?)
+        dp.remove_network(ipam.subnet.network(), ipam.subnet.prefix())?;
+        self.uplink_marks_changed(&mut dp)
     }
 
     /// Makes an existing veth of sandbox `sandbox_id` an endpoint of the datapath (its program
@@ -134,19 +144,22 @@ impl Daemon {
             dp.set_published(&published_key(p), &to)?;
         }
         if !ports.is_empty() {
-            self.publishing_changed(&mut dp)?;
+            self.uplink_marks_changed(&mut dp)?;
         }
         self.endpoints_changed();
         Ok(())
     }
 
-    /// Marks the uplinks when some port is published, unmarks them when none is (see
-    /// `UplinkInfo::PUBLISHED`), now rather than at the next uplink sync.
-    pub(super) fn publishing_changed(&self, dp: &mut Datapath) -> Result<()> {
-        let any = dp.any_published()?;
-        self.publishing.store(any, std::sync::atomic::Ordering::Relaxed);
+    /// Marks the uplinks when some port is published (`UplinkInfo::PUBLISHED`) and when some
+    /// network masquerades with an address of its own (`UplinkInfo::SNAT_ADDRS`), unmarks them
+    /// when none does, now rather than at the next uplink sync.
+    pub(super) fn uplink_marks_changed(&self, dp: &mut Datapath) -> Result<()> {
+        const MARKS: u32 = UplinkInfo::PUBLISHED | UplinkInfo::SNAT_ADDRS;
+        let marks = if dp.any_published()? { UplinkInfo::PUBLISHED } else { 0 }
+            | if dp.snat_addresses()?.is_empty() { 0 } else { UplinkInfo::SNAT_ADDRS };
+        self.uplink_marks.store(marks, std::sync::atomic::Ordering::Relaxed);
         for (ifindex, addr, flags) in dp.uplinks()? {
-            let want = if any { flags | UplinkInfo::PUBLISHED } else { flags & !UplinkInfo::PUBLISHED };
+            let want = (flags & !MARKS) | marks;
             if want != flags {
                 dp.set_uplink(ifindex, addr, want)?;
             }
@@ -162,7 +175,7 @@ impl Daemon {
                 dp.remove_published(&key)?;
             }
         }
-        self.publishing_changed(&mut dp)
+        self.uplink_marks_changed(&mut dp)
     }
 
     /// Creates an endpoint: veth pair, datapath entries and program, then the links up.
@@ -191,7 +204,7 @@ impl Daemon {
                 dp.remove_published(&published_key(p))?;
             }
             if !ports.is_empty() {
-                self.publishing_changed(&mut dp)?;
+                self.uplink_marks_changed(&mut dp)?;
             }
             dp.remove_endpoint(link.ip, ifindex.unwrap_or(0))?;
             let gone = dp.nat_forget_inside(link.ip)?;

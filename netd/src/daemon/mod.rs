@@ -56,8 +56,9 @@ pub struct Daemon {
     docker_events: events::Events,
     /// The published ports' relays (see `proxy`), by binding.
     relays: std::sync::Mutex<std::collections::BTreeMap<crate::model::PortBinding, proxy::Relay>>,
-    /// Some port is published (the uplinks are marked `UplinkInfo::PUBLISHED`).
-    publishing: std::sync::atomic::AtomicBool,
+    /// The marks every uplink carries: `UplinkInfo::PUBLISHED` (some port is published),
+    /// `UplinkInfo::SNAT_ADDRS` (some network masquerades with an address of its own).
+    uplink_marks: std::sync::atomic::AtomicU32,
     /// Who the embedded resolvers find under which name (rebuilt on every change of state).
     names: Arc<dns::Directory>,
     /// The embedded resolvers, by sandbox id.
@@ -116,7 +117,7 @@ impl Daemon {
             monitor,
             docker_events: events::Events::default(),
             relays: std::sync::Mutex::new(std::collections::BTreeMap::new()),
-            publishing: std::sync::atomic::AtomicBool::new(false),
+            uplink_marks: std::sync::atomic::AtomicU32::new(0),
             names: Arc::new(dns::Directory::default()),
             resolvers: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             dns_redirects: std::sync::Mutex::new(std::collections::BTreeMap::new()),

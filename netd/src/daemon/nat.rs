@@ -136,7 +136,7 @@ impl Daemon {
             dp.set_host_addrs(&host_addrs)?;
             // Read under the datapath's lock, which `sync_traces` holds to change it.
             let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 }
-                | if self.publishing.load(std::sync::atomic::Ordering::Relaxed) { UplinkInfo::PUBLISHED } else { 0 };
+                | self.uplink_marks.load(std::sync::atomic::Ordering::Relaxed);
             let current = dp.uplinks()?;
             for (ifindex, _, _) in &current {
                 if !wanted.iter().any(|(_, i, _, _)| i == ifindex) {
@@ -161,8 +161,10 @@ impl Daemon {
             now.sort();
             before.sort();
             if now != before {
-                // Flows masqueraded with an address the host no longer has cannot get replies.
-                let addrs: Vec<Ipv4Addr> = now.iter().map(|(_, a)| *a).collect();
+                // Flows masqueraded with an address the host no longer has cannot get replies
+                // (networks' own addresses stay: they are theirs, not the uplinks').
+                let mut addrs: Vec<Ipv4Addr> = now.iter().map(|(_, a)| *a).collect();
+                addrs.extend(dp.snat_addresses()?);
                 gone = dp.nat_forget_unless_outside_in(&addrs)?;
             }
             now != before

@@ -112,6 +112,7 @@ impl Daemon {
             enable_icc: self.cfg.icc,
             enable_ip_masquerade: self.cfg.ip_masq,
             host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
+            host_ipv4: None,
             mtu: self.cfg.mtu,
         }
     }

@@ -387,6 +387,21 @@ impl Datapath {
             .map_err(map_err(MAP_NETWORKS))
     }
 
+    /// The addresses networks masquerade with instead of their uplink's
+    /// (`com.docker.network.host_ipv4`), as the network trie holds them.
+    pub fn snat_addresses(&self) -> Result<Vec<Ipv4Addr>> {
+        let map = self.ebpf.map(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let trie = LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        let mut out = Vec::new();
+        for r in &trie {
+            let (_, n) = r.map_err(map_err(MAP_NETWORKS))?;
+            if n.flags & netd_common::NetworkFlags::SNAT_ADDR != 0 && n.snat_addr != 0 {
+                out.push(Ipv4Addr::from(n.snat_addr.to_ne_bytes()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a network's subnet from the trie (absent is fine).
     pub fn remove_network(&mut self, subnet: Ipv4Addr, prefix: u8) -> Result<()> {
         let map = self.ebpf.map_mut(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;

@@ -12,16 +12,18 @@ pub enum OptionKey {
     EnableIcc,
     EnableIpMasquerade,
     HostBindingIpv4,
+    HostIpv4,
     Mtu,
     ContainerIfacePrefix,
 }
 
 impl OptionKey {
-    pub const ALL: [OptionKey; 7] = [
+    pub const ALL: [OptionKey; 8] = [
         OptionKey::DefaultBridge,
         OptionKey::EnableIcc,
         OptionKey::EnableIpMasquerade,
         OptionKey::HostBindingIpv4,
+        OptionKey::HostIpv4,
         OptionKey::BridgeName,
         OptionKey::Mtu,
         OptionKey::ContainerIfacePrefix,
@@ -34,6 +36,7 @@ impl OptionKey {
             OptionKey::EnableIcc => "com.docker.network.bridge.enable_icc",
             OptionKey::EnableIpMasquerade => "com.docker.network.bridge.enable_ip_masquerade",
             OptionKey::HostBindingIpv4 => "com.docker.network.bridge.host_binding_ipv4",
+            OptionKey::HostIpv4 => "com.docker.network.host_ipv4",
             OptionKey::Mtu => "com.docker.network.driver.mtu",
             OptionKey::ContainerIfacePrefix => "com.docker.network.container_iface_prefix",
         }
@@ -56,6 +59,10 @@ pub struct BridgeOptions {
     pub enable_icc: bool,
     pub enable_ip_masquerade: bool,
     pub host_binding_ipv4: Ipv4Addr,
+    /// `com.docker.network.host_ipv4`: the address masqueraded flows leave with, instead of
+    /// their uplink's (Docker's `SNAT --to-source` in place of `MASQUERADE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ipv4: Option<Ipv4Addr>,
     pub mtu: u32,
 }
 
@@ -69,6 +76,7 @@ impl BridgeOptions {
             enable_icc: true,
             enable_ip_masquerade: true,
             host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
+            host_ipv4: None,
             mtu: default_mtu,
         };
         for (key, value) in options {
@@ -92,6 +100,7 @@ impl BridgeOptions {
                         .parse()
                         .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
                 }
+                OptionKey::HostIpv4 => o.host_ipv4 = Some(parse_snat_address(key, value)?),
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
                 // Applied when an endpoint is made (see `container_iface_prefix`).
                 OptionKey::ContainerIfacePrefix => validate_iface_prefix(value)?,
@@ -121,6 +130,17 @@ fn validate_iface_prefix(prefix: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A source address for masquerade: an IPv4 unicast address (Docker's wording for what is no
+/// address at all). An address the host does not have yet is taken: it may come, or be routed
+/// to the host; replies reach the containers once they arrive on an uplink.
+fn parse_snat_address(key: &str, value: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = value.parse().map_err(|_| format!("failed to parse {key} value: {value} (nil ip)"))?;
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!("invalid {key} value {ip}: the source of masqueraded flows must be a unicast address"));
+    }
+    Ok(ip)
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
@@ -199,5 +219,21 @@ mod tests {
         let e = BridgeOptions::parse(&opts(&[("com.docker.network.bridge.enable_icc", "maybe")]), "b".into(), 1500);
         assert!(e.unwrap_err().contains("invalid syntax"));
         assert!(validate_ifname("sixteen-chars-xx").is_err());
+    }
+
+    #[test]
+    fn host_ipv4_is_a_unicast_ipv4_address() {
+        let key = "com.docker.network.host_ipv4";
+        let d = BridgeOptions::parse(&opts(&[]), "b".into(), 1500).unwrap();
+        assert_eq!(d.host_ipv4, None);
+        let o = BridgeOptions::parse(&opts(&[(key, "192.0.2.10")]), "b".into(), 1500).unwrap();
+        assert_eq!(o.host_ipv4, Some(Ipv4Addr::new(192, 0, 2, 10)));
+        let e = BridgeOptions::parse(&opts(&[(key, "nope")]), "b".into(), 1500).unwrap_err();
+        assert_eq!(e, "failed to parse com.docker.network.host_ipv4 value: nope (nil ip)");
+        assert!(BridgeOptions::parse(&opts(&[(key, "2001:db8::1")]), "b".into(), 1500).is_err());
+        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+            let e = BridgeOptions::parse(&opts(&[(key, bad)]), "b".into(), 1500).unwrap_err();
+            assert!(e.contains("must be a unicast address"), "{bad}: {e}");
+        }
     }
 }
