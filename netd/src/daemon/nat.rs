@@ -134,8 +134,8 @@ impl Daemon {
         let changed = {
             let mut dp = self.dp();
             dp.set_host_addrs(&host_addrs)?;
-            // Read under the datapath's lock, which `sync_traces` holds to change it.
-            let trace = if self.tracing_any() { UplinkInfo::TRACE } else { 0 }
+            // Read under the datapath's lock, which `sync_traces` (and `uplink_marks_changed`) hold to change them.
+            let marks = if self.tracing_any() { UplinkInfo::TRACE } else { 0 }
                 | self.uplink_marks.load(std::sync::atomic::Ordering::Relaxed);
             let current = dp.uplinks()?;
             for (ifindex, _, _) in &current {
@@ -151,7 +151,7 @@ impl Daemon {
             for (name, ifindex, addr, peer) in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(name)?;
-                let flags = if *peer { UplinkInfo::PEER } else { 0 } | trace;
+                let flags = if *peer { UplinkInfo::PEER } else { 0 } | marks;
                 if !current.contains(&(*ifindex, *addr, flags)) {
                     dp.set_uplink(*ifindex, *addr, flags)?;
                 }
