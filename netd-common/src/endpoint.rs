@@ -15,6 +15,11 @@ impl NetworkFlags {
     /// `com.docker.network.host_ipv4`: the network masquerades with an address of its own
     /// ([`NetworkInfo::snat_addr`]), not its uplink's. New flows look it up; known ones carry it.
     pub const SNAT_ADDR: u32 = 1 << 3;
+    /// `com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected`: the outside may reach the
+    /// network's containers at their own addresses, any port, as Docker's legacy default.
+    /// Without it (Docker's `nat`), only replies of the containers' own flows reach them there
+    /// (and published ports through the host's addresses).
+    pub const UNPROTECTED: u32 = 1 << 4;
 }
 
 /// An endpoint: value of `NETD_ENDPOINTS_BY_IP` (key: its IPv4 address, wire order) and of

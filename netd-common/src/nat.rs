@@ -129,6 +129,10 @@ impl UplinkInfo {
     /// may come to another address than the uplink's. Without it, the host's traffic to its
     /// other addresses takes no lookup.
     pub const SNAT_ADDRS: u32 = 1 << 3;
+    /// Some network's containers are reached at their own addresses: a network without
+    /// masquerade (replies of its flows come to them) or with `NetworkFlags::UNPROTECTED`.
+    /// Without it, packets to a container's address take no flow lookup (they are dropped).
+    pub const DIRECT: u32 = 1 << 4;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);

@@ -25,7 +25,7 @@ pub enum Reason {
     /// kernel bridge (the slow path).
     PassToBridge = 6,
     /// Masqueraded (source rewritten to the uplink's address and a NAT port) and sent out of
-    /// the uplink.
+    /// the uplink; on a network without masquerade, tracked and sent out with its own address.
     RedirectNat = 7,
     /// A reply (or an ICMP error about a flow) arriving on an uplink, translated back and
     /// delivered straight into the container's namespace.
@@ -91,8 +91,8 @@ pub enum Reason {
     DropNatUnsupported = 86,
     /// Too big for the uplink's MTU and fragmenting is allowed: netd does not fragment.
     DropNatFragNeeded = 87,
-    /// From outside to a masquerading network's container without a translation: nobody
-    /// inside asked for it.
+    /// From outside to a container's own address without a flow (any network but a
+    /// `nat-unprotected` one): nobody inside asked for it.
     DropUnsolicited = 88,
     /// A reply that would leave the host with TTL 0.
     DropTtlExceeded = 89,

@@ -73,16 +73,18 @@ pub fn from_container(ctx: &TcContext) -> i32 {
             }
             false
         }
-        // A known masqueraded flow.
+        // A known flow (masqueraded, or tracked as routed).
         Reason::RedirectNat => true,
-        // Beyond the host's networks (the route decides; local addresses stay with the stack).
-        Reason::PassToStack => src.flags & NetworkFlags::MASQUERADE != 0 && parsed.tuple.dst_addr != src.gateway,
+        // Beyond the host's networks (the route decides; local addresses stay with the stack):
+        // masqueraded, or on a network without masquerade tracked as it is routed, so that
+        // what answers it can come back (and nothing else, as Docker's conntrack rules).
+        Reason::PassToStack => src.flags & NetworkFlags::INTERNAL == 0 && parsed.tuple.dst_addr != src.gateway,
         _ => false,
     };
     if masquerade {
         // `flow` is the egress entry, or `None` when `ipv4` looked it up and found none: it
-        // looks for every packet of a masquerading network to beyond its subnet, so every
-        // packet that gets here.
+        // looks for every packet of a network that is not internal to beyond its subnet, so
+        // every packet that gets here.
         let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
         v.reason = snat_v4_egress(ctx, &frame, &parsed, src, flow, &mut t);
         v.target = t.ifindex;
@@ -144,11 +146,11 @@ fn ipv4(
         return Reason::DropSpoofedIp;
     }
     let dst = t.dst_addr;
-    if src.flags & (NetworkFlags::MASQUERADE | EndpointInfo::PUBLISHED) != 0 && dst & src.mask != src.subnet {
-        // Most traffic to beyond the subnet belongs to a masqueraded flow, which was checked
-        // against the policy when it was created, or answers a flow to a published port: one
-        // lookup settles it (the daemon removes flows that a new network or endpoint would
-        // contradict).
+    if src.flags & NetworkFlags::INTERNAL == 0 && dst & src.mask != src.subnet {
+        // Most traffic to beyond the subnet belongs to a known flow (masqueraded, or tracked as
+        // routed), which was checked against the policy when it was created, or answers a flow
+        // to a published port: one lookup settles it (the daemon removes flows that a new
+        // network or endpoint would contradict).
         if let Some(e) = NETD_NAT.get_ptr_mut(&t.key()) {
             *flow = Some(e);
             return Reason::RedirectNat;

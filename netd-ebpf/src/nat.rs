@@ -37,8 +37,8 @@ use netd_ebpf::{
 };
 
 use crate::maps::{
-    count_lost_event, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT, NETD_NAT_CANDIDATES,
-    NETD_NAT_CONFIG, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
+    count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
+    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -214,8 +214,17 @@ pub fn snat_v4_egress(
     known: Option<*mut NatEntry>,
     target: &mut NatTarget,
 ) -> Reason {
+    let masquerade = src.flags & NetworkFlags::MASQUERADE != 0;
+    // What cannot be tracked: dropped on a masquerading network (it would leave with the
+    // container's own address), routed unchanged by the stack on others, and on
+    // `nat-unprotected` ones (answers to what the outside sent them directly).
+    let untracked = if masquerade && src.flags & NetworkFlags::UNPROTECTED == 0 {
+        Reason::DropNatUnsupported
+    } else {
+        Reason::PassToStack
+    };
     if p.flags & PacketFlags::FRAGMENT != 0 {
-        return Reason::DropNatFragment;
+        return if masquerade { Reason::DropNatFragment } else { Reason::PassToStack };
     }
     match p.class {
         PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => {}
@@ -226,12 +235,15 @@ pub fn snat_v4_egress(
             match h.u8::<{ icmp::TYPE_OFF }>() {
                 icmp::ECHO_REQUEST => {}
                 icmp::DEST_UNREACH | icmp::TIME_EXCEEDED | icmp::PARAM_PROBLEM => {
-                    return snat_v4_icmp_error_egress(ctx, p, target);
+                    return match snat_v4_icmp_error_egress(ctx, p, target) {
+                        Reason::DropNatUnsupported => untracked,
+                        r => r,
+                    };
                 }
-                _ => return Reason::DropNatUnsupported,
+                _ => return untracked,
             }
         }
-        _ => return Reason::DropNatUnsupported,
+        _ => return untracked,
     }
     let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
         return Reason::DropShortIpv4;
@@ -306,10 +318,17 @@ pub fn snat_v4_egress(
             // Routed through a device that is not an uplink: the kernel routes it unchanged.
             return Reason::PassToStack;
         };
-        // The uplink as this flow leaves by it: with the network's own address, if it has one.
-        let via = UplinkInfo { addr: snat_addr(src).unwrap_or(uplink.addr), flags: uplink.flags };
+        // The uplink as this flow leaves by it: with the network's own address if it has one,
+        // else the uplink's, and a port of the NAT range; without masquerade, with the
+        // container's own address and port (tracked, not translated).
+        let (via, range) = if masquerade {
+            let addr = snat_addr(src).unwrap_or(uplink.addr);
+            (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max))
+        } else {
+            let own = u16::from_be(key.src_port);
+            (UplinkInfo { addr: src.ip, flags: uplink.flags }, (own, own))
+        };
         let mut verdict = Reason::RedirectNat;
-        let range = (cfg.port_min, cfg.port_max);
         match snat_v4_new_mapping(&key, src, &via, &hop, l4.nat_flags, now, range, &mut verdict) {
             Ok((addr, port)) => {
                 if cfg.flags & NatConfig::EVENTS != 0 {
@@ -775,11 +794,12 @@ pub fn snat_v4_ingress(
 ) -> Reason {
     // Another address than the uplink's is the host's business, except replies to the
     // address a network masquerades with (`com.docker.network.host_ipv4`, while one has one),
-    // and (while ports are published) TCP and UDP that may be for a published port: those are
+    // what comes to containers' own addresses (`DIRECT`: replies of routed flows, and
+    // `nat-unprotected` networks), and (while ports are published) TCP and UDP that may be for a published port: those are
     // reached on every address of the host, as Docker's rules match `--dst-type LOCAL`.
     let other = p.tuple.dst_addr != uplink.addr;
     if other
-        && uplink.flags & UplinkInfo::SNAT_ADDRS == 0
+        && uplink.flags & (UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT) == 0
         && (uplink.flags & UplinkInfo::PUBLISHED == 0
             || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp)
             || p.flags & PacketFlags::FRAGMENT != 0)
@@ -820,10 +840,11 @@ pub fn snat_v4_ingress(
     }
     let key = p.tuple.key();
     let found = NETD_NAT.get_ptr_mut(&key);
-    // Without a flow, what is published there (looked up once: `open_published` takes it).
+    // Without a flow, what is published there, or the container itself on a `nat-unprotected`
+    // network (looked up once: `open_published` takes it).
     let mut to = None;
     if found.is_none() {
-        to = publishable(&key, uplink);
+        to = inbound_target(&key, uplink, other);
         if to.is_none() {
             return none();
         }
@@ -929,6 +950,32 @@ fn publishable(key: &Ipv4Tuple, uplink: &UplinkInfo) -> Option<&'static Publishe
     published(key)
 }
 
+/// Where a packet of no flow may open one (map values: a pointer to carry, not a copy).
+#[derive(Clone, Copy)]
+enum Inbound {
+    /// A published port (see [`publishable`]).
+    Published(&'static PublishedPort),
+    /// Sent to a container's own address on a `nat-unprotected` network: that container and
+    /// port as they are (tracked, so its answers leave untranslated).
+    Direct(&'static EndpointInfo),
+}
+
+/// See [`Inbound`]; `other`: the packet is not for the uplink's address.
+#[inline(always)]
+fn inbound_target(key: &Ipv4Tuple, uplink: &UplinkInfo, other: bool) -> Option<Inbound> {
+    if let Some(to) = publishable(key, uplink) {
+        return Some(Inbound::Published(to));
+    }
+    if !other || uplink.flags & UplinkInfo::DIRECT == 0 {
+        return None;
+    }
+    let ep = endpoint_by_ip(key.dst_addr)?;
+    if ep.flags & (NetworkFlags::UNPROTECTED | NetworkFlags::INTERNAL) != NetworkFlags::UNPROTECTED {
+        return None;
+    }
+    Some(Inbound::Direct(ep))
+}
+
 /// Opens a flow to a published port for the packet `key` arriving on uplink `ifindex` (UDP, or
 /// a TCP SYN without ACK: anything else of no flow is the host's), in place of `old`, the
 /// expired flow of the same key if there is one. The ingress entry gives the packet the
@@ -946,18 +993,23 @@ fn open_published(
     ifindex: u32,
     other: bool,
     old: Option<*mut NatEntry>,
-    to: Option<&'static PublishedPort>,
+    to: Option<Inbound>,
     now: u64,
 ) -> Result<Option<*mut NatEntry>, Reason> {
     if !opens_flow(frame, p) {
         return Ok(None);
     }
     // Looked up by the caller when there was no flow; not when an expired one was found.
-    let Some(to) = to.or_else(|| publishable(key, uplink)) else {
+    let Some(to) = to.or_else(|| inbound_target(key, uplink, other)) else {
         return Ok(None);
     };
+    // The container's address and port, its veth and MAC; whether it is reached directly.
+    let (addr, port, veth, mac, direct) = match to {
+        Inbound::Published(p) => (p.addr, p.port, p.ifindex, p.mac, false),
+        Inbound::Direct(ep) => (key.dst_addr, key.dst_port, ep.ifindex, ep.mac, true),
+    };
     // SAFETY: read-only map value.
-    if other && unsafe { NETD_HOST_ADDRS.get(&key.dst_addr) }.is_none() {
+    if other && !direct && unsafe { NETD_HOST_ADDRS.get(&key.dst_addr) }.is_none() {
         // Not the host's: routed through it, or a container's (unsolicited).
         return Ok(None);
     }
@@ -969,11 +1021,11 @@ fn open_published(
     let mut slot = MaybeUninit::<NatEntry>::uninit();
     // SAFETY: all-zero is a valid value of this plain C struct.
     let e = unsafe { zeroed_in(&mut slot) };
-    e.addr = to.addr;
-    e.port = to.port;
+    e.addr = addr;
+    e.port = port;
     e.flags = NatFlags::INGRESS | NatFlags::INBOUND;
-    e.ifindex = to.ifindex;
-    e.dmac = to.mac;
+    e.ifindex = veth;
+    e.dmac = mac;
     e.last_seen = now;
     e.created = now;
     let ek = egress_key(key, e);
@@ -1009,14 +1061,19 @@ fn open_published(
     Ok(NETD_NAT.get_ptr_mut(key))
 }
 
-/// Traffic from outside to an address that is not the uplink's: a masquerading (or internal)
-/// network's containers are not reachable from outside; anything else (the host's other
-/// addresses, networks routed without masquerade, gateways) is the host's business.
+/// Traffic from outside, of no flow, to an address that is not the uplink's: the containers of
+/// netd's networks are not reachable from outside, but on `nat-unprotected` networks; anything
+/// else (the host's other addresses, routes through the host, gateways) is the host's business.
 #[inline(always)]
 fn unsolicited_or_pass(dst: u32) -> Reason {
     let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
     if let Some(n) = NETD_NETWORKS.get(&key) {
-        if dst != n.gateway && n.flags & (NetworkFlags::MASQUERADE | NetworkFlags::INTERNAL) != 0 {
+        // Docker's `nat` gateway mode, masquerading or not: a container is reached through
+        // the host's addresses (published ports) and by the replies of its flows, never
+        // directly; `nat-unprotected` lets anything through (internal networks: nothing).
+        if dst != n.gateway
+            && n.flags & (NetworkFlags::UNPROTECTED | NetworkFlags::INTERNAL) != NetworkFlags::UNPROTECTED
+        {
             return Reason::DropUnsolicited;
         }
     }

@@ -504,6 +504,67 @@ fn a_network_with_an_address_of_its_own_masquerades_with_it_both_ways() {
     assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
 }
 
+#[test]
+fn a_network_without_masquerade_is_tracked_and_reached_only_by_replies_unless_unprotected() {
+    let mut t = topology(None);
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::DIRECT).expect("uplink");
+    let (server, r) = (ip(SERVER), addr_of("r"));
+    let to_r = |protocol: u8, sport: u16, dport: u16, ttl: u8, dst_mac: [u8; 6]| {
+        let l3 = if protocol == PROTO_ICMP {
+            let mut h = Ipv4::new(server, r, PROTO_ICMP);
+            h.ttl = ttl;
+            h.packet(&icmp_echo(0, dport, 9, b"hello"))
+        } else {
+            packet(protocol, server, r, sport, dport, ttl, 0)
+        };
+        Ethernet::new(ROUTER_MAC, dst_mac, ETH_P_IPV4).frame(&l3)
+    };
+    for (protocol, dport) in [(PROTO_TCP, 80), (PROTO_UDP, 53), (PROTO_ICMP, 0)] {
+        // Routed, not translated: its own address and port, TTL and MACs as a router's.
+        let out = send(&mut t, "r", &from_endpoint("r", protocol, 40000, server, dport));
+        let routed =
+            Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(protocol, r, server, 40000, dport, 63, 8));
+        assert_eq!((out.reason(), out.verdict, &out.output), (Reason::RedirectNat, TC_ACT_REDIRECT, &routed));
+        // Its reply comes back, into r's namespace, unchanged but for the TTL.
+        let back = receive(&mut t, &to_r(protocol, dport, 40000, 64, UPLINK_MAC));
+        assert_eq!((back.reason(), back.event().target), (Reason::RedirectReverseNat, t.ifindex["r"]), "{protocol}");
+        assert_eq!(back.output, to_r(protocol, dport, 40000, 63, docker_mac(r)), "protocol {protocol}");
+    }
+    // Unasked, nothing reaches it at its own address (Docker's `nat` gateway mode).
+    for (protocol, sport, dport) in [(PROTO_TCP, 1234, 22), (PROTO_UDP, 1234, 40000), (PROTO_ICMP, 0, 77)] {
+        let out = receive(&mut t, &to_r(protocol, sport, dport, 64, UPLINK_MAC));
+        assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT), "protocol {protocol}");
+    }
+    // What cannot be tracked is routed unchanged by the stack: other protocols, fragments.
+    let gre = Ethernet::new(docker_mac(r), GATEWAY_MAC, ETH_P_IPV4).frame(&Ipv4::new(r, server, 47).packet(b"gre"));
+    assert_eq!(send(&mut t, "r", &gre).reason(), Reason::PassToStack);
+
+    // `nat-unprotected`: reached at its own address, any port; a connection from outside is
+    // tracked so that its answers leave untranslated (here on a masquerading network: a's).
+    let unprotected = NetworkFlags::ICC | NetworkFlags::MASQUERADE | NetworkFlags::UNPROTECTED;
+    set_endpoint(&mut t.dp, "a", t.ifindex["a"], unprotected);
+    let info = NetworkInfo { network: 1, gateway: wire(ip("10.1.0.1")), flags: unprotected, snat_addr: 0 };
+    t.dp.set_network(ip("10.1.0.0"), 24, &info).expect("net");
+    let a = addr_of("a");
+    let syn = tcp_in(50000, a, 22, TCP_SYN, 64, UPLINK_MAC);
+    let out = receive(&mut t, &syn);
+    assert_eq!((out.reason(), out.event().target), (Reason::RedirectReverseNat, t.ifindex["a"]));
+    assert_eq!(out.output, tcp_in(50000, a, 22, TCP_SYN, 63, docker_mac(a)), "delivered as sent");
+    let answer = Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(a, server, PROTO_TCP).packet(&tcp(a, server, 22, 50000, TCP_SYN | TCP_ACK, b"")));
+    let out = send(&mut t, "a", &answer);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert_eq!(&out.output[14 + 12..14 + 16], &a.octets(), "the answer keeps a's own address");
+    assert_eq!(nat_port_of(&out.output), 22, "and port");
+    // A ping too (untracked, the stack delivers it), and a's echo reply goes back unchanged.
+    let ping = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(server, a, PROTO_ICMP).packet(&icmp_echo(8, 7, 1, b"ping")));
+    assert_eq!(receive(&mut t, &ping).reason(), Reason::PassFromUplink);
+    let echo_reply = Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(a, server, PROTO_ICMP).packet(&icmp_echo(0, 7, 1, b"ping")));
+    assert_eq!(send(&mut t, "a", &echo_reply).reason(), Reason::PassToStack);
+}
+
 /// Whether `t` lies within `[lo, hi]`, give or take a clock tick (the datapath reads its clock
 /// from a cache that can lag by one; ticks are 10 ms at most).
 fn within_a_tick(t: u64, (lo, hi): (u64, u64)) -> bool {
@@ -682,10 +743,6 @@ fn a_full_table_evicts_a_flow_that_is_not_assured_as_conntrack_early_drop_does()
 fn what_is_never_translated() {
     let mut t = topology(None);
     let server = ip(SERVER);
-    // A network without masquerade: routed unchanged by the stack.
-    let frame = from_endpoint("r", PROTO_UDP, 40000, server, 53);
-    let out = send(&mut t, "r", &frame);
-    assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassToStack, TC_ACT_OK, &frame));
     // The gateway is the host's.
     let frame = from_endpoint("a", PROTO_UDP, 40000, ip("10.1.0.1"), 53);
     let out = send(&mut t, "a", &frame);
@@ -711,9 +768,8 @@ fn what_is_never_translated() {
         Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, server, src, 53, 40000, 64, 0));
     let out = receive(&mut t, &frame);
     assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT));
-    // The same port on the uplink address without a flow, the gateway, a routed network: the
-    // host's, untouched.
-    for dst in [ip(UPLINK_ADDR), ip("10.1.0.1"), addr_of("r")] {
+    // The same port on the uplink address without a flow, the gateway: the host's, untouched.
+    for dst in [ip(UPLINK_ADDR), ip("10.1.0.1")] {
         let frame =
             Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&packet(PROTO_TCP, server, dst, 80, 40000, 64, 0));
         let out = receive(&mut t, &frame);
@@ -1038,9 +1094,13 @@ fn a_published_port_takes_connections_from_outside_to_the_container_and_its_answ
     };
     assert_eq!(out.nat_events, vec![expected]);
     t.dp.set_nat_events(false).expect("reports off");
-    // r's own traffic to the outside is still routed unchanged (it does not masquerade).
-    let frame = from_endpoint("r", PROTO_UDP, 40000, server, 53);
-    assert_eq!(send(&mut t, "r", &frame).reason(), Reason::PassToStack);
+    // r's own traffic to the outside leaves with its own address (it does not masquerade).
+    let out = send(&mut t, "r", &from_endpoint("r", PROTO_UDP, 40000, server, 53));
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert_eq!(
+        out.output,
+        Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, r, server, 40000, 53, 63, 8))
+    );
 
     // Unpublished: a new connection is the host's; the live one goes on.
     t.dp.remove_published(&netd_common::PublishedKey { addr: 0, port: 8080u16.to_be(), protocol: PROTO_TCP, pad: 0 })

@@ -731,6 +731,71 @@ fn a_network_with_host_ipv4_reaches_the_outside_from_that_address_as_dockers_sna
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
 }
 
+/// Five datagrams from outside to sandbox `name` (address `addr`) port 6000, which it listens
+/// on: whether any arrived within 2 s.
+fn unsolicited_udp_arrives(w: &World, d: &TestDaemon, name: &str, addr: Ipv4Addr) -> bool {
+    let listener = spawn_in_path(&d.sandbox_netns(name), move || {
+        let s = UdpSocket::bind((addr, 6000)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut buf = [0u8; 64];
+        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    w.outside.run(move || {
+        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
+        for _ in 0..5 {
+            s.send_to(b"knock", (addr, 6000)).expect("send");
+        }
+    });
+    listener.join().expect("listener")
+}
+
+#[test]
+fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_addresses() {
+    let w = world(&[]);
+    let d = &w.d;
+    let mode = "com.docker.network.bridge.gateway_mode_ipv4=nat-unprotected";
+    d.netd(&["network", "create", "--subnet", "10.206.0.0/24", "-o", mode, "open"]).ok();
+    sandbox(d, "u1", "open");
+    let u1 = addr_of(d, "u1", "open");
+    w.outside.ip(&["route", "add", "10.206.0.0/24", "via", UPLINK]);
+    let inspect: serde_json::Value = serde_json::from_str(&d.netd(&["network", "inspect", "open"]).ok()).expect("JSON");
+    assert_eq!(inspect[0]["Options"]["com.docker.network.bridge.gateway_mode_ipv4"], "nat-unprotected");
+
+    // Anything reaches it at its own address: datagrams, a ping, a TCP connection whose
+    // answers leave with its own address although the network masquerades.
+    assert!(unsolicited_udp_arrives(&w, d, "u1", u1), "the datagrams arrived");
+    assert!(w.outside.exec("ping", &["-c", "1", "-W", "2", &u1.to_string()]).status.success(), "ping");
+    let listener = spawn_in_path(&d.sandbox_netns("u1"), move || TcpListener::bind((u1, 7000)).expect("bind"))
+        .join()
+        .expect("listener");
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        s.write_all(b"welcome").expect("write");
+        peer
+    });
+    let got = w.outside.run(move || {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::from((u1, 7000)), DEADLINE).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = [0u8; 7];
+        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
+        buf
+    });
+    assert_eq!(&got, b"welcome");
+    assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
+    // Its own connections out are still masqueraded.
+    let echo = tcp_echo_server(&w.outside, 8080, 1);
+    assert_eq!(tcp_from(d, "u1", "open", 8080), b"hello");
+    assert_eq!(echo.join().expect("server")[0].ip().to_string(), UPLINK);
+
+    // routed and isolated are not netd's: refused, nothing made.
+    for refused in ["routed", "isolated"] {
+        let option = format!("com.docker.network.bridge.gateway_mode_ipv4={refused}");
+        d.netd(&["network", "create", "-o", &option, "nope"]).fails_with("is not supported by netd");
+    }
+    assert!(!d.netd(&["network", "ls"]).ok().contains("nope"));
+}
+
 #[test]
 fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let w = world(&[]);
@@ -753,14 +818,21 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let (c1, p1) = (addr_of(d, "c1", "n1"), addr_of(d, "p1", "plain"));
 
     // Without masquerade the packet is routed unchanged: the server sees the container's own
-    // address, and answers reach it once the outside has a route back.
+    // address, and answers reach it once the outside has a route back (the flow is tracked:
+    // its answers are let in, as Docker's conntrack rule does).
     w.outside.ip(&["route", "add", "10.202.0.0/24", "via", UPLINK]);
     let server = udp_echo_server(&w.outside, 5353, 1);
     let answered = udp_query(d, "p1", p1);
     let peers = server.join().expect("server");
     assert_eq!(peers.iter().map(SocketAddr::ip).collect::<Vec<_>>(), vec![std::net::IpAddr::V4(p1)], "routed as is");
     assert!(answered, "the answer came back by routing");
-    assert_eq!(d.count(Some("p1"), "redirect-nat"), 0);
+    assert_eq!(d.count(Some("p1"), "redirect-nat"), 1, "tracked");
+    let flows = d.netd(&["nat", "ls"]).ok();
+    assert!(flows.contains(&format!("{p1}:")), "listed with its own address: {flows}");
+    // But unasked, the outside reaches it no more than a masquerading network's containers
+    // (Docker's `nat` gateway mode): not even a ping.
+    assert!(!unsolicited_udp_arrives(&w, d, "p1", p1), "nothing reached p1");
+    assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", &p1.to_string()]).status.code() != Some(0));
 
     // An internal network reaches nothing outside (it has no default route; the datapath
     // drops what is sent anyway, see datapath_fastpath).
@@ -772,20 +844,7 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     let monitor = d.netd_streaming(&["monitor", "--json", "--sandbox", "c1"]);
     assert!(monitor.line(Duration::from_secs(10)).is_some_and(|l| l.contains("Listening")));
     w.outside.ip(&["route", "add", "10.201.0.0/24", "via", UPLINK]);
-    let listener = spawn_in_path(&d.sandbox_netns("c1"), move || {
-        let s = UdpSocket::bind((c1, 6000)).expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        let mut buf = [0u8; 64];
-        uninterrupted(|| s.recv_from(&mut buf)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    w.outside.run(move || {
-        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
-        for _ in 0..5 {
-            s.send_to(b"knock", (c1, 6000)).expect("send");
-        }
-    });
-    assert!(!listener.join().expect("listener"), "nothing reached the container");
+    assert!(!unsolicited_udp_arrives(&w, d, "c1", c1), "nothing reached the container");
     assert!(w.outside.exec("ping", &["-c", "1", "-W", "1", &c1.to_string()]).status.code() != Some(0));
     assert!(d.count(None, "drop-unsolicited") >= 5);
     let knock: serde_json::Value =

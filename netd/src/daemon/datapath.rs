@@ -8,7 +8,7 @@ use netd_common::{EndpointInfo, NetworkFlags, NetworkInfo, PublishedKey, Publish
 
 use crate::{
     datapath::{Datapath, DatapathError},
-    model::{EndpointLink, Network, PortBinding},
+    model::{options::GatewayMode, EndpointLink, Network, PortBinding},
 };
 
 use super::{
@@ -37,6 +37,9 @@ fn network_flags(n: &Network) -> u32 {
             if b.host_ipv4.is_some() {
                 flags |= NetworkFlags::SNAT_ADDR;
             }
+        }
+        if b.gateway_mode_ipv4 == GatewayMode::NatUnprotected {
+            flags |= NetworkFlags::UNPROTECTED;
         }
     }
     if n.internal {
@@ -150,13 +153,23 @@ impl Daemon {
         Ok(())
     }
 
-    /// Marks the uplinks when some port is published (`UplinkInfo::PUBLISHED`) and when some
-    /// network masquerades with an address of its own (`UplinkInfo::SNAT_ADDRS`), unmarks them
-    /// when none does, now rather than at the next uplink sync.
+    /// Marks the uplinks when some port is published (`UplinkInfo::PUBLISHED`), when some
+    /// network masquerades with an address of its own (`UplinkInfo::SNAT_ADDRS`) and when some
+    /// network's containers are reached at their own addresses (`UplinkInfo::DIRECT`), unmarks
+    /// them when none does, now rather than at the next uplink sync.
     pub(super) fn uplink_marks_changed(&self, dp: &mut Datapath) -> Result<()> {
-        const MARKS: u32 = UplinkInfo::PUBLISHED | UplinkInfo::SNAT_ADDRS;
+        const MARKS: u32 = UplinkInfo::PUBLISHED | UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT;
+        let networks = dp.networks()?;
+        // Reached at their containers' own addresses: replies of routed flows, or anything
+        // on a `nat-unprotected` network.
+        let direct = networks.iter().any(|n| {
+            n.flags & NetworkFlags::INTERNAL == 0
+                && (n.flags & NetworkFlags::MASQUERADE == 0 || n.flags & NetworkFlags::UNPROTECTED != 0)
+        });
+        let own_addrs = networks.iter().any(|n| n.flags & NetworkFlags::SNAT_ADDR != 0);
         let marks = if dp.any_published()? { UplinkInfo::PUBLISHED } else { 0 }
-            | if dp.snat_addresses()?.is_empty() { 0 } else { UplinkInfo::SNAT_ADDRS };
+            | if own_addrs { UplinkInfo::SNAT_ADDRS } else { 0 }
+            | if direct { UplinkInfo::DIRECT } else { 0 };
         self.uplink_marks.store(marks, std::sync::atomic::Ordering::Relaxed);
         for (ifindex, addr, flags) in dp.uplinks()? {
             let want = (flags & !MARKS) | marks;

@@ -113,6 +113,7 @@ impl Daemon {
             enable_ip_masquerade: self.cfg.ip_masq,
             host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
             host_ipv4: None,
+            gateway_mode_ipv4: crate::model::options::GatewayMode::Nat,
             mtu: self.cfg.mtu,
         }
     }

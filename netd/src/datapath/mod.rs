@@ -387,19 +387,18 @@ impl Datapath {
             .map_err(map_err(MAP_NETWORKS))
     }
 
+    /// The networks the trie holds.
+    pub fn networks(&self) -> Result<Vec<NetworkInfo>> {
+        let map = self.ebpf.map(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
+        let trie = LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
+        trie.iter().map(|r| r.map(|(_, n)| n).map_err(map_err(MAP_NETWORKS))).collect()
+    }
+
     /// The addresses networks masquerade with instead of their uplink's
     /// (`com.docker.network.host_ipv4`), as the network trie holds them.
     pub fn snat_addresses(&self) -> Result<Vec<Ipv4Addr>> {
-        let map = self.ebpf.map(MAP_NETWORKS).ok_or(DatapathError::MissingMap { name: MAP_NETWORKS })?;
-        let trie = LpmTrie::<_, u32, NetworkInfo>::try_from(map).map_err(map_err(MAP_NETWORKS))?;
-        let mut out = Vec::new();
-        for r in &trie {
-            let (_, n) = r.map_err(map_err(MAP_NETWORKS))?;
-            if n.flags & netd_common::NetworkFlags::SNAT_ADDR != 0 && n.snat_addr != 0 {
-                out.push(Ipv4Addr::from(n.snat_addr.to_ne_bytes()));
-            }
-        }
-        Ok(out)
+        let with_own = |n: &NetworkInfo| n.flags & netd_common::NetworkFlags::SNAT_ADDR != 0 && n.snat_addr != 0;
+        Ok(self.networks()?.iter().filter(|n| with_own(n)).map(|n| Ipv4Addr::from(n.snat_addr.to_ne_bytes())).collect())
     }
 
     /// Removes a network's subnet from the trie (absent is fine).

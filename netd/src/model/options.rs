@@ -13,17 +13,19 @@ pub enum OptionKey {
     EnableIpMasquerade,
     HostBindingIpv4,
     HostIpv4,
+    GatewayModeIpv4,
     Mtu,
     ContainerIfacePrefix,
 }
 
 impl OptionKey {
-    pub const ALL: [OptionKey; 8] = [
+    pub const ALL: [OptionKey; 9] = [
         OptionKey::DefaultBridge,
         OptionKey::EnableIcc,
         OptionKey::EnableIpMasquerade,
         OptionKey::HostBindingIpv4,
         OptionKey::HostIpv4,
+        OptionKey::GatewayModeIpv4,
         OptionKey::BridgeName,
         OptionKey::Mtu,
         OptionKey::ContainerIfacePrefix,
@@ -37,6 +39,7 @@ impl OptionKey {
             OptionKey::EnableIpMasquerade => "com.docker.network.bridge.enable_ip_masquerade",
             OptionKey::HostBindingIpv4 => "com.docker.network.bridge.host_binding_ipv4",
             OptionKey::HostIpv4 => "com.docker.network.host_ipv4",
+            OptionKey::GatewayModeIpv4 => "com.docker.network.bridge.gateway_mode_ipv4",
             OptionKey::Mtu => "com.docker.network.driver.mtu",
             OptionKey::ContainerIfacePrefix => "com.docker.network.container_iface_prefix",
         }
@@ -63,7 +66,39 @@ pub struct BridgeOptions {
     /// their uplink's (Docker's `SNAT --to-source` in place of `MASQUERADE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ipv4: Option<Ipv4Addr>,
+    /// `com.docker.network.bridge.gateway_mode_ipv4`.
+    #[serde(default, skip_serializing_if = "GatewayMode::is_nat")]
+    pub gateway_mode_ipv4: GatewayMode,
     pub mtu: u32,
+}
+
+/// How the outside reaches a network's containers (Docker 28's gateway modes; `routed` and
+/// `isolated` are not netd's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GatewayMode {
+    /// Through the host's addresses (published ports) and as replies of the containers' own
+    /// flows; never at the containers' own addresses.
+    #[default]
+    Nat,
+    /// Also at the containers' own addresses, any port (Docker's legacy default).
+    NatUnprotected,
+}
+
+impl GatewayMode {
+    #[must_use]
+    pub fn is_nat(&self) -> bool {
+        *self == GatewayMode::Nat
+    }
+
+    fn parse(key: &str, value: &str) -> Result<Self, String> {
+        match value {
+            "nat" => Ok(GatewayMode::Nat),
+            "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
+            "routed" | "isolated" => Err(format!("{key}={value} is not supported by netd (nat, nat-unprotected are)")),
+            _ => Err(format!("invalid {key} value {value:?}: nat, nat-unprotected, routed or isolated")),
+        }
+    }
 }
 
 impl BridgeOptions {
@@ -77,6 +112,7 @@ impl BridgeOptions {
             enable_ip_masquerade: true,
             host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
             host_ipv4: None,
+            gateway_mode_ipv4: GatewayMode::Nat,
             mtu: default_mtu,
         };
         for (key, value) in options {
@@ -101,6 +137,7 @@ impl BridgeOptions {
                         .map_err(|_| format!("failed to parse {key} value: {value} is not a valid IPv4 address"))?;
                 }
                 OptionKey::HostIpv4 => o.host_ipv4 = Some(parse_snat_address(key, value)?),
+                OptionKey::GatewayModeIpv4 => o.gateway_mode_ipv4 = GatewayMode::parse(key, value)?,
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
                 // Applied when an endpoint is made (see `container_iface_prefix`).
                 OptionKey::ContainerIfacePrefix => validate_iface_prefix(value)?,
@@ -219,6 +256,19 @@ mod tests {
         let e = BridgeOptions::parse(&opts(&[("com.docker.network.bridge.enable_icc", "maybe")]), "b".into(), 1500);
         assert!(e.unwrap_err().contains("invalid syntax"));
         assert!(validate_ifname("sixteen-chars-xx").is_err());
+    }
+
+    #[test]
+    fn gateway_modes_nat_and_nat_unprotected() {
+        let key = "com.docker.network.bridge.gateway_mode_ipv4";
+        let mode = |v: &str| BridgeOptions::parse(&opts(&[(key, v)]), "b".into(), 1500).map(|o| o.gateway_mode_ipv4);
+        assert_eq!(BridgeOptions::parse(&opts(&[]), "b".into(), 1500).unwrap().gateway_mode_ipv4, GatewayMode::Nat);
+        assert_eq!(mode("nat"), Ok(GatewayMode::Nat));
+        assert_eq!(mode("nat-unprotected"), Ok(GatewayMode::NatUnprotected));
+        for unsupported in ["routed", "isolated"] {
+            assert!(mode(unsupported).unwrap_err().contains("is not supported by netd"), "{unsupported}");
+        }
+        assert!(mode("bogus").unwrap_err().contains("invalid com.docker.network.bridge.gateway_mode_ipv4 value"));
     }
 
     #[test]
