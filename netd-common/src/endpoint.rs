@@ -20,6 +20,10 @@ impl NetworkFlags {
     /// Without it (Docker's `nat`), only replies of the containers' own flows reach them there
     /// (and published ports through the host's addresses).
     pub const UNPROTECTED: u32 = 1 << 4;
+    /// `gateway_mode_ipv4=routed`: never masqueraded; the outside reaches the containers at
+    /// their own addresses with ICMP and on their published ports (`NETD_PUBLISHED` entries
+    /// keyed by the container's address and port).
+    pub const ROUTED: u32 = 1 << 5;
 }
 
 /// An endpoint: value of `NETD_ENDPOINTS_BY_IP` (key: its IPv4 address, wire order) and of

@@ -804,10 +804,10 @@ pub fn snat_v4_ingress(
             || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp)
             || p.flags & PacketFlags::FRAGMENT != 0)
     {
-        return unsolicited_or_pass(p.tuple.dst_addr);
+        return unsolicited_or_pass(p);
     }
     // What a packet of no flow gets.
-    let none = || if other { unsolicited_or_pass(p.tuple.dst_addr) } else { Reason::PassFromUplink };
+    let none = || if other { unsolicited_or_pass(p) } else { Reason::PassFromUplink };
     let reply = match p.class {
         PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => true,
         PacketClass::Ipv4Icmp => {
@@ -953,7 +953,8 @@ fn publishable(key: &Ipv4Tuple, uplink: &UplinkInfo) -> Option<&'static Publishe
 /// Where a packet of no flow may open one (map values: a pointer to carry, not a copy).
 #[derive(Clone, Copy)]
 enum Inbound {
-    /// A published port (see [`publishable`]).
+    /// A published port (see [`publishable`]): through a host address, or on a routed network
+    /// at the container's own.
     Published(&'static PublishedPort),
     /// Sent to a container's own address on a `nat-unprotected` network: that container and
     /// port as they are (tracked, so its answers leave untranslated).
@@ -1005,7 +1006,10 @@ fn open_published(
     };
     // The container's address and port, its veth and MAC; whether it is reached directly.
     let (addr, port, veth, mac, direct) = match to {
-        Inbound::Published(p) => (p.addr, p.port, p.ifindex, p.mac, false),
+        // Published on a routed network: keyed by the container's own address.
+        Inbound::Published(published) => {
+            (published.addr, published.port, published.ifindex, published.mac, published.addr == key.dst_addr)
+        }
         Inbound::Direct(ep) => (key.dst_addr, key.dst_port, ep.ifindex, ep.mac, true),
     };
     // SAFETY: read-only map value.
@@ -1061,19 +1065,23 @@ fn open_published(
     Ok(NETD_NAT.get_ptr_mut(key))
 }
 
-/// Traffic from outside, of no flow, to an address that is not the uplink's: the containers of
-/// netd's networks are not reachable from outside, but on `nat-unprotected` networks; anything
-/// else (the host's other addresses, routes through the host, gateways) is the host's business.
+/// Traffic `p` from outside, of no flow, to an address that is not the uplink's: the
+/// containers of netd's networks are not reachable from outside, but on `nat-unprotected`
+/// networks, and with ICMP on routed ones; anything else (the host's other addresses, routes
+/// through the host, gateways) is the host's business.
 #[inline(always)]
-fn unsolicited_or_pass(dst: u32) -> Reason {
+fn unsolicited_or_pass(p: &Parsed) -> Reason {
+    let dst = p.tuple.dst_addr;
     let key = aya_ebpf::maps::lpm_trie::Key::new(32, dst);
     if let Some(n) = NETD_NETWORKS.get(&key) {
         // Docker's `nat` gateway mode, masquerading or not: a container is reached through
         // the host's addresses (published ports) and by the replies of its flows, never
-        // directly; `nat-unprotected` lets anything through (internal networks: nothing).
-        if dst != n.gateway
-            && n.flags & (NetworkFlags::UNPROTECTED | NetworkFlags::INTERNAL) != NetworkFlags::UNPROTECTED
-        {
+        // directly; `nat-unprotected` lets anything through, `routed` ICMP (and published
+        // ports, which open flows); internal networks: nothing.
+        let open = n.flags & NetworkFlags::INTERNAL == 0
+            && (n.flags & NetworkFlags::UNPROTECTED != 0
+                || (n.flags & NetworkFlags::ROUTED != 0 && p.class == PacketClass::Ipv4Icmp));
+        if dst != n.gateway && !open {
             return Reason::DropUnsolicited;
         }
     }

@@ -565,6 +565,51 @@ fn a_network_without_masquerade_is_tracked_and_reached_only_by_replies_unless_un
     assert_eq!(send(&mut t, "a", &echo_reply).reason(), Reason::PassToStack);
 }
 
+#[test]
+fn a_routed_network_is_reached_at_its_published_ports_and_with_icmp_only() {
+    let mut t = topology(None);
+    let routed = NetworkFlags::ICC | NetworkFlags::ROUTED;
+    let info = NetworkInfo { network: 2, gateway: wire(ip("10.2.0.1")), flags: routed, snat_addr: 0 };
+    t.dp.set_network(ip("10.2.0.0"), 24, &info).expect("net");
+    set_endpoint(&mut t.dp, "r", t.ifindex["r"], routed);
+    let (server, r) = (ip(SERVER), addr_of("r"));
+    // Its port 80 published: keyed by its own address (the daemon does so on routed networks).
+    publish(&mut t, Some(r), PROTO_TCP, 80, "r", 80);
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::DIRECT | UplinkInfo::PUBLISHED).expect("uplink");
+
+    // A connection to it from outside: delivered as sent, its answers leave as they are.
+    let out = receive(&mut t, &tcp_in(50000, r, 80, TCP_SYN, 64, UPLINK_MAC));
+    assert_eq!((out.reason(), out.event().target), (Reason::RedirectReverseNat, t.ifindex["r"]));
+    assert_eq!(out.output, tcp_in(50000, r, 80, TCP_SYN, 63, docker_mac(r)));
+    let answer = Ethernet::new(docker_mac(r), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(r, server, PROTO_TCP).packet(&tcp(r, server, 80, 50000, TCP_SYN | TCP_ACK, b"")));
+    let out = send(&mut t, "r", &answer);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    let mut h = Ipv4::new(r, server, PROTO_TCP);
+    h.ttl = 63;
+    let routed_answer = Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&h.packet(&tcp(
+        r,
+        server,
+        80,
+        50000,
+        TCP_SYN | TCP_ACK,
+        b"",
+    )));
+    assert_eq!(out.output, routed_answer, "untranslated");
+    // Another port: refused. ICMP: the host's stack delivers it.
+    let out = receive(&mut t, &tcp_in(50001, r, 22, TCP_SYN, 64, UPLINK_MAC));
+    assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT));
+    let ping = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(server, r, PROTO_ICMP).packet(&icmp_echo(8, 7, 1, b"ping")));
+    assert_eq!(receive(&mut t, &ping).reason(), Reason::PassFromUplink);
+    // Its own flows out leave with its own address.
+    let out = send(&mut t, "r", &from_endpoint("r", PROTO_UDP, 40000, server, 53));
+    assert_eq!(
+        out.output,
+        Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, r, server, 40000, 53, 63, 8))
+    );
+}
+
 /// Whether `t` lies within `[lo, hi]`, give or take a clock tick (the datapath reads its clock
 /// from a cache that can lag by one; ticks are 10 ms at most).
 fn within_a_tick(t: u64, (lo, hi): (u64, u64)) -> bool {

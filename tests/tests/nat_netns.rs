@@ -731,6 +731,17 @@ fn a_network_with_host_ipv4_reaches_the_outside_from_that_address_as_dockers_sna
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
 }
 
+/// Connects from outside to `to` and reads the 7-byte greeting its server sends.
+fn greeting_from_outside(w: &World, to: SocketAddr) -> [u8; 7] {
+    w.outside.run(move || {
+        let mut s = TcpStream::connect_timeout(&to, DEADLINE).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = [0u8; 7];
+        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
+        buf
+    })
+}
+
 /// Five datagrams from outside to sandbox `name` (address `addr`) port 6000, which it listens
 /// on: whether any arrived within 2 s.
 fn unsolicited_udp_arrives(w: &World, d: &TestDaemon, name: &str, addr: Ipv4Addr) -> bool {
@@ -774,13 +785,7 @@ fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_a
         s.write_all(b"welcome").expect("write");
         peer
     });
-    let got = w.outside.run(move || {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::from((u1, 7000)), DEADLINE).expect("connect");
-        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let mut buf = [0u8; 7];
-        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
-        buf
-    });
+    let got = greeting_from_outside(&w, SocketAddr::from((u1, 7000)));
     assert_eq!(&got, b"welcome");
     assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
     // Its own connections out are still masqueraded.
@@ -788,12 +793,62 @@ fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_a
     assert_eq!(tcp_from(d, "u1", "open", 8080), b"hello");
     assert_eq!(echo.join().expect("server")[0].ip().to_string(), UPLINK);
 
-    // routed and isolated are not netd's: refused, nothing made.
-    for refused in ["routed", "isolated"] {
-        let option = format!("com.docker.network.bridge.gateway_mode_ipv4={refused}");
-        d.netd(&["network", "create", "-o", &option, "nope"]).fails_with("is not supported by netd");
-    }
+    // isolated is not netd's: refused, nothing made.
+    let option = "com.docker.network.bridge.gateway_mode_ipv4=isolated";
+    d.netd(&["network", "create", "--internal", "-o", option, "nope"]).fails_with("is not supported by netd");
     assert!(!d.netd(&["network", "ls"]).ok().contains("nope"));
+}
+
+#[test]
+fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without_masquerade() {
+    let w = world(&[]);
+    let d = &w.d;
+    let mode = "com.docker.network.bridge.gateway_mode_ipv4=routed";
+    d.netd(&["network", "create", "--subnet", "10.207.0.0/24", "-o", mode, "rt"]).ok();
+    // The host part of a mapping is not used: two sandboxes may give the same one.
+    for name in ["r1", "r2"] {
+        d.netd(&["run", "-d", "--name", name, "--network", "rt", "-p", "8080:7000", "--", "sleep", "300"]).ok();
+    }
+    let r1 = addr_of(d, "r1", "rt");
+    w.outside.ip(&["route", "add", "10.207.0.0/24", "via", UPLINK]);
+    let listeners = spawn_in_path(&d.sandbox_netns("r1"), move || {
+        (TcpListener::bind((r1, 7000)).expect("bind"), TcpListener::bind((r1, 7001)).expect("bind"))
+    })
+    .join()
+    .expect("listeners");
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listeners.0.accept().expect("accept");
+        s.write_all(b"routed!").expect("write");
+        (peer, listeners.1)
+    });
+    // The published port, at the container's own address: the container sees the client.
+    let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
+    assert_eq!(&got, b"routed!");
+    let (peer, _unpublished) = server.join().expect("server");
+    assert_eq!(peer.ip().to_string(), SERVER, "the container sees the client");
+    // Another port, although listened on: nothing. The host's port: not taken. ICMP: yes.
+    let refused =
+        |to: SocketAddr| w.outside.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err());
+    assert!(refused(SocketAddr::from((r1, 7001))), "an unpublished port is not reached");
+    assert!(refused(format!("{UPLINK}:8080").parse().expect("addr")), "no host port");
+    assert!(w.outside.exec("ping", &["-c", "1", "-W", "2", &r1.to_string()]).status.success(), "ping");
+    // Its own flows are not masqueraded.
+    let echo = tcp_echo_server(&w.outside, 8081, 1);
+    assert_eq!(tcp_from(d, "r1", "rt", 8081), b"hello");
+    assert_eq!(echo.join().expect("server")[0].ip(), std::net::IpAddr::V4(r1), "its own address");
+    assert!(d.netd(&["port", "r1"]).ok().contains("7000/tcp"), "the mapping is listed");
+
+    // After a restart, the published port is reached the same way.
+    let mut w = w;
+    w.d.stop();
+    w.d.restart();
+    let listener = spawn_in_path(&w.d.sandbox_netns("r1"), move || TcpListener::bind((r1, 7000)).expect("bind"))
+        .join()
+        .expect("listener");
+    let server = std::thread::spawn(move || listener.accept().expect("accept").0.write_all(b"again!!").expect("write"));
+    let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
+    assert_eq!(&got, b"again!!");
+    server.join().expect("server");
 }
 
 #[test]

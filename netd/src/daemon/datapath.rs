@@ -32,7 +32,9 @@ fn network_flags(n: &Network) -> u32 {
         if b.enable_icc {
             flags |= NetworkFlags::ICC;
         }
-        if b.enable_ip_masquerade {
+        if b.gateway_mode_ipv4 == GatewayMode::Routed {
+            flags |= NetworkFlags::ROUTED;
+        } else if b.enable_ip_masquerade {
             flags |= NetworkFlags::MASQUERADE;
             if b.host_ipv4.is_some() {
                 flags |= NetworkFlags::SNAT_ADDR;
@@ -48,9 +50,11 @@ fn network_flags(n: &Network) -> u32 {
     flags
 }
 
-/// The datapath's key of a published port.
-pub fn published_key(p: &PortBinding) -> PublishedKey {
-    PublishedKey { addr: wire(p.host_ip), port: p.host_port.to_be(), protocol: p.protocol.number(), pad: 0 }
+/// The datapath's key of port `p` published by endpoint `link` of `n`: the host's address and
+/// port, or on a routed network the container's own (the host part is not used, as Docker's).
+pub fn published_key(n: &Network, link: &EndpointLink, p: &PortBinding) -> PublishedKey {
+    let (addr, port) = if n.routed() { (link.ip, p.container_port) } else { (p.host_ip, p.host_port) };
+    PublishedKey { addr: wire(addr), port: port.to_be(), protocol: p.protocol.number(), pad: 0 }
 }
 
 /// The datapath's view of an endpoint of `n` (`traced`: `netd monitor --type trace` follows it;
@@ -144,7 +148,7 @@ impl Daemon {
                 mac: link.mac,
                 pad2: [0; 2],
             };
-            dp.set_published(&published_key(p), &to)?;
+            dp.set_published(&published_key(n, link, p), &to)?;
         }
         if !ports.is_empty() {
             self.uplink_marks_changed(&mut dp)?;
@@ -209,12 +213,17 @@ impl Daemon {
     }
 
     /// Removes an endpoint: datapath entries and link first, then the veth pair.
-    pub(super) async fn teardown_endpoint(&self, link: &EndpointLink, ports: &[PortBinding]) -> Result<()> {
+    pub(super) async fn teardown_endpoint(
+        &self,
+        n: &Network,
+        link: &EndpointLink,
+        ports: &[PortBinding],
+    ) -> Result<()> {
         let ifindex = self.nl.link(&link.host_veth).await?.map(|l| l.index);
         let gone = {
             let mut dp = self.dp();
             for p in ports {
-                dp.remove_published(&published_key(p))?;
+                dp.remove_published(&published_key(n, link, p))?;
             }
             if !ports.is_empty() {
                 self.uplink_marks_changed(&mut dp)?;

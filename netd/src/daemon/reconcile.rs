@@ -20,7 +20,11 @@ impl Daemon {
         self.follow_default_bridge_flags(&mut state).await?;
         self.ensure_networks_and_endpoints(&state).await?;
         self.remove_orphans(&state).await?;
-        self.datapath_forget_stale_published(&state.published().map(|(_, _, p)| published_key(p)).collect())?;
+        let known = state
+            .published()
+            .filter_map(|(n, s, p)| n.endpoints.get(s)?.link.as_ref().map(|link| published_key(n, link, p)))
+            .collect();
+        self.datapath_forget_stale_published(&known)?;
         self.relay_published(&state);
         self.adopt_older_sandboxes(&mut state);
         self.persist(&state)?;
@@ -65,7 +69,8 @@ impl Daemon {
     fn relay_published(&self, state: &State) {
         let mut relays = self.relays();
         for (n, sandbox_id, p) in state.published() {
-            if relays.contains_key(p) {
+            // A routed network's ports are reached at the container's address: no relay.
+            if relays.contains_key(p) || n.routed() {
                 continue;
             }
             let Some(link) = n.endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()) else { continue };

@@ -174,13 +174,14 @@ impl Daemon {
         state: &State,
         network_id: &str,
         sandbox_id: &str,
-        reserved: Vec<(PortBinding, proxy::Bound)>,
+        reserved: Vec<(PortBinding, Option<proxy::Bound>)>,
     ) -> Result<()> {
         let Some(link) = state.networks[network_id].endpoints.get(sandbox_id).and_then(|e| e.link.as_ref()) else {
             return Ok(());
         };
         let mut relays = self.relays();
-        for (binding, bound) in reserved {
+        // A routed network's ports have nothing bound (reached at the container's address).
+        for (binding, bound) in reserved.into_iter().filter_map(|(b, bound)| Some((b, bound?))) {
             let to = std::net::SocketAddrV4::new(link.ip, binding.container_port);
             let relay = proxy::start(bound, to, binding).map_err(Error::io(format!("relaying {binding}")))?;
             relays.insert(binding, relay);
@@ -363,7 +364,7 @@ impl Daemon {
         let netns = self.netns_path(&sandbox);
         let network = state.networks[network_id].clone();
         if let Err(e) = self.setup_endpoint(&network, &netns, sandbox_id, &endpoint_id, &link).await {
-            let _ = self.teardown_endpoint(&link, &endpoint_ports(state, network_id, sandbox_id)).await;
+            let _ = self.teardown_endpoint(&network, &link, &endpoint_ports(state, network_id, sandbox_id)).await;
             ipam.release(addr);
             let n = state.networks.get_mut(network_id).expect("exists");
             n.ipam = Some(ipam);
@@ -426,7 +427,7 @@ impl Daemon {
             }
         }
         if let Some(link) = &ep.link {
-            self.teardown_endpoint(link, &ep.ports).await?;
+            self.teardown_endpoint(n, link, &ep.ports).await?;
             if let Some(ipam) = n.ipam.as_mut() {
                 ipam.release(link.ip);
             }
@@ -645,8 +646,14 @@ fn endpoint_ports(state: &State, network_id: &str, sandbox_id: &str) -> Vec<Port
 /// Binds the ports `specs` asks to publish on `network` (see `proxy`), in order: the address
 /// given, else the network's `host_binding_ipv4`; the first free port of a range, or any free
 /// one. Refused, with nothing bound, on a network that cannot publish, or when a port is taken
-/// (by another sandbox, as Docker says it, or by the host).
-fn reserve_ports(state: &State, network: &Network, specs: &[PortSpec]) -> Result<Vec<(PortBinding, proxy::Bound)>> {
+/// (by another sandbox, as Docker says it, or by the host). On a routed network nothing is
+/// bound: the container's port is reached at its own address, and the mapping is kept as
+/// given (as Docker's, whose routed mode does not use the host part).
+fn reserve_ports(
+    state: &State,
+    network: &Network,
+    specs: &[PortSpec],
+) -> Result<Vec<(PortBinding, Option<proxy::Bound>)>> {
     if specs.is_empty() {
         return Ok(Vec::new());
     }
@@ -662,7 +669,17 @@ fn reserve_ports(state: &State, network: &Network, specs: &[PortSpec]) -> Result
             network.name
         )));
     }
-    let mut out: Vec<(PortBinding, proxy::Bound)> = Vec::new();
+    if network.routed() {
+        return Ok(specs
+            .iter()
+            .map(|spec| {
+                let host_ip = spec.host_ip.unwrap_or(bridge.host_binding_ipv4);
+                let host_port = spec.host_ports.map_or(0, |(lo, _)| lo);
+                (PortBinding { protocol: spec.protocol, host_ip, host_port, container_port: spec.container_port }, None)
+            })
+            .collect());
+    }
+    let mut out: Vec<(PortBinding, Option<proxy::Bound>)> = Vec::new();
     for spec in specs {
         let host_ip = spec.host_ip.unwrap_or(bridge.host_binding_ipv4);
         let candidates: Vec<u16> = match spec.host_ports {
@@ -673,8 +690,9 @@ fn reserve_ports(state: &State, network: &Network, specs: &[PortSpec]) -> Result
         for port in candidates {
             let mut binding =
                 PortBinding { protocol: spec.protocol, host_ip, host_port: port, container_port: spec.container_port };
+            // Routed networks' mappings hold no host port.
             let taken = port != 0
-                && (state.published().any(|(_, _, p)| p.overlaps(&binding))
+                && (state.published().any(|(n, _, p)| !n.routed() && p.overlaps(&binding))
                     || out.iter().any(|(p, _)| p.overlaps(&binding)));
             if taken {
                 last_err = Some(already_allocated(&binding));
@@ -683,7 +701,7 @@ fn reserve_ports(state: &State, network: &Network, specs: &[PortSpec]) -> Result
             match proxy::bind(spec.protocol, host_ip, port) {
                 Ok(bound) => {
                     binding.host_port = bound.port().map_err(Error::io("reading a bound port"))?;
-                    out.push((binding, bound));
+                    out.push((binding, Some(bound)));
                     last_err = None;
                     break;
                 }

@@ -78,6 +78,15 @@ pub struct Network {
     pub datapath_id: u32,
 }
 
+impl Network {
+    /// `gateway_mode_ipv4=routed`: not masqueraded, its containers' published ports reached at
+    /// their own addresses (no host port).
+    #[must_use]
+    pub fn routed(&self) -> bool {
+        self.bridge.as_ref().is_some_and(|b| b.gateway_mode_ipv4 == options::GatewayMode::Routed)
+    }
+}
+
 /// A sandbox's attachment to a network.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Endpoint {

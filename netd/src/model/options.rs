@@ -72,8 +72,8 @@ pub struct BridgeOptions {
     pub mtu: u32,
 }
 
-/// How the outside reaches a network's containers (Docker 28's gateway modes; `routed` and
-/// `isolated` are not netd's).
+/// How the outside reaches a network's containers (Docker 28's gateway modes; `isolated` is
+/// not netd's).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GatewayMode {
@@ -83,6 +83,9 @@ pub enum GatewayMode {
     Nat,
     /// Also at the containers' own addresses, any port (Docker's legacy default).
     NatUnprotected,
+    /// Not masqueraded: at the containers' own addresses, their published ports (the host
+    /// part of a mapping is not used) and ICMP; replies of their own flows.
+    Routed,
 }
 
 impl GatewayMode {
@@ -95,7 +98,8 @@ impl GatewayMode {
         match value {
             "nat" => Ok(GatewayMode::Nat),
             "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
-            "routed" | "isolated" => Err(format!("{key}={value} is not supported by netd (nat, nat-unprotected are)")),
+            "routed" => Ok(GatewayMode::Routed),
+            "isolated" => Err(format!("{key}={value} is not supported by netd (nat, nat-unprotected, routed are)")),
             _ => Err(format!("invalid {key} value {value:?}: nat, nat-unprotected, routed or isolated")),
         }
     }
@@ -259,15 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn gateway_modes_nat_and_nat_unprotected() {
+    fn gateway_modes_nat_nat_unprotected_and_routed() {
         let key = "com.docker.network.bridge.gateway_mode_ipv4";
         let mode = |v: &str| BridgeOptions::parse(&opts(&[(key, v)]), "b".into(), 1500).map(|o| o.gateway_mode_ipv4);
         assert_eq!(BridgeOptions::parse(&opts(&[]), "b".into(), 1500).unwrap().gateway_mode_ipv4, GatewayMode::Nat);
         assert_eq!(mode("nat"), Ok(GatewayMode::Nat));
         assert_eq!(mode("nat-unprotected"), Ok(GatewayMode::NatUnprotected));
-        for unsupported in ["routed", "isolated"] {
-            assert!(mode(unsupported).unwrap_err().contains("is not supported by netd"), "{unsupported}");
-        }
+        assert_eq!(mode("routed"), Ok(GatewayMode::Routed));
+        assert!(mode("isolated").unwrap_err().contains("is not supported by netd"));
         assert!(mode("bogus").unwrap_err().contains("invalid com.docker.network.bridge.gateway_mode_ipv4 value"));
     }
 
