@@ -24,6 +24,9 @@ impl NetworkFlags {
     /// their own addresses with ICMP and on their published ports (`NETD_PUBLISHED` entries
     /// keyed by the container's address and port).
     pub const ROUTED: u32 = 1 << 5;
+    /// `gateway_mode_ipv4=isolated` (with [`NetworkFlags::INTERNAL`]): the gateway address is
+    /// not the host's either (the bridge has none): nothing beyond the endpoints is reached.
+    pub const ISOLATED: u32 = 1 << 6;
 }
 
 /// An endpoint: value of `NETD_ENDPOINTS_BY_IP` (key: its IPv4 address, wire order) and of

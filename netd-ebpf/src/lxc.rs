@@ -174,7 +174,8 @@ fn ipv4(
         return Reason::RedirectPeer;
     }
     if dst == src.gateway {
-        return Reason::PassToStack;
+        // An isolated network's gateway is nobody's: the host has no address there.
+        return if src.flags & NetworkFlags::ISOLATED != 0 { Reason::DropInternalNetwork } else { Reason::PassToStack };
     }
     if dst & src.mask == src.subnet {
         return Reason::PassToBridge;

@@ -313,6 +313,15 @@ fn internal_networks_reach_nothing_outside_their_subnet() {
     expect(&mut t, "i", "10.3.0.2", "198.51.100.7", Reason::DropInternalNetwork);
     expect(&mut t, "i", "10.3.0.2", "10.2.0.1", Reason::DropInternalNetwork);
     expect(&mut t, "i", "10.3.0.2", "10.1.0.2", Reason::DropCrossNetwork);
+    // Isolated (`gateway_mode_ipv4=isolated`): the gateway address is nobody's, the host has
+    // none there; the subnet is as before.
+    let (slot, (_, addr, net)) = (1u32..).zip(ENDPOINTS).find(|(_, e)| e.0 == "i").expect("i");
+    let isolated = NetworkFlags::ICC | NetworkFlags::INTERNAL | NetworkFlags::ISOLATED;
+    let info = endpoint_on_24(t.ifindex["i"], ip(addr), net, isolated, ip("10.3.0.0"), slot);
+    t.dp.set_endpoint(&info).expect("endpoint");
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.1", Reason::DropInternalNetwork);
+    expect(&mut t, "i", "10.3.0.2", "10.3.0.9", Reason::PassToBridge);
+    expect(&mut t, "i", "10.3.0.2", "198.51.100.7", Reason::DropInternalNetwork);
 }
 
 #[test]

@@ -793,9 +793,10 @@ fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_a
     assert_eq!(tcp_from(d, "u1", "open", 8080), b"hello");
     assert_eq!(echo.join().expect("server")[0].ip().to_string(), UPLINK);
 
-    // isolated is not netd's: refused, nothing made.
-    let option = "com.docker.network.bridge.gateway_mode_ipv4=isolated";
-    d.netd(&["network", "create", "--internal", "-o", option, "nope"]).fails_with("is not supported by netd");
+    // Not a mode at all: refused, nothing made.
+    let option = "com.docker.network.bridge.gateway_mode_ipv4=bogus";
+    d.netd(&["network", "create", "-o", option, "nope"])
+        .fails_with("invalid com.docker.network.bridge.gateway_mode_ipv4");
     assert!(!d.netd(&["network", "ls"]).ok().contains("nope"));
 }
 
@@ -849,6 +850,27 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
     assert_eq!(&got, b"again!!");
     server.join().expect("server");
+}
+
+#[test]
+fn gateway_mode_isolated_keeps_even_the_host_out_of_an_internal_network() {
+    let w = world(&[]);
+    let d = &w.d;
+    let mode = "com.docker.network.bridge.gateway_mode_ipv4=isolated";
+    d.netd(&["network", "create", "--subnet", "10.208.0.0/24", "-o", mode, "iso"]).fails_with("internal networks only");
+    assert!(!d.netd(&["network", "ls"]).ok().contains("iso"), "nothing made");
+    let id = d.netd(&["network", "create", "--internal", "--subnet", "10.208.0.0/24", "-o", mode, "iso"]).ok();
+    let bridge = format!("br-{}", &id.trim()[..12]);
+    let addrs = d.host().exec_ok("ip", &["-4", "-o", "addr", "show", "dev", &bridge]).stdout;
+    assert!(addrs.is_empty(), "no address on {bridge}: {}", String::from_utf8_lossy(&addrs));
+    sandbox(d, "i1", "iso");
+    sandbox(d, "i2", "iso");
+    // The containers reach each other (by name too), and nothing else: not the gateway, and
+    // the host does not reach them.
+    assert!(ping(d, "i1", "i2"), "i1 → i2 by name");
+    assert!(!ping(d, "i1", "10.208.0.1"), "the gateway is nobody's");
+    let i1 = addr_of(d, "i1", "iso").to_string();
+    assert!(!d.host().exec("ping", &["-c", "1", "-W", "1", &i1]).status.success(), "the host is out");
 }
 
 #[test]

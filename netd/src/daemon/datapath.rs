@@ -47,6 +47,9 @@ fn network_flags(n: &Network) -> u32 {
     if n.internal {
         flags |= NetworkFlags::INTERNAL;
     }
+    if n.isolated() {
+        flags |= NetworkFlags::ISOLATED;
+    }
     flags
 }
 

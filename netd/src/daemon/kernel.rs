@@ -21,7 +21,8 @@ pub fn endpoint_alias(endpoint_id: &str) -> String {
     format!("{ALIAS_PREFIX}ep:{endpoint_id}")
 }
 
-/// Creates (or completes) a network's bridge: device, gateway address, up.
+/// Creates (or completes) a network's bridge: device, gateway address (none when the network
+/// is isolated), up.
 pub async fn setup_bridge(nl: &Netlink, network: &Network) -> Result<()> {
     let (Some(o), Some(ipam)) = (&network.bridge, &network.ipam) else {
         return Ok(());
@@ -30,7 +31,9 @@ pub async fn setup_bridge(nl: &Netlink, network: &Network) -> Result<()> {
         Some(l) => l.index,
         None => nl.create_bridge(&o.bridge_name, ids::random_mac(), o.mtu, &bridge_alias(&network.id)).await?,
     };
-    nl.add_address(index, ipam.gateway, ipam.subnet.prefix()).await?;
+    if !network.isolated() {
+        nl.add_address(index, ipam.gateway, ipam.subnet.prefix()).await?;
+    }
     nl.set_up(index).await?;
     Ok(())
 }

@@ -176,6 +176,11 @@ impl Daemon {
         let ipam = self.plan_ipam(state, req.ipam_config.first()).await?;
         let default_name = format!("br-{}", &id[..12]);
         let bridge = BridgeOptions::parse(&req.options, default_name, self.cfg.mtu).map_err(invalid)?;
+        if bridge.gateway_mode_ipv4 == crate::model::options::GatewayMode::Isolated && !req.internal {
+            return Err(invalid(
+                "com.docker.network.bridge.gateway_mode_ipv4=isolated is for internal networks only (--internal)",
+            ));
+        }
         if let Some(other) =
             state.networks.values().find(|n| n.bridge.as_ref().is_some_and(|b| b.bridge_name == bridge.bridge_name))
         {

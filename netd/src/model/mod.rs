@@ -85,6 +85,12 @@ impl Network {
     pub fn routed(&self) -> bool {
         self.bridge.as_ref().is_some_and(|b| b.gateway_mode_ipv4 == options::GatewayMode::Routed)
     }
+
+    /// `gateway_mode_ipv4=isolated` (internal networks): its bridge has no address.
+    #[must_use]
+    pub fn isolated(&self) -> bool {
+        self.bridge.as_ref().is_some_and(|b| b.gateway_mode_ipv4 == options::GatewayMode::Isolated)
+    }
 }
 
 /// A sandbox's attachment to a network.

@@ -72,8 +72,7 @@ pub struct BridgeOptions {
     pub mtu: u32,
 }
 
-/// How the outside reaches a network's containers (Docker 28's gateway modes; `isolated` is
-/// not netd's).
+/// How the outside reaches a network's containers (Docker 28's gateway modes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GatewayMode {
@@ -86,6 +85,8 @@ pub enum GatewayMode {
     /// Not masqueraded: at the containers' own addresses, their published ports (the host
     /// part of a mapping is not used) and ICMP; replies of their own flows.
     Routed,
+    /// `--internal` networks only: not even the host reaches them (no address on the bridge).
+    Isolated,
 }
 
 impl GatewayMode {
@@ -99,7 +100,7 @@ impl GatewayMode {
             "nat" => Ok(GatewayMode::Nat),
             "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
             "routed" => Ok(GatewayMode::Routed),
-            "isolated" => Err(format!("{key}={value} is not supported by netd (nat, nat-unprotected, routed are)")),
+            "isolated" => Ok(GatewayMode::Isolated),
             _ => Err(format!("invalid {key} value {value:?}: nat, nat-unprotected, routed or isolated")),
         }
     }
@@ -263,14 +264,14 @@ mod tests {
     }
 
     #[test]
-    fn gateway_modes_nat_nat_unprotected_and_routed() {
+    fn gateway_modes() {
         let key = "com.docker.network.bridge.gateway_mode_ipv4";
         let mode = |v: &str| BridgeOptions::parse(&opts(&[(key, v)]), "b".into(), 1500).map(|o| o.gateway_mode_ipv4);
         assert_eq!(BridgeOptions::parse(&opts(&[]), "b".into(), 1500).unwrap().gateway_mode_ipv4, GatewayMode::Nat);
         assert_eq!(mode("nat"), Ok(GatewayMode::Nat));
         assert_eq!(mode("nat-unprotected"), Ok(GatewayMode::NatUnprotected));
         assert_eq!(mode("routed"), Ok(GatewayMode::Routed));
-        assert!(mode("isolated").unwrap_err().contains("is not supported by netd"));
+        assert_eq!(mode("isolated"), Ok(GatewayMode::Isolated));
         assert!(mode("bogus").unwrap_err().contains("invalid com.docker.network.bridge.gateway_mode_ipv4 value"));
     }
 
