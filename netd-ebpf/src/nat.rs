@@ -795,8 +795,9 @@ pub fn snat_v4_ingress(
     // Another address than the uplink's is the host's business, except replies to the
     // address a network masquerades with (`com.docker.network.host_ipv4`, while one has one),
     // what comes to containers' own addresses (`DIRECT`: replies of routed flows, and
-    // `nat-unprotected` networks), and (while ports are published) TCP and UDP that may be for a published port: those are
-    // reached on every address of the host, as Docker's rules match `--dst-type LOCAL`.
+    // `nat-unprotected` networks), and (while ports are published) TCP and UDP that may be
+    // for a published port: those are reached on every address of the host, as Docker's
+    // rules match `--dst-type LOCAL`.
     let other = p.tuple.dst_addr != uplink.addr;
     if other
         && uplink.flags & (UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT) == 0
@@ -1081,7 +1082,9 @@ fn unsolicited_or_pass(p: &Parsed) -> Reason {
         let open = n.flags & NetworkFlags::INTERNAL == 0
             && (n.flags & NetworkFlags::UNPROTECTED != 0
                 || (n.flags & NetworkFlags::ROUTED != 0 && p.class == PacketClass::Ipv4Icmp));
-        if dst != n.gateway && !open {
+        // The gateway is a host address, but an isolated network's, which the host has not.
+        let host = dst == n.gateway && n.flags & NetworkFlags::ISOLATED == 0;
+        if !host && !open {
             return Reason::DropUnsolicited;
         }
     }

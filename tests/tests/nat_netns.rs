@@ -850,6 +850,27 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
     assert_eq!(&got, b"again!!");
     server.join().expect("server");
+
+    // The host port the routed mapping names stays free: a sandbox of a nat network takes
+    // it, and removing a routed sandbox with the same mapping leaves its relay alone.
+    let d = &w.d;
+    d.netd(&["network", "create", "--subnet", "10.209.0.0/24", "natnet"]).ok();
+    d.netd(&["run", "-d", "--name", "n1", "--network", "natnet", "-p", "8080:7000", "--", "sleep", "300"]).ok();
+    d.netd(&["rm", "-f", "r2"]).ok();
+    let n1 = addr_of(d, "n1", "natnet");
+    let listener = spawn_in_path(&d.sandbox_netns("n1"), move || TcpListener::bind((n1, 7000)).expect("bind"))
+        .join()
+        .expect("listener");
+    let server = std::thread::spawn(move || listener.accept().expect("accept").0.write_all(b"relayed").expect("write"));
+    let got = d.host().run(|| {
+        let mut s = TcpStream::connect_timeout(&"127.0.0.1:8080".parse().expect("addr"), DEADLINE).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = [0u8; 7];
+        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
+        buf
+    });
+    assert_eq!(&got, b"relayed", "the host's own connection, through n1's relay");
+    server.join().expect("server");
 }
 
 #[test]

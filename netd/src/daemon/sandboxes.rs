@@ -419,8 +419,9 @@ impl Daemon {
         let Some(ep) = n.endpoints.get(sandbox_id).cloned() else {
             return Ok(());
         };
-        // Its published ports are released with it.
-        {
+        // Its published ports are released with it (a routed network's have no relay, and
+        // the same mapping may be another sandbox's relayed one).
+        if !n.routed() {
             let mut relays = self.relays();
             for p in &ep.ports {
                 relays.remove(p);
