@@ -828,10 +828,8 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     let (peer, _unpublished) = server.join().expect("server");
     assert_eq!(peer.ip().to_string(), SERVER, "the container sees the client");
     // Another port, although listened on: nothing. The host's port: not taken. ICMP: yes.
-    let refused =
-        |to: SocketAddr| w.outside.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err());
-    assert!(refused(SocketAddr::from((r1, 7001))), "an unpublished port is not reached");
-    assert!(refused(format!("{UPLINK}:8080").parse().expect("addr")), "no host port");
+    assert!(not_reached(&w, SocketAddr::from((r1, 7001))), "an unpublished port is not reached");
+    assert!(not_reached(&w, at(UPLINK, 8080)), "no host port");
     assert!(w.outside.exec("ping", &["-c", "1", "-W", "2", &r1.to_string()]).status.success(), "ping");
     // Its own flows are not masqueraded.
     let echo = tcp_echo_server(&w.outside, 8081, 1);
@@ -862,6 +860,10 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
         .join()
         .expect("listener");
     let server = std::thread::spawn(move || listener.accept().expect("accept").0.write_all(b"relayed").expect("write"));
+    // n1's published port is not reached at its own address, even with a route (Docker's
+    // `nat` gateway mode, without `--allow-direct-routing`), while it listens.
+    w.outside.ip(&["route", "add", "10.209.0.0/24", "via", UPLINK]);
+    assert!(not_reached(&w, SocketAddr::from((n1, 7000))));
     let got = d.host().run(|| {
         let mut s = TcpStream::connect_timeout(&"127.0.0.1:8080".parse().expect("addr"), DEADLINE).expect("connect");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
@@ -1058,6 +1060,34 @@ fn peer_server(netns: &str, port: u16) -> std::thread::JoinHandle<usize> {
     });
     wait.recv_timeout(DEADLINE).expect("the server listens");
     server
+}
+
+#[test]
+fn allow_direct_routing_reaches_published_ports_at_the_containers_own_address() {
+    let w = world(&["--allow-direct-routing"]);
+    let d = &w.d;
+    d.netd(&["run", "-d", "--name", "web", "-p", "8080:80", "--", "sleep", "300"]).ok();
+    let web = addr_of(d, "web", "bridge");
+    let server = peer_server(&d.sandbox_netns("web"), 80);
+    w.outside.ip(&["route", "add", "172.17.0.0/16", "via", UPLINK]);
+    // At the container's address, the client's own address seen; through the host's too.
+    let direct = SocketAddr::from((web, 80));
+    let seen = w.outside.run(move || ask(direct)).expect("direct");
+    assert!(seen.starts_with(&format!("{SERVER}:")), "the container saw {seen}");
+    let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("through the host");
+    assert!(seen.starts_with(&format!("{SERVER}:")), "the container saw {seen}");
+    // Only published ports: another one is not reached, although listened on.
+    let _unpublished = spawn_in_path(&d.sandbox_netns("web"), move || TcpListener::bind((web, 81)).expect("bind"))
+        .join()
+        .expect("listener");
+    assert!(not_reached(&w, SocketAddr::from((web, 81))));
+    w.outside.run(move || stop_peer_server(direct));
+    assert_eq!(server.join().expect("server"), 2);
+}
+
+/// Whether a TCP connection from outside to `to` fails within a second.
+fn not_reached(w: &World, to: SocketAddr) -> bool {
+    w.outside.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err())
 }
 
 /// Ends a [`peer_server`] reached at `to`.

@@ -64,6 +64,11 @@ pub struct Config {
     /// of the uplink, e.g. to watch it with tcpdump there or shape it with an egress qdisc.
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub uplink_fast_path: bool,
+    /// Let the outside reach published ports at the containers' own addresses too (with a
+    /// route to their network), on every network, as Docker's `--allow-direct-routing`;
+    /// without it only `routed` networks allow that.
+    #[arg(long)]
+    pub allow_direct_routing: bool,
     /// How programs are attached: `tcx` links (Linux 6.6 on), `clsact` filters over netlink
     /// (older kernels), or `auto`, TCX where the kernel has it.
     #[arg(long, default_value = "auto")]

@@ -53,11 +53,22 @@ fn network_flags(n: &Network) -> u32 {
     flags
 }
 
-/// The datapath's key of port `p` published by endpoint `link` of `n`: the host's address and
-/// port, or on a routed network the container's own (the host part is not used, as Docker's).
-pub fn published_key(n: &Network, link: &EndpointLink, p: &PortBinding) -> PublishedKey {
-    let (addr, port) = if n.routed() { (link.ip, p.container_port) } else { (p.host_ip, p.host_port) };
-    PublishedKey { addr: wire(addr), port: port.to_be(), protocol: p.protocol.number(), pad: 0 }
+/// The datapath's keys of port `p` published by endpoint `link` of `n`: the host's address and
+/// port; on a routed network the container's own instead (the host part is not used, as
+/// Docker's), and with `direct` (`--allow-direct-routing`) the container's own too.
+pub fn published_keys(n: &Network, link: &EndpointLink, p: &PortBinding, direct: bool) -> Vec<PublishedKey> {
+    let key = |addr: Ipv4Addr, port: u16| PublishedKey {
+        addr: wire(addr),
+        port: port.to_be(),
+        protocol: p.protocol.number(),
+        pad: 0,
+    };
+    let own = key(link.ip, p.container_port);
+    match (n.routed(), direct) {
+        (true, _) => vec![own],
+        (false, false) => vec![key(p.host_ip, p.host_port)],
+        (false, true) => vec![key(p.host_ip, p.host_port), own],
+    }
 }
 
 /// The datapath's view of an endpoint of `n` (`traced`: `netd monitor --type trace` follows it;
@@ -151,7 +162,9 @@ impl Daemon {
                 mac: link.mac,
                 pad2: [0; 2],
             };
-            dp.set_published(&published_key(n, link, p), &to)?;
+            for key in published_keys(n, link, p, self.cfg.allow_direct_routing) {
+                dp.set_published(&key, &to)?;
+            }
         }
         if !ports.is_empty() {
             self.uplink_marks_changed(&mut dp)?;
@@ -226,7 +239,9 @@ impl Daemon {
         let gone = {
             let mut dp = self.dp();
             for p in ports {
-                dp.remove_published(&published_key(n, link, p))?;
+                for key in published_keys(n, link, p, self.cfg.allow_direct_routing) {
+                    dp.remove_published(&key)?;
+                }
             }
             if !ports.is_empty() {
                 self.uplink_marks_changed(&mut dp)?;

@@ -11,7 +11,7 @@ use crate::{
     netns,
 };
 
-use super::{datapath::published_key, error::Result, kernel, proxy, Daemon};
+use super::{datapath::published_keys, error::Result, kernel, proxy, Daemon};
 
 impl Daemon {
     pub(super) async fn reconcile(&self) -> Result<()> {
@@ -20,9 +20,11 @@ impl Daemon {
         self.follow_default_bridge_flags(&mut state).await?;
         self.ensure_networks_and_endpoints(&state).await?;
         self.remove_orphans(&state).await?;
+        let direct = self.cfg.allow_direct_routing;
         let known = state
             .published()
-            .filter_map(|(n, s, p)| n.endpoints.get(s)?.link.as_ref().map(|link| published_key(n, link, p)))
+            .filter_map(|(n, s, p)| Some(published_keys(n, n.endpoints.get(s)?.link.as_ref()?, p, direct)))
+            .flatten()
             .collect();
         self.datapath_forget_stale_published(&known)?;
         self.relay_published(&state);
