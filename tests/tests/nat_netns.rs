@@ -788,6 +788,8 @@ fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_a
     let got = greeting_from_outside(&w, SocketAddr::from((u1, 7000)));
     assert_eq!(&got, b"welcome");
     assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
+    let flows = d.netd(&["nat", "ls"]).ok();
+    assert!(flows.contains("(inbound)"), "the connection from outside is listed: {flows}");
     // Its own connections out are still masqueraded.
     let echo = tcp_echo_server(&w.outside, 8080, 1);
     assert_eq!(tcp_from(d, "u1", "open", 8080), b"hello");
@@ -928,7 +930,7 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
     assert!(answered, "the answer came back by routing");
     assert_eq!(d.count(Some("p1"), "redirect-nat"), 1, "tracked");
     let flows = d.netd(&["nat", "ls"]).ok();
-    assert!(flows.contains(&format!("{p1}:")), "listed with its own address: {flows}");
+    assert!(flows.contains(&format!("{p1}:")) && flows.contains("(routed)"), "listed with its own address: {flows}");
     // But unasked, the outside reaches it no more than a masquerading network's containers
     // (Docker's `nat` gateway mode): not even a ping.
     assert!(!unsolicited_udp_arrives(&w, d, "p1", p1), "nothing reached p1");

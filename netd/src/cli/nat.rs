@@ -48,7 +48,7 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
                 ep(f.inside),
                 ep(f.outside),
                 ep(f.remote),
-                if f.inbound { format!("{} (published)", f.state) } else { f.state.clone() },
+                format!("{}{}", f.state, flow_kind(f)),
                 format!("{}s", f.age_secs),
                 format!("{}s", f.idle_secs),
                 format!("{}s", f.expires_in_secs),
@@ -57,6 +57,18 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
         .collect();
     print!("{}", table::render(&["PROTO", "INSIDE", "OUTSIDE", "REMOTE", "STATE", "AGE", "IDLE", "EXPIRES IN"], &rows));
     ExitCode::SUCCESS
+}
+
+/// How a flow came to be, after its state: opened from outside through a published port, or
+/// at the container's own address (`nat-unprotected`, routed networks, direct routing); or the
+/// container's own, untranslated (a network without masquerade).
+fn flow_kind(f: &NatFlow) -> &'static str {
+    match (f.inbound, f.inside == f.outside) {
+        (true, false) => " (published)",
+        (true, true) => " (inbound)",
+        (false, true) => " (routed)",
+        (false, false) => "",
+    }
 }
 
 async fn stats(client: &Client, json: bool) -> ExitCode {
