@@ -292,6 +292,53 @@ fn daemon_flags_shape_the_default_bridge_and_pools() {
 }
 
 #[test]
+fn default_network_opts_apply_to_new_networks_unless_they_give_their_own() {
+    let d = TestDaemon::start(&[
+        "--default-network-opt",
+        "bridge=com.docker.network.driver.mtu=1450",
+        "--default-network-opt",
+        "bridge=com.docker.network.bridge.enable_icc=false",
+    ]);
+    d.netd(&["network", "create", "a"]).ok();
+    d.netd(&["network", "create", "-o", "com.docker.network.driver.mtu=1400", "b"]).ok();
+    let (a, b) = (inspect(&d, "a"), inspect(&d, "b"));
+    assert_eq!(a["Options"]["com.docker.network.driver.mtu"], "1450", "{a}");
+    assert_eq!(a["Options"]["com.docker.network.bridge.enable_icc"], "false", "{a}");
+    assert_eq!(b["Options"]["com.docker.network.driver.mtu"], "1400", "its own wins: {b}");
+    assert_eq!(b["Options"]["com.docker.network.bridge.enable_icc"], "false", "{b}");
+    let bridge = |n: &Value| format!("br-{}:", &n["Id"].as_str().expect("id")[..12]);
+    assert!(links(&d).lines().any(|l| l.contains(&bridge(&a)) && l.contains("mtu 1450")), "{}", links(&d));
+    assert!(links(&d).lines().any(|l| l.contains(&bridge(&b)) && l.contains("mtu 1400")), "{}", links(&d));
+    // The default bridge is the daemon's own flags' (as dockerd's).
+    assert_eq!(inspect(&d, "bridge")["Options"]["com.docker.network.driver.mtu"], "1500");
+}
+
+#[test]
+fn bad_default_network_opts_stop_the_daemon_before_it_makes_anything() {
+    for (opt, message) in [
+        ("bridge=com.docker.network.driver.mtu=-1", "invalid MTU number: -1"),
+        ("overlay=com.docker.network.driver.mtu=1400", "only bridge networks do"),
+        ("bridge=com.docker.network.bridge.name=same", "every network needs a bridge of its own"),
+        ("bridge", "is not DRIVER=OPT=VALUE"),
+    ] {
+        // In a namespace of the test's own, whatever happens.
+        let host = netd_tests::netns::NetNs::new("ndt-dno");
+        let binary = netd_tests::daemon::netd_binary();
+        let out = host
+            .command(
+                binary.to_str().expect("path"),
+                &["daemon", "--default-network-opt", opt, "--state-dir", "/nonexistent/netd-never"],
+            )
+            .output()
+            .expect("netd daemon");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt}: {stderr}");
+        assert!(stderr.contains(message), "{opt}: {stderr}");
+    }
+    assert!(!std::path::Path::new("/nonexistent/netd-never").exists());
+}
+
+#[test]
 fn prune_removes_only_unused_custom_networks() {
     let d = TestDaemon::start(&[]);
     d.netd(&["network", "create", "--label", "keep=yes", "kept"]).ok();

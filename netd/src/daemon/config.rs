@@ -88,10 +88,34 @@ pub struct Config {
     /// DNS resolver option for containers (repeatable; replaces the host's `options` line).
     #[arg(long = "dns-opt", value_name = "OPTION")]
     pub dns_opt: Vec<String>,
+    /// A driver option new networks get unless they give it (repeatable), as dockerd's:
+    /// `bridge=KEY=VALUE`, e.g. `bridge=com.docker.network.driver.mtu=1450`.
+    #[arg(long = "default-network-opt", value_name = "DRIVER=OPT=VALUE", value_parser = parse_default_network_opt)]
+    pub default_network_opt: Vec<(String, String)>,
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {
     crate::model::options::parse_mtu(s)
+}
+
+/// `bridge=KEY=VALUE`: the bridge driver's option, checked as a network's would be. A bridge
+/// name cannot be a default (every network needs its own).
+fn parse_default_network_opt(s: &str) -> Result<(String, String), String> {
+    let Some((driver, option)) = s.split_once('=') else {
+        return Err(format!("{s:?} is not DRIVER=OPT=VALUE"));
+    };
+    if driver != "bridge" {
+        return Err(format!("driver {driver:?} takes no options: only bridge networks do"));
+    }
+    let Some((key, value)) = option.split_once('=') else {
+        return Err(format!("{s:?} is not DRIVER=OPT=VALUE"));
+    };
+    if key == crate::model::options::OptionKey::BridgeName.as_str() {
+        return Err(format!("{key} cannot be a default: every network needs a bridge of its own"));
+    }
+    let one = std::collections::BTreeMap::from([(key.to_owned(), value.to_owned())]);
+    crate::model::options::BridgeOptions::parse(&one, "br-default".into(), 1500)?;
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 impl Config {

@@ -175,7 +175,12 @@ impl Daemon {
         let id = ids::new_id();
         let ipam = self.plan_ipam(state, req.ipam_config.first()).await?;
         let default_name = format!("br-{}", &id[..12]);
-        let bridge = BridgeOptions::parse(&req.options, default_name, self.cfg.mtu).map_err(invalid)?;
+        // The daemon's `--default-network-opt`s, unless the request gives them.
+        let mut options = req.options;
+        for (key, value) in &self.cfg.default_network_opt {
+            options.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        let bridge = BridgeOptions::parse(&options, default_name, self.cfg.mtu).map_err(invalid)?;
         if bridge.gateway_mode_ipv4 == crate::model::options::GatewayMode::Isolated && !req.internal {
             return Err(invalid(
                 "com.docker.network.bridge.gateway_mode_ipv4=isolated is for internal networks only (--internal)",
@@ -205,7 +210,7 @@ impl Daemon {
             attachable: req.attachable,
             ipam: Some(ipam),
             bridge: Some(bridge),
-            options: req.options,
+            options,
             labels: req.labels,
             endpoints: BTreeMap::new(),
             lifecycle: Lifecycle::Creating,
