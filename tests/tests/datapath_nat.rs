@@ -530,6 +530,15 @@ fn a_network_without_masquerade_is_tracked_and_reached_only_by_replies_unless_un
         assert_eq!((back.reason(), back.event().target), (Reason::RedirectReverseNat, t.ifindex["r"]), "{protocol}");
         assert_eq!(back.output, to_r(protocol, dport, 40000, 63, docker_mac(r)), "protocol {protocol}");
     }
+    // The uplink's address changing forgets translated flows, not these: they have none.
+    let a_flow = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 53));
+    let gone = t.dp.nat_forget_unless_outside_in(&[ip("10.99.0.77")]).expect("forget");
+    assert_eq!(gone.iter().map(|(k, _)| k.src_addr).collect::<Vec<_>>(), [wire(addr_of("a"))], "only a's");
+    let back = receive(&mut t, &to_r(PROTO_UDP, 53, 40000, 64, UPLINK_MAC));
+    assert_eq!(back.reason(), Reason::RedirectReverseNat, "r's flow stays");
+    let a_reply = packet(PROTO_UDP, server, ip(UPLINK_ADDR), 53, nat_port_of(&a_flow.output), 64, 0);
+    let out = receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&a_reply));
+    assert_eq!(out.reason(), Reason::PassFromUplink, "a's is gone");
     // Unasked, nothing reaches it at its own address (Docker's `nat` gateway mode).
     for (protocol, sport, dport) in [(PROTO_TCP, 1234, 22), (PROTO_UDP, 1234, 40000), (PROTO_ICMP, 0, 77)] {
         let out = receive(&mut t, &to_r(protocol, sport, dport, 64, UPLINK_MAC));

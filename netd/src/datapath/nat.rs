@@ -399,9 +399,11 @@ impl Datapath {
         self.nat_forget(|k, _| u32::from(addr(k.dst_addr)) & mask == net)
     }
 
-    /// Deletes the flows masqueraded with an address none of `uplinks` has any more.
-    pub fn nat_forget_unless_outside_in(&mut self, uplinks: &[Ipv4Addr]) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
-        self.nat_forget(|_, e| !uplinks.contains(&addr(e.addr)))
+    /// Deletes the flows translated to an address that is not among `outside` any more (the
+    /// host's, the networks' own). Untranslated flows (a network without masquerade: the
+    /// container's own address) stay.
+    pub fn nat_forget_unless_outside_in(&mut self, outside: &[Ipv4Addr]) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        self.nat_forget(|k, e| e.addr != k.src_addr && !outside.contains(&addr(e.addr)))
     }
 
     /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
