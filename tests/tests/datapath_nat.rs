@@ -532,7 +532,7 @@ fn a_network_without_masquerade_is_tracked_and_reached_only_by_replies_unless_un
     }
     // The uplink's address changing forgets translated flows, not these: they have none.
     let a_flow = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 53));
-    let gone = t.dp.nat_forget_unless_outside_in(&[ip("10.99.0.77")]).expect("forget");
+    let gone = t.dp.nat_forget_unless_outside_in(&[ip("10.99.0.77")], &[]).expect("forget");
     assert_eq!(gone.iter().map(|(k, _)| k.src_addr).collect::<Vec<_>>(), [wire(addr_of("a"))], "only a's");
     let back = receive(&mut t, &to_r(PROTO_UDP, 53, 40000, 64, UPLINK_MAC));
     assert_eq!(back.reason(), Reason::RedirectReverseNat, "r's flow stays");
@@ -1190,6 +1190,11 @@ fn a_published_port_is_reached_on_every_address_of_the_host_and_only_there() {
     let out = send(&mut t, "b", &syn_ack);
     assert_eq!(out.reason(), Reason::RedirectNat);
     assert_eq!(out.output[14 + 12..14 + 16], second.octets(), "answered as the address it was reached on");
+    // The uplinks changing keep that flow while the host has the address, not after.
+    let uplinks = [ip("10.99.0.77")];
+    assert!(t.dp.nat_forget_unless_outside_in(&uplinks, &[uplink, second]).expect("forget").is_empty());
+    let gone = t.dp.nat_forget_unless_outside_in(&uplinks, &[uplink]).expect("forget");
+    assert_eq!(gone.iter().map(|(k, _)| k.src_addr).collect::<Vec<_>>(), [wire(b)], "b's, once the address went");
     t.dp.set_host_addrs(&[uplink, ip("10.1.0.1")]).expect("host addresses");
     for (dst, reason) in [
         (ip("10.99.0.77"), Reason::PassFromUplink),

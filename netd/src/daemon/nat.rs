@@ -161,11 +161,12 @@ impl Daemon {
             now.sort();
             before.sort();
             if now != before {
-                // Flows masqueraded with an address the host no longer has cannot get replies
-                // (networks' own addresses stay: they are theirs, not the uplinks').
+                // Flows masqueraded with an address no uplink has now cannot get replies
+                // (networks' own addresses stay: they are theirs, not the uplinks'; so do
+                // flows to published ports at any address the host still has).
                 let mut addrs: Vec<Ipv4Addr> = now.iter().map(|(_, a)| *a).collect();
                 addrs.extend(dp.snat_addresses()?);
-                gone = dp.nat_forget_unless_outside_in(&addrs)?;
+                gone = dp.nat_forget_unless_outside_in(&addrs, &host_addrs)?;
             }
             now != before
         };

@@ -400,10 +400,19 @@ impl Datapath {
     }
 
     /// Deletes the flows translated to an address that is not among `outside` any more (the
-    /// host's, the networks' own). Untranslated flows (a network without masquerade: the
-    /// container's own address) stay.
-    pub fn nat_forget_unless_outside_in(&mut self, outside: &[Ipv4Addr]) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
-        self.nat_forget(|k, e| e.addr != k.src_addr && !outside.contains(&addr(e.addr)))
+    /// uplinks', the networks' own). Untranslated flows (the container's own address: a network
+    /// without masquerade, a connection opened at it) stay, and so do flows opened from outside
+    /// to a published port at an address the host still has (among `host`).
+    pub fn nat_forget_unless_outside_in(
+        &mut self,
+        outside: &[Ipv4Addr],
+        host: &[Ipv4Addr],
+    ) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        self.nat_forget(|k, e| {
+            let to = addr(e.addr);
+            let published = e.flags & NatFlags::INBOUND != 0 && host.contains(&to);
+            e.addr != k.src_addr && !outside.contains(&to) && !published
+        })
     }
 
     /// Deletes expired flows (both entries) and entries whose partner is gone, as of `now`.
