@@ -731,14 +731,35 @@ fn a_network_with_host_ipv4_reaches_the_outside_from_that_address_as_dockers_sna
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
 }
 
-/// Connects from outside to `to` and reads the 7-byte greeting its server sends.
-fn greeting_from_outside(w: &World, to: SocketAddr) -> [u8; 7] {
-    w.outside.run(move || {
+/// Connects from namespace `ns` to `to` and reads the 7-byte greeting its server sends.
+fn greeting_from(ns: &NetNs, to: SocketAddr) -> [u8; 7] {
+    ns.run(move || {
         let mut s = TcpStream::connect_timeout(&to, DEADLINE).expect("connect");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut buf = [0u8; 7];
         uninterrupted(|| s.read_exact(&mut buf)).expect("read");
         buf
+    })
+}
+
+/// [`greeting_from`] the outside namespace.
+fn greeting_from_outside(w: &World, to: SocketAddr) -> [u8; 7] {
+    greeting_from(&w.outside, to)
+}
+
+/// A TCP listener on `addr:port` inside sandbox `name`.
+fn listen_in(d: &TestDaemon, name: &str, addr: Ipv4Addr, port: u16) -> TcpListener {
+    spawn_in_path(&d.sandbox_netns(name), move || TcpListener::bind((addr, port)).expect("bind"))
+        .join()
+        .expect("listener")
+}
+
+/// Serves one connection on `listener` with `greeting`; returns the client as it was seen.
+fn greet_once(listener: TcpListener, greeting: &'static [u8]) -> std::thread::JoinHandle<SocketAddr> {
+    std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().expect("accept");
+        s.write_all(greeting).expect("write");
+        peer
     })
 }
 
@@ -777,14 +798,7 @@ fn gateway_mode_nat_unprotected_lets_the_outside_reach_containers_at_their_own_a
     // answers leave with its own address although the network masquerades.
     assert!(unsolicited_udp_arrives(&w, d, "u1", u1), "the datagrams arrived");
     assert!(w.outside.exec("ping", &["-c", "1", "-W", "2", &u1.to_string()]).status.success(), "ping");
-    let listener = spawn_in_path(&d.sandbox_netns("u1"), move || TcpListener::bind((u1, 7000)).expect("bind"))
-        .join()
-        .expect("listener");
-    let server = std::thread::spawn(move || {
-        let (mut s, peer) = listener.accept().expect("accept");
-        s.write_all(b"welcome").expect("write");
-        peer
-    });
+    let server = greet_once(listen_in(d, "u1", u1, 7000), b"welcome");
     let got = greeting_from_outside(&w, SocketAddr::from((u1, 7000)));
     assert_eq!(&got, b"welcome");
     assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
@@ -814,20 +828,12 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     }
     let r1 = addr_of(d, "r1", "rt");
     w.outside.ip(&["route", "add", "10.207.0.0/24", "via", UPLINK]);
-    let listeners = spawn_in_path(&d.sandbox_netns("r1"), move || {
-        (TcpListener::bind((r1, 7000)).expect("bind"), TcpListener::bind((r1, 7001)).expect("bind"))
-    })
-    .join()
-    .expect("listeners");
-    let server = std::thread::spawn(move || {
-        let (mut s, peer) = listeners.0.accept().expect("accept");
-        s.write_all(b"routed!").expect("write");
-        (peer, listeners.1)
-    });
+    let server = greet_once(listen_in(d, "r1", r1, 7000), b"routed!");
+    let _unpublished = listen_in(d, "r1", r1, 7001);
     // The published port, at the container's own address: the container sees the client.
     let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
     assert_eq!(&got, b"routed!");
-    let (peer, _unpublished) = server.join().expect("server");
+    let peer = server.join().expect("server");
     assert_eq!(peer.ip().to_string(), SERVER, "the container sees the client");
     // Another port, although listened on: nothing. The host's port: not taken. ICMP: yes.
     assert!(not_reached(&w, SocketAddr::from((r1, 7001))), "an unpublished port is not reached");
@@ -843,10 +849,7 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     let mut w = w;
     w.d.stop();
     w.d.restart();
-    let listener = spawn_in_path(&w.d.sandbox_netns("r1"), move || TcpListener::bind((r1, 7000)).expect("bind"))
-        .join()
-        .expect("listener");
-    let server = std::thread::spawn(move || listener.accept().expect("accept").0.write_all(b"again!!").expect("write"));
+    let server = greet_once(listen_in(&w.d, "r1", r1, 7000), b"again!!");
     let got = greeting_from_outside(&w, SocketAddr::from((r1, 7000)));
     assert_eq!(&got, b"again!!");
     server.join().expect("server");
@@ -858,21 +861,12 @@ fn gateway_mode_routed_reaches_published_ports_at_the_containers_address_without
     d.netd(&["run", "-d", "--name", "n1", "--network", "natnet", "-p", "8080:7000", "--", "sleep", "300"]).ok();
     d.netd(&["rm", "-f", "r2"]).ok();
     let n1 = addr_of(d, "n1", "natnet");
-    let listener = spawn_in_path(&d.sandbox_netns("n1"), move || TcpListener::bind((n1, 7000)).expect("bind"))
-        .join()
-        .expect("listener");
-    let server = std::thread::spawn(move || listener.accept().expect("accept").0.write_all(b"relayed").expect("write"));
+    let server = greet_once(listen_in(d, "n1", n1, 7000), b"relayed");
     // n1's published port is not reached at its own address, even with a route (Docker's
     // `nat` gateway mode, without `--allow-direct-routing`), while it listens.
     w.outside.ip(&["route", "add", "10.209.0.0/24", "via", UPLINK]);
     assert!(not_reached(&w, SocketAddr::from((n1, 7000))));
-    let got = d.host().run(|| {
-        let mut s = TcpStream::connect_timeout(&"127.0.0.1:8080".parse().expect("addr"), DEADLINE).expect("connect");
-        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let mut buf = [0u8; 7];
-        uninterrupted(|| s.read_exact(&mut buf)).expect("read");
-        buf
-    });
+    let got = greeting_from(d.host(), at("127.0.0.1", 8080));
     assert_eq!(&got, b"relayed", "the host's own connection, through n1's relay");
     server.join().expect("server");
 }
@@ -1079,9 +1073,7 @@ fn allow_direct_routing_reaches_published_ports_at_the_containers_own_address() 
     let seen = w.outside.run(|| ask(at(UPLINK, 8080))).expect("through the host");
     assert!(seen.starts_with(&format!("{SERVER}:")), "the container saw {seen}");
     // Only published ports: another one is not reached, although listened on.
-    let _unpublished = spawn_in_path(&d.sandbox_netns("web"), move || TcpListener::bind((web, 81)).expect("bind"))
-        .join()
-        .expect("listener");
+    let _unpublished = listen_in(d, "web", web, 81);
     assert!(not_reached(&w, SocketAddr::from((web, 81))));
     w.outside.run(move || stop_peer_server(direct));
     assert_eq!(server.join().expect("server"), 2);
