@@ -193,6 +193,51 @@ pub struct PublishedPort {
 
 const _: () = assert!(size_of::<PublishedPort>() == 20);
 
+/// A fragmented datagram in `NETD_NAT_FRAGS` as all its fragments name it (RFC 791: source,
+/// destination, protocol and identification, as they arrive), and the way it goes. Only the
+/// first fragment carries ports: it finds the flow and leaves its key here, so that the later
+/// ones are translated by the same entry.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    /// Wire order, as in the fragment.
+    pub src_addr: u32,
+    pub dst_addr: u32,
+    /// The IPv4 identification, wire order.
+    pub id: u16,
+    pub protocol: u8,
+    /// [`FragKey::EGRESS`] (from a container) or [`FragKey::INGRESS`] (on an uplink).
+    pub dir: u8,
+}
+
+impl FragKey {
+    pub const EGRESS: u8 = 0;
+    pub const INGRESS: u8 = 1;
+}
+
+const _: () = assert!(size_of::<FragKey>() == 12);
+
+/// Value of `NETD_NAT_FRAGS`: the `NETD_NAT` key of the flow the first fragment belonged to (its
+/// egress key from a container, its reply key on an uplink), and when it passed.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragEntry {
+    pub flow: Ipv4Tuple,
+    /// `bpf_ktime_get_coarse_ns()` of the first fragment.
+    pub seen: u64,
+}
+
+const _: () = assert!(size_of::<FragEntry>() == 24);
+
+/// Datagrams `NETD_NAT_FRAGS` remembers (an LRU: the oldest make room), as Cilium's fragment map.
+pub const NAT_FRAG_DATAGRAMS: u32 = 8_192;
+/// How long after its first fragment a datagram's later ones are translated: the receiver's
+/// reassembly gives up after as long (`net.ipv4.ipfrag_time`), and the identification may be
+/// reused by then.
+pub const NAT_FRAG_TIMEOUT_NS: u64 = 30 * SEC;
+
 /// Entries of `NETD_PUBLISHED` (Docker users publish ranges).
 pub const MAX_PUBLISHED: u32 = 65_536;
 /// Entries of `NETD_HOST_ADDRS`: the host's own addresses.
@@ -213,6 +258,12 @@ unsafe impl aya::Pod for UplinkInfo {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
 unsafe impl aya::Pod for NatConfig {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for FragKey {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for FragEntry {}
 
 /// Default number of flows the table holds (two entries each), as many as conntrack's default
 /// `nf_conntrack_max` on hosts with 4 GiB or more; the daemon's `--nat-max-flows` changes it.

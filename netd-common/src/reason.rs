@@ -83,8 +83,9 @@ pub enum Reason {
     DropNatTableFull = 83,
     /// A new masqueraded flow found no free port after every attempt.
     DropNatNoPort = 84,
-    /// An IPv4 fragment that would need masquerading, or the first fragment of a reply to a
-    /// masqueraded flow (netd does not reassemble).
+    /// A later IPv4 fragment from a container of a masquerading network whose first fragment
+    /// was not seen (or not translated): netd translates a datagram's fragments by its first,
+    /// without reassembly, and this one would leave with the container's own address.
     DropNatFragment = 85,
     /// A protocol masquerade cannot translate (not TCP, UDP, ICMP echo or an ICMP error
     /// about a translated flow).

@@ -4,12 +4,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use netd_common::{
-    ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, Ipv4Tuple, NatConfig, NatEntry,
-    NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS,
-    MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, VERDICT_SLOTS,
+    ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, FragEntry, FragKey, Ipv4Tuple,
+    NatConfig, NatEntry, NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS,
+    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, NAT_FRAG_DATAGRAMS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -80,6 +80,13 @@ pub static NETD_NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWOR
 #[map]
 pub static NETD_NAT: HashMap<Ipv4Tuple, NatEntry> =
     HashMap::pinned(NAT_DEFAULT_FLOWS * 2, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Fragmented datagrams of tracked flows (see `netd_common::FragKey`): a first fragment leaves
+/// its flow's key, and the later ones, which carry no ports, are translated by it. An LRU, and
+/// nobody collects it: a datagram's entry is of use for a few milliseconds, and the oldest make
+/// room.
+#[map]
+pub static NETD_NAT_FRAGS: LruHashMap<FragKey, FragEntry> = LruHashMap::pinned(NAT_FRAG_DATAGRAMS, 0);
 
 /// Uplinks by ifindex: the address masqueraded flows leave with.
 #[map]

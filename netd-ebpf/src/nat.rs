@@ -12,6 +12,8 @@
 //!   address and port back and goes straight into its namespace (`bpf_redirect_peer`). Anything
 //!   else is the host's and passes untouched, except packets for a masquerading network's
 //!   containers that no flow asked for.
+//! - Fragments are translated one by one, by their datagram's first (`NETD_NAT_FRAGS`): no
+//!   reassembly.
 
 use core::mem::MaybeUninit;
 
@@ -28,8 +30,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
-    EndpointInfo, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass, PacketFlags,
-    PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW,
+    EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass,
+    PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
 };
 use netd_ebpf::{
     csum,
@@ -38,7 +40,7 @@ use netd_ebpf::{
 
 use crate::maps::{
     count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
-    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
+    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -223,8 +225,10 @@ pub fn snat_v4_egress(
     } else {
         Reason::PassToStack
     };
-    if p.flags & PacketFlags::FRAGMENT != 0 {
-        return if masquerade { Reason::DropNatFragment } else { Reason::PassToStack };
+    if p.class == PacketClass::Ipv4Fragment {
+        // A later fragment: translated as its first was (a first fragment is a packet of its
+        // flow like any other, and leaves the flow's key below).
+        return snat_v4_egress_later_fragment(ctx, frame, p, masquerade, target);
     }
     match p.class {
         PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => {}
@@ -352,16 +356,91 @@ pub fn snat_v4_egress(
     };
     let old_addr = p.tuple.src_addr;
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    // A first fragment (later ones returned above) leaves its flow for the others, once it is
+    // written; read before the writes, which invalidate packet pointers, and from the packet
+    // (see `Parsed::flags`).
+    let first_fragment = ip.u8::<{ ipv4::FRAG_OFF }>() & ipv4::MF_BYTE != 0;
+    let id = ip.raw16::<{ ipv4::ID_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, nat_addr);
     let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: nat_addr, dst: p.tuple.dst_addr };
     store_frame_head(ctx, frame, p, &l4, macs, tail, (nat_port, p.tuple.dst_port));
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
+    if first_fragment {
+        note_fragment(p, id, FragKey::EGRESS, &key, now);
+    }
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
     // Into the peer only with the next hop's MAC in place (else the kernel resolves it).
     target.via_peer = peer && macs.is_some();
     verdict
+}
+
+/// Leaves the key of the flow (`flow`) whose first fragment `p` is (identification `id`, wire
+/// order), for the later fragments of its datagram that go the same way (`dir`).
+#[inline(always)]
+fn note_fragment(p: &Parsed, id: u16, dir: u8, flow: &Ipv4Tuple, now: u64) {
+    let fk = FragKey { src_addr: p.tuple.src_addr, dst_addr: p.tuple.dst_addr, id, protocol: p.tuple.protocol, dir };
+    let _ = NETD_NAT_FRAGS.insert(&fk, &FragEntry { flow: *flow, seen: now }, u64::from(BPF_ANY));
+}
+
+/// The flow entry of the datagram whose later fragment `p` is (going way `dir`), as its first
+/// fragment found it, if that came within [`NAT_FRAG_TIMEOUT_NS`] and the flow is still there.
+#[inline(always)]
+fn fragment_flow(p: &Parsed, id: u16, dir: u8, now: u64) -> Option<*mut NatEntry> {
+    let fk = FragKey { src_addr: p.tuple.src_addr, dst_addr: p.tuple.dst_addr, id, protocol: p.tuple.protocol, dir };
+    // SAFETY: read-only map value, valid for the duration of the program.
+    let f = unsafe { NETD_NAT_FRAGS.get(&fk) }?;
+    if now > f.seen + NAT_FRAG_TIMEOUT_NS {
+        return None;
+    }
+    NETD_NAT.get_ptr_mut(&f.flow)
+}
+
+/// A later fragment (no L4 header) from endpoint `src`: it gets its flow's address, TTL and next
+/// hop, as its first fragment did, and follows it. Without one (its first fragment was not
+/// seen, or was not translated), it is dropped on a masquerading network (it would leave with
+/// the container's address) and routed unchanged by the stack on others.
+#[inline(always)]
+fn snat_v4_egress_later_fragment(
+    ctx: &TcContext,
+    frame: &Frame,
+    p: &Parsed,
+    masquerade: bool,
+    target: &mut NatTarget,
+) -> Reason {
+    let unknown = if masquerade { Reason::DropNatFragment } else { Reason::PassToStack };
+    let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off) else {
+        return Reason::DropShortIpv4;
+    };
+    let Some(e) = fragment_flow(p, ip.raw16::<{ ipv4::ID_OFF }>(), FragKey::EGRESS, coarse_now()) else {
+        return unknown;
+    };
+    // SAFETY: a live map value, read only here.
+    let e = unsafe { &*e };
+    let ttl_word = ip.raw16::<{ ipv4::TTL_OFF }>();
+    if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
+        return Reason::PassToStack;
+    }
+    let new_ttl_word = {
+        let b = ttl_word.to_ne_bytes();
+        u16::from_ne_bytes([b[0] - 1, b[1]])
+    };
+    let old_addr = p.tuple.src_addr;
+    let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    check = csum::replace16(check, ttl_word, new_ttl_word);
+    check = csum::replace32(check, old_addr, e.addr);
+    let l2 = e.flags & NatFlags::L2 != 0;
+    if l2 {
+        let (dmac, smac) = e.mac_half_words();
+        let _ = ctx.store(eth::DST_OFF, &[dmac[0], dmac[1], dmac[2], smac[0], smac[1], smac[2]], 0);
+    }
+    let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: e.addr, dst: p.tuple.dst_addr };
+    let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &tail, 0);
+    target.ifindex = e.ifindex;
+    target.via_neigh = !l2;
+    target.via_peer = l2 && e.flags & NatFlags::PEER != 0;
+    Reason::RedirectNat
 }
 
 /// The address endpoint `src`'s network masquerades with when it has one of its own
@@ -799,11 +878,19 @@ pub fn snat_v4_ingress(
     // for a published port: those are reached on every address of the host, as Docker's
     // rules match `--dst-type LOCAL`.
     let other = p.tuple.dst_addr != uplink.addr;
+    if p.class == PacketClass::Ipv4Fragment {
+        // A later fragment of a datagram whose first was translated goes where that went;
+        // any other is the host's (its stack keeps it until its reassembly gives up).
+        return match snat_v4_ingress_later_fragment(frame, p, target) {
+            Some(r) => r,
+            None if other => unsolicited_or_pass(p),
+            None => Reason::PassFromUplink,
+        };
+    }
     if other
         && uplink.flags & (UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT) == 0
         && (uplink.flags & UplinkInfo::PUBLISHED == 0
-            || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp)
-            || p.flags & PacketFlags::FRAGMENT != 0)
+            || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp))
     {
         return unsolicited_or_pass(p);
     }
@@ -823,16 +910,6 @@ pub fn snat_v4_ingress(
         }
         _ => return none(),
     };
-    if p.flags & PacketFlags::FRAGMENT != 0 {
-        // netd does not reassemble. A first fragment names its flow: one of netd's is dropped
-        // and counted (the container would get a datagram without its head). Later fragments
-        // name nobody: the host's stack keeps them until its reassembly gives up.
-        let key = p.tuple.key();
-        if reply && p.flags & PacketFlags::FIRST_FRAGMENT != 0 && NETD_NAT.get_ptr(&key).is_some() {
-            return Reason::DropNatFragment;
-        }
-        return none();
-    }
     if !reply {
         return match snat_v4_icmp_error_ingress(ctx, p, target) {
             Reason::PassFromUplink => none(),
@@ -891,6 +968,9 @@ pub fn snat_v4_ingress(
         u16::from_ne_bytes([b[0] - 1, b[1]])
     };
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    // As on egress: a first fragment leaves its flow for the later ones (they returned above).
+    let first_fragment = ip.u8::<{ ipv4::FRAG_OFF }>() & ipv4::MF_BYTE != 0;
+    let id = ip.raw16::<{ ipv4::ID_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, new_addr);
     // Written in place, field by field, one store each: one helper call fewer than
@@ -908,8 +988,44 @@ pub fn snat_v4_ingress(
     l3.set_raw32::<{ ipv4::DST_OFF }>(new_addr);
     port.set_raw16::<0>(new_port);
     l4_csum_update(ctx, &l4, (old_addr, new_addr), (old_port, new_port));
+    if first_fragment {
+        note_fragment(p, id, FragKey::INGRESS, &key, now);
+    }
     target.ifindex = veth;
     Reason::RedirectReverseNat
+}
+
+/// A later fragment (no L4 header) arriving on an uplink: when its datagram's first fragment was
+/// translated, it gets the same destination and goes to the same container. `None`: it is not
+/// a translated datagram's.
+#[inline(always)]
+fn snat_v4_ingress_later_fragment(frame: &Frame, p: &Parsed, target: &mut NatTarget) -> Option<Reason> {
+    let ip = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off)?;
+    let e = fragment_flow(p, ip.raw16::<{ ipv4::ID_OFF }>(), FragKey::INGRESS, coarse_now())?;
+    // SAFETY: a live map value, read only here.
+    let e = unsafe { &*e };
+    let ttl_word = ip.raw16::<{ ipv4::TTL_OFF }>();
+    if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
+        return Some(Reason::DropTtlExceeded);
+    }
+    let l2 = frame.header::<{ eth::HLEN }>(0)?;
+    let new_ttl_word = {
+        let b = ttl_word.to_ne_bytes();
+        u16::from_ne_bytes([b[0] - 1, b[1]])
+    };
+    let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
+    check = csum::replace16(check, ttl_word, new_ttl_word);
+    check = csum::replace32(check, p.tuple.dst_addr, e.addr);
+    let mac = e.mac_half_words().0;
+    let (l2, l3) = (l2.writable(), ip.writable());
+    l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
+    l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);
+    l2.set_raw16::<{ eth::DST_OFF + 4 }>(mac[2]);
+    l3.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
+    l3.set_raw16::<{ ipv4::CSUM_OFF }>(check);
+    l3.set_raw32::<{ ipv4::DST_OFF }>(e.addr);
+    target.ifindex = e.ifindex;
+    Some(Reason::RedirectReverseNat)
 }
 
 /// Whether a packet of no flow may open one to a published port: UDP, or a TCP SYN without

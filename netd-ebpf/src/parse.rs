@@ -60,6 +60,9 @@ pub mod ipv4 {
     pub const MIN_IHL: u8 = 5;
     /// "More fragments" flag in the host-order flags/fragment-offset word.
     pub const MF: u16 = 0x2000;
+    /// "More fragments" in the first byte of the flags/fragment-offset field: read as a byte on
+    /// its own, a fresh value to the verifier (see `Parsed::flags`).
+    pub const MF_BYTE: u8 = 0x20;
     /// "Don't fragment".
     pub const DF: u16 = 0x4000;
     /// Fragment offset mask (8-byte units) in the host-order flags/fragment-offset word.
@@ -323,6 +326,13 @@ impl_load!(u32, "u32");
 pub struct Parsed {
     pub class: PacketClass,
     /// [`PacketFlags`] bits.
+    ///
+    /// The container's and the uplink's programs do not branch on them (the small DNS one may):
+    /// the verifier knows them as a constant on each path through the parser, and a branch it
+    /// can decide from a constant makes it keep paths with different flags apart to the end of
+    /// the program (a first fragment's path would be verified again through all of masquerade,
+    /// past the verifier's limit). Where the program needs to know, it reads the packet again,
+    /// which the verifier cannot relate to them.
     pub flags: u8,
     /// 802.1Q VLAN id, 0 when untagged.
     pub vlan_id: u16,
@@ -519,7 +529,9 @@ fn parse_ipv4(frame: &Frame, p: &mut Parsed) -> Result<(), Malformed> {
             // A first fragment carries only part of the datagram: its length is checked on
             // reassembly, not here.
             let udp_len = usize::from(udp.be16::<{ udp::LEN_OFF }>());
-            let fragment = p.flags & PacketFlags::FRAGMENT != 0;
+            // From the packet, not from `p.flags` (see `Parsed::flags`); here the offset is zero,
+            // so MF alone says whether this is a fragment.
+            let fragment = ip.u8::<{ ipv4::FRAG_OFF }>() & ipv4::MF_BYTE != 0;
             if udp_len < udp::HLEN || (!fragment && udp_len > l4_len) {
                 return Err(fail(Reason::DropUdpLength, p));
             }

@@ -807,10 +807,10 @@ fn what_is_never_translated() {
     h.ttl = 1;
     let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(src, server, 1, 2, b"x")));
     assert_eq!(send(&mut t, "a", &frame).reason(), Reason::PassToStack);
-    // A fragment: netd does not reassemble.
+    // A later fragment whose first was not seen: it would leave with a's own address.
     let mut h = Ipv4::new(src, server, PROTO_UDP);
-    h.frag = 0x2000;
-    let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(src, server, 1, 2, b"x")));
+    h.frag = 8;
+    let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(b"the rest"));
     assert_eq!(send(&mut t, "a", &frame).reason(), Reason::DropNatFragment);
     // ICMP other than echo requests cannot be tracked.
     let frame = Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4)
@@ -829,29 +829,122 @@ fn what_is_never_translated() {
         let out = receive(&mut t, &frame);
         assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &frame), "to {dst}");
     }
-    // A reply in fragments: the first one names a flow of a's and is dropped (counted); a
-    // later one names nobody and is the host's.
-    let flow = send(&mut t, "a", &from_endpoint("a", PROTO_UDP, 40000, server, 53));
-    let nat_port = nat_port_of(&flow.output);
-    let mut first = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_UDP);
-    first.frag = 0x2000;
-    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&first.packet(&udp(
-        server,
-        ip(UPLINK_ADDR),
-        53,
-        nat_port,
-        &[7; 64],
-    )));
-    assert_eq!(receive(&mut t, &frame).reason(), Reason::DropNatFragment);
-    let mut later = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_UDP);
-    later.frag = 8;
-    let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&later.packet(&[7; 64]));
-    assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
+    // A later fragment whose first was not translated names nobody: to the uplink's address,
+    // the host's (untouched); to a container's, unsolicited.
+    for (dst, reason) in [(ip(UPLINK_ADDR), Reason::PassFromUplink), (src, Reason::DropUnsolicited)] {
+        let mut later = Ipv4::new(server, dst, PROTO_UDP);
+        later.frag = 8;
+        let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&later.packet(&[7; 64]));
+        let out = receive(&mut t, &frame);
+        assert_eq!((out.reason(), &out.output), (reason, &frame), "to {dst}");
+    }
 
     // A ping to the host is the host's.
     let frame = Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4)
         .frame(&Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP).packet(&icmp_echo(8, 2000, 1, b"ping")));
     assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
+}
+
+/// A datagram (`l4`: its whole L4 part) from `src` to `dst` in two fragments, the first
+/// carrying `split` bytes of it (a multiple of 8), with identification `id` and `ttl`, each in
+/// a frame like `eth`.
+#[expect(clippy::too_many_arguments, reason = "each is a header field of the fragments")]
+fn fragments(
+    eth: &Ethernet,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: u8,
+    id: u16,
+    ttl: u8,
+    l4: &[u8],
+    split: usize,
+) -> [Vec<u8>; 2] {
+    let mut h = Ipv4::new(src, dst, protocol);
+    h.id = id;
+    h.ttl = ttl;
+    h.frag = 0x2000;
+    let first = eth.frame(&h.packet(&l4[..split]));
+    h.frag = u16::try_from(split / 8).expect("offset");
+    [first, eth.frame(&h.packet(&l4[split..]))]
+}
+
+#[test]
+fn fragmented_datagrams_are_translated_by_their_first_fragment_both_ways() {
+    let mut t = topology(None);
+    let (a, r, server, uplink) = (addr_of("a"), addr_of("r"), ip(SERVER), ip(UPLINK_ADDR));
+    let payload: Vec<u8> = (0..1600u32).map(|i| i.to_le_bytes()[0]).collect();
+    let (from_a, out) =
+        (Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4), Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4));
+    let (back, to_a) =
+        (Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4), Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4));
+    for (protocol, sport, dport, id) in [(PROTO_UDP, 40000, 53, 0x1234), (PROTO_ICMP, 77, 0, 0x1235)] {
+        // A UDP datagram, or an ICMP echo (type `ty`) whose identifier is the port on the
+        // container's side: the source's in a request, the destination's in a reply.
+        let body = |src, dst, sport, dport, ty| {
+            if protocol == PROTO_UDP {
+                udp(src, dst, sport, dport, &payload)
+            } else {
+                icmp_echo(ty, if ty == 8 { sport } else { dport }, 1, &payload)
+            }
+        };
+        // Out: the first fragment opens the flow, the later one follows it; what leaves is the
+        // datagram as the uplink would have sent it, cut the same way (so the checksum, which
+        // covers both pieces, is right once reassembled).
+        let sent = fragments(&from_a, a, server, protocol, id, 64, &body(a, server, sport, dport, 8), 1000);
+        let first = send(&mut t, "a", &sent[0]);
+        assert_eq!((first.reason(), first.event().target), (Reason::RedirectNat, t.uplink), "{protocol}");
+        let nat_port = nat_port_of(&first.output);
+        let want = fragments(&out, uplink, server, protocol, id, 63, &body(uplink, server, nat_port, dport, 8), 1000);
+        assert_eq!(first.output, want[0], "{protocol}");
+        let later = send(&mut t, "a", &sent[1]);
+        assert_eq!(
+            (later.reason(), later.verdict, later.event().target),
+            (Reason::RedirectNat, TC_ACT_REDIRECT, t.uplink)
+        );
+        assert_eq!(later.output, want[1], "{protocol}");
+
+        // Back: the answer in fragments, both into a's namespace, restored whole.
+        let id = id ^ 0x8000;
+        let answer =
+            fragments(&back, server, uplink, protocol, id, 64, &body(server, uplink, dport, nat_port, 0), 1000);
+        let want = fragments(&to_a, server, a, protocol, id, 63, &body(server, a, dport, sport, 0), 1000);
+        for (piece, want) in answer.iter().zip(&want) {
+            let got = receive(&mut t, piece);
+            assert_eq!((got.reason(), got.event().target), (Reason::RedirectReverseNat, t.ifindex["a"]), "{protocol}");
+            assert_eq!(&got.output, want, "{protocol}");
+        }
+        // Another datagram's later fragment (another identification) is not the flow's.
+        let other =
+            fragments(&back, server, uplink, protocol, id ^ 1, 64, &body(server, uplink, dport, nat_port, 0), 1000);
+        let got = receive(&mut t, &other[1]);
+        assert_eq!((got.reason(), &got.output), (Reason::PassFromUplink, &other[1]), "{protocol}");
+    }
+    // On a network without masquerade a flow is tracked as it is: its fragments are routed
+    // by the datapath unchanged but for the TTL and MACs, and so are its answer's (the uplink
+    // marked as the daemon marks it while such a network exists).
+    t.dp.set_uplink(t.uplink, uplink, UplinkInfo::DIRECT).expect("uplink");
+    let from_r = Ethernet::new(docker_mac(r), [0x02, 0x42, 10, 2, 0, 1], ETH_P_IPV4);
+    let datagram = udp(r, server, 40000, 53, &payload);
+    let sent = fragments(&from_r, r, server, PROTO_UDP, 7, 64, &datagram, 1000);
+    let want = fragments(&out, r, server, PROTO_UDP, 7, 63, &datagram, 1000);
+    for (piece, want) in sent.iter().zip(&want) {
+        let got = send(&mut t, "r", piece);
+        assert_eq!((got.reason(), &got.output), (Reason::RedirectNat, want));
+    }
+    let answer = udp(server, r, 53, 40000, &payload);
+    let to_r = Ethernet::new(ROUTER_MAC, docker_mac(r), ETH_P_IPV4);
+    let (pieces, want) = (
+        fragments(&back, server, r, PROTO_UDP, 8, 64, &answer, 1000),
+        fragments(&to_r, server, r, PROTO_UDP, 8, 63, &answer, 1000),
+    );
+    for (piece, want) in pieces.iter().zip(&want) {
+        let got = receive(&mut t, piece);
+        assert_eq!((got.reason(), got.event().target, &got.output), (Reason::RedirectReverseNat, t.ifindex["r"], want));
+    }
+    // A later fragment from r whose first was not seen is routed unchanged by the stack.
+    let lost = send(&mut t, "r", &fragments(&from_r, r, server, PROTO_UDP, 9, 64, &datagram, 1000)[1]);
+    assert_eq!(lost.reason(), Reason::PassToStack);
+    assert_eq!(t.dp.reason_counter(Reason::DropNatFragment).expect("counter").packets, 0, "nothing dropped");
 }
 
 /// A TCP segment from endpoint `from` (port `sport`) to the server's port 80 with `flags`.

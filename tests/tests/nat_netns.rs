@@ -75,7 +75,7 @@ fn udp_echo_server(outside: &NetNs, port: u16, n: usize) -> std::thread::JoinHan
         sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
         let start = Instant::now();
         let mut peers = Vec::new();
-        let mut buf = [0u8; 1500];
+        let mut buf = vec![0u8; 65536];
         while peers.len() < n && start.elapsed() < DEADLINE {
             if let Ok((got, peer)) = uninterrupted(|| sock.recv_from(&mut buf)) {
                 sock.send_to(&buf[..got], peer).expect("echo");
@@ -222,6 +222,50 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     assert_eq!(server.join().expect("server").len(), 1);
     assert!(d.count(None, "pass-from-uplink") > 0);
 
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+#[test]
+fn datagrams_larger_than_the_mtu_go_out_and_come_back_in_fragments() {
+    let w = world(&[]);
+    let d = &w.d;
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+    let before = (d.count(Some("c1"), "redirect-nat"), d.count(None, "redirect-reverse-nat"));
+
+    // A 4000-byte ping: three fragments each way, the request's from the container's stack,
+    // the reply's from the server's.
+    let big_ping = d.netd(&["exec", "c1", "--", "ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "4000", SERVER]);
+    assert_eq!(big_ping.code, 0, "{}{}", big_ping.stdout, big_ping.stderr);
+
+    // A 6000-byte UDP datagram, echoed whole, from the uplink's address.
+    let server = udp_echo_server(&w.outside, 5353, 2);
+    let echoed = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 0)).expect("bind");
+        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let datagram: Vec<u8> = (0..6000u32).map(|i| i.to_le_bytes()[0] ^ 0x5a).collect();
+        let mut echoed = 0;
+        for _ in 0..2 {
+            s.send_to(&datagram, (SERVER, 5353)).expect("send");
+            let mut buf = vec![0u8; 65536];
+            if let Ok((got, _)) = uninterrupted(|| s.recv_from(&mut buf)) {
+                echoed += usize::from(buf[..got] == datagram[..]);
+            }
+        }
+        echoed
+    })
+    .join()
+    .expect("udp client");
+    assert_eq!(echoed, 2, "both datagrams came back whole");
+    let peers = server.join().expect("server");
+    assert!(!peers.is_empty() && peers.iter().all(|p| p.ip().to_string() == UPLINK), "{peers:?}");
+
+    // The datapath carried every fragment, both ways (5 per datagram, 3 per ping), and dropped
+    // none.
+    let after = (d.count(Some("c1"), "redirect-nat"), d.count(None, "redirect-reverse-nat"));
+    let (out, back) = (after.0 - before.0, after.1 - before.1);
+    assert!(out >= 2 * 5 + 2 * 3 && back >= 2 * 5 + 2 * 3, "out {out}, back {back}");
+    assert_eq!(d.count(None, "drop-nat-fragment"), 0);
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
 }
 
