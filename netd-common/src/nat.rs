@@ -260,6 +260,9 @@ unsafe impl aya::Pod for UplinkInfo {}
 unsafe impl aya::Pod for NatConfig {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
+unsafe impl aya::Pod for NatTimeouts {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
 unsafe impl aya::Pod for FragKey {}
 #[cfg(feature = "user")]
 // SAFETY: as above.
@@ -303,6 +306,51 @@ pub const UDP_STREAM_AFTER_NS: u64 = 2 * SEC;
 /// ICMP echo.
 pub const ICMP_TIMEOUT_NS: u64 = 30 * SEC;
 
+/// How long flows live after their last packet, by state, in seconds (zero: the default, the
+/// `*_TIMEOUT_NS` constants): the only value of `NETD_NAT_TIMEOUTS` (index 0), written by the
+/// daemon (`--nat-timeout`), read by the datapath when it checks whether a flow expired and by
+/// the daemon's collector, so both judge alike. A new map: zero everywhere before a daemon
+/// writes it, which is the defaults.
+#[repr(C)]
+#[cfg_attr(feature = "user", derive(bytemuck::Pod, bytemuck::Zeroable))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatTimeouts {
+    /// TCP before the remote answered ([`TCP_SYN_TIMEOUT_NS`]).
+    pub tcp_syn: u32,
+    /// TCP answered ([`TCP_ESTABLISHED_TIMEOUT_NS`]).
+    pub tcp_established: u32,
+    /// TCP after a FIN ([`TCP_FIN_TIMEOUT_NS`]).
+    pub tcp_fin: u32,
+    /// TCP after a RST ([`TCP_RST_TIMEOUT_NS`]).
+    pub tcp_rst: u32,
+    /// UDP but a stream ([`UDP_TIMEOUT_NS`]).
+    pub udp: u32,
+    /// A UDP stream ([`UDP_STREAM_TIMEOUT_NS`]).
+    pub udp_stream: u32,
+    /// ICMP echo ([`ICMP_TIMEOUT_NS`]).
+    pub icmp: u32,
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<NatTimeouts>() == 32);
+
+impl NatTimeouts {
+    /// Every timeout the default.
+    pub const DEFAULT: Self =
+        Self { tcp_syn: 0, tcp_established: 0, tcp_fin: 0, tcp_rst: 0, udp: 0, udp_stream: 0, icmp: 0, pad: 0 };
+
+    /// `secs` in ns, or `default_ns` when it is zero.
+    #[must_use]
+    #[inline]
+    const fn or(secs: u32, default_ns: u64) -> u64 {
+        if secs == 0 {
+            default_ns
+        } else {
+            secs as u64 * SEC
+        }
+    }
+}
+
 /// The later of the two entries' `last_seen`: the flow's last packet, either way.
 #[must_use]
 #[inline]
@@ -323,32 +371,33 @@ const fn udp_stream(egress: &NatEntry, ingress: &NatEntry) -> bool {
 }
 
 /// How long a flow (entries `egress` and `ingress`, protocol number `protocol`) lives after its
-/// last packet: TCP by its state (the flags of both entries), UDP by whether it is a stream.
+/// last packet: TCP by its state (the flags of both entries), UDP by whether it is a stream;
+/// `t` says how long each.
 #[must_use]
 #[inline]
-pub const fn flow_lifetime_ns(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> u64 {
+pub const fn flow_lifetime_ns(protocol: u8, egress: &NatEntry, ingress: &NatEntry, t: &NatTimeouts) -> u64 {
     let both = egress.flags | ingress.flags;
     let replied = replied(egress, ingress);
     match protocol {
         6 => {
             if both & NatFlags::TCP_RST != 0 {
-                TCP_RST_TIMEOUT_NS
+                NatTimeouts::or(t.tcp_rst, TCP_RST_TIMEOUT_NS)
             } else if both & NatFlags::TCP_FIN != 0 {
-                TCP_FIN_TIMEOUT_NS
+                NatTimeouts::or(t.tcp_fin, TCP_FIN_TIMEOUT_NS)
             } else if replied {
-                TCP_ESTABLISHED_TIMEOUT_NS
+                NatTimeouts::or(t.tcp_established, TCP_ESTABLISHED_TIMEOUT_NS)
             } else {
-                TCP_SYN_TIMEOUT_NS
+                NatTimeouts::or(t.tcp_syn, TCP_SYN_TIMEOUT_NS)
             }
         }
         17 => {
             if udp_stream(egress, ingress) {
-                UDP_STREAM_TIMEOUT_NS
+                NatTimeouts::or(t.udp_stream, UDP_STREAM_TIMEOUT_NS)
             } else {
-                UDP_TIMEOUT_NS
+                NatTimeouts::or(t.udp, UDP_TIMEOUT_NS)
             }
         }
-        _ => ICMP_TIMEOUT_NS,
+        _ => NatTimeouts::or(t.icmp, ICMP_TIMEOUT_NS),
     }
 }
 
@@ -383,11 +432,11 @@ pub const fn evictable(protocol: u8, egress: &NatEntry, ingress: &NatEntry) -> b
 }
 
 /// Whether a flow whose entries are `egress` and `ingress` has expired at `now` (ns, the
-/// datapath's clock).
+/// datapath's clock) with timeouts `t`.
 #[must_use]
 #[inline]
-pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
-    now > last_packet(egress, ingress) + flow_lifetime_ns(protocol, egress, ingress)
+pub const fn flow_expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64, t: &NatTimeouts) -> bool {
+    now > last_packet(egress, ingress) + flow_lifetime_ns(protocol, egress, ingress, t)
 }
 
 /// The ingress (reply) key of a flow whose egress key is `egress`, translated to `addr:port`.
@@ -451,7 +500,7 @@ mod tests {
         let s = NatFlags::SEEN;
         let life = |protocol, egress, ingress, last| {
             let (e, i) = pair(egress, ingress, last);
-            flow_lifetime_ns(protocol, &e, &i)
+            flow_lifetime_ns(protocol, &e, &i, &NatTimeouts::DEFAULT)
         };
         assert_eq!(life(6, s | NatFlags::TCP_SYN, 0, 0), TCP_SYN_TIMEOUT_NS);
         assert_eq!(life(6, s | NatFlags::TCP_SYN, s, 0), TCP_ESTABLISHED_TIMEOUT_NS);
@@ -465,8 +514,15 @@ mod tests {
         assert_eq!(life(1, s, 0, 0), ICMP_TIMEOUT_NS);
         let e = NatEntry { last_seen: 100, ..NatEntry::default() };
         let i = NatEntry { last_seen: 5 * SEC, ..NatEntry::default() };
-        assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS));
-        assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1));
+        assert!(!flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS, &NatTimeouts::DEFAULT));
+        assert!(flow_expired(1, &e, &i, 5 * SEC + ICMP_TIMEOUT_NS + 1, &NatTimeouts::DEFAULT));
+        // Timeouts of the daemon's own replace the defaults, the others stay.
+        let t = NatTimeouts { icmp: 3, udp_stream: 3600, ..NatTimeouts::DEFAULT };
+        assert!(!flow_expired(1, &e, &i, 8 * SEC, &t));
+        assert!(flow_expired(1, &e, &i, 8 * SEC + 1, &t));
+        let (e, i) = pair(s, s, UDP_STREAM_AFTER_NS);
+        assert_eq!(flow_lifetime_ns(17, &e, &i, &t), 3600 * SEC);
+        assert_eq!(flow_lifetime_ns(6, &e, &i, &t), TCP_ESTABLISHED_TIMEOUT_NS);
     }
 
     #[test]
@@ -474,7 +530,7 @@ mod tests {
         let (s, inb) = (NatFlags::SEEN, NatFlags::INBOUND);
         let life = |protocol, egress, ingress, last| {
             let (e, i) = pair(egress, ingress, last);
-            flow_lifetime_ns(protocol, &e, &i)
+            flow_lifetime_ns(protocol, &e, &i, &NatTimeouts::DEFAULT)
         };
         // The client's SYN came in; until the container answers, it is a SYN not answered.
         assert_eq!(life(6, inb, inb | s | NatFlags::TCP_SYN, 0), TCP_SYN_TIMEOUT_NS);

@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 use netd_common::{
     ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, FragEntry, FragKey, Ipv4Tuple,
-    NatConfig, NatEntry, NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS, MAX_ENDPOINTS,
-    MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, NAT_FRAG_DATAGRAMS, VERDICT_SLOTS,
+    NatConfig, NatEntry, NatTimeouts, NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS,
+    MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, NAT_FRAG_DATAGRAMS,
+    VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -106,6 +107,11 @@ pub static NETD_HOST_ADDRS: HashMap<u32, u32> = HashMap::pinned(MAX_HOST_ADDRS, 
 /// The NAT settings (index 0), written by the daemon.
 #[map]
 pub static NETD_NAT_CONFIG: Array<NatConfig> = Array::pinned(1, 0);
+
+/// How long flows live after their last packet (index 0, see `netd_common::NatTimeouts`),
+/// written by the daemon (`--nat-timeout`).
+#[map]
+pub static NETD_NAT_TIMEOUTS: Array<NatTimeouts> = Array::pinned(1, 0);
 
 /// The last `CLOCK_MONOTONIC_COARSE` reading and the jiffies it was taken at (see
 /// `nat::coarse_now`).

@@ -30,8 +30,8 @@ use aya_ebpf::{
 };
 use netd_common::{
     nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
-    EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NetworkFlags, PacketClass,
-    PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
+    EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NatTimeouts, NetworkFlags,
+    PacketClass, PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
 };
 use netd_ebpf::{
     csum,
@@ -40,7 +40,8 @@ use netd_ebpf::{
 
 use crate::maps::{
     count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
-    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NETWORKS, NETD_PUBLISHED, NETD_UPLINKS,
+    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED,
+    NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -622,7 +623,7 @@ fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: boo
     // SAFETY: a live map value; concurrent writers only race on these fields.
     let i = unsafe { &mut *i };
     let closed = syn && (egress.flags | i.flags) & (NatFlags::TCP_FIN | NatFlags::TCP_RST) != 0;
-    if closed || (stale && flow_expired(key.protocol, egress, i, now)) {
+    if closed || (stale && expired(key.protocol, egress, i, now)) {
         const KEPT: u8 = NatFlags::L2 | NatFlags::PEER | NatFlags::INBOUND;
         egress.flags = NatFlags::SEEN | (egress.flags & KEPT);
         egress.last_seen = now;
@@ -639,12 +640,23 @@ fn restart_if_over(key: &Ipv4Tuple, egress: &mut NatEntry, syn: bool, stale: boo
     }
 }
 
+/// Whether a flow (its entries `egress` and `ingress`) has expired at `now`, with the daemon's
+/// timeouts (`NETD_NAT_TIMEOUTS`). Only on the rare paths: a flow stale for a second, a port
+/// taken, a full table.
+#[inline(always)]
+fn expired(protocol: u8, egress: &NatEntry, ingress: &NatEntry, now: u64) -> bool {
+    match NETD_NAT_TIMEOUTS.get(0) {
+        Some(t) => flow_expired(protocol, egress, ingress, now, t),
+        None => flow_expired(protocol, egress, ingress, now, &NatTimeouts::DEFAULT),
+    }
+}
+
 /// Whether the flow of ingress entry `ingress` (key `key`) expired (or lost its egress half).
 #[inline(always)]
 fn reply_expired(key: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
     // SAFETY: read-only map value.
     match unsafe { NETD_NAT.get(&egress_key(key, ingress)) } {
-        Some(e) => flow_expired(key.protocol, e, ingress, now),
+        Some(e) => expired(key.protocol, e, ingress, now),
         None => true,
     }
 }
@@ -720,7 +732,7 @@ fn evict_one(now: u64) -> bool {
         // SAFETY: as above.
         // Without its ingress half (a half-deleted pair) the flow is nobody's.
         let gone = match unsafe { NETD_NAT.get(&rk) } {
-            Some(i) => evictable(key.protocol, e, i) || flow_expired(key.protocol, e, i, now),
+            Some(i) => evictable(key.protocol, e, i) || expired(key.protocol, e, i, now),
             None => true,
         };
         if gone {
@@ -849,7 +861,7 @@ fn reclaim_if_expired(rk: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
     };
     let ek = egress_key(rk, old);
     let expired = match unsafe { NETD_NAT.get(&ek) } {
-        Some(old_egress) => flow_expired(rk.protocol, old_egress, old, now),
+        Some(old_egress) => expired(rk.protocol, old_egress, old, now),
         None => true,
     };
     if !expired {

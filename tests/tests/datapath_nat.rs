@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use netd::datapath::{Datapath, LoadOptions};
 use netd_common::{
-    EndpointInfo, Ipv4Tuple, NatEvent, NetworkFlags, NetworkInfo, Reason, UplinkInfo, EVENT_KIND_NAT_NEW,
+    EndpointInfo, Ipv4Tuple, NatEvent, NatTimeouts, NetworkFlags, NetworkInfo, Reason, UplinkInfo, EVENT_KIND_NAT_NEW,
     EVENT_KIND_TRACE,
 };
 use netd_tests::{
@@ -733,6 +733,43 @@ fn a_query_and_its_answer_expire_after_30_s_and_a_stream_after_120_s() {
     assert_eq!(state_of(&mut t, "a", "udp", 40001), None);
     assert_eq!(t.dp.nat_collect(now + 121_000_000_000).expect("collect").len(), 1, "the stream");
     assert!(t.dp.nat_entries().expect("entries").is_empty());
+}
+
+#[test]
+fn the_daemons_timeouts_decide_when_flows_expire_in_the_datapath_and_the_collector() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    // a and b each take one of the two NAT ports to the server's port 53 (a query and its
+    // answer), then their last packets go 40 s back.
+    let mut ports = Vec::new();
+    for (from, sport) in [("a", 40000), ("b", 40001)] {
+        let out = send(&mut t, from, &from_endpoint(from, PROTO_UDP, sport, server, 53));
+        assert_eq!(receive(&mut t, &udp_to_uplink(53, nat_port_of(&out.output))).reason(), Reason::RedirectReverseNat);
+        edit_flow(&mut t, from, PROTO_UDP, sport, |e| e.last_seen -= 40_000_000_000);
+        ports.push(nat_port_of(&out.output));
+    }
+    let c_query = from_endpoint("c", PROTO_UDP, 40002, server, 53);
+    let now = netd::datapath::monotonic_ns;
+    // UDP at 60 s: both live, the datapath has no port for c, the collector takes nothing.
+    let long = NatTimeouts { udp: 60, ..NatTimeouts::DEFAULT };
+    t.dp.set_nat_timeouts(&long).expect("timeouts");
+    assert_eq!(t.dp.nat_timeouts().expect("timeouts"), long);
+    assert_eq!(t.dp.nat_table_stats(now()).expect("stats").expired, 0);
+    assert_eq!(send(&mut t, "c", &c_query).reason(), Reason::DropNatNoPort);
+    let listed = t.dp.nat_flows(now()).expect("flows");
+    assert!(listed.iter().all(|f| (15..=20).contains(&f.expires_in_secs)), "60 s after the last packet: {listed:?}");
+    // At the default 30 s both have expired: the datapath gives c one of their ports.
+    t.dp.set_nat_timeouts(&NatTimeouts::DEFAULT).expect("timeouts");
+    assert_eq!(t.dp.nat_table_stats(now()).expect("stats").expired, 2);
+    let out = send(&mut t, "c", &c_query);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert!(ports.contains(&nat_port_of(&out.output)));
+    // The collector judges by the same timeouts: at 60 s the remaining one stays, at 10 s it goes.
+    t.dp.set_nat_timeouts(&long).expect("timeouts");
+    assert!(t.dp.nat_collect(now()).expect("collect").is_empty());
+    t.dp.set_nat_timeouts(&NatTimeouts { udp: 10, ..NatTimeouts::DEFAULT }).expect("timeouts");
+    assert_eq!(t.dp.nat_collect(now()).expect("collect").len(), 1);
+    assert_eq!(t.dp.nat_flows(now()).expect("flows").len(), 1, "c's flow, new");
 }
 
 #[test]

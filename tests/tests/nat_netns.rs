@@ -1001,6 +1001,57 @@ fn masquerade_off_internal_and_unsolicited_behave_like_docker() {
 }
 
 #[test]
+fn nat_timeouts_are_set_on_the_daemon_as_conntracks_sysctls_and_bad_ones_refused() {
+    let w = world(&["--nat-timeout", "udp=1s", "--nat-timeout", "tcp-established=5d"]);
+    let d = &w.d;
+    let all = "tcp-syn 1m, tcp-established 5d, tcp-fin 2m, tcp-rst 10s, udp 1s, udp-stream 2m, icmp 30s";
+    assert!(d.log().contains(&format!("netd: masquerade timeouts {all}")), "{}", d.log());
+    let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
+    assert_eq!((&stats["timeouts"]["tcp-established"], &stats["timeouts"]["udp"]), (&432_000.into(), &1.into()));
+    assert_eq!(stats["timeouts"]["tcp-syn"], 60, "the rest default: {stats}");
+    assert!(d.netd(&["nat", "stats"]).ok().contains(&format!("TIMEOUTS   {all}")));
+
+    // A query and its answer: listed, then gone a second after its last packet, then collected.
+    sandbox(d, "c1", "bridge");
+    let server = udp_echo_server(&w.outside, 5353, 1);
+    assert!(udp_query(d, "c1", addr_of(d, "c1", "bridge")));
+    server.join().expect("server");
+    let udp_flows = || {
+        let flows: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "ls", "--json"]).ok()).expect("JSON");
+        flows.as_array().expect("list").iter().filter(|f| f["protocol"] == "udp").count()
+    };
+    assert_eq!(udp_flows(), 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(udp_flows(), 0, "expired");
+    let start = Instant::now();
+    loop {
+        let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
+        if stats["expired"] == 0 && stats["flows"] == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "collected by the collector's next pass: {stats}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Bad values stop the daemon at its flags, before it makes anything.
+    for (timeout, message) in [
+        ("udp", "expected KIND=DURATION"),
+        ("sctp=30s", "unknown NAT timeout \"sctp\""),
+        ("udp=0s", "invalid duration \"0s\""),
+        ("tcp-fin=400d", "1s to 365d"),
+    ] {
+        let host = NetNs::new("ndt-nto");
+        let binary = netd_tests::daemon::netd_binary();
+        let args = ["daemon", "--nat-timeout", timeout, "--state-dir", "/nonexistent/netd-never"];
+        let out = host.command(binary.to_str().expect("path"), &args).output().expect("netd daemon");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {stderr}");
+        assert!(stderr.contains(message), "{timeout}: {stderr}");
+    }
+    assert!(!std::path::Path::new("/nonexistent/netd-never").exists());
+}
+
+#[test]
 fn a_nat_port_range_overlapping_the_hosts_ports_is_refused() {
     let host = NetNs::new("ndt-host");
     host.sysctl("net.ipv4.ip_local_port_range", "32768 60999");

@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 use hyper::Method;
 
-use crate::{client::Client, daemon::nat::NatStats, datapath::NatFlow};
+use crate::{
+    client::Client,
+    daemon::nat::{describe_timeouts, NatStats},
+    datapath::NatFlow,
+};
 
 use super::{fail, network::pretty, table};
 
@@ -90,7 +94,7 @@ fn render_stats(s: &NatStats) -> String {
     #[expect(clippy::cast_precision_loss, reason = "a percentage to one decimal")]
     let full = if t.max_flows == 0 { 0.0 } else { t.flows as f64 * 100.0 / t.max_flows as f64 };
     let uplinks = if s.uplinks.is_empty() { "none".to_owned() } else { s.uplinks.join(", ") };
-    let rows = vec![
+    let mut rows = vec![
         vec!["FLOWS".into(), format!("{} of {} ({full:.1}% full)", t.flows, t.max_flows)],
         vec!["EXPIRED".into(), format!("{} (gone at the collector's next pass)", t.expired)],
         vec!["PORTS".into(), format!("{}-{}", t.port_min, t.port_max)],
@@ -98,6 +102,9 @@ fn render_stats(s: &NatStats) -> String {
         vec!["EVICTED".into(), format!("{} (new flows that made room in a full table)", s.evicted)],
         vec!["REFUSED".into(), format!("{} (table full), {} (no free port)", s.refused_table_full, s.refused_no_port)],
     ];
+    if !s.timeouts.is_empty() {
+        rows.push(vec!["TIMEOUTS".into(), describe_timeouts(&s.timeouts)]);
+    }
     let mut out = table::render(&["", ""], &rows).trim_start_matches('\n').to_owned();
     if !t.states.is_empty() {
         out.push('\n');
@@ -127,13 +134,24 @@ mod tests {
             evicted: 4,
             refused_table_full: 0,
             refused_no_port: 2,
+            timeouts: crate::daemon::nat::timeout_secs(&netd_common::NatTimeouts {
+                tcp_established: 5 * 86_400,
+                udp: 90,
+                ..netd_common::NatTimeouts::DEFAULT
+            }),
         };
         let text = render_stats(&s);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "FLOWS     3 of 131072 (0.0% full)");
-        assert!(lines.contains(&"PORTS     1024-32767"), "{text}");
-        assert!(lines.contains(&"UPLINKS   eth0 (192.0.2.10)"), "{text}");
-        assert!(lines.contains(&"REFUSED   0 (table full), 2 (no free port)"), "{text}");
+        assert_eq!(lines[0], "FLOWS      3 of 131072 (0.0% full)");
+        assert!(lines.contains(&"PORTS      1024-32767"), "{text}");
+        assert!(lines.contains(&"UPLINKS    eth0 (192.0.2.10)"), "{text}");
+        assert!(lines.contains(&"REFUSED    0 (table full), 2 (no free port)"), "{text}");
+        assert!(
+            lines.contains(
+                &"TIMEOUTS   tcp-syn 1m, tcp-established 5d, tcp-fin 2m, tcp-rst 10s, udp 90s, udp-stream 2m, icmp 30s"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("STATE             FLOWS\ntcp established   2\nudp stream        1\n"), "{text}");
     }
 }

@@ -54,6 +54,12 @@ pub struct Config {
     /// until old ones expire.
     #[arg(long, default_value_t = netd_common::NAT_DEFAULT_FLOWS, value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub nat_max_flows: u32,
+    /// How long a masqueraded flow lives after its last packet (repeatable): KIND=DURATION,
+    /// KIND one of tcp-syn (60s), tcp-established (6h), tcp-fin (120s), tcp-rst (10s), udp
+    /// (30s), udp-stream (120s), icmp (30s), as conntrack's `nf_conntrack_*_timeout` sysctls;
+    /// DURATION in s, m, h or d, e.g. `tcp-established=5d` (conntrack's default).
+    #[arg(long = "nat-timeout", value_name = "KIND=DURATION")]
+    pub nat_timeout: Vec<super::nat::NatTimeout>,
     /// Deliver the host's own traffic for containers straight to their veths (eBPF on each
     /// bridge's egress); false leaves it to the kernel bridge, e.g. to watch it with tcpdump
     /// on the bridge.

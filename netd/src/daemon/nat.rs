@@ -4,7 +4,13 @@
 
 use std::{fmt, net::Ipv4Addr, str::FromStr};
 
-use netd_common::{Reason, UplinkInfo};
+use netd_common::{
+    nat::{
+        ICMP_TIMEOUT_NS, TCP_ESTABLISHED_TIMEOUT_NS, TCP_FIN_TIMEOUT_NS, TCP_RST_TIMEOUT_NS, TCP_SYN_TIMEOUT_NS,
+        UDP_STREAM_TIMEOUT_NS, UDP_TIMEOUT_NS,
+    },
+    NatTimeouts, Reason, UplinkInfo,
+};
 
 use crate::datapath::{monotonic_ns, NatFlow, NatTableStats};
 
@@ -27,6 +33,119 @@ pub struct NatStats {
     pub evicted: u64,
     pub refused_table_full: u64,
     pub refused_no_port: u64,
+    /// How long flows live after their last packet, in seconds, by kind (`tcp-established`...):
+    /// the defaults or `--nat-timeout`.
+    #[serde(default)]
+    pub timeouts: std::collections::BTreeMap<String, u64>,
+}
+
+/// The kinds of `--nat-timeout`, in the order they are shown, with their defaults.
+pub const TIMEOUT_KINDS: [(&str, u64); 7] = [
+    ("tcp-syn", TCP_SYN_TIMEOUT_NS),
+    ("tcp-established", TCP_ESTABLISHED_TIMEOUT_NS),
+    ("tcp-fin", TCP_FIN_TIMEOUT_NS),
+    ("tcp-rst", TCP_RST_TIMEOUT_NS),
+    ("udp", UDP_TIMEOUT_NS),
+    ("udp-stream", UDP_STREAM_TIMEOUT_NS),
+    ("icmp", ICMP_TIMEOUT_NS),
+];
+
+/// The longest timeout `--nat-timeout` takes.
+const MAX_TIMEOUT_SECS: u32 = 365 * 86_400;
+
+/// One `--nat-timeout KIND=DURATION`: `kind` indexes [`TIMEOUT_KINDS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatTimeout {
+    pub kind: usize,
+    pub secs: u32,
+}
+
+impl FromStr for NatTimeout {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let kinds = || TIMEOUT_KINDS.map(|(k, _)| k).join(", ");
+        let (kind, duration) = s
+            .split_once('=')
+            .ok_or_else(|| format!("invalid NAT timeout {s:?}: expected KIND=DURATION, KIND one of {}", kinds()))?;
+        let kind = TIMEOUT_KINDS
+            .iter()
+            .position(|(k, _)| *k == kind)
+            .ok_or_else(|| format!("unknown NAT timeout {kind:?}: one of {}", kinds()))?;
+        Ok(Self { kind, secs: parse_duration(duration)? })
+    }
+}
+
+/// `30`, `30s`, `5m`, `6h`, `5d`: whole seconds, minutes, hours or days, from 1 s to 365 days.
+fn parse_duration(s: &str) -> std::result::Result<u32, String> {
+    let bad = || format!("invalid duration {s:?}: a whole number of seconds, or of s, m, h or d (1s to 365d)");
+    let (number, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    let n: u32 = number.parse().map_err(|_| bad())?;
+    match n.checked_mul(scale) {
+        Some(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => Ok(secs),
+        _ => Err(bad()),
+    }
+}
+
+/// `secs` in the largest unit that divides it: `6h`, `90s`.
+fn human_secs(secs: u64) -> String {
+    match secs {
+        0 => "0s".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// The datapath's timeouts for `--nat-timeout` (the last of a kind wins; the rest default).
+pub fn nat_timeouts(given: &[NatTimeout]) -> NatTimeouts {
+    let mut t = NatTimeouts::DEFAULT;
+    for g in given {
+        let field = match g.kind {
+            0 => &mut t.tcp_syn,
+            1 => &mut t.tcp_established,
+            2 => &mut t.tcp_fin,
+            3 => &mut t.tcp_rst,
+            4 => &mut t.udp,
+            5 => &mut t.udp_stream,
+            _ => &mut t.icmp,
+        };
+        *field = g.secs;
+    }
+    t
+}
+
+/// Timeouts in seconds by kind, as `netd nat stats` and the log say them: `tcp-syn 1m, ...`,
+/// in [`TIMEOUT_KINDS`] order.
+pub fn describe_timeouts(secs: &std::collections::BTreeMap<String, u64>) -> String {
+    let listed: Vec<String> = TIMEOUT_KINDS
+        .iter()
+        .filter_map(|(kind, _)| secs.get(*kind).map(|s| format!("{kind} {}", human_secs(*s))))
+        .collect();
+    listed.join(", ")
+}
+
+/// Every kind's timeout in seconds, as `t` sets it or by default.
+pub fn timeout_secs(t: &NatTimeouts) -> std::collections::BTreeMap<String, u64> {
+    let set = [t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_rst, t.udp, t.udp_stream, t.icmp];
+    TIMEOUT_KINDS
+        .iter()
+        .zip(set)
+        .map(|((kind, default_ns), secs)| {
+            (kind.to_string(), if secs == 0 { default_ns / 1_000_000_000 } else { u64::from(secs) })
+        })
+        .collect()
 }
 
 /// A port range, inclusive: `LO-HI`.
@@ -201,6 +320,7 @@ impl Daemon {
             evicted: dp.reason_counter(Reason::RedirectNatEvicted)?.packets,
             refused_table_full: dp.reason_counter(Reason::DropNatTableFull)?.packets,
             refused_no_port: dp.reason_counter(Reason::DropNatNoPort)?.packets,
+            timeouts: timeout_secs(&dp.nat_timeouts()?),
         })
     }
 
@@ -241,7 +361,7 @@ impl Daemon {
 
 #[cfg(test)]
 mod tests {
-    use super::{nat_port_range, PortRange};
+    use super::{human_secs, nat_port_range, nat_timeouts, timeout_secs, NatTimeout, PortRange};
 
     fn r(lo: u16, hi: u16) -> PortRange {
         PortRange { lo, hi }
@@ -264,5 +384,34 @@ mod tests {
         assert!("10-5".parse::<PortRange>().is_err());
         assert!("x".parse::<PortRange>().is_err());
         assert_eq!("1024-2047".parse::<PortRange>(), Ok(r(1024, 2047)));
+    }
+
+    #[test]
+    fn nat_timeouts_take_a_kind_and_a_duration_and_the_rest_default() {
+        let given: Vec<NatTimeout> =
+            ["tcp-established=5d", "udp=90", "icmp=2m", "udp=45s"].iter().map(|s| s.parse().expect(s)).collect();
+        let t = nat_timeouts(&given);
+        assert_eq!((t.tcp_established, t.udp, t.icmp, t.tcp_syn), (5 * 86_400, 45, 120, 0), "the last udp wins");
+        let secs = timeout_secs(&t);
+        assert_eq!((secs["tcp-established"], secs["udp"], secs["tcp-syn"], secs["tcp-rst"]), (432_000, 45, 60, 10));
+        assert_eq!(secs.len(), 7);
+        assert_eq!(
+            ["1h", "1d", "12h", "1s"].map(|d| format!("udp={d}").parse::<NatTimeout>().expect(d).secs),
+            [3_600, 86_400, 43_200, 1]
+        );
+        for (bad, says) in [
+            ("udp", "expected KIND=DURATION"),
+            ("tcp=30s", "unknown NAT timeout \"tcp\": one of tcp-syn, tcp-established"),
+            ("udp=0", "invalid duration \"0\""),
+            ("udp=366d", "1s to 365d"),
+            ("udp=10x", "invalid duration"),
+            ("udp=-5s", "invalid duration"),
+            ("udp=", "invalid duration"),
+            ("udp=99999999999", "invalid duration"),
+        ] {
+            let err = bad.parse::<NatTimeout>().expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert_eq!([0, 45, 60, 90, 3_600, 7_200, 86_400].map(human_secs), ["0s", "45s", "1m", "90s", "1h", "2h", "1d"]);
     }
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use aya::maps::{Array, HashMap, MapData};
 use netd_common::{
     nat::{assured, egress_key, flow_expired, replied, reply_key, tcp_closed},
-    Ipv4Tuple, NatConfig, NatEntry, NatFlags, PublishedKey, PublishedPort, UplinkInfo,
+    Ipv4Tuple, NatConfig, NatEntry, NatFlags, NatTimeouts, PublishedKey, PublishedPort, UplinkInfo,
 };
 
 use super::{is_absent, map_err, Datapath, DatapathError, Result};
@@ -15,6 +15,7 @@ use super::{is_absent, map_err, Datapath, DatapathError, Result};
 const NAT: &str = "NETD_NAT";
 const UPLINKS: &str = "NETD_UPLINKS";
 const NAT_CONFIG: &str = "NETD_NAT_CONFIG";
+const NAT_TIMEOUTS: &str = "NETD_NAT_TIMEOUTS";
 const PUBLISHED: &str = "NETD_PUBLISHED";
 const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
 
@@ -190,6 +191,21 @@ impl Datapath {
         a.set(0, NatConfig { port_min, port_max, flags: 0 }, 0).map_err(map_err(NAT_CONFIG))
     }
 
+    /// Sets how long flows live after their last packet (zero fields: the defaults), for the
+    /// datapath and for this side's collector and listings alike. Applies to the flows there
+    /// are too: each is judged by its last packet and the timeouts of the moment.
+    pub fn set_nat_timeouts(&mut self, timeouts: &NatTimeouts) -> Result<()> {
+        let map = self.ebpf.map_mut(NAT_TIMEOUTS).ok_or(DatapathError::MissingMap { name: NAT_TIMEOUTS })?;
+        let mut a = Array::<_, NatTimeouts>::try_from(map).map_err(map_err(NAT_TIMEOUTS))?;
+        a.set(0, *timeouts, 0).map_err(map_err(NAT_TIMEOUTS))
+    }
+
+    /// The timeouts the datapath judges flows by (see [`Datapath::set_nat_timeouts`]).
+    pub fn nat_timeouts(&self) -> Result<NatTimeouts> {
+        let map = self.ebpf.map(NAT_TIMEOUTS).ok_or(DatapathError::MissingMap { name: NAT_TIMEOUTS })?;
+        Array::<_, NatTimeouts>::try_from(map).map_err(map_err(NAT_TIMEOUTS))?.get(&0, 0).map_err(map_err(NAT_TIMEOUTS))
+    }
+
     /// Turns the report of every new flow (a `NatEvent` in the events' ring) on or off.
     pub fn set_nat_events(&mut self, on: bool) -> Result<()> {
         let map = self.ebpf.map_mut(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
@@ -297,15 +313,16 @@ impl Datapath {
 
     /// The live flows, one per egress entry, at `now` (see [`monotonic_ns`]).
     pub fn nat_flows(&mut self, now: u64) -> Result<Vec<NatFlow>> {
+        let timeouts = self.nat_timeouts()?;
         let entries = self.nat_entries()?;
         let mut out = Vec::new();
         for (k, e, i) in pairs(&entries) {
             let i = &i;
-            if flow_expired(k.protocol, e, i, now) {
+            if flow_expired(k.protocol, e, i, now, &timeouts) {
                 continue;
             }
             let last = e.last_seen.max(i.last_seen);
-            let lifetime = netd_common::nat::flow_lifetime_ns(k.protocol, e, i);
+            let lifetime = netd_common::nat::flow_lifetime_ns(k.protocol, e, i, &timeouts);
             let secs = |ns: u64| ns / 1_000_000_000;
             out.push(NatFlow {
                 protocol: protocol_name(k.protocol),
@@ -337,6 +354,7 @@ impl Datapath {
                 .get(&0, 0)
                 .map_err(map_err(NAT_CONFIG))?
         };
+        let timeouts = self.nat_timeouts()?;
         let entries = self.nat_entries()?;
         let mut stats = NatTableStats {
             max_flows,
@@ -347,7 +365,7 @@ impl Datapath {
         // Counted by (protocol, state), named once at the end.
         let mut by_state: std::collections::BTreeMap<(u8, &str), u64> = std::collections::BTreeMap::new();
         for (k, e, i) in pairs(&entries) {
-            if flow_expired(k.protocol, e, &i, now) {
+            if flow_expired(k.protocol, e, &i, now, &timeouts) {
                 stats.expired += 1;
                 continue;
             }
@@ -422,6 +440,7 @@ impl Datapath {
     /// an expired flow may already serve a new one): each entry is read again right before it
     /// is deleted, and left alone if it changed.
     pub fn nat_collect(&mut self, now: u64) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        let timeouts = self.nat_timeouts()?;
         let entries = self.nat_entries()?;
         let flows = Flows::of(&entries);
         let mut t = self.nat_table()?;
@@ -448,7 +467,7 @@ impl Datapath {
             let (k, entry) = &entries[e];
             let partner = i.map(|i| &entries[i]);
             let expired = match partner {
-                Some((_, ingress)) => flow_expired(k.protocol, entry, ingress, now),
+                Some((_, ingress)) => flow_expired(k.protocol, entry, ingress, now, &timeouts),
                 None => now > entry.created + 1_000_000_000,
             };
             let rk = reply_key(k, entry.addr, entry.port);
