@@ -270,6 +270,45 @@ fn datagrams_larger_than_the_mtu_go_out_and_come_back_in_fragments() {
 }
 
 #[test]
+fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() {
+    let w = world(&[]);
+    let d = &w.d;
+    // A second network beside the default route (a LAN on lan0), added while the daemon runs;
+    // the LAN is told the way to the containers' network, as a router might be.
+    let lan = NetNs::new("ndt-lan");
+    let _lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
+    d.host().ip(&["addr", "add", "10.77.0.1/24", "dev", "lan0"]);
+    lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    lan.ip(&["link", "set", "lo", "up"]);
+    lan.ip(&["route", "add", "172.17.0.0/16", "via", "10.77.0.1"]);
+    let start = Instant::now();
+    let adopted = format!("netd: uplinks: uplink0 ({UPLINK}, into its peer), lan0 (10.77.0.1, into its peer)");
+    while !d.log().contains(&adopted) {
+        assert!(start.elapsed() < DEADLINE, "lan0 adopted within the next pass: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A container reaches the LAN from lan0's address, as Docker's `! -o docker0` rule does,
+    // and the default route's side from the uplink's.
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+    let server = lan.run(|| TcpListener::bind("10.77.0.2:8080").expect("bind"));
+    let greeter = greet_once(server, b"lan hi!");
+    assert_eq!(&greeting_in(&d.sandbox_netns("c1"), at("10.77.0.2", 8080)), b"lan hi!");
+    assert_eq!(greeter.join().expect("server").ip().to_string(), "10.77.0.1", "masqueraded with lan0's address");
+    assert!(ping(d, "c1", "10.77.0.2"), "ping through lan0");
+    let flows = d.netd(&["nat", "ls"]).ok();
+    assert!(flows.lines().any(|l| l.contains(&format!("{c1}:")) && l.contains("10.77.0.1:")), "{flows}");
+
+    // The LAN, with a route to it, still does not reach the container at its own address
+    // (Docker 28's `nat` gateway mode, on every interface), while it listens.
+    let _listener = listen_in(d, "c1", c1, 9090);
+    let to = SocketAddr::from((c1, 9090));
+    assert!(lan.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err()), "not from the LAN");
+    assert!(d.count(None, "drop-unsolicited") > 0);
+}
+
+#[test]
 fn flows_survive_a_daemon_restart_and_go_with_their_container() {
     let mut w = world(&[]);
     w.d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
@@ -777,13 +816,20 @@ fn a_network_with_host_ipv4_reaches_the_outside_from_that_address_as_dockers_sna
 
 /// Connects from namespace `ns` to `to` and reads the 7-byte greeting its server sends.
 fn greeting_from(ns: &NetNs, to: SocketAddr) -> [u8; 7] {
-    ns.run(move || {
+    greeting_in(&format!("/run/netns/{}", ns.name()), to)
+}
+
+/// [`greeting_from`] the namespace at `path` (a sandbox's).
+fn greeting_in(path: &str, to: SocketAddr) -> [u8; 7] {
+    spawn_in_path(path, move || {
         let mut s = TcpStream::connect_timeout(&to, DEADLINE).expect("connect");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut buf = [0u8; 7];
         uninterrupted(|| s.read_exact(&mut buf)).expect("read");
         buf
     })
+    .join()
+    .expect("client")
 }
 
 /// [`greeting_from`] the outside namespace.

@@ -42,8 +42,8 @@ pub struct Config {
     /// API socket.
     #[arg(short = 'H', long = "host", default_value = "unix:///run/netd/netd.sock")]
     pub host: String,
-    /// Uplink interface for traffic to the outside (repeatable; default: the interfaces of the
-    /// default routes).
+    /// Uplink interface for traffic to the outside (repeatable; default: every Ethernet
+    /// interface with an IPv4 address but the networks' bridges, as Docker masquerades to any).
     #[arg(long)]
     pub uplink: Vec<String>,
     /// Ports (and ICMP identifiers) masquerade hands out, LO-HI; must not overlap

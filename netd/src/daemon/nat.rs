@@ -9,7 +9,7 @@ use netd_common::{
         ICMP_TIMEOUT_NS, TCP_ESTABLISHED_TIMEOUT_NS, TCP_FIN_TIMEOUT_NS, TCP_RST_TIMEOUT_NS, TCP_SYN_TIMEOUT_NS,
         UDP_STREAM_TIMEOUT_NS, UDP_TIMEOUT_NS,
     },
-    NatTimeouts, Reason, UplinkInfo,
+    NatTimeouts, Reason, UplinkInfo, MAX_UPLINKS,
 };
 
 use crate::datapath::{monotonic_ns, NatFlow, NatTableStats};
@@ -229,24 +229,49 @@ pub fn configured_port_range(cfg: &super::Config) -> Result<(PortRange, PortRang
 }
 
 impl Daemon {
-    /// Makes the datapath's uplinks match the configured ones (`--uplink`) or the interfaces of
-    /// the default routes: attaches `netd_from_uplink` to new ones, records each one's primary
-    /// IPv4 address (changes are followed), forgets vanished ones. Called at start and
-    /// periodically.
-    pub(super) async fn sync_uplinks(&self) -> Result<()> {
-        let names = if self.cfg.uplink.is_empty() {
-            self.nl.default_route_interfaces().await?
-        } else {
-            self.cfg.uplink.clone()
+    /// Every interface masquerade may leave by when `--uplink` names none, as Docker's
+    /// `MASQUERADE` rule matches `! -o docker0`: each Ethernet interface of the namespace but
+    /// the networks' own bridges and netd's veths. Interfaces without an IPv4 address are left
+    /// out by the caller; tunnels and `WireGuard` (no Ethernet header) are not uplinks: what
+    /// leaves by them is routed unchanged.
+    async fn uplink_candidates(&self) -> Result<Vec<String>> {
+        let bridges: Vec<String> = {
+            let state = self.state.lock().await;
+            state.networks.values().filter_map(|n| n.bridge.as_ref().map(|b| b.bridge_name.clone())).collect()
         };
+        let netds =
+            |alias: &Option<String>| alias.as_deref().is_some_and(|a| a.starts_with(super::kernel::ALIAS_PREFIX));
+        let mut names: Vec<String> = self
+            .nl
+            .links()
+            .await?
+            .into_iter()
+            .filter(|l| l.ether && !netds(&l.alias) && !bridges.contains(&l.name))
+            .map(|l| l.name)
+            .collect();
+        // The default routes' first: they stay uplinks if there are more than the datapath holds.
+        let defaults = self.nl.default_route_interfaces().await?;
+        names.sort_by_key(|n| !defaults.contains(n));
+        Ok(names)
+    }
+
+    /// Makes the datapath's uplinks match the configured ones (`--uplink`) or else every
+    /// interface with an IPv4 address but the networks' own (see `uplink_candidates`):
+    /// attaches `netd_from_uplink` to new ones, records each one's primary IPv4 address
+    /// (changes are followed), forgets vanished ones. Called at start and every 2 s.
+    pub(super) async fn sync_uplinks(&self) -> Result<()> {
+        let names = if self.cfg.uplink.is_empty() { self.uplink_candidates().await? } else { self.cfg.uplink.clone() };
         // (name, ifindex, address, new flows go into its peer: a veth with the fast path on)
         let mut wanted: Vec<(String, u32, Ipv4Addr, bool)> = Vec::new();
         for name in names {
             let Some(link) = self.nl.link(&name).await? else { continue };
             if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
-                wanted.push((name, link.index, *addr, link.veth && self.cfg.uplink_fast_path));
+                // Into the peer only across namespaces (`bpf_redirect_peer` drops within one).
+                wanted.push((name, link.index, *addr, link.peer_elsewhere && self.cfg.uplink_fast_path));
             }
         }
+        let left_out = wanted.len().saturating_sub(MAX_UPLINKS as usize);
+        wanted.truncate(MAX_UPLINKS as usize);
         // Published ports are reached on every address of the host.
         let host_addrs = self.nl.all_ipv4_addresses().await?;
         let mut gone = Vec::new();
@@ -296,7 +321,15 @@ impl Daemon {
             .collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if changed || uplinks.is_empty() != described.is_empty() {
-            eprintln!("netd: uplinks: {}", if described.is_empty() { "none".into() } else { described.join(", ") });
+            let more = if left_out > 0 {
+                format!(" ({left_out} more left out: at most {MAX_UPLINKS})")
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "netd: uplinks: {}{more}",
+                if described.is_empty() { "none".into() } else { described.join(", ") }
+            );
         }
         *uplinks = described;
         Ok(())

@@ -56,6 +56,11 @@ pub struct LinkSummary {
     pub alias: Option<String>,
     /// A veth (one end of a pair).
     pub veth: bool,
+    /// A veth whose peer is in another namespace (the link names the peer's namespace).
+    pub peer_elsewhere: bool,
+    /// An Ethernet device (`ARPHRD_ETHER`: physical NICs, veths, bridges, dummies; not
+    /// loopback, tunnels or `WireGuard`, whose frames have no Ethernet header).
+    pub ether: bool,
 }
 
 /// What a veth pair looks like when created (see [`Netlink::create_veth`]).
@@ -292,7 +297,15 @@ impl Netlink {
 }
 
 fn summarize(msg: &LinkMessage) -> LinkSummary {
-    let mut s = LinkSummary { index: msg.header.index, name: String::new(), alias: None, veth: false };
+    let mut s = LinkSummary {
+        index: msg.header.index,
+        name: String::new(),
+        alias: None,
+        veth: false,
+        peer_elsewhere: false,
+        ether: msg.header.link_layer_type == netlink_packet_route::link::LinkLayerType::Ether,
+    };
+    let mut netns_id = false;
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => s.name.clone_from(n),
@@ -300,8 +313,10 @@ fn summarize(msg: &LinkMessage) -> LinkSummary {
             LinkAttribute::LinkInfo(infos) => {
                 s.veth = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
             }
+            LinkAttribute::LinkNetNsId(_) => netns_id = true,
             _ => {}
         }
     }
+    s.peer_elsewhere = s.veth && netns_id;
     s
 }
