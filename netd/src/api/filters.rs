@@ -61,6 +61,11 @@ impl Filters {
         Ok(Self(out))
     }
 
+    /// The values given for `key` (none: the key was not given).
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `key`'s values (alternatives) let something pass, by `matches`; without values,
     /// everything passes.
     pub fn any(&self, key: &str, matches: impl Fn(&str) -> bool) -> bool {

@@ -214,10 +214,12 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => from_error(&e),
             }
         }
-        (&Method::GET, ["netd", "v1", "nat"]) => match daemon.nat_flows() {
-            Ok(flows) => json(StatusCode::OK, &flows),
-            Err(e) => from_error(&e),
-        },
+        (&Method::GET, ["netd", "v1", "nat"]) => {
+            match daemon.nat_flows(query(&req).get("filters").map(String::as_str)).await {
+                Ok(flows) => json(StatusCode::OK, &flows),
+                Err(e) => from_error(&e),
+            }
+        }
         (&Method::GET, ["netd", "v1", "nat", "stats"]) => match daemon.nat_stats() {
             Ok(stats) => json(StatusCode::OK, &stats),
             Err(e) => from_error(&e),

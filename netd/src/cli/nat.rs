@@ -20,6 +20,11 @@ pub enum NatCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only flows that match (repeatable; values of one key are alternatives, keys must all
+        /// match, as `docker ps -f`): sandbox=NAME|ID, protocol=tcp|udp|icmp, state=STATE,
+        /// remote=ADDR[:PORT], outside=ADDR[:PORT], kind=masqueraded|published|inbound|routed.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
     /// The table at a glance: flows in use of how many, by state; the port range and uplinks;
     /// how often a full table made room or refused a new flow.
@@ -31,11 +36,15 @@ pub enum NatCommand {
 }
 
 pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
-    let json = match cmd {
-        NatCommand::Ls { json } => json,
+    let (json, filter) = match cmd {
+        NatCommand::Ls { json, filter } => (json, filter),
         NatCommand::Stats { json } => return stats(client, json).await,
     };
-    let flows: Vec<NatFlow> = match client.call(Method::GET, "/netd/v1/nat", None::<&()>).await {
+    let path = match super::network::filters_query(&filter) {
+        Ok(q) => format!("/netd/v1/nat{q}"),
+        Err(e) => return fail(&e),
+    };
+    let flows: Vec<NatFlow> = match client.call(Method::GET, &path, None::<&()>).await {
         Ok(f) => f,
         Err(e) => return fail(&e),
     };
@@ -66,12 +75,10 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
 /// How a flow came to be, after its state: opened from outside through a published port, or
 /// at the container's own address (`nat-unprotected`, routed networks, direct routing); or the
 /// container's own, untranslated (a network without masquerade).
-fn flow_kind(f: &NatFlow) -> &'static str {
-    match (f.inbound, f.inside == f.outside) {
-        (true, false) => " (published)",
-        (true, true) => " (inbound)",
-        (false, true) => " (routed)",
-        (false, false) => "",
+fn flow_kind(f: &NatFlow) -> String {
+    match f.kind() {
+        "masqueraded" => String::new(),
+        kind => format!(" ({kind})"),
     }
 }
 

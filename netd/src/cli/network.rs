@@ -108,7 +108,8 @@ pub fn filters_json(filters: &[String]) -> Result<String, String> {
     Ok(serde_json::to_string(&map).expect("serialisable"))
 }
 
-fn query(filters: &[String]) -> Result<String, String> {
+/// `?filters=…` for `key=value` flags, or nothing without any.
+pub fn filters_query(filters: &[String]) -> Result<String, String> {
     if filters.is_empty() {
         return Ok(String::new());
     }
@@ -164,7 +165,7 @@ pub async fn exec(client: &Client, cmd: NetworkCommand) -> ExitCode {
 }
 
 async fn ls(client: &Client, quiet: bool, filter: &[String], no_trunc: bool) -> ExitCode {
-    let q = match query(filter) {
+    let q = match filters_query(filter) {
         Ok(q) => q,
         Err(e) => return fail(&e),
     };
@@ -265,7 +266,7 @@ async fn prune(client: &Client, force: bool, filter: &[String]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
-    let q = match query(filter) {
+    let q = match filters_query(filter) {
         Ok(q) => q,
         Err(e) => return fail(&e),
     };

@@ -12,7 +12,10 @@ use netd_common::{
     NatTimeouts, Reason, UplinkInfo, MAX_UPLINKS,
 };
 
-use crate::datapath::{monotonic_ns, NatFlow, NatTableStats};
+use crate::{
+    api::filters::Filters,
+    datapath::{monotonic_ns, NatFlow, NatTableStats},
+};
 
 use super::{
     error::{Error, Result},
@@ -146,6 +149,59 @@ pub fn timeout_secs(t: &NatTimeouts) -> std::collections::BTreeMap<String, u64> 
             (kind.to_string(), if secs == 0 { default_ns / 1_000_000_000 } else { u64::from(secs) })
         })
         .collect()
+}
+
+/// The keys of `netd nat ls -f KEY=VALUE`: `sandbox` (name or id: the flows of its addresses),
+/// `protocol`, `state`, `remote` and `outside` (an address, or address and port), `kind` (see
+/// `NatFlow::kind`).
+pub const NAT_FILTERS: [&str; 6] = ["sandbox", "protocol", "state", "remote", "outside", "kind"];
+
+/// The values the closed filter keys take.
+const NAT_FILTER_VALUES: [(&str, &[&str]); 3] = [
+    ("protocol", &["tcp", "udp", "icmp"]),
+    ("state", &["syn-sent", "established", "fin", "closed", "unreplied", "replied", "stream"]),
+    ("kind", &["masqueraded", "published", "inbound", "routed"]),
+];
+
+/// Refuses filter values that can match nothing by mistake (a misspelt state, a bad address).
+fn check_nat_filters(f: &Filters) -> Result<()> {
+    for (key, allowed) in NAT_FILTER_VALUES {
+        if let Some(bad) = f.values(key).iter().find(|v| !allowed.contains(&v.as_str())) {
+            return Err(Error::InvalidParameter(format!(
+                "invalid filter '{key}={bad}': one of {}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    for key in ["remote", "outside"] {
+        for v in f.values(key) {
+            addr_and_port(v).map_err(|e| Error::InvalidParameter(format!("invalid filter '{key}={v}': {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// `ADDR` or `ADDR:PORT`.
+fn addr_and_port(v: &str) -> std::result::Result<(Ipv4Addr, Option<u16>), String> {
+    if let Ok(a) = v.parse::<Ipv4Addr>() {
+        return Ok((a, None));
+    }
+    let at: std::net::SocketAddrV4 = v.parse().map_err(|_| "expected an IPv4 address, or ADDR:PORT".to_owned())?;
+    Ok((*at.ip(), Some(at.port())))
+}
+
+/// Whether `flow` passes the filters `f` (checked), `inside` being the addresses of the
+/// sandboxes they name (`None`: no `sandbox` filter).
+fn nat_filters_keep(f: &Filters, inside: Option<&[Ipv4Addr]>, flow: &NatFlow) -> bool {
+    let at = |(addr, port): (Ipv4Addr, u16)| {
+        move |v: &str| addr_and_port(v).is_ok_and(|(a, p)| a == addr && p.is_none_or(|p| p == port))
+    };
+    inside.is_none_or(|ips| ips.contains(&flow.inside.0))
+        && f.any("protocol", |v| v == flow.protocol)
+        && f.any("state", |v| v == flow.state)
+        && f.any("kind", |v| v == flow.kind())
+        && f.any("remote", at(flow.remote))
+        && f.any("outside", at(flow.outside))
 }
 
 /// A port range, inclusive: `LO-HI`.
@@ -386,15 +442,35 @@ impl Daemon {
         Ok(())
     }
 
-    /// The live translations (`netd nat ls`).
-    pub fn nat_flows(&self) -> Result<Vec<NatFlow>> {
-        self.dp().nat_flows(monotonic_ns()).map_err(Error::from)
+    /// The live translations that pass Docker-style `filters` (`netd nat ls -f`, see
+    /// [`NAT_FILTERS`]): the values of one key are alternatives, every key must match.
+    pub async fn nat_flows(&self, filters: Option<&str>) -> Result<Vec<NatFlow>> {
+        let f = Filters::parse_keys(filters, &NAT_FILTERS).map_err(Error::InvalidParameter)?;
+        check_nat_filters(&f)?;
+        let inside = if f.values("sandbox").is_empty() {
+            None
+        } else {
+            let state = self.snapshot().await;
+            let mut ips = Vec::new();
+            for key in f.values("sandbox") {
+                let s = state.find_sandbox(key).map_err(|_| super::sandboxes::no_such_container(key))?;
+                let own = state.networks.values().flat_map(|n| n.endpoints.values()).filter(|e| e.sandbox_id == s.id);
+                ips.extend(own.filter_map(|e| e.link.as_ref().map(|l| l.ip)));
+            }
+            Some(ips)
+        };
+        let flows = self.dp().nat_flows(monotonic_ns())?;
+        Ok(flows.into_iter().filter(|flow| nat_filters_keep(&f, inside.as_deref(), flow)).collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{human_secs, nat_port_range, nat_timeouts, timeout_secs, NatTimeout, PortRange};
+    use super::{
+        check_nat_filters, human_secs, nat_filters_keep, nat_port_range, nat_timeouts, timeout_secs, Filters,
+        NatTimeout, PortRange, NAT_FILTERS,
+    };
+    use crate::datapath::NatFlow;
 
     fn r(lo: u16, hi: u16) -> PortRange {
         PortRange { lo, hi }
@@ -446,5 +522,51 @@ mod tests {
             assert!(err.contains(says), "{bad}: {err}");
         }
         assert_eq!([0, 45, 60, 90, 3_600, 7_200, 86_400].map(human_secs), ["0s", "45s", "1m", "90s", "1h", "2h", "1d"]);
+    }
+
+    #[test]
+    fn nat_filters_match_like_dockers_and_refuse_what_can_match_nothing() {
+        let flow = |protocol: &str, inside: [u8; 4], outside: [u8; 4], port: u16, inbound: bool| NatFlow {
+            protocol: protocol.into(),
+            inside: (inside.into(), 40000),
+            outside: (outside.into(), port),
+            remote: ([198, 18, 0, 2].into(), 443),
+            state: "established".into(),
+            age_secs: 1,
+            idle_secs: 0,
+            expires_in_secs: 60,
+            inbound,
+        };
+        let flows = [
+            flow("tcp", [172, 17, 0, 2], [198, 18, 0, 1], 2000, false),
+            flow("udp", [172, 17, 0, 2], [198, 18, 0, 1], 2001, false),
+            flow("tcp", [172, 17, 0, 3], [172, 17, 0, 3], 40000, false),
+            flow("tcp", [172, 17, 0, 4], [198, 18, 0, 1], 8080, true),
+        ];
+        let kept = |filters: &str, inside: Option<&[std::net::Ipv4Addr]>| -> Vec<usize> {
+            let f = Filters::parse_keys(Some(filters), &NAT_FILTERS).expect(filters);
+            check_nat_filters(&f).expect(filters);
+            (0..flows.len()).filter(|i| nat_filters_keep(&f, inside, &flows[*i])).collect()
+        };
+        assert_eq!(kept("{}", None), [0, 1, 2, 3]);
+        assert_eq!(kept(r#"{"protocol":{"tcp":true}}"#, None), [0, 2, 3]);
+        assert_eq!(kept(r#"{"protocol":["tcp","udp"],"kind":["masqueraded"]}"#, None), [0, 1]);
+        assert_eq!(kept(r#"{"kind":["routed","published"]}"#, None), [2, 3]);
+        assert_eq!(kept(r#"{"outside":["198.18.0.1:2001"]}"#, None), [1]);
+        assert_eq!(kept(r#"{"outside":["198.18.0.1"],"remote":["198.18.0.2:443"]}"#, None), [0, 1, 3]);
+        assert_eq!(kept(r#"{"remote":["198.18.0.2:80"]}"#, None), Vec::<usize>::new());
+        assert_eq!(kept(r#"{"state":["established"]}"#, Some(&[[172, 17, 0, 3].into()])), [2]);
+        for (bad, says) in [
+            (r#"{"protocol":["sctp"]}"#, "invalid filter 'protocol=sctp': one of tcp, udp, icmp"),
+            (r#"{"state":["open"]}"#, "invalid filter 'state=open': one of syn-sent"),
+            (r#"{"remote":["example.com"]}"#, "invalid filter 'remote=example.com': expected an IPv4 address"),
+        ] {
+            let f = Filters::parse_keys(Some(bad), &NAT_FILTERS).expect(bad);
+            let err = check_nat_filters(&f).expect_err(bad).to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        assert!(Filters::parse_keys(Some(r#"{"name":["x"]}"#), &NAT_FILTERS)
+            .unwrap_err()
+            .contains("invalid filter 'name'"));
     }
 }

@@ -43,6 +43,22 @@ pub struct NatFlow {
     pub inbound: bool,
 }
 
+impl NatFlow {
+    /// How the flow came to be: `masqueraded` (a container's, translated), `published` (opened
+    /// from outside through a published port), `inbound` (opened at the container's own
+    /// address: `nat-unprotected`, routed networks, direct routing), `routed` (a container's on
+    /// a network without masquerade, untranslated).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match (self.inbound, self.inside == self.outside) {
+            (true, false) => "published",
+            (true, true) => "inbound",
+            (false, true) => "routed",
+            (false, false) => "masqueraded",
+        }
+    }
+}
+
 /// `CLOCK_MONOTONIC_COARSE` in ns: the clock of `bpf_ktime_get_coarse_ns`, which the datapath
 /// stamps flows with (cheaper than the precise clock; a tick is plenty for timeouts).
 #[expect(unsafe_code, reason = "clock_gettime(2) with a chosen clock has no safe std wrapper")]
