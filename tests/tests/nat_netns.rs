@@ -1105,15 +1105,49 @@ fn nat_timeouts_are_set_on_the_daemon_as_conntracks_sysctls_and_bad_ones_refused
         ("udp=0s", "invalid duration \"0s\""),
         ("tcp-fin=400d", "1s to 365d"),
     ] {
-        let host = NetNs::new("ndt-nto");
-        let binary = netd_tests::daemon::netd_binary();
-        let args = ["daemon", "--nat-timeout", timeout, "--state-dir", "/nonexistent/netd-never"];
-        let out = host.command(binary.to_str().expect("path"), &args).output().expect("netd daemon");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{timeout}: {stderr}");
+        let stderr = refused_at_flags(&["--nat-timeout", timeout]);
         assert!(stderr.contains(message), "{timeout}: {stderr}");
     }
+}
+
+/// What the daemon says when `flags` stop it at its flags (exit 2), before it makes anything
+/// (run in a namespace of its own, with a state directory that must never appear).
+fn refused_at_flags(flags: &[&str]) -> String {
+    let host = NetNs::new("ndt-flags");
+    let binary = netd_tests::daemon::netd_binary();
+    let mut args = vec!["daemon", "--state-dir", "/nonexistent/netd-never"];
+    args.extend(flags);
+    let out = host.command(binary.to_str().expect("path"), &args).output().expect("netd daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
     assert!(!std::path::Path::new("/nonexistent/netd-never").exists());
+    stderr
+}
+
+#[test]
+fn daemon_ip_binds_the_default_bridges_published_ports_to_that_address_as_dockerds() {
+    let w = world(&["--ip", "127.0.0.1"]);
+    let d = &w.d;
+    let inspect: serde_json::Value =
+        serde_json::from_str(&d.netd(&["network", "inspect", "bridge"]).ok()).expect("JSON");
+    assert_eq!(inspect[0]["Options"]["com.docker.network.bridge.host_binding_ipv4"], "127.0.0.1", "{inspect}");
+    d.netd(&["run", "-d", "--name", "web", "-p", "8080:80", "-p", "0.0.0.0:8081:80", "--", "sleep", "300"]).ok();
+    let ports = d.netd(&["port", "web"]).ok();
+    assert!(ports.contains("80/tcp -> 127.0.0.1:8080") && ports.contains("80/tcp -> 0.0.0.0:8081"), "{ports}");
+    let server = peer_server(&d.sandbox_netns("web"), 80);
+    // The host reaches the port at 127.0.0.1; the outside does not (it is not published there),
+    // but does reach the one published on every address.
+    assert!(d.host().run(|| ask(at("127.0.0.1", 8080))).is_ok(), "from the host");
+    assert!(not_reached(&w, at(UPLINK, 8080)), "not from outside");
+    assert!(w.outside.run(|| ask(at(UPLINK, 8081))).is_ok(), "0.0.0.0:8081 from outside");
+    w.outside.run(|| stop_peer_server(at(UPLINK, 8081)));
+    assert_eq!(server.join().expect("server"), 2);
+
+    // Not an address to bind to: refused at the flags, nothing made.
+    for (ip, says) in [("224.0.0.1", "is not an address to bind published ports to"), ("localhost", "invalid IPv4")] {
+        let stderr = refused_at_flags(&["--ip", ip]);
+        assert!(stderr.contains(says), "{ip}: {stderr}");
+    }
 }
 
 #[test]

@@ -22,6 +22,11 @@ pub struct Config {
     /// Masquerade traffic from the default bridge to the outside.
     #[arg(long = "ip-masq", default_value_t = true, action = ArgAction::Set)]
     pub ip_masq: bool,
+    /// Host address the default bridge's published ports bind to when `-p` names none, as
+    /// dockerd's `--ip` (its `com.docker.network.bridge.host_binding_ipv4`): e.g. 127.0.0.1 to
+    /// publish to the host alone.
+    #[arg(long = "ip", value_name = "IP", default_value = "0.0.0.0", value_parser = parse_binding_ip)]
+    pub ip: std::net::Ipv4Addr,
     /// MTU of the default bridge and default for new networks.
     #[arg(long, default_value_t = 1500, value_parser = parse_mtu)]
     pub mtu: u32,
@@ -98,6 +103,15 @@ pub struct Config {
     /// `bridge=KEY=VALUE`, e.g. `bridge=com.docker.network.driver.mtu=1450`.
     #[arg(long = "default-network-opt", value_name = "DRIVER=OPT=VALUE", value_parser = parse_default_network_opt)]
     pub default_network_opt: Vec<(String, String)>,
+}
+
+/// An address a published port can bind to: unspecified (every address) or unicast.
+fn parse_binding_ip(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    let ip: std::net::Ipv4Addr = s.parse().map_err(|_| format!("invalid IPv4 address {s:?}"))?;
+    if ip.is_multicast() || ip.is_broadcast() {
+        return Err(format!("{ip} is not an address to bind published ports to"));
+    }
+    Ok(ip)
 }
 
 fn parse_mtu(s: &str) -> Result<u32, String> {

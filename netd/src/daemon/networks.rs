@@ -111,7 +111,7 @@ impl Daemon {
             default_bridge: true,
             enable_icc: self.cfg.icc,
             enable_ip_masquerade: self.cfg.ip_masq,
-            host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
+            host_binding_ipv4: self.cfg.ip,
             host_ipv4: None,
             gateway_mode_ipv4: crate::model::options::GatewayMode::Nat,
             mtu: self.cfg.mtu,
