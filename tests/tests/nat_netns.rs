@@ -279,6 +279,30 @@ fn datagrams_larger_than_the_mtu_go_out_and_come_back_in_fragments() {
     let peers = server.join().expect("server");
     assert!(!peers.is_empty() && peers.iter().all(|p| p.ip().to_string() == UPLINK), "{peers:?}");
 
+    // A published UDP port, the other way round: a 6000-byte datagram from outside opens the
+    // flow with its first fragment, and the container's answer goes back in fragments too.
+    d.netd(&["run", "-d", "--name", "udp1", "-p", "5354:5354/udp", "--", "sleep", "300"]).ok();
+    let echo = spawn_in_path(&d.sandbox_netns("udp1"), move || {
+        let s = UdpSocket::bind(("0.0.0.0", 5354)).expect("bind");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = vec![0u8; 65536];
+        let (got, peer) = uninterrupted(|| s.recv_from(&mut buf)).expect("a datagram");
+        s.send_to(&buf[..got], peer).expect("echo");
+        (got, peer)
+    });
+    let back = w.outside.run(|| {
+        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let datagram: Vec<u8> = (0..6000u32).map(|i| i.to_le_bytes()[1]).collect();
+        s.send_to(&datagram, (UPLINK, 5354)).expect("send");
+        let mut buf = vec![0u8; 65536];
+        let (got, _) = uninterrupted(|| s.recv_from(&mut buf)).expect("the echo");
+        buf[..got] == datagram[..]
+    });
+    assert!(back, "echoed whole");
+    let (got, peer) = echo.join().expect("echo server");
+    assert_eq!((got, peer.ip().to_string()), (6000, SERVER.to_owned()), "whole, from the client's address");
+
     // The datapath carried every fragment, both ways (5 per datagram, 3 per ping), and dropped
     // none.
     let after = (d.count(Some("c1"), "redirect-nat"), d.count(None, "redirect-reverse-nat"));
