@@ -1099,6 +1099,10 @@ fn nat_timeouts_are_set_on_the_daemon_as_conntracks_sysctls_and_bad_ones_refused
     assert_eq!((&stats["timeouts"]["tcp-established"], &stats["timeouts"]["udp"]), (&432_000.into(), &1.into()));
     assert_eq!(stats["timeouts"]["tcp-syn"], 60, "the rest default: {stats}");
     assert!(d.netd(&["nat", "stats"]).ok().contains(&format!("TIMEOUTS   {all}")));
+    let metrics = d.metrics();
+    for (kind, secs) in [("udp", 1), ("tcp-established", 432_000), ("icmp", 30)] {
+        assert_eq!(sample(&metrics, &format!(r#"netd_nat_timeout_seconds{{kind="{kind}"}}"#)), Some(secs), "{metrics}");
+    }
 
     // A query and its answer: listed, then gone a second after its last packet, then collected.
     sandbox(d, "c1", "bridge");

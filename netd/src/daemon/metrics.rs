@@ -90,6 +90,15 @@ impl Daemon {
         for (state, n) in &nat.table.states {
             f.sample("netd_nat_flows", &[("state", state)], *n);
         }
+        let mut f = Family::new(
+            &mut out,
+            "netd_nat_timeout_seconds",
+            "gauge",
+            "How long a flow lives after its last packet, by kind (--nat-timeout).",
+        );
+        for (kind, secs) in &nat.timeouts {
+            f.sample("netd_nat_timeout_seconds", &[("kind", kind)], *secs);
+        }
         for (name, help, value) in [
             ("netd_nat_flows_max", "Flows the translation table holds.", nat.table.max_flows),
             ("netd_nat_flows_expired", "Expired flows waiting for the collector.", nat.table.expired),
