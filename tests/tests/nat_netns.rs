@@ -282,8 +282,11 @@ fn datagrams_larger_than_the_mtu_go_out_and_come_back_in_fragments() {
     // A published UDP port, the other way round: a 6000-byte datagram from outside opens the
     // flow with its first fragment, and the container's answer goes back in fragments too.
     d.netd(&["run", "-d", "--name", "udp1", "-p", "5354:5354/udp", "--", "sleep", "300"]).ok();
-    let echo = spawn_in_path(&d.sandbox_netns("udp1"), move || {
-        let s = UdpSocket::bind(("0.0.0.0", 5354)).expect("bind");
+    // Bound before anything is sent (a socket keeps the namespace it was made in).
+    let s = spawn_in_path(&d.sandbox_netns("udp1"), || UdpSocket::bind(("0.0.0.0", 5354)).expect("bind"))
+        .join()
+        .expect("bound");
+    let echo = std::thread::spawn(move || {
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut buf = vec![0u8; 65536];
         let (got, peer) = uninterrupted(|| s.recv_from(&mut buf)).expect("a datagram");
@@ -899,13 +902,15 @@ fn greet_once(listener: TcpListener, greeting: &'static [u8]) -> std::thread::Jo
 /// Five datagrams from outside to sandbox `name` (address `addr`) port 6000, which it listens
 /// on: whether any arrived within 2 s.
 fn unsolicited_udp_arrives(w: &World, d: &TestDaemon, name: &str, addr: Ipv4Addr) -> bool {
-    let listener = spawn_in_path(&d.sandbox_netns(name), move || {
-        let s = UdpSocket::bind((addr, 6000)).expect("bind");
+    // Bound before anything is sent (a socket keeps the namespace it was made in).
+    let s = spawn_in_path(&d.sandbox_netns(name), move || UdpSocket::bind((addr, 6000)).expect("bind"))
+        .join()
+        .expect("bound");
+    let listener = std::thread::spawn(move || {
         s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
         let mut buf = [0u8; 64];
         uninterrupted(|| s.recv_from(&mut buf)).is_ok()
     });
-    std::thread::sleep(Duration::from_millis(100));
     w.outside.run(move || {
         let s = UdpSocket::bind((SERVER, 0)).expect("bind");
         for _ in 0..5 {
