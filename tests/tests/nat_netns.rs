@@ -184,26 +184,6 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     }
     let table = d.netd(&["nat", "ls"]).ok();
     assert!(table.starts_with("PROTO"), "{table}");
-    // Filtered as `docker ps -f`: values of one key are alternatives, keys must all match.
-    let only = |filters: &[&str]| -> Vec<serde_json::Value> {
-        let mut args = vec!["nat", "ls", "--json"];
-        for f in filters {
-            args.extend(["-f", f]);
-        }
-        let listed: serde_json::Value = serde_json::from_str(&d.netd(&args).ok()).expect("JSON");
-        listed.as_array().expect("list").clone()
-    };
-    let of_c2 = only(&["sandbox=c2"]);
-    assert!(of_c2.len() == 1 && of_c2[0]["inside"][0] == c2.to_string(), "{of_c2:?}");
-    let c1_tcp = only(&["sandbox=c1", "protocol=tcp"]);
-    assert!(c1_tcp.len() == 1 && c1_tcp[0]["inside"][0] == c1.to_string(), "{c1_tcp:?}");
-    assert_eq!(only(&["sandbox=c1", "protocol=udp", "protocol=icmp"]).len(), 2);
-    assert_eq!(only(&["remote=198.18.0.2:8080", "outside=198.18.0.1"]).len(), 2, "both TCP flows");
-    for (filter, says) in [("state=open", "invalid filter 'state=open'"), ("sandbox=nope", "No such container: nope")] {
-        let refused = d.netd(&["nat", "ls", "-f", filter]);
-        assert!(refused.code != 0 && refused.stderr.contains(says), "{filter}: {}", refused.stderr);
-    }
-
     // At a glance: those flows in use of the default table, by state; the default ports (below
     // the namespace's ephemeral ports), the uplink; nothing evicted or refused.
     let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
@@ -241,7 +221,46 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     assert_eq!(server.join().expect("server").len(), 1);
     assert!(d.count(None, "pass-from-uplink") > 0);
 
+    filter_and_remove_flows(d, c1, c2);
+
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+/// `netd nat ls -f` and `netd nat rm` on the flows of
+/// `containers_reach_the_outside_as_the_uplink_address`: c1's TCP, UDP and ping, c2's TCP.
+fn filter_and_remove_flows(d: &TestDaemon, c1: Ipv4Addr, c2: Ipv4Addr) {
+    // Filtered as `docker ps -f`: values of one key are alternatives, keys must all match.
+    let only = |filters: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["nat", "ls", "--json"];
+        for f in filters {
+            args.extend(["-f", f]);
+        }
+        let listed: serde_json::Value = serde_json::from_str(&d.netd(&args).ok()).expect("JSON");
+        listed.as_array().expect("list").clone()
+    };
+    let of_c2 = only(&["sandbox=c2"]);
+    assert!(of_c2.len() == 1 && of_c2[0]["inside"][0] == c2.to_string(), "{of_c2:?}");
+    let c1_tcp = only(&["sandbox=c1", "protocol=tcp"]);
+    assert!(c1_tcp.len() == 1 && c1_tcp[0]["inside"][0] == c1.to_string(), "{c1_tcp:?}");
+    assert_eq!(only(&["sandbox=c1", "protocol=udp", "protocol=icmp"]).len(), 2);
+    assert_eq!(only(&["remote=198.18.0.2:8080", "outside=198.18.0.1"]).len(), 2, "both TCP flows");
+    for (filter, says) in [("state=open", "invalid filter 'state=open'"), ("sandbox=nope", "No such container: nope")] {
+        let refused = d.netd(&["nat", "ls", "-f", filter]);
+        assert!(refused.code != 0 && refused.stderr.contains(says), "{filter}: {}", refused.stderr);
+    }
+
+    // Removed as `conntrack -D` does, by the same filters: c2's only; then all (`-F`); the
+    // container's next packet starts a new flow.
+    assert_eq!(d.netd(&["nat", "rm", "-f", "sandbox=c2"]).ok().trim(), "1 flow removed");
+    assert!(only(&["sandbox=c2"]).is_empty());
+    let left = only(&["sandbox=c1"]).len();
+    assert!(left >= 3, "c1's stay");
+    let refused = d.netd(&["nat", "rm"]);
+    assert!(refused.code != 0 && refused.stderr.contains("--filter"), "{}", refused.stderr);
+    assert_eq!(d.netd(&["nat", "rm", "--all"]).ok().trim(), format!("{left} flows removed"));
+    assert!(only(&[]).is_empty());
+    assert!(ping(d, "c1", SERVER), "a new flow");
+    assert_eq!(only(&["sandbox=c1", "protocol=icmp"]).len(), 1);
 }
 
 #[test]

@@ -220,6 +220,12 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
                 Err(e) => from_error(&e),
             }
         }
+        (&Method::DELETE, ["netd", "v1", "nat"]) => {
+            match daemon.nat_remove(query(&req).get("filters").map(String::as_str)).await {
+                Ok(n) => json(StatusCode::OK, &serde_json::json!({ "Removed": n })),
+                Err(e) => from_error(&e),
+            }
+        }
         (&Method::GET, ["netd", "v1", "nat", "stats"]) => match daemon.nat_stats() {
             Ok(stats) => json(StatusCode::OK, &stats),
             Err(e) => from_error(&e),

@@ -26,6 +26,16 @@ pub enum NatCommand {
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filter: Vec<String>,
     },
+    /// Remove translations, as `conntrack -D` (with filters) and `-F` (`--all`): the container's
+    /// next packet starts a new flow.
+    Rm {
+        /// The flows to remove, as `ls -f` selects them (repeatable).
+        #[arg(short, long = "filter", value_name = "KEY=VALUE", required_unless_present = "all")]
+        filter: Vec<String>,
+        /// Every flow.
+        #[arg(long, conflicts_with = "filter")]
+        all: bool,
+    },
     /// The table at a glance: flows in use of how many, by state; the port range and uplinks;
     /// how often a full table made room or refused a new flow.
     Stats {
@@ -39,6 +49,7 @@ pub async fn exec(client: &Client, cmd: NatCommand) -> ExitCode {
     let (json, filter) = match cmd {
         NatCommand::Ls { json, filter } => (json, filter),
         NatCommand::Stats { json } => return stats(client, json).await,
+        NatCommand::Rm { filter, .. } => return remove(client, &filter).await,
     };
     let path = match super::network::filters_query(&filter) {
         Ok(q) => format!("/netd/v1/nat{q}"),
@@ -79,6 +90,21 @@ fn flow_kind(f: &NatFlow) -> String {
     match f.kind() {
         "masqueraded" => String::new(),
         kind => format!(" ({kind})"),
+    }
+}
+
+async fn remove(client: &Client, filter: &[String]) -> ExitCode {
+    let path = match super::network::filters_query(filter) {
+        Ok(q) => format!("/netd/v1/nat{q}"),
+        Err(e) => return fail(&e),
+    };
+    match client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await {
+        Ok(v) => {
+            let n = v["Removed"].as_u64().unwrap_or(0);
+            println!("{n} flow{} removed", if n == 1 { "" } else { "s" });
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
     }
 }
 

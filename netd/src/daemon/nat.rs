@@ -462,6 +462,18 @@ impl Daemon {
         let flows = self.dp().nat_flows(monotonic_ns())?;
         Ok(flows.into_iter().filter(|flow| nat_filters_keep(&f, inside.as_deref(), flow)).collect())
     }
+
+    /// Deletes the live translations that pass `filters` (all without any), as `conntrack -D`
+    /// and `-F` do for Docker's: their next packet from the container starts a new flow, and
+    /// what the outside sends on them meanwhile is no flow's. Returns how many went; `netd
+    /// monitor` hears of them (`nat-removed`).
+    pub async fn nat_remove(&self, filters: Option<&str>) -> Result<usize> {
+        let listed = self.nat_flows(filters).await?;
+        let gone = self.dp().nat_forget_listed(&listed)?;
+        let n = gone.len();
+        self.report_nat_gone("nat-removed", gone);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

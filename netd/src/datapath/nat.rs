@@ -419,6 +419,19 @@ impl Datapath {
         Ok(removed)
     }
 
+    /// Deletes the flows `listed` (as [`Datapath::nat_flows`] gave them: by protocol, inside and
+    /// remote end), those still there.
+    pub fn nat_forget_listed(&mut self, listed: &[NatFlow]) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
+        type Listed<'a> = (&'a str, (Ipv4Addr, u16), (Ipv4Addr, u16));
+        let doomed: std::collections::HashSet<Listed<'_>> =
+            listed.iter().map(|f| (f.protocol.as_str(), f.inside, f.remote)).collect();
+        self.nat_forget(|k, _| {
+            let inside = (addr(k.src_addr), u16::from_be(k.src_port));
+            let remote = (addr(k.dst_addr), u16::from_be(k.dst_port));
+            doomed.contains(&(protocol_name(k.protocol).as_str(), inside, remote))
+        })
+    }
+
     /// Deletes the flows of the container at `inside` (it is gone).
     pub fn nat_forget_inside(&mut self, inside: Ipv4Addr) -> Result<Vec<(Ipv4Tuple, NatEntry)>> {
         let wire = u32::from_ne_bytes(inside.octets());
