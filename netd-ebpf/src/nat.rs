@@ -388,14 +388,14 @@ fn note_fragment(p: &Parsed, id: u16, dir: u8, flow: &Ipv4Tuple, now: u64) {
 /// The flow entry of the datagram whose later fragment `p` is (going way `dir`), as its first
 /// fragment found it, if that came within [`NAT_FRAG_TIMEOUT_NS`] and the flow is still there.
 #[inline(always)]
-fn fragment_flow(p: &Parsed, id: u16, dir: u8, now: u64) -> Option<*mut NatEntry> {
+fn fragment_flow(p: &Parsed, id: u16, dir: u8, now: u64) -> Option<*const NatEntry> {
     let fk = FragKey { src_addr: p.tuple.src_addr, dst_addr: p.tuple.dst_addr, id, protocol: p.tuple.protocol, dir };
     // SAFETY: read-only map value, valid for the duration of the program.
     let f = unsafe { NETD_NAT_FRAGS.get(&fk) }?;
     if now > f.seen + NAT_FRAG_TIMEOUT_NS {
         return None;
     }
-    NETD_NAT.get_ptr_mut(&f.flow)
+    NETD_NAT.get_ptr(&f.flow)
 }
 
 /// A later fragment (no L4 header) from endpoint `src`: it gets its flow's address, TTL and next

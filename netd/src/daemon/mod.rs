@@ -99,10 +99,10 @@ impl Daemon {
             if datapath.uses_clsact() { "as clsact filters (netlink)" } else { "with TCX links" }
         );
         datapath.set_nat_config(nat_ports.lo, nat_ports.hi)?;
-        datapath.set_nat_timeouts(&nat::nat_timeouts(&cfg.nat_timeout))?;
+        let timeouts = nat::nat_timeouts(&cfg.nat_timeout);
+        datapath.set_nat_timeouts(&timeouts)?;
         if !cfg.nat_timeout.is_empty() {
-            let all = nat::timeout_secs(&datapath.nat_timeouts()?);
-            eprintln!("netd: masquerade timeouts {}", nat::describe_timeouts(&all));
+            eprintln!("netd: masquerade timeouts {}", nat::describe_timeouts(&nat::timeout_secs(&timeouts)));
         }
         let events = datapath.take_events();
         eprintln!("netd: masquerade ports {nat_ports} (host ephemeral ports {local})");

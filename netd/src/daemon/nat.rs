@@ -115,16 +115,17 @@ fn human_secs(secs: u64) -> String {
 pub fn nat_timeouts(given: &[NatTimeout]) -> NatTimeouts {
     let mut t = NatTimeouts::DEFAULT;
     for g in given {
-        let field = match g.kind {
-            0 => &mut t.tcp_syn,
-            1 => &mut t.tcp_established,
-            2 => &mut t.tcp_fin,
-            3 => &mut t.tcp_rst,
-            4 => &mut t.udp,
-            5 => &mut t.udp_stream,
-            _ => &mut t.icmp,
-        };
-        *field = g.secs;
+        // In `TIMEOUT_KINDS` order, as `timeout_secs` reads them.
+        let fields = [
+            &mut t.tcp_syn,
+            &mut t.tcp_established,
+            &mut t.tcp_fin,
+            &mut t.tcp_rst,
+            &mut t.udp,
+            &mut t.udp_stream,
+            &mut t.icmp,
+        ];
+        *fields[g.kind] = g.secs;
     }
     t
 }
@@ -305,9 +306,12 @@ impl Daemon {
             .filter(|l| l.ether && !netds(&l.alias) && !bridges.contains(&l.name))
             .map(|l| l.name)
             .collect();
-        // The default routes' first: they stay uplinks if there are more than the datapath holds.
-        let defaults = self.nl.default_route_interfaces().await?;
-        names.sort_by_key(|n| !defaults.contains(n));
+        // More than the datapath holds: the default routes' first, so they stay uplinks (the
+        // routes are listed only then).
+        if names.len() > MAX_UPLINKS as usize {
+            let defaults = self.nl.default_route_interfaces().await?;
+            names.sort_by_key(|n| !defaults.contains(n));
+        }
         Ok(names)
     }
 
