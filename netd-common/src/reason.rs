@@ -97,6 +97,10 @@ pub enum Reason {
     DropUnsolicited = 88,
     /// A reply that would leave the host with TTL 0.
     DropTtlExceeded = 89,
+    /// A packet from an uplink without a link-layer header (a tunnel), translated for a
+    /// container, could not be given the Ethernet header the container's veth needs (no memory
+    /// for it, or the container had just gone).
+    DropNoEthernet = 90,
 }
 
 impl Reason {
@@ -104,7 +108,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -143,6 +147,7 @@ impl Reason {
         Reason::DropNatFragNeeded,
         Reason::DropUnsolicited,
         Reason::DropTtlExceeded,
+        Reason::DropNoEthernet,
     ];
 
     /// Whether this reason means the packet was dropped.
@@ -199,6 +204,7 @@ impl Reason {
             Reason::DropNatFragNeeded => "drop-nat-frag-needed",
             Reason::DropUnsolicited => "drop-unsolicited",
             Reason::DropTtlExceeded => "drop-ttl-exceeded",
+            Reason::DropNoEthernet => "drop-no-ethernet",
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use aya_ebpf::programs::TcContext;
 use netd_common::{EndpointInfo, Ipv4Tuple, NatEntry, NetworkFlags, PacketClass, Reason};
-use netd_ebpf::parse::{arp, eth, headers_len, parse, Frame, Parsed};
+use netd_ebpf::parse::{arp, eth, headers_len, headers_len_l3, parse, Frame, Parsed};
 
 use crate::{
     maps::{endpoint_by_ifindex, endpoint_by_ip, NETD_NAT, NETD_NETWORKS},
@@ -211,13 +211,24 @@ fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer: &EndpointInfo) {
 /// in pages (pulling would copy the head of every cloned TCP segment).
 #[inline(always)]
 pub fn pull_headers(ctx: &TcContext) {
+    pull::<false>(ctx);
+}
+
+/// [`pull_headers`] for a device without a link-layer header.
+#[inline(always)]
+pub fn pull_headers_l3(ctx: &TcContext) {
+    pull::<true>(ctx);
+}
+
+#[inline(always)]
+fn pull<const L3: bool>(ctx: &TcContext) {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if linear >= len || linear >= MAX_HEADERS_LEN {
         return;
     }
     let frame = Frame::with_len(ctx.data(), ctx.data_end(), len);
-    let need = headers_len(&frame, MAX_HEADERS_LEN);
+    let need = if L3 { headers_len_l3(&frame, MAX_HEADERS_LEN) } else { headers_len(&frame, MAX_HEADERS_LEN) };
     if linear < need {
         let want = if len < need { len } else { need };
         // On failure the parser sees the short linear area and drops the frame as truncated.

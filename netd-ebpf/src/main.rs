@@ -29,7 +29,15 @@ pub fn netd_from_container(ctx: TcContext) -> i32 {
 /// untouched (`TC_ACT_OK`). Returns a `TC_ACT_*` verdict.
 #[classifier]
 pub fn netd_from_uplink(ctx: TcContext) -> i32 {
-    uplink::from_uplink(&ctx)
+    uplink::from_uplink::<false>(&ctx)
+}
+
+/// `netd_from_uplink` for uplinks without a link-layer header (`tun` devices, `WireGuard`, IP
+/// tunnels): packets start at the IP header, and those delivered into a container get an
+/// Ethernet header on the way. Returns a `TC_ACT_*` verdict.
+#[classifier]
+pub fn netd_from_l3_uplink(ctx: TcContext) -> i32 {
+    uplink::from_uplink::<true>(&ctx)
 }
 
 /// Attached (TCX egress) to every network's bridge: it sees what the host's own stack sends

@@ -35,7 +35,7 @@ use netd_common::{
 };
 use netd_ebpf::{
     csum,
-    parse::{eth, icmp, ipv4, tcp, udp, Frame, Parsed},
+    parse::{eth, icmp, ipv4, tcp, udp, Frame, HeaderMut, Parsed},
 };
 
 use crate::maps::{
@@ -169,10 +169,11 @@ unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
     unsafe { slot.assume_init_mut() }
 }
 
-/// Looks up the route of `p` (from endpoint veth `ifindex`). `Err` carries the verdict when the
-/// packet is not to be masqueraded here: the stack answers or routes it.
+/// Looks up the route of `p` (from endpoint veth `ifindex`; `tot_len`: its IPv4 total length,
+/// host order). `Err` carries the verdict when the packet is not to be masqueraded here: the
+/// stack answers or routes it.
 #[inline(always)]
-fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Reason> {
+fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool, tot_len: u16) -> Result<Hop, Reason> {
     let mut fib = MaybeUninit::<Fib>::uninit();
     // SAFETY: all-zero is a valid value of this plain C struct.
     let fib = unsafe { &mut zeroed_in(&mut fib).0 };
@@ -188,6 +189,14 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool) -> Result<Hop, Rea
     match rc {
         BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {
             Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: rc == BPF_FIB_LKUP_RET_SUCCESS })
+        }
+        // The helper weighs the frame against the device's MTU plus its link-layer header: a
+        // full-size frame from a veth (14 bytes of Ethernet) is too big for a tunnel (none).
+        // What leaves is the IP packet; it fits when its length does (the route was found, and
+        // its neighbour: the helper only says this of a success).
+        // SAFETY: the helper wrote the device's MTU into the union.
+        BPF_FIB_LKUP_RET_FRAG_NEEDED if tot_len <= unsafe { fib.__bindgen_anon_1.mtu_result } => {
+            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: true })
         }
         // With DF the stack sends "fragmentation needed" back (path MTU discovery works);
         // without, the packet would have to be fragmented, which netd does not do.
@@ -259,6 +268,7 @@ pub fn snat_v4_egress(
         return Reason::PassToStack;
     }
     let df = ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::DF != 0;
+    let tot_len = ip.be16::<{ ipv4::TOT_LEN_OFF }>();
     let l4 = match l4_of(frame, p, true) {
         Ok(l4) => l4,
         Err(r) => return r,
@@ -278,7 +288,7 @@ pub fn snat_v4_egress(
         }
         if e.flags & NatFlags::L2 == 0 || stale {
             // Follow route and neighbour changes, once a second per flow.
-            match route(ctx, p, src.ifindex, df) {
+            match route(ctx, p, src.ifindex, df, tot_len) {
                 Ok(h) => {
                     if h.ifindex != e.ifindex {
                         // The route moved to another device: into its peer no more (the mark
@@ -314,7 +324,7 @@ pub fn snat_v4_egress(
             return Reason::PassToStack;
         }
         // The route decides the uplink (and so the address to masquerade with).
-        let hop = match route(ctx, p, src.ifindex, df) {
+        let hop = match route(ctx, p, src.ifindex, df, tot_len) {
             Ok(h) => h,
             Err(r) => return r,
         };
@@ -874,8 +884,12 @@ fn reclaim_if_expired(rk: &Ipv4Tuple, ingress: &NatEntry, now: u64) -> bool {
 /// A packet arriving on uplink `uplink`: reverse-translates replies of masqueraded flows (and
 /// ICMP errors about them) and sends them into the container; drops what is addressed to a
 /// masquerading network's containers without a flow; passes the rest to the host untouched.
+///
+/// `L3`: the uplink has no link-layer header (a tunnel, `WireGuard`: `p` starts at the IPv4
+/// header). Then no MAC is written here: the caller gives a packet going into a container its
+/// Ethernet header (see `uplink::push_ethernet`).
 #[inline(always)]
-pub fn snat_v4_ingress(
+pub fn snat_v4_ingress<const L3: bool>(
     ctx: &TcContext,
     frame: &Frame,
     p: &Parsed,
@@ -893,7 +907,7 @@ pub fn snat_v4_ingress(
     if p.class == PacketClass::Ipv4Fragment {
         // A later fragment of a datagram whose first was translated goes where that went;
         // any other is the host's (its stack keeps it until its reassembly gives up).
-        return match snat_v4_ingress_later_fragment(frame, p, target) {
+        return match snat_v4_ingress_later_fragment::<L3>(frame, p, target) {
             Some(r) => r,
             None if other => unsolicited_or_pass(p),
             None => Reason::PassFromUplink,
@@ -923,7 +937,7 @@ pub fn snat_v4_ingress(
         _ => return none(),
     };
     if !reply {
-        return match snat_v4_icmp_error_ingress(ctx, p, target) {
+        return match snat_v4_icmp_error_ingress::<L3>(ctx, p, target) {
             Reason::PassFromUplink => none(),
             r => r,
         };
@@ -970,8 +984,16 @@ pub fn snat_v4_ingress(
     let (new_addr, new_port, mac, veth) = (e.addr, e.port, e.mac_half_words().0, e.ifindex);
     // Every header to write is taken (bounds-checked) before the first write, so a frame is
     // written whole or not at all.
-    let (Some(l2), Some(port)) = (frame.header::<{ eth::HLEN }>(0), frame.header::<2>(l4.port_off)) else {
+    let Some(port) = frame.header::<2>(l4.port_off) else {
         return Reason::PassFromUplink;
+    };
+    let l2 = if L3 {
+        None
+    } else {
+        match frame.header::<{ eth::HLEN }>(0) {
+            Some(l2) => Some(l2.writable()),
+            None => return Reason::PassFromUplink,
+        }
     };
     let old_port = port.raw16::<0>();
     let old_addr = p.tuple.dst_addr;
@@ -990,11 +1012,11 @@ pub fn snat_v4_ingress(
     // for direct writes costs this program little: replies are written anyway, and a physical
     // uplink's received frames are not clones (see `store_frame_head` for the container side,
     // where it costs).
-    let (l2, l3, port) = (l2.writable(), ip.writable(), port.writable());
+    let (l3, port) = (ip.writable(), port.writable());
     // The source MAC stays (who sent it matters to no one); the destination is the container.
-    l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
-    l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);
-    l2.set_raw16::<{ eth::DST_OFF + 4 }>(mac[2]);
+    if let Some(l2) = l2 {
+        set_dst_mac(&l2, mac);
+    }
     l3.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
     l3.set_raw16::<{ ipv4::CSUM_OFF }>(check);
     l3.set_raw32::<{ ipv4::DST_OFF }>(new_addr);
@@ -1007,11 +1029,20 @@ pub fn snat_v4_ingress(
     Reason::RedirectReverseNat
 }
 
+/// Writes the destination MAC of the Ethernet header `l2` (as [`NatEntry::mac_half_words`] gives
+/// it).
+#[inline(always)]
+fn set_dst_mac(l2: &HeaderMut<{ eth::HLEN }>, mac: [u16; 3]) {
+    l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
+    l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);
+    l2.set_raw16::<{ eth::DST_OFF + 4 }>(mac[2]);
+}
+
 /// A later fragment (no L4 header) arriving on an uplink: when its datagram's first fragment was
 /// translated, it gets the same destination and goes to the same container. `None`: it is not
 /// a translated datagram's.
 #[inline(always)]
-fn snat_v4_ingress_later_fragment(frame: &Frame, p: &Parsed, target: &mut NatTarget) -> Option<Reason> {
+fn snat_v4_ingress_later_fragment<const L3: bool>(frame: &Frame, p: &Parsed, target: &mut NatTarget) -> Option<Reason> {
     let ip = frame.header::<{ ipv4::MIN_HLEN }>(p.l3_off)?;
     let e = fragment_flow(p, ip.raw16::<{ ipv4::ID_OFF }>(), FragKey::INGRESS, coarse_now())?;
     // SAFETY: a live map value, read only here.
@@ -1020,7 +1051,7 @@ fn snat_v4_ingress_later_fragment(frame: &Frame, p: &Parsed, target: &mut NatTar
     if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
         return Some(Reason::DropTtlExceeded);
     }
-    let l2 = frame.header::<{ eth::HLEN }>(0)?;
+    let l2 = if L3 { None } else { Some(frame.header::<{ eth::HLEN }>(0)?.writable()) };
     let new_ttl_word = {
         let b = ttl_word.to_ne_bytes();
         u16::from_ne_bytes([b[0] - 1, b[1]])
@@ -1028,11 +1059,10 @@ fn snat_v4_ingress_later_fragment(frame: &Frame, p: &Parsed, target: &mut NatTar
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, p.tuple.dst_addr, e.addr);
-    let mac = e.mac_half_words().0;
-    let (l2, l3) = (l2.writable(), ip.writable());
-    l2.set_raw16::<{ eth::DST_OFF }>(mac[0]);
-    l2.set_raw16::<{ eth::DST_OFF + 2 }>(mac[1]);
-    l2.set_raw16::<{ eth::DST_OFF + 4 }>(mac[2]);
+    if let Some(l2) = l2 {
+        set_dst_mac(&l2, e.mac_half_words().0);
+    }
+    let l3 = ip.writable();
     l3.set_raw16::<{ ipv4::TTL_OFF }>(new_ttl_word);
     l3.set_raw16::<{ ipv4::CSUM_OFF }>(check);
     l3.set_raw32::<{ ipv4::DST_OFF }>(e.addr);
@@ -1358,7 +1388,7 @@ fn icmp_error_rewrite(
 /// packet is one the container sent, as translated. Restores the outer destination and the
 /// embedded source and sends it into the container.
 #[inline(always)]
-fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
+fn snat_v4_icmp_error_ingress<const L3: bool>(ctx: &TcContext, p: &Parsed, target: &mut NatTarget) -> Reason {
     let Some(inner) = embedded(ctx, p) else {
         return Reason::PassFromUplink;
     };
@@ -1372,7 +1402,9 @@ fn snat_v4_icmp_error_ingress(ctx: &TcContext, p: &Parsed, target: &mut NatTarge
     if let Err(r) = icmp_error_rewrite(ctx, p, &inner, ipv4::DST_OFF, true, e.addr, e.port) {
         return r;
     }
-    let _ = ctx.store(eth::DST_OFF, &e.dmac, 0);
+    if !L3 {
+        let _ = ctx.store(eth::DST_OFF, &e.dmac, 0);
+    }
     target.ifindex = e.ifindex;
     Reason::RedirectReverseNat
 }

@@ -391,24 +391,42 @@ pub fn headers_len(frame: &Frame, unknown: usize) -> usize {
         l3_off += eth::VLAN_HLEN;
     }
     match proto {
-        eth::P_IPV4 => {
-            let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(l3_off) else {
-                return unknown;
-            };
-            let l4_off = l3_off + usize::from(ip.u8::<{ ipv4::VER_IHL_OFF }>() & 0x0f) * 4;
-            if ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::OFFSET_MASK != 0 {
-                return l4_off;
-            }
-            match ip.u8::<{ ipv4::PROTO_OFF }>() {
-                ipv4::PROTO_TCP => l4_off + tcp::MIN_HLEN,
-                ipv4::PROTO_UDP => l4_off + udp::HLEN,
-                ipv4::PROTO_ICMP => l4_off + icmp::HLEN,
-                _ => l4_off,
-            }
-        }
+        eth::P_IPV4 => ipv4_headers_len(frame, l3_off, unknown),
         eth::P_ARP => l3_off + arp::LEN,
         eth::P_IPV6 => l3_off + ipv6::HLEN,
         _ => l3_off,
+    }
+}
+
+/// [`headers_len`] for a frame without a link-layer header (see [`parse_l3`]).
+#[inline(always)]
+pub fn headers_len_l3(frame: &Frame, unknown: usize) -> usize {
+    let Some(first) = frame.header::<2>(0) else {
+        return unknown;
+    };
+    match first.u8::<{ ipv4::VER_IHL_OFF }>() >> 4 {
+        4 => ipv4_headers_len(frame, 0, unknown),
+        6 => ipv6::HLEN,
+        _ => 0,
+    }
+}
+
+/// How many bytes from the start of `frame` an IPv4 header at `l3_off` and the fixed part of
+/// its L4 header take.
+#[inline(always)]
+fn ipv4_headers_len(frame: &Frame, l3_off: usize, unknown: usize) -> usize {
+    let Some(ip) = frame.header::<{ ipv4::MIN_HLEN }>(l3_off) else {
+        return unknown;
+    };
+    let l4_off = l3_off + usize::from(ip.u8::<{ ipv4::VER_IHL_OFF }>() & 0x0f) * 4;
+    if ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::OFFSET_MASK != 0 {
+        return l4_off;
+    }
+    match ip.u8::<{ ipv4::PROTO_OFF }>() {
+        ipv4::PROTO_TCP => l4_off + tcp::MIN_HLEN,
+        ipv4::PROTO_UDP => l4_off + udp::HLEN,
+        ipv4::PROTO_ICMP => l4_off + icmp::HLEN,
+        _ => l4_off,
     }
 }
 
@@ -449,6 +467,31 @@ pub fn parse(frame: &Frame) -> Result<Parsed, Malformed> {
         eth::P_IPV6 => {
             if frame.header::<{ ipv6::HLEN }>(l3_off).is_none() {
                 return Err(fail(Reason::DropShortIpv6, flags, vlan_id));
+            }
+            parsed.class = PacketClass::Ipv6;
+            Ok(parsed)
+        }
+        _ => Ok(parsed),
+    }
+}
+
+/// Parses a frame of a device without a link-layer header (a `tun` device, `WireGuard`, an IP
+/// tunnel): IPv4 from its first byte, then its L4 header, or IPv6 recognised, told apart by the
+/// version nibble. `l3_off` is 0; anything else is [`PacketClass::OtherL2`].
+#[inline(always)]
+pub fn parse_l3(frame: &Frame) -> Result<Parsed, Malformed> {
+    let mut parsed =
+        Parsed { class: PacketClass::OtherL2, flags: 0, vlan_id: 0, l3_off: 0, l4_off: 0, tuple: Ipv4Tuple::default() };
+    // Two bytes, not one: the verifier learns nothing from a check that the packet is not
+    // empty.
+    let Some(first) = frame.header::<2>(0) else {
+        return Err(Malformed { reason: Reason::DropShortIpv4, flags: 0, vlan_id: 0 });
+    };
+    match first.u8::<{ ipv4::VER_IHL_OFF }>() >> 4 {
+        4 => parse_ipv4(frame, &mut parsed).map(|()| parsed),
+        6 => {
+            if frame.header::<{ ipv6::HLEN }>(0).is_none() {
+                return Err(Malformed { reason: Reason::DropShortIpv6, flags: 0, vlan_id: 0 });
             }
             parsed.class = PacketClass::Ipv6;
             Ok(parsed)
@@ -564,7 +607,7 @@ mod tests {
     extern crate std;
     use std::vec::Vec;
 
-    use super::{headers_len, parse, Frame};
+    use super::{headers_len, headers_len_l3, parse, parse_l3, Frame};
     use netd_common::{PacketClass, Reason};
 
     fn run(bytes: &[u8]) -> Result<PacketClass, Reason> {
@@ -657,6 +700,41 @@ mod tests {
         assert_eq!(len(&frame(0x0800, &ip[..10])), 999);
         assert_eq!(len(&frame(0x8100, &[0])), 999);
         assert_eq!(len(&[0u8; 10]), 999);
+    }
+
+    #[test]
+    fn frames_without_a_link_layer_header_start_with_ip() {
+        let run_l3 = |bytes: &[u8]| {
+            let data = bytes.as_ptr() as usize;
+            let f = Frame::linear(data, data + bytes.len());
+            (
+                parse_l3(&f).map(|p| (p.class, p.l3_off, p.l4_off, p.tuple)).map_err(|m| m.reason),
+                headers_len_l3(&f, 999),
+            )
+        };
+        // UDP 10.0.0.1:53 -> 10.0.0.2:4000 behind a 24-byte header (one option word).
+        let mut ip = std::vec![0u8; 24 + 8];
+        ip[0] = 0x46;
+        ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        ip[24..26].copy_from_slice(&53u16.to_be_bytes());
+        ip[26..28].copy_from_slice(&4000u16.to_be_bytes());
+        ip[28..30].copy_from_slice(&8u16.to_be_bytes());
+        let (parsed, len) = run_l3(&ip);
+        let (class, l3_off, l4_off, tuple) = parsed.expect("parsed");
+        assert_eq!((class, l3_off, l4_off, len), (PacketClass::Ipv4Udp, 0, 24, 32));
+        assert_eq!(tuple.src_addr.to_ne_bytes(), [10, 0, 0, 1]);
+        assert_eq!(u16::from_be(tuple.dst_port), 4000);
+        assert_eq!(run_l3(&ip[..19]).0.map(|p| p.0), Err(Reason::DropShortIpv4));
+        assert_eq!(run_l3(&ip[..10]).1, 999, "too short to tell");
+        let mut v6 = std::vec![0u8; 40];
+        v6[0] = 0x60;
+        assert_eq!(run_l3(&v6).0.map(|p| p.0), Ok(PacketClass::Ipv6));
+        assert_eq!(run_l3(&v6[..39]).0.map(|p| p.0), Err(Reason::DropShortIpv6));
+        assert_eq!(run_l3(&[0x10, 0, 0, 0]).0.map(|p| p.0), Ok(PacketClass::OtherL2), "neither version");
+        assert_eq!(run_l3(&[]).0.map(|p| p.0), Err(Reason::DropShortIpv4));
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod bpf;
 pub mod daemon;
 pub mod netns;
 pub mod packet;
+pub mod tun;
 
 /// Runs a socket call again while a signal interrupts it: a receive with a timeout
 /// (`SO_RCVTIMEO`) is never restarted after a signal, whatever `SA_RESTART` says (signal(7)),

@@ -14,6 +14,7 @@ use std::{
 use netd_tests::{
     daemon::{http_get, metric_sample as sample, TestDaemon},
     netns::{spawn_in_path, uplinked, Link, NetNs},
+    tun::TunWire,
     uninterrupted,
 };
 
@@ -22,17 +23,35 @@ const UPLINK: &str = "198.18.0.1";
 const SERVER: &str = "198.18.0.2";
 
 /// The daemon's host namespace with uplink `uplink0` (198.18.0.1/24, the default route) to an
-/// outside namespace (198.18.0.2/24) that knows no route to any container network.
+/// outside namespace (198.18.0.2/24) that knows no route to any container network; or (see
+/// [`tunnel_world`]) a tunnel.
 struct World {
+    // First: the wire stops before the namespaces go.
+    _wire: Option<TunWire>,
     d: TestDaemon,
     outside: NetNs,
-    _uplink: Link,
+    _uplink: Option<Link>,
 }
 
 fn world(extra: &[&str]) -> World {
     let (host, outside, uplink) = uplinked(UPLINK, SERVER);
     let d = TestDaemon::start_in(host, extra);
-    World { d, outside, _uplink: uplink }
+    World { _wire: None, d, outside, _uplink: Some(uplink) }
+}
+
+/// [`world`] with a tunnel for uplink, as a VPN's: `tun0` (198.18.0.1, peer 198.18.0.2, the
+/// default route), no link-layer header, joined to the outside namespace's `tun0` (198.18.0.2,
+/// peer 198.18.0.1) by a [`TunWire`].
+fn tunnel_world(extra: &[&str]) -> World {
+    let host = NetNs::new("ndt-host");
+    let outside = NetNs::new("ndt-out");
+    let wire = TunWire::new(&host, "tun0", &outside, "tun0");
+    host.ip(&["addr", "add", UPLINK, "peer", SERVER, "dev", "tun0"]);
+    host.ip(&["route", "add", "default", "dev", "tun0"]);
+    outside.ip(&["addr", "add", SERVER, "peer", UPLINK, "dev", "tun0"]);
+    outside.ip(&["link", "set", "lo", "up"]);
+    let d = TestDaemon::start_in(host, extra);
+    World { _wire: Some(wire), d, outside, _uplink: None }
 }
 
 fn sandbox(d: &TestDaemon, name: &str, network: &str) {
@@ -207,10 +226,19 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     assert!(d.count(None, "redirect-reverse-nat") >= 2 + 4 + 3);
 
     // The host's own connection to the same server is untouched.
-    let server = tcp_echo_server(&w.outside, 8081, 1);
-    let echoed = d.host().run(|| {
-        let mut s =
-            TcpStream::connect_timeout(&format!("{SERVER}:8081").parse().expect("addr"), DEADLINE).expect("connect");
+    host_connection_is_echoed(&w, 8081);
+    assert!(d.count(None, "pass-from-uplink") > 0);
+
+    filter_and_remove_flows(d, c1, c2);
+
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+/// The host's own TCP connection to an echo server outside on `port`: echoed (asserted).
+fn host_connection_is_echoed(w: &World, port: u16) {
+    let server = tcp_echo_server(&w.outside, port, 1);
+    let echoed = w.d.host().run(|| {
+        let mut s = TcpStream::connect_timeout(&at(SERVER, port), DEADLINE).expect("connect");
         s.set_read_timeout(Some(DEADLINE)).expect("timeout");
         s.write_all(b"host").expect("write");
         let mut buf = [0u8; 4];
@@ -219,11 +247,6 @@ fn containers_reach_the_outside_as_the_uplink_address() {
     });
     assert_eq!(&echoed, b"host");
     assert_eq!(server.join().expect("server").len(), 1);
-    assert!(d.count(None, "pass-from-uplink") > 0);
-
-    filter_and_remove_flows(d, c1, c2);
-
-    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
 }
 
 /// `netd nat ls -f` and `netd nat rm` on the flows of
@@ -332,6 +355,83 @@ fn datagrams_larger_than_the_mtu_go_out_and_come_back_in_fragments() {
     assert!(out >= 2 * 5 + 2 * 3 && back >= 2 * 5 + 2 * 3, "out {out}, back {back}");
     assert_eq!(d.count(None, "drop-nat-fragment"), 0);
     assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+}
+
+/// A VPN's `tun0`, `WireGuard`, an IP tunnel: no link-layer header. Docker masquerades through
+/// them (`! -o docker0`), and so does netd: its uplink program reads such a device's packets
+/// from the IP header and gives those it sends into a container an Ethernet header.
+#[test]
+fn containers_reach_the_outside_through_a_tunnel_as_its_address() {
+    let mut w = tunnel_world(&[]);
+    let d = &w.d;
+    assert!(d.log().contains(&format!("netd: uplinks: tun0 ({UPLINK}, no link layer)")), "{}", d.log());
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+
+    // Ping, also 4000 bytes of it: three fragments each way.
+    assert!(ping(d, "c1", SERVER), "ping through the tunnel");
+    let big = d.netd(&["exec", "c1", "--", "ping", "-c", "1", "-W", "2", "-s", "4000", SERVER]);
+    assert_eq!(big.code, 0, "{}{}", big.stdout, big.stderr);
+
+    // TCP and UDP: the server sees the tunnel's address.
+    let server = tcp_echo_server(&w.outside, 8080, 1);
+    let echoed = tcp_exchange(&d.sandbox_netns("c1"), SocketAddrV4::new(c1, 40000), 8080, b"tunnel");
+    assert_eq!(echoed.join().expect("client"), b"tunnel");
+    let peers = server.join().expect("server");
+    assert!(peers.len() == 1 && peers[0].ip().to_string() == UPLINK, "the tunnel's address: {peers:?}");
+    let server = udp_echo_server(&w.outside, 5353, 1);
+    let answered = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 0)).expect("bind");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        s.send_to(b"query", (SERVER, 5353)).expect("send");
+        let mut buf = [0u8; 64];
+        uninterrupted(|| s.recv_from(&mut buf)).is_ok_and(|(n, _)| buf[..n] == *b"query")
+    });
+    assert!(answered.join().expect("udp client"), "the answer came back");
+    assert!(server.join().expect("server").iter().all(|p| p.ip().to_string() == UPLINK));
+
+    // An ICMP error about a flow, through the tunnel: "port unreachable" for a closed port
+    // reaches the container's connected socket.
+    let refused = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 0)).expect("bind");
+        s.connect((SERVER, 9)).expect("connect");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        s.send(b"anyone?").expect("send");
+        uninterrupted(|| s.recv(&mut [0u8; 16])).map_err(|e| e.kind())
+    });
+    assert_eq!(refused.join().expect("client"), Err(std::io::ErrorKind::ConnectionRefused));
+
+    // A published port, reached through the tunnel: the container sees the client.
+    d.netd(&["run", "-d", "--name", "web", "-p", "8081:7000", "--", "sleep", "300"]).ok();
+    let server = greet_once(listen_in(d, "web", Ipv4Addr::UNSPECIFIED, 7000), b"tunnel!");
+    assert_eq!(&greeting_from_outside(&w, at(UPLINK, 8081)), b"tunnel!");
+    assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
+
+    // Unasked, from outside, to the container's own address: nothing arrives.
+    w.outside.ip(&["route", "add", "172.17.0.0/16", "dev", "tun0"]);
+    assert!(!unsolicited_udp_arrives(&w, d, "c1", c1), "nothing came in unasked");
+    assert!(d.count(None, "drop-unsolicited") >= 5);
+
+    // The host's own connection through the tunnel is untouched.
+    host_connection_is_echoed(&w, 8082);
+
+    // The datapath carried it both ways, fragments included, and every packet for a container
+    // got its Ethernet header.
+    // Out: 2 pings, 3 fragments, at least 3 TCP segments, 2 datagrams; back the same and the
+    // ICMP error, and at least 3 segments to the published port.
+    let (out, back) = (d.count(Some("c1"), "redirect-nat"), d.count(None, "redirect-reverse-nat"));
+    assert!(out >= 10 && back >= 13, "out {out}, back {back}");
+    assert!(d.count(None, "pass-from-uplink") > 0);
+    assert_eq!(d.count(None, "drop-no-ethernet"), 0);
+    assert_eq!(d.count(None, "drop-nat-fragment"), 0);
+    assert_eq!(nft_ruleset(d.host()), "", "no nftables rules in the host namespace");
+    let stats: serde_json::Value = serde_json::from_str(&d.netd(&["nat", "stats", "--json"]).ok()).expect("JSON");
+    assert_eq!(stats["uplinks"], serde_json::json!([format!("tun0 ({UPLINK}, no link layer)")]), "{stats}");
+
+    // A restarted daemon takes the tunnel's program over: replies still come in.
+    w.d.stop();
+    w.d.restart();
+    assert!(ping(&w.d, "c1", SERVER), "ping after a restart");
 }
 
 #[test]

@@ -15,6 +15,7 @@ use netd_common::{
 use crate::{
     api::filters::Filters,
     datapath::{monotonic_ns, NatFlow, NatTableStats},
+    netlink::LinkLayer,
 };
 
 use super::{
@@ -285,12 +286,37 @@ pub fn configured_port_range(cfg: &super::Config) -> Result<(PortRange, PortRang
     Ok((range, local))
 }
 
+/// An uplink as the daemon wants it.
+struct Uplink {
+    name: String,
+    ifindex: u32,
+    /// Its primary IPv4 address: what masquerade gives flows leaving by it.
+    addr: Ipv4Addr,
+    /// New flows go into its peer (a veth across namespaces, with the fast path on).
+    peer: bool,
+    /// No link-layer header (a tunnel).
+    l3: bool,
+}
+
+impl Uplink {
+    /// How `netd nat stats` and the log show it.
+    fn describe(&self) -> String {
+        let how = match (self.peer, self.l3) {
+            (true, _) => ", into its peer",
+            (false, true) => ", no link layer",
+            (false, false) => "",
+        };
+        format!("{} ({}{how})", self.name, self.addr)
+    }
+}
+
 impl Daemon {
     /// Every interface masquerade may leave by when `--uplink` names none, as Docker's
     /// `MASQUERADE` rule matches `! -o docker0`: each Ethernet interface of the namespace but
-    /// the networks' own bridges and netd's veths. Interfaces without an IPv4 address are left
-    /// out by the caller; tunnels and `WireGuard` (no Ethernet header) are not uplinks: what
-    /// leaves by them is routed unchanged.
+    /// the networks' own bridges and netd's veths, and each one without a link-layer header
+    /// (a VPN's `tun` device, `WireGuard`, IP tunnels: containers reach what the host reaches
+    /// through them, as the host's address there). Interfaces without an IPv4 address are left
+    /// out by the caller.
     async fn uplink_candidates(&self) -> Result<Vec<String>> {
         let bridges: Vec<String> = {
             let state = self.state.lock().await;
@@ -303,7 +329,7 @@ impl Daemon {
             .links()
             .await?
             .into_iter()
-            .filter(|l| l.ether && !netds(&l.alias) && !bridges.contains(&l.name))
+            .filter(|l| l.link_layer != LinkLayer::Other && !netds(&l.alias) && !bridges.contains(&l.name))
             .map(|l| l.name)
             .collect();
         // More than the datapath holds: the default routes' first, so they stay uplinks (the
@@ -321,13 +347,14 @@ impl Daemon {
     /// (changes are followed), forgets vanished ones. Called at start and every 2 s.
     pub(super) async fn sync_uplinks(&self) -> Result<()> {
         let names = if self.cfg.uplink.is_empty() { self.uplink_candidates().await? } else { self.cfg.uplink.clone() };
-        // (name, ifindex, address, new flows go into its peer: a veth with the fast path on)
-        let mut wanted: Vec<(String, u32, Ipv4Addr, bool)> = Vec::new();
+        let mut wanted: Vec<Uplink> = Vec::new();
         for name in names {
             let Some(link) = self.nl.link(&name).await? else { continue };
             if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
                 // Into the peer only across namespaces (`bpf_redirect_peer` drops within one).
-                wanted.push((name, link.index, *addr, link.peer_elsewhere && self.cfg.uplink_fast_path));
+                let peer = link.peer_elsewhere && self.cfg.uplink_fast_path;
+                let l3 = link.link_layer == LinkLayer::None;
+                wanted.push(Uplink { name, ifindex: link.index, addr: *addr, peer, l3 });
             }
         }
         let left_out = wanted.len().saturating_sub(MAX_UPLINKS as usize);
@@ -343,24 +370,24 @@ impl Daemon {
                 | self.uplink_marks.load(std::sync::atomic::Ordering::Relaxed);
             let current = dp.uplinks()?;
             for (ifindex, _, _) in &current {
-                if !wanted.iter().any(|(_, i, _, _)| i == ifindex) {
+                if !wanted.iter().any(|u| u.ifindex == *ifindex) {
                     dp.remove_uplink(*ifindex)?;
                 }
             }
             for name in dp.pinned_uplinks() {
-                if !wanted.iter().any(|(n, _, _, _)| *n == name) {
+                if !wanted.iter().any(|u| u.name == name) {
                     dp.detach_from_uplink(&name)?;
                 }
             }
-            for (name, ifindex, addr, peer) in &wanted {
+            for u in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
-                dp.attach_from_uplink(name)?;
-                let flags = if *peer { UplinkInfo::PEER } else { 0 } | marks;
-                if !current.contains(&(*ifindex, *addr, flags)) {
-                    dp.set_uplink(*ifindex, *addr, flags)?;
+                dp.attach_from_uplink(&u.name, u.l3)?;
+                let flags = if u.peer { UplinkInfo::PEER } else { 0 } | marks;
+                if !current.contains(&(u.ifindex, u.addr, flags)) {
+                    dp.set_uplink(u.ifindex, u.addr, flags)?;
                 }
             }
-            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|(_, i, a, _)| (*i, *a)).collect();
+            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|u| (u.ifindex, u.addr)).collect();
             let mut before: Vec<(u32, Ipv4Addr)> = current.iter().map(|(i, a, _)| (*i, *a)).collect();
             now.sort();
             before.sort();
@@ -375,10 +402,7 @@ impl Daemon {
             now != before
         };
         self.report_nat_gone("nat-removed", gone);
-        let described: Vec<String> = wanted
-            .iter()
-            .map(|(n, _, a, peer)| if *peer { format!("{n} ({a}, into its peer)") } else { format!("{n} ({a})") })
-            .collect();
+        let described: Vec<String> = wanted.iter().map(Uplink::describe).collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if changed || uplinks.is_empty() != described.is_empty() {
             let more = if left_out > 0 {

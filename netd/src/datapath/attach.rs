@@ -1,6 +1,6 @@
 //! Attaching the programs: `netd_from_container` on the ingress of every endpoint's host veth,
 //! `netd_to_container` on the egress of every bridge, `netd_from_uplink` on the ingress of
-//! every uplink. TCX links are pinned as `links/<veth>`, `links/bridge:<bridge>` and
+//! every uplink (`netd_from_l3_uplink` on those without a link-layer header). TCX links are pinned as `links/<veth>`, `links/bridge:<bridge>` and
 //! `links/uplink:<uplink>`; `clsact` filters (kernels without TCX, see `clsact`) are marked as
 //! `links/<pin name>@clsact-<ifindex>`.
 //!
@@ -20,8 +20,8 @@ use aya::programs::{
 };
 
 use super::{
-    clsact, Datapath, DatapathError, Result, PROG_DNS_REDIRECT, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
-    PROG_TO_CONTAINER,
+    clsact, Datapath, DatapathError, Result, PROG_DNS_REDIRECT, PROG_FROM_CONTAINER, PROG_FROM_L3_UPLINK,
+    PROG_FROM_UPLINK, PROG_TO_CONTAINER,
 };
 
 /// Prefix of an uplink's pin name (`uplink:<ifname>`); endpoint veths have their name.
@@ -35,6 +35,9 @@ enum Hook {
     FromContainer,
     ToBridge,
     FromUplink,
+    /// An uplink without a link-layer header (same pin name as [`Hook::FromUplink`]: an
+    /// uplink has one of the two).
+    FromL3Uplink,
 }
 
 impl Hook {
@@ -43,13 +46,14 @@ impl Hook {
             Hook::FromContainer => PROG_FROM_CONTAINER,
             Hook::ToBridge => PROG_TO_CONTAINER,
             Hook::FromUplink => PROG_FROM_UPLINK,
+            Hook::FromL3Uplink => PROG_FROM_L3_UPLINK,
         }
     }
 
     fn tc(self) -> TcAttachType {
         match self {
             Hook::ToBridge => TcAttachType::Egress,
-            Hook::FromContainer | Hook::FromUplink => TcAttachType::Ingress,
+            Hook::FromContainer | Hook::FromUplink | Hook::FromL3Uplink => TcAttachType::Ingress,
         }
     }
 
@@ -57,7 +61,7 @@ impl Hook {
         match self {
             Hook::FromContainer => ifname.to_owned(),
             Hook::ToBridge => format!("{BRIDGE_PIN_PREFIX}{ifname}"),
-            Hook::FromUplink => format!("{UPLINK_PIN_PREFIX}{ifname}"),
+            Hook::FromUplink | Hook::FromL3Uplink => format!("{UPLINK_PIN_PREFIX}{ifname}"),
         }
     }
 }
@@ -87,9 +91,14 @@ impl Datapath {
         self.program(PROG_FROM_CONTAINER)
     }
 
-    /// The program for uplinks.
+    /// The program for Ethernet uplinks.
     pub fn from_uplink(&self) -> &SchedClassifier {
         self.program(PROG_FROM_UPLINK)
+    }
+
+    /// The program for uplinks without a link-layer header.
+    pub fn from_l3_uplink(&self) -> &SchedClassifier {
+        self.program(PROG_FROM_L3_UPLINK)
     }
 
     /// The program for the egress of bridges.
@@ -147,9 +156,11 @@ impl Datapath {
     }
 
     /// Makes `netd_from_uplink` on the ingress of uplink `ifname` this datapath's (see
-    /// [`Datapath::attach_from_container`]).
-    pub fn attach_from_uplink(&mut self, ifname: &str) -> Result<()> {
-        self.ensure(Hook::FromUplink, ifname)
+    /// [`Datapath::attach_from_container`]); `netd_from_l3_uplink` when the uplink has no
+    /// link-layer header (`l3`). Both go by the same pin name: a device made again as the
+    /// other kind under the same name has neither program, and gets the right one.
+    pub fn attach_from_uplink(&mut self, ifname: &str, l3: bool) -> Result<()> {
+        self.ensure(if l3 { Hook::FromL3Uplink } else { Hook::FromUplink }, ifname)
     }
 
     /// Removes the program from endpoint veth `ifname` (its pinned link or filter and

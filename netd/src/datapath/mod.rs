@@ -38,8 +38,10 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Name of the program attached to the host side of every endpoint veth.
 pub const PROG_FROM_CONTAINER: &str = "netd_from_container";
-/// Name of the program attached to every uplink.
+/// Name of the program attached to every Ethernet uplink.
 pub const PROG_FROM_UPLINK: &str = "netd_from_uplink";
+/// Name of the program attached to every uplink without a link-layer header (tunnels).
+pub const PROG_FROM_L3_UPLINK: &str = "netd_from_l3_uplink";
 /// Name of the program attached to the egress of every network's bridge.
 pub const PROG_TO_CONTAINER: &str = "netd_to_container";
 /// Name of the program attached to the `lo` of sandboxes with the embedded DNS resolver.
@@ -264,7 +266,7 @@ impl Datapath {
             std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
         }
         let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
-        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, PROG_DNS_REDIRECT] {
+        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_L3_UPLINK, PROG_TO_CONTAINER, PROG_DNS_REDIRECT] {
             let program: &mut SchedClassifier =
                 ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
             load_program(program).map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;

@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
 use futures::TryStreamExt as _;
 use ipnetwork::Ipv4Network;
 use netlink_packet_route::{
-    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
+    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkLayerType, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -58,9 +58,21 @@ pub struct LinkSummary {
     pub veth: bool,
     /// A veth whose peer is in another namespace (the link names the peer's namespace).
     pub peer_elsewhere: bool,
-    /// An Ethernet device (`ARPHRD_ETHER`: physical NICs, veths, bridges, dummies; not
-    /// loopback, tunnels or `WireGuard`, whose frames have no Ethernet header).
-    pub ether: bool,
+    /// What its frames start with.
+    pub link_layer: LinkLayer,
+}
+
+/// What a device's frames start with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkLayer {
+    /// An Ethernet header (`ARPHRD_ETHER`: physical NICs, veths, bridges, dummies).
+    Ethernet,
+    /// Nothing: packets start at the IP header. `tun` devices (`tailscale0`, `OpenVPN`'s
+    /// `tun0`), `WireGuard`, IP tunnels (IPIP, SIT, GRE and their IPv6 kinds), PPP, raw-IP
+    /// modems.
+    None,
+    /// Anything else (loopback, `InfiniBand`, CAN...).
+    Other,
 }
 
 /// What a veth pair looks like when created (see [`Netlink::create_veth`]).
@@ -303,7 +315,18 @@ fn summarize(msg: &LinkMessage) -> LinkSummary {
         alias: None,
         veth: false,
         peer_elsewhere: false,
-        ether: msg.header.link_layer_type == netlink_packet_route::link::LinkLayerType::Ether,
+        link_layer: match msg.header.link_layer_type {
+            LinkLayerType::Ether => LinkLayer::Ethernet,
+            LinkLayerType::None
+            | LinkLayerType::Tunnel
+            | LinkLayerType::Tunnel6
+            | LinkLayerType::Sit
+            | LinkLayerType::Ipgre
+            | LinkLayerType::Ip6gre
+            | LinkLayerType::Ppp
+            | LinkLayerType::Rawip => LinkLayer::None,
+            _ => LinkLayer::Other,
+        },
     };
     let mut netns_id = false;
     for attr in &msg.attributes {
