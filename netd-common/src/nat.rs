@@ -68,7 +68,10 @@ pub struct NatEntry {
     pub port: u16,
     /// [`NatFlags`].
     pub flags: u8,
-    pub pad: u8,
+    /// Egress: the route's MTU as [`mtu_class`] writes it, refreshed with the route; 0 (also in
+    /// ingress entries, and in a flow made by an earlier release, where this was padding): not
+    /// known. Packets up to [`mtu_floor`] of it go without a check of their size.
+    pub mtu_class: u8,
     /// Egress: the uplink's ifindex. Ingress: the endpoint's host-side veth.
     pub ifindex: u32,
     /// Egress: the uplink's MAC and the next hop's (when [`NatFlags::L2`]), refreshed with the
@@ -133,9 +136,41 @@ impl UplinkInfo {
     /// masquerade (replies of its flows come to them) or with `NetworkFlags::UNPROTECTED`.
     /// Without it, packets to a container's address take no flow lookup (they are dropped).
     pub const DIRECT: u32 = 1 << 4;
+    /// The uplink has no link-layer header (a tunnel, `WireGuard`, a `tun` device): its
+    /// routes need no neighbour, and what arrives on it starts at the IP header.
+    pub const L3: u32 = 1 << 5;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);
+
+/// Where the MTU classes of [`NatEntry::mtu_class`] start: class `c` > 0 stands for an MTU of at
+/// least `MTU_CLASS_BASE + 2 * c`, exact for every even MTU up to 1534 (1280, 1420, 1450, 1460,
+/// 1492, 1500), 1534 for larger ones (jumbo frames, and GSO packets, are then checked).
+pub const MTU_CLASS_BASE: u32 = 1024;
+
+/// The class of MTU `mtu` (see [`MTU_CLASS_BASE`]): 0 below 1026.
+#[must_use]
+#[expect(clippy::cast_possible_truncation, reason = "below 255 by the branch before")]
+pub const fn mtu_class(mtu: u32) -> u8 {
+    if mtu < MTU_CLASS_BASE + 2 {
+        0
+    } else if mtu >= MTU_CLASS_BASE + 2 * 255 {
+        255
+    } else {
+        ((mtu - MTU_CLASS_BASE) / 2) as u8
+    }
+}
+
+/// The largest packet (IPv4 total length) that fits an MTU of class `class` whatever it is: 0
+/// for class 0 (every packet is checked).
+#[must_use]
+pub const fn mtu_floor(class: u8) -> u32 {
+    if class == 0 {
+        0
+    } else {
+        MTU_CLASS_BASE + 2 * class as u32
+    }
+}
 
 /// The NAT settings: the only value of `NETD_NAT_CONFIG` (index 0).
 #[repr(C)]
@@ -466,6 +501,19 @@ pub const fn egress_key(ingress: &Ipv4Tuple, entry: &NatEntry) -> Ipv4Tuple {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtu_classes_never_promise_more_than_the_mtu() {
+        for mtu in [1280, 1420, 1450, 1460, 1492, 1500, 1534] {
+            assert_eq!(mtu_floor(mtu_class(mtu)), mtu, "{mtu} exactly");
+        }
+        for mtu in 0..=20_000 {
+            assert!(mtu_floor(mtu_class(mtu)) <= mtu, "{mtu}");
+        }
+        assert_eq!(mtu_floor(mtu_class(1025)), 0, "below the classes: every packet checked");
+        assert_eq!(mtu_floor(mtu_class(1027)), 1026);
+        assert_eq!(mtu_floor(mtu_class(9000)), 1534);
+    }
 
     #[test]
     fn mac_half_words_equal_the_macs_read_from_a_frame() {

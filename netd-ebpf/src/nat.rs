@@ -19,17 +19,19 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{
+        bpf_check_mtu_flags::BPF_MTU_CHK_SEGS,
+        bpf_check_mtu_ret::{BPF_MTU_CHK_RET_FRAG_NEEDED, BPF_MTU_CHK_RET_SEGS_TOOBIG},
         bpf_fib_lookup as FibParams, BPF_ANY, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS, BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, BPF_NOEXIST,
     },
     helpers::{
         bpf_get_prandom_u32,
-        generated::{bpf_fib_lookup, bpf_jiffies64, bpf_ktime_get_coarse_ns},
+        generated::{bpf_check_mtu, bpf_fib_lookup, bpf_jiffies64, bpf_ktime_get_coarse_ns},
     },
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, evictable, flow_expired, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{egress_key, evictable, flow_expired, mtu_class, mtu_floor, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
     EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NatTimeouts, NetworkFlags,
     PacketClass, PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
 };
@@ -141,8 +143,11 @@ struct Hop {
     ifindex: u32,
     smac: [u8; 6],
     dmac: [u8; 6],
-    /// The MACs are known (else the kernel resolves the neighbour: `bpf_redirect_neigh`).
+    /// The MACs are known (else the kernel resolves the neighbour: `bpf_redirect_neigh`), or
+    /// the device has no link layer and needs none.
     l2: bool,
+    /// The device's MTU (see [`mtu_class`]).
+    mtu_class: u8,
 }
 
 /// A route lookup's parameters, 8-byte aligned so they can be zeroed a word at a time.
@@ -170,8 +175,8 @@ unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
 }
 
 /// Looks up the route of `p` (from endpoint veth `ifindex`; `tot_len`: its IPv4 total length,
-/// host order). `Err` carries the verdict when the packet is not to be masqueraded here: the
-/// stack answers or routes it.
+/// host order), and whether it fits the route's device. `Err` carries the verdict when the
+/// packet is not to be masqueraded here: the stack answers or routes it.
 #[inline(always)]
 fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool, tot_len: u16) -> Result<Hop, Reason> {
     let mut fib = MaybeUninit::<Fib>::uninit();
@@ -186,25 +191,53 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool, tot_len: u16) -> R
     fib.ifindex = ifindex;
     // SAFETY: `fib` is a valid, writable lookup structure of the size passed.
     let rc = unsafe { bpf_fib_lookup(ctx.skb.skb.cast(), &raw mut *fib, size_of::<FibParams>() as i32, 0) } as u32;
-    match rc {
-        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {
-            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: rc == BPF_FIB_LKUP_RET_SUCCESS })
+    let l2 = match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => true,
+        // A device without a link layer (a tunnel) needs no neighbour; the helper may find none
+        // there (point-to-point devices keep theirs under another key).
+        // SAFETY: read-only map value.
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            unsafe { NETD_UPLINKS.get(&fib.ifindex) }.is_some_and(|u| u.flags & UplinkInfo::L3 != 0)
         }
         // The helper weighs the frame against the device's MTU plus its link-layer header: a
-        // full-size frame from a veth (14 bytes of Ethernet) is too big for a tunnel (none).
-        // What leaves is the IP packet; it fits when its length does (the route was found, and
-        // its neighbour: the helper only says this of a success).
-        // SAFETY: the helper wrote the device's MTU into the union.
-        BPF_FIB_LKUP_RET_FRAG_NEEDED if tot_len <= unsafe { fib.__bindgen_anon_1.mtu_result } => {
-            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2: true })
-        }
-        // With DF the stack sends "fragmentation needed" back (path MTU discovery works);
-        // without, the packet would have to be fragmented, which netd does not do.
-        BPF_FIB_LKUP_RET_FRAG_NEEDED if df => Err(Reason::PassToStack),
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(Reason::DropNatFragNeeded),
+        // full-size frame from a veth (14 bytes of Ethernet) reads as too big for a tunnel
+        // (none). `fits_mtu` below weighs what leaves, the IP packet. (It only says this of a
+        // success: the route and its neighbour were found.)
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => true,
         // Unreachable, prohibited, local...: the stack answers or delivers.
-        _ => Err(Reason::PassToStack),
+        _ => return Err(Reason::PassToStack),
+    };
+    match fits_mtu(ctx, fib.ifindex, tot_len) {
+        (true, mtu) => Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) }),
+        (false, _) => Err(too_big(df)),
     }
+}
+
+/// The verdict for a packet too big for its route: with DF the stack sends "fragmentation
+/// needed" back (path MTU discovery works, as through Docker's forwarding); without, it would
+/// have to be fragmented, which netd does not do.
+#[inline(always)]
+fn too_big(df: bool) -> Reason {
+    if df {
+        Reason::PassToStack
+    } else {
+        Reason::DropNatFragNeeded
+    }
+}
+
+/// Whether the packet (IPv4 total length `tot_len`, host order) fits device `ifindex`'s MTU,
+/// and the MTU. A GSO packet fits when its segments do (the device or the stack cuts it).
+/// Measured on the IP packet, whatever link-layer header the frame and the device have.
+#[inline(always)]
+fn fits_mtu(ctx: &TcContext, ifindex: u32, tot_len: u16) -> (bool, u32) {
+    // SAFETY: `skb` is the program's valid context pointer.
+    let gso = unsafe { (*ctx.skb.skb).gso_size } != 0;
+    let (mut len, flags) = if gso { (0, u64::from(BPF_MTU_CHK_SEGS)) } else { (u32::from(tot_len), 0) };
+    // SAFETY: a plain helper call; `len` is ours and writable.
+    let rc = unsafe { bpf_check_mtu(ctx.skb.skb.cast(), ifindex, &raw mut len, 0, flags) };
+    // An error (the device went) is not a size: the redirect will tell.
+    let too_big = rc == i64::from(BPF_MTU_CHK_RET_FRAG_NEEDED) || rc == i64::from(BPF_MTU_CHK_RET_SEGS_TOOBIG);
+    (!too_big, len)
 }
 
 /// Masquerades a packet from endpoint `src` to `p.tuple.dst_addr`, an address outside every
@@ -298,10 +331,16 @@ pub fn snat_v4_egress(
                     e.ifindex = h.ifindex;
                     e.smac = h.smac;
                     e.dmac = h.dmac;
+                    e.mtu_class = h.mtu_class;
                     e.flags = if h.l2 { e.flags | NatFlags::L2 } else { e.flags & !NatFlags::L2 };
                 }
                 Err(r) => return r,
             }
+        }
+        // What may not fit the route's MTU (a full-size packet, a GSO one) is weighed; the
+        // route refresh above weighed this one already.
+        if (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class) && !fits_mtu(ctx, e.ifindex, tot_len).0 {
+            return too_big(df);
         }
         if refresh(e, l4.nat_flags, now) {
             note_candidate(&key);
@@ -835,7 +874,7 @@ fn snat_v4_new_mapping(
             | tcp_flags
             | if hop.l2 { NatFlags::L2 } else { 0 }
             | if uplink.flags & UplinkInfo::PEER != 0 { NatFlags::PEER } else { 0 },
-        pad: 0,
+        mtu_class: hop.mtu_class,
         ifindex: hop.ifindex,
         smac: hop.smac,
         dmac: hop.dmac,

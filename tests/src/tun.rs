@@ -10,7 +10,7 @@ use std::{
     io::{Read as _, Write as _},
     os::fd::AsRawFd as _,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     thread::JoinHandle,
@@ -21,6 +21,7 @@ use crate::netns::NetNs;
 /// Two `tun` devices joined both ways (see the module).
 pub struct TunWire {
     stop: Arc<AtomicBool>,
+    too_long: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -28,20 +29,35 @@ impl TunWire {
     /// Creates `a_name` in `a` and `b_name` in `b`, both up, and starts carrying packets.
     #[must_use]
     pub fn new(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str) -> Self {
+        Self::with_limit(a, a_name, b, b_name, usize::MAX)
+    }
+
+    /// [`TunWire::new`], carrying no packet longer than `max` bytes: a link in the path whose
+    /// MTU is `max` and that sends no "fragmentation needed" back (a black hole, unless the
+    /// ends learn the path's MTU otherwise).
+    #[must_use]
+    pub fn with_limit(a: &NetNs, a_name: &str, b: &NetNs, b_name: &str, max: usize) -> Self {
         let (a_name, b_name) = (a_name.to_owned(), b_name.to_owned());
         let fa = Arc::new(a.run(|| open_tun(&a_name)));
         let fb = Arc::new(b.run(|| open_tun(&b_name)));
         a.ip(&["link", "set", &a_name, "up"]);
         b.ip(&["link", "set", &b_name, "up"]);
         let stop = Arc::new(AtomicBool::new(false));
+        let too_long = Arc::new(AtomicU64::new(0));
         let threads = [(fa.clone(), fb.clone()), (fb, fa)]
             .into_iter()
             .map(|(from, to)| {
-                let stop = stop.clone();
-                std::thread::spawn(move || carry(&from, &to, &stop))
+                let (stop, too_long) = (stop.clone(), too_long.clone());
+                std::thread::spawn(move || carry(&from, &to, max, &stop, &too_long))
             })
             .collect();
-        Self { stop, threads }
+        Self { stop, too_long, threads }
+    }
+
+    /// How many packets were longer than the wire carries (see [`TunWire::with_limit`]).
+    #[must_use]
+    pub fn too_long(&self) -> u64 {
+        self.too_long.load(Ordering::Relaxed)
     }
 }
 
@@ -71,8 +87,9 @@ fn open_tun(name: &str) -> File {
     file
 }
 
-/// Copies packets read from `from` into `to` until `stop` is set (looked at every 50 ms).
-fn carry(from: &File, to: &File, stop: &AtomicBool) {
+/// Copies packets of at most `max` bytes read from `from` into `to` (counting longer ones in
+/// `too_long`) until `stop` is set (looked at every 50 ms).
+fn carry(from: &File, to: &File, max: usize, stop: &AtomicBool, too_long: &AtomicU64) {
     let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd { fd: from.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -82,6 +99,9 @@ fn carry(from: &File, to: &File, stop: &AtomicBool) {
         }
         let mut reader = from;
         match reader.read(&mut buf) {
+            Ok(n) if n > max => {
+                too_long.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(n) if n > 0 => {
                 // A packet the other side refuses (its device down while the test ends) is lost,
                 // as on a wire.

@@ -1339,3 +1339,42 @@ fn a_published_port_is_reached_on_every_address_of_the_host_and_only_there() {
         }
     }
 }
+
+/// What does not fit the uplink's MTU (here 1400) is not sent: with DF it goes to the stack,
+/// which answers "fragmentation needed" (path MTU discovery); without, it is dropped (netd does
+/// not fragment). A known flow weighs its packets as a new one does; a packet that fits
+/// exactly goes.
+#[test]
+fn packets_too_big_for_the_uplink_go_to_the_stack_with_df_and_are_dropped_without() {
+    let mut t = topology(None);
+    t.host.ip(&["link", "set", "up0", "mtu", "1400"]);
+    let (a, server) = (addr_of("a"), ip(SERVER));
+    // A UDP datagram from a's port 40100 with `payload` bytes, DF or not (an IP packet of
+    // 28 + `payload` bytes).
+    let datagram = |payload: usize, df: bool| {
+        let mut h = Ipv4::new(a, server, PROTO_UDP);
+        h.frag = if df { 0x4000 } else { 0 };
+        Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(
+            a,
+            server,
+            40100,
+            53,
+            &vec![7; payload],
+        )))
+    };
+    for (what, payload, df, reason) in [
+        ("a new flow, too big, DF", 1400, true, Reason::PassToStack),
+        ("a new flow, too big", 1400, false, Reason::DropNatFragNeeded),
+        ("a new flow", 100, true, Reason::RedirectNat),
+        ("known, too big, DF", 1373, true, Reason::PassToStack),
+        ("known, too big", 1373, false, Reason::DropNatFragNeeded),
+        ("known, exactly the MTU", 1372, true, Reason::RedirectNat),
+    ] {
+        let frame = datagram(payload, df);
+        let out = send(&mut t, "a", &frame);
+        assert_eq!(out.reason(), reason, "{what}");
+        if reason != Reason::RedirectNat {
+            assert_eq!(out.output, frame, "{what}: untouched");
+        }
+    }
+}

@@ -27,7 +27,7 @@ const SERVER: &str = "198.18.0.2";
 /// [`tunnel_world`]) a tunnel.
 struct World {
     // First: the wire stops before the namespaces go.
-    _wire: Option<TunWire>,
+    wire: Option<TunWire>,
     d: TestDaemon,
     outside: NetNs,
     _uplink: Option<Link>,
@@ -36,22 +36,28 @@ struct World {
 fn world(extra: &[&str]) -> World {
     let (host, outside, uplink) = uplinked(UPLINK, SERVER);
     let d = TestDaemon::start_in(host, extra);
-    World { _wire: None, d, outside, _uplink: Some(uplink) }
+    World { wire: None, d, outside, _uplink: Some(uplink) }
 }
 
 /// [`world`] with a tunnel for uplink, as a VPN's: `tun0` (198.18.0.1, peer 198.18.0.2, the
 /// default route), no link-layer header, joined to the outside namespace's `tun0` (198.18.0.2,
 /// peer 198.18.0.1) by a [`TunWire`].
 fn tunnel_world(extra: &[&str]) -> World {
+    tunnel_world_limited(extra, usize::MAX)
+}
+
+/// [`tunnel_world`] whose wire carries no packet longer than `max` bytes (see
+/// [`TunWire::with_limit`]).
+fn tunnel_world_limited(extra: &[&str], max: usize) -> World {
     let host = NetNs::new("ndt-host");
     let outside = NetNs::new("ndt-out");
-    let wire = TunWire::new(&host, "tun0", &outside, "tun0");
+    let wire = TunWire::with_limit(&host, "tun0", &outside, "tun0", max);
     host.ip(&["addr", "add", UPLINK, "peer", SERVER, "dev", "tun0"]);
     host.ip(&["route", "add", "default", "dev", "tun0"]);
     outside.ip(&["addr", "add", SERVER, "peer", UPLINK, "dev", "tun0"]);
     outside.ip(&["link", "set", "lo", "up"]);
     let d = TestDaemon::start_in(host, extra);
-    World { _wire: Some(wire), d, outside, _uplink: None }
+    World { wire: Some(wire), d, outside, _uplink: None }
 }
 
 fn sandbox(d: &TestDaemon, name: &str, network: &str) {
@@ -432,6 +438,81 @@ fn containers_reach_the_outside_through_a_tunnel_as_its_address() {
     w.d.stop();
     w.d.restart();
     assert!(ping(&w.d, "c1", SERVER), "ping after a restart");
+}
+
+/// A tunnel with a smaller MTU than the containers' (`WireGuard`'s 1420, Tailscale's 1280),
+/// where the server far away offers a full-size MSS: the container's full-size segments (and
+/// datagrams) must not be sent into it. As the kernel's forwarding does for Docker, netd leaves
+/// what does not fit with "don't fragment" to the host's stack, which answers "fragmentation
+/// needed": the container learns the path's MTU and the transfer goes on.
+#[test]
+fn a_tunnel_with_a_smaller_mtu_sends_fragmentation_needed_back_to_the_container() {
+    const MTU: usize = 1400;
+    const LEN: usize = 300_000;
+    let w = tunnel_world_limited(&[], MTU);
+    let d = &w.d;
+    d.host().ip(&["link", "set", "tun0", "mtu", &MTU.to_string()]);
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+    // The host's own traffic made the neighbour entry, as on any host that uses its VPN: new
+    // flows find their next hop at once, and known ones look up no route.
+    d.host().exec_ok("ping", &["-c", "1", "-W", "2", SERVER]);
+
+    // A flow that carried small datagrams, then one that does not fit, with DF (Linux's
+    // default for UDP): "fragmentation needed" comes back, and the next one goes in fragments.
+    // The server answers with the length it got (short packets only).
+    let sock = w.outside.run(|| UdpSocket::bind((SERVER, 5353)).expect("bind udp"));
+    let server = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut buf = vec![0u8; 65536];
+        let mut peers = Vec::new();
+        while peers.len() < 2 {
+            let (n, peer) = uninterrupted(|| sock.recv_from(&mut buf)).expect("a datagram");
+            sock.send_to(&u16::try_from(n).expect("short").to_be_bytes(), peer).expect("answer");
+            peers.push(peer);
+        }
+        peers
+    });
+    let answered = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let s = UdpSocket::bind((c1, 0)).expect("bind");
+        s.connect((SERVER, 5353)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let mut buf = [0u8; 2];
+        s.send(&[7u8; 100]).expect("send");
+        let small = uninterrupted(|| s.recv(&mut buf)).is_ok_and(|n| n == 2 && u16::from_be_bytes(buf) == 100);
+        // The first send after the error fails with EMSGSIZE (the socket heard it).
+        small
+            && (0..4).any(|_| {
+                let _ = s.send(&[7u8; 1450]);
+                uninterrupted(|| s.recv(&mut buf)).is_ok_and(|n| n == 2 && u16::from_be_bytes(buf) == 1450)
+            })
+    });
+    assert!(answered.join().expect("udp client"), "a datagram arrived whole");
+    assert!(server.join().expect("server").iter().all(|p| p.ip().to_string() == UPLINK));
+    // TCP, to another address (the container learnt the path's MTU to the first one): a sink
+    // outside reads everything (short packets back only). The container's segments are
+    // full-size and GSO.
+    let sink_addr = "198.18.0.3";
+    w.outside.ip(&["addr", "add", sink_addr, "dev", "lo"]);
+    let listener = w.outside.run(|| TcpListener::bind((sink_addr, 8090)).expect("bind"));
+    let sink = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut data = Vec::new();
+        uninterrupted(|| s.read_to_end(&mut data)).expect("read");
+        data.len()
+    });
+    let sent = spawn_in_path(&d.sandbox_netns("c1"), move || {
+        let mut s = TcpStream::connect_timeout(&at(sink_addr, 8090), DEADLINE).expect("connect");
+        s.set_write_timeout(Some(DEADLINE)).expect("timeout");
+        s.write_all(&vec![0x42; LEN]).is_ok()
+    });
+    assert!(sent.join().expect("client"), "written");
+    assert_eq!(sink.join().expect("sink"), LEN, "everything arrived");
+
+    assert!(d.count(None, "pass-to-stack") >= 2, "what did not fit went to the stack, both times");
+    let wire = w.wire.as_ref().expect("a tunnel");
+    assert_eq!(wire.too_long(), 0, "nothing longer than the tunnel's MTU was sent into it");
 }
 
 #[test]

@@ -382,7 +382,7 @@ impl Daemon {
             for u in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(&u.name, u.l3)?;
-                let flags = if u.peer { UplinkInfo::PEER } else { 0 } | marks;
+                let flags = if u.peer { UplinkInfo::PEER } else { 0 } | if u.l3 { UplinkInfo::L3 } else { 0 } | marks;
                 if !current.contains(&(u.ifindex, u.addr, flags)) {
                     dp.set_uplink(u.ifindex, u.addr, flags)?;
                 }
