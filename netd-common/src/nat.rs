@@ -218,7 +218,8 @@ pub struct PublishedPort {
     pub addr: u32,
     /// The container's port, wire order.
     pub port: u16,
-    pub pad: u16,
+    /// [`PublishedPort::TRUSTED_ONLY`] (was padding: zero means none).
+    pub flags: u16,
     /// The endpoint's host-side veth (delivered into its peer).
     pub ifindex: u32,
     /// The container's MAC.
@@ -227,6 +228,20 @@ pub struct PublishedPort {
 }
 
 const _: () = assert!(size_of::<PublishedPort>() == 20);
+
+impl PublishedPort {
+    /// Keyed by the container's own address for the network's trusted interfaces only
+    /// (`com.docker.network.bridge.trusted_host_interfaces`): reached from an uplink that
+    /// `NETD_TRUSTED` lists for the container's network, from no other.
+    pub const TRUSTED_ONLY: u16 = 1 << 0;
+}
+
+/// A key of `NETD_TRUSTED`: network `network` (its datapath id) trusts the interface `ifindex`
+/// (`com.docker.network.bridge.trusted_host_interfaces`).
+#[must_use]
+pub const fn trusted_key(network: u32, ifindex: u32) -> u64 {
+    ((network as u64) << 32) | ifindex as u64
+}
 
 /// A fragmented datagram in `NETD_NAT_FRAGS` as all its fragments name it (RFC 791: source,
 /// destination, protocol and identification, as they arrive), and the way it goes. Only the
@@ -275,6 +290,8 @@ pub const NAT_FRAG_TIMEOUT_NS: u64 = 30 * SEC;
 
 /// Entries of `NETD_PUBLISHED` (Docker users publish ranges).
 pub const MAX_PUBLISHED: u32 = 65_536;
+/// Entries of `NETD_TRUSTED`: (network, interface) pairs.
+pub const MAX_TRUSTED: u32 = 4_096;
 /// Entries of `NETD_HOST_ADDRS`: the host's own addresses.
 pub const MAX_HOST_ADDRS: u32 = 1_024;
 

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use netd_common::{
     ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, FragEntry, FragKey, Ipv4Tuple,
     NatConfig, NatEntry, NatTimeouts, NetworkInfo, PublishedKey, PublishedPort, UplinkInfo, ENDPOINT_SLOTS,
-    MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, NAT_FRAG_DATAGRAMS,
-    VERDICT_SLOTS,
+    MAX_ENDPOINTS, MAX_HOST_ADDRS, MAX_NETWORKS, MAX_PUBLISHED, MAX_TRUSTED, MAX_UPLINKS, NAT_DEFAULT_FLOWS,
+    NAT_FRAG_DATAGRAMS, VERDICT_SLOTS,
 };
 
 /// Packets and bytes per (reason, class): index `reason * CLASS_SLOTS + class`. One lookup
@@ -97,6 +97,12 @@ pub static NETD_UPLINKS: HashMap<u32, UplinkInfo> = HashMap::pinned(MAX_UPLINKS,
 /// protocol: a packet from outside that opens a flow to one is translated to the container.
 #[map]
 pub static NETD_PUBLISHED: HashMap<PublishedKey, PublishedPort> = HashMap::pinned(MAX_PUBLISHED, 0);
+
+/// Which interfaces each network trusts (`com.docker.network.bridge.trusted_host_interfaces`),
+/// keyed by `netd_common::nat::trusted_key` (the value is unused), as the daemon last listed
+/// them (every 2 s): from these, a container's published ports are reached at its own address.
+#[map]
+pub static NETD_TRUSTED: HashMap<u64, u32> = HashMap::pinned(MAX_TRUSTED, 0);
 
 /// The host's own IPv4 addresses (wire order; the value is unused), every interface's, as the
 /// daemon last listed them (every 2 s): a published port is reached on each, as Docker's rules

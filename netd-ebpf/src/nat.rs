@@ -31,7 +31,10 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    nat::{egress_key, evictable, flow_expired, mtu_class, mtu_floor, reply_key, NAT_PORT_ATTEMPTS, NAT_REFRESH_NS},
+    nat::{
+        egress_key, evictable, flow_expired, mtu_class, mtu_floor, reply_key, trusted_key, NAT_PORT_ATTEMPTS,
+        NAT_REFRESH_NS,
+    },
     EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NatTimeouts, NetworkFlags,
     PacketClass, PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
 };
@@ -43,7 +46,7 @@ use netd_ebpf::{
 use crate::maps::{
     count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
     NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED,
-    NETD_UPLINKS,
+    NETD_TRUSTED, NETD_UPLINKS,
 };
 
 const AF_INET: u8 = 2;
@@ -987,7 +990,7 @@ pub fn snat_v4_ingress<const L3: bool>(
     // network (looked up once: `open_published` takes it).
     let mut to = None;
     if found.is_none() {
-        to = inbound_target(&key, uplink, other);
+        to = inbound_target(&key, uplink, ifindex, other);
         if to.is_none() {
             return none();
         }
@@ -1122,16 +1125,21 @@ fn opens_flow(frame: &Frame, p: &Parsed) -> bool {
     }
 }
 
-/// The published port `key` is addressed to (on its address, else on all), if any.
+/// The published port `key` (arriving on uplink `ifindex`) is addressed to (on its address,
+/// else on all), if any. One published for trusted interfaces only is found from those only.
 #[inline(always)]
-fn published(key: &Ipv4Tuple) -> Option<&'static PublishedPort> {
+fn published(key: &Ipv4Tuple, ifindex: u32) -> Option<&'static PublishedPort> {
     if key.protocol != ipv4::PROTO_TCP && key.protocol != ipv4::PROTO_UDP {
         return None;
     }
     let mut pk = PublishedKey { addr: key.dst_addr, port: key.dst_port, protocol: key.protocol, pad: 0 };
     // SAFETY: read-only map values, valid for the duration of the program.
     if let Some(v) = unsafe { NETD_PUBLISHED.get(&pk) } {
-        return Some(v);
+        if v.flags & PublishedPort::TRUSTED_ONLY == 0 || trusted(key.dst_addr, ifindex) {
+            return Some(v);
+        }
+        // Not from here: the container's address is no host address either.
+        return None;
     }
     pk.addr = 0;
     // SAFETY: as above.
@@ -1141,11 +1149,21 @@ fn published(key: &Ipv4Tuple) -> Option<&'static PublishedPort> {
 /// What a packet without a flow may open a flow to: the port published where it goes. The
 /// host's own traffic pays no lookup while nothing is published ([`UplinkInfo::PUBLISHED`]).
 #[inline(always)]
-fn publishable(key: &Ipv4Tuple, uplink: &UplinkInfo) -> Option<&'static PublishedPort> {
+fn publishable(key: &Ipv4Tuple, uplink: &UplinkInfo, ifindex: u32) -> Option<&'static PublishedPort> {
     if uplink.flags & UplinkInfo::PUBLISHED == 0 {
         return None;
     }
-    published(key)
+    published(key, ifindex)
+}
+
+/// Whether the network of the container at `addr` trusts uplink `ifindex`.
+#[inline(always)]
+fn trusted(addr: u32, ifindex: u32) -> bool {
+    let Some(ep) = endpoint_by_ip(addr) else {
+        return false;
+    };
+    // SAFETY: read-only map value.
+    unsafe { NETD_TRUSTED.get(&trusted_key(ep.network, ifindex)) }.is_some()
 }
 
 /// Where a packet of no flow may open one (map values: a pointer to carry, not a copy).
@@ -1159,10 +1177,10 @@ enum Inbound {
     Direct(&'static EndpointInfo),
 }
 
-/// See [`Inbound`]; `other`: the packet is not for the uplink's address.
+/// See [`Inbound`]; `other`: the packet is not for the uplink's address (`ifindex`).
 #[inline(always)]
-fn inbound_target(key: &Ipv4Tuple, uplink: &UplinkInfo, other: bool) -> Option<Inbound> {
-    if let Some(to) = publishable(key, uplink) {
+fn inbound_target(key: &Ipv4Tuple, uplink: &UplinkInfo, ifindex: u32, other: bool) -> Option<Inbound> {
+    if let Some(to) = publishable(key, uplink, ifindex) {
         return Some(Inbound::Published(to));
     }
     if !other || uplink.flags & UplinkInfo::DIRECT == 0 {
@@ -1199,7 +1217,7 @@ fn open_published(
         return Ok(None);
     }
     // Looked up by the caller when there was no flow; not when an expired one was found.
-    let Some(to) = to.or_else(|| inbound_target(key, uplink, other)) else {
+    let Some(to) = to.or_else(|| inbound_target(key, uplink, ifindex, other)) else {
         return Ok(None);
     };
     // The container's address and port, its veth and MAC; whether it is reached directly.

@@ -1178,11 +1178,17 @@ fn tcp_in(sport: u16, dst: Ipv4Addr, dport: u16, flags: u8, ttl: u8, dst_mac: [u
 
 /// Publishes `protocol` port `host_port` (on `on`, or every uplink address) to `to:port`.
 fn publish(t: &mut Topology, on: Option<Ipv4Addr>, protocol: u8, host_port: u16, to: &str, port: u16) {
+    publish_with(t, on, protocol, (host_port, 0), to, port);
+}
+
+/// [`publish`] with the entry's `PublishedPort` flags: `(host_port, flags)`.
+fn publish_with(t: &mut Topology, on: Option<Ipv4Addr>, protocol: u8, at: (u16, u16), to: &str, port: u16) {
+    let (host_port, flags) = at;
     let key = netd_common::PublishedKey { addr: on.map_or(0, wire), port: host_port.to_be(), protocol, pad: 0 };
     let value = netd_common::PublishedPort {
         addr: wire(addr_of(to)),
         port: port.to_be(),
-        pad: 0,
+        flags,
         ifindex: t.ifindex[to],
         mac: docker_mac(addr_of(to)),
         pad2: [0; 2],
@@ -1377,4 +1383,32 @@ fn packets_too_big_for_the_uplink_go_to_the_stack_with_df_and_are_dropped_withou
             assert_eq!(out.output, frame, "{what}: untouched");
         }
     }
+}
+
+/// A port published at a container's own address for its network's trusted interfaces only
+/// (`trusted_host_interfaces`): a SYN from an uplink the network does not trust is unsolicited;
+/// from one it trusts, it opens an untranslated flow to the container.
+#[test]
+fn a_port_published_for_trusted_interfaces_is_reached_from_those_only() {
+    let mut t = topology(None);
+    let b = addr_of("b");
+    t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::PUBLISHED).expect("uplink");
+    publish_with(&mut t, Some(b), PROTO_TCP, (80, netd_common::PublishedPort::TRUSTED_ONLY), "b", 80);
+    let syn = tcp_in(50020, b, 80, TCP_SYN, 64, UPLINK_MAC);
+    assert_eq!(receive(&mut t, &syn).reason(), Reason::DropUnsolicited, "not trusted");
+    // b's network (id 1) trusts the uplink; another network trusting it changes nothing.
+    t.dp.set_trusted(&[(2, t.uplink)]).expect("trusted");
+    assert_eq!(receive(&mut t, &syn).reason(), Reason::DropUnsolicited, "another network's trust");
+    t.dp.set_trusted(&[(1, t.uplink), (2, t.uplink)]).expect("trusted");
+    assert_eq!(t.dp.trusted().expect("listed").len(), 2);
+    let out = receive(&mut t, &syn);
+    assert_eq!(
+        (out.reason(), out.output),
+        (Reason::RedirectReverseNat, tcp_in(50020, b, 80, TCP_SYN, 63, docker_mac(b))),
+        "to the container, untranslated"
+    );
+    t.dp.set_trusted(&[]).expect("trusted");
+    assert!(t.dp.trusted().expect("listed").is_empty());
+    let syn = tcp_in(50021, b, 80, TCP_SYN, 64, UPLINK_MAC);
+    assert_eq!(receive(&mut t, &syn).reason(), Reason::DropUnsolicited, "trusted no more");
 }

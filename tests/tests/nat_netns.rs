@@ -515,6 +515,55 @@ fn a_tunnel_with_a_smaller_mtu_sends_fragmentation_needed_back_to_the_container(
     assert_eq!(wire.too_long(), 0, "nothing longer than the tunnel's MTU was sent into it");
 }
 
+/// `com.docker.network.bridge.trusted_host_interfaces` (Docker 28.2), the `WireGuard` mesh's
+/// option: from the interfaces a network trusts, its containers' published ports are reached at
+/// the containers' own addresses (direct routing); not from another interface, not another
+/// port, not another network's containers.
+#[test]
+fn trusted_host_interfaces_reach_published_ports_at_the_containers_own_address() {
+    let w = tunnel_world(&[]);
+    let d = &w.d;
+    let key = "com.docker.network.bridge.trusted_host_interfaces";
+    // wg9 does not exist (yet): it is trusted once it does.
+    d.netd(&["network", "create", "--subnet", "10.208.0.0/24", "-o", &format!("{key}=tun0:wg9"), "mesh"]).ok();
+    d.netd(&["network", "create", "--subnet", "10.209.0.0/24", "other"]).ok();
+    for (name, network, host_port) in [("t1", "mesh", "8080"), ("o1", "other", "8081")] {
+        let publish = format!("{host_port}:7000");
+        d.netd(&["run", "-d", "--name", name, "--network", network, "-p", &publish, "--", "sleep", "300"]).ok();
+    }
+    let (t1, o1) = (addr_of(d, "t1", "mesh"), addr_of(d, "o1", "other"));
+    let inspect: serde_json::Value = serde_json::from_str(&d.netd(&["network", "inspect", "mesh"]).ok()).expect("JSON");
+    assert_eq!(inspect[0]["Options"][key], "tun0:wg9");
+    // A LAN beside the tunnel, told the way to the containers as the tunnel's far end is.
+    let lan = NetNs::new("ndt-lan");
+    let _lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
+    d.host().ip(&["addr", "add", "10.77.0.1/24", "dev", "lan0"]);
+    lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    lan.ip(&["route", "add", "10.208.0.0/15", "via", "10.77.0.1"]);
+    w.outside.ip(&["route", "add", "10.208.0.0/15", "dev", "tun0"]);
+    let start = Instant::now();
+    while !d.log().contains("lan0 (10.77.0.1, into its peer)") {
+        assert!(start.elapsed() < DEADLINE, "lan0 adopted: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let server = greet_once(listen_in(d, "t1", t1, 7000), b"trusted");
+    let _unpublished = listen_in(d, "t1", t1, 7001);
+    let _other = listen_in(d, "o1", o1, 7000);
+    assert_eq!(&greeting_from_outside(&w, SocketAddr::from((t1, 7000))), b"trusted", "through the tunnel");
+    assert_eq!(server.join().expect("server").ip().to_string(), SERVER, "the container sees the client");
+    assert!(not_reached(&w, SocketAddr::from((t1, 7001))), "a port it does not publish");
+    assert!(not_reached(&w, SocketAddr::from((o1, 7000))), "a network that does not trust the tunnel");
+    let from_lan = lan.run(move || TcpStream::connect_timeout(&SocketAddr::from((t1, 7000)), Duration::from_secs(1)));
+    assert!(from_lan.is_err(), "an interface the network does not trust");
+    assert!(d.count(None, "drop-unsolicited") > 0);
+
+    // Names that are no names: refused, nothing made.
+    d.netd(&["network", "create", "-o", &format!("{key}=tun0:a/b"), "nope"])
+        .fails_with("invalid com.docker.network.bridge.trusted_host_interfaces");
+    assert!(!d.netd(&["network", "ls"]).ok().contains("nope"));
+}
+
 #[test]
 fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() {
     let w = world(&[]);

@@ -55,7 +55,8 @@ fn network_flags(n: &Network) -> u32 {
 
 /// The datapath's keys of port `p` published by endpoint `link` of `n`: the host's address and
 /// port; on a routed network the container's own instead (the host part is not used, as
-/// Docker's), and with `direct` (`--allow-direct-routing`) the container's own too.
+/// Docker's), and with `direct` (`--allow-direct-routing`) or trusted interfaces
+/// (`trusted_host_interfaces`, see [`published_flags`]) the container's own too.
 pub fn published_keys(n: &Network, link: &EndpointLink, p: &PortBinding, direct: bool) -> Vec<PublishedKey> {
     let key = |addr: Ipv4Addr, port: u16| PublishedKey {
         addr: wire(addr),
@@ -64,10 +65,26 @@ pub fn published_keys(n: &Network, link: &EndpointLink, p: &PortBinding, direct:
         pad: 0,
     };
     let own = key(link.ip, p.container_port);
-    match (n.routed(), direct) {
+    match (n.routed(), direct || trusts_interfaces(n)) {
         (true, _) => vec![own],
         (false, false) => vec![key(p.host_ip, p.host_port)],
         (false, true) => vec![key(p.host_ip, p.host_port), own],
+    }
+}
+
+/// Whether `n` has `trusted_host_interfaces`.
+fn trusts_interfaces(n: &Network) -> bool {
+    n.bridge.as_ref().is_some_and(|b| !b.trusted_host_interfaces.is_empty())
+}
+
+/// The flags of the entry at `key`, one of [`published_keys`] of endpoint `link` of `n`: at
+/// the container's own address on a network that is not routed, without `direct`, it is there
+/// for the network's trusted interfaces only.
+pub fn published_flags(n: &Network, link: &EndpointLink, key: PublishedKey, direct: bool) -> u16 {
+    if key.addr == wire(link.ip) && !n.routed() && !direct {
+        PublishedPort::TRUSTED_ONLY
+    } else {
+        0
     }
 }
 
@@ -153,16 +170,17 @@ impl Daemon {
         let mut dp = self.dp();
         dp.attach_from_container(&link.host_veth)?;
         dp.set_endpoint(&endpoint_info(n, link, host_ifindex, self.traced(sandbox_id), !ports.is_empty()))?;
+        let direct = self.cfg.allow_direct_routing;
         for p in ports {
-            let to = PublishedPort {
-                addr: wire(link.ip),
-                port: p.container_port.to_be(),
-                pad: 0,
-                ifindex: host_ifindex,
-                mac: link.mac,
-                pad2: [0; 2],
-            };
-            for key in published_keys(n, link, p, self.cfg.allow_direct_routing) {
+            for key in published_keys(n, link, p, direct) {
+                let to = PublishedPort {
+                    addr: wire(link.ip),
+                    port: p.container_port.to_be(),
+                    flags: published_flags(n, link, key, direct),
+                    ifindex: host_ifindex,
+                    mac: link.mac,
+                    pad2: [0; 2],
+                };
                 dp.set_published(&key, &to)?;
             }
         }

@@ -341,11 +341,34 @@ impl Daemon {
         Ok(names)
     }
 
+    /// Makes the datapath's trusted interfaces (`com.docker.network.bridge.trusted_host_interfaces`)
+    /// those of the networks of `state` that exist now (an interface made later is trusted from
+    /// the next pass of [`Daemon::sync_uplinks`], one made again under its name too).
+    pub(super) async fn sync_trusted(&self, state: &super::State) -> Result<()> {
+        let wanted: Vec<(u32, &String)> = state
+            .networks
+            .values()
+            .filter_map(|n| n.bridge.as_ref().map(|b| (n.datapath_id, &b.trusted_host_interfaces)))
+            .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
+            .collect();
+        let links = if wanted.is_empty() { Vec::new() } else { self.nl.links().await? };
+        let pairs: Vec<(u32, u32)> = wanted
+            .into_iter()
+            .filter_map(|(id, name)| links.iter().find(|l| l.name == *name).map(|l| (id, l.index)))
+            .collect();
+        self.dp().set_trusted(&pairs)?;
+        Ok(())
+    }
+
     /// Makes the datapath's uplinks match the configured ones (`--uplink`) or else every
     /// interface with an IPv4 address but the networks' own (see `uplink_candidates`):
     /// attaches `netd_from_uplink` to new ones, records each one's primary IPv4 address
     /// (changes are followed), forgets vanished ones. Called at start and every 2 s.
     pub(super) async fn sync_uplinks(&self) -> Result<()> {
+        {
+            let state = self.state.lock().await;
+            self.sync_trusted(&state).await?;
+        }
         let names = if self.cfg.uplink.is_empty() { self.uplink_candidates().await? } else { self.cfg.uplink.clone() };
         let mut wanted: Vec<Uplink> = Vec::new();
         for name in names {

@@ -114,6 +114,7 @@ impl Daemon {
             host_binding_ipv4: self.cfg.ip,
             host_ipv4: None,
             gateway_mode_ipv4: crate::model::options::GatewayMode::Nat,
+            trusted_host_interfaces: Vec::new(),
             mtu: self.cfg.mtu,
         }
     }
@@ -143,6 +144,10 @@ impl Daemon {
         }
         state.networks.get_mut(&id).expect("just inserted").lifecycle = Lifecycle::Ready;
         self.persist(&state)?;
+        if bridge.is_some_and(|b| !b.trusted_host_interfaces.is_empty()) {
+            // At once, not at the next pass over the uplinks.
+            self.sync_trusted(&state).await?;
+        }
         self.network_event("create", &state.networks[&id], None);
         Ok(id)
     }
@@ -298,6 +303,10 @@ impl Daemon {
         }
         state.networks.remove(&n.id);
         self.persist(&state)?;
+        if n.bridge.as_ref().is_some_and(|b| !b.trusted_host_interfaces.is_empty()) {
+            // Before another network can take its datapath id.
+            self.sync_trusted(&state).await?;
+        }
         self.network_event("destroy", &n, None);
         Ok(())
     }

@@ -18,6 +18,7 @@ const NAT_CONFIG: &str = "NETD_NAT_CONFIG";
 const NAT_TIMEOUTS: &str = "NETD_NAT_TIMEOUTS";
 const PUBLISHED: &str = "NETD_PUBLISHED";
 const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+const TRUSTED: &str = "NETD_TRUSTED";
 
 /// One translated flow, as `netd nat ls` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -277,19 +278,44 @@ impl Datapath {
     /// Makes the host's addresses in the map `addrs` (published ports are reached on each);
     /// writes only what changed.
     pub fn set_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
-        let map = self.ebpf.map_mut(HOST_ADDRS).ok_or(DatapathError::MissingMap { name: HOST_ADDRS })?;
-        let mut m = HashMap::<_, u32, u32>::try_from(map).map_err(map_err(HOST_ADDRS))?;
-        let wanted: std::collections::BTreeSet<u32> = addrs.iter().map(|a| u32::from_ne_bytes(a.octets())).collect();
-        let current: std::collections::BTreeSet<u32> =
-            m.keys().collect::<std::result::Result<_, _>>().map_err(map_err(HOST_ADDRS))?;
-        for gone in current.difference(&wanted) {
+        let wanted = addrs.iter().map(|a| u32::from_ne_bytes(a.octets())).collect();
+        self.set_keys::<u32>(HOST_ADDRS, &wanted)
+    }
+
+    /// Makes the interfaces each network trusts (`com.docker.network.bridge.trusted_host_interfaces`)
+    /// in the map: `pairs` of (network id, ifindex); writes only what changed.
+    pub fn set_trusted(&mut self, pairs: &[(u32, u32)]) -> Result<()> {
+        let wanted = pairs.iter().map(|&(network, ifindex)| netd_common::nat::trusted_key(network, ifindex)).collect();
+        self.set_keys::<u64>(TRUSTED, &wanted)
+    }
+
+    /// The (network id, ifindex) pairs in `NETD_TRUSTED`.
+    pub fn trusted(&self) -> Result<Vec<(u32, u32)>> {
+        let map = self.ebpf.map(TRUSTED).ok_or(DatapathError::MissingMap { name: TRUSTED })?;
+        let m = HashMap::<_, u64, u32>::try_from(map).map_err(map_err(TRUSTED))?;
+        let keys: Vec<u64> = m.keys().collect::<std::result::Result<_, _>>().map_err(map_err(TRUSTED))?;
+        #[expect(clippy::cast_possible_truncation, reason = "the key's two halves")]
+        Ok(keys.into_iter().map(|k| ((k >> 32) as u32, k as u32)).collect())
+    }
+
+    /// Makes the keys of the set map `name` (values unused) `wanted`; writes only what changed.
+    fn set_keys<K: aya::Pod + Ord>(
+        &mut self,
+        name: &'static str,
+        wanted: &std::collections::BTreeSet<K>,
+    ) -> Result<()> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { name })?;
+        let mut m = HashMap::<_, K, u32>::try_from(map).map_err(map_err(name))?;
+        let current: std::collections::BTreeSet<K> =
+            m.keys().collect::<std::result::Result<_, _>>().map_err(map_err(name))?;
+        for gone in current.difference(wanted) {
             match m.remove(gone) {
-                Err(e) if !is_absent(&e) => return Err(map_err(HOST_ADDRS)(e)),
+                Err(e) if !is_absent(&e) => return Err(map_err(name)(e)),
                 _ => {}
             }
         }
         for new in wanted.difference(&current) {
-            m.insert(new, 1, 0).map_err(map_err(HOST_ADDRS))?;
+            m.insert(new, 1, 0).map_err(map_err(name))?;
         }
         Ok(())
     }

@@ -14,18 +14,20 @@ pub enum OptionKey {
     HostBindingIpv4,
     HostIpv4,
     GatewayModeIpv4,
+    TrustedHostInterfaces,
     Mtu,
     ContainerIfacePrefix,
 }
 
 impl OptionKey {
-    pub const ALL: [OptionKey; 9] = [
+    pub const ALL: [OptionKey; 10] = [
         OptionKey::DefaultBridge,
         OptionKey::EnableIcc,
         OptionKey::EnableIpMasquerade,
         OptionKey::HostBindingIpv4,
         OptionKey::HostIpv4,
         OptionKey::GatewayModeIpv4,
+        OptionKey::TrustedHostInterfaces,
         OptionKey::BridgeName,
         OptionKey::Mtu,
         OptionKey::ContainerIfacePrefix,
@@ -40,6 +42,7 @@ impl OptionKey {
             OptionKey::HostBindingIpv4 => "com.docker.network.bridge.host_binding_ipv4",
             OptionKey::HostIpv4 => "com.docker.network.host_ipv4",
             OptionKey::GatewayModeIpv4 => "com.docker.network.bridge.gateway_mode_ipv4",
+            OptionKey::TrustedHostInterfaces => "com.docker.network.bridge.trusted_host_interfaces",
             OptionKey::Mtu => "com.docker.network.driver.mtu",
             OptionKey::ContainerIfacePrefix => "com.docker.network.container_iface_prefix",
         }
@@ -69,6 +72,11 @@ pub struct BridgeOptions {
     /// `com.docker.network.bridge.gateway_mode_ipv4`.
     #[serde(default, skip_serializing_if = "GatewayMode::is_nat")]
     pub gateway_mode_ipv4: GatewayMode,
+    /// `com.docker.network.bridge.trusted_host_interfaces` (colon-separated): from these host
+    /// interfaces the containers' published ports are reached at their own addresses (direct
+    /// routing, as `--allow-direct-routing` allows from every interface).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_host_interfaces: Vec<String>,
     pub mtu: u32,
 }
 
@@ -118,6 +126,7 @@ impl BridgeOptions {
             host_binding_ipv4: Ipv4Addr::UNSPECIFIED,
             host_ipv4: None,
             gateway_mode_ipv4: GatewayMode::Nat,
+            trusted_host_interfaces: Vec::new(),
             mtu: default_mtu,
         };
         for (key, value) in options {
@@ -143,6 +152,7 @@ impl BridgeOptions {
                 }
                 OptionKey::HostIpv4 => o.host_ipv4 = Some(parse_snat_address(key, value)?),
                 OptionKey::GatewayModeIpv4 => o.gateway_mode_ipv4 = GatewayMode::parse(key, value)?,
+                OptionKey::TrustedHostInterfaces => o.trusted_host_interfaces = parse_interfaces(key, value)?,
                 OptionKey::Mtu => o.mtu = parse_mtu(value)?,
                 // Applied when an endpoint is made (see `container_iface_prefix`).
                 OptionKey::ContainerIfacePrefix => validate_iface_prefix(value)?,
@@ -150,6 +160,23 @@ impl BridgeOptions {
         }
         Ok(o)
     }
+}
+
+/// Interface names separated by colons (Docker's form for `trusted_host_interfaces`); empty
+/// names (an empty value, a doubled colon) are none.
+fn parse_interfaces(key: &str, value: &str) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in value.split(':').filter(|n| !n.is_empty()) {
+        if name.len() > 15 || name.contains('/') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "invalid {key} value {value:?}: interface names are 1 to 15 characters without '/' or spaces"
+            ));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// The prefix of the interfaces a network's endpoints get inside their sandboxes:
@@ -219,6 +246,23 @@ mod tests {
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn trusted_host_interfaces_are_colon_separated_names() {
+        let key = "com.docker.network.bridge.trusted_host_interfaces";
+        let trusted =
+            |v: &str| BridgeOptions::parse(&opts(&[(key, v)]), "b".into(), 1500).map(|o| o.trusted_host_interfaces);
+        assert_eq!(trusted("wg0:eth1"), Ok(vec!["wg0".to_owned(), "eth1".to_owned()]));
+        assert_eq!(trusted("vxlan.1::eth3:eth3:"), Ok(vec!["vxlan.1".to_owned(), "eth3".to_owned()]));
+        assert_eq!(trusted(""), Ok(vec![]));
+        assert_eq!(BridgeOptions::parse(&opts(&[]), "b".into(), 1500).map(|o| o.trusted_host_interfaces), Ok(vec![]));
+        for bad in ["wg0:a/b", "eth 1", "a-name-longer-than-15"] {
+            assert!(
+                trusted(bad).unwrap_err().contains("invalid com.docker.network.bridge.trusted_host_interfaces"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
