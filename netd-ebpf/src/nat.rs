@@ -340,8 +340,8 @@ pub fn snat_v4_egress(
                 Err(r) => return r,
             }
         }
-        // What may not fit the route's MTU (a full-size packet, a GSO one) is weighed; the
-        // route refresh above weighed this one already.
+        // What may not fit the route's MTU (a full-size packet, a GSO one) is weighed against
+        // the device (after a refresh above, a second time: once a second at most).
         if (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class) && !fits_mtu(ctx, e.ifindex, tot_len).0 {
             return too_big(df);
         }
