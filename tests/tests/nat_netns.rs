@@ -686,6 +686,19 @@ fn an_uplink_created_again_is_adopted_with_clsact_filters() {
     });
 }
 
+/// Without TCX, the tunnel's program is a `clsact` filter, as the Ethernet uplinks' are, and
+/// the right one: replies come in through it.
+#[test]
+fn a_tunnel_uplink_gets_its_program_as_a_clsact_filter_too() {
+    let w = tunnel_world(&["--tc-attach", "clsact"]);
+    let d = &w.d;
+    let filters = netd_tests::bpf::clsact_filters(d.host(), "tun0", "ingress");
+    assert!(filters.iter().any(|f| f.contains("netd_from_l3_up")), "{filters:?}");
+    sandbox(d, "c1", "bridge");
+    assert!(ping(d, "c1", SERVER), "ping through the tunnel");
+    assert!(d.count(None, "redirect-reverse-nat") >= 2);
+}
+
 fn uplink_created_again(flags: &[&str], attached: impl Fn(&NetNs) -> bool) {
     let w = world(flags);
     let d = &w.d;
