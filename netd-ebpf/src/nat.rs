@@ -178,10 +178,11 @@ unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
 }
 
 /// Looks up the route of `p` (from endpoint veth `ifindex`; `tot_len`: its IPv4 total length,
-/// host order), and whether it fits the route's device. `Err` carries the verdict when the
-/// packet is not to be masqueraded here: the stack answers or routes it.
+/// host order), and whether it fits the route's device (`to_stack`: see [`too_big`]). `Err`
+/// carries the verdict when the packet is not to be masqueraded here: the stack answers or
+/// routes it.
 #[inline(always)]
-fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool, tot_len: u16) -> Result<Hop, Reason> {
+fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, to_stack: bool, tot_len: u16) -> Result<Hop, Reason> {
     let mut fib = MaybeUninit::<Fib>::uninit();
     // SAFETY: all-zero is a valid value of this plain C struct.
     let fib = unsafe { &mut zeroed_in(&mut fib).0 };
@@ -212,16 +213,18 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, df: bool, tot_len: u16) -> R
     };
     match fits_mtu(ctx, fib.ifindex, tot_len) {
         (true, mtu) => Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) }),
-        (false, _) => Err(too_big(df)),
+        (false, _) => Err(too_big(to_stack)),
     }
 }
 
-/// The verdict for a packet too big for its route: with DF the stack sends "fragmentation
-/// needed" back (path MTU discovery works, as through Docker's forwarding); without, it would
-/// have to be fragmented, which netd does not do.
+/// The verdict for a packet too big for its route. The stack may have it (`to_stack`) with DF
+/// (it sends "fragmentation needed" back: path MTU discovery works, as through Docker's
+/// forwarding) or on a network without masquerade (it forwards it unchanged, in fragments, as
+/// Docker's path does); else it would leave in fragments with the container's own address,
+/// and netd does not fragment: it is dropped.
 #[inline(always)]
-fn too_big(df: bool) -> Reason {
-    if df {
+fn too_big(to_stack: bool) -> Reason {
+    if to_stack {
         Reason::PassToStack
     } else {
         Reason::DropNatFragNeeded
@@ -304,6 +307,8 @@ pub fn snat_v4_egress(
         return Reason::PassToStack;
     }
     let df = ip.be16::<{ ipv4::FRAG_OFF }>() & ipv4::DF != 0;
+    // What does not fit the route's MTU may go to the stack (see `too_big`).
+    let to_stack = df || !masquerade;
     let tot_len = ip.be16::<{ ipv4::TOT_LEN_OFF }>();
     let l4 = match l4_of(frame, p, true) {
         Ok(l4) => l4,
@@ -324,7 +329,7 @@ pub fn snat_v4_egress(
         }
         if e.flags & NatFlags::L2 == 0 || stale {
             // Follow route and neighbour changes, once a second per flow.
-            match route(ctx, p, src.ifindex, df, tot_len) {
+            match route(ctx, p, src.ifindex, to_stack, tot_len) {
                 Ok(h) => {
                     if h.ifindex != e.ifindex {
                         // The route moved to another device: into its peer no more (the mark
@@ -343,7 +348,7 @@ pub fn snat_v4_egress(
         // What may not fit the route's MTU (a full-size packet, a GSO one) is weighed against
         // the device (after a refresh above, a second time: once a second at most).
         if (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class) && !fits_mtu(ctx, e.ifindex, tot_len).0 {
-            return too_big(df);
+            return too_big(to_stack);
         }
         if refresh(e, l4.nat_flags, now) {
             note_candidate(&key);
@@ -366,7 +371,7 @@ pub fn snat_v4_egress(
             return Reason::PassToStack;
         }
         // The route decides the uplink (and so the address to masquerade with).
-        let hop = match route(ctx, p, src.ifindex, df, tot_len) {
+        let hop = match route(ctx, p, src.ifindex, to_stack, tot_len) {
             Ok(h) => h,
             Err(r) => return r,
         };

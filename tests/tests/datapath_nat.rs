@@ -1347,37 +1347,38 @@ fn a_published_port_is_reached_on_every_address_of_the_host_and_only_there() {
 }
 
 /// What does not fit the uplink's MTU (here 1400) is not sent: with DF it goes to the stack,
-/// which answers "fragmentation needed" (path MTU discovery); without, it is dropped (netd does
-/// not fragment). A known flow weighs its packets as a new one does; a packet that fits
-/// exactly goes.
+/// which answers "fragmentation needed" (path MTU discovery); without, on a masquerading
+/// network it is dropped (netd does not fragment, and the stack would send it out
+/// untranslated), on one without masquerade it goes to the stack too (which forwards it in
+/// fragments). A known flow weighs its packets as a new one does; a packet that fits exactly
+/// goes.
 #[test]
 fn packets_too_big_for_the_uplink_go_to_the_stack_with_df_and_are_dropped_without() {
     let mut t = topology(None);
     t.host.ip(&["link", "set", "up0", "mtu", "1400"]);
-    let (a, server) = (addr_of("a"), ip(SERVER));
-    // A UDP datagram from a's port 40100 with `payload` bytes, DF or not (an IP packet of
+    let server = ip(SERVER);
+    // A UDP datagram from `from`'s port 40100 with `payload` bytes, DF or not (an IP packet of
     // 28 + `payload` bytes).
-    let datagram = |payload: usize, df: bool| {
-        let mut h = Ipv4::new(a, server, PROTO_UDP);
+    let datagram = |from: &str, payload: usize, df: bool| {
+        let src = addr_of(from);
+        let mut h = Ipv4::new(src, server, PROTO_UDP);
         h.frag = if df { 0x4000 } else { 0 };
-        Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&udp(
-            a,
-            server,
-            40100,
-            53,
-            &vec![7; payload],
-        )))
+        let l4 = udp(src, server, 40100, 53, &vec![7; payload]);
+        Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&l4))
     };
-    for (what, payload, df, reason) in [
-        ("a new flow, too big, DF", 1400, true, Reason::PassToStack),
-        ("a new flow, too big", 1400, false, Reason::DropNatFragNeeded),
-        ("a new flow", 100, true, Reason::RedirectNat),
-        ("known, too big, DF", 1373, true, Reason::PassToStack),
-        ("known, too big", 1373, false, Reason::DropNatFragNeeded),
-        ("known, exactly the MTU", 1372, true, Reason::RedirectNat),
+    for (from, what, payload, df, reason) in [
+        ("a", "a new flow, too big, DF", 1400, true, Reason::PassToStack),
+        ("a", "a new flow, too big", 1400, false, Reason::DropNatFragNeeded),
+        ("a", "a new flow", 100, true, Reason::RedirectNat),
+        ("a", "known, too big, DF", 1373, true, Reason::PassToStack),
+        ("a", "known, too big", 1373, false, Reason::DropNatFragNeeded),
+        ("a", "known, exactly the MTU", 1372, true, Reason::RedirectNat),
+        ("r", "no masquerade, a new flow, too big", 1400, false, Reason::PassToStack),
+        ("r", "no masquerade, a new flow", 100, false, Reason::RedirectNat),
+        ("r", "no masquerade, known, too big", 1373, false, Reason::PassToStack),
     ] {
-        let frame = datagram(payload, df);
-        let out = send(&mut t, "a", &frame);
+        let frame = datagram(from, payload, df);
+        let out = send(&mut t, from, &frame);
         assert_eq!(out.reason(), reason, "{what}");
         if reason != Reason::RedirectNat {
             assert_eq!(out.output, frame, "{what}: untouched");
