@@ -4,8 +4,8 @@
 //! Two programs share this code: `netd_from_uplink` for Ethernet uplinks, and
 //! `netd_from_l3_uplink` for uplinks without a link-layer header (`tun` devices such as
 //! `tailscale0` or OpenVPN's `tun0`, `WireGuard`, IP tunnels), whose packets start at the IP
-//! header. A packet of the latter that goes into a container gets an Ethernet header first
-//! ([`push_ethernet`]): the container's veth carries Ethernet.
+//! header. A packet of the latter that goes into a container gets an Ethernet header once it
+//! is translated ([`push_ethernet`]): the container's veth carries Ethernet.
 
 use aya_ebpf::{helpers::generated::bpf_skb_change_head, programs::TcContext};
 use netd_common::{EndpointInfo, Ipv4Tuple, PacketClass, Reason, UplinkInfo};
