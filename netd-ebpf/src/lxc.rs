@@ -21,7 +21,7 @@ const MAX_HEADERS_LEN: usize = 14 + 4 + 60 + 60;
 
 #[inline(always)]
 pub fn from_container(ctx: &TcContext) -> i32 {
-    pull_headers(ctx);
+    pull_headers::<false>(ctx);
     let frame = Frame::with_len(ctx.data(), ctx.data_end(), ctx.len() as usize);
     // SAFETY: `skb` is the program's valid context pointer.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -208,20 +208,10 @@ fn set_dst_mac(ctx: &TcContext, frame: &Frame, peer: &EndpointInfo) {
 /// Makes sure the headers the parser reads are in the linear part of the skb: a large or GSO
 /// packet may keep part of them in page fragments, where direct packet access cannot see them.
 /// A no-op in the common cases: a frame that is all linear, and a segment whose payload alone is
-/// in pages (pulling would copy the head of every cloned TCP segment).
+/// in pages (pulling would copy the head of every cloned TCP segment). `L3`: the device has no
+/// link-layer header (the frame starts at the IP header).
 #[inline(always)]
-pub fn pull_headers(ctx: &TcContext) {
-    pull::<false>(ctx);
-}
-
-/// [`pull_headers`] for a device without a link-layer header.
-#[inline(always)]
-pub fn pull_headers_l3(ctx: &TcContext) {
-    pull::<true>(ctx);
-}
-
-#[inline(always)]
-fn pull<const L3: bool>(ctx: &TcContext) {
+pub fn pull_headers<const L3: bool>(ctx: &TcContext) {
     let linear = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if linear >= len || linear >= MAX_HEADERS_LEN {

@@ -12,7 +12,7 @@ use netd_common::{EndpointInfo, Ipv4Tuple, PacketClass, Reason, UplinkInfo};
 use netd_ebpf::parse::{eth, parse, parse_l3, Frame};
 
 use crate::{
-    lxc::{pull_headers, pull_headers_l3},
+    lxc::pull_headers,
     maps::{endpoint_by_ifindex, NETD_UPLINKS},
     nat::{snat_v4_ingress, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
@@ -21,11 +21,7 @@ use crate::{
 /// `L3`: the uplink has no link-layer header.
 #[inline(always)]
 pub fn from_uplink<const L3: bool>(ctx: &TcContext) -> i32 {
-    if L3 {
-        pull_headers_l3(ctx);
-    } else {
-        pull_headers(ctx);
-    }
+    pull_headers::<L3>(ctx);
     let frame = Frame::with_len(ctx.data(), ctx.data_end(), ctx.len() as usize);
     let mut v = Verdict {
         reason: Reason::PassFromUplink,

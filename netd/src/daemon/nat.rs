@@ -362,8 +362,9 @@ impl Daemon {
 
     /// Makes the datapath's uplinks match the configured ones (`--uplink`) or else every
     /// interface with an IPv4 address but the networks' own (see `uplink_candidates`):
-    /// attaches `netd_from_uplink` to new ones, records each one's primary IPv4 address
-    /// (changes are followed), forgets vanished ones. Called at start and every 2 s.
+    /// attaches `netd_from_uplink` (`netd_from_l3_uplink` to tunnels) to new ones, records each
+    /// one's primary IPv4 address (changes are followed), forgets vanished ones, and syncs the
+    /// networks' trusted interfaces. Called at start and every 2 s.
     pub(super) async fn sync_uplinks(&self) -> Result<()> {
         {
             let state = self.state.lock().await;

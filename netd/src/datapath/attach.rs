@@ -96,11 +96,6 @@ impl Datapath {
         self.program(PROG_FROM_UPLINK)
     }
 
-    /// The program for uplinks without a link-layer header.
-    pub fn from_l3_uplink(&self) -> &SchedClassifier {
-        self.program(PROG_FROM_L3_UPLINK)
-    }
-
     /// The program for the egress of bridges.
     pub fn to_container(&self) -> &SchedClassifier {
         self.program(PROG_TO_CONTAINER)
