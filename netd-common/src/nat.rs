@@ -139,6 +139,12 @@ impl UplinkInfo {
     /// The uplink has no link-layer header (a tunnel, `WireGuard`, a `tun` device): its
     /// routes need no neighbour, and what arrives on it starts at the IP header.
     pub const L3: u32 = 1 << 5;
+    /// Not a way out but a guarded interface (no IPv4 address, or left out by `--uplink`;
+    /// `addr` is zero): what arrives on it for a container is treated as on an uplink (replies
+    /// of tracked flows and published ports come in, the rest is unsolicited), and flows that
+    /// leave by it are tracked but not translated (there is no address to masquerade with),
+    /// so their replies are known.
+    pub const GUARD: u32 = 1 << 6;
 }
 
 const _: () = assert!(size_of::<UplinkInfo>() == 8);

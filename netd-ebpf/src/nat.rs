@@ -381,9 +381,11 @@ pub fn snat_v4_egress(
             return Reason::PassToStack;
         };
         // The uplink as this flow leaves by it: with the network's own address if it has one,
-        // else the uplink's, and a port of the NAT range; without masquerade, with the
-        // container's own address and port (tracked, not translated).
-        let (via, range) = if masquerade {
+        // else the uplink's, and a port of the NAT range; without masquerade, or through a
+        // guarded interface (no address to masquerade with: the stack sent such flows out
+        // unchanged before it was guarded), with the container's own address and port
+        // (tracked, not translated: its replies are known there).
+        let (via, range) = if masquerade && uplink.flags & UplinkInfo::GUARD == 0 {
             let addr = snat_addr(src).unwrap_or(uplink.addr);
             (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max))
         } else {
@@ -949,7 +951,8 @@ pub fn snat_v4_ingress<const L3: bool>(
     // what comes to containers' own addresses (`DIRECT`: replies of routed flows, and
     // `nat-unprotected` networks), and (while ports are published) TCP and UDP that may be
     // for a published port: those are reached on every address of the host, as Docker's
-    // rules match `--dst-type LOCAL`.
+    // rules match `--dst-type LOCAL`. A guarded interface has no address of netd's: all is
+    // other, and looked up (the flows that left by it are tracked at containers' addresses).
     let other = p.tuple.dst_addr != uplink.addr;
     if p.class == PacketClass::Ipv4Fragment {
         // A later fragment of a datagram whose first was translated goes where that went;
@@ -961,7 +964,7 @@ pub fn snat_v4_ingress<const L3: bool>(
         };
     }
     if other
-        && uplink.flags & (UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT) == 0
+        && uplink.flags & (UplinkInfo::SNAT_ADDRS | UplinkInfo::DIRECT | UplinkInfo::GUARD) == 0
         && (uplink.flags & UplinkInfo::PUBLISHED == 0
             || !matches!(p.class, PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp))
     {

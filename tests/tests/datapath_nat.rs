@@ -504,20 +504,28 @@ fn a_network_with_an_address_of_its_own_masquerades_with_it_both_ways() {
     assert_eq!(receive(&mut t, &frame).reason(), Reason::PassFromUplink);
 }
 
+/// What the server sends to `dst` from the outside, as the uplink receives it: TCP or UDP
+/// from and to `ports`, or an ICMP echo reply with identifier `ports.1`; TTL `ttl`, to MAC
+/// `dst_mac`.
+fn from_server(dst: Ipv4Addr, protocol: u8, ports: (u16, u16), ttl: u8, dst_mac: [u8; 6]) -> Vec<u8> {
+    let (server, (sport, dport)) = (ip(SERVER), ports);
+    let l3 = if protocol == PROTO_ICMP {
+        let mut h = Ipv4::new(server, dst, PROTO_ICMP);
+        h.ttl = ttl;
+        h.packet(&icmp_echo(0, dport, 9, b"hello"))
+    } else {
+        packet(protocol, server, dst, sport, dport, ttl, 0)
+    };
+    Ethernet::new(ROUTER_MAC, dst_mac, ETH_P_IPV4).frame(&l3)
+}
+
 #[test]
 fn a_network_without_masquerade_is_tracked_and_reached_only_by_replies_unless_unprotected() {
     let mut t = topology(None);
     t.dp.set_uplink(t.uplink, ip(UPLINK_ADDR), UplinkInfo::DIRECT).expect("uplink");
     let (server, r) = (ip(SERVER), addr_of("r"));
     let to_r = |protocol: u8, sport: u16, dport: u16, ttl: u8, dst_mac: [u8; 6]| {
-        let l3 = if protocol == PROTO_ICMP {
-            let mut h = Ipv4::new(server, r, PROTO_ICMP);
-            h.ttl = ttl;
-            h.packet(&icmp_echo(0, dport, 9, b"hello"))
-        } else {
-            packet(protocol, server, r, sport, dport, ttl, 0)
-        };
-        Ethernet::new(ROUTER_MAC, dst_mac, ETH_P_IPV4).frame(&l3)
+        from_server(r, protocol, (sport, dport), ttl, dst_mac)
     };
     for (protocol, dport) in [(PROTO_TCP, 80), (PROTO_UDP, 53), (PROTO_ICMP, 0)] {
         // Routed, not translated: its own address and port, TTL and MACs as a router's.
@@ -1412,4 +1420,54 @@ fn a_port_published_for_trusted_interfaces_is_reached_from_those_only() {
     assert!(t.dp.trusted().expect("listed").is_empty());
     let syn = tcp_in(50021, b, 80, TCP_SYN, 64, UPLINK_MAC);
     assert_eq!(receive(&mut t, &syn).reason(), Reason::DropUnsolicited, "trusted no more");
+}
+
+#[test]
+fn a_guarded_interface_tracks_what_leaves_by_it_untranslated_and_drops_the_unasked() {
+    let mut t = topology(None);
+    // No address of netd's (none, or left out by `--uplink`): guarded.
+    t.dp.set_uplink(t.uplink, Ipv4Addr::UNSPECIFIED, UplinkInfo::GUARD).expect("guard");
+    let server = ip(SERVER);
+    let to = |dst: Ipv4Addr, protocol: u8, sport: u16, dport: u16, ttl: u8, dst_mac: [u8; 6]| {
+        from_server(dst, protocol, (sport, dport), ttl, dst_mac)
+    };
+    // Out by it, from a masquerading network ("a") and from one without masquerade ("r"):
+    // untranslated (there is no address to masquerade with), as the stack sent it before, but
+    // tracked, so that the replies come in.
+    for name in ["a", "r"] {
+        let src = addr_of(name);
+        for (protocol, dport) in [(PROTO_TCP, 80), (PROTO_UDP, 53), (PROTO_ICMP, 0)] {
+            let out = send(&mut t, name, &from_endpoint(name, protocol, 40000, server, dport));
+            let routed = Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4)
+                .frame(&packet(protocol, src, server, 40000, dport, 63, 8));
+            assert_eq!((out.reason(), out.verdict, &out.output), (Reason::RedirectNat, TC_ACT_REDIRECT, &routed));
+            let back = receive(&mut t, &to(src, protocol, dport, 40000, 64, UPLINK_MAC));
+            assert_eq!((back.reason(), back.event().target), (Reason::RedirectReverseNat, t.ifindex[name]));
+            assert_eq!(back.output, to(src, protocol, dport, 40000, 63, docker_mac(src)), "{name} {protocol}");
+        }
+    }
+    // Unasked, nothing reaches a container at its own address, masquerading or not.
+    for name in ["a", "r"] {
+        for (protocol, sport, dport) in [(PROTO_TCP, 1234, 22), (PROTO_UDP, 1234, 40001), (PROTO_ICMP, 0, 77)] {
+            let out = receive(&mut t, &to(addr_of(name), protocol, sport, dport, 64, UPLINK_MAC));
+            assert_eq!((out.reason(), out.verdict), (Reason::DropUnsolicited, TC_ACT_SHOT), "{name} {protocol}");
+        }
+    }
+    // The host's own traffic passes untouched.
+    let own = to(ip(UPLINK_ADDR), PROTO_UDP, 1234, 5353, 64, UPLINK_MAC);
+    let out = receive(&mut t, &own);
+    assert_eq!((out.reason(), out.verdict, &out.output), (Reason::PassFromUplink, TC_ACT_OK, &own));
+    // A port published on the host's addresses is reached through it, and answered back.
+    t.dp.set_host_addrs(&[ip(UPLINK_ADDR)]).expect("host addresses");
+    publish(&mut t, None, PROTO_TCP, 8080, "a", 80);
+    t.dp.set_uplink(t.uplink, Ipv4Addr::UNSPECIFIED, UplinkInfo::GUARD | UplinkInfo::PUBLISHED).expect("guard");
+    let a = addr_of("a");
+    let out = receive(&mut t, &tcp_in(50000, ip(UPLINK_ADDR), 8080, TCP_SYN, 64, UPLINK_MAC));
+    assert_eq!((out.reason(), out.event().target), (Reason::RedirectReverseNat, t.ifindex["a"]));
+    assert_eq!(out.output, tcp_in(50000, a, 80, TCP_SYN, 63, docker_mac(a)));
+    let syn_ack = Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4)
+        .frame(&Ipv4::new(a, server, PROTO_TCP).packet(&tcp(a, server, 80, 50000, TCP_SYN | TCP_ACK, b"")));
+    let out = send(&mut t, "a", &syn_ack);
+    assert_eq!(out.reason(), Reason::RedirectNat);
+    assert_eq!(&out.output[14 + 12..14 + 16], &ip(UPLINK_ADDR).octets(), "answered as the host's address");
 }

@@ -8,6 +8,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -604,6 +605,74 @@ fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() 
 }
 
 #[test]
+fn an_interface_without_an_address_is_guarded_as_dockers_rules_guard_every_interface() {
+    let w = world(&[]);
+    lan_is_guarded(&w, None, "lan0 (guarded: no IPv4 address, into its peer)");
+}
+
+#[test]
+fn an_interface_that_uplink_leaves_out_is_guarded_too() {
+    let w = world(&["--uplink", "uplink0"]);
+    lan_is_guarded(&w, Some("10.77.0.1/24"), "lan0 (guarded: 10.77.0.1, not an --uplink, into its peer)");
+}
+
+/// A LAN beside the default route, on `lan0` (with address `lan_addr`, else none), that routes
+/// the containers' network through the host, and the host the LAN through `lan0` (static
+/// neighbours: without an address, nothing answers ARP). `lan0` is no uplink, so it must be
+/// guarded (`described` in the log): the LAN does not reach a container at its own address,
+/// by TCP, UDP or ping, while a container's own connection to the LAN leaves as it did
+/// before netd guarded it (with its own address) and its answers come back.
+fn lan_is_guarded(w: &World, lan_addr: Option<&str>, described: &str) {
+    let d = &w.d;
+    let lan = NetNs::new("ndt-lan");
+    let _lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
+    d.host().ip(&["link", "set", "lan0", "address", "02:00:00:77:00:01"]);
+    lan.ip(&["link", "set", "eth0", "address", "02:00:00:77:00:02"]);
+    match lan_addr {
+        Some(a) => d.host().ip(&["addr", "add", a, "dev", "lan0"]),
+        None => d.host().ip(&["route", "add", "10.77.0.0/24", "dev", "lan0"]),
+    };
+    d.host().ip(&["neigh", "replace", "10.77.0.2", "lladdr", "02:00:00:77:00:02", "dev", "lan0", "nud", "permanent"]);
+    lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    lan.ip(&["link", "set", "lo", "up"]);
+    lan.ip(&["neigh", "replace", "10.77.0.1", "lladdr", "02:00:00:77:00:01", "dev", "eth0", "nud", "permanent"]);
+    lan.ip(&["route", "add", "172.17.0.0/16", "via", "10.77.0.1", "dev", "eth0", "onlink"]);
+    let start = Instant::now();
+    while !d.log().contains(described) {
+        assert!(start.elapsed() < DEADLINE, "lan0 guarded within the next pass: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+
+    // Unsolicited, at the container's own address: nothing arrives, and it is counted.
+    let _listener = listen_in(d, "c1", c1, 9090);
+    let to = SocketAddr::from((c1, 9090));
+    assert!(lan.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err()), "TCP from the LAN");
+    assert!(!unsolicited_udp_arrives_from(&lan, "10.77.0.2", d, "c1", c1), "UDP from the LAN");
+    let pinged = lan.run(move || {
+        Command::new("ping")
+            .args(["-q", "-c", "1", "-W", "1", &c1.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("ping")
+            .success()
+    });
+    assert!(!pinged, "ping from the LAN");
+    assert!(d.count(None, "drop-unsolicited") >= 7, "{}", d.log());
+
+    // The container's own connection to the LAN: tracked as it leaves untranslated, so the
+    // answers come in.
+    let server = lan.run(|| TcpListener::bind("10.77.0.2:8080").expect("bind"));
+    let greeter = greet_once(server, b"lan hi!");
+    assert_eq!(&greeting_in(&d.sandbox_netns("c1"), at("10.77.0.2", 8080)), b"lan hi!");
+    assert_eq!(greeter.join().expect("server").ip(), c1, "leaves with its own address, as before");
+    assert!(ping(d, "c1", "10.77.0.2"), "ping to the LAN");
+    let flows = d.netd(&["nat", "ls"]).ok();
+    assert!(flows.lines().any(|l| l.contains(&format!("{c1}:")) && l.contains("10.77.0.2:8080")), "{flows}");
+}
+
+#[test]
 fn flows_survive_a_daemon_restart_and_go_with_their_container() {
     let mut w = world(&[]);
     w.d.netd(&["network", "create", "--subnet", "10.201.0.0/24", "n1"]).ok();
@@ -1164,6 +1233,11 @@ fn greet_once(listener: TcpListener, greeting: &'static [u8]) -> std::thread::Jo
 /// Five datagrams from outside to sandbox `name` (address `addr`) port 6000, which it listens
 /// on: whether any arrived within 2 s.
 fn unsolicited_udp_arrives(w: &World, d: &TestDaemon, name: &str, addr: Ipv4Addr) -> bool {
+    unsolicited_udp_arrives_from(&w.outside, SERVER, d, name, addr)
+}
+
+/// [`unsolicited_udp_arrives`] from namespace `from`, address `src`.
+fn unsolicited_udp_arrives_from(from: &NetNs, src: &'static str, d: &TestDaemon, name: &str, addr: Ipv4Addr) -> bool {
     // Bound before anything is sent (a socket keeps the namespace it was made in).
     let s = spawn_in_path(&d.sandbox_netns(name), move || UdpSocket::bind((addr, 6000)).expect("bind"))
         .join()
@@ -1173,8 +1247,8 @@ fn unsolicited_udp_arrives(w: &World, d: &TestDaemon, name: &str, addr: Ipv4Addr
         let mut buf = [0u8; 64];
         uninterrupted(|| s.recv_from(&mut buf)).is_ok()
     });
-    w.outside.run(move || {
-        let s = UdpSocket::bind((SERVER, 0)).expect("bind");
+    from.run(move || {
+        let s = UdpSocket::bind((src, 0)).expect("bind");
         for _ in 0..5 {
             s.send_to(b"knock", (addr, 6000)).expect("send");
         }

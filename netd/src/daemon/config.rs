@@ -47,8 +47,9 @@ pub struct Config {
     /// API socket.
     #[arg(short = 'H', long = "host", default_value = "unix:///run/netd/netd.sock")]
     pub host: String,
-    /// Uplink interface for traffic to the outside (repeatable; default: every Ethernet
-    /// interface with an IPv4 address but the networks' bridges, as Docker masquerades to any).
+    /// Uplink interface for traffic to the outside (repeatable; default: every Ethernet or
+    /// tunnel interface with an IPv4 address but the networks' bridges, as Docker masquerades
+    /// to any). The other interfaces are guarded: containers are not reached through them.
     #[arg(long)]
     pub uplink: Vec<String>,
     /// Ports (and ICMP identifiers) masquerade hands out, LO-HI; must not overlap

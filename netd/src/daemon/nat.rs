@@ -15,7 +15,7 @@ use netd_common::{
 use crate::{
     api::filters::Filters,
     datapath::{monotonic_ns, NatFlow, NatTableStats},
-    netlink::LinkLayer,
+    netlink::{LinkLayer, LinkSummary},
 };
 
 use super::{
@@ -296,6 +296,9 @@ struct Uplink {
     peer: bool,
     /// No link-layer header (a tunnel).
     l3: bool,
+    /// Guarded, not a way out (`UplinkInfo::GUARD`): it has no IPv4 address (`addr` is
+    /// unspecified), or `--uplink` names others.
+    guard: bool,
 }
 
 impl Uplink {
@@ -306,39 +309,54 @@ impl Uplink {
             (false, true) => ", no link layer",
             (false, false) => "",
         };
-        format!("{} ({}{how})", self.name, self.addr)
+        match (self.guard, self.addr.is_unspecified()) {
+            (false, _) => format!("{} ({}{how})", self.name, self.addr),
+            (true, true) => format!("{} (guarded: no IPv4 address{how})", self.name),
+            (true, false) => format!("{} (guarded: {}, not an --uplink{how})", self.name, self.addr),
+        }
+    }
+
+    /// What the datapath keeps of it (`NETD_UPLINKS`): its address (none for a guarded one)
+    /// and flags.
+    fn datapath_entry(&self, marks: u32) -> (Ipv4Addr, u32) {
+        let flags = if self.peer { UplinkInfo::PEER } else { 0 }
+            | if self.l3 { UplinkInfo::L3 } else { 0 }
+            | if self.guard { UplinkInfo::GUARD } else { 0 }
+            | marks;
+        (if self.guard { Ipv4Addr::UNSPECIFIED } else { self.addr }, flags)
     }
 }
 
 impl Daemon {
-    /// Every interface masquerade may leave by when `--uplink` names none, as Docker's
-    /// `MASQUERADE` rule matches `! -o docker0`: each Ethernet interface of the namespace but
-    /// the networks' own bridges and netd's veths, and each one without a link-layer header
-    /// (a VPN's `tun` device, `WireGuard`, IP tunnels: containers reach what the host reaches
-    /// through them, as the host's address there). Interfaces without an IPv4 address are left
-    /// out by the caller.
-    async fn uplink_candidates(&self) -> Result<Vec<String>> {
+    /// The interfaces netd watches: each Ethernet interface of the namespace but the networks'
+    /// own bridges and netd's veths, and each one without a link-layer header (a VPN's `tun`
+    /// device, `WireGuard`, IP tunnels). When `--uplink` names none, those with an IPv4 address
+    /// are the uplinks, as Docker's `MASQUERADE` rule matches `! -o docker0` (containers reach
+    /// what the host reaches through each, as the host's address there); the others are
+    /// guarded (see [`Daemon::sync_uplinks`]). With more than the datapath holds, the default
+    /// routes' come first, so they stay uplinks.
+    async fn watched_interfaces(&self) -> Result<Vec<LinkSummary>> {
         let bridges: Vec<String> = {
             let state = self.state.lock().await;
             state.networks.values().filter_map(|n| n.bridge.as_ref().map(|b| b.bridge_name.clone())).collect()
         };
         let netds =
             |alias: &Option<String>| alias.as_deref().is_some_and(|a| a.starts_with(super::kernel::ALIAS_PREFIX));
-        let mut names: Vec<String> = self
-            .nl
-            .links()
-            .await?
+        let all = self.nl.links().await?;
+        // A device others sit on (a VLAN's or macvlan's parent) sees their frames first, tags
+        // and foreign MACs included: its traffic is theirs to judge. So is a bridge port's or a
+        // bond slave's: it reaches the stack through its controller.
+        let carriers: Vec<u32> = all.iter().filter_map(|l| l.lower).collect();
+        let mut links: Vec<LinkSummary> = all
             .into_iter()
             .filter(|l| l.link_layer != LinkLayer::Other && !netds(&l.alias) && !bridges.contains(&l.name))
-            .map(|l| l.name)
+            .filter(|l| l.controller.is_none() && !carriers.contains(&l.index))
             .collect();
-        // More than the datapath holds: the default routes' first, so they stay uplinks (the
-        // routes are listed only then).
-        if names.len() > MAX_UPLINKS as usize {
+        if links.len() > MAX_UPLINKS as usize {
             let defaults = self.nl.default_route_interfaces().await?;
-            names.sort_by_key(|n| !defaults.contains(n));
+            links.sort_by_key(|l| !defaults.contains(&l.name));
         }
-        Ok(names)
+        Ok(links)
     }
 
     /// Makes the datapath's trusted interfaces (`com.docker.network.bridge.trusted_host_interfaces`)
@@ -360,25 +378,54 @@ impl Daemon {
         Ok(())
     }
 
+    /// `link` as an uplink with address `addr`, or guarded.
+    fn uplink(&self, link: LinkSummary, addr: Ipv4Addr, guard: bool) -> Uplink {
+        Uplink {
+            // Into the peer only across namespaces (`bpf_redirect_peer` drops within one).
+            peer: link.peer_elsewhere && self.cfg.uplink_fast_path,
+            l3: link.link_layer == LinkLayer::None,
+            name: link.name,
+            ifindex: link.index,
+            addr,
+            guard,
+        }
+    }
+
     /// Makes the datapath's uplinks match the configured ones (`--uplink`) or else every
-    /// interface with an IPv4 address but the networks' own (see `uplink_candidates`):
-    /// attaches `netd_from_uplink` (`netd_from_l3_uplink` to tunnels) to new ones, records each
-    /// one's primary IPv4 address (changes are followed), forgets vanished ones, and syncs the
-    /// networks' trusted interfaces. Called at start and every 2 s.
+    /// watched interface with an IPv4 address (see [`Daemon::watched_interfaces`]), and guards
+    /// the other watched interfaces: attaches `netd_from_uplink` (`netd_from_l3_uplink` to
+    /// tunnels) to new ones, records each uplink's primary IPv4 address (changes are
+    /// followed), forgets vanished ones, and syncs the networks' trusted interfaces. Called at
+    /// start and every 2 s.
+    ///
+    /// A guarded interface (`UplinkInfo::GUARD`) is no way out, but what arrives on it for a
+    /// container is judged as on an uplink, as Docker 28's rules drop it from every interface
+    /// but the bridge: without it, an interface without an address (or one `--uplink` leaves
+    /// out) let anyone with a route through the host reach containers at their own addresses.
+    /// Flows that leave by it are tracked untranslated, as the stack sent them before, so that
+    /// their replies come in.
     pub(super) async fn sync_uplinks(&self) -> Result<()> {
         {
             let state = self.state.lock().await;
             self.sync_trusted(&state).await?;
         }
-        let names = if self.cfg.uplink.is_empty() { self.uplink_candidates().await? } else { self.cfg.uplink.clone() };
+        let watched = self.watched_interfaces().await?;
+        let names = if self.cfg.uplink.is_empty() {
+            watched.iter().map(|l| l.name.clone()).collect()
+        } else {
+            self.cfg.uplink.clone()
+        };
         let mut wanted: Vec<Uplink> = Vec::new();
         for name in names {
             let Some(link) = self.nl.link(&name).await? else { continue };
             if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
-                // Into the peer only across namespaces (`bpf_redirect_peer` drops within one).
-                let peer = link.peer_elsewhere && self.cfg.uplink_fast_path;
-                let l3 = link.link_layer == LinkLayer::None;
-                wanted.push(Uplink { name, ifindex: link.index, addr: *addr, peer, l3 });
+                wanted.push(self.uplink(link, *addr, false));
+            }
+        }
+        for link in watched {
+            if !wanted.iter().any(|u| u.ifindex == link.index) {
+                let addr = self.nl.ipv4_addresses(link.index).await?.first().map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
+                wanted.push(self.uplink(link, addr, true));
             }
         }
         let left_out = wanted.len().saturating_sub(MAX_UPLINKS as usize);
@@ -406,12 +453,12 @@ impl Daemon {
             for u in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(&u.name, u.l3)?;
-                let flags = if u.peer { UplinkInfo::PEER } else { 0 } | if u.l3 { UplinkInfo::L3 } else { 0 } | marks;
-                if !current.contains(&(u.ifindex, u.addr, flags)) {
-                    dp.set_uplink(u.ifindex, u.addr, flags)?;
+                let (addr, flags) = u.datapath_entry(marks);
+                if !current.contains(&(u.ifindex, addr, flags)) {
+                    dp.set_uplink(u.ifindex, addr, flags)?;
                 }
             }
-            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|u| (u.ifindex, u.addr)).collect();
+            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|u| (u.ifindex, u.datapath_entry(0).0)).collect();
             let mut before: Vec<(u32, Ipv4Addr)> = current.iter().map(|(i, a, _)| (*i, *a)).collect();
             now.sort();
             before.sort();
@@ -428,7 +475,7 @@ impl Daemon {
         self.report_nat_gone("nat-removed", gone);
         let described: Vec<String> = wanted.iter().map(Uplink::describe).collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if changed || uplinks.is_empty() != described.is_empty() {
+        if changed || *uplinks != described {
             let more = if left_out > 0 {
                 format!(" ({left_out} more left out: at most {MAX_UPLINKS})")
             } else {

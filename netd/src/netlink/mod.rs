@@ -60,6 +60,11 @@ pub struct LinkSummary {
     pub peer_elsewhere: bool,
     /// What its frames start with.
     pub link_layer: LinkLayer,
+    /// The device it is enslaved to (a bridge port, a bond's slave): `IFLA_MASTER`.
+    pub controller: Option<u32>,
+    /// The device it sits on in this namespace (a VLAN's, a macvlan's parent): `IFLA_LINK`,
+    /// but for a veth, where that names the peer.
+    pub lower: Option<u32>,
 }
 
 /// What a device's frames start with.
@@ -327,8 +332,11 @@ fn summarize(msg: &LinkMessage) -> LinkSummary {
             | LinkLayerType::Rawip => LinkLayer::None,
             _ => LinkLayer::Other,
         },
+        controller: None,
+        lower: None,
     };
     let mut netns_id = false;
+    let mut link = None;
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => s.name.clone_from(n),
@@ -337,9 +345,13 @@ fn summarize(msg: &LinkMessage) -> LinkSummary {
                 s.veth = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)));
             }
             LinkAttribute::LinkNetNsId(_) => netns_id = true,
+            LinkAttribute::Controller(c) => s.controller = Some(*c),
+            LinkAttribute::Link(l) => link = Some(*l),
             _ => {}
         }
     }
     s.peer_elsewhere = s.veth && netns_id;
+    // Another namespace's index names nothing here.
+    s.lower = link.filter(|l| !s.veth && !netns_id && *l != s.index && *l != 0);
     s
 }
