@@ -670,6 +670,20 @@ fn lan_is_guarded(w: &World, lan_addr: Option<&str>, described: &str) {
     assert!(ping(d, "c1", "10.77.0.2"), "ping to the LAN");
     let flows = d.netd(&["nat", "ls"]).ok();
     assert!(flows.lines().any(|l| l.contains(&format!("{c1}:")) && l.contains("10.77.0.2:8080")), "{flows}");
+
+    // A published port, at the host's address on the LAN's side (else the uplink's): the
+    // datapath takes the connection to the container, which sees the LAN's own address (the
+    // relay would show it the gateway's).
+    d.netd(&["run", "-d", "--name", "web", "-p", "8080:80", "--", "sleep", "300"]).ok();
+    let server = peer_server(&d.sandbox_netns("web"), 80);
+    let host_addr = if lan_addr.is_some() { "10.77.0.1" } else { UPLINK };
+    if lan_addr.is_none() {
+        lan.ip(&["route", "add", UPLINK, "via", "10.77.0.1", "dev", "eth0", "onlink"]);
+    }
+    let seen = lan.run(|| ask(at(host_addr, 8080))).expect("from the LAN");
+    assert!(seen.starts_with("10.77.0.2:"), "the container saw {seen}");
+    lan.run(|| stop_peer_server(at(host_addr, 8080)));
+    assert_eq!(server.join().expect("server"), 1);
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! The published ports' sockets, as Docker's `docker-proxy`: each published port is bound in
 //! the daemon's namespace, which reserves it (a port the host uses cannot be published, and
 //! the host cannot take a published one), and whatever reaches the socket is relayed to the
-//! container: connections from the host itself (`localhost:8080`), from containers to the
-//! host's address, and from interfaces that are not uplinks. What arrives on an uplink never
-//! gets here: the datapath sends it straight to the container, with the client's address.
+//! container: connections from the host itself (`localhost:8080`) and from containers to the
+//! host's address (and from an interface beyond the 64 the datapath watches). What arrives on
+//! an uplink or a guarded interface never gets here: the datapath sends it straight to the
+//! container, with the client's address.
 
 use std::{
     collections::HashMap,
