@@ -216,7 +216,17 @@ impl Link {
     /// Creates a veth pair: `a` in `ns_a`, `b` in `ns_b`, both up. The guard owns the pair.
     #[must_use]
     pub fn veth(ns_a: &NetNs, a: &str, ns_b: &NetNs, b: &str) -> Self {
-        run_ok("ip", &["-n", ns_a.name(), "link", "add", a, "type", "veth", "peer", "name", b, "netns", ns_b.name()]);
+        Self::veth_with(ns_a, a, &[], ns_b, b)
+    }
+
+    /// [`Link::veth`] with `a`'s `ip link add` options `options` (e.g. `master br0`: a port
+    /// from the start, never seen on its own).
+    #[must_use]
+    pub fn veth_with(ns_a: &NetNs, a: &str, options: &[&str], ns_b: &NetNs, b: &str) -> Self {
+        let mut args = vec!["-n", ns_a.name(), "link", "add", a];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["type", "veth", "peer", "name", b, "netns", ns_b.name()]);
+        run_ok("ip", &args);
         let guard = Self { netns: ns_a.name().to_owned(), name: a.to_owned() };
         ns_a.ip(&["link", "set", a, "up"]);
         ns_b.ip(&["link", "set", b, "up"]);

@@ -607,39 +607,53 @@ fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() 
 #[test]
 fn an_interface_without_an_address_is_guarded_as_dockers_rules_guard_every_interface() {
     let w = world(&[]);
-    lan_is_guarded(&w, None, "lan0 (guarded: no IPv4 address, into its peer)");
+    lan_is_guarded(&w, None, false, "lan0 (guarded: no IPv4 address, into its peer)");
 }
 
 #[test]
 fn an_interface_that_uplink_leaves_out_is_guarded_too() {
     let w = world(&["--uplink", "uplink0"]);
-    lan_is_guarded(&w, Some("10.77.0.1/24"), "lan0 (guarded: 10.77.0.1, not an --uplink, into its peer)");
+    lan_is_guarded(&w, Some("10.77.0.1/24"), false, "lan0 (guarded: 10.77.0.1, not an --uplink, into its peer)");
 }
 
-/// A LAN beside the default route, on `lan0` (with address `lan_addr`, else none), that routes
-/// the containers' network through the host, and the host the LAN through `lan0` (static
-/// neighbours: without an address, nothing answers ARP). `lan0` is no uplink, so it must be
-/// guarded (`described` in the log): the LAN does not reach a container at its own address,
-/// by TCP, UDP or ping, while a container's own connection to the LAN leaves as it did
-/// before netd guarded it (with its own address) and its answers come back.
-fn lan_is_guarded(w: &World, lan_addr: Option<&str>, described: &str) {
+#[test]
+fn a_bridge_port_is_left_to_its_bridge_which_is_guarded() {
+    let w = world(&[]);
+    lan_is_guarded(&w, None, true, "br9 (guarded: no IPv4 address)");
+    assert!(!w.d.log().contains("lan0 ("), "the port is its bridge's: {}", w.d.log());
+}
+
+/// A LAN beside the default route, on `lan0` (with address `lan_addr`, else none; `bridged`:
+/// a port of bridge `br9`, which has the address), that routes the containers' network through
+/// the host, and the host the LAN through it (static neighbours: without an address, nothing
+/// answers ARP). It is no uplink, so it must be guarded (`described` in the log): the LAN does
+/// not reach a container at its own address, by TCP, UDP or ping, while a container's own
+/// connection to the LAN leaves as it did before netd guarded it (with its own address) and
+/// its answers come back, and a published port is reached with the client's address.
+fn lan_is_guarded(w: &World, lan_addr: Option<&str>, bridged: bool, described: &str) {
     let d = &w.d;
     let lan = NetNs::new("ndt-lan");
-    let _lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
-    d.host().ip(&["link", "set", "lan0", "address", "02:00:00:77:00:01"]);
+    // A port from the start: never guarded on its own for a pass.
+    let (_links, dev) = if bridged {
+        let bridge = Link::bridge(d.host(), "br9");
+        (vec![Link::veth_with(d.host(), "lan0", &["master", "br9"], &lan, "eth0"), bridge], "br9")
+    } else {
+        (vec![Link::veth(d.host(), "lan0", &lan, "eth0")], "lan0")
+    };
+    d.host().ip(&["link", "set", dev, "address", "02:00:00:77:00:01"]);
     lan.ip(&["link", "set", "eth0", "address", "02:00:00:77:00:02"]);
     match lan_addr {
-        Some(a) => d.host().ip(&["addr", "add", a, "dev", "lan0"]),
-        None => d.host().ip(&["route", "add", "10.77.0.0/24", "dev", "lan0"]),
+        Some(a) => d.host().ip(&["addr", "add", a, "dev", dev]),
+        None => d.host().ip(&["route", "add", "10.77.0.0/24", "dev", dev]),
     };
-    d.host().ip(&["neigh", "replace", "10.77.0.2", "lladdr", "02:00:00:77:00:02", "dev", "lan0", "nud", "permanent"]);
+    d.host().ip(&["neigh", "replace", "10.77.0.2", "lladdr", "02:00:00:77:00:02", "dev", dev, "nud", "permanent"]);
     lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
     lan.ip(&["link", "set", "lo", "up"]);
     lan.ip(&["neigh", "replace", "10.77.0.1", "lladdr", "02:00:00:77:00:01", "dev", "eth0", "nud", "permanent"]);
     lan.ip(&["route", "add", "172.17.0.0/16", "via", "10.77.0.1", "dev", "eth0", "onlink"]);
     let start = Instant::now();
     while !d.log().contains(described) {
-        assert!(start.elapsed() < DEADLINE, "lan0 guarded within the next pass: {}", d.log());
+        assert!(start.elapsed() < DEADLINE, "{dev} guarded within the next pass: {}", d.log());
         std::thread::sleep(Duration::from_millis(100));
     }
     sandbox(d, "c1", "bridge");

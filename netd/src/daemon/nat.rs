@@ -330,12 +330,12 @@ impl Uplink {
 impl Daemon {
     /// The interfaces netd watches: each Ethernet interface of the namespace but the networks'
     /// own bridges and netd's veths, and each one without a link-layer header (a VPN's `tun`
-    /// device, `WireGuard`, IP tunnels). When `--uplink` names none, those with an IPv4 address
-    /// are the uplinks, as Docker's `MASQUERADE` rule matches `! -o docker0` (containers reach
-    /// what the host reaches through each, as the host's address there); the others are
-    /// guarded (see [`Daemon::sync_uplinks`]). With more than the datapath holds, the default
-    /// routes' come first, so they stay uplinks.
-    async fn watched_interfaces(&self) -> Result<Vec<LinkSummary>> {
+    /// device, `WireGuard`, IP tunnels), each with whether it may be guarded. When `--uplink`
+    /// names none, those with an IPv4 address are the uplinks, as Docker's `MASQUERADE` rule
+    /// matches `! -o docker0` (containers reach what the host reaches through each, as the
+    /// host's address there); the others are guarded (see [`Daemon::sync_uplinks`]). With
+    /// more than the datapath holds, the default routes' come first, so they stay uplinks.
+    async fn watched_interfaces(&self) -> Result<Vec<(LinkSummary, bool)>> {
         let bridges: Vec<String> = {
             let state = self.state.lock().await;
             state.networks.values().filter_map(|n| n.bridge.as_ref().map(|b| b.bridge_name.clone())).collect()
@@ -343,18 +343,22 @@ impl Daemon {
         let netds =
             |alias: &Option<String>| alias.as_deref().is_some_and(|a| a.starts_with(super::kernel::ALIAS_PREFIX));
         let all = self.nl.links().await?;
-        // A device others sit on (a VLAN's or macvlan's parent) sees their frames first, tags
-        // and foreign MACs included: its traffic is theirs to judge. So is a bridge port's or a
-        // bond slave's: it reaches the stack through its controller.
+        // Not guarded: a device others sit on (a VLAN's or macvlan's parent), which sees their
+        // frames first, tags and foreign MACs included (its traffic is theirs to judge), and a
+        // bridge port or bond slave, whose traffic reaches the stack through its controller.
+        // (As uplinks, with an address, they are as before.)
         let carriers: Vec<u32> = all.iter().filter_map(|l| l.lower).collect();
-        let mut links: Vec<LinkSummary> = all
+        let mut links: Vec<(LinkSummary, bool)> = all
             .into_iter()
             .filter(|l| l.link_layer != LinkLayer::Other && !netds(&l.alias) && !bridges.contains(&l.name))
-            .filter(|l| l.controller.is_none() && !carriers.contains(&l.index))
+            .map(|l| {
+                let guardable = l.controller.is_none() && !carriers.contains(&l.index);
+                (l, guardable)
+            })
             .collect();
         if links.len() > MAX_UPLINKS as usize {
             let defaults = self.nl.default_route_interfaces().await?;
-            links.sort_by_key(|l| !defaults.contains(&l.name));
+            links.sort_by_key(|(l, _)| !defaults.contains(&l.name));
         }
         Ok(links)
     }
@@ -411,7 +415,7 @@ impl Daemon {
         }
         let watched = self.watched_interfaces().await?;
         let names = if self.cfg.uplink.is_empty() {
-            watched.iter().map(|l| l.name.clone()).collect()
+            watched.iter().map(|(l, _)| l.name.clone()).collect()
         } else {
             self.cfg.uplink.clone()
         };
@@ -422,8 +426,8 @@ impl Daemon {
                 wanted.push(self.uplink(link, *addr, false));
             }
         }
-        for link in watched {
-            if !wanted.iter().any(|u| u.ifindex == link.index) {
+        for (link, guardable) in watched {
+            if guardable && !wanted.iter().any(|u| u.ifindex == link.index) {
                 let addr = self.nl.ipv4_addresses(link.index).await?.first().map_or(Ipv4Addr::UNSPECIFIED, |(a, _)| *a);
                 wanted.push(self.uplink(link, addr, true));
             }

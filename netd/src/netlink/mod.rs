@@ -355,3 +355,39 @@ fn summarize(msg: &LinkMessage) -> LinkSummary {
     s.lower = link.filter(|l| !s.veth && !netns_id && *l != s.index && *l != 0);
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(index: u32, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.link_layer_type = LinkLayerType::Ether;
+        m.attributes = attributes;
+        m
+    }
+
+    #[test]
+    fn a_links_controller_and_lower_device_are_read_but_a_veths_peer_is_no_lower_device() {
+        let vlan = summarize(&message(7, vec![LinkAttribute::IfName("eth0.100".into()), LinkAttribute::Link(3)]));
+        assert_eq!((vlan.lower, vlan.controller), (Some(3), None));
+        let port = summarize(&message(8, vec![LinkAttribute::Controller(5)]));
+        assert_eq!((port.lower, port.controller), (None, Some(5)));
+        let veth = |netns: bool| {
+            let mut attributes =
+                vec![LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]), LinkAttribute::Link(9)];
+            if netns {
+                attributes.push(LinkAttribute::LinkNetNsId(1));
+            }
+            summarize(&message(10, attributes))
+        };
+        for netns in [false, true] {
+            let v = veth(netns);
+            assert_eq!((v.veth, v.peer_elsewhere, v.lower), (true, netns, None), "{netns}");
+        }
+        // Another namespace's index names nothing here (an ipvlan whose parent is elsewhere).
+        let elsewhere = summarize(&message(11, vec![LinkAttribute::Link(2), LinkAttribute::LinkNetNsId(1)]));
+        assert_eq!(elsewhere.lower, None);
+    }
+}
