@@ -24,6 +24,9 @@ fn docker_network_verbs_work_against_netd() {
         rows.iter().map(|r| (r[1], r[2])).collect::<Vec<_>>(),
         [("bridge", "bridge"), ("host", "host"), ("none", "null")]
     );
+    // Docker 28's IPv4 column: every netd network has IPv4 (and no IPv6).
+    let families = docker(&d, &["network", "ls", "--format", "{{.Name}} {{.IPv4}} {{.IPv6}}"]).ok();
+    assert_eq!(families.lines().collect::<Vec<_>>(), ["bridge true false", "host true false", "none true false"]);
 
     let id = docker(&d, &["network", "create", "my_net"]).ok().trim().to_owned();
     assert_eq!(id.len(), 64);
@@ -109,6 +112,10 @@ fn docker_cli_shows_netds_errors() {
         (
             vec!["network", "create", "-o", "com.docker.network.driver.mtu=-1", "m"],
             "Error response from daemon: invalid MTU number: -1",
+        ),
+        (
+            vec!["network", "create", "--ipv4=false", "v6only"],
+            "Error response from daemon: IPv6-only networks are not supported by netd: its networks are IPv4",
         ),
         (vec!["network", "inspect", "nosuch"], "network nosuch not found"),
         (vec!["network", "rm", "nosuch"], "network nosuch not found"),

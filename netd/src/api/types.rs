@@ -21,6 +21,9 @@ pub struct NetworkResource {
     pub scope: String,
     #[serde(rename = "Driver")]
     pub driver: String,
+    /// Always: netd's networks are IPv4 (Docker 28 lists it as `IPv4`).
+    #[serde(rename = "EnableIPv4")]
+    pub enable_ipv4: bool,
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     #[serde(rename = "IPAM")]
@@ -132,6 +135,7 @@ impl NetworkResource {
             created: n.created.clone(),
             scope: "local".into(),
             driver: n.driver.name().into(),
+            enable_ipv4: true,
             enable_ipv6: false,
             ipam,
             internal: n.internal,
@@ -165,6 +169,9 @@ pub struct NetworkCreateRequest {
     pub ingress: bool,
     #[serde(rename = "ConfigOnly")]
     pub config_only: bool,
+    /// Docker 28's `--ipv4=false` (an IPv6-only network): refused. Absent: IPv4.
+    #[serde(rename = "EnableIPv4")]
+    pub enable_ipv4: Option<bool>,
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     #[serde(rename = "IPAM")]

@@ -16,11 +16,14 @@ use super::{
 
 /// A network as requested (Docker's create body, already decoded).
 #[derive(Clone, Debug, Default)]
+#[expect(clippy::struct_excessive_bools, reason = "Docker's create request")]
 pub struct CreateNetwork {
     pub name: String,
     pub driver: String,
     pub internal: bool,
     pub attachable: bool,
+    /// False: an IPv6-only network (Docker 28's `--ipv4=false`), which netd refuses.
+    pub enable_ipv4: bool,
     pub enable_ipv6: bool,
     pub ipam_driver: String,
     /// At most one entry is supported (IPv4).
@@ -173,6 +176,9 @@ impl Daemon {
         }
         if req.enable_ipv6 {
             return Err(invalid("IPv6 networks are not supported by netd"));
+        }
+        if !req.enable_ipv4 {
+            return Err(invalid("IPv6-only networks are not supported by netd: its networks are IPv4"));
         }
         if req.ipam_config.len() > 1 {
             return Err(invalid("netd supports one IPv4 subnet per network"));
