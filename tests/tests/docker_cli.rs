@@ -162,6 +162,33 @@ fn docker_cli_shows_netds_errors() {
 }
 
 #[test]
+fn docker_info_shows_netds_sandboxes_drivers_and_a_lasting_id() {
+    let mut d = TestDaemon::start(&[]);
+    d.netd(&["run", "-d", "--name", "up", "--", "sleep", "60"]).ok();
+    d.netd(&["run", "-d", "--name", "done", "--", "true"]).ok();
+    let format = "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.Plugins.Network}} \
+                  {{.Swarm.LocalNodeState}} {{.OSType}} {{.LiveRestoreEnabled}} {{.IPv4Forwarding}}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let summary = loop {
+        let summary = docker(&d, &["info", "--format", format]).ok();
+        // `true` exits at once; `sleep` runs on.
+        if summary.starts_with("2 1 1") || std::time::Instant::now() > deadline {
+            break summary;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(summary.trim(), "2 1 1 0 [bridge host null] inactive linux true true");
+    let id = docker(&d, &["info", "--format", "{{.ID}}"]).ok().trim().to_owned();
+    assert_eq!(id.split('-').map(str::len).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "a UUID: {id}");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("kernel");
+    assert_eq!(docker(&d, &["info", "--format", "{{.KernelVersion}}"]).ok().trim(), kernel.trim());
+    // The same daemon after a restart: the same ID.
+    d.stop();
+    d.restart();
+    assert_eq!(docker(&d, &["info", "--format", "{{.ID}}"]).ok().trim(), id);
+}
+
+#[test]
 fn docker_events_shows_netds_network_events() {
     let d = TestDaemon::start(&[]);
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();

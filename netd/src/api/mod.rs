@@ -2,6 +2,7 @@
 //! docker CLI works against it) and netd's own sandbox operations under `/netd/v1`.
 
 pub mod filters;
+mod info;
 pub mod types;
 
 use std::{collections::HashMap, convert::Infallible, net::Ipv4Addr, sync::Arc};
@@ -194,6 +195,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
             r
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
+        (&Method::GET, ["info"]) => json(StatusCode::OK, &info::system_info(daemon).await),
         (&Method::GET, ["metrics"]) => metrics(daemon).await,
         (&Method::GET, ["events"]) => events(daemon, &query(&req)),
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,

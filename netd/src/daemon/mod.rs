@@ -129,7 +129,7 @@ impl Daemon {
             upstreams,
             dns_observer,
         });
-        let state = if let Some(s) = loaded {
+        let mut state = if let Some(s) = loaded {
             s
         } else {
             let mut s = State::default();
@@ -138,6 +138,10 @@ impl Daemon {
             }
             s
         };
+        if state.engine_id.is_empty() {
+            state.engine_id = crate::model::ids::new_uuid();
+            daemon.persist(&state)?;
+        }
         *daemon.state.lock().await = state;
         daemon.reconcile().await?;
         enable_ip_forwarding();

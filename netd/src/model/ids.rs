@@ -18,6 +18,15 @@ pub fn new_id() -> String {
     }
 }
 
+/// A random (version 4) UUID, as Docker's engine ID: `8-4-4-4-12` lowercase hex.
+pub fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::rng().random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
 fn usable_short_id(short: &str) -> bool {
     !short.bytes().all(|c| c.is_ascii_digit())
 }

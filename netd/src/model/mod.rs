@@ -20,6 +20,10 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
+    /// This daemon's identity, as Docker's engine ID (`docker info`'s `ID`): a UUID made at
+    /// the first start (or the first of a release that keeps it), kept for good.
+    #[serde(default)]
+    pub engine_id: String,
     /// By network id.
     pub networks: BTreeMap<String, Network>,
     /// By sandbox id.
