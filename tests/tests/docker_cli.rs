@@ -189,6 +189,52 @@ fn docker_info_shows_netds_sandboxes_drivers_and_a_lasting_id() {
 }
 
 #[test]
+fn docker_ps_inspect_and_port_show_netds_sandboxes_as_containers() {
+    let d = TestDaemon::start(&[]);
+    d.netd(&["network", "create", "--subnet", "172.31.5.0/24", "web"]).ok();
+    let run = ["run", "-d", "--name", "api", "--network", "web", "--ip", "172.31.5.9", "-p", "127.0.0.1:8080:80"];
+    d.netd(&[&run[..], &["--", "sleep", "60"]].concat()).ok();
+    d.netd(&["run", "-d", "--name", "gone", "--", "true"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let all = loop {
+        let all = docker(&d, &["ps", "-a", "--format", "{{.Names}} {{.State}}"]).ok();
+        if all.contains("gone exited") || std::time::Instant::now() > deadline {
+            break all;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(all.lines().collect::<Vec<_>>(), ["gone exited", "api running"], "newest first");
+
+    // Running ones only, by default; Docker's columns.
+    let ps = docker(&d, &["ps", "--format", "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.Command}}"]).ok();
+    assert_eq!(ps.trim(), "api|127.0.0.1:8080->80/tcp|web|\"sleep 60\"");
+    assert!(docker(&d, &["ps", "--format", "{{.Status}}"]).ok().starts_with("Up "));
+    let api_id = d.netd(&["inspect", "api"]).ok();
+    let api_id = serde_json::from_str::<Value>(&api_id).expect("JSON")[0]["Id"].as_str().expect("id").to_owned();
+    for (filter, shown) in [
+        ("status=exited", "gone"),
+        ("network=web", "api"),
+        ("publish=8080", "api"),
+        ("expose=80/tcp", "api"),
+        ("publish=9999", ""),
+        ("name=gon", "gone"),
+        (&format!("id={}", &api_id[..10]), "api"),
+        ("label=a=b", ""),
+    ] {
+        let got = docker(&d, &["ps", "-a", "-f", filter, "--format", "{{.Names}}"]).ok();
+        assert_eq!(got.trim(), shown, "{filter}");
+    }
+    docker(&d, &["ps", "-f", "status=sleeping"]).fails_with("invalid filter 'status=sleeping'");
+
+    let format = "{{.Name}} {{.NetworkSettings.Networks.web.IPAddress}} {{.State.Status}} {{.HostConfig.NetworkMode}}";
+    assert_eq!(docker(&d, &["inspect", "-f", format, "api"]).ok().trim(), "/api 172.31.5.9 running web");
+    assert_eq!(docker(&d, &["inspect", "-f", "{{.State.Running}} {{.Path}}", "gone"]).ok().trim(), "false true");
+    assert_eq!(docker(&d, &["port", "api"]).ok().trim(), "80/tcp -> 127.0.0.1:8080");
+    docker(&d, &["inspect", "nosuch"]).fails_with("No such object: nosuch");
+    docker(&d, &["inspect", "--type", "container", "nosuch"]).fails_with("No such container: nosuch");
+}
+
+#[test]
 fn docker_events_shows_netds_network_events() {
     let d = TestDaemon::start(&[]);
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();

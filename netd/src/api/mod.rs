@@ -1,6 +1,7 @@
 //! The HTTP API on the daemon's unix socket: Docker Engine API v1.41 for networks (so the stock
 //! docker CLI works against it) and netd's own sandbox operations under `/netd/v1`.
 
+mod containers;
 pub mod filters;
 mod info;
 pub mod types;
@@ -196,6 +197,8 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
         (&Method::GET, ["info"]) => json(StatusCode::OK, &info::system_info(daemon).await),
+        (&Method::GET, ["containers", "json"]) => list_containers(daemon, &query(&req)).await,
+        (&Method::GET, ["containers", key, "json"]) => inspect_container(daemon, key).await,
         (&Method::GET, ["metrics"]) => metrics(daemon).await,
         (&Method::GET, ["events"]) => events(daemon, &query(&req)),
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
@@ -505,6 +508,45 @@ async fn disconnect(daemon: &Daemon, key: String, req: Request<Incoming>) -> Res
     match daemon.disconnect(&key, &r.container).await {
         Ok(()) => empty(StatusCode::OK),
         Err(e) => from_error(&e),
+    }
+}
+
+/// `docker ps`: the sandboxes as containers, newest first; only running ones unless `all`
+/// (or `limit`, or a `status` filter), as Docker's.
+async fn list_containers(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let filters = match Filters::parse_keys(q.get("filters").map(String::as_str), &containers::LIST_FILTERS) {
+        Ok(f) => f,
+        Err(m) => return error_response(400, m),
+    };
+    if let Err(m) = containers::check_list_filters(&filters) {
+        return error_response(400, m);
+    }
+    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
+    let all = matches!(q.get("all").map(String::as_str), Some("1" | "true" | "True"))
+        || limit.is_some()
+        || !filters.values("status").is_empty();
+    let state = daemon.snapshot().await;
+    let mut list = containers::resources(&state, |s| daemon.netns_path(s).display().to_string());
+    containers::newest_first(&mut list);
+    let now = unix_now_nanos() / 1_000_000_000;
+    let shown: Vec<serde_json::Value> = list
+        .iter()
+        .filter(|(_, r)| (all || r.running) && containers::passes(&filters, r))
+        .take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
+        .map(|(s, r)| containers::list_entry(s, r, now))
+        .collect();
+    json(StatusCode::OK, &shown)
+}
+
+/// `docker inspect` of a sandbox, as Docker's container.
+async fn inspect_container(daemon: &Daemon, key: &str) -> Response<Body> {
+    let state = daemon.snapshot().await;
+    match state.find_sandbox(key) {
+        Ok(s) => {
+            let r = SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string());
+            json(StatusCode::OK, &containers::inspect(s, &r))
+        }
+        Err(_) => from_error(&no_such_container(key)),
     }
 }
 

@@ -92,6 +92,32 @@ fn rfc3339(secs: u64, nanos: u32) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Seconds since the epoch of a timestamp as [`now_rfc3339`] writes it
+/// (`2017-06-30T09:20:41.715140335Z`; the fraction is optional and dropped).
+pub fn unix_secs(rfc3339: &str) -> Option<i64> {
+    let (date, time) = rfc3339.strip_suffix('Z')?.split_once('T')?;
+    let mut dates = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (dates.next()?.ok()?, dates.next()?.ok()?, dates.next()?.ok()?);
+    let whole = time.split_once('.').map_or(time, |(w, _)| w);
+    let mut times = whole.splitn(3, ':').map(str::parse::<i64>);
+    let (hour, min, sec) = (times.next()?.ok()?, times.next()?.ok()?, times.next()?.ok()?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
+}
+
+/// (year, month, day), proleptic Gregorian, to days since 1970-01-01 (H. Hinnant's algorithm,
+/// the inverse of [`civil_from_days`]).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -225,6 +251,17 @@ pub fn generate_name(taken: impl Fn(&str) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_timestamps_read_back_as_seconds() {
+        for secs in [0, 951_782_400, 1_498_814_441, 1_796_000_000, 4_102_444_800] {
+            assert_eq!(unix_secs(&rfc3339(secs, 715_140_335)), Some(i64::try_from(secs).unwrap()), "{secs}");
+        }
+        assert_eq!(unix_secs("2026-12-02T04:09:13Z"), Some(1_796_184_553));
+        for bad in ["", "2026-12-02", "2026-13-02T00:00:00Z", "2026-12-02T24:00:00Z", "2026-12-02T00:00:00"] {
+            assert_eq!(unix_secs(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {
