@@ -380,17 +380,24 @@ pub fn snat_v4_egress(
             // Routed through a device that is not an uplink: the kernel routes it unchanged.
             return Reason::PassToStack;
         };
-        // The uplink as this flow leaves by it: with the network's own address if it has one,
-        // else the uplink's, and a port of the NAT range; without masquerade, or through a
-        // guarded interface (no address to masquerade with: the stack sent such flows out
+        // The uplink as this flow leaves by it: with the network's own address if it has one
+        // (as Docker's SNAT rule, through any interface), else the uplink's, and a port of the
+        // NAT range. Without masquerade, or through a guarded interface without an address of
+        // the network's own (there is none to masquerade with: the stack sent such flows out
         // unchanged before it was guarded), with the container's own address and port
         // (tracked, not translated: its replies are known there).
-        let (via, range) = if masquerade && uplink.flags & UplinkInfo::GUARD == 0 {
-            let addr = snat_addr(src).unwrap_or(uplink.addr);
-            (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max))
-        } else {
-            let own = u16::from_be(key.src_port);
-            (UplinkInfo { addr: src.ip, flags: uplink.flags }, (own, own))
+        let own_addr = if masquerade { snat_addr(src) } else { None };
+        let translated = match own_addr {
+            Some(addr) => Some(addr),
+            None if masquerade && uplink.flags & UplinkInfo::GUARD == 0 => Some(uplink.addr),
+            None => None,
+        };
+        let (via, range) = match translated {
+            Some(addr) => (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max)),
+            None => {
+                let own = u16::from_be(key.src_port);
+                (UplinkInfo { addr: src.ip, flags: uplink.flags }, (own, own))
+            }
         };
         let mut verdict = Reason::RedirectNat;
         match snat_v4_new_mapping(&key, src, &via, &hop, l4.nat_flags, now, range, &mut verdict) {

@@ -1470,4 +1470,19 @@ fn a_guarded_interface_tracks_what_leaves_by_it_untranslated_and_drops_the_unask
     let out = send(&mut t, "a", &syn_ack);
     assert_eq!(out.reason(), Reason::RedirectNat);
     assert_eq!(&out.output[14 + 12..14 + 16], &ip(UPLINK_ADDR).octets(), "answered as the host's address");
+
+    // A network with an address of its own (`host_ipv4`) masquerades with it through a guarded
+    // interface too, as Docker's SNAT rule does through any, and the reply comes back.
+    let own = ip("10.99.0.50");
+    masquerade_with(&mut t, own);
+    t.dp.set_uplink(t.uplink, Ipv4Addr::UNSPECIFIED, UplinkInfo::GUARD | UplinkInfo::SNAT_ADDRS).expect("guard");
+    let out = send(&mut t, "b", &from_endpoint("b", PROTO_UDP, 40000, server, 53));
+    let nat_port = nat_port_of(&out.output);
+    let expected =
+        Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&packet(PROTO_UDP, own, server, nat_port, 53, 63, 8));
+    assert_eq!((out.reason(), &out.output), (Reason::RedirectNat, &expected));
+    let back = receive(&mut t, &to(own, PROTO_UDP, 53, nat_port, 64, UPLINK_MAC));
+    assert_eq!((back.reason(), back.event().target), (Reason::RedirectReverseNat, t.ifindex["b"]));
+    let b = addr_of("b");
+    assert_eq!(back.output, to(b, PROTO_UDP, 53, 40000, 63, docker_mac(b)));
 }
