@@ -6,15 +6,46 @@ use crate::model::ProcessRef;
 
 /// Sends SIGKILL to `p` if it is still that very process.
 pub fn kill(p: ProcessRef) {
+    signal(p, libc::SIGKILL);
+}
+
+/// Sends signal `sig` to `p` if it is still that very process.
+pub fn signal(p: ProcessRef, sig: i32) {
     if p.is_running() {
         let Ok(pid) = libc::pid_t::try_from(p.pid) else {
             return;
         };
-        // SAFETY: kill(2) with a positive pid and a valid signal has no memory-safety effects.
+        // SAFETY: kill(2) with a positive pid has no memory-safety effects (a bad signal
+        // number is an error it returns).
         unsafe {
-            libc::kill(pid, libc::SIGKILL);
+            libc::kill(pid, sig);
         }
     }
+}
+
+/// A signal as Docker's `kill --signal` takes it: a number, or a name with or without `SIG`
+/// (any case).
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "WINCH" => libc::SIGWINCH,
+        _ => return None,
+    })
 }
 
 /// Raises this process's soft limit of open files to its hard limit, as Go's runtime does
@@ -27,6 +58,21 @@ pub fn raise_open_files_limit() {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_read_as_dockers_kill_takes_them() {
+        for (s, sig) in [("9", 9), ("SIGTERM", libc::SIGTERM), ("term", libc::SIGTERM), ("Hup", libc::SIGHUP)] {
+            assert_eq!(parse_signal(s), Some(sig), "{s}");
+        }
+        for bad in ["", "0", "65", "SIGFOO", "-1"] {
+            assert_eq!(parse_signal(bad), None, "{bad}");
         }
     }
 }

@@ -232,6 +232,29 @@ fn docker_ps_inspect_and_port_show_netds_sandboxes_as_containers() {
     assert_eq!(docker(&d, &["port", "api"]).ok().trim(), "80/tcp -> 127.0.0.1:8080");
     docker(&d, &["inspect", "nosuch"]).fails_with("No such object: nosuch");
     docker(&d, &["inspect", "--type", "container", "nosuch"]).fails_with("No such container: nosuch");
+
+    // `docker kill`, `stop` and `rm` act on sandboxes as on containers.
+    d.netd(&["run", "-d", "--name", "killed", "--", "sleep", "60"]).ok();
+    assert_eq!(docker(&d, &["kill", "--signal", "TERM", "killed"]).ok().trim(), "killed");
+    let state_of = |name: &str| docker(&d, &["inspect", "-f", "{{.State.Status}}", name]).ok().trim().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state_of("killed") != "exited" {
+        assert!(std::time::Instant::now() < deadline, "killed exits on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    docker(&d, &["kill", "killed"]).fails_with("is not running");
+    docker(&d, &["kill", "--signal", "NOPE", "api"]).fails_with("Invalid signal: NOPE");
+    assert_eq!(docker(&d, &["stop", "-t", "1", "api"]).ok().trim(), "api");
+    assert_eq!(state_of("api"), "exited");
+    assert_eq!(docker(&d, &["stop", "api"]).ok().trim(), "api", "stopped already: nothing to do");
+    assert_eq!(docker(&d, &["rm", "api", "killed"]).ok().lines().collect::<Vec<_>>(), ["api", "killed"]);
+    let web: Value = serde_json::from_str(&docker(&d, &["network", "inspect", "web"]).ok()).expect("JSON");
+    assert_eq!(web[0]["Containers"], serde_json::json!({}), "api's endpoint went with it");
+    d.netd(&["run", "-d", "--name", "busy", "--", "sleep", "60"]).ok();
+    docker(&d, &["rm", "busy"]).fails_with("Stop the container before attempting removal or force remove");
+    assert_eq!(docker(&d, &["rm", "-f", "busy"]).ok().trim(), "busy");
+    assert_eq!(docker(&d, &["ps", "-aq"]).ok().lines().count(), 1, "gone is left");
+    docker(&d, &["stop", "nosuch"]).fails_with("No such container: nosuch");
 }
 
 #[test]

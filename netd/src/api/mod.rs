@@ -197,8 +197,7 @@ async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
         (&Method::GET, ["info"]) => json(StatusCode::OK, &info::system_info(daemon).await),
-        (&Method::GET, ["containers", "json"]) => list_containers(daemon, &query(&req)).await,
-        (&Method::GET, ["containers", key, "json"]) => inspect_container(daemon, key).await,
+        (method, ["containers", rest @ ..]) => containers_api(daemon, method, rest, &query(&req)).await,
         (&Method::GET, ["metrics"]) => metrics(daemon).await,
         (&Method::GET, ["events"]) => events(daemon, &query(&req)),
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
@@ -536,6 +535,57 @@ async fn list_containers(daemon: &Daemon, q: &HashMap<String, String>) -> Respon
         .map(|(s, r)| containers::list_entry(s, r, now))
         .collect();
     json(StatusCode::OK, &shown)
+}
+
+/// `/containers/…`: netd's sandboxes as Docker's containers (see `containers.rs`).
+async fn containers_api(
+    daemon: &Daemon,
+    method: &Method,
+    route: &[&str],
+    q: &HashMap<String, String>,
+) -> Response<Body> {
+    match (method, route) {
+        (&Method::GET, ["json"]) => list_containers(daemon, q).await,
+        (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
+        (&Method::POST, [key, "stop"]) => stop_container(daemon, key, q).await,
+        (&Method::POST, [key, "kill"]) => kill_container(daemon, key, q).await,
+        (&Method::DELETE, [key]) => match daemon.remove_sandbox(key, truthy(q.get("force"))).await {
+            Ok(_) => empty(StatusCode::NO_CONTENT),
+            Err(e) => from_error(&e),
+        },
+        _ => error_response(404, format!("page not found: {method} /containers/{}", route.join("/"))),
+    }
+}
+
+/// `docker stop`: SIGTERM, then SIGKILL after `t` seconds (10 by default; -1: wait for
+/// good); 304 when nothing ran, as Docker's.
+async fn stop_container(daemon: &Daemon, key: &str, q: &HashMap<String, String>) -> Response<Body> {
+    let grace = match q.get("t").map(|t| t.parse::<i64>()) {
+        None => std::time::Duration::from_secs(10),
+        Some(Ok(t)) if t < 0 => std::time::Duration::MAX,
+        Some(Ok(t)) => std::time::Duration::from_secs(t.unsigned_abs()),
+        Some(Err(_)) => return error_response(400, format!("invalid value for t: {}", q["t"])),
+    };
+    match daemon.stop_sandbox(key, grace).await {
+        Ok(true) => empty(StatusCode::NO_CONTENT),
+        Ok(false) => empty(StatusCode::NOT_MODIFIED),
+        Err(e) => from_error(&e),
+    }
+}
+
+/// `docker kill [--signal S]`: SIGKILL by default.
+async fn kill_container(daemon: &Daemon, key: &str, q: &HashMap<String, String>) -> Response<Body> {
+    let sig = match q.get("signal").filter(|s| !s.is_empty()) {
+        None => libc::SIGKILL,
+        Some(s) => match crate::process::parse_signal(s) {
+            Some(sig) => sig,
+            None => return error_response(400, format!("Invalid signal: {s}")),
+        },
+    };
+    match daemon.signal_sandbox(key, sig).await {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => from_error(&e),
+    }
 }
 
 /// `docker inspect` of a sandbox, as Docker's container.

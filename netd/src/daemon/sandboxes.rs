@@ -442,6 +442,45 @@ impl Daemon {
         Ok(())
     }
 
+    /// The processes of sandbox `key` that still run (none: it is stopped).
+    async fn running_processes(&self, key: &str) -> Result<Vec<ProcessRef>> {
+        let state = self.state.lock().await;
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?;
+        Ok(s.processes.iter().copied().filter(ProcessRef::is_running).collect())
+    }
+
+    /// Stops sandbox `key` as `docker stop` does a container: SIGTERM to its processes, then
+    /// SIGKILL to those still running after `grace`. The sandbox stays (exited), unless it was
+    /// made with `--rm`. Returns whether anything ran. The state is not held meanwhile.
+    pub async fn stop_sandbox(&self, key: &str, grace: Duration) -> Result<bool> {
+        let running = self.running_processes(key).await?;
+        if running.is_empty() {
+            return Ok(false);
+        }
+        for p in &running {
+            process::signal(*p, libc::SIGTERM);
+        }
+        gone_within(&running, grace).await;
+        for p in &running {
+            process::kill(*p);
+        }
+        gone_within(&running, Duration::from_secs(2)).await;
+        Ok(true)
+    }
+
+    /// Sends `sig` to the processes of sandbox `key`, as `docker kill` to a container's; a
+    /// sandbox with none running is refused (Docker's words).
+    pub async fn signal_sandbox(&self, key: &str, sig: i32) -> Result<()> {
+        let running = self.running_processes(key).await?;
+        if running.is_empty() {
+            return Err(Error::Conflict(format!("cannot kill container: {key}: container {key} is not running")));
+        }
+        for p in running {
+            process::signal(p, sig);
+        }
+        Ok(())
+    }
+
     /// Removes a sandbox: its processes (with `force`), endpoints and namespace.
     pub async fn remove_sandbox(&self, key: &str, force: bool) -> Result<String> {
         let mut state = self.state.lock().await;
@@ -457,12 +496,7 @@ impl Daemon {
             for p in &running {
                 process::kill(*p);
             }
-            for _ in 0..100 {
-                if !running.iter().any(ProcessRef::is_running) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            gone_within(&running, Duration::from_secs(2)).await;
         }
         self.teardown_sandbox(&mut state, &s).await?;
         Ok(s.id)
@@ -751,4 +785,12 @@ fn next_ifname(state: &State, sandbox_id: &str, prefix: &str) -> String {
         .collect();
     // One more candidate than there are interfaces: one of them is free.
     (0..=used.len()).map(|i| format!("{prefix}{i}")).find(|n| !used.contains(n)).expect("pigeonhole")
+}
+
+/// Waits until none of `processes` runs, or `limit` has passed.
+async fn gone_within(processes: &[ProcessRef], limit: Duration) {
+    let deadline = tokio::time::Instant::now().checked_add(limit);
+    while processes.iter().any(ProcessRef::is_running) && deadline.is_none_or(|d| tokio::time::Instant::now() < d) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
