@@ -386,11 +386,10 @@ pub fn snat_v4_egress(
         // the network's own (there is none to masquerade with: the stack sent such flows out
         // unchanged before it was guarded), with the container's own address and port
         // (tracked, not translated: its replies are known there).
-        let own_addr = if masquerade { snat_addr(src) } else { None };
-        let translated = match own_addr {
-            Some(addr) => Some(addr),
-            None if masquerade && uplink.flags & UplinkInfo::GUARD == 0 => Some(uplink.addr),
-            None => None,
+        let translated = if masquerade {
+            snat_addr(src).or((uplink.flags & UplinkInfo::GUARD == 0).then_some(uplink.addr))
+        } else {
+            None
         };
         let (via, range) = match translated {
             Some(addr) => (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max)),

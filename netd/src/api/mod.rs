@@ -437,7 +437,7 @@ async fn create_network(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         driver: r.driver,
         internal: r.internal,
         attachable: r.attachable,
-        enable_ipv4: r.enable_ipv4.unwrap_or(true),
+        ipv6_only: r.enable_ipv4 == Some(false),
         enable_ipv6: r.enable_ipv6,
         ipam_driver: ipam.driver,
         ipam_config: ipam

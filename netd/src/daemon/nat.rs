@@ -316,15 +316,34 @@ impl Uplink {
         }
     }
 
-    /// What the datapath keeps of it (`NETD_UPLINKS`): its address (none for a guarded one)
-    /// and flags.
-    fn datapath_entry(&self, marks: u32) -> (Ipv4Addr, u32) {
-        let flags = if self.peer { UplinkInfo::PEER } else { 0 }
+    /// The address the datapath keeps for it (`NETD_UPLINKS`): none for a guarded one.
+    fn datapath_addr(&self) -> Ipv4Addr {
+        if self.guard {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            self.addr
+        }
+    }
+
+    /// Its flags in `NETD_UPLINKS`, with `marks`.
+    fn datapath_flags(&self, marks: u32) -> u32 {
+        (if self.peer { UplinkInfo::PEER } else { 0 })
             | if self.l3 { UplinkInfo::L3 } else { 0 }
             | if self.guard { UplinkInfo::GUARD } else { 0 }
-            | marks;
-        (if self.guard { Ipv4Addr::UNSPECIFIED } else { self.addr }, flags)
+            | marks
     }
+}
+
+/// The (network datapath id, ifindex) pairs of the interfaces the networks of `state` trust
+/// (`com.docker.network.bridge.trusted_host_interfaces`) among `links`.
+fn trusted_pairs(state: &super::State, links: &[LinkSummary]) -> Vec<(u32, u32)> {
+    state
+        .networks
+        .values()
+        .filter_map(|n| n.bridge.as_ref().map(|b| (n.datapath_id, &b.trusted_host_interfaces)))
+        .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
+        .filter_map(|(id, name)| links.iter().find(|l| l.name == *name).map(|l| (id, l.index)))
+        .collect()
 }
 
 impl Daemon {
@@ -335,25 +354,20 @@ impl Daemon {
     /// matches `! -o docker0` (containers reach what the host reaches through each, as the
     /// host's address there); the others are guarded (see [`Daemon::sync_uplinks`]). With
     /// more than the datapath holds, the default routes' come first, so they stay uplinks.
-    async fn watched_interfaces(&self) -> Result<Vec<(LinkSummary, bool)>> {
-        let bridges: Vec<String> = {
-            let state = self.state.lock().await;
-            state.networks.values().filter_map(|n| n.bridge.as_ref().map(|b| b.bridge_name.clone())).collect()
-        };
+    async fn watched_interfaces(&self, bridges: &[String], all: &[LinkSummary]) -> Result<Vec<(LinkSummary, bool)>> {
         let netds =
             |alias: &Option<String>| alias.as_deref().is_some_and(|a| a.starts_with(super::kernel::ALIAS_PREFIX));
-        let all = self.nl.links().await?;
         // Not guarded: a device others sit on (a VLAN's or macvlan's parent), which sees their
         // frames first, tags and foreign MACs included (its traffic is theirs to judge), and a
         // bridge port or bond slave, whose traffic reaches the stack through its controller.
         // (As uplinks, with an address, they are as before.)
         let carriers: Vec<u32> = all.iter().filter_map(|l| l.lower).collect();
         let mut links: Vec<(LinkSummary, bool)> = all
-            .into_iter()
+            .iter()
             .filter(|l| l.link_layer != LinkLayer::Other && !netds(&l.alias) && !bridges.contains(&l.name))
             .map(|l| {
                 let guardable = l.controller.is_none() && !carriers.contains(&l.index);
-                (l, guardable)
+                (l.clone(), guardable)
             })
             .collect();
         if links.len() > MAX_UPLINKS as usize {
@@ -367,18 +381,10 @@ impl Daemon {
     /// those of the networks of `state` that exist now (an interface made later is trusted from
     /// the next pass of [`Daemon::sync_uplinks`], one made again under its name too).
     pub(super) async fn sync_trusted(&self, state: &super::State) -> Result<()> {
-        let wanted: Vec<(u32, &String)> = state
-            .networks
-            .values()
-            .filter_map(|n| n.bridge.as_ref().map(|b| (n.datapath_id, &b.trusted_host_interfaces)))
-            .flat_map(|(id, names)| names.iter().map(move |name| (id, name)))
-            .collect();
-        let links = if wanted.is_empty() { Vec::new() } else { self.nl.links().await? };
-        let pairs: Vec<(u32, u32)> = wanted
-            .into_iter()
-            .filter_map(|(id, name)| links.iter().find(|l| l.name == *name).map(|l| (id, l.index)))
-            .collect();
-        self.dp().set_trusted(&pairs)?;
+        let any =
+            state.networks.values().any(|n| n.bridge.as_ref().is_some_and(|b| !b.trusted_host_interfaces.is_empty()));
+        let links = if any { self.nl.links().await? } else { Vec::new() };
+        self.dp().set_trusted(&trusted_pairs(state, &links))?;
         Ok(())
     }
 
@@ -409,21 +415,25 @@ impl Daemon {
     /// Flows that leave by it are tracked untranslated, as the stack sent them before, so that
     /// their replies come in.
     pub(super) async fn sync_uplinks(&self) -> Result<()> {
-        {
+        // One dump of the links for the pass: trusted interfaces, uplinks and guards.
+        let links = self.nl.links().await?;
+        let (trusted, bridges) = {
             let state = self.state.lock().await;
-            self.sync_trusted(&state).await?;
-        }
-        let watched = self.watched_interfaces().await?;
-        let names = if self.cfg.uplink.is_empty() {
-            watched.iter().map(|(l, _)| l.name.clone()).collect()
+            let bridges: Vec<String> =
+                state.networks.values().filter_map(|n| n.bridge.as_ref().map(|b| b.bridge_name.clone())).collect();
+            (trusted_pairs(&state, &links), bridges)
+        };
+        self.dp().set_trusted(&trusted)?;
+        let watched = self.watched_interfaces(&bridges, &links).await?;
+        let named: Vec<&LinkSummary> = if self.cfg.uplink.is_empty() {
+            watched.iter().map(|(l, _)| l).collect()
         } else {
-            self.cfg.uplink.clone()
+            self.cfg.uplink.iter().filter_map(|name| links.iter().find(|l| l.name == *name)).collect()
         };
         let mut wanted: Vec<Uplink> = Vec::new();
-        for name in names {
-            let Some(link) = self.nl.link(&name).await? else { continue };
+        for link in named {
             if let Some((addr, _)) = self.nl.ipv4_addresses(link.index).await?.first() {
-                wanted.push(self.uplink(link, *addr, false));
+                wanted.push(self.uplink(link.clone(), *addr, false));
             }
         }
         for (link, guardable) in watched {
@@ -457,12 +467,12 @@ impl Daemon {
             for u in &wanted {
                 // New, created again since it was attached, or an earlier daemon's.
                 dp.attach_from_uplink(&u.name, u.l3)?;
-                let (addr, flags) = u.datapath_entry(marks);
+                let (addr, flags) = (u.datapath_addr(), u.datapath_flags(marks));
                 if !current.contains(&(u.ifindex, addr, flags)) {
                     dp.set_uplink(u.ifindex, addr, flags)?;
                 }
             }
-            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|u| (u.ifindex, u.datapath_entry(0).0)).collect();
+            let mut now: Vec<(u32, Ipv4Addr)> = wanted.iter().map(|u| (u.ifindex, u.datapath_addr())).collect();
             let mut before: Vec<(u32, Ipv4Addr)> = current.iter().map(|(i, a, _)| (*i, *a)).collect();
             now.sort();
             before.sort();

@@ -22,8 +22,8 @@ pub struct CreateNetwork {
     pub driver: String,
     pub internal: bool,
     pub attachable: bool,
-    /// False: an IPv6-only network (Docker 28's `--ipv4=false`), which netd refuses.
-    pub enable_ipv4: bool,
+    /// An IPv6-only network (Docker 28's `--ipv4=false`), which netd refuses.
+    pub ipv6_only: bool,
     pub enable_ipv6: bool,
     pub ipam_driver: String,
     /// At most one entry is supported (IPv4).
@@ -177,7 +177,7 @@ impl Daemon {
         if req.enable_ipv6 {
             return Err(invalid("IPv6 networks are not supported by netd"));
         }
-        if !req.enable_ipv4 {
+        if req.ipv6_only {
             return Err(invalid("IPv6-only networks are not supported by netd: its networks are IPv4"));
         }
         if req.ipam_config.len() > 1 {
