@@ -20,7 +20,7 @@ pub use event::{Event, NatEvent, EVENT_KIND_DROP, EVENT_KIND_NAT_NEW, EVENT_KIND
 pub use nat::{
     FragEntry, FragKey, NatConfig, NatEntry, NatFlags, NatTimeouts, PublishedKey, PublishedPort, UplinkInfo,
     MAX_HOST_ADDRS, MAX_PUBLISHED, MAX_TRUSTED, MAX_UPLINKS, NAT_DEFAULT_FLOWS, NAT_FRAG_DATAGRAMS,
-    NAT_FRAG_TIMEOUT_NS,
+    NAT_FRAG_TIMEOUT_NS, TAIL_NAT_TO_STACK,
 };
 pub use packet::{Ipv4Tuple, PacketClass, PacketFlags};
 pub use reason::Reason;

@@ -187,13 +187,20 @@ pub struct NatConfig {
     /// masquerade (the control plane has not configured it yet).
     pub port_min: u16,
     pub port_max: u16,
-    /// [`NatConfig::EVENTS`] (the field was padding before; zero means no flags).
+    /// [`NatConfig::EVENTS`], [`NatConfig::STACK_FRAGMENTS`] (the field was padding before;
+    /// zero means no flags).
     pub flags: u32,
 }
 
 impl NatConfig {
     /// Report every new flow with a [`crate::NatEvent`] (set while `netd monitor` watches).
     pub const EVENTS: u32 = 1 << 0;
+    /// The stack accepts translated packets from the networks' bridges (the daemon set
+    /// `accept_local` on each, and none has a strict `rp_filter`): a masqueraded packet
+    /// without DF that is too big for its uplink goes to the stack translated, which
+    /// fragments it on the way out, as Docker's path does ([`crate::Reason::PassNatToStack`]).
+    /// Off, it is dropped ([`crate::Reason::DropNatFragNeeded`]).
+    pub const STACK_FRAGMENTS: u32 = 1 << 1;
 }
 
 const _: () = assert!(size_of::<NatConfig>() == 8);
@@ -332,6 +339,10 @@ unsafe impl aya::Pod for FragEntry {}
 pub const NAT_DEFAULT_FLOWS: u32 = 262_144;
 /// Entries of `NETD_UPLINKS`.
 pub const MAX_UPLINKS: u32 = 64;
+
+/// `netd_nat_to_stack`'s index in `NETD_TAILS` (the programs others go on in): masquerade's
+/// egress for packets too big for their uplink, which the stack fragments.
+pub const TAIL_NAT_TO_STACK: u32 = 0;
 /// How often a live flow's `last_seen` is rewritten (writing it on every packet would make
 /// CPUs fight over the entry's cache line).
 pub const NAT_REFRESH_NS: u64 = 1_000_000_000;

@@ -40,6 +40,10 @@ pub enum Reason {
     /// unanswered flow, a UDP query and its answer, ICMP) or a TCP flow that had closed
     /// (conntrack's early drop).
     RedirectNatEvicted = 11,
+    /// Masqueraded (as [`Reason::RedirectNat`]) but too big for the uplink's MTU, without DF:
+    /// handed to the host's stack translated, which forwards it in fragments, as Docker's
+    /// path does (see `NatConfig::STACK_FRAGMENTS`).
+    PassNatToStack = 12,
 
     /// The frame is shorter than an Ethernet header.
     DropShortEthernet = 64,
@@ -90,7 +94,8 @@ pub enum Reason {
     /// A protocol masquerade cannot translate (not TCP, UDP, ICMP echo or an ICMP error
     /// about a translated flow).
     DropNatUnsupported = 86,
-    /// Too big for the uplink's MTU and fragmenting is allowed: netd does not fragment.
+    /// Too big for the uplink's MTU, fragmenting allowed, and the stack would not take it
+    /// translated (see `NatConfig::STACK_FRAGMENTS`): netd does not fragment.
     DropNatFragNeeded = 87,
     /// From outside to a container's own address without a flow (any network but a
     /// `nat-unprotected` one): nobody inside asked for it.
@@ -108,7 +113,7 @@ impl Reason {
     pub const FIRST_DROP: u8 = 64;
 
     /// Every reason this build knows, in value order.
-    pub const ALL: [Reason; 39] = [
+    pub const ALL: [Reason; 40] = [
         Reason::PassIpv4,
         Reason::PassArp,
         Reason::PassIpv6,
@@ -121,6 +126,7 @@ impl Reason {
         Reason::PassFromUplink,
         Reason::RedirectFromHost,
         Reason::RedirectNatEvicted,
+        Reason::PassNatToStack,
         Reason::DropShortEthernet,
         Reason::DropShortVlan,
         Reason::DropShortArp,
@@ -178,6 +184,7 @@ impl Reason {
             Reason::PassFromUplink => "pass-from-uplink",
             Reason::RedirectFromHost => "redirect-from-host",
             Reason::RedirectNatEvicted => "redirect-nat-evicted",
+            Reason::PassNatToStack => "pass-nat-to-stack",
             Reason::DropShortEthernet => "drop-short-ethernet",
             Reason::DropShortVlan => "drop-short-vlan",
             Reason::DropShortArp => "drop-short-arp",

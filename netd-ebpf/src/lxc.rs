@@ -28,18 +28,7 @@ pub fn from_container(ctx: &TcContext) -> i32 {
     let parsed = match parse(&frame) {
         Ok(p) => p,
         Err(m) => {
-            let v = Verdict {
-                reason: m.reason,
-                class: PacketClass::Unknown,
-                flags: m.flags,
-                vlan_id: m.vlan_id,
-                tuple: Ipv4Tuple::default(),
-                slot: NO_ENDPOINT,
-                target: 0,
-                via_neigh: false,
-                via_peer: false,
-                trace: false,
-            };
+            let v = Verdict { flags: m.flags, vlan_id: m.vlan_id, ..Verdict::unparsed(m.reason) };
             return exit(ctx, &v);
         }
     };
@@ -86,10 +75,33 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         // looks for every packet of a network that is not internal to beyond its subnet, so
         // every packet that gets here.
         let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
-        v.reason = snat_v4_egress(ctx, &frame, &parsed, src, flow, &mut t);
+        v.reason = snat_v4_egress::<false>(ctx, &frame, &parsed, src, flow, &mut t);
         v.target = t.ifindex;
         v.via_neigh = t.via_neigh;
         v.via_peer = t.via_peer;
+    }
+    exit(ctx, &v)
+}
+
+/// `netd_nat_to_stack`: a packet `netd_from_container` found too big for its uplink, without
+/// DF, that must leave translated: masquerade's egress in its stack mode (`snat_v4_egress`'s
+/// `STACK`), counted and reported as that program would.
+#[inline(always)]
+pub fn nat_to_stack(ctx: &TcContext) -> i32 {
+    let frame = Frame::with_len(ctx.data(), ctx.data_end(), ctx.len() as usize);
+    let mut v = Verdict::unparsed(Reason::DropNatFragNeeded);
+    // SAFETY: `skb` is the program's valid context pointer.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    if let (Ok(parsed), Some(src)) = (parse(&frame), endpoint_by_ifindex(ifindex)) {
+        v.class = parsed.class;
+        v.flags = parsed.flags;
+        v.vlan_id = parsed.vlan_id;
+        v.tuple = parsed.tuple;
+        v.slot = src.slot;
+        v.trace = src.flags & EndpointInfo::TRACE != 0;
+        let known = NETD_NAT.get_ptr_mut(&parsed.tuple.key());
+        let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
+        v.reason = snat_v4_egress::<true>(ctx, &frame, &parsed, src, known, &mut t);
     }
     exit(ctx, &v)
 }

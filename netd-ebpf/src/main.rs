@@ -40,6 +40,14 @@ pub fn netd_from_l3_uplink(ctx: TcContext) -> i32 {
     uplink::from_uplink::<true>(&ctx)
 }
 
+/// Not attached: `netd_from_container` goes on in it (`bpf_tail_call`) with a masqueraded
+/// packet too big for its uplink, without DF, which it hands to the stack translated (the stack
+/// fragments it). Returns a `TC_ACT_*` verdict.
+#[classifier]
+pub fn netd_nat_to_stack(ctx: TcContext) -> i32 {
+    lxc::nat_to_stack(&ctx)
+}
+
 /// Attached (TCX egress) to every network's bridge: it sees what the host's own stack sends
 /// into the network. IPv4 unicast for one of the network's endpoints goes to the endpoint's veth
 /// directly (`bpf_redirect`), skipping the bridge; the rest passes to the bridge (`TC_ACT_OK`).

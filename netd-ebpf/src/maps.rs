@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf},
 };
 use netd_common::{
     ifindex_slot, ip_slot, Counter, EndpointCounters, EndpointInfo, EndpointReasonKey, FragEntry, FragKey, Ipv4Tuple,
@@ -81,6 +81,11 @@ pub static NETD_NETWORKS: LpmTrie<u32, NetworkInfo> = LpmTrie::pinned(MAX_NETWOR
 #[map]
 pub static NETD_NAT: HashMap<Ipv4Tuple, NatEntry> =
     HashMap::pinned(NAT_DEFAULT_FLOWS * 2, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Programs that others go on in (`bpf_tail_call`): paths too rare to verify as part of the
+/// program they start in (`netd_common::TAIL_NAT_TO_STACK`). The daemon fills it after loading.
+#[map]
+pub static NETD_TAILS: ProgramArray = ProgramArray::pinned(1, 0);
 
 /// Fragmented datagrams of tracked flows (see `netd_common::FragKey`): a first fragment leaves
 /// its flow's key, and the later ones, which carry no ports, are translated by it. An LRU, and

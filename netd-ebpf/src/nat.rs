@@ -37,6 +37,7 @@ use netd_common::{
     },
     EndpointInfo, FragEntry, FragKey, Ipv4Tuple, NatConfig, NatEntry, NatEvent, NatFlags, NatTimeouts, NetworkFlags,
     PacketClass, PublishedKey, PublishedPort, Reason, UplinkInfo, EVENT_KIND_NAT_NEW, NAT_FRAG_TIMEOUT_NS,
+    TAIL_NAT_TO_STACK,
 };
 use netd_ebpf::{
     csum,
@@ -45,7 +46,7 @@ use netd_ebpf::{
 
 use crate::maps::{
     count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
-    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED,
+    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED, NETD_TAILS,
     NETD_TRUSTED, NETD_UPLINKS,
 };
 
@@ -182,7 +183,13 @@ unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
 /// carries the verdict when the packet is not to be masqueraded here: the stack answers or
 /// routes it.
 #[inline(always)]
-fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, to_stack: bool, tot_len: u16) -> Result<Hop, Reason> {
+fn route<const STACK: bool>(
+    ctx: &TcContext,
+    p: &Parsed,
+    ifindex: u32,
+    to_stack: bool,
+    tot_len: u16,
+) -> Result<Hop, Reason> {
     let mut fib = MaybeUninit::<Fib>::uninit();
     // SAFETY: all-zero is a valid value of this plain C struct.
     let fib = unsafe { &mut zeroed_in(&mut fib).0 };
@@ -212,23 +219,65 @@ fn route(ctx: &TcContext, p: &Parsed, ifindex: u32, to_stack: bool, tot_len: u16
         _ => return Err(Reason::PassToStack),
     };
     match fits_mtu(ctx, fib.ifindex, tot_len) {
-        (true, mtu) => Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) }),
-        (false, _) => Err(too_big(to_stack)),
+        (fits, mtu) if fits || STACK => {
+            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) })
+        }
+        (_, _) => Err(too_big::<STACK>(ctx, to_stack)),
     }
 }
 
-/// The verdict for a packet too big for its route. The stack may have it (`to_stack`) with DF
-/// (it sends "fragmentation needed" back: path MTU discovery works, as through Docker's
-/// forwarding) or on a network without masquerade (it forwards it unchanged, in fragments, as
-/// Docker's path does); else it would leave in fragments with the container's own address,
-/// and netd does not fragment: it is dropped.
+/// The verdict for a packet too big for its route. The stack may have it as it is
+/// (`to_stack`) with DF (it sends "fragmentation needed" back: path MTU discovery works, as
+/// through Docker's forwarding) or on a network without masquerade (it forwards it unchanged,
+/// in fragments, as Docker's path does). Else it must leave translated, in fragments, which
+/// netd does not cut: `netd_nat_to_stack` ([`to_stack_tail`]) translates it and hands it to
+/// the stack, which does. (`STACK`: in that program, where nothing is too big.)
 #[inline(always)]
-fn too_big(to_stack: bool) -> Reason {
+fn too_big<const STACK: bool>(ctx: &TcContext, to_stack: bool) -> Reason {
     if to_stack {
         Reason::PassToStack
-    } else {
+    } else if STACK {
         Reason::DropNatFragNeeded
+    } else {
+        to_stack_tail(ctx)
     }
+}
+
+/// Whether the stack takes translated packets from the bridges ([`NatConfig::STACK_FRAGMENTS`]:
+/// the daemon set `accept_local` on them and found no strict `rp_filter`).
+#[inline(always)]
+fn stack_takes_translated() -> bool {
+    NETD_NAT_CONFIG.get(0).is_some_and(|c| c.flags & NatConfig::STACK_FRAGMENTS != 0)
+}
+
+/// Goes on in `netd_nat_to_stack` (`snat_v4_egress::<true>`) with a packet too big for its
+/// route that must leave translated (see [`too_big`]). A program of its own: in this one, the
+/// verifier would follow that path from every state the main path reaches it with, past its
+/// limit. Returns only when the program is not there (a datapath being loaded): the packet is
+/// dropped.
+#[inline(always)]
+fn to_stack_tail(ctx: &TcContext) -> Reason {
+    // SAFETY: a plain helper call; it returns only on failure.
+    unsafe { NETD_TAILS.tail_call(ctx, TAIL_NAT_TO_STACK) };
+    Reason::DropNatFragNeeded
+}
+
+/// The verdict for a packet too big for its route that goes to the stack (see [`too_big`]):
+/// `translated`, or as it came (tracked all the same).
+#[inline(always)]
+fn to_stack_verdict(translated: bool) -> Reason {
+    if translated {
+        Reason::PassNatToStack
+    } else {
+        Reason::PassToStack
+    }
+}
+
+/// The TTL and protocol word (as it lies in memory) with the TTL one lower.
+#[inline(always)]
+fn ttl_less_one(ttl_word: u16) -> u16 {
+    let b = ttl_word.to_ne_bytes();
+    u16::from_ne_bytes([b[0] - 1, b[1]])
 }
 
 /// Whether the packet (IPv4 total length `tot_len`, host order) fits device `ifindex`'s MTU,
@@ -256,8 +305,16 @@ fn fits_mtu(ctx: &TcContext, ifindex: u32, tot_len: u16) -> (bool, u32) {
 ///
 /// A known flow skips the route lookup: its entry keeps the next hop, looked up again at most
 /// every `NAT_REFRESH_NS`.
+///
+/// `STACK`: in `netd_nat_to_stack`, with a packet [`too_big`] for its route that must leave
+/// translated. The flow is found or made as any other's; the packet is translated but keeps
+/// its TTL and MACs, and goes to the stack ([`Reason::PassNatToStack`]; untranslated, a flow
+/// tracked as it is, [`Reason::PassToStack`]), which forwards it in fragments, as Docker's
+/// path does. Only while the daemon says the stack takes translated packets from the bridges
+/// ([`NatConfig::STACK_FRAGMENTS`]); else it is dropped ([`Reason::DropNatFragNeeded`]) and
+/// no flow is made for it.
 #[inline(always)]
-pub fn snat_v4_egress(
+pub fn snat_v4_egress<const STACK: bool>(
     ctx: &TcContext,
     frame: &Frame,
     p: &Parsed,
@@ -277,7 +334,7 @@ pub fn snat_v4_egress(
     if p.class == PacketClass::Ipv4Fragment {
         // A later fragment: translated as its first was (a first fragment is a packet of its
         // flow like any other, and leaves the flow's key below).
-        return snat_v4_egress_later_fragment(ctx, frame, p, masquerade, target);
+        return snat_v4_egress_later_fragment::<STACK>(ctx, frame, p, masquerade, target);
     }
     match p.class {
         PacketClass::Ipv4Tcp | PacketClass::Ipv4Udp => {}
@@ -329,7 +386,7 @@ pub fn snat_v4_egress(
         }
         if e.flags & NatFlags::L2 == 0 || stale {
             // Follow route and neighbour changes, once a second per flow.
-            match route(ctx, p, src.ifindex, to_stack, tot_len) {
+            match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len) {
                 Ok(h) => {
                     if h.ifindex != e.ifindex {
                         // The route moved to another device: into its peer no more (the mark
@@ -347,8 +404,14 @@ pub fn snat_v4_egress(
         }
         // What may not fit the route's MTU (a full-size packet, a GSO one) is weighed against
         // the device (after a refresh above, a second time: once a second at most).
-        if (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class) && !fits_mtu(ctx, e.ifindex, tot_len).0 {
-            return too_big(to_stack);
+        if !STACK
+            && (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class)
+            && !fits_mtu(ctx, e.ifindex, tot_len).0
+        {
+            return too_big::<STACK>(ctx, to_stack);
+        }
+        if STACK && (e.addr != p.tuple.src_addr || e.port != p.tuple.src_port) && !stack_takes_translated() {
+            return Reason::DropNatFragNeeded;
         }
         if refresh(e, l4.nat_flags, now) {
             note_candidate(&key);
@@ -371,7 +434,7 @@ pub fn snat_v4_egress(
             return Reason::PassToStack;
         }
         // The route decides the uplink (and so the address to masquerade with).
-        let hop = match route(ctx, p, src.ifindex, to_stack, tot_len) {
+        let hop = match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len) {
             Ok(h) => h,
             Err(r) => return r,
         };
@@ -391,6 +454,9 @@ pub fn snat_v4_egress(
         } else {
             None
         };
+        if STACK && translated.is_some() && !stack_takes_translated() {
+            return Reason::DropNatFragNeeded;
+        }
         let (via, range) = match translated {
             Some(addr) => (UplinkInfo { addr, flags: uplink.flags }, (cfg.port_min, cfg.port_max)),
             None => {
@@ -412,11 +478,10 @@ pub fn snat_v4_egress(
     };
 
     // Rewrite: MACs, TTL, source address (IPv4 checksum by hand), then the port, then the L4
-    // checksum with the helper (it knows about partial and complete checksums).
-    let new_ttl_word = {
-        let b = ttl_word.to_ne_bytes();
-        u16::from_ne_bytes([b[0] - 1, b[1]])
-    };
+    // checksum with the helper (it knows about partial and complete checksums). What goes to
+    // the stack keeps its TTL, which the stack lowers, and its MACs, to the bridge.
+    let new_ttl_word = if STACK { ttl_word } else { ttl_less_one(ttl_word) };
+    let macs = if STACK { None } else { macs };
     let Some(old_port) = frame_raw16(frame, l4.port_off) else {
         return Reason::DropNatUnsupported;
     };
@@ -434,6 +499,9 @@ pub fn snat_v4_egress(
     l4_csum_update(ctx, &l4, (old_addr, nat_addr), (old_port, nat_port));
     if first_fragment {
         note_fragment(p, id, FragKey::EGRESS, &key, now);
+    }
+    if STACK {
+        return to_stack_verdict(nat_addr != old_addr || nat_port != old_port);
     }
     target.ifindex = ifindex;
     target.via_neigh = macs.is_none();
@@ -468,7 +536,7 @@ fn fragment_flow(p: &Parsed, id: u16, dir: u8, now: u64) -> Option<*const NatEnt
 /// seen, or was not translated), it is dropped on a masquerading network (it would leave with
 /// the container's address) and routed unchanged by the stack on others.
 #[inline(always)]
-fn snat_v4_egress_later_fragment(
+fn snat_v4_egress_later_fragment<const STACK: bool>(
     ctx: &TcContext,
     frame: &Frame,
     p: &Parsed,
@@ -488,21 +556,32 @@ fn snat_v4_egress_later_fragment(
     if ip.u8::<{ ipv4::TTL_OFF }>() <= 1 {
         return Reason::PassToStack;
     }
-    let new_ttl_word = {
-        let b = ttl_word.to_ne_bytes();
-        u16::from_ne_bytes([b[0] - 1, b[1]])
-    };
     let old_addr = p.tuple.src_addr;
+    // One too big for the route goes to the stack as a whole packet would (see `too_big`): as
+    // it is when untranslated, else by `netd_nat_to_stack`, which keeps the TTL and MACs.
+    if !STACK
+        && (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class)
+        && !fits_mtu(ctx, e.ifindex, ip.be16::<{ ipv4::TOT_LEN_OFF }>()).0
+    {
+        return too_big::<STACK>(ctx, e.addr == old_addr);
+    }
+    if STACK && e.addr != old_addr && !stack_takes_translated() {
+        return Reason::DropNatFragNeeded;
+    }
+    let new_ttl_word = if STACK { ttl_word } else { ttl_less_one(ttl_word) };
     let mut check = ip.raw16::<{ ipv4::CSUM_OFF }>();
     check = csum::replace16(check, ttl_word, new_ttl_word);
     check = csum::replace32(check, old_addr, e.addr);
     let l2 = e.flags & NatFlags::L2 != 0;
-    if l2 {
+    if l2 && !STACK {
         let (dmac, smac) = e.mac_half_words();
         let _ = ctx.store(eth::DST_OFF, &[dmac[0], dmac[1], dmac[2], smac[0], smac[1], smac[2]], 0);
     }
     let tail = Ipv4Tail { ttl_word: new_ttl_word, check, src: e.addr, dst: p.tuple.dst_addr };
     let _ = ctx.store(p.l3_off + ipv4::TTL_OFF, &tail, 0);
+    if STACK {
+        return to_stack_verdict(e.addr != old_addr);
+    }
     target.ifindex = e.ifindex;
     target.via_neigh = !l2;
     target.via_peer = l2 && e.flags & NatFlags::PEER != 0;

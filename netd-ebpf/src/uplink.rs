@@ -8,14 +8,14 @@
 //! is translated ([`push_ethernet`]): the container's veth carries Ethernet.
 
 use aya_ebpf::{helpers::generated::bpf_skb_change_head, programs::TcContext};
-use netd_common::{EndpointInfo, Ipv4Tuple, PacketClass, Reason, UplinkInfo};
+use netd_common::{EndpointInfo, PacketClass, Reason, UplinkInfo};
 use netd_ebpf::parse::{eth, parse, parse_l3, Frame};
 
 use crate::{
     lxc::pull_headers,
     maps::{endpoint_by_ifindex, NETD_UPLINKS},
     nat::{snat_v4_ingress, NatTarget},
-    verdict::{exit, Verdict, NO_ENDPOINT},
+    verdict::{exit, Verdict},
 };
 
 /// `L3`: the uplink has no link-layer header.
@@ -23,18 +23,7 @@ use crate::{
 pub fn from_uplink<const L3: bool>(ctx: &TcContext) -> i32 {
     pull_headers::<L3>(ctx);
     let frame = Frame::with_len(ctx.data(), ctx.data_end(), ctx.len() as usize);
-    let mut v = Verdict {
-        reason: Reason::PassFromUplink,
-        class: PacketClass::Unknown,
-        flags: 0,
-        vlan_id: 0,
-        tuple: Ipv4Tuple::default(),
-        slot: NO_ENDPOINT,
-        target: 0,
-        via_neigh: false,
-        via_peer: false,
-        trace: false,
-    };
+    let mut v = Verdict::unparsed(Reason::PassFromUplink);
     // Malformed frames are the host's to judge, not netd's.
     let parsed = if L3 { parse_l3(&frame) } else { parse(&frame) };
     let Ok(parsed) = parsed else {

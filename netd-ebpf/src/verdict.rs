@@ -39,6 +39,25 @@ pub struct Verdict {
     pub trace: bool,
 }
 
+impl Verdict {
+    /// `reason` about a frame not parsed yet: no class, tuple, endpoint or target.
+    #[inline(always)]
+    pub fn unparsed(reason: Reason) -> Self {
+        Verdict {
+            reason,
+            class: PacketClass::Unknown,
+            flags: 0,
+            vlan_id: 0,
+            tuple: Ipv4Tuple::default(),
+            slot: NO_ENDPOINT,
+            target: 0,
+            via_neigh: false,
+            via_peer: false,
+            trace: false,
+        }
+    }
+}
+
 /// Counts, reports and carries out `v`.
 #[inline(always)]
 pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {

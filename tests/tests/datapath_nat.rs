@@ -1354,26 +1354,28 @@ fn a_published_port_is_reached_on_every_address_of_the_host_and_only_there() {
     }
 }
 
-/// What does not fit the uplink's MTU (here 1400) is not sent: with DF it goes to the stack,
-/// which answers "fragmentation needed" (path MTU discovery); without, on a masquerading
-/// network it is dropped (netd does not fragment, and the stack would send it out
-/// untranslated), on one without masquerade it goes to the stack too (which forwards it in
-/// fragments). A known flow weighs its packets as a new one does; a packet that fits exactly
-/// goes.
+/// What does not fit the uplink's MTU (here 1400) is not sent by the datapath. With DF it goes
+/// to the stack untouched, which answers "fragmentation needed" (path MTU discovery). Without,
+/// it leaves in fragments as through Docker's path: translated, to the stack, which cuts them
+/// (`pass-nat-to-stack`), while the daemon says the stack takes translated packets from the
+/// bridges; else it is dropped (`drop-nat-frag-needed`), and no flow is made for it. On a
+/// network without masquerade it goes to the stack as it is. A known flow weighs its packets as
+/// a new one does, a packet that fits exactly goes, and fragments are weighed one by one.
 #[test]
-fn packets_too_big_for_the_uplink_go_to_the_stack_with_df_and_are_dropped_without() {
+fn packets_too_big_for_the_uplink_go_to_the_stack_translated_without_df_and_untouched_with() {
     let mut t = topology(None);
     t.host.ip(&["link", "set", "up0", "mtu", "1400"]);
-    let server = ip(SERVER);
-    // A UDP datagram from `from`'s port 40100 with `payload` bytes, DF or not (an IP packet of
-    // 28 + `payload` bytes).
-    let datagram = |from: &str, payload: usize, df: bool| {
+    let (server, uplink) = (ip(SERVER), ip(UPLINK_ADDR));
+    // A UDP datagram from `from`'s port 40100 to `dport` with `payload` bytes, DF or not (an IP
+    // packet of 28 + `payload` bytes).
+    let datagram = |from: &str, dport: u16, payload: usize, df: bool| {
         let src = addr_of(from);
         let mut h = Ipv4::new(src, server, PROTO_UDP);
         h.frag = if df { 0x4000 } else { 0 };
-        let l4 = udp(src, server, 40100, 53, &vec![7; payload]);
+        let l4 = udp(src, server, 40100, dport, &vec![7; payload]);
         Ethernet::new(docker_mac(src), GATEWAY_MAC, ETH_P_IPV4).frame(&h.packet(&l4))
     };
+    // Until the daemon says the stack takes them, translated packets too big are dropped.
     for (from, what, payload, df, reason) in [
         ("a", "a new flow, too big, DF", 1400, true, Reason::PassToStack),
         ("a", "a new flow, too big", 1400, false, Reason::DropNatFragNeeded),
@@ -1382,16 +1384,79 @@ fn packets_too_big_for_the_uplink_go_to_the_stack_with_df_and_are_dropped_withou
         ("a", "known, too big", 1373, false, Reason::DropNatFragNeeded),
         ("a", "known, exactly the MTU", 1372, true, Reason::RedirectNat),
         ("r", "no masquerade, a new flow, too big", 1400, false, Reason::PassToStack),
-        ("r", "no masquerade, a new flow", 100, false, Reason::RedirectNat),
+        ("r", "no masquerade, known", 100, false, Reason::RedirectNat),
         ("r", "no masquerade, known, too big", 1373, false, Reason::PassToStack),
     ] {
-        let frame = datagram(from, payload, df);
+        let frame = datagram(from, 53, payload, df);
         let out = send(&mut t, from, &frame);
         assert_eq!(out.reason(), reason, "{what}");
         if reason != Reason::RedirectNat {
             assert_eq!(out.output, frame, "{what}: untouched");
         }
     }
+    let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
+    assert_eq!(flows.len(), 2, "a's flow, made by the packet that fit, and r's: {flows:?}");
+
+    // Once it does, they go to it translated: the uplink's address and the flow's port, the
+    // TTL and MACs as they came (the stack routes them, to the bridge's MAC). A new flow's
+    // first packet made the flow, whose packets that fit are redirected as any.
+    t.dp.set_nat_stack_fragments(true).expect("flag");
+    // What the stack gets: `payload` bytes from the uplink's address and `nat_port`, TTL 64.
+    let for_stack = |nat_port: u16, dport: u16, payload: usize| {
+        let l4 = udp(uplink, server, nat_port, dport, &vec![7; payload]);
+        Ethernet::new(docker_mac(addr_of("a")), GATEWAY_MAC, ETH_P_IPV4)
+            .frame(&Ipv4::new(uplink, server, PROTO_UDP).packet(&l4))
+    };
+    let first = send(&mut t, "a", &datagram("a", 54, 1400, false));
+    assert_eq!(first.reason(), Reason::PassNatToStack, "a new flow, too big");
+    let nat_port = nat_port_of(&first.output);
+    assert!((PORT_MIN..=PORT_MAX).contains(&nat_port), "a NAT port: {nat_port}");
+    assert_eq!(first.output, for_stack(nat_port, 54, 1400));
+    let fits = send(&mut t, "a", &datagram("a", 54, 100, false));
+    assert_eq!((fits.reason(), fits.output), (Reason::RedirectNat, translated_udp(nat_port, 54, 100)));
+    let again = send(&mut t, "a", &datagram("a", 54, 1373, false));
+    assert_eq!((again.reason(), again.output), (Reason::PassNatToStack, for_stack(nat_port, 54, 1373)), "known");
+    let frame = datagram("a", 54, 1373, true);
+    assert_eq!(send(&mut t, "a", &frame).output, frame, "with DF: untouched");
+    let frame = datagram("r", 53, 1373, false);
+    let out = send(&mut t, "r", &frame);
+    assert_eq!((out.reason(), out.output), (Reason::PassToStack, frame), "no masquerade: as it came");
+
+    // Fragments, weighed one by one: a too big first one goes to the stack translated and
+    // leaves the flow for the later one, which fits and follows it; then a datagram whose
+    // first fits and whose later one does not.
+    let a = addr_of("a");
+    let (from_a, out) =
+        (Ethernet::new(docker_mac(a), GATEWAY_MAC, ETH_P_IPV4), Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4));
+    for (id, len, split, verdicts) in [
+        (0x4321, 2000, 1480, [Reason::PassNatToStack, Reason::RedirectNat]),
+        (0x4322, 2900, 1000, [Reason::RedirectNat, Reason::PassNatToStack]),
+    ] {
+        let payload = vec![9u8; len];
+        let sent = fragments(&from_a, a, server, PROTO_UDP, id, 64, &udp(a, server, 40100, 54, &payload), split);
+        let l4 = udp(uplink, server, nat_port, 54, &payload);
+        let (to_stack, redirected) = (
+            fragments(&from_a, uplink, server, PROTO_UDP, id, 64, &l4, split),
+            fragments(&out, uplink, server, PROTO_UDP, id, 63, &l4, split),
+        );
+        for (i, verdict) in verdicts.into_iter().enumerate() {
+            let got = send(&mut t, "a", &sent[i]);
+            let want = if verdict == Reason::PassNatToStack { &to_stack[i] } else { &redirected[i] };
+            assert_eq!((got.reason(), &got.output), (verdict, want), "datagram {id:#x}, fragment {i}");
+        }
+    }
+    assert_eq!(t.dp.reason_counter(Reason::PassNatToStack).expect("counter").packets, 4);
+    assert_eq!(t.dp.reason_counter(Reason::DropNatFragNeeded).expect("counter").packets, 2, "only before");
+}
+
+/// A UDP datagram translated for the uplink: from its address and `nat_port` to the server's
+/// `dport`, `payload` bytes of 7 (TTL 63, MACs of the uplink and the next hop).
+fn translated_udp(nat_port: u16, dport: u16, payload: usize) -> Vec<u8> {
+    let (uplink, server) = (ip(UPLINK_ADDR), ip(SERVER));
+    let l4 = udp(uplink, server, nat_port, dport, &vec![7; payload]);
+    let mut h = Ipv4::new(uplink, server, PROTO_UDP);
+    h.ttl = 63;
+    Ethernet::new(UPLINK_MAC, ROUTER_MAC, ETH_P_IPV4).frame(&h.packet(&l4))
 }
 
 /// A port published at a container's own address for its network's trusted interfaces only

@@ -516,6 +516,88 @@ fn a_tunnel_with_a_smaller_mtu_sends_fragmentation_needed_back_to_the_container(
     assert_eq!(wire.too_long(), 0, "nothing longer than the tunnel's MTU was sent into it");
 }
 
+/// A datagram from container `sandbox` to `SERVER:port` of `len` bytes without DF (its socket
+/// does no path MTU discovery, as DNS servers' do): whether the server's answer (the length it
+/// got) comes back, within a few tries.
+fn datagram_without_df_arrives(d: &TestDaemon, sandbox: &str, port: u16, len: usize) -> bool {
+    let from = addr_of(d, sandbox, "bridge");
+    spawn_in_path(&d.sandbox_netns(sandbox), move || {
+        let s = UdpSocket::bind((from, 0)).expect("bind");
+        let dont: libc::c_int = libc::IP_PMTUDISC_DONT;
+        // SAFETY: a valid socket and option of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw const dont).cast(),
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).expect("size"),
+            )
+        };
+        assert_eq!(rc, 0, "IP_MTU_DISCOVER");
+        s.connect((SERVER, port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let mut buf = [0u8; 2];
+        (0..4).any(|_| {
+            s.send(&vec![7u8; len]).expect("send");
+            uninterrupted(|| s.recv(&mut buf)).is_ok_and(|n| n == 2 && usize::from(u16::from_be_bytes(buf)) == len)
+        })
+    })
+    .join()
+    .expect("udp client")
+}
+
+/// A packet without DF too big for the uplink leaves in fragments, as through Docker's path
+/// (the kernel fragments what it forwards): netd translates it and hands it to the stack,
+/// which cuts it (`pass-nat-to-stack`); the server gets the datagram whole, from the uplink's
+/// address. A datagram the container cut itself, whose fragments are still too big, too.
+/// Under a strict `rp_filter` the stack would refuse it translated: it is dropped and counted
+/// (`drop-nat-frag-needed`), and goes again once `rp_filter` is loose.
+#[test]
+fn a_datagram_without_df_too_big_for_the_uplink_leaves_in_fragments_as_through_dockers_path() {
+    const MTU: usize = 1400;
+    let w = tunnel_world_limited(&[], MTU);
+    let d = &w.d;
+    d.host().ip(&["link", "set", "tun0", "mtu", &MTU.to_string()]);
+    sandbox(d, "c1", "bridge");
+    let sock = w.outside.run(|| UdpSocket::bind((SERVER, 5354)).expect("bind udp"));
+    let server = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut buf = vec![0u8; 65536];
+        let mut peers = std::collections::BTreeSet::new();
+        while let Ok((n, peer)) = uninterrupted(|| sock.recv_from(&mut buf)) {
+            if n == 1 {
+                break;
+            }
+            sock.send_to(&u16::try_from(n).expect("short").to_be_bytes(), peer).expect("answer");
+            peers.insert(peer.ip().to_string());
+        }
+        peers
+    });
+    assert!(datagram_without_df_arrives(d, "c1", 5354, 1450), "one packet, too big for the tunnel");
+    assert!(datagram_without_df_arrives(d, "c1", 5354, 3000), "in fragments the container cut, still too big");
+    assert!(d.count(None, "pass-nat-to-stack") >= 3, "translated, to the stack");
+    let wire = w.wire.as_ref().expect("a tunnel");
+    assert_eq!(wire.too_long(), 0, "nothing longer than the tunnel's MTU was sent into it");
+
+    // A strict rp_filter: the daemon notices within its 2-second pass.
+    d.host().sysctl("net.ipv4.conf.all.rp_filter", "1");
+    let deadline = Instant::now() + DEADLINE;
+    while d.count(None, "drop-nat-frag-needed") == 0 {
+        assert!(Instant::now() < deadline, "dropped, counted, under a strict rp_filter");
+        let _ = datagram_without_df_arrives(d, "c1", 5354, 1450);
+    }
+    assert!(!datagram_without_df_arrives(d, "c1", 5354, 1450), "not while rp_filter is strict");
+    d.host().sysctl("net.ipv4.conf.all.rp_filter", "2");
+    let deadline = Instant::now() + DEADLINE;
+    while !datagram_without_df_arrives(d, "c1", 5354, 1450) {
+        assert!(Instant::now() < deadline, "goes again under a loose rp_filter");
+    }
+    let stop = w.outside.run(|| UdpSocket::bind((SERVER, 0)).expect("bind"));
+    stop.send_to(&[0], (SERVER, 5354)).expect("stop the server");
+    assert_eq!(server.join().expect("server").into_iter().collect::<Vec<_>>(), [UPLINK], "from the uplink's address");
+}
+
 /// `com.docker.network.bridge.trusted_host_interfaces` (Docker 28.2), the `WireGuard` mesh's
 /// option: from the interfaces a network trusts, its containers' published ports are reached at
 /// the containers' own addresses (direct routing); not from another interface, not another
@@ -936,11 +1018,13 @@ fn uplink_fast_path_off_sends_masquerade_out_of_the_uplink() {
     assert!(peer_rx >= 50 && uplink_tx >= 50, "out of the uplink: {uplink_tx} sent, {peer_rx} received");
 }
 
-/// The flags of the daemon's pinned `NETD_NAT_CONFIG`.
-fn nat_config_flags(d: &TestDaemon) -> u32 {
+/// Whether the daemon's pinned `NETD_NAT_CONFIG` asks for new flows' reports
+/// (`NatConfig::EVENTS`; its other flag says whether the stack fragments, see
+/// `a_datagram_without_df_too_big_for_the_uplink_leaves_in_fragments_as_through_dockers_path`).
+fn nat_events_on(d: &TestDaemon) -> bool {
     let data = aya::maps::MapData::from_pin(d.bpffs().join("maps/NETD_NAT_CONFIG")).expect("pinned NAT config");
     let config = aya::maps::Array::<_, netd_common::NatConfig>::try_from(aya::maps::Map::Array(data)).expect("array");
-    config.get(&0, 0).expect("config").flags
+    config.get(&0, 0).expect("config").flags & netd_common::NatConfig::EVENTS != 0
 }
 
 #[test]
@@ -950,7 +1034,7 @@ fn netd_monitor_shows_flows_come_and_go_as_conntrack_events_do() {
     sandbox(d, "c1", "bridge");
     sandbox(d, "c2", "bridge");
     let c1 = addr_of(d, "c1", "bridge");
-    assert_eq!(nat_config_flags(d), 0, "nobody asked: new flows are not reported");
+    assert!(!nat_events_on(d), "nobody asked: new flows are not reported");
     let json = |line: String| -> serde_json::Value { serde_json::from_str(&line).expect("a JSON event") };
 
     let nat = d.netd_streaming(&["monitor", "--type", "nat", "--json", "--sandbox", "c1"]);
@@ -958,7 +1042,7 @@ fn netd_monitor_shows_flows_come_and_go_as_conntrack_events_do() {
     for m in [&nat, &drops] {
         assert!(m.line(DEADLINE).is_some_and(|l| l.contains("Listening")));
     }
-    assert_eq!(nat_config_flags(d), netd_common::NatConfig::EVENTS);
+    assert!(nat_events_on(d));
 
     // c2's flow is not about c1; c1's is, with what the server sees.
     let server = tcp_echo_server(&w.outside, 7300, 2);
@@ -993,7 +1077,7 @@ fn netd_monitor_shows_flows_come_and_go_as_conntrack_events_do() {
     // Once the NAT monitor is gone, the datapath stops reporting (within the daemon's 2 s tick).
     drop(nat);
     let deadline = Instant::now() + DEADLINE;
-    while nat_config_flags(d) != 0 {
+    while nat_events_on(d) {
         assert!(Instant::now() < deadline, "reports still on with no NAT subscriber");
         std::thread::sleep(Duration::from_millis(100));
     }

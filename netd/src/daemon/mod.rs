@@ -48,6 +48,9 @@ pub struct Daemon {
     /// The datapath's refusals of new flows (table full, no free port) when they were last
     /// reported (`None`: not read yet).
     nat_refused: std::sync::Mutex<Option<(u64, u64)>>,
+    /// Why the stack does not take translated packets from the bridges (`None`: it does, as
+    /// it is assumed to at start; see `Daemon::sync_stack_fragments`), as last said in the log.
+    stack_refuses: std::sync::Mutex<Option<String>>,
     /// The datapath's events, until [`run`] starts reading them.
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
@@ -118,6 +121,7 @@ impl Daemon {
             pools,
             uplinks: std::sync::Mutex::new(Vec::new()),
             nat_refused: std::sync::Mutex::new(None),
+            stack_refuses: std::sync::Mutex::new(None),
             events: std::sync::Mutex::new(events),
             monitor,
             docker_events: events::Events::default(),

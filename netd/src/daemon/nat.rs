@@ -254,6 +254,30 @@ pub fn local_port_range() -> std::io::Result<PortRange> {
     }
 }
 
+/// Why the stack of this namespace would refuse a packet that arrives on `bridge` from one of
+/// the host's own addresses (a translated one), or `None` if it takes it. Sets
+/// `accept_local` on the bridge (netd's device) when it is off: without it the source is a
+/// martian. A strict `rp_filter` (the larger of `all`'s and the bridge's is 1) refuses it
+/// still: the route back to the source is not through the bridge. A bridge not made yet
+/// carries nothing: `None`.
+fn stack_refuses_translated(bridge: &str) -> Option<String> {
+    let conf = |dev: &str, key: &str| format!("/proc/sys/net/ipv4/conf/{dev}/{key}");
+    let read = |path: &str| std::fs::read_to_string(path).map(|v| v.trim().to_string());
+    let accept_local = conf(bridge, "accept_local");
+    match read(&accept_local) {
+        Err(_) => return None,
+        Ok(v) if v == "1" => {}
+        Ok(_) => {
+            if let Err(e) = std::fs::write(&accept_local, "1") {
+                return Some(format!("setting {accept_local}: {e}"));
+            }
+        }
+    }
+    let rp_filter = |dev: &str| read(&conf(dev, "rp_filter")).ok().and_then(|v| v.parse::<u8>().ok()).unwrap_or(0);
+    let strict = rp_filter("all").max(rp_filter(bridge)) == 1;
+    strict.then(|| format!("net.ipv4.conf.all.rp_filter or net.ipv4.conf.{bridge}.rp_filter is 1 (strict)"))
+}
+
 /// The range masquerade hands out: `configured` if it avoids the host's ephemeral ports
 /// `local`, else an error; by default the larger of the two ranges around `local` in
 /// 1024–65535 (privileged ports are never handed out by default).
@@ -424,6 +448,7 @@ impl Daemon {
             (trusted_pairs(&state, &links), bridges)
         };
         self.dp().set_trusted(&trusted)?;
+        self.sync_stack_fragments(&bridges)?;
         let watched = self.watched_interfaces(&bridges, &links).await?;
         let named: Vec<&LinkSummary> = if self.cfg.uplink.is_empty() {
             watched.iter().map(|(l, _)| l).collect()
@@ -501,6 +526,33 @@ impl Daemon {
             );
         }
         *uplinks = described;
+        Ok(())
+    }
+
+    /// Lets the stack take translated packets from the networks' bridges, so that those too
+    /// big for their uplink, without DF, leave in fragments as through Docker's path (the
+    /// datapath does not fragment; see `NatConfig::STACK_FRAGMENTS`): sets `accept_local` on
+    /// each bridge (their source is now one of the host's addresses; the datapath has already
+    /// refused containers' spoofed ones). Under a strict `rp_filter` the stack refuses them
+    /// anyway: the datapath then drops them, counted (`drop-nat-frag-needed`), and the log
+    /// says why. Called with the uplinks, every 2 s, which follows `rp_filter` changes.
+    fn sync_stack_fragments(&self, bridges: &[String]) -> Result<()> {
+        let refuses = bridges.iter().find_map(|b| stack_refuses_translated(b));
+        self.dp().set_nat_stack_fragments(refuses.is_none())?;
+        let mut said = self.stack_refuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *said != refuses {
+            match &refuses {
+                Some(why) => eprintln!(
+                    "netd: masqueraded packets too big for their uplink without DF are dropped \
+                     (drop-nat-frag-needed), not fragmented: {why}"
+                ),
+                None => eprintln!(
+                    "netd: masqueraded packets too big for their uplink without DF go to the stack, \
+                     which fragments them"
+                ),
+            }
+            *said = refuses;
+        }
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use std::{
 use aya::{
     maps::{
         lpm_trie::{Key as LpmKey, LpmTrie},
-        Array, HashMap, MapData, MapError, RingBuf,
+        Array, HashMap, MapData, MapError, ProgramArray, RingBuf,
     },
     programs::{ProgramError, SchedClassifier},
     Ebpf, EbpfError, EbpfLoader,
@@ -46,6 +46,11 @@ pub const PROG_FROM_L3_UPLINK: &str = "netd_from_l3_uplink";
 pub const PROG_TO_CONTAINER: &str = "netd_to_container";
 /// Name of the program attached to the `lo` of sandboxes with the embedded DNS resolver.
 pub const PROG_DNS_REDIRECT: &str = "netd_dns_redirect";
+/// Name of the program `netd_from_container` goes on in with a masqueraded packet too big for
+/// its uplink (not attached: in `NETD_TAILS`).
+pub const PROG_NAT_TO_STACK: &str = "netd_nat_to_stack";
+/// The programs others go on in, by index (`bpf_tail_call`).
+const MAP_TAILS: &str = "NETD_TAILS";
 
 const MAP_ENDPOINTS_BY_IP: &str = "NETD_ENDPOINTS_BY_IP";
 const MAP_ENDPOINTS_BY_IFINDEX: &str = "NETD_ENDPOINTS_BY_IFINDEX";
@@ -147,6 +152,21 @@ fn check_pinned_layouts(maps_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Puts the programs others go on in into `NETD_TAILS` (pinned: an earlier daemon's programs,
+/// still attached, go on in this one's, which reads the same maps).
+fn fill_tails(ebpf: &mut Ebpf) -> Result<()> {
+    let name = PROG_NAT_TO_STACK;
+    let program: &SchedClassifier =
+        ebpf.program(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
+    let fd = program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(ProgramError::from))
+        .map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
+    let map = ebpf.map_mut(MAP_TAILS).ok_or(DatapathError::MissingMap { name: MAP_TAILS })?;
+    let mut tails = ProgramArray::try_from(map).map_err(map_err(MAP_TAILS))?;
+    tails.set(netd_common::TAIL_NAT_TO_STACK, &fd, 0).map_err(map_err(MAP_TAILS))
 }
 
 /// Whether a map error means "no such key" (idempotent removal).
@@ -266,11 +286,19 @@ impl Datapath {
             std::fs::remove_dir_all(dir).map_err(io("removing", dir))?;
         }
         let mut ebpf = loaded.map_err(|e| DatapathError::Load(Box::new(e)))?;
-        for name in [PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_L3_UPLINK, PROG_TO_CONTAINER, PROG_DNS_REDIRECT] {
+        for name in [
+            PROG_FROM_CONTAINER,
+            PROG_FROM_UPLINK,
+            PROG_FROM_L3_UPLINK,
+            PROG_TO_CONTAINER,
+            PROG_DNS_REDIRECT,
+            PROG_NAT_TO_STACK,
+        ] {
             let program: &mut SchedClassifier =
                 ebpf.program_mut(name).and_then(|p| p.try_into().ok()).ok_or(DatapathError::MissingProgram { name })?;
             load_program(program).map_err(|e| DatapathError::LoadProgram { name, source: Box::new(e) })?;
         }
+        fill_tails(&mut ebpf)?;
         let events = ebpf.take_map(MAP_EVENTS).ok_or(DatapathError::MissingMap { name: MAP_EVENTS })?;
         let events = RingBuf::try_from(events).map_err(map_err(MAP_EVENTS))?;
         let links_dir = match &options.pin_dir {

@@ -225,10 +225,20 @@ impl Datapath {
 
     /// Turns the report of every new flow (a `NatEvent` in the events' ring) on or off.
     pub fn set_nat_events(&mut self, on: bool) -> Result<()> {
+        self.set_nat_flag(NatConfig::EVENTS, on)
+    }
+
+    /// Says whether the stack takes translated packets from the bridges
+    /// ([`NatConfig::STACK_FRAGMENTS`]: those too big for their uplink, without DF, go to it).
+    pub fn set_nat_stack_fragments(&mut self, on: bool) -> Result<()> {
+        self.set_nat_flag(NatConfig::STACK_FRAGMENTS, on)
+    }
+
+    fn set_nat_flag(&mut self, flag: u32, on: bool) -> Result<()> {
         let map = self.ebpf.map_mut(NAT_CONFIG).ok_or(DatapathError::MissingMap { name: NAT_CONFIG })?;
         let mut a = Array::<_, NatConfig>::try_from(map).map_err(map_err(NAT_CONFIG))?;
         let mut cfg = a.get(&0, 0).map_err(map_err(NAT_CONFIG))?;
-        cfg.flags = if on { cfg.flags | NatConfig::EVENTS } else { cfg.flags & !NatConfig::EVENTS };
+        cfg.flags = if on { cfg.flags | flag } else { cfg.flags & !flag };
         a.set(0, cfg, 0).map_err(map_err(NAT_CONFIG))
     }
 
