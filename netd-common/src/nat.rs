@@ -337,8 +337,11 @@ unsafe impl aya::Pod for FragEntry {}
 /// `nf_conntrack_max` on hosts with 4 GiB or more; the daemon's `--nat-max-flows` changes it.
 /// Entries are allocated as flows come (see `NETD_NAT`), so an idle table costs its buckets only.
 pub const NAT_DEFAULT_FLOWS: u32 = 262_144;
-/// Entries of `NETD_UPLINKS`.
-pub const MAX_UPLINKS: u32 = 64;
+/// Entries of `NETD_UPLINKS`: uplinks and guarded interfaces (every Ethernet or tunnel
+/// interface of the daemon's namespace but bridges, their ports and netd's veths), so a host
+/// with many VLANs, tunnels or another runtime's routed veths fits. A lookup costs the same
+/// whatever the size. (A daemon that adopts an earlier one's pinned map keeps its size.)
+pub const MAX_UPLINKS: u32 = 1024;
 
 /// `netd_nat_to_stack`'s index in `NETD_TAILS` (the programs others go on in): masquerade's
 /// egress for packets too big for their uplink, which the stack fragments.

@@ -705,6 +705,42 @@ fn a_bridge_port_is_left_to_its_bridge_which_is_guarded() {
     assert!(!w.d.log().contains("lan0 ("), "the port is its bridge's: {}", w.d.log());
 }
 
+/// A host with many interfaces (VLANs, tunnels, another runtime's routed veths): all of them
+/// are guarded, past the 64 the datapath held before, and the last one drops what its side
+/// sends a container unasked.
+#[test]
+fn a_hundred_interfaces_are_all_guarded() {
+    const N: usize = 100;
+    let w = world(&[]);
+    let d = &w.d;
+    let far = NetNs::new("ndt-far");
+    let _links: Vec<Link> = (0..N).map(|i| Link::veth(d.host(), &format!("g{i}"), &far, &format!("p{i}"))).collect();
+    let last = format!("g{}", N - 1);
+    let start = Instant::now();
+    while !d.log().contains(&format!("{last} (guarded: no IPv4 address, into its peer)")) {
+        assert!(start.elapsed() < DEADLINE, "all guarded within the next pass: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!d.log().contains("left out"), "{}", d.log());
+    let stats = d.netd(&["nat", "stats"]).ok();
+    assert_eq!(stats.matches("(guarded: no IPv4 address").count(), N, "{stats}");
+
+    // The last one's side routes the containers' network through it.
+    let (dev, peer) = (last.as_str(), format!("p{}", N - 1));
+    d.host().ip(&["link", "set", dev, "address", "02:00:00:78:00:01"]);
+    far.ip(&["link", "set", &peer, "address", "02:00:00:78:00:02"]);
+    d.host().ip(&["route", "add", "10.78.0.0/24", "dev", dev]);
+    d.host().ip(&["neigh", "replace", "10.78.0.2", "lladdr", "02:00:00:78:00:02", "dev", dev, "nud", "permanent"]);
+    far.ip(&["addr", "add", "10.78.0.2/24", "dev", &peer]);
+    far.ip(&["link", "set", "lo", "up"]);
+    far.ip(&["neigh", "replace", "10.78.0.1", "lladdr", "02:00:00:78:00:01", "dev", &peer, "nud", "permanent"]);
+    far.ip(&["route", "add", "172.17.0.0/16", "via", "10.78.0.1", "dev", &peer, "onlink"]);
+    sandbox(d, "c1", "bridge");
+    let c1 = addr_of(d, "c1", "bridge");
+    assert!(!unsolicited_udp_arrives_from(&far, "10.78.0.2", d, "c1", c1), "UDP from the hundredth");
+    assert!(d.count(None, "drop-unsolicited") > 0);
+}
+
 /// A LAN beside the default route, on `lan0` (with address `lan_addr`, else none; `bridged`:
 /// a port of bridge `br9`, which has the address), that routes the containers' network through
 /// the host, and the host the LAN through it (static neighbours: without an address, nothing

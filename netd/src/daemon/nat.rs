@@ -9,7 +9,7 @@ use netd_common::{
         ICMP_TIMEOUT_NS, TCP_ESTABLISHED_TIMEOUT_NS, TCP_FIN_TIMEOUT_NS, TCP_RST_TIMEOUT_NS, TCP_SYN_TIMEOUT_NS,
         UDP_STREAM_TIMEOUT_NS, UDP_TIMEOUT_NS,
     },
-    NatTimeouts, Reason, UplinkInfo, MAX_UPLINKS,
+    NatTimeouts, Reason, UplinkInfo,
 };
 
 use crate::{
@@ -378,7 +378,12 @@ impl Daemon {
     /// matches `! -o docker0` (containers reach what the host reaches through each, as the
     /// host's address there); the others are guarded (see [`Daemon::sync_uplinks`]). With
     /// more than the datapath holds, the default routes' come first, so they stay uplinks.
-    async fn watched_interfaces(&self, bridges: &[String], all: &[LinkSummary]) -> Result<Vec<(LinkSummary, bool)>> {
+    async fn watched_interfaces(
+        &self,
+        bridges: &[String],
+        all: &[LinkSummary],
+        capacity: usize,
+    ) -> Result<Vec<(LinkSummary, bool)>> {
         let netds =
             |alias: &Option<String>| alias.as_deref().is_some_and(|a| a.starts_with(super::kernel::ALIAS_PREFIX));
         // Not guarded: a device others sit on (a VLAN's or macvlan's parent), which sees their
@@ -394,7 +399,7 @@ impl Daemon {
                 (l.clone(), guardable)
             })
             .collect();
-        if links.len() > MAX_UPLINKS as usize {
+        if links.len() > capacity {
             let defaults = self.nl.default_route_interfaces().await?;
             links.sort_by_key(|(l, _)| !defaults.contains(&l.name));
         }
@@ -449,7 +454,8 @@ impl Daemon {
         };
         self.dp().set_trusted(&trusted)?;
         self.sync_stack_fragments(&bridges)?;
-        let watched = self.watched_interfaces(&bridges, &links).await?;
+        let capacity = self.dp().uplinks_capacity()? as usize;
+        let watched = self.watched_interfaces(&bridges, &links, capacity).await?;
         let named: Vec<&LinkSummary> = if self.cfg.uplink.is_empty() {
             watched.iter().map(|(l, _)| l).collect()
         } else {
@@ -467,8 +473,8 @@ impl Daemon {
                 wanted.push(self.uplink(link, addr, true));
             }
         }
-        let left_out = wanted.len().saturating_sub(MAX_UPLINKS as usize);
-        wanted.truncate(MAX_UPLINKS as usize);
+        let left_out = wanted.len().saturating_sub(capacity);
+        wanted.truncate(capacity);
         // Published ports are reached on every address of the host.
         let host_addrs = self.nl.all_ipv4_addresses().await?;
         let mut gone = Vec::new();
@@ -515,11 +521,8 @@ impl Daemon {
         let described: Vec<String> = wanted.iter().map(Uplink::describe).collect();
         let mut uplinks = self.uplinks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if changed || *uplinks != described {
-            let more = if left_out > 0 {
-                format!(" ({left_out} more left out: at most {MAX_UPLINKS})")
-            } else {
-                String::new()
-            };
+            let more =
+                if left_out > 0 { format!(" ({left_out} more left out: at most {capacity})") } else { String::new() };
             eprintln!(
                 "netd: uplinks: {}{more}",
                 if described.is_empty() { "none".into() } else { described.join(", ") }

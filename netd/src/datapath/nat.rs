@@ -268,6 +268,15 @@ impl Datapath {
         m.iter().map(|r| r.map(|(k, v)| (k, addr(v.addr), v.flags)).map_err(map_err(UPLINKS))).collect()
     }
 
+    /// How many uplinks and guarded interfaces the datapath holds: `MAX_UPLINKS`, or less in a
+    /// map pinned by an earlier daemon, which this one adopted.
+    pub fn uplinks_capacity(&self) -> Result<u32> {
+        match self.ebpf.map(UPLINKS) {
+            Some(aya::maps::Map::HashMap(data)) => Ok(data.info().map_err(map_err(UPLINKS))?.max_entries()),
+            _ => Err(DatapathError::MissingMap { name: UPLINKS }),
+        }
+    }
+
     /// Publishes a port: what arrives on an uplink for `key` goes to `to`.
     pub fn set_published(&mut self, key: &PublishedKey, to: &PublishedPort) -> Result<()> {
         let map = self.ebpf.map_mut(PUBLISHED).ok_or(DatapathError::MissingMap { name: PUBLISHED })?;
