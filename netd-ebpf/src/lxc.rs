@@ -12,7 +12,7 @@ use netd_ebpf::parse::{arp, eth, headers_len, headers_len_l3, parse, Frame, Pars
 
 use crate::{
     maps::{endpoint_by_ifindex, endpoint_by_ip, NETD_NAT, NETD_NETWORKS},
-    nat::{snat_v4_egress, NatTarget},
+    nat::{snat_v4_egress, to_stack_tail, NatTarget},
     verdict::{exit, Verdict, NO_ENDPOINT},
 };
 
@@ -75,7 +75,12 @@ pub fn from_container(ctx: &TcContext) -> i32 {
         // looks for every packet of a network that is not internal to beyond its subnet, so
         // every packet that gets here.
         let mut t = NatTarget { ifindex: 0, via_neigh: false, via_peer: false };
-        v.reason = snat_v4_egress::<false>(ctx, &frame, &parsed, src, flow, &mut t);
+        v.reason = match snat_v4_egress::<false>(ctx, &frame, &parsed, src, flow, &mut t) {
+            // Too big for its uplink, without DF: translated and handed to the stack by
+            // `netd_nat_to_stack`.
+            Reason::PassNatToStack => to_stack_tail(ctx),
+            r => r,
+        };
         v.target = t.ifindex;
         v.via_neigh = t.via_neigh;
         v.via_peer = t.via_peer;

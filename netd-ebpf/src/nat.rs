@@ -222,7 +222,7 @@ fn route<const STACK: bool>(
         (fits, mtu) if fits || STACK => {
             Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) })
         }
-        (_, _) => Err(too_big::<STACK>(ctx, to_stack)),
+        (_, _) => Err(too_big::<STACK>(to_stack)),
     }
 }
 
@@ -230,16 +230,18 @@ fn route<const STACK: bool>(
 /// (`to_stack`) with DF (it sends "fragmentation needed" back: path MTU discovery works, as
 /// through Docker's forwarding) or on a network without masquerade (it forwards it unchanged,
 /// in fragments, as Docker's path does). Else it must leave translated, in fragments, which
-/// netd does not cut: `netd_nat_to_stack` ([`to_stack_tail`]) translates it and hands it to
-/// the stack, which does. (`STACK`: in that program, where nothing is too big.)
+/// netd does not cut: [`Reason::PassNatToStack`], which the caller of [`snat_v4_egress`] turns
+/// into a tail call ([`to_stack_tail`]): `netd_nat_to_stack` translates the packet (nothing
+/// is written to it before) and hands it to the stack, which cuts it. (`STACK`: in that
+/// program, where nothing is too big.)
 #[inline(always)]
-fn too_big<const STACK: bool>(ctx: &TcContext, to_stack: bool) -> Reason {
+fn too_big<const STACK: bool>(to_stack: bool) -> Reason {
     if to_stack {
         Reason::PassToStack
     } else if STACK {
         Reason::DropNatFragNeeded
     } else {
-        to_stack_tail(ctx)
+        Reason::PassNatToStack
     }
 }
 
@@ -253,10 +255,11 @@ fn stack_takes_translated() -> bool {
 /// Goes on in `netd_nat_to_stack` (`snat_v4_egress::<true>`) with a packet too big for its
 /// route that must leave translated (see [`too_big`]). A program of its own: in this one, the
 /// verifier would follow that path from every state the main path reaches it with, past its
-/// limit. Returns only when the program is not there (a datapath being loaded): the packet is
-/// dropped.
+/// limit; and one call site, after masquerade's egress, rather than one per way a packet can
+/// be too big, keeps the hot code small. Returns only when the program is not there (a
+/// datapath being loaded): the packet is dropped.
 #[inline(always)]
-fn to_stack_tail(ctx: &TcContext) -> Reason {
+pub fn to_stack_tail(ctx: &TcContext) -> Reason {
     // SAFETY: a plain helper call; it returns only on failure.
     unsafe { NETD_TAILS.tail_call(ctx, TAIL_NAT_TO_STACK) };
     Reason::DropNatFragNeeded
@@ -301,7 +304,8 @@ fn fits_mtu(ctx: &TcContext, ifindex: u32, tot_len: u16) -> (bool, u32) {
 /// the verdict; on [`Reason::RedirectNat`] (or [`Reason::RedirectNatEvicted`]: a new flow that
 /// evicted another from a full table) the packet is rewritten and `target` says where it
 /// goes. [`Reason::PassToStack`] leaves it to the kernel unchanged (no route through an uplink,
-/// TTL expiring, a path MTU error the stack must report).
+/// TTL expiring, a path MTU error the stack must report). [`Reason::PassNatToStack`] (not
+/// `STACK`): too big for its route, for `netd_nat_to_stack` (see [`too_big`]), unchanged.
 ///
 /// A known flow skips the route lookup: its entry keeps the next hop, looked up again at most
 /// every `NAT_REFRESH_NS`.
@@ -408,7 +412,7 @@ pub fn snat_v4_egress<const STACK: bool>(
             && (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class)
             && !fits_mtu(ctx, e.ifindex, tot_len).0
         {
-            return too_big::<STACK>(ctx, to_stack);
+            return too_big::<STACK>(to_stack);
         }
         if STACK && (e.addr != p.tuple.src_addr || e.port != p.tuple.src_port) && !stack_takes_translated() {
             return Reason::DropNatFragNeeded;
@@ -563,7 +567,7 @@ fn snat_v4_egress_later_fragment<const STACK: bool>(
         && (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(e.mtu_class)
         && !fits_mtu(ctx, e.ifindex, ip.be16::<{ ipv4::TOT_LEN_OFF }>()).0
     {
-        return too_big::<STACK>(ctx, e.addr == old_addr);
+        return too_big::<STACK>(e.addr == old_addr);
     }
     if STACK && e.addr != old_addr && !stack_takes_translated() {
         return Reason::DropNatFragNeeded;
