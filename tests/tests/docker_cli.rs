@@ -305,7 +305,77 @@ fn docker_events_shows_netds_network_events() {
     )
     .ok();
     assert_eq!(by_network.lines().count(), 4, "{by_network}");
-    let containers = docker(&d, &["events", "--since", &since, "--until", &until, "--filter", "container=s1"]).ok();
-    assert_eq!(containers, "");
+    let others = docker(&d, &["events", "--since", &since, "--until", &until, "--filter", "image=n1"]).ok();
+    assert_eq!(others, "");
     docker(&d, &["events", "--filter", "bogus=1"]).fails_with("invalid filter 'bogus'");
+}
+
+/// Sandboxes come and go in `docker events` as Docker's containers do: `create` and `start`
+/// from `netd run -d`; `kill` (with the signal), `die` and `stop` from `docker stop`; `kill`
+/// from `docker kill`; `die` when the process ends by itself; `destroy` from `docker rm` and
+/// for a `--rm` sandbox. Filters by container (the front of its name or id), by type and by
+/// event, as Docker's.
+#[test]
+fn docker_events_shows_sandboxes_as_containers_come_and_go() {
+    let d = TestDaemon::start(&[]);
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}}";
+    // From a second ago: nothing is missed before the CLI has connected.
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let since = (now() - 1).to_string();
+    let live = d
+        .docker_streaming(&["events", "--since", &since, "--filter", "type=container", "--format", format])
+        .expect("the docker CLI is installed by `cargo xtask setup`");
+    let deadline = std::time::Duration::from_secs(10);
+    let next = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| live.line(deadline).expect("an event").trim().replace("<no value>", "").trim().to_owned())
+            .collect()
+    };
+    d.netd(&["run", "-d", "--name", "web", "--", "sleep", "300"]).ok();
+    assert_eq!(next(2), ["container create web", "container start web"]);
+    // A signal sleep ignores: it goes on.
+    docker(&d, &["kill", "-s", "WINCH", "web"]).ok();
+    assert_eq!(next(1), ["container kill web 28"]);
+    docker(&d, &["stop", "-t", "5", "web"]).ok();
+    assert_eq!(next(3), ["container kill web 15", "container die web", "container stop web"]);
+    docker(&d, &["rm", "web"]).ok();
+    assert_eq!(next(1), ["container destroy web"]);
+    // A process that ends by itself, in a sandbox that goes with it.
+    d.netd(&["run", "-d", "--rm", "--name", "brief", "--", "sleep", "0.3"]).ok();
+    assert_eq!(
+        next(4),
+        ["container create brief", "container start brief", "container die brief", "container destroy brief"]
+    );
+    // Forced removal of a running one.
+    d.netd(&["run", "-d", "--name", "busy", "--", "sleep", "300"]).ok();
+    assert_eq!(next(2), ["container create busy", "container start busy"]);
+    docker(&d, &["rm", "-f", "busy"]).ok();
+    assert_eq!(next(3), ["container kill busy 9", "container die busy", "container destroy busy"]);
+
+    // Replayed, with Docker's filters: a container's events by the front of its name, network
+    // events kept out by type, and an event filter.
+    let until = (now() + 1).to_string();
+    let replay = |filters: &[&str]| {
+        let mut args = vec![
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        docker(&d, &args).ok()
+    };
+    let web = replay(&["container=we"]);
+    assert_eq!(web.lines().filter(|l| l.starts_with("container ")).count(), 7, "{web}");
+    assert!(web.lines().all(|l| l.ends_with(" web")), "{web}");
+    let dies = replay(&["type=container", "event=die"]);
+    assert_eq!(dies.lines().collect::<Vec<_>>(), ["container die web", "container die brief", "container die busy"]);
+    let by_id = docker(&d, &["ps", "-aq"]).ok();
+    assert!(by_id.trim().is_empty(), "all gone: {by_id}");
+    assert_eq!(replay(&["type=container", "image=web"]), "", "sandboxes have no image");
 }

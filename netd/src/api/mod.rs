@@ -290,8 +290,9 @@ async fn monitor(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body>
     respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/x-ndjson")
 }
 
-/// The filter keys Docker's `GET /events` knows. netd's events are all about networks: a key
-/// about anything else, given, lets none of them through (as Docker's filter would).
+/// The filter keys Docker's `GET /events` knows. netd's events are about networks and
+/// containers (sandboxes): a key about anything else (an image, a volume, a label...), given,
+/// lets none of them through, as Docker's filter would.
 const EVENT_FILTERS: [&str; 14] = [
     "config",
     "container",
@@ -323,15 +324,21 @@ fn events(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
         (Err(e), _) | (_, Err(e)) => return error_response(400, e),
     };
     let passes = move |e: &DockerEvent| {
+        // As Docker's: `container` and `network` match the front of any event's actor's id or
+        // name (a network event's id is no container's).
+        let actor = |key: &str| {
+            filters.any(key, |v| {
+                e.actor.id.starts_with(v) || e.actor.attributes.get("name").is_some_and(|name| name.starts_with(v))
+            })
+        };
         filters.any("type", |t| t == e.kind)
             && filters.any("event", |a| a == e.action)
             && filters.any("scope", |s| s == e.scope)
-            && filters.any("network", |n| {
-                e.actor.id.starts_with(n) || e.actor.attributes.get("name").is_some_and(|name| name == n)
-            })
+            && actor("network")
+            && actor("container")
             && EVENT_FILTERS
                 .iter()
-                .filter(|k| !["type", "event", "scope", "network"].contains(k))
+                .filter(|k| !["type", "event", "scope", "network", "container"].contains(k))
                 .all(|k| filters.any(k, |_| false))
     };
     let sub = daemon.subscribe_events(since);

@@ -175,15 +175,17 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
             return spawn_error(&a.command[0], &e);
         }
     };
+    // The daemon knows the process (in the foreground too): `ps` shows the sandbox running,
+    // and `docker events` its start and its end.
+    let body = ProcessRequest { pid: child.id() };
+    let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
+    if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
+        let _ = child.kill();
+        let _ = child.wait();
+        remove(client.clone(), s.id.clone()).await;
+        return fail(&e);
+    }
     if a.detach {
-        let body = ProcessRequest { pid: child.id() };
-        let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
-        if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
-            let _ = child.kill();
-            let _ = child.wait();
-            remove(client.clone(), s.id.clone()).await;
-            return fail(&e);
-        }
         println!("{}", s.id);
         return ExitCode::SUCCESS;
     }

@@ -1,13 +1,14 @@
 //! Docker's `GET /events`, for what netd does: networks created and destroyed, sandboxes
-//! connected to and disconnected from them, in Docker's format, so that `docker events
-//! --filter type=network` (and tools that watch the stream) see netd's networks as Docker's.
+//! connected to and disconnected from them, and sandboxes as containers (created, started,
+//! signalled, exited, stopped, removed), in Docker's format, so that `docker events` (and tools
+//! that watch the stream) see netd's networks and sandboxes as Docker's.
 //!
 //! The last [`LOG_LEN`] events are kept for `since` (as dockerd keeps its last 1024); an event
 //! is logged and sent under one lock, so a subscriber that replays the log and then listens
 //! misses none and sees none twice.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::{Arc, Mutex, PoisonError},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -15,7 +16,7 @@ use std::{
 use tokio::sync::broadcast;
 
 use super::Daemon;
-use crate::model::Network;
+use crate::model::{Network, ProcessRef, Sandbox, State};
 
 /// Events kept for `since`.
 pub const LOG_LEN: usize = 1024;
@@ -39,7 +40,8 @@ pub struct DockerEvent {
 }
 
 /// What the event is about: the network (id), its name and driver, and the container (the
-/// sandbox's id) of a connect or disconnect.
+/// sandbox's id) of a connect or disconnect; or the container (the sandbox's id), its name and,
+/// for a `kill`, the signal.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Actor {
     #[serde(rename = "ID")]
@@ -76,10 +78,59 @@ impl Daemon {
         if let Some(c) = container {
             attributes.insert("container".to_owned(), c.to_owned());
         }
+        self.publish_event("network", action, Actor { id: n.id.clone(), attributes }, time_nano);
+    }
+
+    /// Records and sends a container event about sandbox `s`, as Docker's about a container:
+    /// `action` is "create", "start", "kill" (with the signal's number in `signal`), "die",
+    /// "stop" or "destroy". (Docker's `die` carries the exit code: a sandbox's process is not
+    /// the daemon's child, whose code it could read; it is left out.)
+    pub(super) fn container_event(&self, action: &str, s: &Sandbox, signal: Option<i32>) {
+        let mut attributes = BTreeMap::from([("name".to_owned(), s.name.clone())]);
+        if let Some(sig) = signal {
+            attributes.insert("signal".to_owned(), sig.to_string());
+        }
+        self.publish_event("container", action, Actor { id: s.id.clone(), attributes }, unix_now_nanos());
+    }
+
+    /// Notes which sandboxes' processes stopped running since the last call (`die`), as
+    /// dockerd learns of a container's exit. Called by the sweeper twice a second, and before a
+    /// stop or a forced removal says it is done, so that `die` comes first, as Docker's. The
+    /// first call (at start) only takes note: sandboxes that exited while no daemon ran were
+    /// never seen running.
+    pub(super) fn note_exits(&self, state: &State) {
+        let running: BTreeSet<String> = state
+            .sandboxes
+            .values()
+            .filter(|s| s.processes.iter().any(ProcessRef::is_running))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut seen = self.running_sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(before) = seen.as_ref() {
+            for id in before.difference(&running) {
+                if let Some(s) = state.sandboxes.get(id) {
+                    self.container_event("die", s, None);
+                }
+            }
+        }
+        *seen = Some(running);
+    }
+
+    /// Notes that sandbox `s` runs (a process was added): `start` if it did not before.
+    pub(super) fn note_start(&self, s: &Sandbox) {
+        let mut seen = self.running_sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
+        let running = seen.get_or_insert_with(BTreeSet::new);
+        if running.insert(s.id.clone()) {
+            self.container_event("start", s, None);
+        }
+    }
+
+    /// Logs `action` about `actor` (of type `kind`) and sends it to the subscribers.
+    fn publish_event(&self, kind: &str, action: &str, actor: Actor, time_nano: i64) {
         let event = Arc::new(DockerEvent {
-            kind: "network".into(),
+            kind: kind.into(),
             action: action.into(),
-            actor: Actor { id: n.id.clone(), attributes },
+            actor,
             scope: "local".into(),
             time: time_nano / 1_000_000_000,
             time_nano,

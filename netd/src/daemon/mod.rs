@@ -51,6 +51,9 @@ pub struct Daemon {
     /// Why the stack does not take translated packets from the bridges (`None`: it does, as
     /// it is assumed to at start; see `Daemon::sync_stack_fragments`), as last said in the log.
     stack_refuses: std::sync::Mutex<Option<String>>,
+    /// The sandboxes seen with a running process at the last look (`None`: not looked yet),
+    /// for Docker's `start` and `die` events (see `Daemon::note_exits`).
+    running_sandboxes: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
     /// The datapath's events, until [`run`] starts reading them.
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
@@ -122,6 +125,7 @@ impl Daemon {
             uplinks: std::sync::Mutex::new(Vec::new()),
             nat_refused: std::sync::Mutex::new(None),
             stack_refuses: std::sync::Mutex::new(None),
+            running_sandboxes: std::sync::Mutex::new(None),
             events: std::sync::Mutex::new(events),
             monitor,
             docker_events: events::Events::default(),

@@ -125,6 +125,7 @@ impl Daemon {
         }
         state.sandboxes.insert(id.clone(), sandbox.clone());
         self.persist(&state)?;
+        self.container_event("create", &sandbox, None);
 
         let result = async {
             if let Some(path) = &netns {
@@ -148,6 +149,7 @@ impl Daemon {
                 let _ = std::fs::remove_dir_all(self.cfg.sandbox_dir(&id));
                 state.sandboxes.remove(&id);
                 self.persist(&state)?;
+                self.container_event("destroy", &sandbox, None);
                 return Err(e);
             }
         };
@@ -442,39 +444,52 @@ impl Daemon {
         Ok(())
     }
 
-    /// The processes of sandbox `key` that still run (none: it is stopped).
-    async fn running_processes(&self, key: &str) -> Result<Vec<ProcessRef>> {
+    /// Sandbox `key`, and those of its processes that still run (none: it is stopped).
+    async fn running_processes(&self, key: &str) -> Result<(Sandbox, Vec<ProcessRef>)> {
         let state = self.state.lock().await;
         let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?;
-        Ok(s.processes.iter().copied().filter(ProcessRef::is_running).collect())
+        Ok((s.clone(), s.processes.iter().copied().filter(ProcessRef::is_running).collect()))
+    }
+
+    /// Takes note of the sandboxes whose processes exited (Docker's `die`) now.
+    async fn note_exits_now(&self) {
+        let state = self.state.lock().await;
+        self.note_exits(&state);
     }
 
     /// Stops sandbox `key` as `docker stop` does a container: SIGTERM to its processes, then
     /// SIGKILL to those still running after `grace`. The sandbox stays (exited), unless it was
     /// made with `--rm`. Returns whether anything ran. The state is not held meanwhile.
     pub async fn stop_sandbox(&self, key: &str, grace: Duration) -> Result<bool> {
-        let running = self.running_processes(key).await?;
+        let (s, running) = self.running_processes(key).await?;
         if running.is_empty() {
             return Ok(false);
         }
+        self.container_event("kill", &s, Some(libc::SIGTERM));
         for p in &running {
             process::signal(*p, libc::SIGTERM);
         }
         gone_within(&running, grace).await;
-        for p in &running {
-            process::kill(*p);
+        if running.iter().any(ProcessRef::is_running) {
+            self.container_event("kill", &s, Some(libc::SIGKILL));
+            for p in &running {
+                process::kill(*p);
+            }
+            gone_within(&running, Duration::from_secs(2)).await;
         }
-        gone_within(&running, Duration::from_secs(2)).await;
+        self.note_exits_now().await;
+        self.container_event("stop", &s, None);
         Ok(true)
     }
 
     /// Sends `sig` to the processes of sandbox `key`, as `docker kill` to a container's; a
     /// sandbox with none running is refused (Docker's words).
     pub async fn signal_sandbox(&self, key: &str, sig: i32) -> Result<()> {
-        let running = self.running_processes(key).await?;
+        let (s, running) = self.running_processes(key).await?;
         if running.is_empty() {
             return Err(Error::Conflict(format!("cannot kill container: {key}: container {key} is not running")));
         }
+        self.container_event("kill", &s, Some(sig));
         for p in running {
             process::signal(p, sig);
         }
@@ -493,11 +508,14 @@ impl Daemon {
                     s.id
                 )));
             }
+            self.container_event("kill", &s, Some(libc::SIGKILL));
             for p in &running {
                 process::kill(*p);
             }
             gone_within(&running, Duration::from_secs(2)).await;
         }
+        // Its end, if the sweeper has not seen it yet: before `destroy`, as Docker's order.
+        self.note_exits(&state);
         self.teardown_sandbox(&mut state, &s).await?;
         Ok(s.id)
     }
@@ -520,6 +538,7 @@ impl Daemon {
         }
         state.sandboxes.remove(&s.id);
         self.persist(state)?;
+        self.container_event("destroy", s, None);
         Ok(())
     }
 
@@ -528,14 +547,19 @@ impl Daemon {
         let mut state = self.state.lock().await;
         let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
         let p = ProcessRef::of(pid).ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
-        state.sandboxes.get_mut(&id).expect("found").processes.push(p);
+        let s = state.sandboxes.get_mut(&id).expect("found");
+        s.processes.push(p);
+        let s = s.clone();
         self.persist(&state)?;
+        self.note_start(&s);
         Ok(())
     }
 
-    /// Removes `--rm` sandboxes whose processes have all exited.
+    /// Takes note of sandboxes whose processes exited (Docker's `die`), and removes the
+    /// `--rm` ones.
     pub async fn sweep_auto_remove(&self) {
         let mut state = self.state.lock().await;
+        self.note_exits(&state);
         let done: Vec<Sandbox> = state
             .sandboxes
             .values()
