@@ -95,7 +95,7 @@ impl Daemon {
 
     /// Notes which sandboxes' processes stopped running since the last call (`die`), as
     /// dockerd learns of a container's exit. Called by the sweeper twice a second, and before a
-    /// stop or a forced removal says it is done, so that `die` comes first, as Docker's. The
+    /// stop or a removal says it is done, so that `die` comes first, as Docker's. The
     /// first call (at start) only takes note: sandboxes that exited while no daemon ran were
     /// never seen running.
     pub(super) fn note_exits(&self, state: &State) {

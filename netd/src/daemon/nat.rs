@@ -540,7 +540,9 @@ impl Daemon {
     /// anyway: the datapath then drops them, counted (`drop-nat-frag-needed`), and the log
     /// says why. Called with the uplinks, every 2 s, which follows `rp_filter` changes.
     fn sync_stack_fragments(&self, bridges: &[String]) -> Result<()> {
-        let refuses = bridges.iter().find_map(|b| stack_refuses_translated(b));
+        // Every bridge gets `accept_local`, whatever another's answer.
+        let answers: Vec<Option<String>> = bridges.iter().map(|b| stack_refuses_translated(b)).collect();
+        let refuses = answers.into_iter().flatten().next();
         self.dp().set_nat_stack_fragments(refuses.is_none())?;
         let mut said = self.stack_refuses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if *said != refuses {
