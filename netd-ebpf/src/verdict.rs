@@ -73,7 +73,9 @@ pub fn exit(ctx: &TcContext, v: &Verdict) -> i32 {
             let e = unsafe { &mut *e };
             match v.reason {
                 Reason::RedirectPeer => add(&mut e.forwarded, len),
-                Reason::RedirectNat | Reason::RedirectNatEvicted => add(&mut e.masqueraded, len),
+                Reason::RedirectNat | Reason::RedirectNatEvicted | Reason::PassNatToStack => {
+                    add(&mut e.masqueraded, len)
+                }
                 _ if drop => add(&mut e.dropped, len),
                 _ => add(&mut e.passed, len),
             }

@@ -97,8 +97,8 @@ impl Daemon {
     /// dockerd learns of a container's exit. Called by the sweeper twice a second, and before a
     /// stop or a removal says it is done, so that `die` comes first, as Docker's. The
     /// first call (at start) only takes note: sandboxes that exited while no daemon ran were
-    /// never seen running.
-    pub(super) fn note_exits(&self, state: &State) {
+    /// never seen running. Returns the sandboxes with a running process.
+    pub(super) fn note_exits(&self, state: &State) -> BTreeSet<String> {
         let running: BTreeSet<String> = state
             .sandboxes
             .values()
@@ -113,7 +113,8 @@ impl Daemon {
                 }
             }
         }
-        *seen = Some(running);
+        *seen = Some(running.clone());
+        running
     }
 
     /// Notes that sandbox `s` runs (a process was added): `start` if it did not before.

@@ -559,11 +559,11 @@ impl Daemon {
     /// `--rm` ones.
     pub async fn sweep_auto_remove(&self) {
         let mut state = self.state.lock().await;
-        self.note_exits(&state);
+        let running = self.note_exits(&state);
         let done: Vec<Sandbox> = state
             .sandboxes
             .values()
-            .filter(|s| s.auto_remove && !s.processes.is_empty() && !s.processes.iter().any(ProcessRef::is_running))
+            .filter(|s| s.auto_remove && !s.processes.is_empty() && !running.contains(&s.id))
             .cloned()
             .collect();
         for s in done {
