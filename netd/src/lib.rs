@@ -17,4 +17,5 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod process;
+pub mod procfs;
 pub mod store;

@@ -379,3 +379,154 @@ fn docker_events_shows_sandboxes_as_containers_come_and_go() {
     assert!(by_id.trim().is_empty(), "all gone: {by_id}");
     assert_eq!(replay(&["type=container", "image=web"]), "", "sandboxes have no image");
 }
+
+/// A process of the test's own, killed and reaped on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` on the daemon's API, as JSON.
+fn api_json(d: &TestDaemon, path: &str) -> (String, Value) {
+    let socket = std::os::unix::net::UnixStream::connect(d.socket().trim_start_matches("unix://")).expect("API socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let (status, body) = netd_tests::daemon::http_get(socket, path);
+    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+}
+
+/// The first `n` objects of a streamed JSON answer (chunked, one object a line).
+fn api_stream(d: &TestDaemon, path: &str, n: usize) -> Vec<Value> {
+    use std::io::{BufRead as _, Write as _};
+    let mut socket =
+        std::os::unix::net::UnixStream::connect(d.socket().trim_start_matches("unix://")).expect("API socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: netd\r\n\r\n").expect("request");
+    let lines = std::io::BufReader::new(socket).lines();
+    lines
+        .map(|l| l.expect("a line within 10 s"))
+        .filter(|l| l.starts_with('{'))
+        .take(n)
+        .map(|l| serde_json::from_str(&l).expect("a JSON object"))
+        .collect()
+}
+
+/// `docker stats` and `docker top` show a sandbox as a container: the processes in its network
+/// namespace (whoever started them) and only those, the CPU a busy one burns, its memory, and
+/// its `eth0`'s counters as the kernel keeps them; streamed a sample a second, or once. A
+/// stopped one runs nothing.
+#[test]
+fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
+    let d = TestDaemon::start(&[]);
+    d.netd(&["run", "-d", "--name", "web", "--", "sh", "-c", "sleep 300 & sleep 300 & wait"]).ok();
+    d.netd(&["run", "-d", "--name", "busy", "--", "sh", "-c", "while :; do :; done"]).ok();
+    let ip = docker(&d, &["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web"]).ok();
+    // Traffic to web from the host: five 1,000-byte pings and their answers.
+    d.host().exec_ok("ping", &["-c", "5", "-i", "0.2", "-s", "1000", ip.trim()]);
+    // A process netd did not start, in web's namespace, is one of web's.
+    let netns = d.sandbox_netns("web");
+    let joined = Reaped(
+        std::process::Command::new("nsenter")
+            .args([&format!("--net={netns}"), "sleep", "300"])
+            .spawn()
+            .expect("nsenter"),
+    );
+
+    let (status, web) = api_json(&d, "/containers/web/stats?stream=0");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(web["name"], "/web");
+    assert_eq!(web["pids_stats"]["current"], 4, "sh, two sleeps and the joined one: {web}");
+    let eth0 = &web["networks"]["eth0"];
+    let kernel: Value = serde_json::from_slice(
+        &std::process::Command::new("nsenter")
+            .args([&format!("--net={netns}"), "ip", "-j", "-s", "link", "show", "eth0"])
+            .output()
+            .expect("ip link")
+            .stdout,
+    )
+    .expect("ip -j");
+    let k = &kernel[0]["stats64"];
+    assert_eq!(eth0["rx_bytes"], k["rx"]["bytes"], "{web}");
+    assert_eq!(eth0["tx_bytes"], k["tx"]["bytes"]);
+    assert_eq!(eth0["rx_packets"], k["rx"]["packets"]);
+    assert!(eth0["rx_packets"].as_u64() >= Some(5) && eth0["tx_bytes"].as_u64() >= Some(5 * 1042), "{eth0}");
+    assert!(web["networks"].get("lo").is_none());
+    let mem_total: u64 = std::fs::read_to_string("/proc/meminfo")
+        .expect("meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemTotal");
+    assert_eq!(web["memory_stats"]["limit"], mem_total * 1024);
+    assert!(web["memory_stats"]["usage"].as_u64() > Some(0));
+
+    // The busy loop burned CPU between the two samples a second apart; web's sleeps did not.
+    let (_, busy) = api_json(&d, "/containers/busy/stats?stream=false");
+    let burned = |v: &Value| {
+        v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().expect("cpu")
+            - v["precpu_stats"]["cpu_usage"]["total_usage"].as_u64().expect("precpu")
+    };
+    assert!(burned(&busy) > 100_000_000, "{busy}");
+    assert!(burned(&web) < burned(&busy), "{web}");
+    assert!(busy["cpu_stats"]["system_cpu_usage"].as_u64() > busy["precpu_stats"]["system_cpu_usage"].as_u64());
+
+    // Streamed: a sample a second, each with the one before as its `precpu_stats`.
+    let samples = api_stream(&d, "/containers/busy/stats", 2);
+    assert_eq!(samples[1]["precpu_stats"]["cpu_usage"], samples[0]["cpu_stats"]["cpu_usage"]);
+    assert_eq!(samples[1]["preread"], samples[0]["read"]);
+
+    // The stock CLI's columns.
+    let shown =
+        docker(&d, &["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}", "web", "busy"]).ok();
+    let rows: Vec<Vec<&str>> = shown.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 2, "{shown}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("{name}: {shown}"));
+    assert_eq!(row("web")[1], "4");
+    let busy_cpu: f64 = row("busy")[2].trim_end_matches('%').parse().expect("a percentage");
+    assert!(busy_cpu > 10.0, "{shown}");
+    let top = docker(&d, &["top", "web"]).ok();
+    assert!(top
+        .lines()
+        .next()
+        .is_some_and(|h| h.split_whitespace().eq(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"])));
+    assert_eq!(top.lines().filter(|l| l.ends_with("sleep 300")).count(), 3, "{top}");
+    assert!(top.contains(&joined.0.id().to_string()), "{top}");
+    assert_eq!(top.lines().count(), 5, "a header and web's four: {top}");
+    let custom = docker(&d, &["top", "busy", "-o", "pid,args"]).ok();
+    assert!(custom.lines().nth(1).is_some_and(|l| l.ends_with("sh -c while :; do :; done")), "{custom}");
+    docker(&d, &["top", "busy", "-o", "user=PID"]).fails_with("specifying \"user=PID\" is not allowed");
+
+    // Stopped: nothing runs, nothing to list.
+    docker(&d, &["stop", "-t", "1", "busy"]).ok();
+    docker(&d, &["top", "busy"]).fails_with("is not running");
+    let (_, stopped) = api_json(&d, "/containers/busy/stats?stream=0&one-shot=1");
+    assert_eq!(stopped["pids_stats"]["current"], 0);
+    assert_eq!(stopped["memory_stats"]["usage"], 0);
+    let (status, e) = api_json(&d, "/containers/busy/stats?stream=1&one-shot=1");
+    assert!(status.contains("400") && e["message"] == "cannot have stream=true and one-shot=true", "{status} {e}");
+    docker(&d, &["stats", "--no-stream", "nosuch"]).fails_with("No such container: nosuch");
+
+    // As a container's init takes the rest with it: stopping web ends its sleeps (sh's
+    // children) and the joined process too; a sandbox whose process exits by itself leaves no
+    // orphan running in it.
+    let mut joined = joined;
+    docker(&d, &["stop", "-t", "5", "web"]).ok();
+    let status = joined.0.try_wait().expect("try_wait").expect("the joined process has ended");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    let (_, web) = api_json(&d, "/containers/web/stats?one-shot=1&stream=0");
+    assert_eq!(web["pids_stats"]["current"], 0, "{web}");
+    d.netd(&["run", "-d", "--name", "brief", "--", "sh", "-c", "sleep 300 & exit 0"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, brief) = api_json(&d, "/containers/brief/stats?one-shot=1&stream=0");
+        if brief["pids_stats"]["current"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the orphan still runs: {brief}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(docker(&d, &["ps", "-q", "-f", "name=brief"]).ok().trim().is_empty(), "brief has exited");
+}

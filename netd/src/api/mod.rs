@@ -5,6 +5,7 @@ mod containers;
 pub mod filters;
 mod info;
 pub mod types;
+mod usage;
 
 use std::{collections::HashMap, convert::Infallible, net::Ipv4Addr, sync::Arc};
 
@@ -24,6 +25,7 @@ use crate::{
         monitor::{MonitorLine, MonitorType},
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
+        usage::UsageSample,
         Daemon, Error,
     },
     model::ids,
@@ -159,7 +161,7 @@ async fn body<T: DeserializeOwned + Default>(req: Request<Incoming>) -> Result<T
     serde_json::from_slice(&bytes).map_err(|e| error_response(400, format!("invalid JSON: {e}")))
 }
 
-async fn handle(daemon: &Daemon, req: Request<Incoming>) -> Response<Body> {
+async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let (version, route) = split_version(&path);
     if let Some(v) = version {
@@ -546,7 +548,7 @@ async fn list_containers(daemon: &Daemon, q: &HashMap<String, String>) -> Respon
 
 /// `/containers/…`: netd's sandboxes as Docker's containers (see `containers.rs`).
 async fn containers_api(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     method: &Method,
     route: &[&str],
     q: &HashMap<String, String>,
@@ -554,6 +556,13 @@ async fn containers_api(
     match (method, route) {
         (&Method::GET, ["json"]) => list_containers(daemon, q).await,
         (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
+        (&Method::GET, [key, "stats"]) => container_stats(daemon, key, q).await,
+        (&Method::GET, [key, "top"]) => {
+            match daemon.sandbox_top(key, q.get("ps_args").map_or("", String::as_str)).await {
+                Ok(top) => json(StatusCode::OK, &usage::top_json(&top)),
+                Err(e) => from_error(&e),
+            }
+        }
         (&Method::POST, [key, "stop"]) => stop_container(daemon, key, q).await,
         (&Method::POST, [key, "kill"]) => kill_container(daemon, key, q).await,
         (&Method::DELETE, [key]) => match daemon.remove_sandbox(key, truthy(q.get("force"))).await {
@@ -562,6 +571,57 @@ async fn containers_api(
         },
         _ => error_response(404, format!("page not found: {method} /containers/{}", route.join("/"))),
     }
+}
+
+/// A query's boolean as dockerd reads it: absent, `default`; else anything but empty, `0`,
+/// `no`, `false` or `none` (any case) is true.
+fn flag(q: &HashMap<String, String>, key: &str, default: bool) -> bool {
+    q.get(key)
+        .map_or(default, |v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"))
+}
+
+/// `docker stats`: a sample a second (`stream`, the default) until the client leaves or the
+/// sandbox goes; else one sample, with the one a second before it as `precpu_stats` (so that
+/// CPU % can be told), or alone (`one-shot`).
+async fn container_stats(daemon: &Arc<Daemon>, key: &str, q: &HashMap<String, String>) -> Response<Body> {
+    let (stream, one_shot) = (flag(q, "stream", true), flag(q, "one-shot", false));
+    if stream && one_shot {
+        return error_response(400, "cannot have stream=true and one-shot=true".into());
+    }
+    let first = match daemon.sandbox_usage(key).await {
+        Ok(s) => s,
+        Err(e) => return from_error(&e),
+    };
+    if one_shot {
+        return json(StatusCode::OK, &usage::stats_json(&first, None));
+    }
+    if !stream {
+        tokio::time::sleep(usage::INTERVAL).await;
+        return match daemon.sandbox_usage(&first.id).await {
+            Ok(s) => json(StatusCode::OK, &usage::stats_json(&s, Some(&first))),
+            Err(e) => from_error(&e),
+        };
+    }
+    let daemon = daemon.clone();
+    let lines =
+        futures::stream::unfold((Some(first), None), move |(next, pre): (Option<UsageSample>, Option<UsageSample>)| {
+            let daemon = daemon.clone();
+            async move {
+                let s = match (next, &pre) {
+                    (Some(s), _) => s,
+                    (None, Some(p)) => {
+                        tokio::time::sleep(usage::INTERVAL).await;
+                        // The sandbox went: the stream ends.
+                        daemon.sandbox_usage(&p.id).await.ok()?
+                    }
+                    (None, None) => return None,
+                };
+                let mut bytes = serde_json::to_vec(&usage::stats_json(&s, pre.as_ref())).expect("stats serialise");
+                bytes.push(b'\n');
+                Some((Ok::<_, Infallible>(Frame::data(Bytes::from(bytes))), (None, Some(s))))
+            }
+        });
+    respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/json")
 }
 
 /// `docker stop`: SIGTERM, then SIGKILL after `t` seconds (10 by default; -1: wait for

@@ -97,7 +97,8 @@ impl Daemon {
     /// dockerd learns of a container's exit. Called by the sweeper twice a second, and before a
     /// stop or a removal says it is done, so that `die` comes first, as Docker's. The
     /// first call (at start) only takes note: sandboxes that exited while no daemon ran were
-    /// never seen running. Returns the sandboxes with a running process.
+    /// never seen running. What an exited sandbox's processes left running in its namespace is
+    /// ended (see `kill_leftovers`). Returns the sandboxes with a running process.
     pub(super) fn note_exits(&self, state: &State) -> BTreeSet<String> {
         let running: BTreeSet<String> = state
             .sandboxes
@@ -110,6 +111,8 @@ impl Daemon {
             for id in before.difference(&running) {
                 if let Some(s) = state.sandboxes.get(id) {
                     self.container_event("die", s, None);
+                    // What its processes left running in it goes with them.
+                    self.kill_leftovers(s);
                 }
             }
         }

@@ -18,6 +18,7 @@ mod proxy;
 mod reconcile;
 pub mod sandboxes;
 pub mod stats;
+pub mod usage;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -48,7 +48,7 @@ pub fn no_such_container(key: &str) -> Error {
     Error::NotFound(format!("No such container: {key}"))
 }
 
-fn sandbox_lookup_error(key: &str, e: Lookup) -> Error {
+pub(super) fn sandbox_lookup_error(key: &str, e: Lookup) -> Error {
     match e {
         Lookup::NotFound => no_such_container(key),
         Lookup::Ambiguous => Error::NotFound(format!("multiple containers found with provided prefix: {key}")),
@@ -477,6 +477,7 @@ impl Daemon {
             }
             gone_within(&running, Duration::from_secs(2)).await;
         }
+        gone_within(&self.kill_leftovers(&s), Duration::from_secs(2)).await;
         self.note_exits_now().await;
         self.container_event("stop", &s, None);
         Ok(true)
@@ -520,8 +521,10 @@ impl Daemon {
         Ok(s.id)
     }
 
-    /// Removes a sandbox's endpoints and namespace and forgets it (processes already handled).
+    /// Removes a sandbox's endpoints and namespace and forgets it (the processes netd started
+    /// already handled; what else runs in its namespace is ended here).
     pub(super) async fn teardown_sandbox(&self, state: &mut State, s: &Sandbox) -> Result<()> {
+        gone_within(&self.kill_leftovers(s), Duration::from_secs(2)).await;
         let networks: Vec<String> = state.networks_of(&s.id).iter().map(|n| n.id.clone()).collect();
         for network_id in networks {
             self.remove_endpoint(state, &network_id, &s.id).await?;
