@@ -10,9 +10,11 @@ const USER_HZ: u64 = 100;
 const NS_PER_TICK: u64 = 1_000_000_000 / USER_HZ;
 
 /// One process as `/proc/PID/stat` gives it (times in clock ticks).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcStat {
     pub pid: u32,
+    /// Field 3: `R`, `S`, `D`, `Z` (a zombie: exited, not yet reaped), …
+    pub state: char,
     pub ppid: u32,
     /// Its own user and system time, and that of its children it has waited for.
     pub utime: u64,
@@ -20,6 +22,15 @@ pub struct ProcStat {
     pub cutime: u64,
     pub cstime: u64,
     pub threads: u64,
+    /// Its network namespace ([`namespace_id`] of `/proc/PID/ns/net`), when listed by
+    /// [`all_processes`] and readable.
+    pub netns: Option<(u64, u64)>,
+}
+
+impl Default for ProcStat {
+    fn default() -> Self {
+        Self { pid: 0, state: 'S', ppid: 0, utime: 0, stime: 0, cutime: 0, cstime: 0, threads: 0, netns: None }
+    }
 }
 
 /// Parses a `/proc/PID/stat` line (the command, field 2, may hold spaces and parentheses).
@@ -31,22 +42,29 @@ pub fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
     let signed = |field: usize| f.get(field - 3).and_then(|s| s.parse::<i64>().ok()).map(|v| v.max(0).unsigned_abs());
     Some(ProcStat {
         pid,
+        state: f.first()?.chars().next()?,
         ppid: u32::try_from(n(4)?).ok()?,
         utime: n(14)?,
         stime: n(15)?,
         cutime: signed(16)?,
         cstime: signed(17)?,
         threads: n(20)?,
+        netns: None,
     })
 }
 
-/// Every process now (tasks that vanish while listed are skipped).
+/// Every process now, with its network namespace (tasks that vanish while listed are
+/// skipped).
 pub fn all_processes() -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
+        .filter_map(|pid| {
+            let mut p = parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+            p.netns = namespace_id(Path::new(&format!("/proc/{pid}/ns/net"))).ok();
+            Some(p)
+        })
         .collect()
 }
 
@@ -59,10 +77,7 @@ pub fn namespace_id(path: &Path) -> io::Result<(u64, u64)> {
 
 /// The processes among `all` in the network namespace `ns` (see [`namespace_id`]).
 pub fn in_network_namespace(all: &[ProcStat], ns: (u64, u64)) -> Vec<ProcStat> {
-    all.iter()
-        .filter(|p| namespace_id(Path::new(&format!("/proc/{}/ns/net", p.pid))).is_ok_and(|id| id == ns))
-        .cloned()
-        .collect()
+    all.iter().filter(|p| p.netns == Some(ns)).cloned().collect()
 }
 
 /// The processes among `all` that are `roots` or descend from one.
@@ -150,11 +165,14 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Sums `procs`' usage, reading their memory and I/O (a process gone meanwhile adds its
-    /// CPU time only).
+    /// Sums the usage of `procs` as they are now (times read again; those that have exited
+    /// meanwhile, zombies included, left out).
     pub fn of(procs: &[ProcStat]) -> Self {
         let mut u = Self::default();
-        for p in procs {
+        let now = procs
+            .iter()
+            .filter_map(|p| parse_stat(p.pid, &std::fs::read_to_string(format!("/proc/{}/stat", p.pid)).ok()?));
+        for p in now.filter(|p| !matches!(p.state, 'Z' | 'X')) {
             u.cpu_user_ns += (p.utime + p.cutime) * NS_PER_TICK;
             u.cpu_kernel_ns += (p.stime + p.cstime) * NS_PER_TICK;
             u.tasks += p.threads;
@@ -251,10 +269,26 @@ mod tests {
         let line = "4242 (my (odd) cmd) S 4200 4242 4200 0 -1 4194560 120 0 0 0 \
                     37 12 5 3 20 0 4 0 123456 1234567 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         let s = parse_stat(4242, line).expect("parses");
-        assert_eq!(s, ProcStat { pid: 4242, ppid: 4200, utime: 37, stime: 12, cutime: 5, cstime: 3, threads: 4 });
+        assert_eq!(
+            s,
+            ProcStat {
+                pid: 4242,
+                state: 'S',
+                ppid: 4200,
+                utime: 37,
+                stime: 12,
+                cutime: 5,
+                cstime: 3,
+                threads: 4,
+                netns: None
+            }
+        );
         assert_eq!(parse_stat(1, "1 (init"), None);
-        let u = Usage::of(&[s]);
-        assert_eq!((u.cpu_user_ns, u.cpu_kernel_ns, u.tasks), (420_000_000, 150_000_000, 4));
+        // This very process, as it is now.
+        let me = std::process::id();
+        let u = Usage::of(&[ProcStat { pid: me, ..ProcStat::default() }]);
+        assert!(u.tasks >= 1 && u.memory.total() > 0, "{u:?}");
+        assert_eq!(Usage::of(&[ProcStat { pid: u32::MAX, ..s }]), Usage::default(), "gone: nothing");
     }
 
     #[test]
@@ -265,6 +299,10 @@ mod tests {
         got.sort_unstable();
         assert_eq!(got, [10, 11, 12, 13]);
         assert!(with_descendants(&all, &[99]).is_empty(), "a root that is gone has none");
+        let ns = |pid, netns| ProcStat { pid, netns, ..ProcStat::default() };
+        let all = [ns(1, Some((4, 10))), ns(2, Some((4, 11))), ns(3, None), ns(4, Some((4, 11)))];
+        let got: Vec<u32> = in_network_namespace(&all, (4, 11)).iter().map(|p| p.pid).collect();
+        assert_eq!(got, [2, 4]);
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct Daemon {
     /// The sandboxes seen with a running process at the last look (`None`: not looked yet),
     /// for Docker's `start` and `die` events (see `Daemon::note_exits`).
     running_sandboxes: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// The last list of the host's processes, shared by `docker stats` samples within
+    /// half a second of it (see `usage::ProcessScan`).
+    process_scan: std::sync::Arc<usage::ProcessScan>,
     /// The datapath's events, until [`run`] starts reading them.
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
@@ -127,6 +130,7 @@ impl Daemon {
             nat_refused: std::sync::Mutex::new(None),
             stack_refuses: std::sync::Mutex::new(None),
             running_sandboxes: std::sync::Mutex::new(None),
+            process_scan: std::sync::Arc::default(),
             events: std::sync::Mutex::new(events),
             monitor,
             docker_events: events::Events::default(),

@@ -3,7 +3,7 @@
 //! (every one there, whoever started it), or, for a sandbox on the host's network, those
 //! `netd run` started and their descendants. Read from `/proc` when asked.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use std::{collections::BTreeMap, path::PathBuf, process::Command, sync::Arc};
 
 use super::{sandboxes::sandbox_lookup_error, Daemon, Error, Result};
 use crate::{
@@ -26,6 +26,36 @@ pub struct UsageSample {
     pub memory_limit: u64,
     /// Its interfaces' counters; `None` on the host's network (the host's are not its own).
     pub networks: Option<BTreeMap<String, NetDev>>,
+}
+
+/// The host's processes as last listed: `docker stats` streams one per sandbox, each a
+/// sample a second, and one list serves them all (a list reads two files per process).
+#[derive(Debug, Default)]
+pub struct ProcessScan(std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<ProcStat>>)>>);
+
+impl ProcessScan {
+    /// How long a list serves.
+    const FRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Takes `list`, just read, as the last.
+    fn set(&self, list: Vec<ProcStat>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), Arc::new(list)));
+    }
+
+    /// The processes now, or as listed within [`Self::FRESH`] (new ones may be missing
+    /// then; [`Usage::of`] leaves out those that have exited).
+    fn recent(&self) -> Arc<Vec<ProcStat>> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*held {
+            Some((at, list)) if at.elapsed() < Self::FRESH => list.clone(),
+            _ => {
+                let list = Arc::new(procfs::all_processes());
+                *held = Some((std::time::Instant::now(), list.clone()));
+                list
+            }
+        }
+    }
 }
 
 /// `ps` output kept to a sandbox's processes, as `docker top` shows it.
@@ -51,22 +81,34 @@ impl Daemon {
         if s.mode != SandboxMode::Private {
             return Vec::new();
         }
+        let Ok(ns) = procfs::namespace_id(&self.netns_path(s)) else {
+            return Vec::new();
+        };
         let own = std::process::id();
-        let rest: Vec<ProcessRef> = processes(s, &self.netns_path(s), &procfs::all_processes())
+        // A fresh list (not the shared one): a process just started must not be missed, and
+        // each is checked again as it is taken, so a pid reused meanwhile is not killed.
+        let all = procfs::all_processes();
+        let rest: Vec<ProcessRef> = procfs::in_network_namespace(&all, ns)
             .iter()
             .filter(|p| p.pid != own)
             .filter_map(|p| ProcessRef::of(p.pid))
+            .filter(|p| {
+                procfs::namespace_id(std::path::Path::new(&format!("/proc/{}/ns/net", p.pid))).is_ok_and(|id| id == ns)
+            })
             .collect();
         for p in &rest {
             crate::process::kill(*p);
         }
+        // The list just read serves `docker stats` too (its samples skip what has exited).
+        self.process_scan.set(all);
         rest
     }
 
     /// What sandbox `key` uses now (`docker stats`).
     pub async fn sandbox_usage(&self, key: &str) -> Result<UsageSample> {
         let (s, netns) = self.sandbox_and_netns(key).await?;
-        tokio::task::spawn_blocking(move || sample(&s, &netns))
+        let scan = self.process_scan.clone();
+        tokio::task::spawn_blocking(move || sample(&s, &netns, &scan.recent()))
             .await
             .map_err(|e| Error::Io { what: "reading /proc".into(), source: std::io::Error::other(e) })?
     }
@@ -114,13 +156,13 @@ fn processes(s: &Sandbox, netns: &std::path::Path, all: &[ProcStat]) -> Vec<Proc
     }
 }
 
-fn sample(s: &Sandbox, netns: &std::path::Path) -> Result<UsageSample> {
+fn sample(s: &Sandbox, netns: &std::path::Path, all: &[ProcStat]) -> Result<UsageSample> {
     let read = ids::now_rfc3339();
     let (system_cpu_ns, online_cpus) =
         procfs::parse_proc_stat(&std::fs::read_to_string("/proc/stat").map_err(Error::io("reading /proc/stat"))?);
     let memory_limit =
         procfs::parse_mem_total(&std::fs::read_to_string("/proc/meminfo").map_err(Error::io("reading /proc/meminfo"))?);
-    let usage = Usage::of(&processes(s, netns, &procfs::all_processes()));
+    let usage = Usage::of(&processes(s, netns, all));
     let networks = match s.mode {
         SandboxMode::Private => Some(procfs::net_dev_in(netns).unwrap_or_default()),
         SandboxMode::Host => None,
