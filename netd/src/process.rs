@@ -62,6 +62,29 @@ pub fn raise_open_files_limit() {
     }
 }
 
+/// Ignores the signals `docker stop` and `docker kill` send to a sandbox's processes (all but
+/// SIGKILL and SIGSTOP, which cannot be): for the shim of `netd run -d`, which must outlive its
+/// command to report how it ended. Ignored signals stay ignored across `exec`, so call this
+/// only after starting children that should not inherit it.
+pub fn ignore_stop_signals() {
+    for sig in [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGPIPE,
+        libc::SIGALRM,
+        libc::SIGWINCH,
+    ] {
+        // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -450,7 +450,7 @@ fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
     let after = kernel();
     assert!(status.contains("200"), "{status}");
     assert_eq!(web["name"], "/web");
-    assert_eq!(web["pids_stats"]["current"], 4, "sh, two sleeps and the joined one: {web}");
+    assert_eq!(web["pids_stats"]["current"], 5, "sh, two sleeps, the joined one and netd's shim: {web}");
     let eth0 = &web["networks"]["eth0"];
     // Between the reads before and after (an ARP probe may come meanwhile).
     let shown = [&eth0["rx_bytes"], &eth0["tx_bytes"], &eth0["rx_packets"]].map(|c| c.as_u64().expect("a counter"));
@@ -489,7 +489,7 @@ fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
     let rows: Vec<Vec<&str>> = shown.lines().map(|l| l.split(' ').collect()).collect();
     assert_eq!(rows.len(), 2, "{shown}");
     let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap_or_else(|| panic!("{name}: {shown}"));
-    assert_eq!(row("web")[1], "4");
+    assert_eq!(row("web")[1], "5");
     let busy_cpu: f64 = row("busy")[2].trim_end_matches('%').parse().expect("a percentage");
     assert!(busy_cpu > 10.0, "{shown}");
     let top = docker(&d, &["top", "web"]).ok();
@@ -499,7 +499,8 @@ fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
         .is_some_and(|h| h.split_whitespace().eq(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"])));
     assert_eq!(top.lines().filter(|l| l.ends_with("sleep 300")).count(), 3, "{top}");
     assert!(top.contains(&joined.0.id().to_string()), "{top}");
-    assert_eq!(top.lines().count(), 5, "a header and web's four: {top}");
+    assert_eq!(top.lines().count(), 6, "a header and web's five: {top}");
+    assert_eq!(top.lines().filter(|l| l.contains(" shim --sandbox ")).count(), 1, "netd's shim is one: {top}");
     let custom = docker(&d, &["top", "busy", "-o", "pid,args"]).ok();
     assert!(custom.lines().nth(1).is_some_and(|l| l.ends_with("sh -c while :; do :; done")), "{custom}");
     docker(&d, &["top", "busy", "-o", "user=PID"]).fails_with("specifying \"user=PID\" is not allowed");
@@ -534,4 +535,60 @@ fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(docker(&d, &["ps", "-q", "-f", "name=brief"]).ok().trim().is_empty(), "brief has exited");
+}
+
+/// How a sandbox's command ended, as Docker tells a container's: `docker wait` (also while it
+/// runs), `Exited (N)` in `docker ps`, `-f exited=N`, `State.ExitCode`, and `die` with its
+/// `exitCode`: an exit code, 128 + the signal that ended it (SIGTERM from `docker stop`,
+/// SIGKILL after its grace or from `docker kill`), and a command run in the foreground.
+#[test]
+fn docker_wait_ps_inspect_and_events_tell_how_a_sandboxs_command_ended() {
+    let d = TestDaemon::start(&[]);
+    let die_events = d
+        .docker_streaming(&[
+            "events",
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .expect("docker");
+    // The stream is up before anything happens.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    d.netd(&["run", "-d", "--name", "three", "--", "sh", "-c", "exit 3"]).ok();
+    assert_eq!(docker(&d, &["wait", "three"]).ok().trim(), "3");
+    d.netd(&["run", "-d", "--name", "term", "--", "sleep", "300"]).ok();
+    // Waiting while it runs: the answer comes when it ends.
+    let waiter = d.docker_streaming(&["wait", "term"]).expect("docker");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    docker(&d, &["stop", "-t", "5", "term"]).ok();
+    assert_eq!(waiter.line(std::time::Duration::from_secs(10)).as_deref(), Some("143"));
+    d.netd(&["run", "-d", "--name", "stubborn", "--", "sh", "-c", "trap '' TERM; while :; do sleep 1; done"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    docker(&d, &["stop", "-t", "1", "stubborn"]).ok();
+    assert_eq!(docker(&d, &["wait", "stubborn"]).ok().trim(), "137");
+    d.netd(&["run", "-d", "--name", "killed", "--", "sleep", "300"]).ok();
+    docker(&d, &["kill", "killed"]).ok();
+    assert_eq!(docker(&d, &["wait", "killed"]).ok().trim(), "137");
+    let fg = d.netd(&["run", "--name", "fg", "--", "sh", "-c", "exit 4"]);
+    assert_eq!(fg.code, 4, "{fg:?}");
+    assert_eq!(docker(&d, &["wait", "fg"]).ok().trim(), "4");
+
+    let ps = docker(&d, &["ps", "-a", "--format", "{{.Names}} {{.Status}}"]).ok();
+    for (name, code) in [("three", 3), ("term", 143), ("stubborn", 137), ("killed", 137), ("fg", 4)] {
+        let line = ps.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name}: {ps}"));
+        assert!(line.starts_with(&format!("{name} Exited ({code}) ")) && line.ends_with(" ago"), "{line}");
+        let inspected = docker(&d, &["inspect", "-f", "{{.State.ExitCode}} {{.State.Running}}", name]).ok();
+        assert_eq!(inspected.trim(), format!("{code} false"));
+    }
+    let exited = docker(&d, &["ps", "-a", "-f", "exited=137", "--format", "{{.Names}}"]).ok();
+    let mut exited: Vec<&str> = exited.lines().collect();
+    exited.sort_unstable();
+    assert_eq!(exited, ["killed", "stubborn"]);
+    // Each `die` with its code (the sweeper notices them in its own time: in any order).
+    let mut died: Vec<String> =
+        (0..5).map(|_| die_events.line(std::time::Duration::from_secs(10)).expect("a die event")).collect();
+    died.sort_unstable();
+    assert_eq!(died, ["fg 4", "killed 137", "stubborn 137", "term 143", "three 3"]);
+    docker(&d, &["wait", "nosuch"]).fails_with("No such container: nosuch");
 }

@@ -1,7 +1,7 @@
 //! `GET /containers/json` and `GET /containers/{id}/json`: netd's sandboxes as Docker's
 //! containers, so that `docker ps`, `docker inspect` and `docker port` work against netd. A
 //! sandbox is a container without an image: running while a process started in it lives,
-//! exited after (netd does not keep exit codes). Its networks, addresses, published ports, host
+//! exited after (with its command's exit code when `netd run` started it). Its networks, addresses, published ports, host
 //! name, DNS settings and files are Docker's fields; what only an engine has (images, mounts,
 //! logs, resources) is there empty.
 
@@ -13,7 +13,7 @@ use super::{filters::Filters, types::SandboxResource};
 use crate::model::{ids, Sandbox, SandboxMode, State};
 
 /// The filters `docker ps -f` may give; those about what sandboxes never have (an image, a
-/// volume, a health check, an exit code) match nothing.
+/// volume, a label) match nothing; `exited` matches the exit codes netd knows.
 pub const LIST_FILTERS: [&str; 10] =
     ["id", "name", "network", "status", "label", "publish", "expose", "ancestor", "volume", "exited"];
 
@@ -87,7 +87,8 @@ pub fn passes(f: &Filters, r: &SandboxResource) -> bool {
         && f.any("status", |v| v == state_name(r))
         && f.any("publish", |v| published(v, true))
         && f.any("expose", |v| published(v, false))
-        && ["label", "ancestor", "volume", "exited"].iter().all(|k| f.values(k).is_empty())
+        && f.any("exited", |v| !r.running && r.exit_code.is_some_and(|c| v.parse() == Ok(c)))
+        && ["label", "ancestor", "volume"].iter().all(|k| f.values(k).is_empty())
 }
 
 /// One sandbox as `GET /containers/{id}/json` shows it (`r`: its netd resource).
@@ -109,10 +110,10 @@ pub fn inspect(s: &Sandbox, r: &SandboxResource) -> Value {
         "OOMKilled": false,
         "Dead": false,
         "Pid": r.pids.first().copied().unwrap_or(0),
-        "ExitCode": 0,
+        "ExitCode": r.exit_code.unwrap_or(0),
         "Error": "",
         "StartedAt": r.created,
-        "FinishedAt": "0001-01-01T00:00:00Z",
+        "FinishedAt": r.finished_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
     });
     let host_config = json!({
         "NetworkMode": network_mode(s, r),
@@ -194,9 +195,14 @@ fn state_name(r: &SandboxResource) -> &'static str {
 /// `Up 5 minutes` as Docker says it (`up_secs` since it was made), or `Exited`.
 fn status(r: &SandboxResource, up_secs: i64) -> String {
     if r.running {
-        format!("Up {}", human_duration(up_secs))
-    } else {
-        "Exited".into()
+        return format!("Up {}", human_duration(up_secs));
+    }
+    match (r.exit_code, r.finished_at.as_deref().and_then(ids::unix_secs)) {
+        (Some(code), Some(at)) => {
+            let since = up_secs + ids::unix_secs(&r.created).unwrap_or(at) - at;
+            format!("Exited ({code}) {} ago", human_duration(since))
+        }
+        _ => "Exited".into(),
     }
 }
 

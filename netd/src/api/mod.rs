@@ -32,8 +32,9 @@ use crate::{
 };
 use filters::Filters;
 use types::{
-    ErrorResponse, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse, NetworkDisconnectRequest,
-    NetworkResource, NetworksPruneResponse, ProcessRequest, SandboxCreateRequest, SandboxResource,
+    ErrorResponse, ExitRequest, NetworkConnectRequest, NetworkCreateRequest, NetworkCreateResponse,
+    NetworkDisconnectRequest, NetworkResource, NetworksPruneResponse, ProcessRequest, SandboxCreateRequest,
+    SandboxResource,
 };
 
 /// The API version served (Docker 20.10).
@@ -246,15 +247,8 @@ async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> Response<Body> 
                 Err(e) => from_error(&e),
             }
         }
-        (&Method::POST, ["netd", "v1", "sandboxes", key, "processes"]) => {
-            let key = (*key).to_owned();
-            match body::<ProcessRequest>(req).await {
-                Ok(p) => match daemon.add_process(&key, p.pid).await {
-                    Ok(()) => empty(StatusCode::NO_CONTENT),
-                    Err(e) => from_error(&e),
-                },
-                Err(r) => r,
-            }
+        (&Method::POST, ["netd", "v1", "sandboxes", key, what @ ("exit" | "processes")]) => {
+            sandbox_run_report(daemon, key, what, req).await
         }
         _ => error_response(404, format!("page not found: {method} {path}")),
     }
@@ -557,6 +551,7 @@ async fn containers_api(
         (&Method::GET, ["json"]) => list_containers(daemon, q).await,
         (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
         (&Method::GET, [key, "stats"]) => container_stats(daemon, key, q).await,
+        (&Method::POST, [key, "wait"]) => wait_container(daemon, key, q).await,
         (&Method::GET, [key, "top"]) => {
             match daemon.sandbox_top(key, q.get("ps_args").map_or("", String::as_str)).await {
                 Ok(top) => json(StatusCode::OK, &usage::top_json(&top)),
@@ -571,6 +566,66 @@ async fn containers_api(
         },
         _ => error_response(404, format!("page not found: {method} /containers/{}", route.join("/"))),
     }
+}
+
+/// What `netd run` tells of a sandbox's run: a process it started (`processes`), or how its
+/// command ended (`exit`).
+async fn sandbox_run_report(daemon: &Daemon, key: &str, what: &str, req: Request<Incoming>) -> Response<Body> {
+    let done = if what == "exit" {
+        match body::<ExitRequest>(req).await {
+            Ok(e) => daemon.record_exit(key, e.code).await,
+            Err(r) => return r,
+        }
+    } else {
+        match body::<ProcessRequest>(req).await {
+            Ok(p) => daemon.add_process(key, p.pid).await,
+            Err(r) => return r,
+        }
+    };
+    match done {
+        Ok(()) => empty(StatusCode::NO_CONTENT),
+        Err(e) => from_error(&e),
+    }
+}
+
+/// `docker wait`: answers when sandbox `key` is not running (`condition=not-running`, the
+/// default: at once if it is not), has ended a run that is going on now (`next-exit`), or is
+/// gone (`removed`), with its exit code. One netd does not know is an error, as Docker would
+/// have one.
+async fn wait_container(daemon: &Daemon, key: &str, q: &HashMap<String, String>) -> Response<Body> {
+    let condition = q.get("condition").map_or("not-running", String::as_str);
+    if !["not-running", "next-exit", "removed", ""].contains(&condition) {
+        return error_response(400, format!("invalid condition: \"{condition}\""));
+    }
+    let id = match daemon.snapshot().await.find_sandbox(key) {
+        Ok(s) => s.id.clone(),
+        Err(_) => return from_error(&no_such_container(key)),
+    };
+    let look = || async {
+        let state = daemon.snapshot().await;
+        state.sandboxes.get(&id).map(|s| {
+            let r = SandboxResource::from_model(s, &state, String::new());
+            (r.running, s.exit.as_ref().map(|e| e.code))
+        })
+    };
+    let next_exit = condition == "next-exit";
+    let mut saw_running = false;
+    let code = loop {
+        match look().await {
+            None if condition == "removed" => break None,
+            None => return from_error(&no_such_container(key)),
+            Some((true, _)) => saw_running = true,
+            Some((false, code)) if condition != "removed" && (!next_exit || saw_running) => break code,
+            Some((false, _)) => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let error = if code.is_none() && condition != "removed" {
+        serde_json::json!({ "Message": "netd does not know how the sandbox's process ended (it was not started by netd run, or ended while no daemon ran)" })
+    } else {
+        serde_json::Value::Null
+    };
+    json(StatusCode::OK, &serde_json::json!({ "StatusCode": code.unwrap_or(-1), "Error": error }))
 }
 
 /// A query's boolean as dockerd reads it: absent, `default`; else anything but empty, `0`,

@@ -296,6 +296,13 @@ pub struct ProcessRequest {
     pub pid: u32,
 }
 
+/// `POST /netd/v1/sandboxes/{id}/exit`: how its command ended (`netd run`'s report).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ExitRequest {
+    #[serde(rename = "ExitCode")]
+    pub code: i32,
+}
+
 /// A sandbox as netd's API shows it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SandboxResource {
@@ -311,6 +318,11 @@ pub struct SandboxResource {
     pub running: bool,
     #[serde(rename = "Pids")]
     pub pids: Vec<u32>,
+    /// How its last run ended, when known (not while it runs).
+    #[serde(rename = "ExitCode", default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(rename = "FinishedAt", default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     #[serde(rename = "Command")]
     pub command: Vec<String>,
     #[serde(rename = "AutoRemove")]
@@ -395,6 +407,8 @@ impl SandboxResource {
             name: s.name.clone(),
             created: s.created.clone(),
             netns_path,
+            exit_code: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.code),
+            finished_at: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.at.clone()),
             running: !running.is_empty(),
             pids: running,
             command: s.command.clone(),

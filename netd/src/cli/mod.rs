@@ -5,6 +5,7 @@ mod monitor;
 mod nat;
 mod network;
 mod sandbox;
+mod shim;
 mod stats;
 pub mod table;
 
@@ -52,6 +53,9 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// Show client and daemon versions.
     Version,
+    /// What `netd run -d` leaves with a command, to report how it ended.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -72,7 +76,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Daemon(_) => unreachable!("handled above"),
             Command::Network(cmd) => network::exec(&client, cmd).await,
-            Command::Run(args) => sandbox::run(&client, args).await,
+            Command::Run(args) => sandbox::run(&client, &cli.host, args).await,
             Command::Exec(args) => sandbox::exec(&client, args).await,
             Command::Ps(args) => sandbox::ps(&client, args).await,
             Command::Port(args) => sandbox::port(&client, args).await,
@@ -82,6 +86,7 @@ pub fn main() -> ExitCode {
             Command::Nat(cmd) => nat::exec(&client, cmd).await,
             Command::Monitor(args) => monitor::exec(&client, args).await,
             Command::Version => version(&client).await,
+            Command::Shim(args) => shim::shim(&client, args).await,
         }
     })
 }

@@ -9,12 +9,12 @@ use std::{
 use hyper::Method;
 
 use crate::{
-    api::types::{ProcessRequest, SandboxCreateRequest, SandboxResource},
+    api::types::{ExitRequest, ProcessRequest, SandboxCreateRequest, SandboxResource},
     client::Client,
     netns,
 };
 
-use super::{fail, table};
+use super::{fail, shim, table};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -118,7 +118,9 @@ fn spawn_in(s: &SandboxResource, command: &[String], detach: bool) -> std::io::R
         cmd.args(&command[1..]);
         netns::with_view(&mut cmd, &view)?;
         if detach {
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            // The shim (see `shim.rs`): its one line of output is read, and it waits on its
+            // input until its pids are registered.
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
         cmd.spawn()
@@ -143,7 +145,41 @@ fn spawn_error(command: &str, e: &std::io::Error) -> ExitCode {
     }
 }
 
-pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
+/// Starts `command` detached in sandbox `s` under a shim of its own (`netd shim`, this very
+/// binary), which tells the daemon how it ended; returns the shim and the command's and the
+/// shim's pids. The shim goes on (reaps the command, which may have ended already) once its
+/// input closes: after they are registered.
+fn spawn_detached(
+    s: &SandboxResource,
+    host: &str,
+    command: &[String],
+) -> Result<(std::process::Child, [u32; 2]), ExitCode> {
+    let exe = std::env::current_exe().map_err(|e| fail(&format!("finding the netd binary: {e}")))?;
+    let mut shim = vec![exe.display().to_string(), "-H".into(), host.into(), "shim".into(), "--sandbox".into()];
+    shim.extend([s.id.clone(), "--".into()]);
+    shim.extend(command.iter().cloned());
+    let mut child = spawn_in(s, &shim, true).map_err(|e| spawn_error(&shim[0], &e))?;
+    let mut line = String::new();
+    let read = child.stdout.take().map(|out| std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line));
+    match (read, shim::Started::parse(&line)) {
+        (Some(Ok(_)), Some(shim::Started::Pids(command, shim))) => Ok((child, [command, shim])),
+        (_, Some(shim::Started::NotFound)) => {
+            let _ = child.wait();
+            Err(spawn_error(&command[0], &std::io::Error::from(std::io::ErrorKind::NotFound)))
+        }
+        (_, Some(shim::Started::Failed(why))) => {
+            let _ = child.wait();
+            Err(spawn_error(&command[0], &std::io::Error::other(why)))
+        }
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(fail(&"the shim did not start the command"))
+        }
+    }
+}
+
+pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
     let req = SandboxCreateRequest {
         name: a.name.clone(),
         network: a.network.clone(),
@@ -167,7 +203,36 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         let path = format!("/netd/v1/sandboxes/{id}?force=1");
         let _ = client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await;
     };
-    let mut child = match spawn_in(&s, &a.command, a.detach) {
+    let register = |pid: u32| {
+        let client = client.clone();
+        let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
+        async move { client.call::<serde_json::Value>(Method::POST, &path, Some(&ProcessRequest { pid })).await }
+    };
+    if a.detach {
+        let (mut shim, pids) = match spawn_detached(&s, host, &a.command) {
+            Ok(p) => p,
+            Err(code) => {
+                // Nothing ran: leave nothing behind.
+                remove(client.clone(), s.id.clone()).await;
+                return code;
+            }
+        };
+        // The command first (`docker inspect`'s `Pid`), then its shim.
+        for pid in pids {
+            if let Err(e) = register(pid).await {
+                for p in pids.iter().filter_map(|p| crate::model::ProcessRef::of(*p)) {
+                    crate::process::kill(p);
+                }
+                remove(client.clone(), s.id.clone()).await;
+                return fail(&e);
+            }
+        }
+        // Registered: the shim may reap the command now.
+        drop(shim.stdin.take());
+        println!("{}", s.id);
+        return ExitCode::SUCCESS;
+    }
+    let mut child = match spawn_in(&s, &a.command, false) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran: leave nothing behind.
@@ -177,21 +242,20 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
     };
     // The daemon knows the process (in the foreground too): `ps` shows the sandbox running,
     // and `docker events` its start and its end.
-    let body = ProcessRequest { pid: child.id() };
-    let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
-    if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await {
+    if let Err(e) = register(child.id()).await {
         let _ = child.kill();
         let _ = child.wait();
         remove(client.clone(), s.id.clone()).await;
         return fail(&e);
     }
-    if a.detach {
-        println!("{}", s.id);
-        return ExitCode::SUCCESS;
-    }
     let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task");
     if a.rm {
         remove(client.clone(), s.id.clone()).await;
+    } else if let Ok(st) = status {
+        // How it ended, for `docker ps`, `inspect` and `wait`.
+        let path = format!("/netd/v1/sandboxes/{}/exit", s.id);
+        let body = ExitRequest { code: shim::exit_code(st) };
+        let _ = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await;
     }
     match status {
         Ok(st) => exit_code(st),

@@ -663,6 +663,7 @@ mod tests {
             hostname: String::new(),
             extra_hosts: Vec::new(),
             dns: DnsSettings::default(),
+            exit: None,
         });
         let link = EndpointLink {
             ip: Ipv4Addr::from(ip),

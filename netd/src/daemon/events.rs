@@ -93,6 +93,15 @@ impl Daemon {
         self.publish_event("container", action, Actor { id: s.id.clone(), attributes }, unix_now_nanos());
     }
 
+    /// Docker's `die`, with the exit code when netd knows it.
+    fn container_die(&self, s: &Sandbox) {
+        let mut attributes = BTreeMap::from([("name".to_owned(), s.name.clone())]);
+        if let Some(e) = &s.exit {
+            attributes.insert("exitCode".to_owned(), e.code.to_string());
+        }
+        self.publish_event("container", "die", Actor { id: s.id.clone(), attributes }, unix_now_nanos());
+    }
+
     /// Notes which sandboxes' processes stopped running since the last call (`die`), as
     /// dockerd learns of a container's exit. Called by the sweeper twice a second, and before a
     /// stop or a removal says it is done, so that `die` comes first, as Docker's. The
@@ -110,7 +119,7 @@ impl Daemon {
         if let Some(before) = seen.as_ref() {
             for id in before.difference(&running) {
                 if let Some(s) = state.sandboxes.get(id) {
-                    self.container_event("die", s, None);
+                    self.container_die(s);
                     // What its processes left running in it goes with them.
                     self.kill_leftovers(s);
                 }

@@ -6,8 +6,8 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use crate::{
     model::{
-        ids, options::container_iface_prefix, Driver, Endpoint, EndpointLink, Lifecycle, Lookup, Network, PortBinding,
-        PortSpec, ProcessRef, Sandbox, SandboxMode, State,
+        ids, options::container_iface_prefix, Driver, Endpoint, EndpointLink, Exit, Lifecycle, Lookup, Network,
+        PortBinding, PortSpec, ProcessRef, Sandbox, SandboxMode, State,
     },
     netns, process,
 };
@@ -119,6 +119,7 @@ impl Daemon {
             hostname: String::new(),
             extra_hosts,
             dns: req.dns,
+            exit: None,
         };
         if mode == SandboxMode::Private {
             self.give_names(&mut sandbox, &[&network], req.hostname);
@@ -472,6 +473,7 @@ impl Daemon {
         gone_within(&running, grace).await;
         if running.iter().any(ProcessRef::is_running) {
             self.container_event("kill", &s, Some(libc::SIGKILL));
+            self.note_sigkill(&s.id).await;
             for p in &running {
                 process::kill(*p);
             }
@@ -491,6 +493,9 @@ impl Daemon {
             return Err(Error::Conflict(format!("cannot kill container: {key}: container {key} is not running")));
         }
         self.container_event("kill", &s, Some(sig));
+        if sig == libc::SIGKILL {
+            self.note_sigkill(&s.id).await;
+        }
         for p in running {
             process::signal(p, sig);
         }
@@ -510,6 +515,9 @@ impl Daemon {
                 )));
             }
             self.container_event("kill", &s, Some(libc::SIGKILL));
+            if let Some(s) = state.sandboxes.get_mut(&s.id) {
+                s.exit.get_or_insert_with(|| Exit { code: 128 + libc::SIGKILL, at: ids::now_rfc3339() });
+            }
             for p in &running {
                 process::kill(*p);
             }
@@ -545,6 +553,30 @@ impl Daemon {
         Ok(())
     }
 
+    /// Records how sandbox `key`'s command ended (`code`: its exit code, or 128 + the signal
+    /// that ended it), as `netd run` reports it: the CLI in the foreground, the shim it leaves
+    /// with a detached command (see `cli::shim`), which stays one of the sandbox's processes
+    /// until it has reported, so the sandbox's `die` comes with its code.
+    pub async fn record_exit(&self, key: &str, code: i32) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
+        let s = state.sandboxes.get_mut(&id).expect("found");
+        s.exit = Some(Exit { code, at: ids::now_rfc3339() });
+        self.persist(&state)
+    }
+
+    /// Takes note that netd itself ends sandbox `id`'s processes with SIGKILL, which no shim
+    /// outlives to report: its code is 128 + 9, as Docker's, unless one was reported.
+    async fn note_sigkill(&self, id: &str) {
+        let mut state = self.state.lock().await;
+        if let Some(s) = state.sandboxes.get_mut(id) {
+            if s.exit.is_none() {
+                s.exit = Some(Exit { code: 128 + libc::SIGKILL, at: ids::now_rfc3339() });
+                let _ = self.persist(&state);
+            }
+        }
+    }
+
     /// Records a process started in a sandbox (by `netd run -d`).
     pub async fn add_process(&self, key: &str, pid: u32) -> Result<()> {
         let mut state = self.state.lock().await;
@@ -552,6 +584,8 @@ impl Daemon {
         let p = ProcessRef::of(pid).ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
         let s = state.sandboxes.get_mut(&id).expect("found");
         s.processes.push(p);
+        // A new run: how the last one ended is history.
+        s.exit = None;
         let s = s.clone();
         self.persist(&state)?;
         self.note_start(&s);

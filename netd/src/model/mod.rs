@@ -176,6 +176,17 @@ pub struct Sandbox {
     /// Its own DNS settings (`netd run --dns …`), over the daemon's.
     #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
     pub dns: DnsSettings,
+    /// How its last run ended, when netd knows: the command's exit code (128 + the signal that
+    /// ended it), and when (RFC 3339). Cleared when a process is started in it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Exit>,
+}
+
+/// How a sandbox's command ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    pub at: String,
 }
 
 /// DNS servers, search domains and resolver options, as `resolv.conf` lines (dockerd's and

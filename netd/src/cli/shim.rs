@@ -1,0 +1,123 @@
+//! `netd shim` (hidden): what `netd run -d` leaves in a sandbox with its command, so that netd
+//! learns how the command ended, which only its parent can (dockerd has containerd's shims for
+//! this). It starts the command as its child, prints both pids for `netd run` to register
+//! (and waits for them to be),
+//! ignores the signals `docker stop` and `docker kill` send (they reach the command itself),
+//! waits for the command, and reports its exit code to the daemon before exiting. Being one of
+//! the sandbox's processes, it keeps the sandbox running until the report is in, so Docker's
+//! `die` comes with the code. SIGKILL ends it with its command; netd, which sent it, knows.
+
+use std::{
+    io::Write as _,
+    process::{Command, ExitCode, Stdio},
+    time::Duration,
+};
+
+use hyper::Method;
+
+use crate::{api::types::ExitRequest, client::Client};
+
+#[derive(clap::Args)]
+pub struct ShimArgs {
+    /// The sandbox the command runs in (its id).
+    #[arg(long)]
+    sandbox: String,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// What the shim prints on its standard output, one line, for `netd run`.
+pub enum Started {
+    /// The command's pid and the shim's.
+    Pids(u32, u32),
+    /// The command was not found (`netd run` exits 127 as Docker's).
+    NotFound,
+    /// It could not be started otherwise.
+    Failed(String),
+}
+
+impl Started {
+    pub fn line(&self) -> String {
+        match self {
+            Started::Pids(command, shim) => format!("pids {command} {shim}"),
+            Started::NotFound => "not-found".into(),
+            Started::Failed(why) => format!("failed {}", why.replace('\n', " ")),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Self> {
+        let line = line.trim_end();
+        if line == "not-found" {
+            return Some(Started::NotFound);
+        }
+        if let Some(why) = line.strip_prefix("failed ") {
+            return Some(Started::Failed(why.to_owned()));
+        }
+        let mut pids = line.strip_prefix("pids ")?.split(' ').map(str::parse::<u32>);
+        Some(Started::Pids(pids.next()?.ok()?, pids.next()?.ok()?))
+    }
+}
+
+/// The exit code a shell would give `status`: its code, or 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
+    let spawned = Command::new(&a.command[0])
+        .args(&a.command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let started = if e.kind() == std::io::ErrorKind::NotFound {
+                Started::NotFound
+            } else {
+                Started::Failed(e.to_string())
+            };
+            println!("{}", started.line());
+            return ExitCode::from(1);
+        }
+    };
+    crate::process::ignore_stop_signals();
+    let mut out = std::io::stdout();
+    // `netd run` reads this line, registers both pids and closes our input; nothing is
+    // written after it. Until then the command is not reaped: ended, it stays a zombie, whose
+    // pid can still be registered.
+    let _ = writeln!(out, "{}", Started::Pids(child.id(), std::process::id()).line()).and_then(|()| out.flush());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    // The one thread: nothing else runs meanwhile (it shows as one task in `docker stats`).
+    let Ok(status) = child.wait() else {
+        return ExitCode::from(1);
+    };
+    let body = ExitRequest { code: exit_code(status) };
+    let path = format!("/netd/v1/sandboxes/{}/exit", a.sandbox);
+    // A daemon restarting meanwhile gets a few seconds to come back.
+    for _ in 0..10 {
+        if client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await.is_ok() {
+            return ExitCode::SUCCESS;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Started;
+
+    #[test]
+    fn the_shims_line_reads_back() {
+        assert!(matches!(Started::parse(&Started::Pids(12, 34).line()), Some(Started::Pids(12, 34))));
+        assert!(matches!(Started::parse("not-found\n"), Some(Started::NotFound)));
+        assert!(
+            matches!(Started::parse(&Started::Failed("no\nway".into()).line()), Some(Started::Failed(w)) if w == "no way")
+        );
+        assert!(Started::parse("pids 1").is_none());
+        assert!(Started::parse("").is_none());
+    }
+}
