@@ -597,17 +597,11 @@ async fn wait_container(daemon: &Daemon, key: &str, q: &HashMap<String, String>)
     if !["not-running", "next-exit", "removed", ""].contains(&condition) {
         return error_response(400, format!("invalid condition: \"{condition}\""));
     }
-    let id = match daemon.snapshot().await.find_sandbox(key) {
-        Ok(s) => s.id.clone(),
-        Err(_) => return from_error(&no_such_container(key)),
+    let id = match daemon.sandbox_run(key).await {
+        Ok((id, ..)) => id,
+        Err(e) => return from_error(&e),
     };
-    let look = || async {
-        let state = daemon.snapshot().await;
-        state.sandboxes.get(&id).map(|s| {
-            let r = SandboxResource::from_model(s, &state, String::new());
-            (r.running, s.exit.as_ref().map(|e| e.code))
-        })
-    };
+    let look = || async { daemon.sandbox_run(&id).await.ok().map(|(_, running, code)| (running, code)) };
     let next_exit = condition == "next-exit";
     let mut saw_running = false;
     let code = loop {

@@ -565,6 +565,13 @@ impl Daemon {
         self.persist(&state)
     }
 
+    /// Sandbox `key`'s id, whether it runs, and how its last run ended if netd knows.
+    pub async fn sandbox_run(&self, key: &str) -> Result<(String, bool, Option<i32>)> {
+        let state = self.state.lock().await;
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?;
+        Ok((s.id.clone(), s.processes.iter().any(ProcessRef::is_running), s.exit.as_ref().map(|e| e.code)))
+    }
+
     /// Takes note that netd itself ends sandbox `id`'s processes with SIGKILL, which no shim
     /// outlives to report: its code is 128 + 9, as Docker's, unless one was reported.
     async fn note_sigkill(&self, id: &str) {
