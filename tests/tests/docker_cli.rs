@@ -526,12 +526,9 @@ fn docker_stats_and_top_show_a_sandboxs_processes_and_traffic() {
     assert_eq!(web["pids_stats"]["current"], 0, "{web}");
     d.netd(&["run", "-d", "--name", "brief", "--", "sh", "-c", "sleep 300 & exit 0"]).ok();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let (_, brief) = api_json(&d, "/containers/brief/stats?one-shot=1&stream=0");
-        if brief["pids_stats"]["current"] == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the orphan still runs: {brief}");
+    // `docker top` lists what runs in its namespace now: nothing, once the orphan is gone.
+    while docker(&d, &["top", "brief"]).code == 0 {
+        assert!(std::time::Instant::now() < deadline, "the orphan still runs");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(docker(&d, &["ps", "-q", "-f", "name=brief"]).ok().trim().is_empty(), "brief has exited");
@@ -591,4 +588,46 @@ fn docker_wait_ps_inspect_and_events_tell_how_a_sandboxs_command_ended() {
     died.sort_unstable();
     assert_eq!(died, ["fg 4", "killed 137", "stubborn 137", "term 143", "three 3"]);
     docker(&d, &["wait", "nosuch"]).fails_with("No such container: nosuch");
+}
+
+/// `docker logs` shows what a detached command wrote, as Docker's `json-file` log keeps a
+/// container's: stdout and stderr apart, `--tail`, `-t`, and `-f` following it while it runs
+/// and ending when it stops.
+#[test]
+fn docker_logs_shows_what_a_detached_command_wrote() {
+    let d = TestDaemon::start(&[]);
+    d.netd(&["run", "-d", "--name", "talk", "--", "sh", "-c", "echo hello; echo oops >&2; sleep 0.3; echo later"]).ok();
+    // Followed: it ends when the command has.
+    let all = docker(&d, &["logs", "-f", "talk"]);
+    assert_eq!((all.code, all.stdout.as_str(), all.stderr.as_str()), (0, "hello\nlater\n", "oops\n"), "{all:?}");
+    assert_eq!(docker(&d, &["logs", "--tail", "1", "talk"]).ok(), "later\n");
+    let stamped = docker(&d, &["logs", "-t", "talk"]).ok();
+    let first = stamped.lines().next().expect("a line");
+    let (time, line) = first.split_once(' ').expect("a time");
+    assert!(time.len() == 30 && time.ends_with('Z') && line == "hello", "{stamped}");
+    let path = docker(&d, &["inspect", "-f", "{{.LogPath}}", "talk"]).ok();
+    let log = std::fs::read_to_string(path.trim()).expect("the log file");
+    let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(entries.len(), 3, "{log}");
+    assert!(entries.iter().any(|e| e["log"] == "hello\n" && e["stream"] == "stdout"), "{log}");
+    assert!(entries.iter().any(|e| e["log"] == "oops\n" && e["stream"] == "stderr"), "{log}");
+
+    // Following a running one: lines as they come.
+    d.netd(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ])
+    .ok();
+    let follow = d.docker_streaming(&["logs", "-f", "ticker"]).expect("docker");
+    let ticks: Vec<String> =
+        (0..3).map(|_| follow.line(std::time::Duration::from_secs(10)).expect("a line as it comes")).collect();
+    assert_eq!(ticks, ["tick 0", "tick 1", "tick 2"]);
+    docker(&d, &["stop", "-t", "5", "ticker"]).ok();
+    docker(&d, &["logs", "nosuch"]).fails_with("No such container: nosuch");
 }

@@ -162,7 +162,7 @@ pub fn inspect(s: &Sandbox, r: &SandboxResource) -> Value {
         "ResolvConfPath": r.resolv_conf_path,
         "HostnamePath": "",
         "HostsPath": r.hosts_path,
-        "LogPath": "",
+        "LogPath": r.log_path,
         "Name": format!("/{}", r.name),
         "RestartCount": 0,
         "Driver": "",

@@ -4,6 +4,7 @@
 mod containers;
 pub mod filters;
 mod info;
+mod logs;
 pub mod types;
 mod usage;
 
@@ -21,7 +22,7 @@ use tokio::net::UnixStream;
 
 use crate::{
     daemon::{
-        events::{parse_timestamp, unix_now_nanos, DockerEvent},
+        events::{self, parse_timestamp, unix_now_nanos, DockerEvent},
         monitor::{MonitorLine, MonitorType},
         networks::{lookup_error, CreateNetwork, IpamRequest},
         sandboxes::{no_such_container, CreateSandbox},
@@ -552,6 +553,7 @@ async fn containers_api(
         (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
         (&Method::GET, [key, "stats"]) => container_stats(daemon, key, q).await,
         (&Method::POST, [key, "wait"]) => wait_container(daemon, key, q).await,
+        (&Method::GET, [key, "logs"]) => container_logs(daemon, key, q).await,
         (&Method::GET, [key, "top"]) => {
             match daemon.sandbox_top(key, q.get("ps_args").map_or("", String::as_str)).await {
                 Ok(top) => json(StatusCode::OK, &usage::top_json(&top)),
@@ -586,6 +588,51 @@ async fn sandbox_run_report(daemon: &Daemon, key: &str, what: &str, req: Request
         Ok(()) => empty(StatusCode::NO_CONTENT),
         Err(e) => from_error(&e),
     }
+}
+
+/// `docker logs`: what a sandbox's detached commands wrote (see `logs.rs`); with `follow`, what
+/// they write after, until the sandbox stops or goes (or the client leaves).
+async fn container_logs(daemon: &Arc<Daemon>, key: &str, q: &HashMap<String, String>) -> Response<Body> {
+    const RAW_STREAM: &str = "application/vnd.docker.raw-stream";
+    let query = match logs::LogQuery::parse(q, |k| flag(q, k, false)) {
+        Ok(query) => query,
+        Err(e) => return error_response(400, e),
+    };
+    let (id, path) = match daemon.sandbox_log(key).await {
+        Ok((id, Some(path))) => (id, path),
+        Ok((_, None)) => return error_response(501, "configured logging driver does not support reading".into()),
+        Err(e) => return from_error(&e),
+    };
+    let (first, offset) = logs::read_from(&path, 0, &query, true);
+    if !query.follow {
+        return respond(StatusCode::OK, first, RAW_STREAM);
+    }
+    let daemon = daemon.clone();
+    let frames = futures::stream::unfold((Some(first), offset, false), move |(first, offset, last)| {
+        let (daemon, id, path, query) = (daemon.clone(), id.clone(), path.clone(), query.clone());
+        async move {
+            if let Some(first) = first.filter(|f| !f.is_empty()) {
+                return Some((Ok::<_, Infallible>(Frame::data(first)), (None, offset, false)));
+            }
+            loop {
+                if last {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                // Stopped (or gone): what it wrote last is read once more, then the stream ends.
+                let stopped = daemon.sandbox_run(&id).await.map_or(true, |(_, running, _)| !running);
+                let past = query.until.is_some_and(|u| u < events::unix_now_nanos());
+                let (more, next) = logs::read_from(&path, offset, &query, false);
+                if !more.is_empty() {
+                    return Some((Ok(Frame::data(more)), (None, next, stopped || past)));
+                }
+                if stopped || past {
+                    return None;
+                }
+            }
+        }
+    });
+    respond_with(StatusCode::OK, StreamBody::new(frames).boxed_unsync(), RAW_STREAM)
 }
 
 /// `docker wait`: answers when sandbox `key` is not running (`condition=not-running`, the

@@ -296,6 +296,17 @@ pub struct ProcessRequest {
     pub pid: u32,
 }
 
+/// One line of a sandbox's log, as Docker's `json-file` driver writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// The line, with its `\n` (not the last, cut or unfinished).
+    pub log: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// When it was read (RFC 3339 with nanoseconds).
+    pub time: String,
+}
+
 /// `POST /netd/v1/sandboxes/{id}/exit`: how its command ended (`netd run`'s report).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ExitRequest {
@@ -323,6 +334,9 @@ pub struct SandboxResource {
     pub exit_code: Option<i32>,
     #[serde(rename = "FinishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// Its detached commands' output (Docker's `json-file` log; empty: none kept).
+    #[serde(rename = "LogPath", default)]
+    pub log_path: String,
     #[serde(rename = "Command")]
     pub command: Vec<String>,
     #[serde(rename = "AutoRemove")]
@@ -409,6 +423,7 @@ impl SandboxResource {
             netns_path,
             exit_code: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.code),
             finished_at: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.at.clone()),
+            log_path: s.log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             running: !running.is_empty(),
             pids: running,
             command: s.command.clone(),

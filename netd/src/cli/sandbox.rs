@@ -156,7 +156,11 @@ fn spawn_detached(
 ) -> Result<(std::process::Child, [u32; 2]), ExitCode> {
     let exe = std::env::current_exe().map_err(|e| fail(&format!("finding the netd binary: {e}")))?;
     let mut shim = vec![exe.display().to_string(), "-H".into(), host.into(), "shim".into(), "--sandbox".into()];
-    shim.extend([s.id.clone(), "--".into()]);
+    shim.push(s.id.clone());
+    if !s.log_path.is_empty() {
+        shim.extend(["--log".into(), s.log_path.clone()]);
+    }
+    shim.push("--".into());
     shim.extend(command.iter().cloned());
     let mut child = spawn_in(s, &shim, true).map_err(|e| spawn_error(&shim[0], &e))?;
     let mut line = String::new();

@@ -9,19 +9,29 @@
 
 use std::{
     io::Write as _,
-    process::{Command, ExitCode, Stdio},
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+    sync::Mutex,
     time::Duration,
 };
 
 use hyper::Method;
+use tokio::io::AsyncReadExt as _;
 
-use crate::{api::types::ExitRequest, client::Client};
+use crate::{
+    api::types::{ExitRequest, LogEntry},
+    client::Client,
+    model::ids,
+};
 
 #[derive(clap::Args)]
 pub struct ShimArgs {
     /// The sandbox the command runs in (its id).
     #[arg(long)]
     sandbox: String,
+    /// Where its output goes (Docker's `json-file` log); without, nowhere.
+    #[arg(long)]
+    log: Option<PathBuf>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
@@ -65,11 +75,19 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
-    let spawned = Command::new(&a.command[0])
+    let log = match a.log.as_deref().map(open_log).transpose() {
+        Ok(log) => log,
+        Err(e) => {
+            println!("{}", Started::Failed(format!("opening its log: {e}")).line());
+            return ExitCode::from(1);
+        }
+    };
+    let output = || if log.is_some() { Stdio::piped() } else { Stdio::null() };
+    let spawned = tokio::process::Command::new(&a.command[0])
         .args(&a.command[1..])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn();
     let mut child = match spawned {
         Ok(c) => c,
@@ -88,10 +106,31 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
     // `netd run` reads this line, registers both pids and closes our input; nothing is
     // written after it. Until then the command is not reaped: ended, it stays a zombie, whose
     // pid can still be registered.
-    let _ = writeln!(out, "{}", Started::Pids(child.id(), std::process::id()).line()).and_then(|()| out.flush());
+    let pid = child.id().unwrap_or(0);
+    let _ = writeln!(out, "{}", Started::Pids(pid, std::process::id()).line()).and_then(|()| out.flush());
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-    // The one thread: nothing else runs meanwhile (it shows as one task in `docker stats`).
-    let Ok(status) = child.wait() else {
+    // One thread (it shows as one task in `docker stats`): the output is copied as it comes,
+    // until both pipes close, and the command reaped.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let copy = async {
+        if let Some(log) = &log {
+            tokio::join!(copy_lines(stdout, "stdout", log), copy_lines(stderr, "stderr", log));
+        }
+    };
+    tokio::pin!(copy);
+    let mut copied = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = &mut copy, if !copied => copied = true,
+        }
+    };
+    // What it wrote last is in the pipes: read it. A process it left holds them open (and
+    // goes with the sandbox's end): its writes are not waited for.
+    if !copied {
+        let _ = tokio::time::timeout(Duration::from_millis(200), &mut copy).await;
+    }
+    let Ok(status) = status else {
         return ExitCode::from(1);
     };
     let body = ExitRequest { code: exit_code(status) };
@@ -104,6 +143,44 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     ExitCode::from(1)
+}
+
+/// The log at `path`, appended to (its directory made if need be).
+fn open_log(path: &Path) -> std::io::Result<Mutex<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).open(path).map(Mutex::new)
+}
+
+/// Docker cuts a line this long (its `json-file` driver's buffer): the rest is the next entry.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Copies `from` to `log` line by line as Docker's `json-file` driver writes a container's
+/// output: `{"log":"…\n","stream":"stdout","time":"…"}` per line (the last may lack its `\n`).
+async fn copy_lines(from: Option<impl tokio::io::AsyncRead + Unpin>, stream: &str, log: &Mutex<std::fs::File>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let Some(from) = from else { return };
+    let mut reader = tokio::io::BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let mut limited = (&mut reader).take(MAX_LINE as u64);
+        match limited.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let entry = LogEntry {
+                    log: String::from_utf8_lossy(&line).into_owned(),
+                    stream: stream.into(),
+                    time: ids::now_rfc3339(),
+                };
+                let mut text = serde_json::to_vec(&entry).expect("a log entry serialises");
+                text.push(b'\n');
+                let mut f = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let _ = std::io::Write::write_all(&mut *f, &text);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -664,6 +664,7 @@ mod tests {
             extra_hosts: Vec::new(),
             dns: DnsSettings::default(),
             exit: None,
+            log: None,
         });
         let link = EndpointLink {
             ip: Ipv4Addr::from(ip),

@@ -120,6 +120,7 @@ impl Daemon {
             extra_hosts,
             dns: req.dns,
             exit: None,
+            log: Some(self.cfg.sandbox_dir(&id).join(format!("{id}-json.log"))),
         };
         if mode == SandboxMode::Private {
             self.give_names(&mut sandbox, &[&network], req.hostname);
@@ -563,6 +564,13 @@ impl Daemon {
         let s = state.sandboxes.get_mut(&id).expect("found");
         s.exit = Some(Exit { code, at: ids::now_rfc3339() });
         self.persist(&state)
+    }
+
+    /// Sandbox `key`'s id and log (none for sandboxes of older releases).
+    pub async fn sandbox_log(&self, key: &str) -> Result<(String, Option<PathBuf>)> {
+        let state = self.state.lock().await;
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?;
+        Ok((s.id.clone(), s.log.clone()))
     }
 
     /// Sandbox `key`'s id, whether it runs, and how its last run ended if netd knows.
