@@ -61,6 +61,25 @@ impl Client {
         on_start: impl FnOnce(),
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
+        let mut pending = Vec::new();
+        self.stream(path, on_start, |data| {
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                on_line(String::from_utf8_lossy(&line[..end]).as_ref());
+            }
+        })
+        .await
+    }
+
+    /// Sends a GET whose answer is a stream and calls `on_data` with its bytes as they come,
+    /// until the daemon ends it. `on_start` runs once the daemon has accepted the request.
+    pub async fn stream(
+        &self,
+        path: &str,
+        on_start: impl FnOnce(),
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<(), ClientError> {
         let mut resp = self.send(Method::GET, path, None).await?;
         let status = resp.status();
         if !status.is_success() {
@@ -68,14 +87,10 @@ impl Client {
             return Err(daemon_error(status, &bytes));
         }
         on_start();
-        let mut pending = Vec::new();
         while let Some(frame) = resp.body_mut().frame().await {
             let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let Ok(data) = frame.into_data() else { continue };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                on_line(String::from_utf8_lossy(&line[..end]).as_ref());
+            if let Ok(data) = frame.into_data() {
+                on_data(&data);
             }
         }
         Ok(())

@@ -601,6 +601,13 @@ fn docker_logs_shows_what_a_detached_command_wrote() {
     let all = docker(&d, &["logs", "-f", "talk"]);
     assert_eq!((all.code, all.stdout.as_str(), all.stderr.as_str()), (0, "hello\nlater\n", "oops\n"), "{all:?}");
     assert_eq!(docker(&d, &["logs", "--tail", "1", "talk"]).ok(), "later\n");
+    let own = d.netd(&["logs", "talk"]);
+    assert_eq!(
+        (own.code, own.stdout.as_str(), own.stderr.as_str()),
+        (0, "hello\nlater\n", "oops\n"),
+        "netd logs: {own:?}"
+    );
+    d.netd(&["logs", "nosuch"]).fails_with("No such container: nosuch");
     let stamped = docker(&d, &["logs", "-t", "talk"]).ok();
     let first = stamped.lines().next().expect("a line");
     let (time, line) = first.split_once(' ').expect("a time");

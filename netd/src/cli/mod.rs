@@ -1,6 +1,7 @@
 //! The `netd` command line: the daemon, and a client of its API with docker's verbs and output.
 
 mod daemon;
+mod logs;
 mod monitor;
 mod nat;
 mod network;
@@ -42,6 +43,8 @@ enum Command {
     Port(sandbox::PortArgs),
     /// Show sandboxes as JSON (`docker inspect`): networks, addresses, aliases, ports, files.
     Inspect(sandbox::InspectArgs),
+    /// Show what a sandbox's detached command wrote (`docker logs`).
+    Logs(logs::LogsArgs),
     /// Remove sandboxes (their endpoints, addresses and namespace).
     Rm(sandbox::RmArgs),
     /// Show the datapath's counters by reason, overall and per endpoint.
@@ -82,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Port(args) => sandbox::port(&client, args).await,
             Command::Inspect(args) => sandbox::inspect(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
+            Command::Logs(args) => logs::logs(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
             Command::Nat(cmd) => nat::exec(&client, cmd).await,
             Command::Monitor(args) => monitor::exec(&client, args).await,
