@@ -85,6 +85,45 @@ pub fn ignore_stop_signals() {
     }
 }
 
+/// What `netd shim` prints on its standard output, one line, for whoever started it (`netd
+/// run -d`, or the daemon for `docker start`).
+pub enum Started {
+    /// The command's pid and the shim's.
+    Pids(u32, u32),
+    /// The command was not found (`netd run` exits 127 as Docker's).
+    NotFound,
+    /// It could not be started otherwise.
+    Failed(String),
+}
+
+impl Started {
+    pub fn line(&self) -> String {
+        match self {
+            Started::Pids(command, shim) => format!("pids {command} {shim}"),
+            Started::NotFound => "not-found".into(),
+            Started::Failed(why) => format!("failed {}", why.replace('\n', " ")),
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Self> {
+        let line = line.trim_end();
+        if line == "not-found" {
+            return Some(Started::NotFound);
+        }
+        if let Some(why) = line.strip_prefix("failed ") {
+            return Some(Started::Failed(why.to_owned()));
+        }
+        let mut pids = line.strip_prefix("pids ")?.split(' ').map(str::parse::<u32>);
+        Some(Started::Pids(pids.next()?.ok()?, pids.next()?.ok()?))
+    }
+}
+
+/// The exit code a shell would give `status`: its code, or 128 + the signal that ended it.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 use std::{
     fs::{self, File},
     io::Write as _,
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -67,7 +68,15 @@ impl Store {
         let mut doc = state.clone();
         doc.version = STATE_VERSION;
         let bytes = serde_json::to_vec_pretty(&doc).expect("state serialises");
-        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+        // The daemon's alone: it holds the environment sandboxes' commands run with.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io("creating", &tmp))?;
+        let _ = f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
         f.write_all(&bytes).map_err(io("writing", &tmp))?;
         f.sync_all().map_err(io("syncing", &tmp))?;
         drop(f);

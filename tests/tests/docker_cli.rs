@@ -638,3 +638,48 @@ fn docker_logs_shows_what_a_detached_command_wrote() {
     docker(&d, &["stop", "-t", "5", "ticker"]).ok();
     docker(&d, &["logs", "nosuch"]).fails_with("No such container: nosuch");
 }
+
+/// `docker start` and `docker restart` run a sandbox's command again as `netd run -d` first did:
+/// with the environment and directory `netd run` had, seeing the sandbox's host name, its
+/// output in the same log and its exit code known.
+#[test]
+fn docker_start_and_restart_run_a_sandboxs_command_again() {
+    let d = TestDaemon::start(&[]);
+    let dir = std::env::temp_dir().join(format!("netd-start-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let out = std::process::Command::new(netd_tests::daemon::netd_binary())
+        .args(["-H", d.socket(), "run", "-d", "--name", "again", "--hostname", "box", "--"])
+        .args(["sh", "-c", "echo $NETD_TEST_GREETING $(pwd) $(hostname); exit 5"])
+        .env("NETD_TEST_GREETING", "hi")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("netd run");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(docker(&d, &["wait", "again"]).ok().trim(), "5");
+    assert_eq!(docker(&d, &["start", "again"]).ok().trim(), "again");
+    assert_eq!(docker(&d, &["wait", "again"]).ok().trim(), "5");
+    let said = format!("hi {} box\n", dir.display());
+    assert_eq!(docker(&d, &["logs", "again"]).ok(), format!("{said}{said}"), "the same, twice");
+
+    d.netd(&["run", "-d", "--name", "loop", "--", "sh", "-c", "echo started; sleep 300"]).ok();
+    let pid = || docker(&d, &["inspect", "-f", "{{.State.Pid}}", "loop"]).ok().trim().to_owned();
+    let before = pid();
+    // Running already: nothing to do, as Docker's.
+    assert_eq!(docker(&d, &["start", "loop"]).ok().trim(), "loop");
+    assert_eq!(pid(), before);
+    docker(&d, &["restart", "-t", "5", "loop"]).ok();
+    let after = pid();
+    assert!(after != before && after != "0", "{before} → {after}");
+    let status = docker(&d, &["ps", "--format", "{{.Names}} {{.Status}}", "-f", "name=loop"]).ok();
+    assert!(status.starts_with("loop Up "), "{status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while docker(&d, &["logs", "loop"]).ok() != "started\nstarted\n" {
+        assert!(std::time::Instant::now() < deadline, "{}", docker(&d, &["logs", "loop"]).ok());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    docker(&d, &["stop", "-t", "5", "loop"]).ok();
+    assert_eq!(docker(&d, &["wait", "loop"]).ok().trim(), "143");
+    docker(&d, &["start", "nosuch"]).fails_with("No such container: nosuch");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}

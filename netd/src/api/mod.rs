@@ -561,6 +561,18 @@ async fn containers_api(
             }
         }
         (&Method::POST, [key, "stop"]) => stop_container(daemon, key, q).await,
+        (&Method::POST, [key, "start"]) => match daemon.start_sandbox(key).await {
+            Ok(true) => empty(StatusCode::NO_CONTENT),
+            Ok(false) => empty(StatusCode::NOT_MODIFIED),
+            Err(e) => from_error(&e),
+        },
+        (&Method::POST, [key, "restart"]) => match grace(q) {
+            Ok(grace) => match daemon.restart_sandbox(key, grace).await {
+                Ok(()) => empty(StatusCode::NO_CONTENT),
+                Err(e) => from_error(&e),
+            },
+            Err(e) => error_response(400, e),
+        },
         (&Method::POST, [key, "kill"]) => kill_container(daemon, key, q).await,
         (&Method::DELETE, [key]) => match daemon.remove_sandbox(key, truthy(q.get("force"))).await {
             Ok(_) => empty(StatusCode::NO_CONTENT),
@@ -720,14 +732,23 @@ async fn container_stats(daemon: &Arc<Daemon>, key: &str, q: &HashMap<String, St
     respond_with(StatusCode::OK, StreamBody::new(lines).boxed_unsync(), "application/json")
 }
 
+/// How long `docker stop` and `restart` wait before SIGKILL (`t` seconds, 10 by default; -1:
+/// for good).
+fn grace(q: &HashMap<String, String>) -> Result<std::time::Duration, String> {
+    match q.get("t").map(|t| t.parse::<i64>()) {
+        None => Ok(std::time::Duration::from_secs(10)),
+        Some(Ok(t)) if t < 0 => Ok(std::time::Duration::MAX),
+        Some(Ok(t)) => Ok(std::time::Duration::from_secs(t.unsigned_abs())),
+        Some(Err(_)) => Err(format!("invalid value for t: {}", q["t"])),
+    }
+}
+
 /// `docker stop`: SIGTERM, then SIGKILL after `t` seconds (10 by default; -1: wait for
 /// good); 304 when nothing ran, as Docker's.
 async fn stop_container(daemon: &Daemon, key: &str, q: &HashMap<String, String>) -> Response<Body> {
-    let grace = match q.get("t").map(|t| t.parse::<i64>()) {
-        None => std::time::Duration::from_secs(10),
-        Some(Ok(t)) if t < 0 => std::time::Duration::MAX,
-        Some(Ok(t)) => std::time::Duration::from_secs(t.unsigned_abs()),
-        Some(Err(_)) => return error_response(400, format!("invalid value for t: {}", q["t"])),
+    let grace = match grace(q) {
+        Ok(g) => g,
+        Err(e) => return error_response(400, e),
     };
     match daemon.stop_sandbox(key, grace).await {
         Ok(true) => empty(StatusCode::NO_CONTENT),
@@ -827,6 +848,8 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         aliases: r.aliases,
         hostname: non_empty(r.hostname),
         extra_hosts: r.extra_hosts,
+        env: r.env,
+        working_dir: non_empty(Some(r.working_dir)).map(std::path::PathBuf::from),
     };
     match daemon.create_sandbox(create).await {
         Ok(s) => {

@@ -287,6 +287,12 @@ pub struct SandboxCreateRequest {
     pub dns_search: Vec<String>,
     #[serde(rename = "DnsOptions")]
     pub dns_options: Vec<String>,
+    /// The environment and directory its command runs with (`netd run`'s own), kept for
+    /// `docker start` and `restart`.
+    #[serde(rename = "Env", default)]
+    pub env: Vec<String>,
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: String,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.

@@ -14,7 +14,7 @@ use crate::{
     netns,
 };
 
-use super::{fail, shim, table};
+use super::{fail, table};
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -165,13 +165,13 @@ fn spawn_detached(
     let mut child = spawn_in(s, &shim, true).map_err(|e| spawn_error(&shim[0], &e))?;
     let mut line = String::new();
     let read = child.stdout.take().map(|out| std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line));
-    match (read, shim::Started::parse(&line)) {
-        (Some(Ok(_)), Some(shim::Started::Pids(command, shim))) => Ok((child, [command, shim])),
-        (_, Some(shim::Started::NotFound)) => {
+    match (read, crate::process::Started::parse(&line)) {
+        (Some(Ok(_)), Some(crate::process::Started::Pids(command, shim))) => Ok((child, [command, shim])),
+        (_, Some(crate::process::Started::NotFound)) => {
             let _ = child.wait();
             Err(spawn_error(&command[0], &std::io::Error::from(std::io::ErrorKind::NotFound)))
         }
-        (_, Some(shim::Started::Failed(why))) => {
+        (_, Some(crate::process::Started::Failed(why))) => {
             let _ = child.wait();
             Err(spawn_error(&command[0], &std::io::Error::other(why)))
         }
@@ -198,6 +198,8 @@ pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
+        env: std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect(),
+        working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,
@@ -258,7 +260,7 @@ pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
     } else if let Ok(st) = status {
         // How it ended, for `docker ps`, `inspect` and `wait`.
         let path = format!("/netd/v1/sandboxes/{}/exit", s.id);
-        let body = ExitRequest { code: shim::exit_code(st) };
+        let body = ExitRequest { code: crate::process::exit_code(st) };
         let _ = client.call::<serde_json::Value>(Method::POST, &path, Some(&body)).await;
     }
     match status {

@@ -22,6 +22,7 @@ use crate::{
     api::types::{ExitRequest, LogEntry},
     client::Client,
     model::ids,
+    process::{exit_code, Started},
 };
 
 #[derive(clap::Args)]
@@ -34,44 +35,6 @@ pub struct ShimArgs {
     log: Option<PathBuf>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
-}
-
-/// What the shim prints on its standard output, one line, for `netd run`.
-pub enum Started {
-    /// The command's pid and the shim's.
-    Pids(u32, u32),
-    /// The command was not found (`netd run` exits 127 as Docker's).
-    NotFound,
-    /// It could not be started otherwise.
-    Failed(String),
-}
-
-impl Started {
-    pub fn line(&self) -> String {
-        match self {
-            Started::Pids(command, shim) => format!("pids {command} {shim}"),
-            Started::NotFound => "not-found".into(),
-            Started::Failed(why) => format!("failed {}", why.replace('\n', " ")),
-        }
-    }
-
-    pub fn parse(line: &str) -> Option<Self> {
-        let line = line.trim_end();
-        if line == "not-found" {
-            return Some(Started::NotFound);
-        }
-        if let Some(why) = line.strip_prefix("failed ") {
-            return Some(Started::Failed(why.to_owned()));
-        }
-        let mut pids = line.strip_prefix("pids ")?.split(' ').map(str::parse::<u32>);
-        Some(Started::Pids(pids.next()?.ok()?, pids.next()?.ok()?))
-    }
-}
-
-/// The exit code a shell would give `status`: its code, or 128 + the signal that ended it.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt as _;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
@@ -185,7 +148,7 @@ async fn copy_lines(from: Option<impl tokio::io::AsyncRead + Unpin>, stream: &st
 
 #[cfg(test)]
 mod tests {
-    use super::Started;
+    use crate::process::Started;
 
     #[test]
     fn the_shims_line_reads_back() {

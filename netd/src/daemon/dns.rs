@@ -665,6 +665,8 @@ mod tests {
             dns: DnsSettings::default(),
             exit: None,
             log: None,
+            env: Vec::new(),
+            working_dir: None,
         });
         let link = EndpointLink {
             ip: Ipv4Addr::from(ip),

@@ -17,6 +17,7 @@ pub mod networks;
 mod proxy;
 mod reconcile;
 pub mod sandboxes;
+mod start;
 pub mod stats;
 pub mod usage;
 
@@ -58,6 +59,8 @@ pub struct Daemon {
     /// The last list of the host's processes, shared by `docker stats` samples within
     /// half a second of it (see `usage::ProcessScan`).
     process_scan: std::sync::Arc<usage::ProcessScan>,
+    /// The shims `docker start` started, until the sweeper reaps them.
+    started: std::sync::Mutex<Vec<std::process::Child>>,
     /// The datapath's events, until [`run`] starts reading them.
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
@@ -131,6 +134,7 @@ impl Daemon {
             stack_refuses: std::sync::Mutex::new(None),
             running_sandboxes: std::sync::Mutex::new(None),
             process_scan: std::sync::Arc::default(),
+            started: std::sync::Mutex::new(Vec::new()),
             events: std::sync::Mutex::new(events),
             monitor,
             docker_events: events::Events::default(),
@@ -202,6 +206,7 @@ pub async fn run(
             for tick in 1u64.. {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 daemon.sweep_auto_remove().await;
+                daemon.reap_started();
                 if tick % 4 == 0 {
                     if let Err(e) = daemon.sync_uplinks().await {
                         eprintln!("netd: uplinks: {e}");

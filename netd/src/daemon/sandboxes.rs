@@ -32,6 +32,9 @@ pub struct CreateSandbox {
     pub mac: Option<[u8; 6]>,
     pub auto_remove: bool,
     pub command: Vec<String>,
+    /// What its command runs with when netd starts it again (`docker start`).
+    pub env: Vec<String>,
+    pub working_dir: Option<PathBuf>,
     /// Ports to publish on the network (`-p`).
     pub ports: Vec<PortSpec>,
     /// More names on the network's DNS (`--network-alias`).
@@ -121,6 +124,8 @@ impl Daemon {
             dns: req.dns,
             exit: None,
             log: Some(self.cfg.sandbox_dir(&id).join(format!("{id}-json.log"))),
+            env: req.env,
+            working_dir: req.working_dir,
         };
         if mode == SandboxMode::Private {
             self.give_names(&mut sandbox, &[&network], req.hostname);

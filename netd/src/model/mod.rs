@@ -184,6 +184,12 @@ pub struct Sandbox {
     /// sandboxes of older releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
+    /// The environment (`K=V`) and directory its command runs with when netd starts it
+    /// (`docker start`, `restart`): `netd run`'s own. The state file is the daemon's alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<PathBuf>,
 }
 
 /// How a sandbox's command ended.
