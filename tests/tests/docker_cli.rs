@@ -683,3 +683,23 @@ fn docker_start_and_restart_run_a_sandboxs_command_again() {
     docker(&d, &["start", "nosuch"]).fails_with("No such container: nosuch");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// `docker container prune` removes the sandboxes that do not run, as Docker's the containers
+/// that are stopped; `until` keeps the newer ones, a `label` filter matches none.
+#[test]
+fn docker_container_prune_removes_the_sandboxes_that_do_not_run() {
+    let d = TestDaemon::start(&[]);
+    let done = d.netd(&["run", "-d", "--name", "done", "--", "true"]).ok().trim().to_owned();
+    d.netd(&["run", "-d", "--name", "live", "--", "sleep", "300"]).ok();
+    assert_eq!(docker(&d, &["wait", "done"]).ok().trim(), "0");
+    assert_eq!(
+        docker(&d, &["container", "prune", "-f", "--filter", "until=1h"]).ok().lines().next(),
+        Some("Total reclaimed space: 0B")
+    );
+    assert!(!docker(&d, &["container", "prune", "-f", "--filter", "label=x"]).ok().contains(&done));
+    let pruned = docker(&d, &["container", "prune", "-f"]).ok();
+    assert!(pruned.contains("Deleted Containers:") && pruned.contains(&done), "{pruned}");
+    let left = docker(&d, &["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert_eq!(left.trim(), "live");
+    docker(&d, &["container", "prune", "-f", "--filter", "until=soon"]).fails_with("invalid filter 'until=soon'");
+}

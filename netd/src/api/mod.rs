@@ -475,6 +475,50 @@ async fn prune_networks(daemon: &Daemon, q: &HashMap<String, String>) -> Respons
     }
 }
 
+/// `docker container prune`: removes the sandboxes that do not run (made before `until`, a
+/// timestamp or a duration back from now such as `24h`); a `label` filter matches none
+/// (sandboxes have no labels).
+async fn prune_containers(daemon: &Daemon, q: &HashMap<String, String>) -> Response<Body> {
+    let filters = match Filters::parse(q.get("filters").map(String::as_str), &["label", "label!", "until"]) {
+        Ok(f) => f,
+        Err(m) => return error_response(400, m),
+    };
+    let until = match filters.values("until").iter().map(|u| prune_until(u)).collect::<Result<Vec<i64>, String>>() {
+        Ok(u) => u.into_iter().min(),
+        Err(e) => return error_response(400, e),
+    };
+    let deleted = if filters.values("label").is_empty() { daemon.prune_sandboxes(until).await } else { Vec::new() };
+    json(StatusCode::OK, &serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }))
+}
+
+/// Seconds since the epoch of a prune's `until`: a timestamp, or a duration (`90s`, `10m`,
+/// `24h`, `1h30m`) back from now.
+fn prune_until(v: &str) -> Result<i64, String> {
+    if let Ok(ns) = parse_timestamp(v) {
+        return Ok(ns / 1_000_000_000);
+    }
+    let bad = || format!("invalid filter 'until={v}'");
+    let (mut secs, mut digits) = (0i64, String::new());
+    for c in v.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        secs += digits.parse::<i64>().map_err(|_| bad())? * unit;
+        digits.clear();
+    }
+    if !digits.is_empty() || secs == 0 {
+        return Err(bad());
+    }
+    Ok(unix_now_nanos() / 1_000_000_000 - secs)
+}
+
 fn parse_ipv4(s: &str) -> Result<Option<Ipv4Addr>, String> {
     if s.is_empty() {
         return Ok(None);
@@ -550,6 +594,7 @@ async fn containers_api(
 ) -> Response<Body> {
     match (method, route) {
         (&Method::GET, ["json"]) => list_containers(daemon, q).await,
+        (&Method::POST, ["prune"]) => prune_containers(daemon, q).await,
         (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
         (&Method::GET, [key, "stats"]) => container_stats(daemon, key, q).await,
         (&Method::POST, [key, "wait"]) => wait_container(daemon, key, q).await,

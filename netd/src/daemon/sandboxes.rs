@@ -571,6 +571,29 @@ impl Daemon {
         self.persist(&state)
     }
 
+    /// Removes the sandboxes that do not run, made before `until` (seconds since the epoch) if
+    /// given (`docker container prune`); returns their ids. One that cannot be removed stays.
+    pub async fn prune_sandboxes(&self, until: Option<i64>) -> Vec<String> {
+        let candidates: Vec<String> = {
+            let state = self.state.lock().await;
+            state
+                .sandboxes
+                .values()
+                .filter(|s| !s.processes.iter().any(ProcessRef::is_running))
+                .filter(|s| until.is_none_or(|u| ids::unix_secs(&s.created).is_some_and(|c| c < u)))
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        let mut removed = Vec::new();
+        for id in candidates {
+            match self.remove_sandbox(&id, false).await {
+                Ok(id) => removed.push(id),
+                Err(e) => eprintln!("netd: prune: keeping sandbox {}: {e}", &id[..12]),
+            }
+        }
+        removed
+    }
+
     /// Sandbox `key`'s id and log (none for sandboxes of older releases).
     pub async fn sandbox_log(&self, key: &str) -> Result<(String, Option<PathBuf>)> {
         let state = self.state.lock().await;
