@@ -1,11 +1,12 @@
-//! `netd shim` (hidden): what `netd run -d` leaves in a sandbox with its command, so that netd
-//! learns how the command ended, which only its parent can (dockerd has containerd's shims for
-//! this). It starts the command as its child, prints both pids for `netd run` to register
-//! (and waits for them to be),
+//! `netd shim` (hidden): what `netd run -d` (or the daemon, for `docker start`) leaves in a
+//! sandbox with its command, so that netd learns how the command ended, which only its parent
+//! can (dockerd has containerd's shims for this), and keeps its output. It starts the command
+//! as its child, prints both pids for its starter to register (and waits until they are),
 //! ignores the signals `docker stop` and `docker kill` send (they reach the command itself),
-//! waits for the command, and reports its exit code to the daemon before exiting. Being one of
-//! the sandbox's processes, it keeps the sandbox running until the report is in, so Docker's
-//! `die` comes with the code. SIGKILL ends it with its command; netd, which sent it, knows.
+//! copies the command's output to the sandbox's log, waits for the command, and reports its
+//! exit code to the daemon before exiting. Being one of the sandbox's processes, it keeps the
+//! sandbox running until the report is in, so Docker's `die` comes with the code. SIGKILL
+//! ends it with its command; netd, which sent it, knows.
 
 use std::{
     io::Write as _,
