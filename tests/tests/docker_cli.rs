@@ -703,3 +703,45 @@ fn docker_container_prune_removes_the_sandboxes_that_do_not_run() {
     assert_eq!(left.trim(), "live");
     docker(&d, &["container", "prune", "-f", "--filter", "until=soon"]).fails_with("invalid filter 'until=soon'");
 }
+
+/// `docker rename` renames a sandbox as Docker's container: its network's DNS answers for the
+/// new name at once and no longer for the old; Docker's `rename` event says both; names in use
+/// or invalid are refused.
+#[test]
+fn docker_rename_gives_a_sandbox_a_new_name_on_its_networks_dns() {
+    let d = TestDaemon::start(&[]);
+    let since =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() - 1).to_string();
+    d.netd(&["network", "create", "names"]).ok();
+    for name in ["web", "asker"] {
+        d.netd(&["run", "-d", "--name", name, "--network", "names", "--", "sleep", "300"]).ok();
+    }
+    let ip = docker(&d, &["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web"]).ok();
+    let getent = |name: &str| d.netd(&["exec", "asker", "--", "getent", "hosts", name]);
+    assert!(getent("web").ok().starts_with(ip.trim()));
+    docker(&d, &["rename", "web", "site"]).ok();
+    assert!(getent("site").ok().starts_with(ip.trim()), "the new name resolves");
+    assert_ne!(getent("web").code, 0, "the old one does not");
+    assert_eq!(docker(&d, &["ps", "--format", "{{.Names}}", "-f", "name=site"]).ok().trim(), "site");
+    docker(&d, &["rename", "site", "asker"]).fails_with("The container name \"/asker\" is already in use");
+    docker(&d, &["rename", "site", "bad/name"]).fails_with("Invalid container name");
+    docker(&d, &["rename", "nosuch", "other"]).fails_with("No such container: nosuch");
+    let until =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 1).to_string();
+    let renamed = docker(
+        &d,
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "event=rename",
+            "--format",
+            "{{.Actor.Attributes.name}} {{.Actor.Attributes.oldName}}",
+        ],
+    )
+    .ok();
+    assert_eq!(renamed.trim(), "site /web");
+}

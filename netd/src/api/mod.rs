@@ -598,6 +598,13 @@ async fn containers_api(
         (&Method::GET, [key, "json"]) => inspect_container(daemon, key).await,
         (&Method::GET, [key, "stats"]) => container_stats(daemon, key, q).await,
         (&Method::POST, [key, "wait"]) => wait_container(daemon, key, q).await,
+        (&Method::POST, [key, "rename"]) => match q.get("name").filter(|n| !n.is_empty()) {
+            None => error_response(400, "Neither old nor new names may be empty".into()),
+            Some(name) => match daemon.rename_sandbox(key, name.trim_start_matches('/')).await {
+                Ok(()) => empty(StatusCode::NO_CONTENT),
+                Err(e) => from_error(&e),
+            },
+        },
         (&Method::GET, [key, "logs"]) => container_logs(daemon, key, q).await,
         (&Method::GET, [key, "top"]) => {
             match daemon.sandbox_top(key, q.get("ps_args").map_or("", String::as_str)).await {

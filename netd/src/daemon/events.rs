@@ -86,20 +86,21 @@ impl Daemon {
     /// "stop" or "destroy". (Docker's `die` carries the exit code: a sandbox's process is not
     /// the daemon's child, whose code it could read; it is left out.)
     pub(super) fn container_event(&self, action: &str, s: &Sandbox, signal: Option<i32>) {
+        let signal: Vec<(&str, String)> = signal.iter().map(|sig| ("signal", sig.to_string())).collect();
+        self.container_event_with(action, s, &signal);
+    }
+
+    /// A container event with more attributes than its name.
+    pub(super) fn container_event_with(&self, action: &str, s: &Sandbox, more: &[(&str, String)]) {
         let mut attributes = BTreeMap::from([("name".to_owned(), s.name.clone())]);
-        if let Some(sig) = signal {
-            attributes.insert("signal".to_owned(), sig.to_string());
-        }
+        attributes.extend(more.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         self.publish_event("container", action, Actor { id: s.id.clone(), attributes }, unix_now_nanos());
     }
 
     /// Docker's `die`, with the exit code when netd knows it.
     fn container_die(&self, s: &Sandbox) {
-        let mut attributes = BTreeMap::from([("name".to_owned(), s.name.clone())]);
-        if let Some(e) = &s.exit {
-            attributes.insert("exitCode".to_owned(), e.code.to_string());
-        }
-        self.publish_event("container", "die", Actor { id: s.id.clone(), attributes }, unix_now_nanos());
+        let code: Vec<(&str, String)> = s.exit.iter().map(|e| ("exitCode", e.code.to_string())).collect();
+        self.container_event_with("die", s, &code);
     }
 
     /// Notes which sandboxes' processes stopped running since the last call (`die`), as

@@ -571,6 +571,22 @@ impl Daemon {
         self.persist(&state)
     }
 
+    /// Renames sandbox `key` to `name` (`docker rename`): its names on its networks' DNS follow
+    /// at once; its host name stays, as a container's does.
+    pub async fn rename_sandbox(&self, key: &str, name: &str) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let s = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.clone();
+        if s.name == name {
+            return Err(Error::InvalidParameter("Renaming a container with the same name as its current name".into()));
+        }
+        let name = sandbox_name(&state, Some(name.to_owned()))?;
+        state.sandboxes.get_mut(&s.id).expect("found").name.clone_from(&name);
+        self.persist(&state)?;
+        let renamed = &state.sandboxes[&s.id];
+        self.container_event_with("rename", renamed, &[("oldName", format!("/{}", s.name))]);
+        Ok(())
+    }
+
     /// Removes the sandboxes that do not run, made before `until` (seconds since the epoch) if
     /// given (`docker container prune`); returns their ids. One that cannot be removed stays.
     pub async fn prune_sandboxes(&self, until: Option<i64>) -> Vec<String> {
