@@ -668,9 +668,13 @@ fn docker_start_and_restart_run_a_sandboxs_command_again() {
     // Running already: nothing to do, as Docker's.
     assert_eq!(docker(&d, &["start", "loop"]).ok().trim(), "loop");
     assert_eq!(pid(), before);
+    let started = || docker(&d, &["inspect", "-f", "{{.State.StartedAt}}", "loop"]).ok().trim().to_owned();
+    let first_start = started();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     docker(&d, &["restart", "-t", "5", "loop"]).ok();
     let after = pid();
     assert!(after != before && after != "0", "{before} → {after}");
+    assert!(started() > first_start, "a new run starts now: {first_start} → {}", started());
     let status = docker(&d, &["ps", "--format", "{{.Names}} {{.Status}}", "-f", "name=loop"]).ok();
     assert!(status.starts_with("loop Up "), "{status}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -64,7 +64,7 @@ pub fn list_entry(s: &Sandbox, r: &SandboxResource, now_secs: i64) -> Value {
         "Ports": ports,
         "Labels": {},
         "State": state_name(r),
-        "Status": status(r, now_secs - created),
+        "Status": status(r, now_secs - ids::unix_secs(&r.started_at).unwrap_or(created)),
         "HostConfig": { "NetworkMode": network_mode(s, r) },
         "NetworkSettings": { "Networks": endpoints(r) },
         "Mounts": [],
@@ -112,7 +112,7 @@ pub fn inspect(s: &Sandbox, r: &SandboxResource) -> Value {
         "Pid": r.pids.first().copied().unwrap_or(0),
         "ExitCode": r.exit_code.unwrap_or(0),
         "Error": "",
-        "StartedAt": r.created,
+        "StartedAt": r.started_at,
         "FinishedAt": r.finished_at.as_deref().unwrap_or("0001-01-01T00:00:00Z"),
     });
     let host_config = json!({
@@ -192,15 +192,16 @@ fn state_name(r: &SandboxResource) -> &'static str {
     }
 }
 
-/// `Up 5 minutes` as Docker says it (`up_secs` since it was made), or `Exited`.
+/// `Up 5 minutes` as Docker says it (`up_secs` since its run started), or `Exited (N) 3
+/// seconds ago`.
 fn status(r: &SandboxResource, up_secs: i64) -> String {
     if r.running {
         return format!("Up {}", human_duration(up_secs));
     }
-    match (r.exit_code, r.finished_at.as_deref().and_then(ids::unix_secs)) {
-        (Some(code), Some(at)) => {
-            let since = up_secs + ids::unix_secs(&r.created).unwrap_or(at) - at;
-            format!("Exited ({code}) {} ago", human_duration(since))
+    let started = ids::unix_secs(&r.started_at);
+    match (r.exit_code, r.finished_at.as_deref().and_then(ids::unix_secs), started) {
+        (Some(code), Some(at), Some(started)) => {
+            format!("Exited ({code}) {} ago", human_duration(up_secs + started - at))
         }
         _ => "Exited".into(),
     }

@@ -340,6 +340,9 @@ pub struct SandboxResource {
     pub exit_code: Option<i32>,
     #[serde(rename = "FinishedAt", default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// When its last run started (its creation before the first).
+    #[serde(rename = "StartedAt", default)]
+    pub started_at: String,
     /// Its detached commands' output (Docker's `json-file` log; empty: none kept).
     #[serde(rename = "LogPath", default)]
     pub log_path: String,
@@ -429,6 +432,7 @@ impl SandboxResource {
             netns_path,
             exit_code: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.code),
             finished_at: s.exit.as_ref().filter(|_| running.is_empty()).map(|e| e.at.clone()),
+            started_at: s.started_at.clone().unwrap_or_else(|| s.created.clone()),
             log_path: s.log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             running: !running.is_empty(),
             pids: running,

@@ -664,6 +664,7 @@ mod tests {
             extra_hosts: Vec::new(),
             dns: DnsSettings::default(),
             exit: None,
+            started_at: None,
             log: None,
             env: Vec::new(),
             working_dir: None,

@@ -123,6 +123,7 @@ impl Daemon {
             extra_hosts,
             dns: req.dns,
             exit: None,
+            started_at: None,
             log: Some(self.cfg.sandbox_dir(&id).join(format!("{id}-json.log"))),
             env: req.env,
             working_dir: req.working_dir,
@@ -642,8 +643,11 @@ impl Daemon {
         let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
         let p = ProcessRef::of(pid).ok_or_else(|| Error::InvalidParameter(format!("no process with pid {pid}")))?;
         let s = state.sandboxes.get_mut(&id).expect("found");
+        if !s.processes.iter().any(ProcessRef::is_running) {
+            // A new run: how the last one ended is history.
+            s.started_at = Some(ids::now_rfc3339());
+        }
         s.processes.push(p);
-        // A new run: how the last one ended is history.
         s.exit = None;
         let s = s.clone();
         self.persist(&state)?;

@@ -180,6 +180,10 @@ pub struct Sandbox {
     /// ended it), and when (RFC 3339). Cleared when a process is started in it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<Exit>,
+    /// When its last run started (RFC 3339; none before the first, or from older releases:
+    /// its creation then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
     /// Where its detached commands' output goes, as Docker's `json-file` log (none for
     /// sandboxes of older releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
