@@ -63,7 +63,7 @@ pub fn raise_open_files_limit() {
 }
 
 /// Ignores the signals `docker stop` and `docker kill` send to a sandbox's processes (all but
-/// SIGKILL and SIGSTOP, which cannot be): for the shim of `netd run -d`, which must outlive its
+/// SIGKILL and SIGSTOP, which cannot be): for `netd shim`, which must outlive its
 /// command to report how it ended. Ignored signals stay ignored across `exec`, so call this
 /// only after starting children that should not inherit it.
 pub fn ignore_stop_signals() {
@@ -85,12 +85,12 @@ pub fn ignore_stop_signals() {
     }
 }
 
-/// What `netd shim` prints on its standard output, one line, for whoever started it (`netd
-/// run -d`, or the daemon for `docker start`).
+/// What `netd shim` prints on its standard output, one line, for the daemon that started it
+/// (`daemon/start.rs`).
 pub enum Started {
     /// The command's pid and the shim's.
     Pids(u32, u32),
-    /// The command was not found (`netd run` exits 127 as Docker's).
+    /// The command was not found (`netd run -d` exits 127 as Docker's).
     NotFound,
     /// It could not be started otherwise.
     Failed(String),

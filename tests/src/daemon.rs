@@ -381,24 +381,21 @@ impl TestDaemon {
             }
         }
         // And whatever else runs in the sandboxes' namespaces (their children, processes joined).
-        let namespaces: Vec<(u64, u64)> =
-            sandboxes.values().filter_map(|s| namespace_id(Path::new(s["netns"].as_str()?))).collect();
+        let namespaces: Vec<(u64, u64)> = sandboxes
+            .values()
+            .filter_map(|s| netd::procfs::namespace_id(Path::new(s["netns"].as_str()?)).ok())
+            .collect();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
-            let in_one = namespace_id(&entry.path().join("ns/net")).is_some_and(|id| namespaces.contains(&id));
+            let in_one =
+                netd::procfs::namespace_id(&entry.path().join("ns/net")).is_ok_and(|id| namespaces.contains(&id));
             if in_one && pid != std::process::id() {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         }
     }
-}
-
-/// A namespace file's identity (device, inode).
-fn namespace_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn process_start_time(pid: u64) -> Option<u64> {

@@ -41,6 +41,11 @@ fn none_has_only_loopback_and_host_shares_the_daemon_namespace() {
     assert_eq!(missing.code, 127);
     assert!(missing.stderr.contains("executable file not found"));
     assert_eq!(d.netd(&["ps", "-q"]).ok(), "", "a command that never started leaves no sandbox");
+    // Detached too (the daemon starts it): Docker's 127 and words, and nothing left.
+    let missing = d.netd(&["run", "-d", "--", "no-such-binary-xyz"]);
+    assert_eq!(missing.code, 127, "{missing:?}");
+    assert!(missing.stderr.contains("executable file not found"));
+    assert_eq!(d.netd(&["ps", "-q"]).ok(), "");
 }
 
 #[test]

@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Daemon(_) => unreachable!("handled above"),
             Command::Network(cmd) => network::exec(&client, cmd).await,
-            Command::Run(args) => sandbox::run(&client, &cli.host, args).await,
+            Command::Run(args) => sandbox::run(&client, args).await,
             Command::Exec(args) => sandbox::exec(&client, args).await,
             Command::Ps(args) => sandbox::ps(&client, args).await,
             Command::Port(args) => sandbox::port(&client, args).await,

@@ -3,7 +3,7 @@
 
 use std::{
     path::PathBuf,
-    process::{Command, ExitCode, Stdio},
+    process::{Command, ExitCode},
 };
 
 use hyper::Method;
@@ -102,7 +102,7 @@ pub struct RmArgs {
 /// Spawns `command` in sandbox `s`: inside its namespace (the spawning thread enters it and
 /// the child inherits it; the CLI's other threads never change namespace), seeing its
 /// `resolv.conf`, `/etc/hosts` and host name.
-fn spawn_in(s: &SandboxResource, command: &[String], detach: bool) -> std::io::Result<std::process::Child> {
+fn spawn_in(s: &SandboxResource, command: &[String]) -> std::io::Result<std::process::Child> {
     let path = PathBuf::from(&s.netns_path);
     let mut view = netns::SandboxView::default();
     for (file, at) in [(&s.resolv_conf_path, "/etc/resolv.conf"), (&s.hosts_path, "/etc/hosts")] {
@@ -117,12 +117,6 @@ fn spawn_in(s: &SandboxResource, command: &[String], detach: bool) -> std::io::R
         let mut cmd = Command::new(&command[0]);
         cmd.args(&command[1..]);
         netns::with_view(&mut cmd, &view)?;
-        if detach {
-            // The shim (see `shim.rs`): its one line of output is read, and it waits on its
-            // input until its pids are registered.
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        }
         cmd.spawn()
     })
     .join()
@@ -145,45 +139,21 @@ fn spawn_error(command: &str, e: &std::io::Error) -> ExitCode {
     }
 }
 
-/// Starts `command` detached in sandbox `s` under a shim of its own (`netd shim`, this very
-/// binary), which tells the daemon how it ended; returns the shim and the command's and the
-/// shim's pids. The shim goes on (reaps the command, which may have ended already) once its
-/// input closes: after they are registered.
-fn spawn_detached(
-    s: &SandboxResource,
-    host: &str,
-    command: &[String],
-) -> Result<(std::process::Child, [u32; 2]), ExitCode> {
-    let exe = std::env::current_exe().map_err(|e| fail(&format!("finding the netd binary: {e}")))?;
-    let mut shim = vec![exe.display().to_string(), "-H".into(), host.into(), "shim".into(), "--sandbox".into()];
-    shim.push(s.id.clone());
-    if !s.log_path.is_empty() {
-        shim.extend(["--log".into(), s.log_path.clone()]);
-    }
-    shim.push("--".into());
-    shim.extend(command.iter().cloned());
-    let mut child = spawn_in(s, &shim, true).map_err(|e| spawn_error(&shim[0], &e))?;
-    let mut line = String::new();
-    let read = child.stdout.take().map(|out| std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line));
-    match (read, crate::process::Started::parse(&line)) {
-        (Some(Ok(_)), Some(crate::process::Started::Pids(command, shim))) => Ok((child, [command, shim])),
-        (_, Some(crate::process::Started::NotFound)) => {
-            let _ = child.wait();
-            Err(spawn_error(&command[0], &std::io::Error::from(std::io::ErrorKind::NotFound)))
-        }
-        (_, Some(crate::process::Started::Failed(why))) => {
-            let _ = child.wait();
-            Err(spawn_error(&command[0], &std::io::Error::other(why)))
-        }
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(fail(&"the shim did not start the command"))
-        }
+/// A detached command the daemon could not start, as the docker CLI words and counts it: 127
+/// when it is not found, 126 when it cannot be run.
+fn start_error(e: &crate::client::ClientError) -> ExitCode {
+    eprintln!("{e}");
+    let said = e.to_string();
+    if said.contains("executable file not found") {
+        ExitCode::from(127)
+    } else if said.contains("exec: ") {
+        ExitCode::from(126)
+    } else {
+        ExitCode::from(1)
     }
 }
 
-pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
+pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
     let req = SandboxCreateRequest {
         name: a.name.clone(),
         network: a.network.clone(),
@@ -209,36 +179,19 @@ pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
         let path = format!("/netd/v1/sandboxes/{id}?force=1");
         let _ = client.call::<serde_json::Value>(Method::DELETE, &path, None::<&()>).await;
     };
-    let register = |pid: u32| {
-        let client = client.clone();
-        let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
-        async move { client.call::<serde_json::Value>(Method::POST, &path, Some(&ProcessRequest { pid })).await }
-    };
     if a.detach {
-        let (mut shim, pids) = match spawn_detached(&s, host, &a.command) {
-            Ok(p) => p,
-            Err(code) => {
-                // Nothing ran: leave nothing behind.
-                remove(client.clone(), s.id.clone()).await;
-                return code;
-            }
-        };
-        // The command first (`docker inspect`'s `Pid`), then its shim.
-        for pid in pids {
-            if let Err(e) = register(pid).await {
-                for p in pids.iter().filter_map(|p| crate::model::ProcessRef::of(*p)) {
-                    crate::process::kill(p);
-                }
-                remove(client.clone(), s.id.clone()).await;
-                return fail(&e);
-            }
+        // The daemon starts it, under netd's shim, as it does for `docker start`
+        // (`daemon/start.rs`), with the environment and directory sent above.
+        let path = format!("/containers/{}/start", s.id);
+        if let Err(e) = client.call::<serde_json::Value>(Method::POST, &path, None::<&()>).await {
+            // Nothing runs: leave nothing behind.
+            remove(client.clone(), s.id.clone()).await;
+            return start_error(&e);
         }
-        // Registered: the shim may reap the command now.
-        drop(shim.stdin.take());
         println!("{}", s.id);
         return ExitCode::SUCCESS;
     }
-    let mut child = match spawn_in(&s, &a.command, false) {
+    let mut child = match spawn_in(&s, &a.command) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran: leave nothing behind.
@@ -248,7 +201,10 @@ pub async fn run(client: &Client, host: &str, a: RunArgs) -> ExitCode {
     };
     // The daemon knows the process (in the foreground too): `ps` shows the sandbox running,
     // and `docker events` its start and its end.
-    if let Err(e) = register(child.id()).await {
+    let path = format!("/netd/v1/sandboxes/{}/processes", s.id);
+    if let Err(e) =
+        client.call::<serde_json::Value>(Method::POST, &path, Some(&ProcessRequest { pid: child.id() })).await
+    {
         let _ = child.kill();
         let _ = child.wait();
         remove(client.clone(), s.id.clone()).await;
@@ -280,7 +236,7 @@ pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut child = match spawn_in(&s, &a.command, false) {
+    let mut child = match spawn_in(&s, &a.command) {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };

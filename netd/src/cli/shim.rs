@@ -1,5 +1,5 @@
-//! `netd shim` (hidden): what `netd run -d` (or the daemon, for `docker start`) leaves in a
-//! sandbox with its command, so that netd learns how the command ended, which only its parent
+//! `netd shim` (hidden): what the daemon leaves in a sandbox with a detached command (`netd
+//! run -d`, `docker start`; see `daemon/start.rs`), so that netd learns how the command ended, which only its parent
 //! can (dockerd has containerd's shims for this), and keeps its output. It starts the command
 //! as its child, prints both pids for its starter to register (and waits until they are),
 //! ignores the signals `docker stop` and `docker kill` send (they reach the command itself),
@@ -67,7 +67,7 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
     };
     crate::process::ignore_stop_signals();
     let mut out = std::io::stdout();
-    // `netd run` reads this line, registers both pids and closes our input; nothing is
+    // The daemon reads this line, registers both pids and closes our input; nothing is
     // written after it. Until then the command is not reaped: ended, it stays a zombie, whose
     // pid can still be registered.
     let pid = child.id().unwrap_or(0);

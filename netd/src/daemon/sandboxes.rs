@@ -561,9 +561,9 @@ impl Daemon {
     }
 
     /// Records how sandbox `key`'s command ended (`code`: its exit code, or 128 + the signal
-    /// that ended it), as `netd run` reports it: the CLI in the foreground, the shim it leaves
-    /// with a detached command (see `cli::shim`), which stays one of the sandbox's processes
-    /// until it has reported, so the sandbox's `die` comes with its code.
+    /// that ended it), as it is reported: by `netd run` in the foreground, or by the shim the
+    /// daemon leaves with a detached command (see `cli::shim`), which stays one of the
+    /// sandbox's processes until it has reported, so the sandbox's `die` comes with its code.
     pub async fn record_exit(&self, key: &str, code: i32) -> Result<()> {
         let mut state = self.state.lock().await;
         let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();
@@ -637,7 +637,8 @@ impl Daemon {
         }
     }
 
-    /// Records a process started in a sandbox (by `netd run -d`).
+    /// Records a process started in a sandbox (by `netd run` in the foreground, or a detached
+    /// command and its shim).
     pub async fn add_process(&self, key: &str, pid: u32) -> Result<()> {
         let mut state = self.state.lock().await;
         let id = state.find_sandbox(key).map_err(|e| sandbox_lookup_error(key, e))?.id.clone();

@@ -1,7 +1,7 @@
-//! `docker start` and `docker restart`: the daemon starts a sandbox's command again as
-//! `netd run -d` first did, under `netd shim` (this very binary), with the environment and
-//! directory `netd run` had, inside the sandbox's namespace and seeing its files and host name.
-//! The shim is the daemon's child: the sweeper reaps it ([`Daemon::reap_started`]).
+//! Detached commands (`netd run -d`, `docker start`, `docker restart`): the daemon starts a
+//! sandbox's command under `netd shim` (this very binary), with the environment and directory
+//! `netd run` had, inside the sandbox's namespace and seeing its files and host name. The shim
+//! is the daemon's child: the sweeper reaps it ([`Daemon::reap_started`]).
 
 use std::{
     io::BufRead as _,
@@ -22,8 +22,8 @@ use crate::{
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Daemon {
-    /// Starts sandbox `key`'s command again (`docker start`). Returns whether it did: not when
-    /// it runs already.
+    /// Starts sandbox `key`'s command (`netd run -d`, and again `docker start`). Returns
+    /// whether it did: not when it runs already.
     pub async fn start_sandbox(&self, key: &str) -> Result<bool> {
         let (s, netns) = {
             let state = self.state.lock().await;
