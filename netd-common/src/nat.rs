@@ -201,6 +201,12 @@ impl NatConfig {
     /// fragments it on the way out, as Docker's path does ([`crate::Reason::PassNatToStack`]).
     /// Off, it is dropped ([`crate::Reason::DropNatFragNeeded`]).
     pub const STACK_FRAGMENTS: u32 = 1 << 1;
+    /// No routing rule selects by protocol or port (the daemon reads the rules every 2 s): a
+    /// route depends on the packet's destination and where it came from only, so a new flow
+    /// takes the route an earlier flow from the same endpoint to the same address found, for
+    /// [`NAT_REFRESH_NS`] after that lookup, as a flow keeps its own that long. Off, each new
+    /// flow looks up its own.
+    pub const SHARED_ROUTES: u32 = 1 << 2;
 }
 
 const _: () = assert!(size_of::<NatConfig>() == 8);

@@ -138,6 +138,34 @@ pub struct CoarseClock {
 #[unsafe(no_mangle)]
 pub static mut NETD_CLOCK: CoarseClock = CoarseClock { jiffies: 0, ns: 0 };
 
+/// A route that masquerade looked up (see `nat::route`): what a new flow from the same
+/// endpoint veth (`from`) and address (`src`) to the same address (`dst`) takes for
+/// `NAT_REFRESH_NS` after the lookup (`at`), as a flow keeps its own route that long, while
+/// `NatConfig::SHARED_ROUTES` says routes depend on nothing else. All zero: empty.
+#[repr(C)]
+pub struct CachedRoute {
+    pub dst: u32,
+    pub src: u32,
+    pub from: u32,
+    /// The route's device, its MAC and the next hop's, and its MTU (`mtu_class`).
+    pub ifindex: u32,
+    pub at: u64,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub mtu_class: u8,
+    /// The next hop's MAC is known, or the device needs none (`Hop::l2`).
+    pub l2: u8,
+    pub pad: [u8; 2],
+}
+
+/// How many routes [`NETD_ROUTES`] keeps per CPU (a power of two).
+pub const ROUTE_SLOTS: u32 = 256;
+
+/// Routes of new flows, per CPU, by a hash of destination and endpoint veth (see
+/// [`CachedRoute`]). Not pinned: each loaded object starts empty.
+#[map]
+pub static NETD_ROUTES: PerCpuArray<CachedRoute> = PerCpuArray::with_max_entries(ROUTE_SLOTS, 0);
+
 /// How many hints [`NETD_NAT_CANDIDATES`] keeps (a power of two).
 pub const CANDIDATE_RING_LEN: u32 = 1024;
 

@@ -46,8 +46,8 @@ use netd_ebpf::{
 
 use crate::maps::{
     count_lost_event, endpoint_by_ip, CANDIDATE_RING_LEN, NETD_CLOCK, NETD_EVENTS, NETD_HOST_ADDRS, NETD_NAT,
-    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED, NETD_TAILS,
-    NETD_TRUSTED, NETD_UPLINKS,
+    NETD_NAT_CANDIDATES, NETD_NAT_CONFIG, NETD_NAT_FRAGS, NETD_NAT_TIMEOUTS, NETD_NETWORKS, NETD_PUBLISHED,
+    NETD_ROUTES, NETD_TAILS, NETD_TRUSTED, NETD_UPLINKS, ROUTE_SLOTS,
 };
 
 const AF_INET: u8 = 2;
@@ -182,6 +182,13 @@ unsafe fn zeroed_in<T>(slot: &mut MaybeUninit<T>) -> &mut T {
 /// host order), and whether it fits the route's device (`to_stack`: see [`too_big`]). `Err`
 /// carries the verdict when the packet is not to be masqueraded here: the stack answers or
 /// routes it.
+///
+/// Every lookup is kept in this CPU's `NETD_ROUTES`. `shared` (new flows while
+/// `NatConfig::SHARED_ROUTES` says routes depend only on where a packet comes from and goes):
+/// one kept less than `NAT_REFRESH_NS` before `now` for the same endpoint and destination is
+/// taken as it is, as a flow keeps its own route that long. A new flow then skips the
+/// helpers, ~300 ns of its cost (a container's connections to one server, 2026-12-02). A
+/// known flow's refresh is not shared: each path through the cache costs the verifier states.
 #[inline(always)]
 fn route<const STACK: bool>(
     ctx: &TcContext,
@@ -189,7 +196,43 @@ fn route<const STACK: bool>(
     ifindex: u32,
     to_stack: bool,
     tot_len: u16,
+    (shared, now): (bool, u64),
 ) -> Result<Hop, Reason> {
+    let (src, dst) = (p.tuple.src_addr, p.tuple.dst_addr);
+    // Every index of a per-CPU array is there.
+    let Some(c) = NETD_ROUTES.get_ptr_mut(route_slot(dst, ifindex)) else {
+        return Err(Reason::PassToStack);
+    };
+    // SAFETY: this CPU's slot; nothing else runs on it while the program does.
+    let c = unsafe { &mut *c };
+    let hop = if shared && c.dst == dst && c.src == src && c.from == ifindex && now <= c.at + NAT_REFRESH_NS {
+        Hop { ifindex: c.ifindex, smac: c.smac, dmac: c.dmac, l2: c.l2 != 0, mtu_class: c.mtu_class }
+    } else {
+        let hop = fib_route(ctx, p, ifindex, tot_len)?;
+        c.dst = dst;
+        c.src = src;
+        c.from = ifindex;
+        c.at = now;
+        c.ifindex = hop.ifindex;
+        c.smac = hop.smac;
+        c.dmac = hop.dmac;
+        c.mtu_class = hop.mtu_class;
+        c.l2 = u8::from(hop.l2);
+        hop
+    };
+    // What may not fit (see `mtu_floor`) is weighed against the device.
+    if !STACK
+        && (ctx.len() as usize - p.l3_off) as u32 > mtu_floor(hop.mtu_class)
+        && !fits_mtu(ctx, hop.ifindex, tot_len).0
+    {
+        return Err(too_big::<STACK>(to_stack));
+    }
+    Ok(hop)
+}
+
+/// The route of `p` as `bpf_fib_lookup` finds it (see [`route`]), with its device's MTU.
+#[inline(always)]
+fn fib_route(ctx: &TcContext, p: &Parsed, ifindex: u32, tot_len: u16) -> Result<Hop, Reason> {
     let mut fib = MaybeUninit::<Fib>::uninit();
     // SAFETY: all-zero is a valid value of this plain C struct.
     let fib = unsafe { &mut zeroed_in(&mut fib).0 };
@@ -212,18 +255,21 @@ fn route<const STACK: bool>(
         }
         // The helper weighs the frame against the device's MTU plus its link-layer header: a
         // full-size frame from a veth (14 bytes of Ethernet) reads as too big for a tunnel
-        // (none). `fits_mtu` below weighs what leaves, the IP packet. (It only says this of a
+        // (none). The caller weighs what leaves, the IP packet. (It only says this of a
         // success: the route and its neighbour were found.)
         BPF_FIB_LKUP_RET_FRAG_NEEDED => true,
         // Unreachable, prohibited, local...: the stack answers or delivers.
         _ => return Err(Reason::PassToStack),
     };
-    match fits_mtu(ctx, fib.ifindex, tot_len) {
-        (fits, mtu) if fits || STACK => {
-            Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) })
-        }
-        (_, _) => Err(too_big::<STACK>(to_stack)),
-    }
+    // The device's MTU, for the flow to weigh its packets by.
+    let (_, mtu) = fits_mtu(ctx, fib.ifindex, tot_len);
+    Ok(Hop { ifindex: fib.ifindex, smac: fib.smac, dmac: fib.dmac, l2, mtu_class: mtu_class(mtu) })
+}
+
+/// The slot of [`NETD_ROUTES`] for destination `dst` from endpoint veth `from`.
+#[inline(always)]
+fn route_slot(dst: u32, from: u32) -> u32 {
+    (dst ^ from.rotate_left(16)).wrapping_mul(0x9e37_79b1) >> (32 - ROUTE_SLOTS.trailing_zeros())
 }
 
 /// The verdict for a packet too big for its route. The stack may have it as it is
@@ -390,7 +436,7 @@ pub fn snat_v4_egress<const STACK: bool>(
         }
         if e.flags & NatFlags::L2 == 0 || stale {
             // Follow route and neighbour changes, once a second per flow.
-            match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len) {
+            match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len, (false, now)) {
                 Ok(h) => {
                     if h.ifindex != e.ifindex {
                         // The route moved to another device: into its peer no more (the mark
@@ -438,7 +484,8 @@ pub fn snat_v4_egress<const STACK: bool>(
             return Reason::PassToStack;
         }
         // The route decides the uplink (and so the address to masquerade with).
-        let hop = match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len) {
+        let shared = cfg.flags & NatConfig::SHARED_ROUTES != 0;
+        let hop = match route::<STACK>(ctx, p, src.ifindex, to_stack, tot_len, (shared, now)) {
             Ok(h) => h,
             Err(r) => return r,
         };

@@ -337,6 +337,60 @@ fn a_flow_through_a_veth_uplink_is_marked_for_its_peer() {
 }
 
 #[test]
+fn new_flows_share_a_route_for_a_second_only_while_the_daemon_says_no_rule_selects_by_port() {
+    let mut t = topology(None);
+    let server = ip(SERVER);
+    let moved = [0x02, 0, 0, 0, 0x99, 0x03];
+    let next_hop = |t: &Topology, mac: [u8; 6]| {
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        t.host.ip(&["neigh", "replace", SERVER, "lladdr", &mac, "dev", "up0", "nud", "permanent"]);
+    };
+    // The next hop's MAC that a new flow from `from` to the server's port `dport` leaves with.
+    let leaves_to = |t: &mut Topology, from: &str, dport: u16| {
+        let out = send(t, from, &from_endpoint(from, PROTO_UDP, 40020, server, dport));
+        assert_eq!(out.reason(), Reason::RedirectNat, "to port {dport}");
+        <[u8; 6]>::try_from(&out.output[..6]).expect("a MAC")
+    };
+
+    // Unless the daemon says so, each new flow looks up its own route.
+    assert_eq!(leaves_to(&mut t, "a", 1), ROUTER_MAC);
+    next_hop(&t, moved);
+    assert_eq!(leaves_to(&mut t, "a", 2), moved, "its own lookup");
+    next_hop(&t, ROUTER_MAC);
+
+    // Once it does, a new flow from the same container to the same address takes the route
+    // the last lookup found, for a second after it, as a flow keeps its own; another
+    // container's looks up its own. (A test run held up for most of that second tries again.)
+    t.dp.set_nat_shared_routes(true).expect("flag");
+    let mut dport = 10;
+    loop {
+        next_hop(&t, ROUTER_MAC);
+        // Past the routes found before (every lookup is kept, to be shared while allowed).
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let start = std::time::Instant::now();
+        assert_eq!(leaves_to(&mut t, "a", dport), ROUTER_MAC, "looked up");
+        next_hop(&t, moved);
+        let shared = leaves_to(&mut t, "a", dport + 1);
+        if start.elapsed() < std::time::Duration::from_millis(900) {
+            assert_eq!(shared, ROUTER_MAC, "the route a's last flow found");
+            break;
+        }
+        dport += 2;
+        assert!(dport < 20, "test runs a second apart");
+    }
+    assert_eq!(leaves_to(&mut t, "b", 30), moved, "b's own lookup");
+    // A second on, the route is looked up again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(leaves_to(&mut t, "a", 31), moved, "a second on");
+
+    // A rule that selects by port turns it off (the daemon clears the flag): a new flow looks
+    // up its own route, though a second has not passed since a's last lookup.
+    t.dp.set_nat_shared_routes(false).expect("flag");
+    next_hop(&t, ROUTER_MAC);
+    assert_eq!(leaves_to(&mut t, "a", 40), ROUTER_MAC, "its own lookup again");
+}
+
+#[test]
 fn a_free_own_port_is_kept_and_collisions_get_another() {
     let mut t = topology(None);
     let server = ip(SERVER);

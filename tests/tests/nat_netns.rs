@@ -647,24 +647,36 @@ fn trusted_host_interfaces_reach_published_ports_at_the_containers_own_address()
     assert!(!d.netd(&["network", "ls"]).ok().contains("nope"));
 }
 
+/// A LAN beside the default route, added while the daemon runs: `lan0` (10.77.0.1/24) in its
+/// namespace, to a namespace at 10.77.0.2 (returned after the link, which goes first); once
+/// the daemon has adopted lan0 as an uplink.
+fn lan_beside(d: &TestDaemon) -> (Link, NetNs) {
+    let lan = NetNs::new("ndt-lan");
+    let lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
+    d.host().ip(&["addr", "add", "10.77.0.1/24", "dev", "lan0"]);
+    lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
+    lan.ip(&["link", "set", "lo", "up"]);
+    wait_for_log(d, &format!("netd: uplinks: uplink0 ({UPLINK}, into its peer), lan0 (10.77.0.1, into its peer)"));
+    (lan0, lan)
+}
+
+/// Waits (up to [`DEADLINE`]) for the daemon's log to hold `line`.
+fn wait_for_log(d: &TestDaemon, line: &str) {
+    let start = Instant::now();
+    while !d.log().contains(line) {
+        assert!(start.elapsed() < DEADLINE, "{line}: {}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() {
     let w = world(&[]);
     let d = &w.d;
     // A second network beside the default route (a LAN on lan0), added while the daemon runs;
     // the LAN is told the way to the containers' network, as a router might be.
-    let lan = NetNs::new("ndt-lan");
-    let _lan0 = Link::veth(d.host(), "lan0", &lan, "eth0");
-    d.host().ip(&["addr", "add", "10.77.0.1/24", "dev", "lan0"]);
-    lan.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]);
-    lan.ip(&["link", "set", "lo", "up"]);
+    let (_lan0, lan) = lan_beside(d);
     lan.ip(&["route", "add", "172.17.0.0/16", "via", "10.77.0.1"]);
-    let start = Instant::now();
-    let adopted = format!("netd: uplinks: uplink0 ({UPLINK}, into its peer), lan0 (10.77.0.1, into its peer)");
-    while !d.log().contains(&adopted) {
-        assert!(start.elapsed() < DEADLINE, "lan0 adopted within the next pass: {}", d.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
 
     // A container reaches the LAN from lan0's address, as Docker's `! -o docker0` rule does,
     // and the default route's side from the uplink's.
@@ -684,6 +696,43 @@ fn every_interface_with_an_address_is_an_uplink_as_in_dockers_masquerade_rule() 
     let to = SocketAddr::from((c1, 9090));
     assert!(lan.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_err()), "not from the LAN");
     assert!(d.count(None, "drop-unsolicited") > 0);
+}
+
+#[test]
+fn a_routing_rule_that_selects_by_port_is_followed_by_each_new_flow() {
+    let w = world(&[]);
+    let d = &w.d;
+    // A LAN on lan0 where the server's address answers too.
+    let (_lan0, lan) = lan_beside(d);
+    lan.ip(&["addr", "add", &format!("{SERVER}/32"), "dev", "eth0"]);
+    let wait_for = |line: &str| wait_for_log(d, line);
+    assert!(!d.log().contains("each new flow looks up its own route"), "the default rules select by address only");
+
+    // TCP to the server's port 8081 goes by the LAN (table 100): the daemon stops new flows from
+    // sharing routes.
+    d.host().ip(&["route", "add", &format!("{SERVER}/32"), "via", "10.77.0.2", "dev", "lan0", "table", "100"]);
+    let rule = ["rule", "add", "ipproto", "tcp", "dport", "8081", "table", "100", "pref", "100"];
+    d.host().ip(&rule);
+    wait_for("netd: masquerade: rule 100 selects by dport 8081, ipproto 6: each new flow looks up its own route");
+
+    // One connection, then at once another to the same address: each goes its own way.
+    sandbox(d, "c1", "bridge");
+    let path = d.sandbox_netns("c1");
+    let out = greet_once(w.outside.run(|| TcpListener::bind((SERVER, 8080)).expect("bind")), b"out hi!");
+    let by_lan = greet_once(lan.run(|| TcpListener::bind((SERVER, 8081)).expect("bind")), b"lan hi!");
+    assert_eq!(&greeting_in(&path, at(SERVER, 8080)), b"out hi!");
+    assert_eq!(&greeting_in(&path, at(SERVER, 8081)), b"lan hi!", "the rule's way");
+    assert_eq!(out.join().expect("server").ip().to_string(), UPLINK);
+    assert_eq!(by_lan.join().expect("server").ip().to_string(), "10.77.0.1", "masqueraded with lan0's address");
+
+    // Without the rule, new flows share routes again, and go the main table's way.
+    let mut del = rule;
+    del[1] = "del";
+    d.host().ip(&del);
+    wait_for("netd: masquerade: no routing rule selects by protocol or port: new flows share routes");
+    let out = greet_once(w.outside.run(|| TcpListener::bind((SERVER, 8081)).expect("bind")), b"out hi!");
+    assert_eq!(&greeting_in(&path, at(SERVER, 8081)), b"out hi!");
+    assert_eq!(out.join().expect("server").ip().to_string(), UPLINK);
 }
 
 #[test]

@@ -53,6 +53,9 @@ pub struct Daemon {
     /// Why the stack does not take translated packets from the bridges (`None`: it does, as
     /// it is assumed to at start; see `Daemon::sync_stack_fragments`), as last said in the log.
     stack_refuses: std::sync::Mutex<Option<String>>,
+    /// The routing rule that keeps new flows from sharing routes (`None`: none, as assumed at
+    /// start; see `Daemon::sync_shared_routes`), as last said in the log.
+    route_rule: std::sync::Mutex<Option<String>>,
     /// The sandboxes seen with a running process at the last look (`None`: not looked yet),
     /// for Docker's `start` and `die` events (see `Daemon::note_exits`).
     running_sandboxes: std::sync::Mutex<Option<std::collections::BTreeSet<String>>>,
@@ -132,6 +135,7 @@ impl Daemon {
             uplinks: std::sync::Mutex::new(Vec::new()),
             nat_refused: std::sync::Mutex::new(None),
             stack_refuses: std::sync::Mutex::new(None),
+            route_rule: std::sync::Mutex::new(None),
             running_sandboxes: std::sync::Mutex::new(None),
             process_scan: std::sync::Arc::default(),
             started: std::sync::Mutex::new(Vec::new()),

@@ -454,6 +454,7 @@ impl Daemon {
         };
         self.dp().set_trusted(&trusted)?;
         self.sync_stack_fragments(&bridges)?;
+        self.sync_shared_routes().await?;
         let capacity = self.dp().uplinks_capacity()? as usize;
         let watched = self.watched_interfaces(&bridges, &links, capacity).await?;
         let named: Vec<&LinkSummary> = if self.cfg.uplink.is_empty() {
@@ -557,6 +558,26 @@ impl Daemon {
                 ),
             }
             *said = refuses;
+        }
+        Ok(())
+    }
+
+    /// Lets new flows share routes (`NatConfig::SHARED_ROUTES`: one from the same container
+    /// to the same address takes the route another found less than a second before, as a
+    /// flow keeps its own that long) unless a routing rule selects by protocol or port, where
+    /// flows to one address may take different routes. Called with the uplinks, every 2 s;
+    /// the log says when rules stop it, and when they no longer do.
+    async fn sync_shared_routes(&self) -> Result<()> {
+        let rule = self.nl.rule_selecting_by_port().await?;
+        self.dp().set_nat_shared_routes(rule.is_none())?;
+        let mut said = self.route_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *said != rule {
+            let now = match &rule {
+                Some(why) => format!("{why}: each new flow looks up its own route"),
+                None => "no routing rule selects by protocol or port: new flows share routes".to_owned(),
+            };
+            eprintln!("netd: masquerade: {now}");
+            *said = rule;
         }
         Ok(())
     }

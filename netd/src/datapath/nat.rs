@@ -242,6 +242,12 @@ impl Datapath {
         a.set(0, cfg, 0).map_err(map_err(NAT_CONFIG))
     }
 
+    /// Says whether new flows may share routes ([`NatConfig::SHARED_ROUTES`]: no routing rule
+    /// selects by protocol or port).
+    pub fn set_nat_shared_routes(&mut self, on: bool) -> Result<()> {
+        self.set_nat_flag(NatConfig::SHARED_ROUTES, on)
+    }
+
     /// Makes `ifindex` an uplink that masquerades with `address`, with `flags`
     /// ([`UplinkInfo::PEER`]: a veth uplink whose new flows are delivered into its peer;
     /// [`UplinkInfo::TRACE`]: some endpoint is traced).

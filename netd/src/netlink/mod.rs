@@ -293,6 +293,64 @@ impl Netlink {
         Ok(out)
     }
 
+    /// The first IPv4 routing rule that selects packets by what a route lookup of the datapath
+    /// does not key its shared routes on (protocol, ports, or a selector this version does not
+    /// know), described as `ip rule` shows it; `None` when routes depend on the destination,
+    /// the source and the input interface only (see `NatConfig::SHARED_ROUTES`).
+    pub async fn rule_selecting_by_port(&self) -> Result<Option<String>> {
+        use netlink_packet_route::rule::RuleAttribute;
+        // Rule attributes newer than the netlink crate (`linux/fib_rules.h`).
+        const FRA_DSCP: u16 = 25;
+        const FRA_FLOWLABEL: u16 = 26;
+        const FRA_FLOWLABEL_MASK: u16 = 27;
+        const FRA_SPORT_MASK: u16 = 28;
+        const FRA_DPORT_MASK: u16 = 29;
+        const FRA_DSCP_MASK: u16 = 30;
+        let rules: Vec<netlink_packet_route::rule::RuleMessage> = self
+            .handle
+            .rule()
+            .get(rtnetlink::IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(req("listing routing rules".to_owned()))?;
+        let ports = |what: &str, p: &netlink_packet_route::rule::RulePortRange| {
+            if p.start == p.end {
+                format!("{what} {}", p.start)
+            } else {
+                format!("{what} {}-{}", p.start, p.end)
+            }
+        };
+        for r in &rules {
+            let priority = r.attributes.iter().find_map(|a| match a {
+                RuleAttribute::Priority(p) => Some(*p),
+                _ => None,
+            });
+            let mut by: Vec<String> = r
+                .attributes
+                .iter()
+                .filter_map(|a| match a {
+                    RuleAttribute::IpProtocol(p) => Some(format!("ipproto {}", u8::from(*p))),
+                    RuleAttribute::SourcePortRange(p) => Some(ports("sport", p)),
+                    RuleAttribute::DestinationPortRange(p) => Some(ports("dport", p)),
+                    RuleAttribute::Other(nla) => match netlink_packet_core::Nla::kind(nla) {
+                        // The masks of the port ranges above; the DSCP and flow label (routes
+                        // of the datapath are looked up with neither).
+                        FRA_SPORT_MASK | FRA_DPORT_MASK | FRA_DSCP | FRA_FLOWLABEL | FRA_FLOWLABEL_MASK
+                        | FRA_DSCP_MASK => None,
+                        kind => Some(format!("a selector netd does not know (attribute {kind})")),
+                    },
+                    _ => None,
+                })
+                .collect();
+            by.sort();
+            if !by.is_empty() {
+                return Ok(Some(format!("rule {} selects by {}", priority.unwrap_or(0), by.join(", "))));
+            }
+        }
+        Ok(None)
+    }
+
     /// Names of the interfaces that carry the namespace's IPv4 default routes.
     pub async fn default_route_interfaces(&self) -> Result<Vec<String>> {
         let routes = self.ipv4_routes().await?;
