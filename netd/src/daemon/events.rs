@@ -82,9 +82,8 @@ impl Daemon {
     }
 
     /// Records and sends a container event about sandbox `s`, as Docker's about a container:
-    /// `action` is "create", "start", "kill" (with the signal's number in `signal`), "die",
-    /// "stop" or "destroy". (Docker's `die` carries the exit code: a sandbox's process is not
-    /// the daemon's child, whose code it could read; it is left out.)
+    /// `action` is "create", "start", "kill" (with the signal's number in `signal`), "stop" or
+    /// "destroy". (`die`, with the exit code when netd knows it, is `container_die`'s.)
     pub(super) fn container_event(&self, action: &str, s: &Sandbox, signal: Option<i32>) {
         let signal: Vec<(&str, String)> = signal.iter().map(|sig| ("signal", sig.to_string())).collect();
         self.container_event_with(action, s, &signal);

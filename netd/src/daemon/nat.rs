@@ -565,10 +565,15 @@ impl Daemon {
     /// Lets new flows share routes (`NatConfig::SHARED_ROUTES`: one from the same container
     /// to the same address takes the route another found less than a second before, as a
     /// flow keeps its own that long) unless a routing rule selects by protocol or port, where
-    /// flows to one address may take different routes. Called with the uplinks, every 2 s;
-    /// the log says when rules stop it, and when they no longer do.
+    /// flows to one address may take different routes, or the rules cannot be read. Called
+    /// with the uplinks, every 2 s; the log says when rules stop it, and when they no longer do.
     async fn sync_shared_routes(&self) -> Result<()> {
-        let rule = self.nl.rule_selecting_by_port().await?;
+        // Not readable: as if a rule selected by port (the uplinks are synced all the same).
+        let rule = self
+            .nl
+            .rule_selecting_by_port()
+            .await
+            .unwrap_or_else(|e| Some(format!("the routing rules could not be read ({e})")));
         self.dp().set_nat_shared_routes(rule.is_none())?;
         let mut said = self.route_rule.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if *said != rule {
