@@ -234,7 +234,9 @@ pub struct NatCost {
     /// The existing-flow paths measured like the container-to-container ones (repeated runs,
     /// the lowest of [`TRIES`] medians of 5 × 200): through an endpoint whose address and port
     /// are the uplink's, so the translation rewrites every field with its own value and only
-    /// the TTL changes from run to run (it starts at 255). Same work, no single-run overhead.
+    /// the TTL changes from run to run (it starts at 255). The work of a flow that keeps its
+    /// port (one checksum helper call fewer than where the port changes), no single-run
+    /// overhead.
     pub egress_repeated_ns: f64,
     pub ingress_repeated_ns: f64,
 }
@@ -309,6 +311,9 @@ pub fn nat_cost(runs: u16, tries: u32) -> Result<NatCost> {
         Ok(r.duration.as_nanos() as f64)
     };
     ns.run(|| -> Result<NatCost> {
+        // Routes are shared per CPU (`NETD_ROUTES`): the new flows' runs all on one, as a
+        // container's connections to a server are where its socket's CPU is.
+        crate::workload::pin_this_thread(crate::workload::PINNED_CPU);
         let (egress_repeated_ns, ingress_repeated_ns) = identity_cost(&dp, ib, iup, up, server, tries)?;
         let (mut new, mut hit, mut back, mut host) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut reopen = Vec::new();

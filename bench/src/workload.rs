@@ -50,7 +50,7 @@ fn server_addrs(b: &Endpoint) -> (SocketAddr, SocketAddr) {
     (SocketAddr::from((b.ip, port)), SocketAddr::from((b.dial.unwrap_or(b.ip), port)))
 }
 
-fn pin_this_thread(cpu: usize) {
+pub fn pin_this_thread(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity(0 = this thread) only
     // touch the set we own.
     unsafe {

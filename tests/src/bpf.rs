@@ -22,6 +22,21 @@ static DATAPATH: LazyLock<Mutex<Datapath>> = LazyLock::new(|| {
     )
 });
 
+/// Keeps the calling thread on the CPU it is on, for the rest of its life: a test run executes
+/// the program on the caller's CPU, and what a per-CPU map (`NETD_ROUTES`) keeps is seen only
+/// by later runs on the same CPU.
+#[expect(unsafe_code, reason = "sched_getcpu(3) and sched_setaffinity(2) have no safe wrapper in std")]
+pub fn stay_on_this_cpu() {
+    // SAFETY: sched_getcpu takes nothing; a zeroed cpu_set_t is valid, CPU_SET writes inside it,
+    // and sched_setaffinity (0: this thread) reads it.
+    unsafe {
+        let cpu = usize::try_from(libc::sched_getcpu()).expect("sched_getcpu");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set), 0, "sched_setaffinity");
+    }
+}
+
 /// Exclusive use of the shared, traced datapath.
 pub fn datapath() -> MutexGuard<'static, Datapath> {
     let mut dp = DATAPATH.lock().unwrap_or_else(PoisonError::into_inner);

@@ -154,55 +154,66 @@ fn nat_port_of(frame: &[u8]) -> u16 {
 fn tcp_udp_and_icmp_echo_are_rewritten_exactly_both_ways() {
     let mut t = topology(None);
     let server = ip(SERVER);
-    for protocol in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
-        // A port outside the NAT range: a NAT port is picked.
-        let dport = if protocol == PROTO_ICMP { 0 } else { 80 };
-        let out = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
-        assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT), "protocol {protocol}");
-        assert_eq!(out.event().target, t.uplink, "leaves by the uplink");
-        let nat_port = nat_port_of(&out.output);
-        assert!((PORT_MIN..=PORT_MAX).contains(&nat_port), "NAT port {nat_port} in range");
-        assert_eq!(out.output, translated(protocol, nat_port, server, dport), "protocol {protocol}: egress bytes");
-
-        // The same flow again: the same translation.
-        let again = send(&mut t, "a", &from_endpoint("a", protocol, 40000, server, dport));
-        assert_eq!(again.output, out.output, "protocol {protocol}: a flow keeps its port");
-
-        // The reply, as the server sends it, comes back to the container.
-        let reply_l3 = packet(protocol, server, ip(UPLINK_ADDR), dport, nat_port, 64, 0);
-        let reply = if protocol == PROTO_ICMP {
-            let mut h = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
-            h.ttl = 64;
-            h.packet(&icmp_echo(0, nat_port, 9, b"hello"))
-        } else {
-            reply_l3
-        };
-        let back = receive(&mut t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply));
-        assert_eq!((back.reason(), back.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT), "protocol {protocol}");
-        assert_eq!(back.event().target, t.ifindex["a"], "delivered to a's veth");
-        let a = addr_of("a");
-        let expected_l3 = if protocol == PROTO_ICMP {
-            let mut h = Ipv4::new(server, a, PROTO_ICMP);
-            h.ttl = 63;
-            h.packet(&icmp_echo(0, 40000, 9, b"hello"))
-        } else {
-            packet(protocol, server, a, dport, 40000, 63, 0)
-        };
-        assert_eq!(
-            back.output,
-            Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&expected_l3),
-            "protocol {protocol}: ingress bytes"
-        );
-        // Free the two-port range for the next protocol's flow only where it collides: ports
-        // are per (protocol, remote), so nothing to do.
+    // A port outside the NAT range (a NAT port is picked), then one inside it, which the flow
+    // keeps (the checksums then change by the address alone), each to a server port of its own.
+    for (sport, server_port) in [(40000, 80), (PORT_MAX, 81)] {
+        for protocol in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+            rewritten_exactly_both_ways(&mut t, protocol, sport, server_port);
+        }
     }
     let flows = t.dp.nat_flows(netd::datapath::monotonic_ns()).expect("flows");
-    assert_eq!(flows.len(), 3, "{flows:?}");
-    let tcp_flow = flows.iter().find(|f| f.protocol == "tcp").expect("tcp flow");
+    assert_eq!(flows.len(), 6, "{flows:?}");
+    let tcp_flow = flows.iter().find(|f| f.protocol == "tcp" && f.inside.1 == 40000).expect("tcp flow");
     assert_eq!(tcp_flow.inside, (addr_of("a"), 40000));
     assert_eq!(tcp_flow.remote, (server, 80));
     assert_eq!(tcp_flow.state, "established", "the SYN went out and an answer came back");
     assert!(flows.iter().all(|f| f.outside.0 == ip(UPLINK_ADDR)));
+}
+
+/// A flow of `protocol` from a's port `sport` to the server (port `server_port`; ICMP echo
+/// has none): its egress and reply bytes are exactly the translation, checksums included.
+fn rewritten_exactly_both_ways(t: &mut Topology, protocol: u8, sport: u16, server_port: u16) {
+    let server = ip(SERVER);
+    let dport = if protocol == PROTO_ICMP { 0 } else { server_port };
+    let out = send(t, "a", &from_endpoint("a", protocol, sport, server, dport));
+    assert_eq!((out.reason(), out.verdict), (Reason::RedirectNat, TC_ACT_REDIRECT), "protocol {protocol}");
+    assert_eq!(out.event().target, t.uplink, "leaves by the uplink");
+    let nat_port = nat_port_of(&out.output);
+    assert!((PORT_MIN..=PORT_MAX).contains(&nat_port), "NAT port {nat_port} in range");
+    if (PORT_MIN..=PORT_MAX).contains(&sport) {
+        assert_eq!(nat_port, sport, "protocol {protocol}: a free port in the range is kept");
+    }
+    assert_eq!(out.output, translated(protocol, nat_port, server, dport), "protocol {protocol}: egress bytes");
+
+    // The same flow again: the same translation.
+    let again = send(t, "a", &from_endpoint("a", protocol, sport, server, dport));
+    assert_eq!(again.output, out.output, "protocol {protocol}: a flow keeps its port");
+
+    // The reply, as the server sends it, comes back to the container.
+    let reply_l3 = packet(protocol, server, ip(UPLINK_ADDR), dport, nat_port, 64, 0);
+    let reply = if protocol == PROTO_ICMP {
+        let mut h = Ipv4::new(server, ip(UPLINK_ADDR), PROTO_ICMP);
+        h.ttl = 64;
+        h.packet(&icmp_echo(0, nat_port, 9, b"hello"))
+    } else {
+        reply_l3
+    };
+    let back = receive(t, &Ethernet::new(ROUTER_MAC, UPLINK_MAC, ETH_P_IPV4).frame(&reply));
+    assert_eq!((back.reason(), back.verdict), (Reason::RedirectReverseNat, TC_ACT_REDIRECT), "protocol {protocol}");
+    assert_eq!(back.event().target, t.ifindex["a"], "delivered to a's veth");
+    let a = addr_of("a");
+    let expected_l3 = if protocol == PROTO_ICMP {
+        let mut h = Ipv4::new(server, a, PROTO_ICMP);
+        h.ttl = 63;
+        h.packet(&icmp_echo(0, sport, 9, b"hello"))
+    } else {
+        packet(protocol, server, a, dport, sport, 63, 0)
+    };
+    assert_eq!(
+        back.output,
+        Ethernet::new(ROUTER_MAC, docker_mac(a), ETH_P_IPV4).frame(&expected_l3),
+        "protocol {protocol}: ingress bytes"
+    );
 }
 
 #[test]
@@ -338,6 +349,8 @@ fn a_flow_through_a_veth_uplink_is_marked_for_its_peer() {
 
 #[test]
 fn new_flows_share_a_route_for_a_second_only_while_the_daemon_says_no_rule_selects_by_port() {
+    // Routes are kept per CPU: every run on one.
+    netd_tests::bpf::stay_on_this_cpu();
     let mut t = topology(None);
     let server = ip(SERVER);
     let moved = [0x02, 0, 0, 0, 0x99, 0x03];
