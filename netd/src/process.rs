@@ -1,6 +1,6 @@
-//! Signals to processes netd recorded (by pid and start time, never by name), and the
-//! daemon's own limits.
-#![expect(unsafe_code, reason = "kill(2) and setrlimit(2) have no safe std wrappers")]
+//! Signals to processes netd recorded (by pid and start time, never by name), the daemon's
+//! own limits, and pseudo-terminals for the commands `docker exec -t` runs.
+#![expect(unsafe_code, reason = "kill(2), setrlimit(2) and the terminal calls have no safe std wrappers")]
 
 use crate::model::ProcessRef;
 
@@ -122,6 +122,64 @@ impl Started {
 pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// A new pseudo-terminal of `rows` × `cols` (zero: the kernel's default): (master, slave).
+pub fn open_pty(rows: u16, cols: u16) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd as _;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: openpty writes two fds into the ints given; no name buffer, a valid winsize.
+    let r = unsafe {
+        libc::openpty(&raw mut master, &raw mut slave, std::ptr::null_mut(), std::ptr::null(), &raw const size)
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just opened for us and are owned by nothing else.
+    Ok(unsafe { (std::os::fd::OwnedFd::from_raw_fd(master), std::os::fd::OwnedFd::from_raw_fd(slave)) })
+}
+
+/// Sets the size of the terminal whose master is `master` (its foreground process group gets
+/// `SIGWINCH`).
+pub fn set_pty_size(master: &impl std::os::fd::AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer given.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &raw const size) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `cmd`'s child drop to user `uid` and group `gid` (its only group) as the last thing
+/// before it runs the program: after the namespaces and mounts that need root (see
+/// `netns::with_view`), which `CommandExt::uid` would come before.
+pub fn as_user(cmd: &mut std::process::Command, uid: u32, gid: u32) {
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe, and read only the array on
+    // the stack.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let groups = [gid];
+            if libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `cmd`'s child the leader of a session of its own whose controlling terminal is its
+/// standard input (a pty's slave): a shell then has job control, and Ctrl-C reaches it.
+pub fn with_controlling_terminal(cmd: &mut std::process::Command) {
+    // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated after the fork.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]

@@ -246,15 +246,26 @@ impl TestDaemon {
 
     /// Runs the stock docker CLI against this daemon (`None` when docker is not installed).
     pub fn docker(&self, args: &[&str]) -> Option<Run> {
+        self.docker_with_input(args, None)
+    }
+
+    /// Runs the stock docker CLI against this daemon with `input` as its standard input
+    /// (`None`: none), as [`Self::docker`].
+    pub fn docker_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Option<Run> {
         let docker = docker_binary()?;
-        let out = Command::new(docker)
+        let mut child = Command::new(docker)
             .args(args)
             .env("DOCKER_HOST", &self.socket)
             .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .stdin(Stdio::null())
-            .output()
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("running docker");
-        Some(Run::from(&out))
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            std::io::Write::write_all(&mut stdin, input).expect("docker's input");
+        }
+        Some(Run::from(&child.wait_with_output().expect("running docker")))
     }
 
     /// The namespace file of sandbox `name` (from the persisted state).

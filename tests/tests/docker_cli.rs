@@ -749,3 +749,102 @@ fn docker_rename_gives_a_sandbox_a_new_name_on_its_networks_dns() {
     .ok();
     assert_eq!(renamed.trim(), "site /web");
 }
+
+/// `docker exec` runs more commands in a running sandbox: in its namespace, with its host name,
+/// its environment and the exec's own, in another directory or as another user; stdout and
+/// stderr apart, the input passed on (`-i`), a terminal given (`-t`), detached (`-d`), and the
+/// command's exit code the CLI's. Events say so. A sandbox that does not run, a command that is
+/// not there and a user unknown fail as Docker's.
+#[test]
+fn docker_exec_runs_more_commands_in_a_running_sandbox() {
+    let d = TestDaemon::start(&[]);
+    let exec_events = d
+        .docker_streaming(&["events", "--filter", "event=exec_die", "--format", "{{.Actor.Attributes.exitCode}}"])
+        .expect("docker");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // `netd run` gives the command its own environment.
+    let out = std::process::Command::new(netd_tests::daemon::netd_binary())
+        .args(["-H", d.socket(), "run", "-d", "--name", "box", "--hostname", "boxhost", "--", "sleep", "300"])
+        .env("FROM_RUN", "yes")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("netd run");
+    assert!(out.status.success(), "{out:?}");
+    let ip = docker(&d, &["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "box"]).ok();
+    let addrs = docker(&d, &["exec", "box", "ip", "-4", "-o", "addr", "show", "eth0"]).ok();
+    assert!(!ip.trim().is_empty() && addrs.contains(&format!("inet {}/", ip.trim())), "in its namespace: {ip} {addrs}");
+    assert_eq!(docker(&d, &["exec", "box", "hostname"]).ok(), "boxhost\n");
+    let both = docker(&d, &["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((both.code, both.stdout.as_str(), both.stderr.as_str()), (3, "out\n", "err\n"), "{both:?}");
+    let env =
+        docker(&d, &["exec", "-e", "GREETING=hi", "-w", "/tmp", "box", "sh", "-c", "echo $FROM_RUN $GREETING $(pwd)"]);
+    assert_eq!(env.ok(), "yes hi /tmp\n");
+    assert_eq!(docker(&d, &["exec", "-u", "65534", "box", "id", "-u"]).ok(), "65534\n");
+    let upper = d.docker_with_input(&["exec", "-i", "box", "tr", "a-z", "A-Z"], Some(b"hello\n")).expect("docker");
+    assert_eq!(upper.ok(), "HELLO\n");
+    let tty = docker(&d, &["exec", "-t", "box", "tty"]).ok();
+    assert!(tty.starts_with("/dev/pts/"), "a terminal: {tty:?}");
+    assert_eq!(docker(&d, &["inspect", "-f", "{{json .ExecIDs}}", "box"]).ok(), "null\n", "none runs");
+
+    let file = std::env::temp_dir().join(format!("netd-exec-test-{}", std::process::id()));
+    let write = format!("sleep 1; hostname > {}", file.display());
+    assert_eq!(docker(&d, &["exec", "-d", "box", "sh", "-c", &write]).ok(), "");
+    let running = docker(&d, &["inspect", "-f", "{{len .ExecIDs}}", "box"]).ok();
+    assert_eq!(running, "1\n", "the detached one runs a while");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&file).unwrap_or_default() != "boxhost\n" {
+        assert!(std::time::Instant::now() < deadline, "the detached command ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::remove_file(&file).expect("cleanup");
+
+    let missing = docker(&d, &["exec", "box", "nosuchcommand"]);
+    assert_eq!(missing.code, 127, "{missing:?}");
+    assert!(missing.stderr.contains("exec: \"nosuchcommand\": executable file not found in $PATH"), "{missing:?}");
+    docker(&d, &["exec", "-u", "ghost", "box", "true"]).fails_with("unable to find user ghost");
+    docker(&d, &["exec", "nosuch", "true"]).fails_with("No such container: nosuch");
+    // Every exec that ran ended with its code, in order: hostname, ip, sh (3), sh, id, tr, tty,
+    // the detached one, the missing command (127).
+    let codes: Vec<String> =
+        (0..9).map(|_| exec_events.line(std::time::Duration::from_secs(10)).expect("an exec_die event")).collect();
+    assert_eq!(codes, ["0", "0", "3", "0", "0", "0", "0", "0", "127"]);
+
+    // Through the API: the terminal takes the size the client gives; a client that does not
+    // upgrade its connection gets the output as the answer's body; an exec runs once.
+    let create = r#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true,"ConsoleSize":[30,100]}"#;
+    let (status, created) = api_post(&d, "/containers/box/exec", create);
+    assert!(status.contains(" 201 "), "{status}");
+    let id = serde_json::from_slice::<Value>(&created).expect("JSON")["Id"].as_str().expect("an id").to_owned();
+    let (status, output) = api_post(&d, &format!("/exec/{id}/start"), r#"{"Tty":true}"#);
+    assert!(status.contains(" 200 "), "{status}");
+    assert_eq!(String::from_utf8_lossy(&output), "30 100\r\n");
+    let (_, inspected) = api_json(&d, &format!("/exec/{id}/json"));
+    assert_eq!((&inspected["Running"], &inspected["ExitCode"]), (&Value::Bool(false), &Value::from(0)));
+    let (status, again) = api_post(&d, &format!("/exec/{id}/start"), "{}");
+    assert!(status.contains(" 409 ") && String::from_utf8_lossy(&again).contains("has already run"), "{status}");
+    let (status, _) = api_post(&d, "/exec/nosuch/resize?h=10&w=10", "");
+    assert!(status.contains(" 404 "), "{status}");
+
+    docker(&d, &["stop", "-t", "1", "box"]).ok();
+    docker(&d, &["exec", "box", "true"]).fails_with("is not running");
+}
+
+/// A POST to the API (HTTP/1.0: a streamed answer ends with the connection): the status line
+/// and the body.
+fn api_post(d: &TestDaemon, path: &str, body: &str) -> (String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let mut socket =
+        std::os::unix::net::UnixStream::connect(d.socket().trim_start_matches("unix://")).expect("API socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    write!(
+        socket,
+        "POST {path} HTTP/1.0\r\nHost: netd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut raw = Vec::new();
+    socket.read_to_end(&mut raw).expect("response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a head and a body");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    (head.lines().next().unwrap_or_default().to_owned(), raw[split + 4..].to_vec())
+}

@@ -2,6 +2,7 @@
 //! docker CLI works against it) and netd's own sandbox operations under `/netd/v1`.
 
 mod containers;
+mod exec;
 pub mod filters;
 mod info;
 mod logs;
@@ -54,8 +55,12 @@ pub async fn serve_connection(daemon: Arc<Daemon>, stream: UnixStream) {
         let daemon = daemon.clone();
         async move { Ok::<_, Infallible>(handle(&daemon, req).await) }
     });
-    // A client going away mid-request is not the daemon's problem.
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+    // A client going away mid-request is not the daemon's problem. Upgrades: `docker exec`
+    // takes the connection over.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
 }
 
 /// Serves the metrics alone (`GET /metrics`) on one connection of `--metrics-addr`.
@@ -201,7 +206,11 @@ async fn handle(daemon: &Arc<Daemon>, req: Request<Incoming>) -> Response<Body> 
         }
         (&Method::GET, ["version"]) => json(StatusCode::OK, &version_info()),
         (&Method::GET, ["info"]) => json(StatusCode::OK, &info::system_info(daemon).await),
+        (&Method::POST, ["containers", key, "exec"]) => exec::create(daemon, key, req).await,
         (method, ["containers", rest @ ..]) => containers_api(daemon, method, rest, &query(&req)).await,
+        (&Method::POST, ["exec", id, "start"]) => exec::start(daemon, id, req).await,
+        (&Method::POST, ["exec", id, "resize"]) => exec::resize(daemon, id, &query(&req)),
+        (&Method::GET, ["exec", id, "json"]) => exec::inspect(daemon, id),
         (&Method::GET, ["metrics"]) => metrics(daemon).await,
         (&Method::GET, ["events"]) => events(daemon, &query(&req)),
         (&Method::GET, ["networks"]) => list_networks(daemon, &query(&req)).await,
@@ -830,7 +839,9 @@ async fn inspect_container(daemon: &Daemon, key: &str) -> Response<Body> {
     match state.find_sandbox(key) {
         Ok(s) => {
             let r = SandboxResource::from_model(s, &state, daemon.netns_path(s).display().to_string());
-            json(StatusCode::OK, &containers::inspect(s, &r))
+            let mut v = containers::inspect(s, &r);
+            v["ExecIDs"] = serde_json::json!(daemon.running_execs(&s.id));
+            json(StatusCode::OK, &v)
         }
         Err(_) => from_error(&no_such_container(key)),
     }

@@ -9,6 +9,7 @@ mod datapath;
 pub mod dns;
 pub mod error;
 pub mod events;
+pub mod exec;
 mod kernel;
 pub mod metrics;
 pub mod monitor;
@@ -64,6 +65,8 @@ pub struct Daemon {
     process_scan: std::sync::Arc<usage::ProcessScan>,
     /// The shims `docker start` started, until the sweeper reaps them.
     started: std::sync::Mutex<Vec<std::process::Child>>,
+    /// `docker exec`'s instances by id (see `exec`).
+    execs: std::sync::Mutex<std::collections::HashMap<String, exec::Exec>>,
     /// The datapath's events, until [`run`] starts reading them.
     events: std::sync::Mutex<Option<aya::maps::RingBuf<aya::maps::MapData>>>,
     /// `netd monitor`'s subscribers.
@@ -139,6 +142,7 @@ impl Daemon {
             running_sandboxes: std::sync::Mutex::new(None),
             process_scan: std::sync::Arc::default(),
             started: std::sync::Mutex::new(Vec::new()),
+            execs: std::sync::Mutex::new(std::collections::HashMap::new()),
             events: std::sync::Mutex::new(events),
             monitor,
             docker_events: events::Events::default(),

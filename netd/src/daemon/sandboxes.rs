@@ -556,6 +556,7 @@ impl Daemon {
         }
         state.sandboxes.remove(&s.id);
         self.persist(state)?;
+        self.forget_execs(&s.id);
         self.container_event("destroy", s, None);
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::{
 
 /// What a command runs with when its sandbox has no environment of its own (older releases):
 /// Docker's default `PATH`.
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(super) const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Daemon {
     /// Starts sandbox `key`'s command (`netd run -d`, and again `docker start`). Returns
@@ -76,8 +76,8 @@ impl Daemon {
     }
 }
 
-/// Starts `netd shim` for sandbox `s` (namespace `netns`) and reads the pids it prints.
-fn spawn_shim(s: &Sandbox, netns: &Path, exe: &Path, host: &str) -> Result<(Child, [u32; 2])> {
+/// What sandbox `s`'s commands see of it besides its namespace: its files and host name.
+pub(super) fn view_of(s: &Sandbox) -> netns::SandboxView {
     let mut view = netns::SandboxView::default();
     for (file, at) in [(&s.resolv_conf, "/etc/resolv.conf"), (&s.hosts, "/etc/hosts")] {
         if let Some(file) = file {
@@ -85,6 +85,12 @@ fn spawn_shim(s: &Sandbox, netns: &Path, exe: &Path, host: &str) -> Result<(Chil
         }
     }
     view.hostname = Some(s.hostname.clone()).filter(|h| !h.is_empty());
+    view
+}
+
+/// Starts `netd shim` for sandbox `s` (namespace `netns`) and reads the pids it prints.
+fn spawn_shim(s: &Sandbox, netns: &Path, exe: &Path, host: &str) -> Result<(Child, [u32; 2])> {
+    let view = view_of(s);
     let mut cmd = Command::new(exe);
     cmd.args(["-H", host, "shim", "--sandbox", &s.id]);
     if let Some(log) = &s.log {
