@@ -22,9 +22,9 @@ use crate::{
     netns,
 };
 
-/// How long an exec that ended is kept for inspection (Docker keeps them until the container
-/// goes; a sandbox may run for months).
-const KEEP_ENDED: Duration = Duration::from_mins(5);
+/// How long an exec that ended, or was never started, is kept (Docker keeps them until the
+/// container goes; a sandbox may run for months).
+const KEEP: Duration = Duration::from_mins(5);
 
 /// What `POST /containers/{id}/exec` asks for (Docker's `ExecConfig`).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -64,7 +64,8 @@ pub struct Exec {
     state: State,
     /// Its terminal's master (`Tty`), for `POST /exec/{id}/resize`.
     pty: Option<Arc<OwnedFd>>,
-    ended: Option<Instant>,
+    /// When it was created, or ended: one not started or ended is forgotten [`KEEP`] later.
+    since: Instant,
 }
 
 /// A started exec: what the API attaches to the client.
@@ -101,11 +102,11 @@ impl Daemon {
             ids,
             state: State::Created,
             pty: None,
-            ended: None,
+            since: Instant::now(),
         };
         {
             let mut execs = self.execs.lock().unwrap_or_else(PoisonError::into_inner);
-            execs.retain(|_, e| e.ended.is_none_or(|t| t.elapsed() < KEEP_ENDED));
+            execs.retain(|_, e| matches!(e.state, State::Running { .. }) || e.since.elapsed() < KEEP);
             execs.insert(id.clone(), exec);
         }
         self.container_event_with(&format!("exec_create: {}", cmd.join(" ")), &s, &[("execID", id.clone())]);
@@ -115,10 +116,11 @@ impl Daemon {
     /// Starts exec `id` (once). `detach`: its streams go nowhere (`docker exec -d`).
     pub async fn start_exec(&self, id: &str, detach: bool) -> Result<Started> {
         let (config, ids, sandbox_id) = {
-            let execs = self.execs.lock().unwrap_or_else(PoisonError::into_inner);
-            let e = execs.get(id).ok_or_else(|| no_such_exec(id))?;
+            let mut execs = self.execs.lock().unwrap_or_else(PoisonError::into_inner);
+            let e = execs.get_mut(id).ok_or_else(|| no_such_exec(id))?;
             match e.state {
-                State::Created => {}
+                // Claimed at once: a second start finds it running.
+                State::Created => e.state = State::Running { pid: 0 },
                 State::Running { .. } => {
                     return Err(Error::Conflict(format!("Error: Exec command {id} is already running")));
                 }
@@ -128,17 +130,23 @@ impl Daemon {
             }
             (e.config.clone(), e.ids, e.sandbox_id.clone())
         };
-        let (s, netns) = {
+        let sandbox = {
             let state = self.state.lock().await;
-            let s = state.sandboxes.get(&sandbox_id).ok_or_else(|| no_such_container(&sandbox_id))?;
-            (s.clone(), self.netns_path(s))
+            match state.sandboxes.get(&sandbox_id) {
+                Some(s) if s.processes.iter().any(ProcessRef::is_running) => Ok((s.clone(), self.netns_path(s))),
+                Some(s) => Err(Error::Conflict(format!("Container {} is not running", s.id))),
+                None => Err(no_such_container(&sandbox_id)),
+            }
         };
-        if !s.processes.iter().any(ProcessRef::is_running) {
-            return Err(Error::Conflict(format!("Container {} is not running", s.id)));
-        }
+        let (s, netns) = match sandbox {
+            Ok(found) => found,
+            Err(e) => {
+                // Not started: it may be, once the sandbox runs again.
+                self.set_exec_state(id, State::Created);
+                return Err(e);
+            }
+        };
         let cmd = config.cmd.clone().unwrap_or_default();
-        // Claimed before the spawn: a second start finds it running.
-        self.set_exec_state(id, State::Running { pid: 0 });
         let spawned = tokio::task::spawn_blocking({
             let (config, s) = (config.clone(), s.clone());
             move || spawn(&s, &netns, &config, ids, detach)
@@ -188,7 +196,7 @@ impl Daemon {
             };
             e.state = State::Ended { pid, code };
             e.pty = None;
-            e.ended = Some(Instant::now());
+            e.since = Instant::now();
             e.sandbox_id.clone()
         };
         let state = self.state.lock().await;
