@@ -118,6 +118,27 @@ impl Started {
     }
 }
 
+/// Waits for `child` while `output` (copying what it writes) runs; once the command has ended,
+/// what it wrote last gets 200 ms to arrive: a process it left behind may hold its output open,
+/// and its writes are not waited for.
+pub async fn wait_while_copying(
+    child: &mut tokio::process::Child,
+    output: impl std::future::Future<Output = ()>,
+) -> std::io::Result<std::process::ExitStatus> {
+    tokio::pin!(output);
+    let mut copied = false;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            () = &mut output, if !copied => copied = true,
+        }
+    };
+    if !copied {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), &mut output).await;
+    }
+    status
+}
+
 /// The exit code a shell would give `status`: its code, or 128 + the signal that ended it.
 pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;

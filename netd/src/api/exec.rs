@@ -10,7 +10,7 @@
 //! response's body. The exit code is recorded before the stream ends, so the client's next
 //! `GET /exec/{id}/json` has it.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, StreamBody};
@@ -24,12 +24,12 @@ use crate::daemon::{
     Daemon,
 };
 
-/// What `POST /exec/{id}/start` asks for.
+/// What `POST /exec/{id}/start` asks for (its `Tty` is the exec's own, given when it was
+/// created, which decides).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct ExecStart {
     detach: bool,
-    tty: bool,
 }
 
 const MULTIPLEXED: &str = "application/vnd.docker.multiplexed-stream";
@@ -88,7 +88,7 @@ pub async fn start(daemon: &Arc<Daemon>, id: &str, mut req: Request<Incoming>) -
         }
         return empty(StatusCode::OK);
     }
-    let raw = matches!(started, Started::Pty { .. }) || start.tty;
+    let raw = matches!(started, Started::Pty { .. } | Started::Failed { tty: true, .. });
     let content_type = if raw { RAW } else { MULTIPLEXED };
     if let Some(upgrade) = upgrade {
         tokio::spawn(async move {
@@ -134,7 +134,7 @@ async fn attach<Io: AsyncRead + AsyncWrite + Send + 'static>(
 ) {
     let (mut from_client, mut to_client) = tokio::io::split(io);
     let code = match started {
-        Started::Failed(why) => {
+        Started::Failed { why, .. } => {
             let said = if raw { format!("{why}\r\n").into_bytes() } else { frame(2, format!("{why}\n").as_bytes()) };
             let _ = to_client.write_all(&said).await;
             // Recorded by `start_exec` already.
@@ -188,30 +188,14 @@ async fn attach<Io: AsyncRead + AsyncWrite + Send + 'static>(
     let _ = to_client.shutdown().await;
 }
 
-/// Waits for `child` while `output` is copied; once the command has ended, what it wrote last
-/// gets a moment to arrive (a process it left behind may hold its output open).
-async fn until_ended(child: tokio::process::Child, output: impl std::future::Future<Output = ()>) -> i32 {
-    tokio::pin!(output);
-    let waited = wait(child);
-    tokio::pin!(waited);
-    let mut copied = false;
-    let code = loop {
-        tokio::select! {
-            code = &mut waited => break code,
-            () = &mut output, if !copied => copied = true,
-        }
-    };
-    if !copied {
-        let _ = tokio::time::timeout(Duration::from_millis(200), &mut output).await;
-    }
-    code
+/// Waits for `child` while `output` is copied (see [`crate::process::wait_while_copying`]):
+/// its exit code.
+async fn until_ended(mut child: tokio::process::Child, output: impl std::future::Future<Output = ()>) -> i32 {
+    crate::process::wait_while_copying(&mut child, output).await.map_or(126, crate::process::exit_code)
 }
 
 async fn wait(mut child: tokio::process::Child) -> i32 {
-    match child.wait().await {
-        Ok(status) => crate::process::exit_code(status),
-        Err(_) => 126,
-    }
+    child.wait().await.map_or(126, crate::process::exit_code)
 }
 
 /// Copies the command's output to `to`, each chunk in a frame of its stream, until both end.

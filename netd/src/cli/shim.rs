@@ -81,20 +81,8 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
             tokio::join!(copy_lines(stdout, "stdout", log), copy_lines(stderr, "stderr", log));
         }
     };
-    tokio::pin!(copy);
-    let mut copied = false;
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            () = &mut copy, if !copied => copied = true,
-        }
-    };
-    // What it wrote last is in the pipes: read it. A process it left holds them open (and
-    // goes with the sandbox's end): its writes are not waited for.
-    if !copied {
-        let _ = tokio::time::timeout(Duration::from_millis(200), &mut copy).await;
-    }
-    let Ok(status) = status else {
+    // A process it left holds the pipes open (and goes with the sandbox's end).
+    let Ok(status) = crate::process::wait_while_copying(&mut child, copy).await else {
         return ExitCode::from(1);
     };
     let body = ExitRequest { code: exit_code(status) };

@@ -74,9 +74,9 @@ pub enum Started {
     Pipes(tokio::process::Child),
     /// A terminal: the command's three streams are its slave; read and write the master.
     Pty { child: tokio::process::Child, master: Arc<OwnedFd> },
-    /// The command could not be started: what to tell the client; the exec has ended with 126
-    /// or 127, as Docker's.
-    Failed(String),
+    /// The command could not be started: what to tell the client (on a terminal's raw stream
+    /// with `tty`); the exec has ended with 126 or 127, as Docker's.
+    Failed { why: String, tty: bool },
 }
 
 impl Daemon {
@@ -165,7 +165,7 @@ impl Daemon {
                 if detach {
                     return Err(Error::InvalidParameter(why));
                 }
-                return Ok(Started::Failed(why));
+                return Ok(Started::Failed { why, tty: config.tty });
             }
         };
         let pid = child.id().unwrap_or(0);
