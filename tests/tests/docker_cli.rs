@@ -688,6 +688,75 @@ fn docker_start_and_restart_run_a_sandboxs_command_again() {
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// `netd run` and `netd exec` take `docker run`'s `-e`, `--env-file`, `-w` and `-u`: in the
+/// foreground, detached and started again (`docker start`), shown by `docker inspect`
+/// (`Config.User`, `Config.WorkingDir`); a wrong one is refused in Docker's words before
+/// anything is made.
+#[test]
+fn run_and_exec_take_environment_directory_and_user_as_docker_run() {
+    let d = TestDaemon::start(&[]);
+    let dir = std::env::temp_dir().join(format!("netd-run-opts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let env_file = dir.join("env");
+    std::fs::write(&env_file, "# comment\n\n  FROM_FILE=a b\nBOTH=file\nNETD_TEST_SURELY_UNSET\n").expect("env file");
+    let (e, w) = (env_file.to_str().expect("utf-8"), dir.to_str().expect("utf-8"));
+    let say = "echo $FROM_FILE/$BOTH/${NETD_TEST_SURELY_UNSET-unset} $(pwd) $(id -u):$(id -g)";
+    let opts = ["--env-file", e, "-e", "BOTH=flag", "-w", w, "-u", "1234:5678"];
+    let said = format!("a b/flag/unset {w} 1234:5678\n");
+
+    let foreground = [&["run", "--rm"][..], &opts, &["--", "sh", "-c", say]].concat();
+    assert_eq!(d.netd(&foreground).ok(), said);
+    let detached = [&["run", "-d", "--name", "opts"][..], &opts, &["--", "sh", "-c", say]].concat();
+    d.netd(&detached).ok();
+    assert_eq!(docker(&d, &["wait", "opts"]).ok().trim(), "0");
+    assert_eq!(docker(&d, &["start", "opts"]).ok().trim(), "opts");
+    assert_eq!(docker(&d, &["wait", "opts"]).ok().trim(), "0");
+    assert_eq!(docker(&d, &["logs", "opts"]).ok(), format!("{said}{said}"), "the same, twice");
+    let config = docker(&d, &["inspect", "-f", "{{.Config.User}} {{.Config.WorkingDir}}", "opts"]).ok();
+    assert_eq!(config.trim(), format!("1234:5678 {w}"));
+
+    d.netd(&["run", "-d", "--name", "box", "--", "sleep", "300"]).ok();
+    let exec = ["exec", "-e", "X=1", "-w", "/", "-u", "root", "box", "--", "sh", "-c", "echo $X $(pwd) $(id -u)"];
+    assert_eq!(d.netd(&exec).ok(), "1 / 0\n");
+    let exec = ["exec", "-u", "4321", "box", "--", "id", "-u"];
+    assert_eq!(d.netd(&exec).ok(), "4321\n");
+
+    let before = docker(&d, &["ps", "-aq"]).ok();
+    let refused = [
+        (&["-w", "relative"][..], "the working directory 'relative' is invalid, it needs to be an absolute path"),
+        (&["-w", "/no/such/dir"], "the working directory '/no/such/dir' is invalid: no such directory"),
+        (&["-u", "ghost-user"], "unable to find user ghost-user: no matching entries in passwd file"),
+        (&["-u", "root:ghost-group"], "unable to find group ghost-group: no matching entries in group file"),
+        (&["-e", "=x"], "invalid environment variable: =x"),
+        (&["--env-file", "/no/such/file"], "open /no/such/file"),
+    ];
+    for (flags, message) in refused {
+        for detach in [&[][..], &["-d"]] {
+            let args = [&["run"][..], detach, flags, &["--", "true"]].concat();
+            d.netd(&args).fails_with(message);
+        }
+        let args = [&["exec"][..], flags, &["box", "--", "true"]].concat();
+        d.netd(&args).fails_with(message);
+    }
+    std::fs::write(&env_file, "A B=1\n").expect("env file");
+    d.netd(&["run", "--env-file", e, "--", "true"]).fails_with("variable 'A B' contains whitespaces");
+    assert_eq!(docker(&d, &["ps", "-aq"]).ok(), before, "nothing was made");
+    // The daemon checks what other clients send too.
+    let (status, body) =
+        api_post(&d, "/netd/v1/sandboxes", r#"{"Network":"bridge","Command":["true"],"User":"ghost-user"}"#);
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("unable to find user ghost-user"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let relative = r#"{"Network":"bridge","Command":["true"],"WorkingDir":"rel"}"#;
+    assert!(api_post(&d, "/netd/v1/sandboxes", relative).0.contains(" 400 "));
+    assert_eq!(docker(&d, &["ps", "-aq"]).ok(), before, "nothing was made");
+    docker(&d, &["rm", "-f", "box"]).ok();
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
 /// `docker container prune` removes the sandboxes that do not run, as Docker's the containers
 /// that are stopped; `until` keeps the newer ones, a `label` filter matches none.
 #[test]

@@ -128,7 +128,7 @@ pub fn inspect(s: &Sandbox, r: &SandboxResource) -> Value {
     let config = json!({
         "Hostname": r.hostname,
         "Domainname": "",
-        "User": "",
+        "User": s.user,
         "AttachStdin": false,
         "AttachStdout": false,
         "AttachStderr": false,
@@ -140,7 +140,7 @@ pub fn inspect(s: &Sandbox, r: &SandboxResource) -> Value {
         "Cmd": r.command,
         "Image": "",
         "Volumes": null,
-        "WorkingDir": "",
+        "WorkingDir": s.working_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
         "Entrypoint": null,
         "Labels": {},
     });

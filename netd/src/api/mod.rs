@@ -913,6 +913,7 @@ async fn create_sandbox(daemon: &Daemon, req: Request<Incoming>) -> Response<Bod
         extra_hosts: r.extra_hosts,
         env: r.env,
         working_dir: non_empty(Some(r.working_dir)).map(std::path::PathBuf::from),
+        user: r.user,
     };
     match daemon.create_sandbox(create).await {
         Ok(s) => {

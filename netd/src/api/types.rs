@@ -287,12 +287,15 @@ pub struct SandboxCreateRequest {
     pub dns_search: Vec<String>,
     #[serde(rename = "DnsOptions")]
     pub dns_options: Vec<String>,
-    /// The environment and directory its command runs with (`netd run`'s own), kept for
-    /// `docker start` and `restart`.
+    /// The environment and directory its command runs with (`netd run`'s own, with its `-e`,
+    /// `--env-file` and `-w`), kept for `docker start` and `restart`.
     #[serde(rename = "Env", default)]
     pub env: Vec<String>,
     #[serde(rename = "WorkingDir", default)]
     pub working_dir: String,
+    /// The user its command runs as (`-u`: a name or `uid[:gid]`; empty: root).
+    #[serde(rename = "User", default)]
+    pub user: String,
 }
 
 /// `POST /netd/v1/sandboxes/{id}/processes` body.

@@ -55,6 +55,8 @@ pub struct RunArgs {
     /// Its own DNS resolver option (repeatable).
     #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
     dns_option: Vec<String>,
+    #[command(flatten)]
+    with: CommandOpts,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -63,8 +65,86 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct ExecArgs {
     sandbox: String,
+    #[command(flatten)]
+    with: CommandOpts,
     #[arg(last = true, required = true)]
     command: Vec<String>,
+}
+
+/// What a command runs with besides its sandbox, as `docker run`'s and `docker exec`'s `-e`,
+/// `--env-file`, `-w` and `-u` say: on top of the environment and directory `netd` has.
+#[derive(clap::Args)]
+struct CommandOpts {
+    /// Set an environment variable: KEY=VALUE, or KEY for the value it has here (repeatable).
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Read environment variables from a file: KEY=VALUE or KEY lines, # comments (repeatable).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Its working directory (an absolute path; default: the current one).
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The user it runs as: a name or UID from /etc/passwd, optionally :GROUP or :GID.
+    #[arg(short, long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+}
+
+/// [`CommandOpts`] checked: the variables to set, the directory, the user and group.
+#[derive(Default)]
+struct Launch {
+    env: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    ids: Option<(u32, u32)>,
+}
+
+impl CommandOpts {
+    /// Checks every option, with Docker's messages: nothing is created when one is wrong.
+    fn check(&self) -> Result<Launch, String> {
+        let mut env = Vec::new();
+        for file in &self.env_file {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("open {}: {e}", file.display()))?;
+            for line in text.lines().map(str::trim_start).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let (key, value) = line.split_once('=').map_or((line, None), |(k, v)| (k, Some(v)));
+                if key.is_empty() {
+                    return Err(format!("no variable name on line '{line}'"));
+                }
+                if key.contains(char::is_whitespace) {
+                    return Err(format!("variable '{key}' contains whitespaces"));
+                }
+                push_var(&mut env, key, value);
+            }
+        }
+        for var in &self.env {
+            let (key, value) = var.split_once('=').map_or((var.as_str(), None), |(k, v)| (k, Some(v)));
+            if key.is_empty() {
+                return Err(format!("invalid environment variable: {var}"));
+            }
+            push_var(&mut env, key, value);
+        }
+        let dir = match &self.workdir {
+            None => None,
+            Some(d) if !d.starts_with('/') => {
+                return Err(format!("the working directory '{d}' is invalid, it needs to be an absolute path"));
+            }
+            Some(d) if !std::path::Path::new(d).is_dir() => {
+                return Err(format!("the working directory '{d}' is invalid: no such directory"));
+            }
+            Some(d) => Some(PathBuf::from(d)),
+        };
+        let user = self.user.as_deref().unwrap_or_default();
+        let ids = crate::process::resolve_user(user, std::path::Path::new("/etc"))?;
+        Ok(Launch { env, dir, ids })
+    }
+}
+
+/// Sets `key` in `env` (a later setting wins), to `value` or, without one, to the value it has
+/// in this process (none: it is left out, as Docker does).
+fn push_var(env: &mut Vec<(String, String)>, key: &str, value: Option<&str>) {
+    let Some(value) = value.map(str::to_owned).or_else(|| std::env::var(key).ok()) else {
+        return;
+    };
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value));
 }
 
 #[derive(clap::Args)]
@@ -102,7 +182,7 @@ pub struct RmArgs {
 /// Spawns `command` in sandbox `s`: inside its namespace (the spawning thread enters it and
 /// the child inherits it; the CLI's other threads never change namespace), seeing its
 /// `resolv.conf`, `/etc/hosts` and host name.
-fn spawn_in(s: &SandboxResource, command: &[String]) -> std::io::Result<std::process::Child> {
+fn spawn_in(s: &SandboxResource, command: &[String], with: &Launch) -> std::io::Result<std::process::Child> {
     let path = PathBuf::from(&s.netns_path);
     let mut view = netns::SandboxView::default();
     for (file, at) in [(&s.resolv_conf_path, "/etc/resolv.conf"), (&s.hosts_path, "/etc/hosts")] {
@@ -111,12 +191,18 @@ fn spawn_in(s: &SandboxResource, command: &[String]) -> std::io::Result<std::pro
         }
     }
     view.hostname = Some(s.hostname.clone()).filter(|h| !h.is_empty());
-    let command = command.to_vec();
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..]).envs(with.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &with.dir {
+        cmd.current_dir(dir);
+    }
+    let ids = with.ids;
     std::thread::spawn(move || {
         netns::enter_this_thread(&path)?;
-        let mut cmd = Command::new(&command[0]);
-        cmd.args(&command[1..]);
         netns::with_view(&mut cmd, &view)?;
+        if let Some((uid, gid)) = ids {
+            crate::process::as_user(&mut cmd, uid, gid);
+        }
         cmd.spawn()
     })
     .join()
@@ -154,6 +240,17 @@ fn start_error(e: &crate::client::ClientError) -> ExitCode {
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
+    let with = match a.with.check() {
+        Ok(w) => w,
+        Err(e) => return fail(&format!("netd: {e}")),
+    };
+    // The command's environment: this one's, with what `-e` and `--env-file` set.
+    let mut env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .filter(|(k, _)| !with.env.iter().any(|(set, _)| set == k))
+        .collect();
+    env.extend(with.env.iter().cloned());
+    let working_dir = with.dir.clone().or_else(|| std::env::current_dir().ok());
     let req = SandboxCreateRequest {
         name: a.name.clone(),
         network: a.network.clone(),
@@ -168,8 +265,9 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         dns: a.dns.clone(),
         dns_search: a.dns_search.clone(),
         dns_options: a.dns_option.clone(),
-        env: std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect(),
-        working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: working_dir.map(|d| d.display().to_string()).unwrap_or_default(),
+        user: a.with.user.clone().unwrap_or_default(),
     };
     let s: SandboxResource = match client.call(Method::POST, "/netd/v1/sandboxes", Some(&req)).await {
         Ok(s) => s,
@@ -191,7 +289,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         println!("{}", s.id);
         return ExitCode::SUCCESS;
     }
-    let mut child = match spawn_in(&s, &a.command) {
+    let mut child = match spawn_in(&s, &a.command, &with) {
         Ok(c) => c,
         Err(e) => {
             // Nothing ran: leave nothing behind.
@@ -232,11 +330,15 @@ async fn get<T: serde::de::DeserializeOwned>(client: &Client, key: &str) -> Resu
 }
 
 pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
+    let with = match a.with.check() {
+        Ok(w) => w,
+        Err(e) => return fail(&format!("netd: {e}")),
+    };
     let s: SandboxResource = match get(client, &a.sandbox).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut child = match spawn_in(&s, &a.command) {
+    let mut child = match spawn_in(&s, &a.command, &with) {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };

@@ -34,6 +34,9 @@ pub struct ShimArgs {
     /// Where its output goes (Docker's `json-file` log); without, nowhere.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// The user and group the command runs as (numbers; the shim stays root to report).
+    #[arg(long, value_name = "UID:GID", value_parser = parse_ids)]
+    user: Option<(u32, u32)>,
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
@@ -47,12 +50,12 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
         }
     };
     let output = || if log.is_some() { Stdio::piped() } else { Stdio::null() };
-    let spawned = tokio::process::Command::new(&a.command[0])
-        .args(&a.command[1..])
-        .stdin(Stdio::null())
-        .stdout(output())
-        .stderr(output())
-        .spawn();
+    let mut cmd = std::process::Command::new(&a.command[0]);
+    cmd.args(&a.command[1..]).stdin(Stdio::null()).stdout(output()).stderr(output());
+    if let Some((uid, gid)) = a.user {
+        crate::process::as_user(&mut cmd, uid, gid);
+    }
+    let spawned = tokio::process::Command::from(cmd).spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -95,6 +98,11 @@ pub async fn shim(client: &Client, a: ShimArgs) -> ExitCode {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     ExitCode::from(1)
+}
+
+fn parse_ids(s: &str) -> Result<(u32, u32), String> {
+    let (uid, gid) = s.split_once(':').ok_or_else(|| format!("{s}: not UID:GID"))?;
+    Ok((uid.parse().map_err(|e| format!("{uid}: {e}"))?, gid.parse().map_err(|e| format!("{gid}: {e}"))?))
 }
 
 /// The log at `path`, appended to (its directory made if need be).

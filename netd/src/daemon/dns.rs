@@ -668,6 +668,7 @@ mod tests {
             log: None,
             env: Vec::new(),
             working_dir: None,
+            user: String::new(),
         });
         let link = EndpointLink {
             ip: Ipv4Addr::from(ip),

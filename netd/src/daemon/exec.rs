@@ -93,7 +93,7 @@ impl Daemon {
         if !s.processes.iter().any(ProcessRef::is_running) {
             return Err(Error::Conflict(format!("Container {} is not running", s.id)));
         }
-        let ids = resolve_user(&config.user, Path::new("/etc"))?;
+        let ids = crate::process::resolve_user(&config.user, Path::new("/etc")).map_err(Error::InvalidParameter)?;
         let id = ids::new_id();
         let exec = Exec {
             id: id.clone(),
@@ -340,78 +340,4 @@ fn spawn(
         tokio::process::Command::from(cmd).kill_on_drop(false).spawn()
     })?;
     Ok((child, master))
-}
-
-/// The user an exec runs as: `""` (the sandbox's command's: root), `uid[:gid]`, or names from
-/// `etc/passwd` and `etc/group` under `etc`, as Docker reads the container's.
-fn resolve_user(user: &str, etc: &Path) -> Result<Option<(u32, u32)>> {
-    if user.is_empty() {
-        return Ok(None);
-    }
-    let (name, group) = match user.split_once(':') {
-        Some((n, g)) => (n, Some(g)),
-        None => (user, None),
-    };
-    let passwd = std::fs::read_to_string(etc.join("passwd")).unwrap_or_default();
-    let entry = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[0] == name);
-    let (uid, primary) = match (name.parse::<u32>(), &entry) {
-        (Ok(uid), _) => (uid, entry_gid(&passwd, uid).unwrap_or(uid)),
-        (Err(_), Some(f)) => (parse_id(f[2], user)?, parse_id(f[3], user)?),
-        (Err(_), None) => {
-            return Err(Error::InvalidParameter(format!(
-                "unable to find user {name}: no matching entries in passwd file"
-            )));
-        }
-    };
-    let gid = match group.map(|g| (g, g.parse::<u32>())) {
-        None => primary,
-        Some((_, Ok(gid))) => gid,
-        Some((g, Err(_))) => {
-            let groups = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
-            let found = groups.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 2 && f[0] == g);
-            let Some(f) = found else {
-                return Err(Error::InvalidParameter(format!(
-                    "unable to find group {g}: no matching entries in group file"
-                )));
-            };
-            parse_id(f[2], user)?
-        }
-    };
-    Ok(Some((uid, gid)))
-}
-
-/// The primary group of `uid` in `passwd`, when it has an entry.
-fn entry_gid(passwd: &str, uid: u32) -> Option<u32> {
-    passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[2].parse() == Ok(uid))?[3]
-        .parse()
-        .ok()
-}
-
-fn parse_id(s: &str, user: &str) -> Result<u32> {
-    s.parse().map_err(|_| Error::InvalidParameter(format!("unable to find user {user}: bad entry {s:?}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::resolve_user;
-
-    #[test]
-    fn users_are_numbers_or_names_from_the_files() {
-        let dir = std::env::temp_dir().join(format!("netd-exec-users-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")
-            .expect("passwd");
-        std::fs::write(dir.join("group"), "root:x:0:\nstaff:x:50:\n").expect("group");
-        assert_eq!(resolve_user("", &dir).ok(), Some(None));
-        assert_eq!(resolve_user("nobody", &dir).ok(), Some(Some((65534, 65534))));
-        assert_eq!(resolve_user("nobody:staff", &dir).ok(), Some(Some((65534, 50))));
-        assert_eq!(resolve_user("1234", &dir).ok(), Some(Some((1234, 1234))), "a uid without an entry");
-        assert_eq!(resolve_user("65534", &dir).ok(), Some(Some((65534, 65534))));
-        assert_eq!(resolve_user("0:7", &dir).ok(), Some(Some((0, 7))));
-        let e = resolve_user("ghost", &dir).expect_err("unknown").to_string();
-        assert_eq!(e, "unable to find user ghost: no matching entries in passwd file");
-        let e = resolve_user("root:nogroup", &dir).expect_err("unknown group").to_string();
-        assert_eq!(e, "unable to find group nogroup: no matching entries in group file");
-        std::fs::remove_dir_all(&dir).expect("cleanup");
-    }
 }

@@ -2,7 +2,11 @@
 //! remove. Every operation persists its intent (`Lifecycle::Creating`) before touching the
 //! kernel and rolls back on failure, so bad input or a crash leaves nothing half made.
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use crate::{
     model::{
@@ -35,6 +39,8 @@ pub struct CreateSandbox {
     /// What its command runs with when netd starts it again (`docker start`).
     pub env: Vec<String>,
     pub working_dir: Option<PathBuf>,
+    /// The user it runs as (`-u`; empty: root).
+    pub user: String,
     /// Ports to publish on the network (`-p`).
     pub ports: Vec<PortSpec>,
     /// More names on the network's DNS (`--network-alias`).
@@ -100,6 +106,7 @@ impl Daemon {
         check_aliases(&network, &req.aliases)?;
         let extra_hosts = check_identity(&network, req.hostname.as_deref(), &req.extra_hosts, self.cfg.bip.ip())?;
         req.dns.check().map_err(Error::InvalidParameter)?;
+        check_command(&req.user, req.working_dir.as_deref())?;
         // The ports are bound first (that reserves them): one that is taken changes nothing.
         let reserved = reserve_ports(&state, &network, &req.ports)?;
         let ports: Vec<PortBinding> = reserved.iter().map(|(b, _)| *b).collect();
@@ -127,6 +134,7 @@ impl Daemon {
             log: Some(self.cfg.sandbox_dir(&id).join(format!("{id}-json.log"))),
             env: req.env,
             working_dir: req.working_dir,
+            user: req.user,
         };
         if mode == SandboxMode::Private {
             self.give_names(&mut sandbox, &[&network], req.hostname);
@@ -774,6 +782,19 @@ struct Attach {
     mac: Option<[u8; 6]>,
     ports: Vec<PortBinding>,
     aliases: Vec<String>,
+}
+
+/// The user a command runs as must be one (a number, or a name of the host's files) and its
+/// directory absolute, as Docker's; both in Docker's words.
+fn check_command(user: &str, working_dir: Option<&Path>) -> Result<()> {
+    crate::process::resolve_user(user, Path::new("/etc")).map_err(Error::InvalidParameter)?;
+    match working_dir.filter(|d| !d.is_absolute()) {
+        Some(d) => Err(Error::InvalidParameter(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            d.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Aliases are names on a user-defined network's DNS (Docker's rule and message), and must be

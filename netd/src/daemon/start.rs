@@ -96,6 +96,12 @@ fn spawn_shim(s: &Sandbox, netns: &Path, exe: &Path, host: &str) -> Result<(Chil
     if let Some(log) = &s.log {
         cmd.arg("--log").arg(log);
     }
+    // Looked up now, as Docker's runtime does at each start.
+    if let Some((uid, gid)) =
+        crate::process::resolve_user(&s.user, Path::new("/etc")).map_err(Error::InvalidParameter)?
+    {
+        cmd.arg("--user").arg(format!("{uid}:{gid}"));
+    }
     cmd.arg("--").args(&s.command);
     cmd.env_clear();
     if s.env.is_empty() {

@@ -189,11 +189,15 @@ pub struct Sandbox {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
     /// The environment (`K=V`) and directory its command runs with when netd starts it
-    /// (`docker start`, `restart`): `netd run`'s own. The state file is the daemon's alone.
+    /// (`docker start`, `restart`): `netd run`'s own, with its `-e`, `--env-file` and `-w`. The state file is the daemon's alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<PathBuf>,
+    /// The user its command runs as (`netd run -u`, Docker's `Config.User`): a name or
+    /// `uid[:gid]`, looked up when the command starts; empty for root.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
 }
 
 /// How a sandbox's command ended.
