@@ -757,6 +757,62 @@ fn run_and_exec_take_environment_directory_and_user_as_docker_run() {
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
+/// `netd run` in the foreground passes signals on as `docker run`'s proxy does: SIGTERM sent to
+/// netd reaches the command; a Ctrl-C (SIGINT to the whole process group) ends the command but
+/// not netd, which stays to report how it ended. Either way the code is netd's own, `docker
+/// wait`'s and `docker inspect`'s.
+#[test]
+fn netd_run_in_the_foreground_passes_signals_on_and_reports_the_end() {
+    use std::io::BufRead as _;
+    let d = TestDaemon::start(&[]);
+    // A foreground `netd run` in a process group of its own (a terminal's foreground group),
+    // once its command said it is ready.
+    let start = |name: &str, script: &str| {
+        let mut cmd = std::process::Command::new(netd_tests::daemon::netd_binary());
+        cmd.args(["-H", d.socket(), "run", "--name", name, "--", "sh", "-c", script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut netd = cmd.spawn().expect("netd run");
+        let mut out = std::io::BufReader::new(netd.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("a line");
+        assert_eq!(line, "ready\n");
+        (netd, out)
+    };
+    let end = |mut netd: std::process::Child| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = netd.try_wait().expect("wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = netd.kill();
+                let _ = netd.wait();
+                panic!("netd run did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let pid = |c: &std::process::Child| libc::pid_t::try_from(c.id()).expect("a pid");
+
+    let (netd, mut out) = start("termed", "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done");
+    // SAFETY: kill(2) on the process this test started.
+    unsafe { libc::kill(pid(&netd), libc::SIGTERM) };
+    assert_eq!(end(netd), Some(7));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut out, &mut said).expect("the rest");
+    assert_eq!(said, "got TERM\n");
+    assert_eq!(docker(&d, &["wait", "termed"]).ok().trim(), "7");
+
+    let (netd, _out) = start("ctrl-c", "echo ready; while :; do sleep 0.1; done");
+    // SAFETY: kill(2) on the process group this test made (netd and its command).
+    unsafe { libc::kill(-pid(&netd), libc::SIGINT) };
+    assert_eq!(end(netd), Some(130), "the command's end, 128 + SIGINT");
+    assert_eq!(docker(&d, &["wait", "ctrl-c"]).ok().trim(), "130");
+    assert_eq!(docker(&d, &["inspect", "-f", "{{.State.ExitCode}}", "ctrl-c"]).ok().trim(), "130");
+}
+
 /// `docker container prune` removes the sandboxes that do not run, as Docker's the containers
 /// that are stopped; `until` keeps the newer ones, a `label` filter matches none.
 #[test]

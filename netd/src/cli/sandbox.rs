@@ -289,6 +289,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         println!("{}", s.id);
         return ExitCode::SUCCESS;
     }
+    let signals = SignalProxy::install();
     let mut child = match spawn_in(&s, &a.command, &with) {
         Ok(c) => c,
         Err(e) => {
@@ -308,7 +309,7 @@ pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
         remove(client.clone(), s.id.clone()).await;
         return fail(&e);
     }
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task");
+    let status = signals.wait(child).await;
     if a.rm {
         remove(client.clone(), s.id.clone()).await;
     } else if let Ok(st) = status {
@@ -338,13 +339,53 @@ pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let mut child = match spawn_in(&s, &a.command, &with) {
+    let signals = SignalProxy::install();
+    let child = match spawn_in(&s, &a.command, &with) {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };
-    match tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task") {
+    match signals.wait(child).await {
         Ok(st) => exit_code(st),
         Err(e) => fail(&format!("waiting for the command: {e}")),
+    }
+}
+
+/// What `netd run` and `netd exec` do with signals while a command runs in the foreground, as
+/// `docker run`'s proxy: SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to netd go to the command.
+/// SIGINT and SIGQUIT are not passed on (a terminal's Ctrl-C and Ctrl-\\ reach the command
+/// already: it is in netd's process group) and no longer end netd, which stays to report how
+/// the command ended. Installed before the command starts (what comes meanwhile waits), and
+/// gone from the command itself, which starts with the default handlers.
+struct SignalProxy(Vec<(tokio::signal::unix::Signal, Option<i32>)>);
+
+impl SignalProxy {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let kinds = [
+            (SignalKind::terminate(), Some(libc::SIGTERM)),
+            (SignalKind::hangup(), Some(libc::SIGHUP)),
+            (SignalKind::user_defined1(), Some(libc::SIGUSR1)),
+            (SignalKind::user_defined2(), Some(libc::SIGUSR2)),
+            (SignalKind::interrupt(), None),
+            (SignalKind::quit(), None),
+        ];
+        Self(kinds.into_iter().filter_map(|(kind, pass)| Some((signal(kind).ok()?, pass))).collect())
+    }
+
+    /// Waits for `child`, passing signals on while it runs.
+    async fn wait(self, mut child: std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+        // `ProcessRef` tells a recycled pid apart: nothing reaches another process.
+        let command = crate::model::ProcessRef::of(child.id());
+        for (mut stream, pass) in self.0 {
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if let (Some(sig), Some(p)) = (pass, command) {
+                        crate::process::signal(p, sig);
+                    }
+                }
+            });
+        }
+        tokio::task::spawn_blocking(move || child.wait()).await.expect("wait task")
     }
 }
 
