@@ -138,7 +138,7 @@ impl Client {
 }
 
 /// The daemon's error answer, as docker words it.
-fn daemon_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+pub fn daemon_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     let message = serde_json::from_slice::<ErrorResponse>(bytes)
         .map_or_else(|_| String::from_utf8_lossy(bytes).trim().to_owned(), |e| e.message);
     ClientError::Daemon { status: status.as_u16(), message }

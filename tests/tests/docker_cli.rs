@@ -813,6 +813,113 @@ fn netd_run_in_the_foreground_passes_signals_on_and_reports_the_end() {
     assert_eq!(docker(&d, &["inspect", "-f", "{{.State.ExitCode}}", "ctrl-c"]).ok().trim(), "130");
 }
 
+/// `netd run` and `netd exec` give the command netd's standard input with `-i` only (without,
+/// it reads nothing, as Docker's), and run it on netd's terminal with `-t`, which needs one;
+/// a detached command can have neither.
+#[test]
+fn netd_run_and_exec_read_input_with_i_and_run_on_the_terminal_with_t() {
+    use std::os::fd::FromRawFd as _;
+    let d = TestDaemon::start(&[]);
+    let with_input = |args: &[&str]| {
+        let mut netd = std::process::Command::new(netd_tests::daemon::netd_binary())
+            .args(["-H", d.socket()])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("netd");
+        std::io::Write::write_all(&mut netd.stdin.take().expect("stdin"), b"hello\n").expect("input");
+        let out = netd.wait_with_output().expect("netd");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(with_input(&["run", "--rm", "-i", "--", "cat"]), "hello\n");
+    assert_eq!(with_input(&["run", "--rm", "--", "cat"]), "");
+    d.netd(&["run", "-d", "--name", "box", "--", "sleep", "300"]).ok();
+    assert_eq!(with_input(&["exec", "-i", "box", "--", "cat"]), "hello\n");
+    assert_eq!(with_input(&["exec", "box", "--", "cat"]), "");
+
+    // netd on a terminal: a pty's slave as its standard input, output and error.
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into the ints given; no name, no settings, no size.
+    let r = unsafe {
+        libc::openpty(&raw mut master, &raw mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: both fds were just opened for this test and are owned by nothing else.
+    let (master, slave) = unsafe { (std::fs::File::from_raw_fd(master), std::os::fd::OwnedFd::from_raw_fd(slave)) };
+    let script = "test -t 0 && test -t 1 && echo on-a-terminal";
+    let status = std::process::Command::new(netd_tests::daemon::netd_binary())
+        .args(["-H", d.socket(), "run", "--rm", "-it", "--", "sh", "-c", script])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .status()
+        .expect("netd");
+    assert!(status.success(), "{status:?}");
+    // Every slave is closed: the master reads what was written, then fails (EIO).
+    let mut said = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut &master, &mut buf) {
+        said.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&said), "on-a-terminal\r\n");
+
+    let before = docker(&d, &["ps", "-aq"]).ok();
+    d.netd(&["run", "-t", "--", "true"]).fails_with("the input device is not a TTY");
+    d.netd(&["exec", "-it", "box", "--", "true"]).fails_with("the input device is not a TTY");
+    for flag in ["-i", "-t"] {
+        d.netd(&["run", "-d", flag, "--", "true"]).fails_with("-i and -t are for a command in the foreground");
+    }
+    assert_eq!(docker(&d, &["ps", "-aq"]).ok(), before, "nothing was made");
+    docker(&d, &["rm", "-f", "box"]).ok();
+}
+
+/// `netd start | stop | restart | kill | wait` act on sandboxes as the docker CLI's verbs do
+/// on containers (through the same API): each names what it acted on, "nothing to do" is done,
+/// and an unknown sandbox is an error that leaves the others done.
+#[test]
+fn netd_start_stop_restart_kill_and_wait_act_as_dockers_verbs() {
+    let d = TestDaemon::start(&[]);
+    let script = "trap 'exit 3' TERM; echo up; while :; do sleep 0.1; done";
+    d.netd(&["run", "-d", "--name", "svc", "--", "sh", "-c", script]).ok();
+    // Once its trap is set (it says so), as after every start below.
+    let up = |times: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while d.netd(&["logs", "svc"]).ok() != "up\n".repeat(times) {
+            assert!(std::time::Instant::now() < deadline, "{}", d.netd(&["logs", "svc"]).ok());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let running = || docker(&d, &["inspect", "-f", "{{.State.Running}} {{.State.Pid}}", "svc"]).ok();
+    up(1);
+    assert_eq!(d.netd(&["stop", "-t", "5", "svc"]).ok(), "svc\n");
+    assert_eq!(d.netd(&["wait", "svc"]).ok(), "3\n");
+    assert_eq!(d.netd(&["stop", "svc"]).ok(), "svc\n", "stopped already");
+    assert_eq!(d.netd(&["start", "svc"]).ok(), "svc\n");
+    up(2);
+    assert!(running().starts_with("true "), "{}", running());
+    assert_eq!(d.netd(&["start", "svc"]).ok(), "svc\n", "running already");
+    assert_eq!(d.netd(&["kill", "-s", "TERM", "svc"]).ok(), "svc\n");
+    assert_eq!(d.netd(&["wait", "svc"]).ok(), "3\n");
+    d.netd(&["start", "svc"]).ok();
+    up(3);
+    let before = running();
+    assert_eq!(d.netd(&["restart", "-t", "5", "svc"]).ok(), "svc\n");
+    let after = running();
+    assert!(after.starts_with("true ") && after != before, "{before} → {after}");
+    up(4);
+    assert_eq!(d.netd(&["kill", "svc"]).ok(), "svc\n");
+    assert_eq!(d.netd(&["wait", "svc"]).ok(), "137\n");
+
+    let both = d.netd(&["stop", "svc", "nosuch"]);
+    assert_eq!((both.code, both.stdout.as_str()), (1, "svc\n"));
+    assert!(both.stderr.contains("No such container: nosuch"), "{}", both.stderr);
+    d.netd(&["kill", "-s", "NOPE", "svc"]).fails_with("Invalid signal: NOPE");
+    d.netd(&["wait", "nosuch"]).fails_with("No such container: nosuch");
+    d.netd(&["stop", "-t", "soon", "svc"]).fails_with("invalid value 'soon'");
+}
+
 /// `docker container prune` removes the sandboxes that do not run, as Docker's the containers
 /// that are stopped; `until` keeps the newer ones, a `label` filter matches none.
 #[test]

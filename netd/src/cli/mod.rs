@@ -1,6 +1,7 @@
 //! The `netd` command line: the daemon, and a client of its API with docker's verbs and output.
 
 mod daemon;
+mod lifecycle;
 mod logs;
 mod monitor;
 mod nat;
@@ -47,6 +48,16 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Remove sandboxes (their endpoints, addresses and namespace).
     Rm(sandbox::RmArgs),
+    /// Start sandboxes' commands again (`docker start`).
+    Start(lifecycle::StartArgs),
+    /// Stop sandboxes' commands: SIGTERM, then SIGKILL after -t seconds (`docker stop`).
+    Stop(lifecycle::StopArgs),
+    /// Stop and start sandboxes' commands again (`docker restart`).
+    Restart(lifecycle::StopArgs),
+    /// Send a signal to sandboxes' processes, SIGKILL by default (`docker kill`).
+    Kill(lifecycle::KillArgs),
+    /// Wait for sandboxes' commands to end and print their exit codes (`docker wait`).
+    Wait(lifecycle::WaitArgs),
     /// Show the datapath's counters by reason, overall and per endpoint.
     Stats(stats::StatsArgs),
     /// Masquerade's translations.
@@ -85,6 +96,11 @@ pub fn main() -> ExitCode {
             Command::Port(args) => sandbox::port(&client, args).await,
             Command::Inspect(args) => sandbox::inspect(&client, args).await,
             Command::Rm(args) => sandbox::rm(&client, args).await,
+            Command::Start(args) => lifecycle::start(&client, args).await,
+            Command::Stop(args) => lifecycle::stop(&client, args).await,
+            Command::Restart(args) => lifecycle::restart(&client, args).await,
+            Command::Kill(args) => lifecycle::kill(&client, args).await,
+            Command::Wait(args) => lifecycle::wait(&client, args).await,
             Command::Logs(args) => logs::logs(&client, args).await,
             Command::Stats(args) => stats::exec(&client, args).await,
             Command::Nat(cmd) => nat::exec(&client, cmd).await,

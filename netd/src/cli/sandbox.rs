@@ -87,14 +87,21 @@ struct CommandOpts {
     /// The user it runs as: a name or UID from /etc/passwd, optionally :GROUP or :GID.
     #[arg(short, long, value_name = "USER[:GROUP]")]
     user: Option<String>,
+    /// Keep its standard input: netd's (without, it reads nothing, as Docker's).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Run it on netd's terminal, which its standard input must be (with -i it reads it too).
+    #[arg(short, long)]
+    tty: bool,
 }
 
-/// [`CommandOpts`] checked: the variables to set, the directory, the user and group.
-#[derive(Default)]
+/// [`CommandOpts`] checked: the variables to set, the directory, the user and group, and
+/// whether it reads netd's standard input.
 struct Launch {
     env: Vec<(String, String)>,
     dir: Option<PathBuf>,
     ids: Option<(u32, u32)>,
+    stdin: bool,
 }
 
 impl CommandOpts {
@@ -133,7 +140,10 @@ impl CommandOpts {
         };
         let user = self.user.as_deref().unwrap_or_default();
         let ids = crate::process::resolve_user(user, std::path::Path::new("/etc"))?;
-        Ok(Launch { env, dir, ids })
+        if self.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err("the input device is not a TTY".into());
+        }
+        Ok(Launch { env, dir, ids, stdin: self.interactive })
     }
 }
 
@@ -196,6 +206,9 @@ fn spawn_in(s: &SandboxResource, command: &[String], with: &Launch) -> std::io::
     if let Some(dir) = &with.dir {
         cmd.current_dir(dir);
     }
+    if !with.stdin {
+        cmd.stdin(std::process::Stdio::null());
+    }
     let ids = with.ids;
     std::thread::spawn(move || {
         netns::enter_this_thread(&path)?;
@@ -240,6 +253,10 @@ fn start_error(e: &crate::client::ClientError) -> ExitCode {
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
+    if a.detach && (a.with.interactive || a.with.tty) {
+        // A detached command's output goes to its log, and nothing can attach to it later.
+        return fail(&"netd: -i and -t are for a command in the foreground (netd has no attach)");
+    }
     let with = match a.with.check() {
         Ok(w) => w,
         Err(e) => return fail(&format!("netd: {e}")),
