@@ -815,7 +815,7 @@ fn netd_run_in_the_foreground_passes_signals_on_and_reports_the_end() {
 
 /// `netd run` and `netd exec` give the command netd's standard input with `-i` only (without,
 /// it reads nothing, as Docker's), and run it on netd's terminal with `-t`, which needs one;
-/// a detached command can have neither.
+/// a detached command (`run -d`, `exec -d`) can have neither.
 #[test]
 fn netd_run_and_exec_read_input_with_i_and_run_on_the_terminal_with_t() {
     use std::os::fd::FromRawFd as _;
@@ -870,8 +870,22 @@ fn netd_run_and_exec_read_input_with_i_and_run_on_the_terminal_with_t() {
     d.netd(&["exec", "-it", "box", "--", "true"]).fails_with("the input device is not a TTY");
     for flag in ["-i", "-t"] {
         d.netd(&["run", "-d", flag, "--", "true"]).fails_with("-i and -t are for a command in the foreground");
+        d.netd(&["exec", "-d", flag, "box", "--", "true"]).fails_with("-i and -t are for a command in the foreground");
     }
     assert_eq!(docker(&d, &["ps", "-aq"]).ok(), before, "nothing was made");
+
+    // `exec -d` leaves the command running, its output nowhere, and says nothing.
+    let file = std::env::temp_dir().join(format!("netd-exec-d-{}", std::process::id()));
+    let script = format!("sleep 0.3; echo from-exec; hostname > {0}.new && mv {0}.new {0}", file.display());
+    assert_eq!(d.netd(&["exec", "-d", "box", "--", "sh", "-c", &script]).ok(), "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "the detached command never wrote");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let host = docker(&d, &["inspect", "-f", "{{.Config.Hostname}}", "box"]).ok();
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), host, "in the sandbox");
+    std::fs::remove_file(&file).expect("cleanup");
     docker(&d, &["rm", "-f", "box"]).ok();
 }
 

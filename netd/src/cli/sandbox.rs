@@ -64,6 +64,9 @@ pub struct RunArgs {
 
 #[derive(clap::Args)]
 pub struct ExecArgs {
+    /// Leave the command running in the background (its output goes nowhere), as `docker exec -d`.
+    #[arg(short, long)]
+    detach: bool,
     sandbox: String,
     #[command(flatten)]
     with: CommandOpts,
@@ -102,6 +105,9 @@ struct Launch {
     dir: Option<PathBuf>,
     ids: Option<(u32, u32)>,
     stdin: bool,
+    /// Left running on its own: no output, a process group of its own (a terminal's signals
+    /// to netd's group do not reach it).
+    detached: bool,
 }
 
 impl CommandOpts {
@@ -143,7 +149,7 @@ impl CommandOpts {
         if self.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err("the input device is not a TTY".into());
         }
-        Ok(Launch { env, dir, ids, stdin: self.interactive })
+        Ok(Launch { env, dir, ids, stdin: self.interactive, detached: false })
     }
 }
 
@@ -208,6 +214,10 @@ fn spawn_in(s: &SandboxResource, command: &[String], with: &Launch) -> std::io::
     }
     if !with.stdin {
         cmd.stdin(std::process::Stdio::null());
+    }
+    if with.detached {
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     }
     let ids = with.ids;
     std::thread::spawn(move || {
@@ -348,10 +358,14 @@ async fn get<T: serde::de::DeserializeOwned>(client: &Client, key: &str) -> Resu
 }
 
 pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
-    let with = match a.with.check() {
+    if a.detach && (a.with.interactive || a.with.tty) {
+        return fail(&"netd: -i and -t are for a command in the foreground (netd has no attach)");
+    }
+    let mut with = match a.with.check() {
         Ok(w) => w,
         Err(e) => return fail(&format!("netd: {e}")),
     };
+    with.detached = a.detach;
     let s: SandboxResource = match get(client, &a.sandbox).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -361,6 +375,10 @@ pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return spawn_error(&a.command[0], &e),
     };
+    if a.detach {
+        // Its own from now on: when netd exits, init adopts and reaps it.
+        return ExitCode::SUCCESS;
+    }
     match signals.wait(child).await {
         Ok(st) => exit_code(st),
         Err(e) => fail(&format!("waiting for the command: {e}")),
