@@ -40,19 +40,19 @@ pub struct WaitArgs {
 }
 
 pub async fn start(client: &Client, a: StartArgs) -> ExitCode {
-    each(client, &a.sandboxes, |_| "start".into()).await
+    each(client, &a.sandboxes, "start").await
 }
 
 pub async fn stop(client: &Client, a: StopArgs) -> ExitCode {
-    each(client, &a.sandboxes, |_| format!("stop?t={}", a.time)).await
+    each(client, &a.sandboxes, &format!("stop?t={}", a.time)).await
 }
 
 pub async fn restart(client: &Client, a: StopArgs) -> ExitCode {
-    each(client, &a.sandboxes, |_| format!("restart?t={}", a.time)).await
+    each(client, &a.sandboxes, &format!("restart?t={}", a.time)).await
 }
 
 pub async fn kill(client: &Client, a: KillArgs) -> ExitCode {
-    each(client, &a.sandboxes, |_| format!("kill?signal={}", urlencoding::encode(&a.signal))).await
+    each(client, &a.sandboxes, &format!("kill?signal={}", urlencoding::encode(&a.signal))).await
 }
 
 /// Waits for each sandbox's command to end (at once when it does not run) and prints its exit
@@ -74,12 +74,12 @@ pub async fn wait(client: &Client, a: WaitArgs) -> ExitCode {
     status
 }
 
-/// POSTs `/containers/{name}/{action(name)}` for each name; "nothing to do" (304: started
+/// POSTs `/containers/{name}/{action}` for each name; "nothing to do" (304: started
 /// already, stopped already) is done as well.
-async fn each(client: &Client, names: &[String], action: impl Fn(&str) -> String) -> ExitCode {
+async fn each(client: &Client, names: &[String], action: &str) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for name in names {
-        let path = format!("/containers/{}/{}", urlencoding::encode(name), action(name));
+        let path = format!("/containers/{}/{action}", urlencoding::encode(name));
         match client.raw(Method::POST, &path, None).await {
             Ok((code, _)) if code.is_success() || code == StatusCode::NOT_MODIFIED => println!("{name}"),
             Ok((code, body)) => status = super::fail(&crate::client::daemon_error(code, &body)),
