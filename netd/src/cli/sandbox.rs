@@ -111,8 +111,13 @@ struct Launch {
 }
 
 impl CommandOpts {
-    /// Checks every option, with Docker's messages: nothing is created when one is wrong.
-    fn check(&self) -> Result<Launch, String> {
+    /// Checks every option for a command run in the foreground or (`detached`) left running,
+    /// with Docker's messages: nothing is created when one is wrong.
+    fn check(&self, detached: bool) -> Result<Launch, String> {
+        if detached && (self.interactive || self.tty) {
+            // Its output goes to a log or nowhere, and nothing can attach to it later.
+            return Err("-i and -t are for a command in the foreground (netd has no attach)".into());
+        }
         let mut env = Vec::new();
         for file in &self.env_file {
             let text = std::fs::read_to_string(file).map_err(|e| format!("open {}: {e}", file.display()))?;
@@ -149,7 +154,7 @@ impl CommandOpts {
         if self.tty && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             return Err("the input device is not a TTY".into());
         }
-        Ok(Launch { env, dir, ids, stdin: self.interactive, detached: false })
+        Ok(Launch { env, dir, ids, stdin: self.interactive, detached })
     }
 }
 
@@ -263,11 +268,7 @@ fn start_error(e: &crate::client::ClientError) -> ExitCode {
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> ExitCode {
-    if a.detach && (a.with.interactive || a.with.tty) {
-        // A detached command's output goes to its log, and nothing can attach to it later.
-        return fail(&"netd: -i and -t are for a command in the foreground (netd has no attach)");
-    }
-    let with = match a.with.check() {
+    let with = match a.with.check(a.detach) {
         Ok(w) => w,
         Err(e) => return fail(&format!("netd: {e}")),
     };
@@ -358,14 +359,10 @@ async fn get<T: serde::de::DeserializeOwned>(client: &Client, key: &str) -> Resu
 }
 
 pub async fn exec(client: &Client, a: ExecArgs) -> ExitCode {
-    if a.detach && (a.with.interactive || a.with.tty) {
-        return fail(&"netd: -i and -t are for a command in the foreground (netd has no attach)");
-    }
-    let mut with = match a.with.check() {
+    let with = match a.with.check(a.detach) {
         Ok(w) => w,
         Err(e) => return fail(&format!("netd: {e}")),
     };
-    with.detached = a.detach;
     let s: SandboxResource = match get(client, &a.sandbox).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
